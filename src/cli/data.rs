@@ -1,0 +1,405 @@
+//! `tunelab data …`: inspect, validate, convert, stats and formats.
+
+use super::exit;
+use super::render;
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tunelab::data::convert::{self, ConvertError, OnError};
+use tunelab::data::scan::{self, Lengths};
+use tunelab::data::{DataError, Dataset, Format, Kind};
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Show the format, kind, counts, lengths and the first records.
+    Inspect {
+        #[command(flatten)]
+        input: Input,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// How many records to show.
+        #[arg(short = 'n', long, default_value_t = 3)]
+        samples: usize,
+    },
+    /// Check every record; exit 0 when clean, 1 with problems, 2 when unreadable.
+    Validate {
+        #[command(flatten)]
+        input: Input,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Print at most this many problems (all are counted).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Convert to another format (.json writes an array, .jsonl JSON Lines).
+    Convert {
+        #[command(flatten)]
+        input: Input,
+        /// The target format.
+        #[arg(long, value_parser = parse_format)]
+        to: Format,
+        /// The output file; written atomically.
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+        /// `fail` writes nothing if any record is bad; `skip` leaves bad records out.
+        #[arg(long, default_value = "fail", value_parser = parse_on_error)]
+        on_error: OnError,
+    },
+    /// Per-field length distributions and duplicate records.
+    Stats {
+        #[command(flatten)]
+        input: Input,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the supported formats and their record shapes.
+    Formats,
+}
+
+#[derive(Debug, Args)]
+pub struct Input {
+    /// A .json, .jsonl or .parquet dataset file.
+    pub file: PathBuf,
+    /// The format: `auto` detects it from the first records.
+    #[arg(long, default_value = "auto", value_parser = parse_format_or_auto)]
+    pub format: FormatChoice,
+}
+
+/// `auto`, or a named format.
+#[derive(Debug, Clone, Copy)]
+pub struct FormatChoice(pub Option<Format>);
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    s.parse()
+}
+
+fn parse_format_or_auto(s: &str) -> Result<FormatChoice, String> {
+    if s == "auto" {
+        Ok(FormatChoice(None))
+    } else {
+        s.parse().map(|f| FormatChoice(Some(f)))
+    }
+}
+
+fn parse_on_error(s: &str) -> Result<OnError, String> {
+    s.parse()
+}
+
+pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DataCommand::Inspect {
+            input,
+            json,
+            samples,
+        } => inspect(&input, json, samples),
+        DataCommand::Validate { input, json, limit } => validate(&input, json, limit),
+        DataCommand::Convert {
+            input,
+            to,
+            output,
+            on_error,
+        } => convert_cmd(&input, to, &output, on_error),
+        DataCommand::Stats { input, json } => stats(&input, json),
+        DataCommand::Formats => {
+            for f in Format::ALL {
+                println!("{:<20} {:<11} {}", f.name(), f.kind().as_str(), f.shape());
+            }
+            Ok(ExitCode::from(exit::OK))
+        }
+    }
+}
+
+fn open(input: &Input) -> Result<Dataset, DataError> {
+    Dataset::open(&input.file, input.format.0)
+}
+
+/// Prints a file-level error and returns the "unusable" exit code.
+fn unusable(e: &DataError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(exit::UNUSABLE)
+}
+
+fn summary_json(l: &Lengths) -> Value {
+    serde_json::to_value(l.summary()).unwrap_or(Value::Null)
+}
+
+fn inspect(input: &Input, as_json: bool, samples: usize) -> anyhow::Result<ExitCode> {
+    let ds = match open(input) {
+        Ok(d) => d,
+        Err(e) => return Ok(unusable(&e)),
+    };
+    let s = match scan::scan(&ds, samples) {
+        Ok(s) => s,
+        Err(e) => return Ok(unusable(&e)),
+    };
+    if as_json {
+        let roles: serde_json::Map<String, Value> = s
+            .roles
+            .iter()
+            .map(|(r, n)| (r.as_str().to_string(), json!(n)))
+            .collect();
+        let out = json!({
+            "file": ds.file.path,
+            "container": ds.file.container.name(),
+            "bytes": ds.file.bytes,
+            "format": ds.format.name(),
+            "evidence": ds.evidence,
+            "kind": ds.kind().as_str(),
+            "records": s.records,
+            "valid": s.valid,
+            "invalid": s.invalid,
+            "roles": roles,
+            "turns": summary_json(&s.turns),
+            "chars": summary_json(&s.chars),
+            "samples": s.samples.iter().map(|(loc, r)| json!({"location": loc.to_string(), "record": r.to_canonical_json()})).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::from(exit::OK));
+    }
+    println!(
+        "file      {} ({}, {})",
+        ds.file.path.display(),
+        ds.file.container.name(),
+        render::bytes(ds.file.bytes)
+    );
+    println!("format    {}  ({})", ds.format, ds.evidence);
+    println!("kind      {}", ds.kind());
+    println!(
+        "records   {} ({} valid, {} with problems)",
+        s.records, s.valid, s.invalid
+    );
+    if !s.roles.is_empty() {
+        let roles: Vec<String> = s.roles.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        println!("roles     {}", roles.join(" · "));
+    }
+    if ds.kind() != Kind::Text {
+        println!("turns     {}", render::lengths(&s.turns));
+    }
+    println!("chars     {}", render::lengths(&s.chars));
+    if let Some(p) = s.problems.first() {
+        println!("problems  first: {p}  (run `tunelab data validate` for all)");
+    }
+    for (loc, r) in &s.samples {
+        println!();
+        print!("{}", render::record(*loc, r, 400));
+    }
+    Ok(ExitCode::from(exit::OK))
+}
+
+fn validate(input: &Input, as_json: bool, limit: usize) -> anyhow::Result<ExitCode> {
+    let ds = match open(input) {
+        Ok(d) => d,
+        Err(e) => return Ok(unusable(&e)),
+    };
+    let path = ds.file.path.display().to_string();
+    let mut records = 0u64;
+    let mut bad = 0u64;
+    let mut total = 0u64;
+    let mut listed = Vec::new();
+    let items = match ds.items() {
+        Ok(i) => i,
+        Err(e) => return Ok(unusable(&e)),
+    };
+    for item in items {
+        let item = match item {
+            Ok(i) => i,
+            Err(e) => {
+                // The container broke mid-way: report what was found, then the fatal error.
+                for p in &listed {
+                    eprintln!("{path}: {p}");
+                }
+                return Ok(unusable(&e));
+            }
+        };
+        records += 1;
+        if let Err(problems) = item.result {
+            bad += 1;
+            total += problems.len() as u64;
+            for p in problems {
+                if listed.len() < limit {
+                    if !as_json {
+                        println!("{path}: {p}");
+                    }
+                    listed.push(p);
+                }
+            }
+        }
+    }
+    if as_json {
+        let out = json!({
+            "file": ds.file.path,
+            "format": ds.format.name(),
+            "kind": ds.kind().as_str(),
+            "records": records,
+            "invalid": bad,
+            "problems_total": total,
+            "problems": listed.iter().map(|p| json!({"location": p.location.to_string(), "field": p.field, "message": p.message})).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else if bad == 0 {
+        println!("{path}: {records} records, all valid ({})", ds.format);
+    } else {
+        if total as usize > listed.len() {
+            println!(
+                "… {} more problems not shown (raise --limit)",
+                total as usize - listed.len()
+            );
+        }
+        println!(
+            "{path}: {bad} of {records} records have problems ({total} problems, {})",
+            ds.format
+        );
+    }
+    Ok(ExitCode::from(if bad == 0 {
+        exit::OK
+    } else {
+        exit::PROBLEMS
+    }))
+}
+
+fn convert_cmd(
+    input: &Input,
+    to: Format,
+    output: &std::path::Path,
+    on_error: OnError,
+) -> anyhow::Result<ExitCode> {
+    let ds = match open(input) {
+        Ok(d) => d,
+        Err(e) => return Ok(unusable(&e)),
+    };
+    let started = std::time::Instant::now();
+    let report = match convert::convert(&ds, output, to, on_error) {
+        Ok(r) => r,
+        Err(ConvertError::Data(e)) => return Ok(unusable(&e)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(exit::PROBLEMS));
+        }
+    };
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{} ({}) → {} ({}): {} of {} records written in {:.2}s ({:.1} MB/s)",
+        ds.file.path.display(),
+        ds.format,
+        output.display(),
+        to,
+        report.written,
+        report.read,
+        secs,
+        ds.file.bytes as f64 / 1e6 / secs.max(1e-9)
+    );
+    for (note, n) in report.notes.iter() {
+        eprintln!("  note: {note} ({n} records)");
+    }
+    if report.skipped > 0 {
+        eprintln!("  skipped {} records:", report.skipped);
+        for p in &report.problems {
+            eprintln!("    {}: {p}", ds.file.path.display());
+        }
+        if report.skipped as usize > report.problems.len() {
+            eprintln!("    … and more");
+        }
+    }
+    Ok(ExitCode::from(exit::OK))
+}
+
+fn stats(input: &Input, as_json: bool) -> anyhow::Result<ExitCode> {
+    let ds = match open(input) {
+        Ok(d) => d,
+        Err(e) => return Ok(unusable(&e)),
+    };
+    let s = match scan::scan(&ds, 0) {
+        Ok(s) => s,
+        Err(e) => return Ok(unusable(&e)),
+    };
+    if as_json {
+        let fields: serde_json::Map<String, Value> = s
+            .fields
+            .iter()
+            .map(|(n, l)| (n.clone(), summary_json(l)))
+            .collect();
+        let out = json!({
+            "file": ds.file.path,
+            "format": ds.format.name(),
+            "kind": ds.kind().as_str(),
+            "records": s.records,
+            "valid": s.valid,
+            "invalid": s.invalid,
+            "fields": fields,
+            "turns": summary_json(&s.turns),
+            "chars": summary_json(&s.chars),
+            "duplicates": s.duplicates,
+            "duplicate_examples": s.duplicate_examples.iter().map(|(d, f)| json!({"duplicate": d.to_string(), "first": f.to_string()})).collect::<Vec<_>>(),
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).context("serialising stats")?
+        );
+        return Ok(ExitCode::from(exit::OK));
+    }
+    println!(
+        "{} · {} · {} records ({} valid)",
+        ds.file.path.display(),
+        ds.format,
+        s.records,
+        s.valid
+    );
+    println!();
+    println!("characters per field");
+    let widths = [22, 8, 8, 7, 7, 7, 7, 8];
+    let head = ["field", "count", "mean", "min", "p50", "p90", "p99", "max"].map(String::from);
+    println!("{}", render::row(&head, &widths));
+    let mut all: Vec<(String, &Lengths)> = s.fields.iter().map(|(n, l)| (n.clone(), l)).collect();
+    all.push(("record (all text)".into(), &s.chars));
+    if ds.kind() != Kind::Text {
+        println!();
+    }
+    for (name, l) in all {
+        let sm = l.summary();
+        let cells = [
+            name,
+            sm.count.to_string(),
+            format!("{:.1}", sm.mean),
+            sm.min.to_string(),
+            sm.p50.to_string(),
+            sm.p90.to_string(),
+            sm.p99.to_string(),
+            sm.max.to_string(),
+        ];
+        println!("{}", render::row(&cells, &widths));
+    }
+    if ds.kind() != Kind::Text {
+        println!();
+        println!("messages per record  {}", render::lengths(&s.turns));
+    }
+    println!();
+    println!("record length histogram (characters)");
+    let hist = s.chars.histogram(10);
+    let peak = hist.iter().map(|b| b.2).max().unwrap_or(1).max(1);
+    for (lo, hi, n) in hist {
+        let bar = "█".repeat(((n as f64 / peak as f64) * 40.0).round() as usize);
+        println!("  {lo:>7}–{hi:<7} {n:>7}  {bar}");
+    }
+    println!();
+    if s.duplicates == 0 {
+        println!("duplicates  none");
+    } else {
+        let ex: Vec<String> = s
+            .duplicate_examples
+            .iter()
+            .take(5)
+            .map(|(d, f)| format!("{d} = {f}"))
+            .collect();
+        println!(
+            "duplicates  {} records repeat an earlier one ({})",
+            s.duplicates,
+            ex.join(", ")
+        );
+    }
+    Ok(ExitCode::from(exit::OK))
+}

@@ -1,0 +1,52 @@
+//! The command line: a thin shell over the core. Each subcommand prints its own output and
+//! returns an exit code; errors at this edge are `anyhow`.
+
+pub mod data;
+mod render;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Exit codes the CLI promises.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// The data has problems (validation found some, or a conversion stopped on one).
+    pub const PROBLEMS: u8 = 1;
+    /// The input cannot be used at all: missing, unreadable, not a dataset, bad arguments.
+    pub const UNUSABLE: u8 = 2;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tunelab",
+    version,
+    about = "A terminal workbench for fine-tuning large language models",
+    long_about = "A terminal workbench for fine-tuning large language models.\n\n\
+                  Every workbench action is also a subcommand, so it can be scripted."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Dataset tools: inspect, validate, convert, stats, formats.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Some(Command::Data(cmd)) => data::run(cmd),
+        None => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            let help = cmd.render_help();
+            println!("{help}");
+            println!("The interactive workbench is not built yet; use the subcommands above.");
+            Ok(ExitCode::from(exit::OK))
+        }
+    }
+}

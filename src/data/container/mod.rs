@@ -1,0 +1,276 @@
+//! File containers: JSON (an array, or an object holding one), JSON Lines and Parquet.
+//!
+//! Every container yields raw JSON objects with their location, one at a time, so a
+//! 10 GB JSON Lines, JSON array or Parquet file is never held in memory whole.
+
+mod json_array;
+mod jsonl;
+mod parquet_rows;
+
+use super::error::{DataError, Result};
+use super::problem::Location;
+use serde_json::{Map, Value};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+pub use json_array::JsonArrayReader;
+pub use jsonl::JsonlReader;
+
+/// One raw record: a JSON object, or why this record could not be read as one.
+#[derive(Debug, Clone)]
+pub struct RawRecord {
+    pub location: Location,
+    pub value: std::result::Result<Map<String, Value>, String>,
+}
+
+/// A stream of raw records. An `Err` item is fatal: the container is broken past that point.
+pub type RawRecords = Box<dyn Iterator<Item = Result<RawRecord>> + Send>;
+
+/// The file container, chosen from the extension and, for `.json`, the first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Container {
+    JsonArray,
+    /// A `.json` file whose top level is an object holding the array of records.
+    JsonObject,
+    Jsonl,
+    Parquet,
+}
+
+impl Container {
+    pub fn name(self) -> &'static str {
+        match self {
+            Container::JsonArray => "json (array)",
+            Container::JsonObject => "json (object holding an array)",
+            Container::Jsonl => "jsonl",
+            Container::Parquet => "parquet",
+        }
+    }
+}
+
+/// Keys that hold a record's own arrays: an object with one of these is a record, not a wrapper.
+const RECORD_ARRAY_KEYS: &[&str] = &[
+    "conversations",
+    "messages",
+    "history",
+    "chosen",
+    "rejected",
+    "prompt",
+    "completion",
+    "tools",
+];
+
+/// An opened dataset file; [`records`](Self::records) can be called again for a second pass.
+#[derive(Debug, Clone)]
+pub struct DatasetFile {
+    pub path: PathBuf,
+    pub container: Container,
+    pub bytes: u64,
+}
+
+impl DatasetFile {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let meta = std::fs::metadata(&path).map_err(|e| DataError::io(&path, e))?;
+        if meta.is_dir() {
+            return Err(DataError::IsDirectory { path });
+        }
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .unwrap_or_default();
+        let container = match ext.as_str() {
+            "jsonl" | "ndjson" => Container::Jsonl,
+            "parquet" => Container::Parquet,
+            "json" => sniff_json(&path)?,
+            _ => return Err(DataError::UnknownExtension { path }),
+        };
+        if meta.len() == 0 {
+            return Err(DataError::Empty {
+                path,
+                expected: "JSON records",
+            });
+        }
+        Ok(DatasetFile {
+            path,
+            container,
+            bytes: meta.len(),
+        })
+    }
+
+    pub fn records(&self) -> Result<RawRecords> {
+        let path = &self.path;
+        let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+        Ok(match self.container {
+            Container::Jsonl => Box::new(JsonlReader::new(path.clone(), file)),
+            Container::JsonArray => Box::new(JsonArrayReader::new(path.clone(), file)),
+            Container::JsonObject => Box::new(read_wrapped_array(path, file)?.into_iter()),
+            Container::Parquet => parquet_rows::open(path, file)?,
+        })
+    }
+}
+
+/// Decides between a JSON array, a wrapping object and JSON Lines in a `.json` file.
+fn sniff_json(path: &Path) -> Result<Container> {
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut reader = BufReader::new(file);
+    let mut first_line = Vec::new();
+    reader
+        .read_until(b'\n', &mut first_line)
+        .map_err(|e| DataError::io(path, e))?;
+    let trimmed = strip_bom(&first_line);
+    let start = trimmed.iter().position(|b| !b.is_ascii_whitespace());
+    let Some(start) = start else {
+        // The first line is blank: look further for the first significant byte.
+        let mut rest = Vec::new();
+        reader
+            .by_ref()
+            .take(1 << 20)
+            .read_to_end(&mut rest)
+            .map_err(|e| DataError::io(path, e))?;
+        return match rest.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'[') => Ok(Container::JsonArray),
+            Some(b'{') => Ok(Container::JsonObject),
+            Some(_) => Err(not_json(path)),
+            None => Err(DataError::Empty {
+                path: path.to_path_buf(),
+                expected: "JSON records",
+            }),
+        };
+    };
+    match trimmed[start] {
+        b'[' => Ok(Container::JsonArray),
+        b'{' => {
+            // A complete object on the first line followed by more lines is JSON Lines saved as `.json`.
+            let complete = serde_json::from_slice::<Value>(trimmed).is_ok();
+            if complete {
+                let mut next = Vec::new();
+                loop {
+                    next.clear();
+                    let n = reader
+                        .read_until(b'\n', &mut next)
+                        .map_err(|e| DataError::io(path, e))?;
+                    if n == 0 {
+                        return Ok(Container::JsonObject);
+                    }
+                    if next.iter().any(|b| !b.is_ascii_whitespace()) {
+                        return Ok(Container::Jsonl);
+                    }
+                }
+            }
+            Ok(Container::JsonObject)
+        }
+        _ => Err(not_json(path)),
+    }
+}
+
+fn not_json(path: &Path) -> DataError {
+    DataError::Malformed {
+        path: path.to_path_buf(),
+        location: "line 1".into(),
+        message: "expected a JSON array '[' or object '{' at the start of the file".into(),
+    }
+}
+
+pub(crate) fn strip_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
+}
+
+/// A `.json` file whose top level is an object: either one array of records inside it, or a single record.
+fn read_wrapped_array(path: &Path, file: File) -> Result<Vec<Result<RawRecord>>> {
+    let mut bytes = Vec::new();
+    BufReader::new(file)
+        .read_to_end(&mut bytes)
+        .map_err(|e| DataError::io(path, e))?;
+    let text = std::str::from_utf8(strip_bom(&bytes)).map_err(|e| DataError::Malformed {
+        path: path.to_path_buf(),
+        location: format!("byte {}", e.valid_up_to()),
+        message: "not valid UTF-8".into(),
+    })?;
+    let value: Value = serde_json::from_str(text).map_err(|e| DataError::Malformed {
+        path: path.to_path_buf(),
+        location: format!("line {}", e.line()),
+        message: json_error_message(&e),
+    })?;
+    let Value::Object(obj) = value else {
+        return Err(not_json(path));
+    };
+    let arrays: Vec<&String> = obj
+        .iter()
+        .filter(|(_, v)| matches!(v, Value::Array(items) if items.iter().all(Value::is_object)))
+        .map(|(k, _)| k)
+        .collect();
+    let is_record = obj.keys().any(|k| RECORD_ARRAY_KEYS.contains(&k.as_str()));
+    if is_record || arrays.is_empty() {
+        return Ok(vec![Ok(RawRecord {
+            location: Location::Record(1),
+            value: Ok(obj),
+        })]);
+    }
+    if arrays.len() > 1 {
+        let names: Vec<&str> = arrays.iter().map(|s| s.as_str()).collect();
+        return Err(DataError::Detect {
+            path: path.to_path_buf(),
+            message: format!(
+                "the top-level object holds several arrays of records ({}); expected one",
+                names.join(", ")
+            ),
+        });
+    }
+    let key = arrays[0].clone();
+    let mut obj = obj;
+    let Some(Value::Array(items)) = obj.remove(&key) else {
+        return Ok(Vec::new());
+    };
+    Ok(items
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            Ok(RawRecord {
+                location: Location::Record(i as u64 + 1),
+                value: match v {
+                    Value::Object(m) => Ok(m),
+                    other => Err(expected_object(&other)),
+                },
+            })
+        })
+        .collect())
+}
+
+pub(crate) fn expected_object(v: &Value) -> String {
+    format!(
+        "expected a JSON object, found {}",
+        super::problem::describe(v)
+    )
+}
+
+/// serde_json's message without its own "at line L column C" suffix.
+pub(crate) fn json_error_message(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let msg = match full.rfind(" at line ") {
+        Some(i) => full[..i].to_string(),
+        None => full,
+    };
+    match e.classify() {
+        serde_json::error::Category::Eof => {
+            format!("truncated JSON: the input ends inside the record ({msg})")
+        }
+        _ => format!("invalid JSON at column {}: {msg}", e.column()),
+    }
+}
+
+/// Parses one record's bytes into an object, or says why not.
+pub(crate) fn parse_object(bytes: &[u8]) -> std::result::Result<Map<String, Value>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        format!(
+            "not valid UTF-8 (bad byte at offset {} of the record)",
+            e.valid_up_to()
+        )
+    })?;
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(other) => Err(expected_object(&other)),
+        Err(e) => Err(json_error_message(&e)),
+    }
+}

@@ -1,0 +1,49 @@
+//! Parquet (how the Hugging Face hub serves datasets), read row by row through the record API:
+//! one row group is decoded at a time, and nested lists and structs become JSON arrays and objects.
+
+use super::{RawRecord, RawRecords};
+use crate::data::error::{DataError, Result};
+use crate::data::problem::Location;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use serde_json::Value;
+use std::fs::File;
+use std::path::Path;
+
+pub fn open(path: &Path, file: File) -> Result<RawRecords> {
+    let reader = SerializedFileReader::new(file).map_err(|e| DataError::Malformed {
+        path: path.to_path_buf(),
+        location: "footer".into(),
+        message: format!("not a readable Parquet file: {e}"),
+    })?;
+    let rows = reader.metadata().file_metadata().num_rows();
+    if rows == 0 {
+        return Ok(Box::new(std::iter::empty()));
+    }
+    let path = path.to_path_buf();
+    let mut index = 0u64;
+    let mut failed = false;
+    let iter = reader.into_iter().map_while(move |row| {
+        if failed {
+            return None;
+        }
+        index += 1;
+        Some(match row {
+            Ok(row) => Ok(RawRecord {
+                location: Location::Record(index),
+                value: match row.to_json_value() {
+                    Value::Object(m) => Ok(m),
+                    other => Err(super::expected_object(&other)),
+                },
+            }),
+            Err(e) => {
+                failed = true;
+                Err(DataError::Malformed {
+                    path: path.clone(),
+                    location: format!("record {index}"),
+                    message: format!("cannot decode the Parquet row: {e}"),
+                })
+            }
+        })
+    });
+    Ok(Box::new(iter))
+}

@@ -1,0 +1,315 @@
+//! The canonical in-memory model every dataset format reads into and writes from.
+//!
+//! A record is a conversation (SFT), a preference pair (DPO) or raw text, plus the
+//! source's extra fields (`meta`), which conversion carries along.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// Who speaks a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::System, Role::User, Role::Assistant, Role::Tool];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A function call an assistant message makes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub name: String,
+    /// Usually a JSON object; kept as a string when the source's arguments were not valid JSON.
+    pub arguments: Value,
+}
+
+/// The source field a message came from (`conversations[3]`), for error messages.
+/// It never takes part in equality, so records read from different formats compare by content.
+#[derive(Debug, Clone, Default)]
+pub struct SourcePath(pub String);
+
+impl PartialEq for SourcePath {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub role: Role,
+    /// Text segments, rendered joined by `"\n"`. Alpaca's `instruction` and `input` (and Dolly's
+    /// `instruction` and `context`) stay separate segments so a round trip gives them back.
+    pub parts: Vec<String>,
+    pub tool_calls: Vec<ToolCall>,
+    pub tool_call_id: Option<String>,
+    pub name: Option<String>,
+    /// Per-message loss weight (OpenAI's `weight`, LLaMA-Factory's `loss_weight`); overrides the masking policy.
+    pub weight: Option<f32>,
+    pub source: SourcePath,
+}
+
+/// The separator between a message's text parts when it is rendered.
+pub const PART_SEPARATOR: &str = "\n";
+
+impl Message {
+    pub fn new(role: Role, text: impl Into<String>) -> Self {
+        Message {
+            role,
+            parts: vec![text.into()],
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            name: None,
+            weight: None,
+            source: SourcePath::default(),
+        }
+    }
+
+    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+        self.source = SourcePath(source.into());
+        self
+    }
+
+    /// The message's text as a model sees it.
+    pub fn text(&self) -> String {
+        self.parts.join(PART_SEPARATOR)
+    }
+
+    pub fn char_len(&self) -> usize {
+        self.parts.iter().map(|p| p.chars().count()).sum::<usize>()
+            + self.parts.len().saturating_sub(1)
+    }
+
+    /// True when there is neither text nor a tool call.
+    pub fn is_empty(&self) -> bool {
+        self.tool_calls.is_empty() && self.parts.iter().all(|p| p.trim().is_empty())
+    }
+}
+
+/// Multi-turn supervised data.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Conversation {
+    pub messages: Vec<Message>,
+    /// Tool (function) definitions: objects with `name`, `description`, `parameters`.
+    pub tools: Vec<Value>,
+    /// Plain prompt/completion strings (TRL's "standard" format): trained without a chat template.
+    pub plain: bool,
+}
+
+/// A prompt with a preferred and a dispreferred completion.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PreferencePair {
+    pub prompt: Vec<Message>,
+    pub chosen: Vec<Message>,
+    pub rejected: Vec<Message>,
+    pub tools: Vec<Value>,
+    /// Plain strings rather than messages (TRL's "standard" preference format).
+    pub plain: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    Conversation(Conversation),
+    Preference(PreferencePair),
+    Text(String),
+}
+
+/// One dataset record in canonical form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub body: Body,
+    /// Fields of the source record that the format does not define, in source order.
+    pub meta: Map<String, Value>,
+}
+
+/// What a record trains: supervised fine-tuning, preference optimisation, or plain language modelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Sft,
+    Preference,
+    Text,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Sft => "sft",
+            Kind::Preference => "preference",
+            Kind::Text => "text",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Record {
+    pub fn conversation(c: Conversation) -> Self {
+        Record {
+            body: Body::Conversation(c),
+            meta: Map::new(),
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self.body {
+            Body::Conversation(_) => Kind::Sft,
+            Body::Preference(_) => Kind::Preference,
+            Body::Text(_) => Kind::Text,
+        }
+    }
+
+    /// Every message, in reading order (prompt, chosen, rejected for a pair).
+    pub fn messages(&self) -> Vec<&Message> {
+        match &self.body {
+            Body::Conversation(c) => c.messages.iter().collect(),
+            Body::Preference(p) => p
+                .prompt
+                .iter()
+                .chain(p.chosen.iter())
+                .chain(p.rejected.iter())
+                .collect(),
+            Body::Text(_) => Vec::new(),
+        }
+    }
+
+    /// Characters of text in the record (message texts, or the raw text).
+    pub fn char_len(&self) -> usize {
+        match &self.body {
+            Body::Text(t) => t.chars().count(),
+            _ => self.messages().iter().map(|m| m.char_len()).sum(),
+        }
+    }
+
+    /// A stable 64-bit fingerprint of the content (not the meta), for duplicate detection.
+    pub fn fingerprint(&self) -> u64 {
+        let mut h = Fnv::default();
+        match &self.body {
+            Body::Text(t) => {
+                h.write(b"T");
+                h.write(t.as_bytes());
+            }
+            Body::Conversation(c) => {
+                h.write(b"C");
+                hash_messages(&mut h, &c.messages);
+            }
+            Body::Preference(p) => {
+                h.write(b"P");
+                hash_messages(&mut h, &p.prompt);
+                h.write(b"|c");
+                hash_messages(&mut h, &p.chosen);
+                h.write(b"|r");
+                hash_messages(&mut h, &p.rejected);
+            }
+        }
+        h.0
+    }
+
+    /// The canonical JSON form tunelab shows in `--json` output: OpenAI-style messages.
+    pub fn to_canonical_json(&self) -> Value {
+        let mut out = Map::new();
+        out.insert("kind".into(), Value::String(self.kind().as_str().into()));
+        match &self.body {
+            Body::Text(t) => {
+                out.insert("text".into(), Value::String(t.clone()));
+            }
+            Body::Conversation(c) => {
+                out.insert("messages".into(), messages_json(&c.messages));
+                if !c.tools.is_empty() {
+                    out.insert("tools".into(), Value::Array(c.tools.clone()));
+                }
+            }
+            Body::Preference(p) => {
+                out.insert("prompt".into(), messages_json(&p.prompt));
+                out.insert("chosen".into(), messages_json(&p.chosen));
+                out.insert("rejected".into(), messages_json(&p.rejected));
+            }
+        }
+        if !self.meta.is_empty() {
+            out.insert("meta".into(), Value::Object(self.meta.clone()));
+        }
+        Value::Object(out)
+    }
+}
+
+fn messages_json(messages: &[Message]) -> Value {
+    Value::Array(
+        messages
+            .iter()
+            .map(|m| {
+                let mut o = Map::new();
+                o.insert("role".into(), Value::String(m.role.as_str().into()));
+                o.insert("content".into(), Value::String(m.text()));
+                if !m.tool_calls.is_empty() {
+                    let calls = serde_json::to_value(&m.tool_calls).unwrap_or(Value::Null);
+                    o.insert("tool_calls".into(), calls);
+                }
+                if let Some(w) = m.weight {
+                    o.insert("weight".into(), Value::from(w));
+                }
+                Value::Object(o)
+            })
+            .collect(),
+    )
+}
+
+fn hash_messages(h: &mut Fnv, messages: &[Message]) {
+    for m in messages {
+        h.write(m.role.as_str().as_bytes());
+        h.write(&[0]);
+        for p in &m.parts {
+            h.write(p.as_bytes());
+            h.write(&[1]);
+        }
+        for c in &m.tool_calls {
+            h.write(c.name.as_bytes());
+            h.write(c.arguments.to_string().as_bytes());
+        }
+        h.write(&[2]);
+    }
+}
+
+/// FNV-1a: stable across builds and platforms, unlike `DefaultHasher`.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}

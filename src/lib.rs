@@ -1,0 +1,8 @@
+//! tunelab: a terminal workbench for fine-tuning large language models.
+//!
+//! The library is the headless core. It never prints and never imports a terminal UI crate;
+//! the `tunelab` binary's CLI (and, later, the TUI) are thin shells over it.
+
+pub mod data;
+pub mod logging;
+pub mod paths;

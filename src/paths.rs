@@ -1,0 +1,51 @@
+//! Where tunelab keeps its files: the platform's config, data and state folders (from
+//! `directories`), or everything under `$TUNELAB_HOME` when that is set (tests, portable installs).
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    pub config: PathBuf,
+    pub data: PathBuf,
+    pub state: PathBuf,
+    pub cache: PathBuf,
+}
+
+impl Paths {
+    pub fn resolve() -> Paths {
+        if let Some(home) = std::env::var_os("TUNELAB_HOME").filter(|h| !h.is_empty()) {
+            let home = PathBuf::from(home);
+            return Paths {
+                config: home.join("config"),
+                data: home.join("data"),
+                state: home.join("state"),
+                cache: home.join("cache"),
+            };
+        }
+        match directories::ProjectDirs::from("", "", "tunelab") {
+            Some(d) => Paths {
+                config: d.config_dir().to_path_buf(),
+                data: d.data_dir().to_path_buf(),
+                state: d
+                    .state_dir()
+                    .unwrap_or_else(|| d.data_local_dir())
+                    .to_path_buf(),
+                cache: d.cache_dir().to_path_buf(),
+            },
+            None => {
+                let base = std::env::temp_dir().join("tunelab");
+                Paths {
+                    config: base.join("config"),
+                    data: base.join("data"),
+                    state: base.join("state"),
+                    cache: base.join("cache"),
+                }
+            }
+        }
+    }
+
+    /// The log file; logs never go to stdout, which belongs to command output and the TUI.
+    pub fn log_file(&self) -> PathBuf {
+        self.state.join("tunelab.log")
+    }
+}

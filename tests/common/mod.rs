@@ -1,0 +1,49 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The real public datasets in `../shared/datasets` (or `$TUNELAB_SHARED_DATA`).
+/// Under `CI=true` a missing folder fails the test; elsewhere the test says it skipped.
+pub fn shared_datasets(test: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("TUNELAB_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets"));
+    if dir.join("alpaca_en_demo.json").is_file() {
+        return Some(dir);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "{test}: the shared datasets are missing at {} and CI=true requires them",
+            dir.display()
+        );
+    }
+    eprintln!(
+        "SKIPPED {test}: no shared datasets at {} (set TUNELAB_SHARED_DATA)",
+        dir.display()
+    );
+    None
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+/// The `tunelab` binary with its home in a fresh temporary folder.
+pub fn tunelab(home: &tempfile::TempDir) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tunelab"));
+    c.env("TUNELAB_HOME", home.path()).env("NO_COLOR", "1");
+    c
+}
+
+pub fn run(home: &tempfile::TempDir, args: &[&str]) -> (i32, String, String) {
+    let out: Output = tunelab(home).args(args).output().expect("run tunelab");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
