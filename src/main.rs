@@ -3,6 +3,11 @@ use std::process::ExitCode;
 
 mod cli;
 
+/// mimalloc: the data tools allocate on worker threads and free on the writer; glibc's
+/// arenas contend on that pattern.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     let paths = tunelab::paths::Paths::resolve();

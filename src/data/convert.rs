@@ -1,11 +1,13 @@
 //! Streaming conversion between formats, with a report of what could not be carried.
+//! Records are parsed, converted and serialised in ordered batches on every core.
 
+use super::container::RawRecord;
 use super::error::DataError;
 use super::format::{Format, Notes};
 use super::problem::Problem;
 use super::record::Kind;
 use super::writer::RecordWriter;
-use super::Dataset;
+use super::{parallel, read_record, Dataset};
 use std::path::Path;
 
 /// What to do with a record that cannot be read or written.
@@ -31,6 +33,10 @@ impl std::str::FromStr for OnError {
 
 /// Skipped problems kept in full in a report; the rest are only counted.
 pub const MAX_LISTED: usize = 50;
+
+/// Records per parallel batch: large enough to amortise thread start-up, small enough to
+/// keep memory flat.
+const BATCH: usize = 4096;
 
 #[derive(Debug, Clone, Default)]
 pub struct ConvertReport {
@@ -66,6 +72,30 @@ pub fn compatible(from: Kind, to: Kind) -> bool {
     from == to || (from == Kind::Preference && to == Kind::Sft)
 }
 
+/// One record's outcome: its serialised output with notes, or its problems.
+type Outcome = Result<(Vec<u8>, Notes), Vec<Problem>>;
+
+fn convert_one(from: Format, to: Format, raw: RawRecord) -> Outcome {
+    let location = raw.location;
+    let record = read_record(from, location, raw.value())?;
+    let mut notes = Notes::default();
+    let obj = to.write(&record, &mut notes).map_err(|message| {
+        vec![Problem {
+            location,
+            field: String::new(),
+            message,
+        }]
+    })?;
+    let bytes = serde_json::to_vec(&obj).map_err(|e| {
+        vec![Problem {
+            location,
+            field: String::new(),
+            message: e.to_string(),
+        }]
+    })?;
+    Ok((bytes, notes))
+}
+
 /// Converts `dataset` into `output` as `to`.
 pub fn convert(
     dataset: &Dataset,
@@ -84,45 +114,69 @@ pub fn convert(
     let mut writer = RecordWriter::create(output)?;
     let mut report = ConvertReport::default();
     let path = &dataset.file.path;
-    for item in dataset.items()? {
-        let item = item?;
-        report.read += 1;
-        let problems = match item.result {
-            Ok(record) => {
-                let mut notes = Notes::default();
-                match to.write(&record, &mut notes) {
-                    Ok(obj) => {
-                        writer.write(&obj)?;
+    let from = dataset.format;
+    let threads = parallel::threads();
+    let raws = dataset.file.records()?;
+    // A reader thread splits records off the file while the workers convert the last batch.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<RawRecord>, Option<DataError>)>(2);
+    let reader = std::thread::spawn(move || {
+        let mut raws = raws;
+        loop {
+            let mut batch = Vec::with_capacity(BATCH);
+            let mut fatal = None;
+            for raw in raws.by_ref().take(BATCH) {
+                match raw {
+                    Ok(r) => batch.push(r),
+                    Err(e) => {
+                        fatal = Some(e);
+                        break;
+                    }
+                }
+            }
+            let done = batch.is_empty() || fatal.is_some();
+            if tx.send((batch, fatal)).is_err() || done {
+                break;
+            }
+        }
+    });
+    let result = (|| {
+        for (batch, fatal) in rx.iter() {
+            let outcomes = parallel::map_ordered(batch, threads, |raw| convert_one(from, to, raw));
+            for outcome in outcomes {
+                report.read += 1;
+                let problems = match outcome {
+                    Ok((bytes, notes)) => {
+                        writer.write_serialized(&bytes)?;
                         report.notes.merge(notes);
                         continue;
                     }
-                    Err(message) => vec![Problem {
-                        location: item.location,
-                        field: String::new(),
-                        message,
-                    }],
+                    Err(problems) => problems,
+                };
+                if on_error == OnError::Fail {
+                    if let Some(problem) = problems.into_iter().next() {
+                        return Err(ConvertError::Record {
+                            path: path.clone(),
+                            problem,
+                        });
+                    }
+                    continue;
+                }
+                report.skipped += 1;
+                for p in problems {
+                    if report.problems.len() < MAX_LISTED {
+                        report.problems.push(p);
+                    }
                 }
             }
-            Err(problems) => problems,
-        };
-        if on_error == OnError::Fail {
-            let problem = problems.into_iter().next().unwrap_or(Problem {
-                location: item.location,
-                field: String::new(),
-                message: "unreadable record".into(),
-            });
-            return Err(ConvertError::Record {
-                path: path.clone(),
-                problem,
-            });
-        }
-        report.skipped += 1;
-        for p in problems {
-            if report.problems.len() < MAX_LISTED {
-                report.problems.push(p);
+            if let Some(e) = fatal {
+                return Err(e.into());
             }
         }
-    }
+        Ok(())
+    })();
+    drop(rx);
+    let _ = reader.join();
+    result?;
     report.written = writer.finish()?;
     Ok(report)
 }

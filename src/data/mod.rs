@@ -6,6 +6,7 @@ pub mod convert;
 pub mod detect;
 pub mod error;
 pub mod format;
+pub mod parallel;
 pub mod problem;
 pub mod record;
 pub mod scan;
@@ -51,8 +52,9 @@ impl Dataset {
         let mut sample = Vec::new();
         for raw in file.records()?.take(detect::SAMPLE) {
             let raw = raw?;
-            if let Ok(obj) = raw.value {
-                sample.push((raw.location.to_string(), obj));
+            let location = raw.location.to_string();
+            if let Ok(obj) = raw.value() {
+                sample.push((location, obj));
             }
         }
         let detection =
@@ -78,9 +80,10 @@ impl Dataset {
         let format = self.format;
         Ok(self.file.records()?.map(move |raw| {
             let raw = raw?;
+            let location = raw.location;
             Ok(Item {
-                location: raw.location,
-                result: read_record(format, raw.location, raw.value),
+                location,
+                result: read_record(format, location, raw.value()),
             })
         }))
     }

@@ -164,15 +164,17 @@ pub fn scan(dataset: &Dataset, samples: usize) -> Result<Scan, DataError> {
     let mut seen: HashMap<u64, Location> = HashMap::new();
     for raw in dataset.file.records()? {
         let raw = raw?;
+        let location = raw.location;
+        let value = raw.value();
         s.records += 1;
-        if let Ok(obj) = &raw.value {
+        if let Ok(obj) = &value {
             for (k, v) in obj {
                 if let Value::String(text) = v {
                     s.field(k).add(text.chars().count() as u64);
                 }
             }
         }
-        let record = match read_record(dataset.format, raw.location, raw.value) {
+        let record = match read_record(dataset.format, location, value) {
             Ok(r) => r,
             Err(problems) => {
                 s.invalid += 1;
@@ -215,15 +217,15 @@ pub fn scan(dataset: &Dataset, samples: usize) -> Result<Scan, DataError> {
             Some(first) => {
                 s.duplicates += 1;
                 if s.duplicate_examples.len() < 10 {
-                    s.duplicate_examples.push((raw.location, *first));
+                    s.duplicate_examples.push((location, *first));
                 }
             }
             None => {
-                seen.insert(fp, raw.location);
+                seen.insert(fp, location);
             }
         }
         if s.samples.len() < samples {
-            s.samples.push((raw.location, record));
+            s.samples.push((location, record));
         }
     }
     Ok(s)

@@ -70,19 +70,23 @@ impl RecordWriter {
     }
 
     pub fn write(&mut self, record: &Map<String, Value>) -> Result<(), DataError> {
+        let bytes = serde_json::to_vec(record).map_err(|e| DataError::io(&self.dest, e.into()))?;
+        self.write_serialized(&bytes)
+    }
+
+    /// Writes one record already serialised as compact JSON (one line, no newline).
+    pub fn write_serialized(&mut self, json: &[u8]) -> Result<(), DataError> {
         let sep: &[u8] = match (self.container, self.count) {
             (OutputContainer::JsonArray, 0) => b"\n",
             (OutputContainer::JsonArray, _) => b",\n",
             (OutputContainer::Jsonl, _) => b"",
         };
-        let io = |e| DataError::io(&self.dest, e);
+        let dest = &self.dest;
+        let io = |e| DataError::io(dest, e);
         self.out.write_all(sep).map_err(io)?;
-        serde_json::to_writer(&mut self.out, record)
-            .map_err(|e| DataError::io(&self.dest, e.into()))?;
+        self.out.write_all(json).map_err(io)?;
         if self.container == OutputContainer::Jsonl {
-            self.out
-                .write_all(b"\n")
-                .map_err(|e| DataError::io(&self.dest, e))?;
+            self.out.write_all(b"\n").map_err(io)?;
         }
         self.count += 1;
         Ok(())

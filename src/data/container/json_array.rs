@@ -2,7 +2,7 @@
 //! scanner (strings, escapes and nesting) and parses one element at a time, so memory holds
 //! one record, not the file.
 
-use super::{parse_object, strip_bom, RawRecord};
+use super::{strip_bom, RawBody, RawRecord};
 use crate::data::error::{DataError, Result};
 use crate::data::problem::Location;
 use std::io::{BufRead, BufReader, Read};
@@ -225,7 +225,10 @@ impl<R: Read> JsonArrayReader<R> {
         self.state = State::AfterElement;
         Ok(Some(RawRecord {
             location: Location::Record(self.index),
-            value: parse_object(&self.elem).map_err(|m| format!("{m} (line {start_line})")),
+            body: RawBody::Json {
+                bytes: std::mem::take(&mut self.elem),
+                line: Some(start_line),
+            },
         }))
     }
 }
@@ -249,9 +252,11 @@ impl<R: Read> Iterator for JsonArrayReader<R> {
 mod tests {
     use super::*;
 
-    fn read(text: &str) -> Vec<std::result::Result<RawRecord, String>> {
+    type Parsed = std::result::Result<serde_json::Map<String, serde_json::Value>, String>;
+
+    fn read(text: &str) -> Vec<std::result::Result<(Location, Parsed), String>> {
         JsonArrayReader::new(PathBuf::from("t.json"), text.as_bytes())
-            .map(|r| r.map_err(|e| e.to_string()))
+            .map(|r| r.map(|r| (r.location, r.value())).map_err(|e| e.to_string()))
             .collect()
     }
 
@@ -261,10 +266,10 @@ mod tests {
             "\u{feff}[\n {\"a\": \"x,]}\\\"\", \"b\": [1, {\"c\": 2}]},\n {\"a\": \"y\"}\n]\n",
         );
         assert_eq!(got.len(), 2);
-        let first = got[0].as_ref().unwrap().value.as_ref().unwrap();
+        let first = got[0].as_ref().unwrap().1.as_ref().unwrap();
         assert_eq!(first["a"], "x,]}\"");
         assert_eq!(first["b"][1]["c"], 2);
-        assert_eq!(got[1].as_ref().unwrap().location, Location::Record(2));
+        assert_eq!(got[1].as_ref().unwrap().0, Location::Record(2));
     }
 
     #[test]
@@ -292,12 +297,12 @@ mod tests {
     fn a_non_object_element_is_a_record_problem_not_fatal() {
         let got = read("[1, {\"a\": 2}]");
         assert_eq!(got.len(), 2);
-        let bad = got[0].as_ref().unwrap().value.as_ref().unwrap_err();
+        let bad = got[0].as_ref().unwrap().1.as_ref().unwrap_err();
         assert!(
             bad.contains("expected a JSON object, found a number (1)"),
             "{bad}"
         );
-        assert!(got[1].as_ref().unwrap().value.is_ok());
+        assert!(got[1].as_ref().unwrap().1.is_ok());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! JSON Lines: one object per line; a UTF-8 BOM, CRLF line ends and blank lines are accepted.
 
-use super::{parse_object, strip_bom, RawRecord};
+use super::{strip_bom, RawBody, RawRecord};
 use crate::data::error::{DataError, Result};
 use crate::data::problem::Location;
 use std::io::{BufRead, BufReader, Read};
@@ -63,7 +63,10 @@ impl<R: Read> Iterator for JsonlReader<R> {
             }
             return Some(Ok(RawRecord {
                 location: Location::Line(self.line),
-                value: parse_object(bytes),
+                body: RawBody::Json {
+                    bytes: bytes.to_vec(),
+                    line: None,
+                },
             }));
         }
     }

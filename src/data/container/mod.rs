@@ -17,11 +17,33 @@ use std::path::{Path, PathBuf};
 pub use json_array::JsonArrayReader;
 pub use jsonl::JsonlReader;
 
-/// One raw record: a JSON object, or why this record could not be read as one.
+/// One raw record, not yet parsed where the container hands out bytes, so parsing can run
+/// on worker threads.
 #[derive(Debug, Clone)]
 pub struct RawRecord {
     pub location: Location,
-    pub value: std::result::Result<Map<String, Value>, String>,
+    pub body: RawBody,
+}
+
+#[derive(Debug, Clone)]
+pub enum RawBody {
+    /// The bytes of one JSON value; `line` is where it starts, for messages (JSON arrays).
+    Json { bytes: Vec<u8>, line: Option<u64> },
+    /// An already decoded value (Parquet rows, wrapped arrays), or why it is not an object.
+    Value(std::result::Result<Map<String, Value>, String>),
+}
+
+impl RawRecord {
+    /// The record as a JSON object, or why it is not one.
+    pub fn value(self) -> std::result::Result<Map<String, Value>, String> {
+        match self.body {
+            RawBody::Value(v) => v,
+            RawBody::Json { bytes, line: None } => parse_object(&bytes),
+            RawBody::Json { bytes, line: Some(l) } => {
+                parse_object(&bytes).map_err(|m| format!("{m} (line {l})"))
+            }
+        }
+    }
 }
 
 /// A stream of raw records. An `Err` item is fatal: the container is broken past that point.
@@ -205,7 +227,7 @@ fn read_wrapped_array(path: &Path, file: File) -> Result<Vec<Result<RawRecord>>>
     if is_record || arrays.is_empty() {
         return Ok(vec![Ok(RawRecord {
             location: Location::Record(1),
-            value: Ok(obj),
+            body: RawBody::Value(Ok(obj)),
         })]);
     }
     if arrays.len() > 1 {
@@ -229,10 +251,10 @@ fn read_wrapped_array(path: &Path, file: File) -> Result<Vec<Result<RawRecord>>>
         .map(|(i, v)| {
             Ok(RawRecord {
                 location: Location::Record(i as u64 + 1),
-                value: match v {
+                body: RawBody::Value(match v {
                     Value::Object(m) => Ok(m),
                     other => Err(expected_object(&other)),
-                },
+                }),
             })
         })
         .collect())
@@ -262,12 +284,11 @@ pub(crate) fn json_error_message(e: &serde_json::Error) -> String {
 
 /// Parses one record's bytes into an object, or says why not.
 pub(crate) fn parse_object(bytes: &[u8]) -> std::result::Result<Map<String, Value>, String> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        format!(
-            "not valid UTF-8 (bad byte at offset {} of the record)",
-            e.valid_up_to()
-        )
-    })?;
+    // Validate UTF-8 once with SIMD; parsing from `&str` then skips per-string checks.
+    let Ok(text) = simdutf8::basic::from_utf8(bytes) else {
+        let at = std::str::from_utf8(bytes).err().map_or(0, |e| e.valid_up_to());
+        return Err(format!("not valid UTF-8 (bad byte at offset {at} of the record)"));
+    };
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(other) => Err(expected_object(&other)),

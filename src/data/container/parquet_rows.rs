@@ -1,7 +1,7 @@
 //! Parquet (how the Hugging Face hub serves datasets), read row by row through the record API:
 //! one row group is decoded at a time, and nested lists and structs become JSON arrays and objects.
 
-use super::{RawRecord, RawRecords};
+use super::{RawBody, RawRecord, RawRecords};
 use crate::data::error::{DataError, Result};
 use crate::data::problem::Location;
 use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -30,10 +30,10 @@ pub fn open(path: &Path, file: File) -> Result<RawRecords> {
         Some(match row {
             Ok(row) => Ok(RawRecord {
                 location: Location::Record(index),
-                value: match row.to_json_value() {
+                body: RawBody::Value(match row.to_json_value() {
                     Value::Object(m) => Ok(m),
                     other => Err(super::expected_object(&other)),
-                },
+                }),
             }),
             Err(e) => {
                 failed = true;
