@@ -6,3 +6,4 @@
 pub mod data;
 pub mod logging;
 pub mod paths;
+pub mod template;

@@ -19,7 +19,9 @@ fn peak_rss_mb() -> f64 {
 #[test]
 #[ignore = "writes and converts a 1 GB file; run by hand and record in BENCHMARKS.md"]
 fn converting_a_1gb_jsonl_keeps_memory_under_100mb() {
-    let dir = tempfile::tempdir_in(std::env::var("TUNELAB_BIG_DIR").unwrap_or_else(|_| "/tmp".into())).unwrap();
+    let dir =
+        tempfile::tempdir_in(std::env::var("TUNELAB_BIG_DIR").unwrap_or_else(|_| "/tmp".into()))
+            .unwrap();
     let src = dir.path().join("big.jsonl");
     let mut f = std::io::BufWriter::new(std::fs::File::create(&src).unwrap());
     let filler = "tokens flow through attention layers with rotary positions ".repeat(20);

@@ -3,10 +3,15 @@
 
 /// Worker threads to use: the machine's parallelism, capped (`TUNELAB_THREADS` overrides).
 pub fn threads() -> usize {
-    if let Some(n) = std::env::var("TUNELAB_THREADS").ok().and_then(|v| v.parse::<usize>().ok()) {
+    if let Some(n) = std::env::var("TUNELAB_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         return n.max(1);
     }
-    std::thread::available_parallelism().map_or(1, |n| n.get()).min(16)
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(16)
 }
 
 /// Applies `f` to every item on up to `threads` threads and returns the results in order.

@@ -256,7 +256,10 @@ mod tests {
 
     fn read(text: &str) -> Vec<std::result::Result<(Location, Parsed), String>> {
         JsonArrayReader::new(PathBuf::from("t.json"), text.as_bytes())
-            .map(|r| r.map(|r| (r.location, r.value())).map_err(|e| e.to_string()))
+            .map(|r| {
+                r.map(|r| (r.location, r.value()))
+                    .map_err(|e| e.to_string())
+            })
             .collect()
     }
 

@@ -39,9 +39,10 @@ impl RawRecord {
         match self.body {
             RawBody::Value(v) => v,
             RawBody::Json { bytes, line: None } => parse_object(&bytes),
-            RawBody::Json { bytes, line: Some(l) } => {
-                parse_object(&bytes).map_err(|m| format!("{m} (line {l})"))
-            }
+            RawBody::Json {
+                bytes,
+                line: Some(l),
+            } => parse_object(&bytes).map_err(|m| format!("{m} (line {l})")),
         }
     }
 }
@@ -286,8 +287,12 @@ pub(crate) fn json_error_message(e: &serde_json::Error) -> String {
 pub(crate) fn parse_object(bytes: &[u8]) -> std::result::Result<Map<String, Value>, String> {
     // Validate UTF-8 once with SIMD; parsing from `&str` then skips per-string checks.
     let Ok(text) = simdutf8::basic::from_utf8(bytes) else {
-        let at = std::str::from_utf8(bytes).err().map_or(0, |e| e.valid_up_to());
-        return Err(format!("not valid UTF-8 (bad byte at offset {at} of the record)"));
+        let at = std::str::from_utf8(bytes)
+            .err()
+            .map_or(0, |e| e.valid_up_to());
+        return Err(format!(
+            "not valid UTF-8 (bad byte at offset {at} of the record)"
+        ));
     };
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(m)) => Ok(m),

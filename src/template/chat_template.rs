@@ -1,0 +1,395 @@
+//! Chat templates rendered the way transformers renders them: Jinja with `trim_blocks` and
+//! `lstrip_blocks`, Python string methods, `raise_exception`, `strftime_now`, loop controls and
+//! a `tojson` that writes what Python's `json.dumps` writes. Templates are untrusted input, so
+//! every render runs on a fuel budget.
+
+use super::error::TemplateError;
+use minijinja::value::{Kwargs, Value as JValue};
+use minijinja::{Environment, Error, ErrorKind};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Instructions one render may execute before it is stopped.
+pub const FUEL: u64 = 20_000_000;
+
+/// The templates tunelab ships for models that carry none.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("chatml", include_str!("builtin/chatml.jinja")),
+    ("llama3", include_str!("builtin/llama3.jinja")),
+    ("mistral", include_str!("builtin/mistral.jinja")),
+    ("alpaca", include_str!("builtin/alpaca.jinja")),
+];
+
+#[derive(Clone)]
+pub struct ChatTemplate {
+    pub name: String,
+    pub source: String,
+    env: Arc<Environment<'static>>,
+}
+
+impl std::fmt::Debug for ChatTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatTemplate")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// Python's `json.dumps(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)`.
+fn tojson(value: JValue, kwargs: Kwargs) -> Result<String, Error> {
+    let indent: Option<usize> = kwargs.get("indent")?;
+    let ensure_ascii: Option<bool> = kwargs.get("ensure_ascii")?;
+    let sort_keys: Option<bool> = kwargs.get("sort_keys")?;
+    let separators: Option<Vec<String>> = kwargs.get("separators")?;
+    kwargs.assert_all_used()?;
+    let mut json = serde_json::to_value(&value)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
+    if sort_keys == Some(true) {
+        sort_json(&mut json);
+    }
+    let (item_sep, key_sep) = match &separators {
+        Some(s) if s.len() == 2 => (s[0].clone(), s[1].clone()),
+        _ if indent.is_some() => (",".to_string(), ": ".to_string()),
+        _ => (", ".to_string(), ": ".to_string()),
+    };
+    let mut out = Vec::new();
+    let fmt = PyFormatter {
+        indent,
+        item_sep: item_sep.into_bytes(),
+        key_sep: key_sep.into_bytes(),
+        depth: 0,
+        has_value: false,
+    };
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+    serde::Serialize::serialize(&json, &mut ser)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
+    let text = String::from_utf8(out)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+    Ok(if ensure_ascii == Some(true) {
+        ascii_escape(&text)
+    } else {
+        text
+    })
+}
+
+fn sort_json(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<(String, Value)> = std::mem::take(m).into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            for (k, mut val) in entries {
+                sort_json(&mut val);
+                m.insert(k, val);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(sort_json),
+        _ => {}
+    }
+}
+
+/// `\uXXXX` escapes for non-ASCII characters (they only occur inside JSON strings).
+fn ascii_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut buf = [0u16; 2];
+            for unit in c.encode_utf16(&mut buf) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
+/// serde_json formatting with Python's separators and indentation.
+struct PyFormatter {
+    indent: Option<usize>,
+    item_sep: Vec<u8>,
+    key_sep: Vec<u8>,
+    depth: usize,
+    has_value: bool,
+}
+
+impl PyFormatter {
+    fn newline<W: ?Sized + std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
+        if let Some(n) = self.indent {
+            w.write_all(b"\n")?;
+            for _ in 0..self.depth * n {
+                w.write_all(b" ")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl serde_json::ser::Formatter for PyFormatter {
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.depth += 1;
+        self.has_value = false;
+        w.write_all(b"[")
+    }
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.depth -= 1;
+        if self.has_value {
+            self.newline(w)?;
+        }
+        self.has_value = true;
+        w.write_all(b"]")
+    }
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if !first {
+            w.write_all(&self.item_sep)?;
+        }
+        self.newline(w)
+    }
+    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, _w: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.depth += 1;
+        self.has_value = false;
+        w.write_all(b"{")
+    }
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.depth -= 1;
+        if self.has_value {
+            self.newline(w)?;
+        }
+        self.has_value = true;
+        w.write_all(b"}")
+    }
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if !first {
+            w.write_all(&self.item_sep)?;
+        }
+        self.newline(w)
+    }
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(&self.key_sep)
+    }
+    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, _w: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+}
+
+fn raise_exception(message: String) -> Result<JValue, Error> {
+    Err(Error::new(ErrorKind::InvalidOperation, message))
+}
+
+fn strftime_now(format: String) -> String {
+    chrono::Local::now().format(&format).to_string()
+}
+
+/// transformers' `{% generation %}` blocks only mark spans for its own mask; tunelab finds
+/// spans by rendering turn by turn, so each block becomes `{% if true %}`, keeping its
+/// whitespace control.
+fn strip_generation_tags(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(start) = rest.find("{%") {
+        let Some(len) = rest[start..].find("%}") else {
+            break;
+        };
+        let tag = &rest[start..start + len + 2];
+        let inner = &tag[2..tag.len() - 2];
+        let word = inner.trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
+        out.push_str(&rest[..start]);
+        match word {
+            "generation" => out.push_str(&tag.replacen("generation", "if true", 1)),
+            "endgeneration" => out.push_str(&tag.replacen("endgeneration", "endif", 1)),
+            _ => out.push_str(tag),
+        }
+        rest = &rest[start + len + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+impl ChatTemplate {
+    pub fn compile(name: &str, source: &str) -> Result<Self, TemplateError> {
+        let mut env = Environment::new();
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_keep_trailing_newline(false);
+        env.set_fuel(Some(FUEL));
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", raise_exception);
+        env.add_function("strftime_now", strftime_now);
+        env.add_filter("tojson", tojson);
+        let source = strip_generation_tags(source);
+        env.add_template_owned(name.to_string(), source.clone())
+            .map_err(|e| TemplateError::Compile {
+                name: name.to_string(),
+                message: describe(&e),
+            })?;
+        Ok(ChatTemplate {
+            name: name.to_string(),
+            source,
+            env: Arc::new(env),
+        })
+    }
+
+    /// A built-in template by name (`chatml`, `llama3`, `mistral`, `alpaca`).
+    pub fn builtin(name: &str) -> Option<Self> {
+        BUILTIN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(n, src)| Self::compile(n, src).ok())
+    }
+
+    /// Renders `messages` (a JSON array of message objects) as transformers' `apply_chat_template`.
+    pub fn render(
+        &self,
+        messages: &[Value],
+        tools: Option<&Value>,
+        add_generation_prompt: bool,
+        vars: &[(&'static str, String)],
+    ) -> Result<String, TemplateError> {
+        let tmpl = self
+            .env
+            .get_template(&self.name)
+            .map_err(|e| TemplateError::Compile {
+                name: self.name.clone(),
+                message: describe(&e),
+            })?;
+        let mut ctx = serde_json::Map::new();
+        ctx.insert("messages".into(), Value::Array(messages.to_vec()));
+        ctx.insert("tools".into(), tools.cloned().unwrap_or(Value::Null));
+        ctx.insert("documents".into(), Value::Null);
+        ctx.insert(
+            "add_generation_prompt".into(),
+            Value::Bool(add_generation_prompt),
+        );
+        for (k, v) in vars {
+            ctx.insert((*k).into(), Value::String(v.clone()));
+        }
+        tmpl.render(JValue::from_serialize(&ctx))
+            .map_err(|e| TemplateError::Render {
+                name: self.name.clone(),
+                line: e.line(),
+                message: describe(&e),
+            })
+    }
+}
+
+/// minijinja's error detail (a template's `raise_exception` message comes through verbatim).
+fn describe(e: &Error) -> String {
+    match (e.kind(), e.detail()) {
+        (ErrorKind::InvalidOperation, Some(d)) => d.to_string(),
+        (_, Some(d)) => format!("{}: {d}", e.kind()),
+        _ => e.kind().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn render_expr(expr: &str, v: Value) -> String {
+        let t = ChatTemplate::compile("t", &format!("{{{{ {expr} }}}}")).unwrap();
+        let mut ctx = serde_json::Map::new();
+        ctx.insert("x".into(), v);
+        let tmpl = t.env.get_template("t").unwrap();
+        tmpl.render(JValue::from_serialize(&ctx)).unwrap()
+    }
+
+    #[test]
+    fn tojson_matches_python_json_dumps() {
+        let v = json!({"b": [1, 2.5, "é<>&"], "a": {"c": null, "d": true}, "e": []});
+        assert_eq!(
+            render_expr("x | tojson", v.clone()),
+            r#"{"b": [1, 2.5, "é<>&"], "a": {"c": null, "d": true}, "e": []}"#
+        );
+        assert_eq!(
+            render_expr("x | tojson(indent=2)", v.clone()),
+            "{\n  \"b\": [\n    1,\n    2.5,\n    \"é<>&\"\n  ],\n  \"a\": {\n    \"c\": null,\n    \"d\": true\n  },\n  \"e\": []\n}"
+        );
+        assert_eq!(
+            render_expr("x | tojson(sort_keys=true)", json!({"b": 1, "a": 2})),
+            r#"{"a": 2, "b": 1}"#
+        );
+        assert_eq!(
+            render_expr("x | tojson(ensure_ascii=true)", json!("é")),
+            r#""\u00e9""#
+        );
+        assert_eq!(
+            render_expr("x | tojson(separators=[',', ':'])", json!({"a": [1, 2]})),
+            r#"{"a":[1,2]}"#
+        );
+    }
+
+    #[test]
+    fn python_methods_loop_controls_and_raise() {
+        let t = ChatTemplate::compile(
+            "t",
+            "{% for m in messages %}{% if loop.index > 2 %}{% break %}{% endif %}{{ m.content.strip().upper() }}|{% endfor %}",
+        )
+        .unwrap();
+        let msgs = vec![
+            json!({"content": " a "}),
+            json!({"content": "b"}),
+            json!({"content": "c"}),
+        ];
+        assert_eq!(t.render(&msgs, None, false, &[]).unwrap(), "A|B|");
+        let t = ChatTemplate::compile(
+            "bad",
+            "line one\n{{ raise_exception('roles must alternate') }}",
+        )
+        .unwrap();
+        let err = t.render(&msgs, None, false, &[]).unwrap_err().to_string();
+        assert_eq!(err, "chat template bad, line 2: roles must alternate");
+    }
+
+    #[test]
+    fn strftime_now_formats_today() {
+        let t = ChatTemplate::compile("t", "{{ strftime_now('%Y') }}").unwrap();
+        let year = chrono::Local::now().format("%Y").to_string();
+        assert_eq!(t.render(&[], None, false, &[]).unwrap(), year);
+    }
+
+    #[test]
+    fn runaway_templates_are_stopped_by_fuel() {
+        let t = ChatTemplate::compile(
+            "loop",
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+        )
+        .unwrap();
+        let err = t.render(&[], None, false, &[]).unwrap_err().to_string();
+        assert!(err.contains("chat template loop"), "{err}");
+        assert!(err.to_lowercase().contains("fuel"), "{err}");
+    }
+
+    #[test]
+    fn generation_tags_are_accepted() {
+        let t = ChatTemplate::compile(
+            "g",
+            "{% for m in messages %}{% generation %}{{ m.content }}{% endgeneration %}{% endfor %}",
+        )
+        .unwrap();
+        assert_eq!(
+            t.render(&[json!({"content": "hi"})], None, false, &[])
+                .unwrap(),
+            "hi"
+        );
+    }
+
+    #[test]
+    fn builtins_compile() {
+        for (name, _) in BUILTIN {
+            assert!(ChatTemplate::builtin(name).is_some(), "{name}");
+        }
+    }
+}

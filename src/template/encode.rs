@@ -1,0 +1,434 @@
+//! Records become token ids with labels: the chat template is rendered turn by turn to find
+//! each message's span, so the loss mask never depends on searching for strings.
+
+use super::chat_template::ChatTemplate;
+use super::error::TemplateError;
+use super::tokenizer::TextTokenizer;
+use crate::data::{Body, Conversation, Message, PreferencePair, Record, Role};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::ops::Range;
+
+/// The label of a position the loss ignores (transformers' convention).
+pub const IGNORE: i64 = -100;
+
+/// Which tokens are trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainOn {
+    /// Every assistant turn's content and its end-of-turn token.
+    #[default]
+    Assistant,
+    /// Only the final assistant turn.
+    LastAssistant,
+    /// Every token.
+    All,
+}
+
+impl std::str::FromStr for TrainOn {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "assistant" => Ok(TrainOn::Assistant),
+            "last_assistant" => Ok(TrainOn::LastAssistant),
+            "all" => Ok(TrainOn::All),
+            _ => Err(format!(
+                "unknown train_on {s:?}; expected assistant, last_assistant or all"
+            )),
+        }
+    }
+}
+
+/// One supervised example. `labels` are aligned with `input_ids` (not shifted), with
+/// [`IGNORE`] where the loss is masked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Example {
+    pub input_ids: Vec<u32>,
+    pub labels: Vec<i64>,
+    /// The rendered text and each token's byte range in it (for the token view).
+    #[serde(skip)]
+    pub text: String,
+    #[serde(skip)]
+    pub offsets: Vec<(usize, usize)>,
+}
+
+impl Example {
+    pub fn len(&self) -> usize {
+        self.input_ids.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.input_ids.is_empty()
+    }
+    pub fn trained(&self) -> usize {
+        self.labels.iter().filter(|l| **l != IGNORE).count()
+    }
+}
+
+/// A preference pair as a prompt and two completions; the boundary is exact in token ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PreferenceExample {
+    pub prompt_ids: Vec<u32>,
+    pub chosen_ids: Vec<u32>,
+    pub rejected_ids: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Encoded {
+    Sft(Example),
+    Preference(PreferenceExample),
+}
+
+/// Where the chat template comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateChoice {
+    /// The model's own (`tokenizer_config.json` or `chat_template.jinja`).
+    Model,
+    /// One of tunelab's built-ins.
+    Builtin(String),
+    /// A Jinja file.
+    File(std::path::PathBuf),
+}
+
+impl TemplateChoice {
+    /// `model`, a built-in name, or a path.
+    pub fn parse(s: &str) -> Self {
+        if s == "model" {
+            TemplateChoice::Model
+        } else if super::chat_template::BUILTIN.iter().any(|(n, _)| *n == s) {
+            TemplateChoice::Builtin(s.to_string())
+        } else {
+            TemplateChoice::File(s.into())
+        }
+    }
+}
+
+/// Renders, tokenizes and masks records for one tokenizer and template.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    pub tokenizer: TextTokenizer,
+    pub template: Option<ChatTemplate>,
+    pub train_on: TrainOn,
+    vars: Vec<(&'static str, String)>,
+}
+
+/// A message as chat templates expect it (only the keys that are set, as transformers passes them).
+pub fn template_message(m: &Message) -> Value {
+    let mut o = Map::new();
+    o.insert("role".into(), Value::String(m.role.as_str().into()));
+    o.insert("content".into(), Value::String(m.text()));
+    if !m.tool_calls.is_empty() {
+        let calls: Vec<Value> = m
+            .tool_calls
+            .iter()
+            .map(|c| {
+                let mut call = Map::new();
+                if let Some(id) = &c.id {
+                    call.insert("id".into(), Value::String(id.clone()));
+                }
+                call.insert("type".into(), Value::String("function".into()));
+                call.insert(
+                    "function".into(),
+                    json!({"name": c.name, "arguments": c.arguments}),
+                );
+                Value::Object(call)
+            })
+            .collect();
+        o.insert("tool_calls".into(), Value::Array(calls));
+    }
+    if let Some(id) = &m.tool_call_id {
+        o.insert("tool_call_id".into(), Value::String(id.clone()));
+    }
+    if let Some(n) = &m.name {
+        o.insert("name".into(), Value::String(n.clone()));
+    }
+    Value::Object(o)
+}
+
+fn template_tools(tools: &[Value]) -> Option<Value> {
+    (!tools.is_empty()).then(|| {
+        Value::Array(
+            tools
+                .iter()
+                .map(|t| json!({"type": "function", "function": t}))
+                .collect(),
+        )
+    })
+}
+
+/// Length in bytes of the common prefix, on a character boundary.
+fn common_prefix(a: &str, b: &str) -> usize {
+    let mut n = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    while !a.is_char_boundary(n) {
+        n -= 1;
+    }
+    n
+}
+
+impl Encoder {
+    pub fn new(
+        tokenizer: TextTokenizer,
+        choice: &TemplateChoice,
+        train_on: TrainOn,
+    ) -> Result<Self, TemplateError> {
+        let template = match choice {
+            TemplateChoice::Model => match tokenizer.default_chat_template() {
+                Some(src) => Some(ChatTemplate::compile("model", src)?),
+                None => None,
+            },
+            TemplateChoice::Builtin(name) => {
+                Some(ChatTemplate::builtin(name).ok_or_else(|| {
+                    TemplateError::NoTemplate(format!("no built-in template {name:?}"))
+                })?)
+            }
+            TemplateChoice::File(path) => {
+                let src = std::fs::read_to_string(path).map_err(|e| TemplateError::Load {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "file".into());
+                Some(ChatTemplate::compile(&name, &src)?)
+            }
+        };
+        let vars = tokenizer.template_vars();
+        Ok(Encoder {
+            tokenizer,
+            template,
+            train_on,
+            vars,
+        })
+    }
+
+    fn template(&self) -> Result<&ChatTemplate, TemplateError> {
+        self.template.as_ref().ok_or_else(|| {
+            TemplateError::NoTemplate(format!(
+                "{} has no chat template; pass --template with chatml, llama3, mistral, alpaca or a .jinja file",
+                self.tokenizer.dir.display()
+            ))
+        })
+    }
+
+    /// Renders messages with this encoder's template and special tokens.
+    pub fn render(
+        &self,
+        messages: &[Value],
+        tools: Option<&Value>,
+        add_generation_prompt: bool,
+    ) -> Result<String, TemplateError> {
+        self.template()?
+            .render(messages, tools, add_generation_prompt, &self.vars)
+    }
+
+    pub fn encode(&self, record: &Record) -> Result<Encoded, TemplateError> {
+        match &record.body {
+            Body::Conversation(c) => self.encode_conversation(c).map(Encoded::Sft),
+            Body::Preference(p) => self.encode_preference(p).map(Encoded::Preference),
+            Body::Text(t) => self.encode_text(t).map(Encoded::Sft),
+        }
+    }
+
+    /// Language modelling (TRL): the text with the tokenizer's special tokens, then EOS; all trained.
+    pub fn encode_text(&self, text: &str) -> Result<Example, TemplateError> {
+        let enc = self.tokenizer.encode(text, true)?;
+        let mut ids = enc.ids;
+        let mut offsets = enc.offsets;
+        if let Some(eos) = self.tokenizer.eos_id() {
+            if ids.last() != Some(&eos) {
+                ids.push(eos);
+                offsets.push((text.len(), text.len()));
+            }
+        }
+        let labels = ids.iter().map(|&i| i64::from(i)).collect();
+        Ok(Example {
+            input_ids: ids,
+            labels,
+            text: text.to_string(),
+            offsets,
+        })
+    }
+
+    /// Plain prompt/completion (TRL's standard format): no chat template, the completion and EOS trained.
+    fn encode_plain(&self, prompt: &str, completion: &str) -> Result<Example, TemplateError> {
+        let p = self.tokenizer.encode(prompt, true)?;
+        let full_text = format!("{prompt}{completion}");
+        let full = self.tokenizer.encode(&full_text, true)?;
+        let (mut ids, mut offsets, split) = if full.ids.starts_with(&p.ids) {
+            (full.ids, full.offsets, p.ids.len())
+        } else {
+            let c = self.tokenizer.encode(completion, false)?;
+            let mut ids = p.ids.clone();
+            let mut offsets = p.offsets.clone();
+            ids.extend(&c.ids);
+            offsets.extend(
+                c.offsets
+                    .iter()
+                    .map(|(s, e)| (s + prompt.len(), e + prompt.len())),
+            );
+            (ids, offsets, p.ids.len())
+        };
+        if let Some(eos) = self.tokenizer.eos_id() {
+            if ids.last() != Some(&eos) {
+                ids.push(eos);
+                offsets.push((full_text.len(), full_text.len()));
+            }
+        }
+        let labels = ids
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| if i < split { IGNORE } else { i64::from(id) })
+            .collect();
+        Ok(Example {
+            input_ids: ids,
+            labels,
+            text: full_text,
+            offsets,
+        })
+    }
+
+    /// Which messages are trained under the policy and the per-message weights.
+    fn trained_messages(&self, messages: &[Message]) -> Vec<usize> {
+        let last_assistant = messages.iter().rposition(|m| m.role == Role::Assistant);
+        (0..messages.len())
+            .filter(|&i| match messages[i].weight {
+                Some(w) => w > 0.0,
+                None => match self.train_on {
+                    TrainOn::All => false, // handled as one span
+                    TrainOn::Assistant => messages[i].role == Role::Assistant,
+                    TrainOn::LastAssistant => Some(i) == last_assistant,
+                },
+            })
+            .collect()
+    }
+
+    pub fn encode_conversation(&self, c: &Conversation) -> Result<Example, TemplateError> {
+        if c.plain {
+            if let [user, assistant] = c.messages.as_slice() {
+                return self.encode_plain(&user.text(), &assistant.text());
+            }
+        }
+        let msgs: Vec<Value> = c.messages.iter().map(template_message).collect();
+        let tools = template_tools(&c.tools);
+        let full = self.render(&msgs, tools.as_ref(), false)?;
+        let name = self.template()?.name.clone();
+        // Byte spans of `full` to train, and whether each ends at a stop token.
+        let mut spans: Vec<(Range<usize>, bool)> = Vec::new();
+        if self.train_on == TrainOn::All && c.messages.iter().all(|m| m.weight.is_none()) {
+            spans.push((0..full.len(), false));
+        } else {
+            for i in self.trained_messages(&c.messages) {
+                let is_assistant = c.messages[i].role == Role::Assistant;
+                let before = if i == 0 {
+                    self.render(&[], tools.as_ref(), is_assistant)
+                        .unwrap_or_default()
+                } else {
+                    self.render(&msgs[..i], tools.as_ref(), is_assistant)?
+                };
+                if !full.starts_with(&before) {
+                    return Err(TemplateError::NotPrefixStable {
+                        name,
+                        index: i,
+                        role: c.messages[i].role.to_string(),
+                    });
+                }
+                let through = self.render(&msgs[..=i], tools.as_ref(), false)?;
+                let end = common_prefix(&through, &full).max(before.len());
+                spans.push((before.len()..end, is_assistant));
+            }
+        }
+        let enc = self.tokenizer.encode(&full, false)?;
+        let mut labels = vec![IGNORE; enc.ids.len()];
+        for (span, cut_at_stop) in &spans {
+            let mut idx: Vec<usize> = (0..enc.ids.len())
+                .filter(|&t| span.contains(&enc.offsets[t].0))
+                .collect();
+            if *cut_at_stop {
+                if let Some(k) = idx
+                    .iter()
+                    .position(|&t| self.tokenizer.stop_ids.contains(&enc.ids[t]))
+                {
+                    idx.truncate(k + 1);
+                } else {
+                    while let Some(&t) = idx.last() {
+                        let (s, e) = enc.offsets[t];
+                        if full.get(s..e).is_some_and(|x| x.trim().is_empty()) {
+                            idx.pop();
+                        } else {
+                            break;
+                        }
+                    }
+                }
+            }
+            for t in idx {
+                labels[t] = i64::from(enc.ids[t]);
+            }
+        }
+        Ok(Example {
+            input_ids: enc.ids,
+            labels,
+            text: full,
+            offsets: enc.offsets,
+        })
+    }
+
+    /// TRL's split: the prompt rendered with the generation prompt, each completion the rest of
+    /// its full rendering, ending at the first stop token (EOS appended when there is none).
+    pub fn encode_preference(
+        &self,
+        p: &PreferencePair,
+    ) -> Result<PreferenceExample, TemplateError> {
+        let eos = self.tokenizer.eos_id();
+        let finish = |mut ids: Vec<u32>| {
+            if let Some(k) = ids.iter().position(|i| self.tokenizer.stop_ids.contains(i)) {
+                ids.truncate(k + 1);
+            } else if let Some(e) = eos {
+                ids.push(e);
+            }
+            ids
+        };
+        if p.plain {
+            let prompt = p
+                .prompt
+                .iter()
+                .map(Message::text)
+                .collect::<Vec<_>>()
+                .join("\n");
+            let prompt_ids = self.tokenizer.encode(&prompt, true)?.ids;
+            let side = |m: &[Message]| -> Result<Vec<u32>, TemplateError> {
+                let text = m.iter().map(Message::text).collect::<Vec<_>>().join("\n");
+                Ok(finish(self.tokenizer.encode(&text, false)?.ids))
+            };
+            return Ok(PreferenceExample {
+                prompt_ids,
+                chosen_ids: side(&p.chosen)?,
+                rejected_ids: side(&p.rejected)?,
+            });
+        }
+        let tools = template_tools(&p.tools);
+        let prompt_msgs: Vec<Value> = p.prompt.iter().map(template_message).collect();
+        let prompt_text = self.render(&prompt_msgs, tools.as_ref(), true)?;
+        let prompt_ids = self.tokenizer.encode(&prompt_text, false)?.ids;
+        let side = |reply: &[Message]| -> Result<Vec<u32>, TemplateError> {
+            let mut all = prompt_msgs.clone();
+            all.extend(reply.iter().map(template_message));
+            let text = self.render(&all, tools.as_ref(), false)?;
+            let Some(rest) = text.strip_prefix(prompt_text.as_str()) else {
+                return Err(TemplateError::NotPrefixStable {
+                    name: self
+                        .template
+                        .as_ref()
+                        .map_or_else(String::new, |t| t.name.clone()),
+                    index: p.prompt.len(),
+                    role: "assistant".into(),
+                });
+            };
+            Ok(finish(self.tokenizer.encode(rest, false)?.ids))
+        };
+        Ok(PreferenceExample {
+            prompt_ids,
+            chosen_ids: side(&p.chosen)?,
+            rejected_ids: side(&p.rejected)?,
+        })
+    }
+}

@@ -1,0 +1,36 @@
+//! Errors of the tokenization layer.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("{}: {message}", path.display())]
+    Load { path: PathBuf, message: String },
+    #[error("{}: invalid JSON: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("chat template {name}: {message}")]
+    Compile { name: String, message: String },
+    /// The template raised (`raise_exception`) or failed while rendering.
+    #[error("chat template {name}{}: {message}", line.map(|l| format!(", line {l}")).unwrap_or_default())]
+    Render {
+        name: String,
+        line: Option<usize>,
+        message: String,
+    },
+    #[error("{0}")]
+    NoTemplate(String),
+    #[error("tokenizer: {0}")]
+    Tokenize(String),
+    /// Rendering the conversation turn by turn did not give prefixes of the whole rendering,
+    /// so the trained spans cannot be found without guessing.
+    #[error("chat template {name} is not prefix-stable at message {index} ({role}): rendering the conversation up to that message is not a prefix of the whole rendering (the template moves or rewrites earlier turns); use train_on: last_assistant or another template")]
+    NotPrefixStable {
+        name: String,
+        index: usize,
+        role: String,
+    },
+}

@@ -1,0 +1,14 @@
+//! Tokenizers, chat templates and loss masks: records become the exact token ids and labels
+//! a model trains on.
+
+pub mod chat_template;
+pub mod encode;
+pub mod error;
+pub mod pack;
+pub mod tokenizer;
+
+pub use chat_template::ChatTemplate;
+pub use encode::{Encoded, Encoder, Example, PreferenceExample, TemplateChoice, TrainOn, IGNORE};
+pub use error::TemplateError;
+pub use pack::{fit_length, pack, Fit, LengthPolicy, Packed};
+pub use tokenizer::TextTokenizer;
