@@ -10,6 +10,10 @@ use std::process::ExitCode;
 use tunelab::data::convert::{self, ConvertError, OnError};
 use tunelab::data::scan::{self, Lengths};
 use tunelab::data::{DataError, Dataset, Format, Kind};
+use tunelab::template::{
+    fit_length, Encoded, Encoder, Fit, LengthPolicy, TemplateChoice, TemplateError, TextTokenizer,
+    TrainOn,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
@@ -49,16 +53,68 @@ pub enum DataCommand {
         #[arg(long, default_value = "fail", value_parser = parse_on_error)]
         on_error: OnError,
     },
-    /// Per-field length distributions and duplicate records.
+    /// Per-field length distributions and duplicate records; with --model, token counts too.
     Stats {
         #[command(flatten)]
         input: Input,
+        #[command(flatten)]
+        tokens: TokenArgs,
         /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show exactly which tokens a model trains on: the rendered chat template with trained
+    /// spans highlighted (⟦marked⟧ when NO_COLOR is set or output is not a terminal).
+    Preview {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        tokens: TokenArgs,
+        /// How many records to show.
+        #[arg(short = 'n', long, default_value_t = 3)]
+        samples: usize,
+        /// One JSON object per example (input_ids and labels, -100 where masked).
         #[arg(long)]
         json: bool,
     },
     /// List the supported formats and their record shapes.
     Formats,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// A model or tokenizer folder (tokenizer.json, tokenizer_config.json).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// The chat template: `model` (its own), chatml, llama3, mistral, alpaca, or a .jinja file.
+    #[arg(long, default_value = "model")]
+    pub template: String,
+    /// Which tokens are trained: assistant, last_assistant or all.
+    #[arg(long, default_value = "assistant", value_parser = parse_train_on)]
+    pub train_on: TrainOn,
+    /// The sequence length to check examples against.
+    #[arg(long, default_value_t = 2048)]
+    pub max_seq_len: usize,
+    /// What happens to longer examples: truncate or drop.
+    #[arg(long, default_value = "truncate", value_parser = parse_length_policy)]
+    pub length_policy: LengthPolicy,
+}
+
+fn parse_train_on(s: &str) -> Result<TrainOn, String> {
+    s.parse()
+}
+
+fn parse_length_policy(s: &str) -> Result<LengthPolicy, String> {
+    s.parse()
+}
+
+impl TokenArgs {
+    fn encoder(&self) -> Option<Result<Encoder, TemplateError>> {
+        let model = self.model.as_ref()?;
+        Some(TextTokenizer::from_dir(model).and_then(|tok| {
+            Encoder::new(tok, &TemplateChoice::parse(&self.template), self.train_on)
+        }))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -104,7 +160,17 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
             output,
             on_error,
         } => convert_cmd(&input, to, &output, on_error),
-        DataCommand::Stats { input, json } => stats(&input, json),
+        DataCommand::Stats {
+            input,
+            tokens,
+            json,
+        } => stats(&input, &tokens, json),
+        DataCommand::Preview {
+            input,
+            tokens,
+            samples,
+            json,
+        } => preview(&input, &tokens, samples, json),
         DataCommand::Formats => {
             for f in Format::ALL {
                 println!("{:<20} {:<11} {}", f.name(), f.kind().as_str(), f.shape());
@@ -308,14 +374,31 @@ fn convert_cmd(
     Ok(ExitCode::from(exit::OK))
 }
 
-fn stats(input: &Input, as_json: bool) -> anyhow::Result<ExitCode> {
+fn stats(input: &Input, tokens: &TokenArgs, as_json: bool) -> anyhow::Result<ExitCode> {
     let ds = match open(input) {
         Ok(d) => d,
         Err(e) => return Ok(unusable(&e)),
     };
+    let encoder = match tokens.encoder().transpose() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(exit::UNUSABLE));
+        }
+    };
     let s = match scan::scan(&ds, 0) {
         Ok(s) => s,
         Err(e) => return Ok(unusable(&e)),
+    };
+    let token_stats = match &encoder {
+        Some(enc) => {
+            match tunelab::template::token_stats(&ds, enc, tokens.max_seq_len, tokens.length_policy)
+            {
+                Ok(t) => Some(t),
+                Err(e) => return Ok(unusable(&e)),
+            }
+        }
+        None => None,
     };
     if as_json {
         let fields: serde_json::Map<String, Value> = s
@@ -335,6 +418,18 @@ fn stats(input: &Input, as_json: bool) -> anyhow::Result<ExitCode> {
             "chars": summary_json(&s.chars),
             "duplicates": s.duplicates,
             "duplicate_examples": s.duplicate_examples.iter().map(|(d, f)| json!({"duplicate": d.to_string(), "first": f.to_string()})).collect::<Vec<_>>(),
+            "tokens": token_stats.as_ref().map(|t| json!({
+                "examples": t.examples,
+                "errors": t.errors,
+                "first_errors": t.first_errors.iter().map(|(l, m)| json!({"location": l.to_string(), "message": m})).collect::<Vec<_>>(),
+                "per_example": summary_json(&t.tokens),
+                "trained_per_example": summary_json(&t.trained),
+                "max_seq_len": t.max_seq_len,
+                "truncated": t.truncated,
+                "dropped": t.dropped,
+                "seconds": t.seconds,
+                "examples_per_s": t.examples_per_s(),
+            })),
         });
         println!(
             "{}",
@@ -401,5 +496,170 @@ fn stats(input: &Input, as_json: bool) -> anyhow::Result<ExitCode> {
             ex.join(", ")
         );
     }
+    if let Some(t) = token_stats {
+        print_token_stats(&t, tokens);
+    }
     Ok(ExitCode::from(exit::OK))
+}
+
+fn print_token_stats(t: &tunelab::template::TokenStats, tokens: &TokenArgs) {
+    println!();
+    println!(
+        "tokens ({} examples encoded in {:.2}s, {:.0} examples/s)",
+        t.examples,
+        t.seconds,
+        t.examples_per_s()
+    );
+    println!("  per example   {}", render::lengths(&t.tokens));
+    println!("  trained       {}", render::lengths(&t.trained));
+    let verb = match tokens.length_policy {
+        LengthPolicy::Truncate => "truncated",
+        LengthPolicy::Drop => "dropped",
+    };
+    let note = if t.dropped > 0 && tokens.length_policy == LengthPolicy::Truncate {
+        format!(" ({} left with no trained token, dropped)", t.dropped)
+    } else {
+        String::new()
+    };
+    println!(
+        "  > {} tokens  {} examples would be {verb}{note}",
+        t.max_seq_len,
+        t.truncated + t.dropped
+    );
+    println!("  token histogram");
+    let hist = t.tokens.histogram(10);
+    let peak = hist.iter().map(|b| b.2).max().unwrap_or(1).max(1);
+    for (lo, hi, n) in hist {
+        let bar = "█".repeat(((n as f64 / peak as f64) * 40.0).round() as usize);
+        println!("    {lo:>7}–{hi:<7} {n:>7}  {bar}");
+    }
+    if t.errors > 0 {
+        println!("  {} records could not be encoded; first:", t.errors);
+        for (l, m) in &t.first_errors {
+            println!("    {l}: {m}");
+        }
+    }
+}
+
+fn preview(
+    input: &Input,
+    tokens: &TokenArgs,
+    samples: usize,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    let Some(encoder) = tokens.encoder() else {
+        eprintln!("error: preview needs --model DIR (a folder with tokenizer.json)");
+        return Ok(ExitCode::from(exit::UNUSABLE));
+    };
+    let encoder = match encoder {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(exit::UNUSABLE));
+        }
+    };
+    let ds = match open(input) {
+        Ok(d) => d,
+        Err(e) => return Ok(unusable(&e)),
+    };
+    let items = match ds.items() {
+        Ok(i) => i,
+        Err(e) => return Ok(unusable(&e)),
+    };
+    let color = !as_json && super::tokens::use_color();
+    let path = ds.file.path.display().to_string();
+    let mut shown = 0;
+    let mut failed = false;
+    for item in items {
+        if shown >= samples {
+            break;
+        }
+        let item = match item {
+            Ok(i) => i,
+            Err(e) => return Ok(unusable(&e)),
+        };
+        let record = match item.result {
+            Ok(r) => r,
+            Err(problems) => {
+                for p in problems {
+                    eprintln!("{path}: {p} (skipped)");
+                }
+                continue;
+            }
+        };
+        shown += 1;
+        let encoded = match encoder.encode(&record) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("{path}: {}: {e}", item.location);
+                failed = true;
+                continue;
+            }
+        };
+        match encoded {
+            Encoded::Sft(mut ex) => {
+                let full_len = ex.len();
+                let fit = fit_length(&mut ex, tokens.max_seq_len, tokens.length_policy);
+                if as_json {
+                    let out = json!({"location": item.location.to_string(), "tokens": ex.len(), "trained": ex.trained(), "input_ids": ex.input_ids, "labels": ex.labels});
+                    println!("{out}");
+                    continue;
+                }
+                let fit_note = match fit {
+                    Fit::Kept => String::new(),
+                    Fit::Truncated => format!(" · truncated to {}", tokens.max_seq_len),
+                    Fit::Dropped => format!(" · over {}: would be dropped", tokens.max_seq_len),
+                };
+                println!(
+                    "── {} · {full_len} tokens, {} trained{fit_note} ──",
+                    item.location,
+                    ex.trained()
+                );
+                if let tunelab::data::Body::Conversation(c) = &record.body {
+                    for i in encoder.dropped_messages(&c.messages, &ex.text) {
+                        println!(
+                            "warning: the template left out message {i} ({}): its text is not in the rendering",
+                            c.messages[i].role
+                        );
+                    }
+                }
+                println!("{}", super::tokens::spans(&ex, color));
+                println!();
+            }
+            Encoded::Preference(p) => {
+                if as_json {
+                    let out = json!({"location": item.location.to_string(), "prompt_ids": p.prompt_ids, "chosen_ids": p.chosen_ids, "rejected_ids": p.rejected_ids});
+                    println!("{out}");
+                    continue;
+                }
+                let tok = &encoder.tokenizer;
+                println!(
+                    "── {} · prompt {} tokens, chosen {}, rejected {} ──",
+                    item.location,
+                    p.prompt_ids.len(),
+                    p.chosen_ids.len(),
+                    p.rejected_ids.len()
+                );
+                let (open, close) = super::tokens::markers(color);
+                println!(
+                    "prompt    {}",
+                    tok.decode(&p.prompt_ids).unwrap_or_default()
+                );
+                println!(
+                    "chosen    {open}{}{close}",
+                    tok.decode(&p.chosen_ids).unwrap_or_default()
+                );
+                println!(
+                    "rejected  {open}{}{close}",
+                    tok.decode(&p.rejected_ids).unwrap_or_default()
+                );
+                println!();
+            }
+        }
+    }
+    Ok(ExitCode::from(if failed {
+        exit::PROBLEMS
+    } else {
+        exit::OK
+    }))
 }

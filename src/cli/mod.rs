@@ -3,6 +3,7 @@
 
 pub mod data;
 mod render;
+mod tokens;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

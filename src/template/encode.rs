@@ -221,6 +221,21 @@ impl Encoder {
             .render(messages, tools, add_generation_prompt, &self.vars)
     }
 
+    /// Messages whose text the template left out of `rendered` (a template that silently drops
+    /// a system prompt, say): a warning worth showing before training.
+    pub fn dropped_messages(&self, messages: &[Message], rendered: &str) -> Vec<usize> {
+        messages
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| {
+                let t = m.text();
+                let t = t.trim();
+                !t.is_empty() && !rendered.contains(t)
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
     pub fn encode(&self, record: &Record) -> Result<Encoded, TemplateError> {
         match &record.body {
             Body::Conversation(c) => self.encode_conversation(c).map(Encoded::Sft),

@@ -27,7 +27,7 @@ pub enum TemplateError {
     Tokenize(String),
     /// Rendering the conversation turn by turn did not give prefixes of the whole rendering,
     /// so the trained spans cannot be found without guessing.
-    #[error("chat template {name} is not prefix-stable at message {index} ({role}): rendering the conversation up to that message is not a prefix of the whole rendering (the template moves or rewrites earlier turns); use train_on: last_assistant or another template")]
+    #[error("chat template {name} is not prefix-stable at message {index} ({role}): rendering the conversation up to that message is not a prefix of the whole rendering, so the template moves or rewrites earlier turns (Mistral v0.3, for one, moves the system prompt into the last user turn); pick another template with --template or fix this one")]
     NotPrefixStable {
         name: String,
         index: usize,

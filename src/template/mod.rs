@@ -5,10 +5,12 @@ pub mod chat_template;
 pub mod encode;
 pub mod error;
 pub mod pack;
+pub mod survey;
 pub mod tokenizer;
 
 pub use chat_template::ChatTemplate;
 pub use encode::{Encoded, Encoder, Example, PreferenceExample, TemplateChoice, TrainOn, IGNORE};
 pub use error::TemplateError;
 pub use pack::{fit_length, pack, Fit, LengthPolicy, Packed};
+pub use survey::{token_stats, TokenStats};
 pub use tokenizer::TextTokenizer;
