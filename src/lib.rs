@@ -4,6 +4,10 @@
 //! the `tunelab` binary's CLI (and, later, the TUI) are thin shells over it.
 
 pub mod data;
+pub mod eval;
 pub mod logging;
+pub mod lora;
+pub mod model;
+pub mod ops;
 pub mod paths;
 pub mod template;

@@ -2,6 +2,8 @@
 //! returns an exit code; errors at this edge are `anyhow`.
 
 pub mod data;
+pub mod eval;
+pub mod model;
 mod render;
 mod tokens;
 
@@ -36,11 +38,18 @@ pub enum Command {
     /// Dataset tools: inspect, validate, convert, stats, formats.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Mean loss over trained tokens and perplexity of a model (and adapter) on a dataset.
+    Eval(eval::EvalArgs),
+    /// Model tools: init-tiny, info.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Data(cmd)) => data::run(cmd),
+        Some(Command::Model(cmd)) => model::run(cmd),
+        Some(Command::Eval(args)) => eval::run(args),
         None => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();

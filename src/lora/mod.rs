@@ -1,0 +1,150 @@
+//! LoRA: `y = W x + s · B A dropout(x)` with `s = alpha / r` (or `alpha / √r` with rsLoRA).
+//! A is Kaiming-uniform and B is zero, so a fresh adapter leaves the model unchanged.
+
+pub mod peft;
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// What to adapt and how strongly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoraConfig {
+    pub r: usize,
+    pub alpha: f64,
+    pub dropout: f64,
+    /// Module names (`q_proj`, …), or `all-linear` for every projection (lm_head excluded).
+    pub target_modules: Vec<String>,
+    #[serde(default)]
+    pub use_rslora: bool,
+}
+
+impl Default for LoraConfig {
+    fn default() -> Self {
+        LoraConfig {
+            r: 8,
+            alpha: 16.0,
+            dropout: 0.0,
+            target_modules: vec!["all-linear".into()],
+            use_rslora: false,
+        }
+    }
+}
+
+impl LoraConfig {
+    pub fn scale(&self) -> f64 {
+        if self.use_rslora {
+            self.alpha / (self.r as f64).sqrt()
+        } else {
+            self.alpha / self.r as f64
+        }
+    }
+
+    /// Whether the module named `name` (the last path component, e.g. `q_proj`) is adapted.
+    pub fn targets(&self, name: &str) -> bool {
+        self.target_modules
+            .iter()
+            .any(|t| t == name || (t == "all-linear" && name != "lm_head"))
+    }
+}
+
+/// A run-time switch for every adapter of a model: off gives the base model (DPO's reference,
+/// chat's A/B comparison) without copying weights.
+#[derive(Debug, Clone)]
+pub struct LoraSwitch(Arc<AtomicBool>);
+
+impl Default for LoraSwitch {
+    fn default() -> Self {
+        LoraSwitch(Arc::new(AtomicBool::new(true)))
+    }
+}
+
+impl LoraSwitch {
+    pub fn set(&self, on: bool) {
+        self.0.store(on, Ordering::SeqCst);
+    }
+    pub fn is_on(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The trainable pair of one adapted linear layer.
+#[derive(Debug, Clone)]
+pub struct LoraPair {
+    /// [r, in]
+    pub a: Var,
+    /// [out, r]
+    pub b: Var,
+    pub scale: f64,
+    pub dropout: f64,
+}
+
+impl LoraPair {
+    /// Kaiming-uniform A (as PEFT: bound = 1/√in) from a seeded RNG, zero B, in f32.
+    pub fn init(
+        in_dim: usize,
+        out_dim: usize,
+        cfg: &LoraConfig,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let bound = 1.0 / (in_dim as f64).sqrt();
+        let a: Vec<f32> = (0..cfg.r * in_dim)
+            .map(|_| rng.random_range(-bound..bound) as f32)
+            .collect();
+        let a = Var::from_tensor(&Tensor::from_vec(a, (cfg.r, in_dim), device)?)?;
+        let b = Var::zeros((out_dim, cfg.r), DType::F32, device)?;
+        Ok(LoraPair {
+            a,
+            b,
+            scale: cfg.scale(),
+            dropout: cfg.dropout,
+        })
+    }
+
+    pub fn from_tensors(a: &Tensor, b: &Tensor, scale: f64, dropout: f64) -> Result<Self> {
+        Ok(LoraPair {
+            a: Var::from_tensor(&a.to_dtype(DType::F32)?)?,
+            b: Var::from_tensor(&b.to_dtype(DType::F32)?)?,
+            scale,
+            dropout,
+        })
+    }
+
+    /// `s · B A dropout(x)` in the input's dtype; `dropout_seed` is set only in training.
+    pub fn delta(&self, x: &Tensor, dropout_seed: Option<u64>) -> Result<Tensor> {
+        let dt = x.dtype();
+        let mut x = x.to_dtype(DType::F32)?;
+        if let (Some(seed), true) = (dropout_seed, self.dropout > 0.0) {
+            x = dropout(&x, self.dropout, seed)?;
+        }
+        let h = x.broadcast_matmul(&self.a.as_tensor().t()?)?;
+        let y = h.broadcast_matmul(&self.b.as_tensor().t()?)?;
+        (y * self.scale)?.to_dtype(dt)
+    }
+
+    /// `s · B A`, the dense update a merge adds to the base weight ([out, in]).
+    pub fn merged_delta(&self) -> Result<Tensor> {
+        self.b.as_tensor().matmul(self.a.as_tensor())? * self.scale
+    }
+}
+
+/// Inverted dropout with a mask from a seeded RNG (candle cannot seed its CPU RNG).
+pub fn dropout(x: &Tensor, p: f64, seed: u64) -> Result<Tensor> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let keep = 1.0 - p;
+    let mask: Vec<f32> = (0..x.elem_count())
+        .map(|_| {
+            if rng.random::<f64>() < keep {
+                (1.0 / keep) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
+    x * mask
+}

@@ -1,0 +1,376 @@
+//! One decoder for Llama, Qwen2 and Mistral (they differ in config switches only). Every op
+//! has a backward: frozen projections go through `ops::frozen_linear`, and norms, RoPE and
+//! softmax through the spliced fused kernels of `ops`.
+
+use super::config::ModelConfig;
+use super::weights::Weights;
+use super::ModelError;
+use crate::lora::{LoraConfig, LoraPair, LoraSwitch};
+use crate::ops;
+use candle_core::{DType, Device, IndexOp, Result, Tensor, Var, D};
+use std::cell::Cell;
+use std::path::Path;
+
+/// A frozen projection with an optional bias and an optional LoRA pair.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    pub lora: Option<LoraPair>,
+}
+
+/// Per-forward settings.
+struct Ctx<'a> {
+    lora_on: bool,
+    dropout_seed: Option<u64>,
+    counter: &'a Cell<u64>,
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+        let mut y = ops::frozen_linear(x, &self.weight)?;
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(b)?;
+        }
+        if let (Some(l), true) = (&self.lora, ctx.lora_on) {
+            let n = ctx.counter.get();
+            ctx.counter.set(n + 1);
+            let seed = ctx
+                .dropout_seed
+                .map(|s| s.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(n));
+            y = (y + l.delta(x, seed)?)?;
+        }
+        Ok(y)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Block {
+    pub input_norm: Tensor,
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+    pub post_norm: Tensor,
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
+}
+
+impl Block {
+    /// The linear layers by their HF module names.
+    pub fn linears_mut(&mut self) -> [(&'static str, &'static str, &mut Linear); 7] {
+        [
+            ("self_attn", "q_proj", &mut self.q),
+            ("self_attn", "k_proj", &mut self.k),
+            ("self_attn", "v_proj", &mut self.v),
+            ("self_attn", "o_proj", &mut self.o),
+            ("mlp", "gate_proj", &mut self.gate),
+            ("mlp", "up_proj", &mut self.up),
+            ("mlp", "down_proj", &mut self.down),
+        ]
+    }
+
+    pub fn linears(&self) -> [(&'static str, &'static str, &Linear); 7] {
+        [
+            ("self_attn", "q_proj", &self.q),
+            ("self_attn", "k_proj", &self.k),
+            ("self_attn", "v_proj", &self.v),
+            ("self_attn", "o_proj", &self.o),
+            ("mlp", "gate_proj", &self.gate),
+            ("mlp", "up_proj", &self.up),
+            ("mlp", "down_proj", &self.down),
+        ]
+    }
+}
+
+/// Inputs beside the token ids.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// [b, t] positions; packed sequences restart at 0 for every example, which also
+    /// separates their attention. Default: 0..t per row.
+    pub position_ids: Option<Vec<Vec<u32>>>,
+    /// [b, t] 1 for real tokens, 0 for padding. Default: all real.
+    pub attention_mask: Option<Vec<Vec<u8>>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub config: ModelConfig,
+    pub embed: Tensor,
+    pub layers: Vec<Block>,
+    pub norm: Tensor,
+    pub lm_head: Tensor,
+    pub device: Device,
+    pub dtype: DType,
+    pub lora: Option<LoraConfig>,
+    pub switch: LoraSwitch,
+    inv_freq: Vec<f32>,
+}
+
+impl Model {
+    /// Loads a model folder (config.json plus safetensors) onto `device` in `dtype`.
+    pub fn load(
+        dir: &Path,
+        dtype: DType,
+        device: &Device,
+    ) -> std::result::Result<Self, ModelError> {
+        let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        let w = Weights::open(dir)?;
+        let get = |n: &str| w.get(n, dtype, device);
+        let linear = |prefix: &str, bias: bool| -> std::result::Result<Linear, ModelError> {
+            Ok(Linear {
+                weight: get(&format!("{prefix}.weight"))?,
+                bias: if bias {
+                    Some(get(&format!("{prefix}.bias"))?)
+                } else {
+                    None
+                },
+                lora: None,
+            })
+        };
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            let b = config.qkv_bias;
+            layers.push(Block {
+                input_norm: get(&format!("{p}.input_layernorm.weight"))?,
+                q: linear(&format!("{p}.self_attn.q_proj"), b)?,
+                k: linear(&format!("{p}.self_attn.k_proj"), b)?,
+                v: linear(&format!("{p}.self_attn.v_proj"), b)?,
+                o: linear(&format!("{p}.self_attn.o_proj"), false)?,
+                post_norm: get(&format!("{p}.post_attention_layernorm.weight"))?,
+                gate: linear(&format!("{p}.mlp.gate_proj"), false)?,
+                up: linear(&format!("{p}.mlp.up_proj"), false)?,
+                down: linear(&format!("{p}.mlp.down_proj"), false)?,
+            });
+        }
+        let embed = get("model.embed_tokens.weight")?;
+        let lm_head = if config.tie_word_embeddings || !w.has("lm_head.weight") {
+            embed.clone()
+        } else {
+            get("lm_head.weight")?
+        };
+        Ok(Self::assemble(
+            config,
+            embed,
+            layers,
+            get("model.norm.weight")?,
+            lm_head,
+            dtype,
+            device,
+        ))
+    }
+
+    pub fn assemble(
+        config: ModelConfig,
+        embed: Tensor,
+        layers: Vec<Block>,
+        norm: Tensor,
+        lm_head: Tensor,
+        dtype: DType,
+        device: &Device,
+    ) -> Self {
+        let inv_freq = config.inv_freq().into_iter().map(|f| f as f32).collect();
+        Model {
+            config,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            device: device.clone(),
+            dtype,
+            lora: None,
+            switch: LoraSwitch::default(),
+            inv_freq,
+        }
+    }
+
+    /// Adds fresh LoRA pairs (A Kaiming-uniform from `seed`, B zero) to the targeted modules.
+    pub fn add_lora(&mut self, cfg: &LoraConfig, seed: u64) -> Result<()> {
+        let device = self.device.clone();
+        let mut n = 0u64;
+        for block in &mut self.layers {
+            for (_, name, lin) in block.linears_mut() {
+                if cfg.targets(name) {
+                    let (out, inp) = lin.weight.dims2()?;
+                    lin.lora = Some(LoraPair::init(
+                        inp,
+                        out,
+                        cfg,
+                        seed.wrapping_add(n),
+                        &device,
+                    )?);
+                }
+                n += 1;
+            }
+        }
+        self.lora = Some(cfg.clone());
+        Ok(())
+    }
+
+    /// Every LoRA variable with its PEFT name (`base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`).
+    pub fn lora_vars(&self) -> Vec<(String, Var)> {
+        let mut out = Vec::new();
+        for (i, block) in self.layers.iter().enumerate() {
+            for (group, name, lin) in block.linears() {
+                if let Some(l) = &lin.lora {
+                    let p = format!("base_model.model.model.layers.{i}.{group}.{name}");
+                    out.push((format!("{p}.lora_A.weight"), l.a.clone()));
+                    out.push((format!("{p}.lora_B.weight"), l.b.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Number of trainable (LoRA) parameters.
+    pub fn trainable_parameters(&self) -> usize {
+        self.lora_vars().iter().map(|(_, v)| v.elem_count()).sum()
+    }
+
+    fn rope_tables(&self, positions: &[Vec<u32>]) -> Result<(Tensor, Tensor)> {
+        let half = self.inv_freq.len();
+        let (b, t) = (positions.len(), positions.first().map_or(0, Vec::len));
+        let mut angles = Vec::with_capacity(b * t * half);
+        for row in positions {
+            for &p in row {
+                angles.extend(self.inv_freq.iter().map(|f| p as f32 * f));
+            }
+        }
+        let a = Tensor::from_vec(angles, (b, t, half), &self.device)?;
+        Ok((
+            a.cos()?.to_dtype(self.dtype)?,
+            a.sin()?.to_dtype(self.dtype)?,
+        ))
+    }
+
+    /// Additive mask [b, 1, t, t]: causal, within one packed example, and not onto padding.
+    fn mask(&self, positions: &[Vec<u32>], attention: Option<&Vec<Vec<u8>>>) -> Result<Tensor> {
+        let (b, t) = (positions.len(), positions.first().map_or(0, Vec::len));
+        let mut m = vec![0f32; b * t * t];
+        for r in 0..b {
+            let mut seg = vec![0u32; t];
+            for i in 1..t {
+                seg[i] = seg[i - 1] + u32::from(positions[r][i] == 0);
+            }
+            for i in 0..t {
+                for j in 0..t {
+                    let visible =
+                        j <= i && seg[i] == seg[j] && attention.is_none_or(|a| a[r][j] != 0);
+                    if !visible && i != j {
+                        m[(r * t + i) * t + j] = -1e9;
+                    }
+                }
+            }
+        }
+        Tensor::from_vec(m, (b, 1, t, t), &self.device)?.to_dtype(self.dtype)
+    }
+
+    /// Logits [b, t, vocab] at every position. `train` enables LoRA dropout with `seed`.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        batch: &Batch,
+        dropout_seed: Option<u64>,
+    ) -> Result<Tensor> {
+        let (b, t) = input_ids.dims2()?;
+        let positions = batch
+            .position_ids
+            .clone()
+            .unwrap_or_else(|| vec![(0..t as u32).collect(); b]);
+        let (cos, sin) = self.rope_tables(&positions)?;
+        let mask = self.mask(&positions, batch.attention_mask.as_ref())?;
+        let counter = Cell::new(0);
+        let ctx = Ctx {
+            lora_on: self.lora.is_some() && self.switch.is_on(),
+            dropout_seed,
+            counter: &counter,
+        };
+        let mut h = self
+            .embed
+            .index_select(&input_ids.flatten_all()?, 0)?
+            .reshape((b, t, self.config.hidden_size))?;
+        for layer in &self.layers {
+            h = self.block(layer, &h, &cos, &sin, &mask, &ctx)?;
+        }
+        let h = ops::rms_norm(&h, &self.norm, self.config.rms_norm_eps)?;
+        ops::frozen_linear(&h, &self.lm_head)
+    }
+
+    fn block(
+        &self,
+        l: &Block,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+        ctx: &Ctx,
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        let (b, t, _) = x.dims3()?;
+        let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+        let hn = ops::rms_norm(x, &l.input_norm, c.rms_norm_eps)?;
+        let heads = |y: Tensor, n: usize| y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous();
+        let q = ops::rope(&heads(l.q.forward(&hn, ctx)?, nh)?, cos, sin)?;
+        let k = ops::rope(&heads(l.k.forward(&hn, ctx)?, nkv)?, cos, sin)?;
+        let v = heads(l.v.forward(&hn, ctx)?, nkv)?;
+        let (k, v) = (repeat_kv(&k, nh / nkv)?, repeat_kv(&v, nh / nkv)?);
+        let scores =
+            (q.matmul(&k.t()?.contiguous()?)? * (1.0 / (hd as f64).sqrt()))?.broadcast_add(mask)?;
+        let probs = ops::softmax_last_dim(&scores)?;
+        let attn = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b, t, nh * hd))?;
+        let x = (x + l.o.forward(&attn, ctx)?)?;
+        let hn = ops::rms_norm(&x, &l.post_norm, c.rms_norm_eps)?;
+        let act = (candle_nn::ops::silu(&l.gate.forward(&hn, ctx)?)? * l.up.forward(&hn, ctx)?)?;
+        x + l.down.forward(&act, ctx)?
+    }
+}
+
+/// [b, kv, t, d] → [b, kv·n, t, d], each key/value head shared by `n` query heads.
+fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
+    if n == 1 {
+        return Ok(x.clone());
+    }
+    let (b, kv, t, d) = x.dims4()?;
+    x.unsqueeze(2)?
+        .broadcast_as((b, kv, n, t, d))?
+        .reshape((b, kv * n, t, d))
+}
+
+/// Mean cross-entropy over unmasked targets (labels -100 are ignored), the HF causal-LM
+/// convention: position i predicts label i+1, averaged over every counted target in the batch.
+pub fn causal_lm_loss(logits: &Tensor, labels: &[Vec<i64>]) -> Result<(Tensor, usize)> {
+    let (b, t, v) = logits.dims3()?;
+    let mut rows = Vec::new();
+    let mut targets = Vec::new();
+    for (r, lab) in labels.iter().enumerate().take(b) {
+        for i in 0..t.saturating_sub(1) {
+            let y = lab.get(i + 1).copied().unwrap_or(-100);
+            if y >= 0 {
+                rows.push((r * t + i) as u32);
+                targets.push(y as u32);
+            }
+        }
+    }
+    let n = rows.len();
+    if n == 0 {
+        return Ok((Tensor::zeros((), DType::F32, logits.device())?, 0));
+    }
+    let flat = logits.reshape((b * t, v))?;
+    let picked = flat
+        .index_select(&Tensor::new(rows, logits.device())?, 0)?
+        .to_dtype(DType::F32)?;
+    let logp = candle_nn::ops::log_softmax(&picked, D::Minus1)?;
+    let tgt = Tensor::new(targets, logits.device())?.unsqueeze(1)?;
+    let nll = logp.gather(&tgt, 1)?.neg()?;
+    Ok((nll.sum_all()?.affine(1.0 / n as f64, 0.0)?, n))
+}
+
+/// The logits row of one position, for tests and tools.
+pub fn row(logits: &Tensor, b: usize, t: usize) -> Result<Vec<f32>> {
+    logits.i((b, t))?.to_dtype(DType::F32)?.to_vec1()
+}

@@ -1,0 +1,41 @@
+//! The Llama-family model: configuration, weights, and a differentiable forward pass that
+//! returns logits at every position, with LoRA layers over a frozen base.
+
+pub mod config;
+pub mod llama;
+pub mod tiny;
+pub mod weights;
+
+pub use config::{Arch, ModelConfig};
+pub use llama::{Batch, Model};
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("weights: tensor {name}: {message}")]
+    MissingTensor { name: String, message: String },
+    #[error("adapter {}: {message}", path.display())]
+    Adapter { path: PathBuf, message: String },
+    #[error("compute: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+impl ModelError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! Differentiable building blocks for training on candle.
+//!
+//! candle's fused `rms_norm`, `softmax_last_dim` and `rope` record no backward and silently
+//! cut the gradient; a plain `matmul` with a frozen weight computes and keeps a weight
+//! gradient nobody needs. Each op here runs the fast forward kernel on a detached input and
+//! splices in an analytic backward (see [`with_grad`]). Every backward is checked against
+//! finite differences in f64 (tests below).
+
+use candle_core::backend::{BackendDevice, BackendStorage};
+use candle_core::{
+    CpuStorage, CudaStorage, CustomOp2, DType, Layout, MetalStorage, Result, Shape, Tensor, D,
+};
+use std::sync::Arc;
+
+type BwdFn = dyn Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor> + Send + Sync;
+
+/// An op whose forward is a precomputed `y` and whose backward is `bwd(x, y, dy)`.
+struct Splice {
+    name: &'static str,
+    bwd: Arc<BwdFn>,
+}
+
+/// A strided copy into fresh storage (`try_clone` would ignore the layout).
+fn copy_storage<S: BackendStorage>(s: &S, l: &Layout) -> Result<S>
+where
+    S::Device: BackendDevice<Storage = S>,
+{
+    // SAFETY: every element of the new buffer is written by `copy_strided_src` before use.
+    let mut dst = unsafe { s.device().alloc_uninit(l.shape(), s.dtype())? };
+    s.copy_strided_src(&mut dst, 0, l)?;
+    Ok(dst)
+}
+
+impl CustomOp2 for Splice {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Ok((copy_storage(s2, l2)?, l2.shape().clone()))
+    }
+    fn cuda_fwd(
+        &self,
+        _: &CudaStorage,
+        _: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        Ok((copy_storage(s2, l2)?, l2.shape().clone()))
+    }
+    fn metal_fwd(
+        &self,
+        _: &MetalStorage,
+        _: &Layout,
+        s2: &MetalStorage,
+        l2: &Layout,
+    ) -> Result<(MetalStorage, Shape)> {
+        Ok((copy_storage(s2, l2)?, l2.shape().clone()))
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        _y: &Tensor,
+        res: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((Some((self.bwd)(x, res, g)?), None))
+    }
+}
+
+/// Returns `y` (computed from `x` by any kernel) as a tensor whose gradient flows back to `x`
+/// through `bwd(x, y, dy)`.
+pub fn with_grad(
+    name: &'static str,
+    x: &Tensor,
+    y: &Tensor,
+    bwd: impl Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor> + Send + Sync + 'static,
+) -> Result<Tensor> {
+    x.apply_op2(
+        &y.detach(),
+        Splice {
+            name,
+            bwd: Arc::new(bwd),
+        },
+    )
+}
+
+/// `x · wᵀ` for a frozen weight `w` of shape [out, in]: the gradient reaches `x` only, so no
+/// weight-sized gradient is ever computed or held.
+pub fn frozen_linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let y = x.detach().broadcast_matmul(&w.t()?)?;
+    let w = w.clone();
+    with_grad("frozen-linear", x, &y, move |_x, _y, g| {
+        g.contiguous()?.broadcast_matmul(&w)
+    })
+}
+
+/// RMSNorm with a frozen weight: `x / sqrt(mean(x²) + eps) · alpha`, computed in f32.
+pub fn rms_norm(x: &Tensor, alpha: &Tensor, eps: f64) -> Result<Tensor> {
+    let xd = x.detach().contiguous()?;
+    // The fused kernel has no f64 path; f64 (the finite-difference checks) uses the primitive one.
+    let y = if x.dtype() == DType::F64 {
+        candle_nn::ops::rms_norm_slow(&xd, alpha, eps as f32)?
+    } else {
+        candle_nn::ops::rms_norm(&xd, alpha, eps as f32)?
+    };
+    let alpha = alpha.clone();
+    with_grad("rms-norm", x, &y, move |x, _y, g| {
+        let d = x.dim(D::Minus1)? as f64;
+        let dt = x.dtype();
+        let work = if dt == DType::F64 {
+            DType::F64
+        } else {
+            DType::F32
+        };
+        let x = x.to_dtype(work)?;
+        let (g, a) = (g.to_dtype(work)?, alpha.to_dtype(work)?);
+        let r = ((x.sqr()?.sum_keepdim(D::Minus1)? / d)? + eps)?
+            .sqrt()?
+            .recip()?;
+        let ga = g.broadcast_mul(&a)?;
+        let dot = (ga.mul(&x)?.sum_keepdim(D::Minus1)? / d)?;
+        (ga.broadcast_mul(&r)? - x.broadcast_mul(&dot.broadcast_mul(&r.powf(3.0)?)?)?)?.to_dtype(dt)
+    })
+}
+
+/// Rotary embedding in the HF (rotate-half) layout. `x` is [b, heads, t, d]; `cos` and `sin`
+/// are [t, d/2] or [b, t, d/2] (per-example positions). A rotation's backward is the rotation
+/// by the negative angle.
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let y = candle_nn::rotary_emb::rope(&x.detach().contiguous()?, cos, sin)?;
+    let (cos, nsin) = (cos.clone(), sin.neg()?);
+    with_grad("rope", x, &y, move |_x, _y, g| {
+        candle_nn::rotary_emb::rope(&g.contiguous()?, &cos, &nsin)
+    })
+}
+
+/// Softmax over the last dimension: `dx = y · (dy − Σ dy·y)`.
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    let y = candle_nn::ops::softmax_last_dim(&x.detach().contiguous()?)?;
+    with_grad("softmax", x, &y, |_x, y, g| {
+        y * g.broadcast_sub(&(g * y)?.sum_keepdim(D::Minus1)?)?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// Deterministic pseudo-random values in [-1, 1).
+    fn values(n: usize, seed: u64) -> Vec<f64> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn tensor(shape: &[usize], seed: u64) -> Tensor {
+        let n = shape.iter().product();
+        Tensor::from_vec(values(n, seed), shape, &Device::Cpu).unwrap()
+    }
+
+    /// Compares the analytic gradient of `sum(f(x) · w)` with central differences.
+    fn check(name: &str, shape: &[usize], f: impl Fn(&Tensor) -> Result<Tensor>) {
+        let x0 = tensor(shape, 1);
+        let x = Var::from_tensor(&x0).unwrap();
+        let y = f(x.as_tensor()).unwrap();
+        let w = tensor(y.dims(), 2);
+        let loss = (&y * &w).unwrap().sum_all().unwrap();
+        let grads = loss.backward().unwrap();
+        let analytic: Vec<f64> = grads
+            .get(&x)
+            .unwrap_or_else(|| panic!("{name}: no gradient"))
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let base: Vec<f64> = x0.flatten_all().unwrap().to_vec1().unwrap();
+        let eps = 1e-6;
+        let mut worst: f64 = 0.0;
+        for i in 0..base.len() {
+            let eval = |d: f64| {
+                let mut v = base.clone();
+                v[i] += d;
+                let t = Tensor::from_vec(v, shape, &Device::Cpu).unwrap();
+                (f(&t).unwrap() * &w)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap()
+            };
+            let numeric = (eval(eps) - eval(-eps)) / (2.0 * eps);
+            worst = worst.max((numeric - analytic[i]).abs());
+        }
+        assert!(worst < 1e-7, "{name}: max |analytic - numeric| = {worst:e}");
+    }
+
+    #[test]
+    fn frozen_linear_backward_matches_finite_differences_and_keeps_no_weight_grad() {
+        let w = tensor(&[5, 4], 3);
+        check("frozen_linear", &[2, 3, 4], |x| frozen_linear(x, &w));
+        let wv = Var::from_tensor(&w).unwrap();
+        let x = Var::from_tensor(&tensor(&[3, 4], 4)).unwrap();
+        let g = frozen_linear(x.as_tensor(), wv.as_tensor())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert!(g.get(&wv).is_none(), "a frozen weight must get no gradient");
+    }
+
+    #[test]
+    fn rms_norm_backward_matches_finite_differences() {
+        let alpha = (tensor(&[6], 5) + 1.5).unwrap();
+        check("rms_norm", &[2, 3, 6], |x| rms_norm(x, &alpha, 1e-5));
+        // The fused f32 forward equals the primitive definition.
+        let x = tensor(&[2, 6], 6).to_dtype(DType::F32).unwrap();
+        let a32 = alpha.to_dtype(DType::F32).unwrap();
+        let fast = rms_norm(&x, &a32, 1e-5).unwrap();
+        let slow = candle_nn::ops::rms_norm_slow(&x, &a32, 1e-5).unwrap();
+        let diff: f32 = (fast - slow)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(diff < 1e-6, "{diff}");
+    }
+
+    #[test]
+    fn rope_backward_matches_finite_differences() {
+        let cos = tensor(&[3, 2], 7).cos().unwrap();
+        let sin = tensor(&[3, 2], 7).sin().unwrap();
+        check("rope", &[1, 2, 3, 4], |x| rope(x, &cos, &sin));
+        let cos_b = tensor(&[2, 3, 2], 8).cos().unwrap();
+        let sin_b = tensor(&[2, 3, 2], 8).sin().unwrap();
+        check("rope (per-example positions)", &[2, 2, 3, 4], |x| {
+            rope(x, &cos_b, &sin_b)
+        });
+    }
+
+    #[test]
+    fn softmax_backward_matches_finite_differences() {
+        check("softmax_last_dim", &[2, 3, 5], softmax_last_dim);
+    }
+}
