@@ -5,6 +5,7 @@
 
 pub mod data;
 pub mod eval;
+pub mod infer;
 pub mod logging;
 pub mod lora;
 pub mod model;

@@ -11,8 +11,7 @@ use tunelab::data::convert::{self, ConvertError, OnError};
 use tunelab::data::scan::{self, Lengths};
 use tunelab::data::{DataError, Dataset, Format, Kind};
 use tunelab::template::{
-    fit_length, Encoded, Encoder, Fit, LengthPolicy, TemplateChoice, TemplateError, TextTokenizer,
-    TrainOn,
+    fit_length, Encoded, Encoder, Fit, LengthPolicy, TemplateChoice, TemplateError, TrainOn,
 };
 
 #[derive(Debug, Subcommand)]
@@ -111,9 +110,15 @@ fn parse_length_policy(s: &str) -> Result<LengthPolicy, String> {
 impl TokenArgs {
     fn encoder(&self) -> Option<Result<Encoder, TemplateError>> {
         let model = self.model.as_ref()?;
-        Some(TextTokenizer::from_dir(model).and_then(|tok| {
-            Encoder::new(tok, &TemplateChoice::parse(&self.template), self.train_on)
-        }))
+        let tok = match tunelab::model::source::load_tokenizer(model) {
+            Ok(t) => t,
+            Err(e) => return Some(Err(TemplateError::NoTemplate(e.to_string()))),
+        };
+        Some(Encoder::new(
+            tok,
+            &TemplateChoice::parse(&self.template),
+            self.train_on,
+        ))
     }
 }
 

@@ -6,14 +6,13 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tunelab::data::Dataset;
-use tunelab::model::Model;
-use tunelab::template::{Encoder, TemplateChoice, TextTokenizer, TrainOn};
+use tunelab::template::{Encoder, TemplateChoice, TrainOn};
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// A model folder (config.json, safetensors, tokenizer files).
+    /// A model folder, a .gguf file, or a hub id (org/name).
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: String,
     /// A PEFT adapter folder.
     #[arg(long)]
     pub adapter: Option<PathBuf>,
@@ -42,8 +41,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
         Ok(t) => t,
         Err(e) => return fail(&e),
     };
-    let mut model = match Model::load(&a.model, candle_core::DType::F32, &candle_core::Device::Cpu)
-    {
+    let (mut model, tok) = match tunelab::model::source::load(&a.model, &candle_core::Device::Cpu) {
         Ok(m) => m,
         Err(e) => return fail(&e),
     };
@@ -52,9 +50,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
             return fail(&e);
         }
     }
-    let encoder = match TextTokenizer::from_dir(&a.model)
-        .and_then(|t| Encoder::new(t, &TemplateChoice::parse(&a.template), train_on))
-    {
+    let encoder = match Encoder::new(tok, &TemplateChoice::parse(&a.template), train_on) {
         Ok(e) => e,
         Err(e) => return fail(&e),
     };

@@ -1,6 +1,7 @@
 //! The command line: a thin shell over the core. Each subcommand prints its own output and
 //! returns an exit code; errors at this edge are `anyhow`.
 
+pub mod chat;
 pub mod data;
 pub mod eval;
 pub mod model;
@@ -38,6 +39,8 @@ pub enum Command {
     /// Dataset tools: inspect, validate, convert, stats, formats.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// One reply from a model (and adapter) to a prompt, streamed to stdout.
+    Chat(chat::ChatArgs),
     /// Mean loss over trained tokens and perplexity of a model (and adapter) on a dataset.
     Eval(eval::EvalArgs),
     /// Model tools: init-tiny, info.
@@ -50,6 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Data(cmd)) => data::run(cmd),
         Some(Command::Model(cmd)) => model::run(cmd),
         Some(Command::Eval(args)) => eval::run(args),
+        Some(Command::Chat(args)) => chat::run(args),
         None => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();

@@ -176,7 +176,7 @@ pub fn load(model: &mut Model, dir: &Path) -> Result<(), ModelError> {
                 .or_else(|| tensors.get(&format!("{p}.lora_B.default.weight")));
             lin.lora = match (a, b) {
                 (Some(a), Some(b)) => {
-                    let (out, inp) = lin.weight.dims2()?;
+                    let (out, inp) = lin.weight.dims()?;
                     if a.dims() != [cfg.r, inp] || b.dims() != [out, cfg.r] {
                         return Err(adapter_err(&path, format!(
                             "{p}: lora_A {:?} / lora_B {:?} do not fit the base layer [{out}, {inp}] with r = {}", a.dims(), b.dims(), cfg.r

@@ -7,16 +7,46 @@ use super::weights::Weights;
 use super::ModelError;
 use crate::lora::{LoraConfig, LoraPair, LoraSwitch};
 use crate::ops;
+use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, IndexOp, Result, Tensor, Var, D};
 use std::cell::Cell;
 use std::path::Path;
+use std::sync::Arc;
 
-/// A frozen projection with an optional bias and an optional LoRA pair.
+/// A frozen weight [out, in]: dense, or quantized (a GGUF base, kept quantized in memory).
+#[derive(Debug, Clone)]
+pub enum Weight {
+    Dense(Tensor),
+    Quantized(Arc<QTensor>),
+}
+
+impl Weight {
+    /// (out, in)
+    pub fn dims(&self) -> Result<(usize, usize)> {
+        match self {
+            Weight::Dense(t) => t.dims2(),
+            Weight::Quantized(q) => q.shape().dims2(),
+        }
+    }
+
+    /// `x · Wᵀ` with a gradient for `x` only.
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Weight::Dense(w) => ops::frozen_linear(x, w),
+            Weight::Quantized(q) => ops::quantized_linear(x, q),
+        }
+    }
+}
+
+/// A frozen projection with an optional bias, an optional LoRA pair, and (for GGUF q/k
+/// projections) the row order that restores the Hugging Face layout.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    pub weight: Tensor,
+    pub weight: Weight,
     pub bias: Option<Tensor>,
     pub lora: Option<LoraPair>,
+    /// Output index map applied to the base product: `y_hf = y[.., perm]`.
+    pub out_perm: Option<Tensor>,
 }
 
 /// Per-forward settings.
@@ -28,7 +58,10 @@ struct Ctx<'a> {
 
 impl Linear {
     fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
-        let mut y = ops::frozen_linear(x, &self.weight)?;
+        let mut y = self.weight.apply(x)?;
+        if let Some(p) = &self.out_perm {
+            y = y.index_select(p, D::Minus1)?;
+        }
         if let Some(b) = &self.bias {
             y = y.broadcast_add(b)?;
         }
@@ -84,6 +117,13 @@ impl Block {
     }
 }
 
+/// Keys and values of the tokens seen so far, per layer ([1, kv_heads, len, head_dim]).
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    pub layers: Vec<Option<(Tensor, Tensor)>>,
+    pub len: usize,
+}
+
 /// Inputs beside the token ids.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
@@ -100,7 +140,7 @@ pub struct Model {
     pub embed: Tensor,
     pub layers: Vec<Block>,
     pub norm: Tensor,
-    pub lm_head: Tensor,
+    pub lm_head: Weight,
     pub device: Device,
     pub dtype: DType,
     pub lora: Option<LoraConfig>,
@@ -120,7 +160,8 @@ impl Model {
         let get = |n: &str| w.get(n, dtype, device);
         let linear = |prefix: &str, bias: bool| -> std::result::Result<Linear, ModelError> {
             Ok(Linear {
-                weight: get(&format!("{prefix}.weight"))?,
+                weight: Weight::Dense(get(&format!("{prefix}.weight"))?),
+                out_perm: None,
                 bias: if bias {
                     Some(get(&format!("{prefix}.bias"))?)
                 } else {
@@ -146,11 +187,11 @@ impl Model {
             });
         }
         let embed = get("model.embed_tokens.weight")?;
-        let lm_head = if config.tie_word_embeddings || !w.has("lm_head.weight") {
+        let lm_head = Weight::Dense(if config.tie_word_embeddings || !w.has("lm_head.weight") {
             embed.clone()
         } else {
             get("lm_head.weight")?
-        };
+        });
         Ok(Self::assemble(
             config,
             embed,
@@ -167,7 +208,7 @@ impl Model {
         embed: Tensor,
         layers: Vec<Block>,
         norm: Tensor,
-        lm_head: Tensor,
+        lm_head: Weight,
         dtype: DType,
         device: &Device,
     ) -> Self {
@@ -186,6 +227,37 @@ impl Model {
         }
     }
 
+    /// Bytes the quantized weights would take once dequantized to the compute dtype.
+    pub fn dense_bytes(&self) -> usize {
+        let mut n = 0;
+        for b in &self.layers {
+            for (_, _, l) in b.linears() {
+                if let (Weight::Quantized(_), Ok((o, i))) = (&l.weight, l.weight.dims()) {
+                    n += o * i * self.dtype.size_in_bytes();
+                }
+            }
+        }
+        n
+    }
+
+    /// Dequantizes every quantized weight once (for inference when memory allows): generation
+    /// then skips the per-call dequantization. Training keeps the quantized base.
+    pub fn densify(&mut self) -> Result<()> {
+        let dtype = self.dtype;
+        let device = self.device.clone();
+        for b in &mut self.layers {
+            for (_, _, l) in b.linears_mut() {
+                if let Weight::Quantized(q) = &l.weight {
+                    l.weight = Weight::Dense(q.dequantize(&device)?.to_dtype(dtype)?);
+                }
+            }
+        }
+        if let Weight::Quantized(q) = &self.lm_head {
+            self.lm_head = Weight::Dense(q.dequantize(&device)?.to_dtype(dtype)?);
+        }
+        Ok(())
+    }
+
     /// Adds fresh LoRA pairs (A Kaiming-uniform from `seed`, B zero) to the targeted modules.
     pub fn add_lora(&mut self, cfg: &LoraConfig, seed: u64) -> Result<()> {
         let device = self.device.clone();
@@ -193,7 +265,7 @@ impl Model {
         for block in &mut self.layers {
             for (_, name, lin) in block.linears_mut() {
                 if cfg.targets(name) {
-                    let (out, inp) = lin.weight.dims2()?;
+                    let (out, inp) = lin.weight.dims()?;
                     lin.lora = Some(LoraPair::init(
                         inp,
                         out,
@@ -295,7 +367,7 @@ impl Model {
             h = self.block(layer, &h, &cos, &sin, &mask, &ctx)?;
         }
         let h = ops::rms_norm(&h, &self.norm, self.config.rms_norm_eps)?;
-        ops::frozen_linear(&h, &self.lm_head)
+        self.lm_head.apply(&h)
     }
 
     fn block(
@@ -307,14 +379,79 @@ impl Model {
         mask: &Tensor,
         ctx: &Ctx,
     ) -> Result<Tensor> {
+        self.block_kv(l, x, cos, sin, mask, ctx, None)
+    }
+
+    /// Logits [vocab] of the last new token, with keys and values of earlier tokens from
+    /// `cache` (inference: no dropout, and the cache holds no autograd graph).
+    pub fn forward_cached(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+        let t = ids.len();
+        let start = cache.len;
+        if cache.layers.len() != self.layers.len() {
+            cache.layers = vec![None; self.layers.len()];
+        }
+        let positions = vec![(start as u32..(start + t) as u32).collect::<Vec<u32>>()];
+        let (cos, sin) = self.rope_tables(&positions)?;
+        let total = start + t;
+        let mut m = vec![0f32; t * total];
+        for i in 0..t {
+            for j in (start + i + 1)..total {
+                m[i * total + j] = -1e9;
+            }
+        }
+        let mask = Tensor::from_vec(m, (1, 1, t, total), &self.device)?.to_dtype(self.dtype)?;
+        let counter = Cell::new(0);
+        let ctx = Ctx {
+            lora_on: self.lora.is_some() && self.switch.is_on(),
+            dropout_seed: None,
+            counter: &counter,
+        };
+        let input = Tensor::new(ids, &self.device)?;
+        let mut h = self.embed.index_select(&input, 0)?.unsqueeze(0)?;
+        for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            h = self
+                .block_kv(layer, &h, &cos, &sin, &mask, &ctx, Some(kv))?
+                .detach();
+        }
+        cache.len = total;
+        let h = ops::rms_norm(
+            &h.i((.., t - 1..t, ..))?,
+            &self.norm,
+            self.config.rms_norm_eps,
+        )?;
+        self.lm_head
+            .apply(&h)?
+            .flatten_all()?
+            .detach()
+            .to_dtype(DType::F32)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn block_kv(
+        &self,
+        l: &Block,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+        ctx: &Ctx,
+        kv: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> Result<Tensor> {
         let c = &self.config;
         let (b, t, _) = x.dims3()?;
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         let hn = ops::rms_norm(x, &l.input_norm, c.rms_norm_eps)?;
         let heads = |y: Tensor, n: usize| y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous();
         let q = ops::rope(&heads(l.q.forward(&hn, ctx)?, nh)?, cos, sin)?;
-        let k = ops::rope(&heads(l.k.forward(&hn, ctx)?, nkv)?, cos, sin)?;
-        let v = heads(l.v.forward(&hn, ctx)?, nkv)?;
+        let mut k = ops::rope(&heads(l.k.forward(&hn, ctx)?, nkv)?, cos, sin)?;
+        let mut v = heads(l.v.forward(&hn, ctx)?, nkv)?;
+        if let Some(slot) = kv {
+            if let Some((pk, pv)) = slot.as_ref() {
+                k = Tensor::cat(&[pk, &k.detach()], 2)?;
+                v = Tensor::cat(&[pv, &v.detach()], 2)?;
+            }
+            *slot = Some((k.detach(), v.detach()));
+        }
         let (k, v) = (repeat_kv(&k, nh / nkv)?, repeat_kv(&v, nh / nkv)?);
         let scores =
             (q.matmul(&k.t()?.contiguous()?)? * (1.0 / (hd as f64).sqrt()))?.broadcast_add(mask)?;

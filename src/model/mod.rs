@@ -2,7 +2,10 @@
 //! returns logits at every position, with LoRA layers over a frozen base.
 
 pub mod config;
+pub mod gguf;
+pub mod hub;
 pub mod llama;
+pub mod source;
 pub mod tiny;
 pub mod weights;
 

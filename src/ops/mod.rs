@@ -7,6 +7,7 @@
 //! finite differences in f64 (tests below).
 
 use candle_core::backend::{BackendDevice, BackendStorage};
+use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{
     CpuStorage, CudaStorage, CustomOp2, DType, Layout, MetalStorage, Result, Shape, Tensor, D,
 };
@@ -97,6 +98,27 @@ pub fn frozen_linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let w = w.clone();
     with_grad("frozen-linear", x, &y, move |_x, _y, g| {
         g.contiguous()?.broadcast_matmul(&w)
+    })
+}
+
+/// `x · Wᵀ` for a frozen quantized base (QLoRA, GGUF): W stays quantized in memory and is
+/// dequantized on the fly, forward and backward (`dx = dy · dequant(W)`); nothing weight-sized
+/// is kept between calls.
+pub fn quantized_linear(x: &Tensor, w: &Arc<QTensor>) -> Result<Tensor> {
+    let xd = x.detach().contiguous()?;
+    // candle's quantized kernels quantize the activations to 8 bits, which moves SmolLM2's
+    // logits by ~0.1 and flips greedy answers; dequantizing per call is exact (the weights
+    // stay quantized in memory). TUNELAB_QMATMUL=1 opts into the faster approximate kernel.
+    let y = if std::env::var_os("TUNELAB_QMATMUL").is_some() {
+        let qm = QMatMul::from_arc(w.clone())?;
+        candle_core::Module::forward(&qm, &xd)?
+    } else {
+        xd.broadcast_matmul(&w.dequantize(x.device())?.to_dtype(xd.dtype())?.t()?)?
+    };
+    let w = w.clone();
+    with_grad("quantized-linear", x, &y, move |x, _y, g| {
+        let dense = w.dequantize(x.device())?.to_dtype(g.dtype())?;
+        g.contiguous()?.broadcast_matmul(&dense)
     })
 }
 

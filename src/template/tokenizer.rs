@@ -141,6 +141,34 @@ impl TextTokenizer {
         Ok(tok)
     }
 
+    /// A tokenizer assembled elsewhere (from GGUF metadata, say); stop ids start with the eos.
+    pub fn from_parts(
+        dir: PathBuf,
+        inner: Tokenizer,
+        specials: [Option<String>; 4],
+        add_bos_token: bool,
+        chat_template: Option<String>,
+    ) -> Self {
+        let [bos_token, eos_token, pad_token, unk_token] = specials;
+        let mut tok = TextTokenizer {
+            dir,
+            inner,
+            bos_token,
+            eos_token,
+            pad_token,
+            unk_token,
+            add_bos_token,
+            chat_templates: chat_template
+                .map(|t| vec![("default".to_string(), t)])
+                .unwrap_or_default(),
+            stop_ids: BTreeSet::new(),
+        };
+        if let Some(id) = tok.eos_id() {
+            tok.stop_ids.insert(id);
+        }
+        tok
+    }
+
     /// The chat template transformers would use: `default` when there are several.
     pub fn default_chat_template(&self) -> Option<&str> {
         self.chat_templates

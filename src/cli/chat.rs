@@ -1,0 +1,116 @@
+//! `tunelab chat`: one reply to stdout, streamed as it is generated.
+
+use super::exit;
+use clap::Args;
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tunelab::infer::sampling::Sampling;
+use tunelab::infer::{spawn, GenEvent};
+use tunelab::template::{Encoder, TemplateChoice, TrainOn};
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// A model folder, a .gguf file, or a hub id (org/name).
+    #[arg(long)]
+    pub model: String,
+    /// A PEFT adapter folder.
+    #[arg(long)]
+    pub adapter: Option<std::path::PathBuf>,
+    #[arg(long)]
+    pub prompt: String,
+    #[arg(long)]
+    pub system: Option<String>,
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    /// 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value = "model")]
+    pub template: String,
+    /// Print tokens/s to stderr.
+    #[arg(long)]
+    pub stats: bool,
+}
+
+pub fn run(a: ChatArgs) -> anyhow::Result<ExitCode> {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("error: {e}");
+        Ok(ExitCode::from(exit::UNUSABLE))
+    };
+    let (mut model, tok) = match tunelab::model::source::load(&a.model, &candle_core::Device::Cpu) {
+        Ok(m) => m,
+        Err(e) => return fail(&e),
+    };
+    // Generation is memory-bound: dequantize once when that stays small.
+    if model.dense_bytes() < (2usize << 30) {
+        if let Err(e) = model.densify() {
+            return fail(&e);
+        }
+    }
+    if let Some(ad) = &a.adapter {
+        if let Err(e) = tunelab::lora::peft::load(&mut model, ad) {
+            return fail(&e);
+        }
+    }
+    let encoder = match Encoder::new(tok, &TemplateChoice::parse(&a.template), TrainOn::Assistant) {
+        Ok(e) => e,
+        Err(e) => return fail(&e),
+    };
+    let mut messages = Vec::new();
+    if let Some(s) = &a.system {
+        messages.push(serde_json::json!({"role": "system", "content": s}));
+    }
+    messages.push(serde_json::json!({"role": "user", "content": a.prompt}));
+    let text = match encoder.render(&messages, None, true) {
+        Ok(t) => t,
+        Err(e) => return fail(&e),
+    };
+    let ids = match encoder.tokenizer.encode(&text, false) {
+        Ok(e) => e.ids,
+        Err(e) => return fail(&e),
+    };
+    let cfg = Sampling {
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        repetition_penalty: a.repetition_penalty,
+        seed: a.seed,
+        max_new_tokens: a.max_new_tokens,
+    };
+    let rx = spawn(Arc::new(model), Arc::new(encoder.tokenizer), ids, cfg);
+    let mut out = std::io::stdout();
+    for event in rx {
+        match event {
+            GenEvent::Text(t) => {
+                let _ = out.write_all(t.as_bytes());
+                let _ = out.flush();
+            }
+            GenEvent::Done {
+                tokens,
+                seconds,
+                prompt_tokens,
+                ..
+            } => {
+                let _ = writeln!(out);
+                let _ = out.flush();
+                if a.stats {
+                    eprintln!("{prompt_tokens} prompt tokens, {tokens} generated in {seconds:.2}s ({:.1} tokens/s)", tokens as f64 / seconds.max(1e-9));
+                }
+            }
+            GenEvent::Error(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(exit::PROBLEMS));
+            }
+        }
+    }
+    Ok(ExitCode::from(exit::OK))
+}

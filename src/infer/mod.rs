@@ -1,0 +1,98 @@
+//! Generation: a KV-cached decode loop on its own thread that streams text over a channel,
+//! so no caller (CLI, TUI, server) ever runs compute on its own runtime.
+
+pub mod sampling;
+
+use crate::model::llama::KvCache;
+use crate::model::Model;
+use crate::template::TextTokenizer;
+use sampling::{Sampler, Sampling};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StopReason {
+    /// A stop token (eos or a generation_config eos id).
+    Stop,
+    MaxTokens,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum GenEvent {
+    /// New text, complete UTF-8 (a token that ends mid-character waits for the next).
+    Text(String),
+    Done {
+        tokens: usize,
+        reason: StopReason,
+        prompt_tokens: usize,
+        seconds: f64,
+    },
+    Error(String),
+}
+
+/// Runs the decode loop, calling `emit` for each event; `emit` returns false to stop early.
+pub fn generate(
+    model: &Model,
+    tok: &TextTokenizer,
+    prompt: &[u32],
+    cfg: Sampling,
+    mut emit: impl FnMut(GenEvent) -> bool,
+) {
+    let started = std::time::Instant::now();
+    let mut sampler = Sampler::new(cfg.clone());
+    let mut cache = KvCache::default();
+    let mut context: Vec<u32> = prompt.to_vec();
+    let mut generated: Vec<u32> = Vec::new();
+    let mut shown = 0usize;
+    let mut next_input: Vec<u32> = prompt.to_vec();
+    let mut reason = StopReason::MaxTokens;
+    for _ in 0..cfg.max_new_tokens {
+        let logits = match model
+            .forward_cached(&next_input, &mut cache)
+            .and_then(|l| l.to_vec1::<f32>())
+        {
+            Ok(l) => l,
+            Err(e) => {
+                emit(GenEvent::Error(e.to_string()));
+                return;
+            }
+        };
+        let id = sampler.next(&logits, &context);
+        if tok.stop_ids.contains(&id) {
+            reason = StopReason::Stop;
+            break;
+        }
+        context.push(id);
+        generated.push(id);
+        next_input = vec![id];
+        let text = tok.decode(&generated).unwrap_or_default();
+        if text.len() > shown && !text.ends_with('\u{FFFD}') {
+            let piece = text[shown..].to_string();
+            shown = text.len();
+            if !emit(GenEvent::Text(piece)) {
+                return;
+            }
+        }
+    }
+    emit(GenEvent::Done {
+        tokens: generated.len(),
+        reason,
+        prompt_tokens: prompt.len(),
+        seconds: started.elapsed().as_secs_f64(),
+    });
+}
+
+/// Starts generation on its own thread; events arrive on the returned channel.
+pub fn spawn(
+    model: Arc<Model>,
+    tok: Arc<TextTokenizer>,
+    prompt: Vec<u32>,
+    cfg: Sampling,
+) -> Receiver<GenEvent> {
+    let (tx, rx) = channel();
+    std::thread::Builder::new()
+        .name("tunelab-generate".into())
+        .spawn(move || generate(&model, &tok, &prompt, cfg, |e| tx.send(e).is_ok()))
+        .ok();
+    rx
+}

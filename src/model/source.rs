@@ -1,0 +1,54 @@
+//! Where a model comes from: a Hugging Face folder, a GGUF file, or a hub id resolved
+//! through the Hugging Face cache.
+
+use super::{gguf, hub, Model, ModelError};
+use crate::template::TextTokenizer;
+use candle_core::{DType, Device};
+use std::path::Path;
+
+/// Loads `spec` (a folder, a `.gguf` file, or `org/name`) with its tokenizer.
+pub fn load(spec: &str, device: &Device) -> Result<(Model, TextTokenizer), ModelError> {
+    let path = Path::new(spec);
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
+        if !path.is_file() {
+            return Err(ModelError::Invalid {
+                path: path.to_path_buf(),
+                message: "no such GGUF file".into(),
+            });
+        }
+        return gguf::load(path, device);
+    }
+    let dir = if path.exists() {
+        path.to_path_buf()
+    } else if hub::looks_like_repo_id(spec) {
+        hub::resolve(spec)?
+    } else {
+        return Err(ModelError::Invalid {
+            path: path.to_path_buf(),
+            message: "no such folder or file; expected a model folder, a .gguf file or a hub id like org/name".into(),
+        });
+    };
+    let model = Model::load(&dir, DType::F32, device)?;
+    let tok = TextTokenizer::from_dir(&dir).map_err(|e| ModelError::Invalid {
+        path: dir.clone(),
+        message: e.to_string(),
+    })?;
+    Ok((model, tok))
+}
+
+/// Only the tokenizer of `spec` (a folder, or a `.gguf` file).
+pub fn load_tokenizer(spec: &Path) -> Result<TextTokenizer, ModelError> {
+    if spec
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
+        return gguf::load_tokenizer(spec);
+    }
+    TextTokenizer::from_dir(spec).map_err(|e| ModelError::Invalid {
+        path: spec.to_path_buf(),
+        message: e.to_string(),
+    })
+}
