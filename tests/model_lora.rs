@@ -110,6 +110,15 @@ fn saved_adapters_round_trip_in_peft_format() {
     let want = model.forward(&input, &Batch::default(), None).unwrap();
     let out = tempfile::tempdir().unwrap();
     peft::save(&model, out.path(), "tests/fixtures/models/qwen2/model").unwrap();
+    // tests/reference/check_peft_roundtrip.py sets this to load tunelab's files in PEFT.
+    if let Some(keep) = std::env::var_os("TUNELAB_KEEP_ADAPTER") {
+        peft::save(
+            &model,
+            std::path::Path::new(&keep),
+            "tests/fixtures/models/qwen2/model",
+        )
+        .unwrap();
+    }
     let cfg: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("adapter_config.json")).unwrap())
             .unwrap();
@@ -200,4 +209,82 @@ fn unsupported_adapter_options_are_refused_by_name() {
         err.contains("pickle .bin weights") && err.contains("refuses"),
         "{err}"
     );
+}
+
+#[test]
+fn merging_an_adapter_keeps_the_logits() {
+    for name in ["llama", "qwen2"] {
+        let fixture = common::fixture(&format!("models/{name}"));
+        let mut model = Model::load(&fixture.join("model"), DType::F32, &Device::Cpu).unwrap();
+        peft::load(&mut model, &fixture.join("adapter")).unwrap();
+        let input = Tensor::new(&[[5u32, 17, 42, 8, 91, 33]], &Device::Cpu).unwrap();
+        let before = model.forward(&input, &Batch::default(), None).unwrap();
+        model.merge_lora().unwrap();
+        assert!(model.lora.is_none() && model.lora_vars().is_empty());
+        let after = model.forward(&input, &Batch::default(), None).unwrap();
+        for t in 0..6 {
+            let (a, b) = (row(&before, 0, t).unwrap(), row(&after, 0, t).unwrap());
+            let worst = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-4, "{name} position {t}: {worst}");
+        }
+    }
+}
+
+#[test]
+fn sharded_safetensors_load_like_a_single_file() {
+    let dir = tempfile::tempdir().unwrap();
+    init_tiny(dir.path(), &TinySpec::default()).unwrap();
+    let single = Model::load(dir.path(), DType::F32, &Device::Cpu).unwrap();
+    let all =
+        candle_core::safetensors::load(dir.path().join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut names: Vec<&String> = all.keys().collect();
+    names.sort();
+    let (a, b): (Vec<_>, Vec<_>) = names.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    let mut map = serde_json::Map::new();
+    for (file, part) in [
+        ("model-00001-of-00002.safetensors", a),
+        ("model-00002-of-00002.safetensors", b),
+    ] {
+        let shard: std::collections::HashMap<String, Tensor> = part
+            .iter()
+            .map(|(_, n)| ((**n).clone(), all[**n].to_dtype(DType::BF16).unwrap()))
+            .collect();
+        for n in shard.keys() {
+            map.insert(n.clone(), serde_json::Value::String(file.into()));
+        }
+        candle_core::safetensors::save(&shard, dir.path().join(file)).unwrap();
+    }
+    std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        serde_json::json!({"metadata": {}, "weight_map": map}).to_string(),
+    )
+    .unwrap();
+    let sharded = Model::load(dir.path(), DType::F32, &Device::Cpu).unwrap();
+    let input = Tensor::new(&[[1u32, 2, 3]], &Device::Cpu).unwrap();
+    let (x, y) = (
+        row(
+            &single.forward(&input, &Batch::default(), None).unwrap(),
+            0,
+            2,
+        )
+        .unwrap(),
+        row(
+            &sharded.forward(&input, &Batch::default(), None).unwrap(),
+            0,
+            2,
+        )
+        .unwrap(),
+    );
+    // bf16 shards round the weights: close, not equal.
+    let worst = x
+        .iter()
+        .zip(&y)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 0.05 && worst > 0.0, "{worst}");
 }

@@ -1,6 +1,7 @@
 //! The command line: a thin shell over the core. Each subcommand prints its own output and
 //! returns an exit code; errors at this edge are `anyhow`.
 
+pub mod bench;
 pub mod chat;
 pub mod data;
 pub mod eval;
@@ -43,6 +44,9 @@ pub enum Command {
     Chat(chat::ChatArgs),
     /// Mean loss over trained tokens and perplexity of a model (and adapter) on a dataset.
     Eval(eval::EvalArgs),
+    /// Throughput benchmarks: forward, generate.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Model tools: init-tiny, info.
     #[command(subcommand)]
     Model(model::ModelCommand),
@@ -54,6 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Model(cmd)) => model::run(cmd),
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Chat(args)) => chat::run(args),
+        Some(Command::Bench(cmd)) => bench::run(cmd),
         None => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();

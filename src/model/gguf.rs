@@ -74,17 +74,18 @@ pub fn load(path: &Path, device: &Device) -> Result<(Model, TextTokenizer), Mode
         md: &content.metadata,
     };
     let arch_name = m.s("general.architecture").unwrap_or_default();
-    let arch =
-        match arch_name.as_str() {
-            "llama" => Arch::Llama,
-            "qwen2" => Arch::Qwen2,
-            other => return Err(invalid(
+    let arch = match arch_name.as_str() {
+        "llama" => Arch::Llama,
+        "qwen2" => Arch::Qwen2,
+        other => {
+            return Err(invalid(
                 path,
                 format!(
                     "metadata general.architecture: unsupported {other:?}; expected llama or qwen2"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     let a = &arch_name;
     let heads = m.u(&format!("{a}.attention.head_count"))?;
     let hidden = m.u(&format!("{a}.embedding_length"))?;

@@ -227,6 +227,35 @@ impl Model {
         }
     }
 
+    /// Folds every LoRA pair into its base weight (`W + s·B·A`) and removes the adapters; a
+    /// quantized base is dequantized first. The logits do not change.
+    pub fn merge_lora(&mut self) -> Result<()> {
+        let (dtype, device) = (self.dtype, self.device.clone());
+        for b in &mut self.layers {
+            for (_, _, l) in b.linears_mut() {
+                let Some(pair) = l.lora.take() else { continue };
+                let base = match &l.weight {
+                    Weight::Dense(w) => w.clone(),
+                    Weight::Quantized(q) => q.dequantize(&device)?,
+                };
+                let mut delta = pair.merged_delta()?;
+                if let Some(p) = &l.out_perm {
+                    // The delta is in HF row order; the base rows are in the file's order.
+                    let n = p.dim(0)?;
+                    let ids: Vec<u32> = p.to_vec1()?;
+                    let mut inverse = vec![0u32; n];
+                    for (hf, file) in ids.iter().enumerate() {
+                        inverse[*file as usize] = hf as u32;
+                    }
+                    delta = delta.index_select(&Tensor::new(inverse, &device)?, 0)?;
+                }
+                l.weight = Weight::Dense((base.to_dtype(DType::F32)? + delta)?.to_dtype(dtype)?);
+            }
+        }
+        self.lora = None;
+        Ok(())
+    }
+
     /// Bytes the quantized weights would take once dequantized to the compute dtype.
     pub fn dense_bytes(&self) -> usize {
         let mut n = 0;

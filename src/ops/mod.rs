@@ -247,6 +247,42 @@ mod tests {
     }
 
     #[test]
+    fn quantized_linear_backward_is_the_dequantized_weight() {
+        // Q8_0 blocks hold 32 values: a [5, 64] weight quantizes exactly row by row.
+        let w = tensor(&[5, 64], 9).to_dtype(DType::F32).unwrap();
+        let q = Arc::new(QTensor::quantize(&w, candle_core::quantized::GgmlDType::Q8_0).unwrap());
+        let dense = q.dequantize(&Device::Cpu).unwrap();
+        let x0 = tensor(&[2, 3, 64], 10).to_dtype(DType::F32).unwrap();
+        let (xq, xd) = (
+            Var::from_tensor(&x0).unwrap(),
+            Var::from_tensor(&x0).unwrap(),
+        );
+        let yq = quantized_linear(xq.as_tensor(), &q).unwrap();
+        let yd = frozen_linear(xd.as_tensor(), &dense).unwrap();
+        let fwd: f32 = (&yq - &yd)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(fwd < 1e-4, "forward {fwd}");
+        let wts = tensor(&[2, 3, 5], 11).to_dtype(DType::F32).unwrap();
+        let gq = (yq * &wts).unwrap().sum_all().unwrap().backward().unwrap();
+        let gd = (yd * &wts).unwrap().sum_all().unwrap().backward().unwrap();
+        let diff: f32 = (gq.get(&xq).unwrap() - gd.get(&xd).unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(diff < 1e-5, "backward {diff}");
+    }
+
+    #[test]
     fn rms_norm_backward_matches_finite_differences() {
         let alpha = (tensor(&[6], 5) + 1.5).unwrap();
         check("rms_norm", &[2, 3, 6], |x| rms_norm(x, &alpha, 1e-5));
