@@ -11,4 +11,5 @@ pub mod lora;
 pub mod model;
 pub mod ops;
 pub mod paths;
+pub mod pyjson;
 pub mod template;

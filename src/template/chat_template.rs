@@ -4,6 +4,7 @@
 //! every render runs on a fuel budget.
 
 use super::error::TemplateError;
+use crate::pyjson::{dumps_with, DumpOptions};
 use minijinja::value::{Kwargs, Value as JValue};
 use minijinja::{Environment, Error, ErrorKind};
 use serde_json::Value;
@@ -42,146 +43,17 @@ fn tojson(value: JValue, kwargs: Kwargs) -> Result<String, Error> {
     let sort_keys: Option<bool> = kwargs.get("sort_keys")?;
     let separators: Option<Vec<String>> = kwargs.get("separators")?;
     kwargs.assert_all_used()?;
-    let mut json = serde_json::to_value(&value)
+    let json = serde_json::to_value(&value)
         .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
-    if sort_keys == Some(true) {
-        sort_json(&mut json);
-    }
-    let (item_sep, key_sep) = match &separators {
-        Some(s) if s.len() == 2 => (s[0].clone(), s[1].clone()),
-        _ if indent.is_some() => (",".to_string(), ": ".to_string()),
-        _ => (", ".to_string(), ": ".to_string()),
-    };
-    let mut out = Vec::new();
-    let fmt = PyFormatter {
+    let opts = DumpOptions {
         indent,
-        item_sep: item_sep.into_bytes(),
-        key_sep: key_sep.into_bytes(),
-        depth: 0,
-        has_value: false,
+        separators: separators
+            .filter(|s| s.len() == 2)
+            .map(|s| (s[0].clone(), s[1].clone())),
+        sort_keys: sort_keys == Some(true),
+        ensure_ascii: ensure_ascii == Some(true),
     };
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-    serde::Serialize::serialize(&json, &mut ser)
-        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
-    let text = String::from_utf8(out)
-        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
-    Ok(if ensure_ascii == Some(true) {
-        ascii_escape(&text)
-    } else {
-        text
-    })
-}
-
-fn sort_json(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            let mut entries: Vec<(String, Value)> = std::mem::take(m).into_iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            for (k, mut val) in entries {
-                sort_json(&mut val);
-                m.insert(k, val);
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(sort_json),
-        _ => {}
-    }
-}
-
-/// `\uXXXX` escapes for non-ASCII characters (they only occur inside JSON strings).
-fn ascii_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_ascii() {
-            out.push(c);
-        } else {
-            let mut buf = [0u16; 2];
-            for unit in c.encode_utf16(&mut buf) {
-                out.push_str(&format!("\\u{unit:04x}"));
-            }
-        }
-    }
-    out
-}
-
-/// serde_json formatting with Python's separators and indentation.
-struct PyFormatter {
-    indent: Option<usize>,
-    item_sep: Vec<u8>,
-    key_sep: Vec<u8>,
-    depth: usize,
-    has_value: bool,
-}
-
-impl PyFormatter {
-    fn newline<W: ?Sized + std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
-        if let Some(n) = self.indent {
-            w.write_all(b"\n")?;
-            for _ in 0..self.depth * n {
-                w.write_all(b" ")?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl serde_json::ser::Formatter for PyFormatter {
-    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.depth += 1;
-        self.has_value = false;
-        w.write_all(b"[")
-    }
-    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.depth -= 1;
-        if self.has_value {
-            self.newline(w)?;
-        }
-        self.has_value = true;
-        w.write_all(b"]")
-    }
-    fn begin_array_value<W: ?Sized + std::io::Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> std::io::Result<()> {
-        if !first {
-            w.write_all(&self.item_sep)?;
-        }
-        self.newline(w)
-    }
-    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, _w: &mut W) -> std::io::Result<()> {
-        self.has_value = true;
-        Ok(())
-    }
-    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.depth += 1;
-        self.has_value = false;
-        w.write_all(b"{")
-    }
-    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.depth -= 1;
-        if self.has_value {
-            self.newline(w)?;
-        }
-        self.has_value = true;
-        w.write_all(b"}")
-    }
-    fn begin_object_key<W: ?Sized + std::io::Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> std::io::Result<()> {
-        if !first {
-            w.write_all(&self.item_sep)?;
-        }
-        self.newline(w)
-    }
-    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        w.write_all(&self.key_sep)
-    }
-    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, _w: &mut W) -> std::io::Result<()> {
-        self.has_value = true;
-        Ok(())
-    }
+    Ok(dumps_with(&json, &opts))
 }
 
 fn raise_exception(message: String) -> Result<JValue, Error> {

@@ -138,65 +138,10 @@ pub fn read_tools(v: Option<&Value>, path: &str, issues: &mut Issues) -> Vec<Val
     tools
 }
 
-/// JSON text the way Python's `json.dumps` writes it (`", "` and `": "`), which is how
-/// LLaMA-Factory's datasets store tool calls and tool lists inside strings.
-pub fn python_json(v: &Value) -> String {
-    let mut out = Vec::new();
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
-    if serde::Serialize::serialize(v, &mut ser).is_err() {
-        return v.to_string();
-    }
-    String::from_utf8(out).unwrap_or_else(|_| v.to_string())
-}
-
-struct PythonFormatter;
-
-impl serde_json::ser::Formatter for PythonFormatter {
-    fn begin_array_value<W: ?Sized + std::io::Write>(
-        &mut self,
-        writer: &mut W,
-        first: bool,
-    ) -> std::io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            writer.write_all(b", ")
-        }
-    }
-
-    fn begin_object_key<W: ?Sized + std::io::Write>(
-        &mut self,
-        writer: &mut W,
-        first: bool,
-    ) -> std::io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            writer.write_all(b", ")
-        }
-    }
-
-    fn begin_object_value<W: ?Sized + std::io::Write>(
-        &mut self,
-        writer: &mut W,
-    ) -> std::io::Result<()> {
-        writer.write_all(b": ")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn python_json_matches_json_dumps_spacing() {
-        let v = json!({"name": "f", "arguments": {"a": [1, 2], "b": "x"}});
-        assert_eq!(
-            python_json(&v),
-            r#"{"name": "f", "arguments": {"a": [1, 2], "b": "x"}}"#
-        );
-    }
 
     #[test]
     fn tools_from_a_string_and_openai_wrappers() {

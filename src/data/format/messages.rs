@@ -1,9 +1,10 @@
 //! Message lists in their two common spellings: OpenAI (`role`/`content`) and ShareGPT (`from`/`value`).
 
-use super::fields::{as_str, opt_weight, python_json};
+use super::fields::{as_str, opt_weight};
 use super::Notes;
 use crate::data::problem::{describe, Issues};
 use crate::data::record::{Message, Role, SourcePath, ToolCall};
+use crate::pyjson::dumps as python_json;
 use serde_json::{json, Map, Value};
 
 // ---------- OpenAI ----------

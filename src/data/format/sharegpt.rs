@@ -3,9 +3,10 @@
 
 use super::fields::{opt_str, read_tools, req_array};
 use super::messages::{read_sharegpt_message, write_sharegpt_message};
-use super::{fields::python_json, Notes};
+use super::Notes;
 use crate::data::problem::Issues;
 use crate::data::record::{Body, Conversation, Message, PreferencePair, Role};
+use crate::pyjson::dumps as python_json;
 use serde_json::{Map, Value};
 
 pub const KEYS: &[&str] = &["conversations", "system", "tools"];
