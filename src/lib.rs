@@ -13,3 +13,4 @@ pub mod ops;
 pub mod paths;
 pub mod pyjson;
 pub mod template;
+pub mod train;
