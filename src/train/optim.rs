@@ -182,7 +182,7 @@ mod tests {
         let x = Var::from_tensor(&Tensor::new(&[1.5f32, -2.0], &Device::Cpu).unwrap()).unwrap();
         let mut opt = AdamW::new(vec![("x".into(), x.clone())], cfg.clone()).unwrap();
         let loss = |x: &Var| x.as_tensor().sqr().unwrap().sum_all().unwrap(); // grad 2x
-        let mut gs = vec![Vec::new(), Vec::new()];
+        let mut gs = [Vec::new(), Vec::new()];
         for _ in 0..3 {
             let vals: Vec<f32> = x.as_tensor().to_vec1().unwrap();
             gs[0].push(2.0 * vals[0] as f64);
@@ -224,7 +224,7 @@ mod tests {
             .unwrap()
             .backward()
             .unwrap(); // grad = x
-        let norm = clip_grad_norm(&[x.clone()], &mut g, 1.0).unwrap();
+        let norm = clip_grad_norm(std::slice::from_ref(&x), &mut g, 1.0).unwrap();
         assert!((norm - 5.0).abs() < 1e-9);
         let clipped: Vec<f32> = g.get(&x).unwrap().to_vec1().unwrap();
         assert!((clipped[0] - 0.6).abs() < 1e-5 && (clipped[1] - 0.8).abs() < 1e-5);
