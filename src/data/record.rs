@@ -72,6 +72,28 @@ pub struct Message {
     pub source: SourcePath,
 }
 
+impl ToolCall {
+    /// OpenAI's `{id?, type: "function", function: {name, arguments}}`, with `arguments` as a
+    /// JSON string (the API's wire form) or as the object (what chat templates read).
+    pub fn to_openai(&self, arguments_as_string: bool) -> Value {
+        let mut call = Map::new();
+        if let Some(id) = &self.id {
+            call.insert("id".into(), Value::String(id.clone()));
+        }
+        call.insert("type".into(), Value::String("function".into()));
+        let arguments = match (&self.arguments, arguments_as_string) {
+            (Value::String(s), true) => Value::String(s.clone()),
+            (v, true) => Value::String(v.to_string()),
+            (v, false) => v.clone(),
+        };
+        let mut f = Map::new();
+        f.insert("name".into(), Value::String(self.name.clone()));
+        f.insert("arguments".into(), arguments);
+        call.insert("function".into(), Value::Object(f));
+        Value::Object(call)
+    }
+}
+
 /// The separator between a message's text parts when it is rendered.
 pub const PART_SEPARATOR: &str = "\n";
 
@@ -101,6 +123,24 @@ impl Message {
     pub fn char_len(&self) -> usize {
         self.parts.iter().map(|p| p.chars().count()).sum::<usize>()
             + self.parts.len().saturating_sub(1)
+    }
+
+    /// Adds OpenAI's optional message keys that are set: `tool_calls`, `tool_call_id`, `name`.
+    pub fn insert_openai_extras(&self, o: &mut Map<String, Value>, arguments_as_string: bool) {
+        if !self.tool_calls.is_empty() {
+            let calls = self
+                .tool_calls
+                .iter()
+                .map(|c| c.to_openai(arguments_as_string))
+                .collect();
+            o.insert("tool_calls".into(), Value::Array(calls));
+        }
+        if let Some(id) = &self.tool_call_id {
+            o.insert("tool_call_id".into(), Value::String(id.clone()));
+        }
+        if let Some(n) = &self.name {
+            o.insert("name".into(), Value::String(n.clone()));
+        }
     }
 
     /// True when there is neither text nor a tool call.

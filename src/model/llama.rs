@@ -393,22 +393,10 @@ impl Model {
             .index_select(&input_ids.flatten_all()?, 0)?
             .reshape((b, t, self.config.hidden_size))?;
         for layer in &self.layers {
-            h = self.block(layer, &h, &cos, &sin, &mask, &ctx)?;
+            h = self.block_kv(layer, &h, &cos, &sin, &mask, &ctx, None)?;
         }
         let h = ops::rms_norm(&h, &self.norm, self.config.rms_norm_eps)?;
         self.lm_head.apply(&h)
-    }
-
-    fn block(
-        &self,
-        l: &Block,
-        x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: &Tensor,
-        ctx: &Ctx,
-    ) -> Result<Tensor> {
-        self.block_kv(l, x, cos, sin, mask, ctx, None)
     }
 
     /// Logits [vocab] of the last new token, with keys and values of earlier tokens from

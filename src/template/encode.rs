@@ -116,31 +116,7 @@ pub fn template_message(m: &Message) -> Value {
     let mut o = Map::new();
     o.insert("role".into(), Value::String(m.role.as_str().into()));
     o.insert("content".into(), Value::String(m.text()));
-    if !m.tool_calls.is_empty() {
-        let calls: Vec<Value> = m
-            .tool_calls
-            .iter()
-            .map(|c| {
-                let mut call = Map::new();
-                if let Some(id) = &c.id {
-                    call.insert("id".into(), Value::String(id.clone()));
-                }
-                call.insert("type".into(), Value::String("function".into()));
-                call.insert(
-                    "function".into(),
-                    json!({"name": c.name, "arguments": c.arguments}),
-                );
-                Value::Object(call)
-            })
-            .collect();
-        o.insert("tool_calls".into(), Value::Array(calls));
-    }
-    if let Some(id) = &m.tool_call_id {
-        o.insert("tool_call_id".into(), Value::String(id.clone()));
-    }
-    if let Some(n) = &m.name {
-        o.insert("name".into(), Value::String(n.clone()));
-    }
+    m.insert_openai_extras(&mut o, false);
     Value::Object(o)
 }
 

@@ -200,35 +200,7 @@ pub fn write_openai(messages: &[Message]) -> Value {
                     Value::String(m.text())
                 };
                 o.insert("content".into(), content);
-                if !m.tool_calls.is_empty() {
-                    let calls = m
-                        .tool_calls
-                        .iter()
-                        .map(|c| {
-                            let mut call = Map::new();
-                            if let Some(id) = &c.id {
-                                call.insert("id".into(), Value::String(id.clone()));
-                            }
-                            call.insert("type".into(), Value::String("function".into()));
-                            let args = match &c.arguments {
-                                Value::String(s) => s.clone(),
-                                v => v.to_string(),
-                            };
-                            call.insert(
-                                "function".into(),
-                                json!({"name": c.name, "arguments": args}),
-                            );
-                            Value::Object(call)
-                        })
-                        .collect();
-                    o.insert("tool_calls".into(), Value::Array(calls));
-                }
-                if let Some(id) = &m.tool_call_id {
-                    o.insert("tool_call_id".into(), Value::String(id.clone()));
-                }
-                if let Some(name) = &m.name {
-                    o.insert("name".into(), Value::String(name.clone()));
-                }
+                m.insert_openai_extras(&mut o, true);
                 if let Some(w) = m.weight {
                     o.insert("weight".into(), json_number(w));
                 }
