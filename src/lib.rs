@@ -3,6 +3,7 @@
 //! The library is the headless core. It never prints and never imports a terminal UI crate;
 //! the `tunelab` binary's CLI (and, later, the TUI) are thin shells over it.
 
+pub mod config;
 pub mod data;
 pub mod eval;
 pub mod infer;

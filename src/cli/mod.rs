@@ -44,6 +44,11 @@ pub enum Command {
     Chat(chat::ChatArgs),
     /// Mean loss over trained tokens and perplexity of a model (and adapter) on a dataset.
     Eval(eval::EvalArgs),
+    /// List the built-in training presets, or print one (`--show NAME`).
+    Presets {
+        #[arg(long)]
+        show: Option<String>,
+    },
     /// Throughput benchmarks: forward, generate.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -59,6 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Chat(args)) => chat::run(args),
         Some(Command::Bench(cmd)) => bench::run(cmd),
+        Some(Command::Presets { show }) => presets(show.as_deref()),
         None => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
@@ -68,4 +74,40 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(exit::OK))
         }
     }
+}
+
+fn presets(show: Option<&str>) -> anyhow::Result<ExitCode> {
+    use tunelab::config::{RunConfig, PRESETS};
+    if let Some(name) = show {
+        return Ok(match PRESETS.iter().find(|(n, _)| *n == name) {
+            Some((_, text)) => {
+                print!("{text}");
+                ExitCode::from(exit::OK)
+            }
+            None => {
+                let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
+                eprintln!(
+                    "error: no preset {name:?}; expected one of {}",
+                    names.join(", ")
+                );
+                ExitCode::from(exit::UNUSABLE)
+            }
+        });
+    }
+    for (name, text) in PRESETS {
+        let summary = match RunConfig::from_yaml(text, name) {
+            Ok(c) => format!(
+                "{} · r{} α{} · lr {} · seq {} · {}",
+                c.model.path,
+                c.lora.r,
+                c.lora.alpha,
+                c.train.lr,
+                c.data.max_seq_len,
+                c.train.device
+            ),
+            Err(e) => format!("invalid: {e}"),
+        };
+        println!("{name:<24} {summary}");
+    }
+    Ok(ExitCode::from(exit::OK))
 }

@@ -1,0 +1,382 @@
+//! Run configuration (YAML): model, data, LoRA and training. Every field is checked before
+//! anything starts, and each problem names its path (`lora.r: must be > 0`). Presets in
+//! `presets/` are ordinary run configurations, embedded in the binary.
+
+use crate::lora::LoraConfig;
+use crate::template::{LengthPolicy, TrainOn};
+use crate::train::Schedule;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// A human name for the run (the run id is derived from it).
+    #[serde(default)]
+    pub name: Option<String>,
+    pub model: ModelSection,
+    pub data: DataSection,
+    #[serde(default)]
+    pub lora: LoraSection,
+    #[serde(default)]
+    pub train: TrainSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// A folder, a .gguf file, or a hub id (org/name).
+    pub path: String,
+    /// `model` (its own), a built-in template name, or a .jinja file.
+    #[serde(default = "default_template")]
+    pub template: String,
+}
+
+fn default_template() -> String {
+    "model".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    pub train: String,
+    /// `auto` or a format name.
+    #[serde(default = "default_format")]
+    pub format: String,
+    #[serde(default)]
+    pub eval: Option<String>,
+    /// Fraction of the training file held out for evaluation when `eval` is not given.
+    #[serde(default)]
+    pub eval_split: f64,
+    #[serde(default = "default_seq")]
+    pub max_seq_len: usize,
+    #[serde(default)]
+    pub train_on: TrainOn,
+    #[serde(default)]
+    pub length_policy: LengthPolicy,
+    #[serde(default)]
+    pub packing: bool,
+}
+
+fn default_format() -> String {
+    "auto".into()
+}
+fn default_seq() -> usize {
+    2048
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoraSection {
+    pub r: usize,
+    pub alpha: f64,
+    pub dropout: f64,
+    pub target_modules: Vec<String>,
+    pub use_rslora: bool,
+}
+
+impl Default for LoraSection {
+    fn default() -> Self {
+        let d = LoraConfig::default();
+        LoraSection {
+            r: d.r,
+            alpha: d.alpha,
+            dropout: d.dropout,
+            target_modules: d.target_modules,
+            use_rslora: d.use_rslora,
+        }
+    }
+}
+
+impl From<&LoraSection> for LoraConfig {
+    fn from(s: &LoraSection) -> Self {
+        LoraConfig {
+            r: s.r,
+            alpha: s.alpha,
+            dropout: s.dropout,
+            target_modules: s.target_modules.clone(),
+            use_rslora: s.use_rslora,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSection {
+    /// `sft` (DPO comes with its own issue).
+    pub method: String,
+    pub epochs: f64,
+    /// Overrides `epochs` when set.
+    pub max_steps: Option<u64>,
+    pub lr: f64,
+    pub scheduler: Schedule,
+    /// Warm-up in optimizer steps, or as a ratio of all steps when below 1.
+    pub warmup: f64,
+    pub batch_size: usize,
+    pub grad_accum: usize,
+    pub max_grad_norm: f64,
+    pub weight_decay: f64,
+    pub seed: u64,
+    pub save_every: u64,
+    pub eval_every: u64,
+    pub keep_checkpoints: usize,
+    pub gradient_checkpointing: bool,
+    /// `f32`, `bf16` or `f16` for compute; LoRA parameters stay f32.
+    pub dtype: String,
+    /// `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        TrainSection {
+            method: "sft".into(),
+            epochs: 1.0,
+            max_steps: None,
+            lr: 2e-4,
+            scheduler: Schedule::Cosine,
+            warmup: 0.03,
+            batch_size: 4,
+            grad_accum: 1,
+            max_grad_norm: 1.0,
+            weight_decay: 0.0,
+            seed: 42,
+            save_every: 100,
+            eval_every: 50,
+            keep_checkpoints: 2,
+            gradient_checkpointing: false,
+            dtype: "f32".into(),
+            device: "cpu".into(),
+        }
+    }
+}
+
+/// One problem in a configuration: where, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: {}", issues.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("; "))]
+    Invalid {
+        file: String,
+        issues: Vec<ConfigIssue>,
+    },
+}
+
+impl RunConfig {
+    /// Parses YAML; `file` names the source in errors.
+    pub fn from_yaml(text: &str, file: &str) -> Result<Self, ConfigError> {
+        serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.into(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Parse {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
+        let cfg = Self::from_yaml(&text, &file)?;
+        let issues = cfg.validate();
+        if issues.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError::Invalid { file, issues })
+        }
+    }
+
+    /// Every problem, each with its field path.
+    pub fn validate(&self) -> Vec<ConfigIssue> {
+        let mut v = Vec::new();
+        let mut bad = |path: &str, message: &str| {
+            v.push(ConfigIssue {
+                path: path.into(),
+                message: message.into(),
+            })
+        };
+        if self.model.path.trim().is_empty() {
+            bad(
+                "model.path",
+                "must name a model folder, a .gguf file or a hub id",
+            );
+        }
+        if self.data.train.trim().is_empty() {
+            bad("data.train", "must name a dataset file");
+        }
+        if self.data.format != "auto" && self.data.format.parse::<crate::data::Format>().is_err() {
+            bad(
+                "data.format",
+                "must be auto or a format name (see tunelab data formats)",
+            );
+        }
+        if !(0.0..0.5).contains(&self.data.eval_split) {
+            bad("data.eval_split", "must be at least 0 and below 0.5");
+        }
+        if self.data.max_seq_len < 16 {
+            bad("data.max_seq_len", "must be at least 16");
+        }
+        let l = &self.lora;
+        if l.r == 0 {
+            bad("lora.r", "must be > 0");
+        }
+        if l.alpha <= 0.0 {
+            bad("lora.alpha", "must be > 0");
+        }
+        if !(0.0..1.0).contains(&l.dropout) {
+            bad("lora.dropout", "must be at least 0 and below 1");
+        }
+        if l.target_modules.is_empty() {
+            bad(
+                "lora.target_modules",
+                "must name at least one module (or all-linear)",
+            );
+        }
+        let known = crate::model::ModelConfig::linear_modules();
+        for (i, m) in l.target_modules.iter().enumerate() {
+            if m != "all-linear" && !known.contains(&m.as_str()) {
+                v.push(ConfigIssue {
+                    path: format!("lora.target_modules[{i}]"),
+                    message: format!(
+                        "unknown module {m:?}; expected all-linear or one of {}",
+                        known.join(", ")
+                    ),
+                });
+            }
+        }
+        let t = &self.train;
+        let mut bad = |path: &str, message: &str| {
+            v.push(ConfigIssue {
+                path: path.into(),
+                message: message.into(),
+            })
+        };
+        if t.method != "sft" {
+            bad(
+                "train.method",
+                "must be sft (dpo arrives with preference training)",
+            );
+        }
+        if t.max_steps.is_none() && t.epochs <= 0.0 {
+            bad("train.epochs", "must be > 0 (or set train.max_steps)");
+        }
+        if t.max_steps == Some(0) {
+            bad("train.max_steps", "must be > 0");
+        }
+        if !(t.lr > 0.0 && t.lr < 1.0) {
+            bad("train.lr", "must be > 0 and < 1");
+        }
+        if t.warmup < 0.0 {
+            bad("train.warmup", "must be >= 0 (steps, or a ratio below 1)");
+        }
+        if t.batch_size == 0 {
+            bad("train.batch_size", "must be > 0");
+        }
+        if t.grad_accum == 0 {
+            bad("train.grad_accum", "must be > 0");
+        }
+        if t.max_grad_norm < 0.0 {
+            bad("train.max_grad_norm", "must be >= 0 (0 turns clipping off)");
+        }
+        if t.weight_decay < 0.0 {
+            bad("train.weight_decay", "must be >= 0");
+        }
+        if !["f32", "bf16", "f16"].contains(&t.dtype.as_str()) {
+            bad("train.dtype", "must be f32, bf16 or f16");
+        }
+        if !(t.device == "cpu"
+            || t.device == "cuda"
+            || t.device
+                .strip_prefix("cuda:")
+                .is_some_and(|n| n.parse::<usize>().is_ok()))
+        {
+            bad("train.device", "must be cpu, cuda or cuda:N");
+        }
+        v
+    }
+}
+
+/// The presets shipped in `presets/`, embedded: (name, YAML).
+pub const PRESETS: &[(&str, &str)] = &[
+    ("tiny-demo", include_str!("../../presets/tiny-demo.yaml")),
+    (
+        "smollm2-135m-persona",
+        include_str!("../../presets/smollm2-135m-persona.yaml"),
+    ),
+    (
+        "qwen2.5-0.5b-lora",
+        include_str!("../../presets/qwen2.5-0.5b-lora.yaml"),
+    ),
+    (
+        "llama-3.1-8b-lora",
+        include_str!("../../presets/llama-3.1-8b-lora.yaml"),
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_parses_and_validates() {
+        for (name, text) in PRESETS {
+            let cfg = RunConfig::from_yaml(text, name).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(cfg.validate(), vec![], "{name}");
+        }
+    }
+
+    #[test]
+    fn problems_name_their_paths() {
+        let text = "model: {path: m}\ndata: {train: d.jsonl, format: chatml}\nlora: {r: 0, alpha: 16, dropout: 1.5, target_modules: [q_proj, qkv], use_rslora: false}\ntrain: {lr: 3, device: tpu}\n";
+        let cfg = RunConfig::from_yaml(text, "c.yaml").unwrap();
+        let got: Vec<String> = cfg.validate().iter().map(|i| i.to_string()).collect();
+        assert!(got.contains(&"lora.r: must be > 0".to_string()), "{got:?}");
+        assert!(
+            got.contains(&"lora.dropout: must be at least 0 and below 1".to_string()),
+            "{got:?}"
+        );
+        assert!(
+            got.iter()
+                .any(|g| g.starts_with("lora.target_modules[1]: unknown module \"qkv\"")),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(
+                &"data.format: must be auto or a format name (see tunelab data formats)"
+                    .to_string()
+            ),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&"train.lr: must be > 0 and < 1".to_string()),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&"train.device: must be cpu, cuda or cuda:N".to_string()),
+            "{got:?}"
+        );
+        let err = RunConfig::from_yaml(
+            "model: {path: m}\ndata: {train: d}\ntrain: {learning_rate: 1}\n",
+            "c.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("c.yaml") && err.contains("unknown field `learning_rate`"),
+            "{err}"
+        );
+    }
+}
