@@ -13,5 +13,6 @@ pub mod model;
 pub mod ops;
 pub mod paths;
 pub mod pyjson;
+pub mod runs;
 pub mod template;
 pub mod train;

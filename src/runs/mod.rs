@@ -1,0 +1,154 @@
+//! The run directory: the contract between the trainer process and whoever watches it (TUI,
+//! `tunelab runs watch`). The trainer writes `status.json` atomically and appends to
+//! `events.jsonl`; readers only read, and tolerate a half-written last line.
+
+use crate::data::writer::write_atomic;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Queued,
+    Running,
+    Stopping,
+    Stopped,
+    Done,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub state: RunState,
+    pub pid: Option<u32>,
+    pub step: u64,
+    pub total_steps: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Unix seconds.
+    pub started: f64,
+    pub updated: f64,
+}
+
+/// The files of one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDir {
+    pub root: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        RunDir { root: root.into() }
+    }
+    pub fn config(&self) -> PathBuf {
+        self.root.join("config.yaml")
+    }
+    pub fn status_path(&self) -> PathBuf {
+        self.root.join("status.json")
+    }
+    pub fn events_path(&self) -> PathBuf {
+        self.root.join("events.jsonl")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.root.join("train.log")
+    }
+    pub fn checkpoints(&self) -> PathBuf {
+        self.root.join("checkpoints")
+    }
+    pub fn adapter(&self) -> PathBuf {
+        self.root.join("adapter")
+    }
+
+    /// Writes `status.json` atomically, so a reader never sees half of it.
+    pub fn write_status(&self, status: &Status) -> std::io::Result<()> {
+        let text = serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?;
+        write_atomic(&self.status_path(), &text)
+    }
+
+    pub fn read_status(&self) -> std::io::Result<Status> {
+        let bytes = std::fs::read(self.status_path())?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", self.status_path().display()),
+            )
+        })
+    }
+
+    /// Appends one event as a JSON line.
+    pub fn append_event(&self, event: &Value) -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.events_path())?;
+        let mut line = serde_json::to_vec(event).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        f.write_all(&line)?;
+        f.flush()
+    }
+}
+
+/// Reads complete event lines from byte `offset` on. A last line without its newline (the
+/// writer is mid-append) is left for the next call; the returned offset points at it.
+pub fn read_events(path: &Path, offset: u64) -> std::io::Result<(Vec<Value>, u64)> {
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), offset)),
+        Err(e) => return Err(e),
+    };
+    f.seek(SeekFrom::Start(offset))?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf)?;
+    let complete = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let events = buf[..complete]
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .filter_map(|l| serde_json::from_slice(l).ok())
+        .collect();
+    Ok((events, offset + complete as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn torn_last_lines_wait_for_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        run.append_event(&json!({"step": 1, "loss": 2.5})).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(run.events_path())
+            .unwrap();
+        f.write_all(b"{\"step\": 2, \"lo").unwrap();
+        let (events, offset) = read_events(&run.events_path(), 0).unwrap();
+        assert_eq!(events, vec![json!({"step": 1, "loss": 2.5})]);
+        f.write_all(b"ss\": 2.1}\n").unwrap();
+        let (more, end) = read_events(&run.events_path(), offset).unwrap();
+        assert_eq!(more, vec![json!({"step": 2, "loss": 2.1})]);
+        assert_eq!(end, std::fs::metadata(run.events_path()).unwrap().len());
+    }
+
+    #[test]
+    fn status_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        let s = Status {
+            state: RunState::Running,
+            pid: Some(42),
+            step: 3,
+            total_steps: 60,
+            error: None,
+            started: 1.0,
+            updated: 2.0,
+        };
+        run.write_status(&s).unwrap();
+        assert_eq!(run.read_status().unwrap(), s);
+        let text = std::fs::read_to_string(run.status_path()).unwrap();
+        assert!(text.contains("\"state\": \"running\""), "{text}");
+    }
+}
