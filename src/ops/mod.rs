@@ -101,6 +101,12 @@ pub fn frozen_linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     })
 }
 
+/// Whether `TUNELAB_QMATMUL` is set, read once: this sits in every quantized matmul.
+fn approximate_qmatmul() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("TUNELAB_QMATMUL").is_some())
+}
+
 /// `x · Wᵀ` for a frozen quantized base (QLoRA, GGUF): W stays quantized in memory and is
 /// dequantized on the fly, forward and backward (`dx = dy · dequant(W)`); nothing weight-sized
 /// is kept between calls.
@@ -109,7 +115,7 @@ pub fn quantized_linear(x: &Tensor, w: &Arc<QTensor>) -> Result<Tensor> {
     // candle's quantized kernels quantize the activations to 8 bits, which moves SmolLM2's
     // logits by ~0.1 and flips greedy answers; dequantizing per call is exact (the weights
     // stay quantized in memory). TUNELAB_QMATMUL=1 opts into the faster approximate kernel.
-    let y = if std::env::var_os("TUNELAB_QMATMUL").is_some() {
+    let y = if approximate_qmatmul() {
         let qm = QMatMul::from_arc(w.clone())?;
         candle_core::Module::forward(&qm, &xd)?
     } else {
