@@ -14,5 +14,7 @@ pub mod ops;
 pub mod paths;
 pub mod pyjson;
 pub mod runs;
+pub mod telemetry;
 pub mod template;
 pub mod train;
+pub mod workspace;

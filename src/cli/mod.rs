@@ -7,6 +7,8 @@ pub mod data;
 pub mod eval;
 pub mod model;
 mod render;
+pub mod runs;
+pub mod train;
 mod tokens;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +22,8 @@ pub mod exit {
     pub const PROBLEMS: u8 = 1;
     /// The input cannot be used at all: missing, unreadable, not a dataset, bad arguments.
     pub const UNUSABLE: u8 = 2;
+    /// A training run was stopped (SIGTERM, SIGINT or `runs stop`) after its checkpoint.
+    pub const STOPPED: u8 = 3;
 }
 
 #[derive(Debug, Parser)]
@@ -52,6 +56,13 @@ pub enum Command {
     /// Throughput benchmarks: forward, generate.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Fine-tune a LoRA adapter (SFT) from a config file or preset.
+    Train(train::TrainArgs),
+    /// Training runs: list, show, watch, stop.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
+    /// Create the demo workspace (tiny model, persona datasets) in the data folder.
+    Demo,
     /// Model tools: init-tiny, info.
     #[command(subcommand)]
     Model(model::ModelCommand),
@@ -61,6 +72,24 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Data(cmd)) => data::run(cmd),
         Some(Command::Model(cmd)) => model::run(cmd),
+        Some(Command::Train(args)) => train::run(args),
+        Some(Command::Runs(cmd)) => runs::run(cmd),
+        Some(Command::Demo) => {
+            let demo = tunelab::workspace::Demo::new(&tunelab::paths::Paths::resolve().data);
+            match demo.ensure() {
+                Ok(wrote) => {
+                    println!("{}", demo.root.display());
+                    if !wrote {
+                        eprintln!("the demo workspace was already there");
+                    }
+                    Ok(ExitCode::from(exit::OK))
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(exit::UNUSABLE))
+                }
+            }
+        }
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Chat(args)) => chat::run(args),
         Some(Command::Bench(cmd)) => bench::run(cmd),

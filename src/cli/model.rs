@@ -32,6 +32,10 @@ pub enum ModelCommand {
         vocab: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// A text file whose words the tokenizer should also learn (blank lines separate
+        /// documents).
+        #[arg(long)]
+        corpus: Option<PathBuf>,
     },
     /// Architecture, parameter count, dtype, memory and LoRA target modules of a model folder.
     Info {
@@ -50,7 +54,15 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
             layers,
             vocab,
             seed,
+            corpus,
         } => {
+            let extra_corpus = match corpus.map(std::fs::read_to_string).transpose() {
+                Ok(c) => c.unwrap_or_default(),
+                Err(e) => {
+                    eprintln!("error: --corpus: {e}");
+                    return Ok(ExitCode::from(exit::UNUSABLE));
+                }
+            };
             let arch = match arch {
                 TinyArch::Llama => Arch::Llama,
                 TinyArch::Qwen2 => Arch::Qwen2,
@@ -63,6 +75,7 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
                 layers,
                 vocab,
                 seed,
+                extra_corpus,
                 ..TinySpec::default()
             };
             if let Err(e) = init_tiny(&output, &spec) {

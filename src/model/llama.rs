@@ -9,7 +9,6 @@ use crate::lora::{LoraConfig, LoraPair, LoraSwitch};
 use crate::ops;
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, IndexOp, Result, Tensor, Var, D};
-use std::cell::Cell;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -50,14 +49,17 @@ pub struct Linear {
 }
 
 /// Per-forward settings.
-struct Ctx<'a> {
+#[derive(Clone, Copy)]
+struct Ctx {
     lora_on: bool,
     dropout_seed: Option<u64>,
-    counter: &'a Cell<u64>,
+    /// The layer being computed; dropout masks are a pure function of (seed, layer, module)
+    /// so a layer recomputed under activation checkpointing draws the same mask.
+    layer: usize,
 }
 
 impl Linear {
-    fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, ctx: &Ctx, module: u64) -> Result<Tensor> {
         let mut y = self.weight.apply(x)?;
         if let Some(p) = &self.out_perm {
             y = y.index_select(p, D::Minus1)?;
@@ -66,8 +68,7 @@ impl Linear {
             y = y.broadcast_add(b)?;
         }
         if let (Some(l), true) = (&self.lora, ctx.lora_on) {
-            let n = ctx.counter.get();
-            ctx.counter.set(n + 1);
+            let n = ctx.layer as u64 * 7 + module;
             let seed = ctx
                 .dropout_seed
                 .map(|s| s.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(n));
@@ -115,6 +116,14 @@ impl Block {
             ("mlp", "down_proj", &self.down),
         ]
     }
+}
+
+/// Per-batch tables every layer shares.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub cos: Tensor,
+    pub sin: Tensor,
+    pub mask: Tensor,
 }
 
 /// Keys and values of the tokens seen so far, per layer ([1, kv_heads, len, head_dim]).
@@ -368,7 +377,48 @@ impl Model {
         Tensor::from_vec(m, (b, 1, t, t), &self.device)?.to_dtype(self.dtype)
     }
 
-    /// Logits [b, t, vocab] at every position. `train` enables LoRA dropout with `seed`.
+    /// Rotary tables and the attention mask for one batch, shared by every layer.
+    pub fn prepare(&self, b: usize, t: usize, batch: &Batch) -> Result<Prepared> {
+        let positions = batch
+            .position_ids
+            .clone()
+            .unwrap_or_else(|| vec![(0..t as u32).collect(); b]);
+        let (cos, sin) = self.rope_tables(&positions)?;
+        let mask = self.mask(&positions, batch.attention_mask.as_ref())?;
+        Ok(Prepared { cos, sin, mask })
+    }
+
+    /// Token embeddings [b, t, hidden] (frozen: no gradient flows into them).
+    pub fn embed(&self, input_ids: &Tensor) -> Result<Tensor> {
+        let (b, t) = input_ids.dims2()?;
+        self.embed
+            .index_select(&input_ids.flatten_all()?, 0)?
+            .reshape((b, t, self.config.hidden_size))
+    }
+
+    /// One decoder layer; `dropout_seed` enables LoRA dropout (training).
+    pub fn layer(
+        &self,
+        i: usize,
+        h: &Tensor,
+        p: &Prepared,
+        dropout_seed: Option<u64>,
+    ) -> Result<Tensor> {
+        let ctx = Ctx {
+            lora_on: self.lora.is_some() && self.switch.is_on(),
+            dropout_seed,
+            layer: i,
+        };
+        self.block_kv(&self.layers[i], h, &p.cos, &p.sin, &p.mask, &ctx, None)
+    }
+
+    /// Final norm and LM head: logits [b, t, vocab].
+    pub fn head(&self, h: &Tensor) -> Result<Tensor> {
+        let h = ops::rms_norm(h, &self.norm, self.config.rms_norm_eps)?;
+        self.lm_head.apply(&h)
+    }
+
+    /// Logits [b, t, vocab] at every position. `dropout_seed` enables LoRA dropout.
     pub fn forward(
         &self,
         input_ids: &Tensor,
@@ -376,27 +426,12 @@ impl Model {
         dropout_seed: Option<u64>,
     ) -> Result<Tensor> {
         let (b, t) = input_ids.dims2()?;
-        let positions = batch
-            .position_ids
-            .clone()
-            .unwrap_or_else(|| vec![(0..t as u32).collect(); b]);
-        let (cos, sin) = self.rope_tables(&positions)?;
-        let mask = self.mask(&positions, batch.attention_mask.as_ref())?;
-        let counter = Cell::new(0);
-        let ctx = Ctx {
-            lora_on: self.lora.is_some() && self.switch.is_on(),
-            dropout_seed,
-            counter: &counter,
-        };
-        let mut h = self
-            .embed
-            .index_select(&input_ids.flatten_all()?, 0)?
-            .reshape((b, t, self.config.hidden_size))?;
-        for layer in &self.layers {
-            h = self.block_kv(layer, &h, &cos, &sin, &mask, &ctx, None)?;
+        let p = self.prepare(b, t, batch)?;
+        let mut h = self.embed(input_ids)?;
+        for i in 0..self.layers.len() {
+            h = self.layer(i, &h, &p, dropout_seed)?;
         }
-        let h = ops::rms_norm(&h, &self.norm, self.config.rms_norm_eps)?;
-        self.lm_head.apply(&h)
+        self.head(&h)
     }
 
     /// Logits [vocab] of the last new token, with keys and values of earlier tokens from
@@ -417,15 +452,14 @@ impl Model {
             }
         }
         let mask = Tensor::from_vec(m, (1, 1, t, total), &self.device)?.to_dtype(self.dtype)?;
-        let counter = Cell::new(0);
-        let ctx = Ctx {
-            lora_on: self.lora.is_some() && self.switch.is_on(),
-            dropout_seed: None,
-            counter: &counter,
-        };
         let input = Tensor::new(ids, &self.device)?;
         let mut h = self.embed.index_select(&input, 0)?.unsqueeze(0)?;
-        for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
+        for (i, (layer, kv)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
+            let ctx = Ctx {
+                lora_on: self.lora.is_some() && self.switch.is_on(),
+                dropout_seed: None,
+                layer: i,
+            };
             h = self
                 .block_kv(layer, &h, &cos, &sin, &mask, &ctx, Some(kv))?
                 .detach();
@@ -459,9 +493,9 @@ impl Model {
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         let hn = ops::rms_norm(x, &l.input_norm, c.rms_norm_eps)?;
         let heads = |y: Tensor, n: usize| y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous();
-        let q = ops::rope(&heads(l.q.forward(&hn, ctx)?, nh)?, cos, sin)?;
-        let mut k = ops::rope(&heads(l.k.forward(&hn, ctx)?, nkv)?, cos, sin)?;
-        let mut v = heads(l.v.forward(&hn, ctx)?, nkv)?;
+        let q = ops::rope(&heads(l.q.forward(&hn, ctx, 0)?, nh)?, cos, sin)?;
+        let mut k = ops::rope(&heads(l.k.forward(&hn, ctx, 1)?, nkv)?, cos, sin)?;
+        let mut v = heads(l.v.forward(&hn, ctx, 2)?, nkv)?;
         if let Some(slot) = kv {
             if let Some((pk, pv)) = slot.as_ref() {
                 k = Tensor::cat(&[pk, &k.detach()], 2)?;
@@ -477,10 +511,10 @@ impl Model {
             .matmul(&v)?
             .transpose(1, 2)?
             .reshape((b, t, nh * hd))?;
-        let x = (x + l.o.forward(&attn, ctx)?)?;
+        let x = (x + l.o.forward(&attn, ctx, 3)?)?;
         let hn = ops::rms_norm(&x, &l.post_norm, c.rms_norm_eps)?;
-        let act = (candle_nn::ops::silu(&l.gate.forward(&hn, ctx)?)? * l.up.forward(&hn, ctx)?)?;
-        x + l.down.forward(&act, ctx)?
+        let act = (candle_nn::ops::silu(&l.gate.forward(&hn, ctx, 4)?)? * l.up.forward(&hn, ctx, 5)?)?;
+        x + l.down.forward(&act, ctx, 6)?
     }
 }
 

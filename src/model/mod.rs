@@ -30,6 +30,8 @@ pub enum ModelError {
     MissingTensor { name: String, message: String },
     #[error("adapter {}: {message}", path.display())]
     Adapter { path: PathBuf, message: String },
+    #[error("device: {0}")]
+    Device(String),
     #[error("compute: {0}")]
     Candle(#[from] candle_core::Error),
 }

@@ -6,8 +6,18 @@ use crate::template::TextTokenizer;
 use candle_core::{DType, Device};
 use std::path::Path;
 
-/// Loads `spec` (a folder, a `.gguf` file, or `org/name`) with its tokenizer.
+/// Loads `spec` (a folder, a `.gguf` file, or `org/name`) with its tokenizer, in f32.
 pub fn load(spec: &str, device: &Device) -> Result<(Model, TextTokenizer), ModelError> {
+    load_as(spec, device, DType::F32)
+}
+
+/// As [`load`], with the frozen dense weights in `dtype` (a GGUF base stays quantized and
+/// its other tensors f32).
+pub fn load_as(
+    spec: &str,
+    device: &Device,
+    dtype: DType,
+) -> Result<(Model, TextTokenizer), ModelError> {
     let path = Path::new(spec);
     if path
         .extension()
@@ -31,7 +41,7 @@ pub fn load(spec: &str, device: &Device) -> Result<(Model, TextTokenizer), Model
             message: "no such folder or file; expected a model folder, a .gguf file or a hub id like org/name".into(),
         });
     };
-    let model = Model::load(&dir, DType::F32, device)?;
+    let model = Model::load(&dir, dtype, device)?;
     let tok = TextTokenizer::from_dir(&dir).map_err(|e| ModelError::Invalid {
         path: dir.clone(),
         message: e.to_string(),
@@ -51,4 +61,34 @@ pub fn load_tokenizer(spec: &Path) -> Result<TextTokenizer, ModelError> {
         path: spec.to_path_buf(),
         message: e.to_string(),
     })
+}
+
+/// The device a config names: `cpu`, `cuda` or `cuda:N`.
+pub fn device(name: &str) -> Result<Device, ModelError> {
+    let ordinal = match name {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" => 0,
+        other => other
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| ModelError::Device(format!("unknown device {other:?}; expected cpu, cuda or cuda:N")))?,
+    };
+    if !candle_core::utils::cuda_is_available() {
+        return Err(ModelError::Device(format!(
+            "{name}: this tunelab was built without CUDA; rebuild with `cargo build --release --features cuda`"
+        )));
+    }
+    Device::new_cuda(ordinal).map_err(|e| ModelError::Device(format!("{name}: {e}")))
+}
+
+/// `f32`, `bf16` or `f16`.
+pub fn dtype(name: &str) -> Result<DType, ModelError> {
+    match name {
+        "f32" => Ok(DType::F32),
+        "bf16" => Ok(DType::BF16),
+        "f16" => Ok(DType::F16),
+        other => Err(ModelError::Device(format!(
+            "unknown dtype {other:?}; expected f32, bf16 or f16"
+        ))),
+    }
 }

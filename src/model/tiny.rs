@@ -29,6 +29,9 @@ pub struct TinySpec {
     pub heads: usize,
     pub kv_heads: usize,
     pub seed: u64,
+    /// More text for the tokenizer to learn merges from (documents separated by blank
+    /// lines), so a domain's words become whole tokens.
+    pub extra_corpus: String,
 }
 
 impl Default for TinySpec {
@@ -42,6 +45,7 @@ impl Default for TinySpec {
             heads: 4,
             kv_heads: 2,
             seed: 0,
+            extra_corpus: String::new(),
         }
     }
 }
@@ -54,7 +58,7 @@ const CORPUS: &str = include_str!("tiny_corpus.txt");
 
 const CHATML: &str = "{%- for message in messages %}\n    {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}\n{%- endfor %}\n{%- if add_generation_prompt %}\n    {{- '<|im_start|>assistant\\n' }}\n{%- endif %}";
 
-fn train_tokenizer(dir: &Path, vocab: usize) -> Result<usize, ModelError> {
+fn train_tokenizer(dir: &Path, vocab: usize, extra: &str) -> Result<usize, ModelError> {
     let wrap = |e: tokenizers::Error| ModelError::Invalid {
         path: dir.to_path_buf(),
         message: format!("training the tokenizer: {e}"),
@@ -84,7 +88,12 @@ fn train_tokenizer(dir: &Path, vocab: usize) -> Result<usize, ModelError> {
     .with_decoder(Some(ByteLevel::default().into()))
     .build()
     .map_err(wrap)?;
-    let lines: Vec<String> = CORPUS.split("\n\n").map(str::to_string).collect();
+    let lines: Vec<String> = CORPUS
+        .split("\n\n")
+        .chain(extra.split("\n\n"))
+        .filter(|d| !d.trim().is_empty())
+        .map(str::to_string)
+        .collect();
     tk.train(&mut trainer, lines.into_iter()).map_err(wrap)?;
     let path = dir.join("tokenizer.json");
     tk.save(&path, false).map_err(wrap)?;
@@ -105,7 +114,7 @@ fn normal(rng: &mut rand::rngs::StdRng, n: usize, std: f32) -> Vec<f32> {
 /// Writes a tiny model folder: config.json, model.safetensors, tokenizer files.
 pub fn init_tiny(dir: &Path, spec: &TinySpec) -> Result<(), ModelError> {
     std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
-    let vocab = train_tokenizer(dir, spec.vocab)?;
+    let vocab = train_tokenizer(dir, spec.vocab, &spec.extra_corpus)?;
     let id = |t: &str| SPECIAL_TOKENS.iter().position(|s| *s == t).unwrap_or(0);
     let head_dim = spec.hidden / spec.heads;
     let tied = spec.arch == Arch::Qwen2;
@@ -142,9 +151,20 @@ pub fn init_tiny(dir: &Path, spec: &TinySpec) -> Result<(), ModelError> {
         spec.heads * head_dim,
         spec.kv_heads * head_dim,
     );
+    // The output projection gets std 1/√hidden, as a trained head has: with the 0.02 of
+    // the other weights, a frozen head caps every logit near ±1 and no adapter could make the
+    // model confident, so a demo run could not show its loss falling.
+    let head_std = 1.0 / (h as f32).sqrt();
+    let head_t = |rng: &mut rand::rngs::StdRng| {
+        Tensor::from_vec(normal(rng, vocab * h, head_std), (vocab, h), &dev)
+    };
     t.insert(
         "model.embed_tokens.weight".into(),
-        rand_t(&mut rng, (vocab, h))?,
+        if tied {
+            head_t(&mut rng)?
+        } else {
+            rand_t(&mut rng, (vocab, h))?
+        },
     );
     for l in 0..spec.layers {
         let p = format!("model.layers.{l}");
@@ -172,7 +192,7 @@ pub fn init_tiny(dir: &Path, spec: &TinySpec) -> Result<(), ModelError> {
     }
     t.insert("model.norm.weight".into(), ones(h)?);
     if !tied {
-        t.insert("lm_head.weight".into(), rand_t(&mut rng, (vocab, h))?);
+        t.insert("lm_head.weight".into(), head_t(&mut rng)?);
     }
     let tmp = dir.join(".model.safetensors.tmp");
     candle_core::safetensors::save(&t, &tmp)?;

@@ -110,6 +110,126 @@ pub fn read_events(path: &Path, offset: u64) -> std::io::Result<(Vec<Value>, u64
     Ok((events, offset + complete as u64))
 }
 
+/// Where runs live by default: `runs/` in the workspace (the data folder).
+pub fn runs_root(data_dir: &Path) -> PathBuf {
+    data_dir.join("runs")
+}
+
+/// A run named by path, or by id under `root`.
+pub fn resolve(spec: &str, root: &Path) -> Option<RunDir> {
+    let p = Path::new(spec);
+    if p.join("status.json").is_file() || p.join("config.yaml").is_file() {
+        return Some(RunDir::new(p));
+    }
+    let under = root.join(spec);
+    (under.join("status.json").is_file() || under.join("config.yaml").is_file())
+        .then(|| RunDir::new(under))
+}
+
+/// A fresh run id: the config's name and the local time, made unique under `root`.
+pub fn new_id(name: &str, root: &Path) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '-' })
+        .collect();
+    let base = format!("{}-{}", clean, chrono::Local::now().format("%Y%m%d-%H%M%S"));
+    let mut id = base.clone();
+    let mut n = 2;
+    while root.join(&id).exists() {
+        id = format!("{base}-{n}");
+        n += 1;
+    }
+    id
+}
+
+/// What a list of runs shows about one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSummary {
+    pub id: String,
+    pub dir: PathBuf,
+    pub state: Option<RunState>,
+    /// `running` in status.json but no such process: the trainer was killed.
+    pub orphaned: bool,
+    pub step: u64,
+    pub total_steps: u64,
+    pub last_loss: Option<f64>,
+    pub best_eval_loss: Option<f64>,
+    pub started: f64,
+    pub duration_s: f64,
+    pub error: Option<String>,
+}
+
+impl RunSummary {
+    /// The state to show, `dead` when the trainer vanished mid-run.
+    pub fn state_label(&self) -> String {
+        match (self.state, self.orphaned) {
+            (_, true) => "dead".into(),
+            (Some(s), _) => format!("{s:?}").to_lowercase(),
+            (None, _) => "unknown".into(),
+        }
+    }
+}
+
+/// Summarizes one run from its status and events.
+pub fn summarize(run: &RunDir) -> RunSummary {
+    let status = run.read_status().ok();
+    let (events, _) = read_events(&run.events_path(), 0).unwrap_or_default();
+    let mut last_loss = None;
+    let mut best = None::<f64>;
+    for e in &events {
+        match e.get("type").and_then(Value::as_str) {
+            Some("train") => last_loss = e.get("loss").and_then(Value::as_f64),
+            Some("eval") => {
+                if let Some(l) = e.get("eval_loss").and_then(Value::as_f64) {
+                    best = Some(best.map_or(l, |b| b.min(l)));
+                }
+            }
+            _ => {}
+        }
+    }
+    let orphaned = status.as_ref().is_some_and(|s| {
+        matches!(s.state, RunState::Running | RunState::Stopping | RunState::Queued)
+            && s.pid.is_some_and(|p| !crate::telemetry::process_alive(p))
+    });
+    RunSummary {
+        id: run
+            .root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        dir: run.root.clone(),
+        state: status.as_ref().map(|s| s.state),
+        orphaned,
+        step: status.as_ref().map_or(0, |s| s.step),
+        total_steps: status.as_ref().map_or(0, |s| s.total_steps),
+        last_loss,
+        best_eval_loss: best,
+        started: status.as_ref().map_or(0.0, |s| s.started),
+        duration_s: status.as_ref().map_or(0.0, |s| s.updated - s.started),
+        error: status.and_then(|s| s.error),
+    }
+}
+
+/// Every run under `root`, newest first.
+pub fn list(root: &Path) -> Vec<RunSummary> {
+    let mut out: Vec<RunSummary> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("status.json").is_file())
+        .map(|e| summarize(&RunDir::new(e.path())))
+        .collect();
+    out.sort_by(|a, b| b.started.total_cmp(&a.started));
+    out
+}
+
+impl RunState {
+    /// The run will not change any more.
+    pub fn is_final(self) -> bool {
+        matches!(self, RunState::Stopped | RunState::Done | RunState::Failed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

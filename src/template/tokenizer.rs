@@ -169,6 +169,15 @@ impl TextTokenizer {
         tok
     }
 
+    /// The id padding uses: the pad token, else the eos, else 0 (padding is masked anyway).
+    pub fn pad_id(&self) -> u32 {
+        self.pad_token
+            .as_deref()
+            .and_then(|p| self.token_to_id(p))
+            .or_else(|| self.eos_id())
+            .unwrap_or(0)
+    }
+
     /// The chat template transformers would use: `default` when there are several.
     pub fn default_chat_template(&self) -> Option<&str> {
         self.chat_templates

@@ -1,9 +1,16 @@
-//! Training building blocks. The SFT loop, run directory and detached process (issue #5)
-//! build on these: an AdamW whose state can be saved and restored exactly, learning-rate
-//! schedules, and gradient clipping by global norm.
+//! Supervised fine-tuning of LoRA adapters: the data stream, the step (with optional
+//! per-layer activation checkpointing), the optimizer and schedule, checkpoints that are
+//! never half-written, and the loop that writes a run directory.
 
+pub mod checkpoint;
+pub mod dataset;
+pub mod grads;
 pub mod optim;
 pub mod schedule;
+pub mod step;
+pub mod trainer;
 
+pub use grads::{GradSource, Grads};
 pub use optim::{clip_grad_norm, AdamW, AdamWConfig};
 pub use schedule::{Schedule, Scheduler};
+pub use trainer::{train, Observer, TrainError, TrainOutcome};

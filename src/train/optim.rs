@@ -2,6 +2,7 @@
 //! correction), with state that is saved and restored exactly so a resumed run continues
 //! bit for bit. candle's own AdamW keeps its state private.
 
+use super::grads::GradSource;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Result, Tensor, Var};
 use std::collections::HashMap;
@@ -69,14 +70,14 @@ impl AdamW {
     }
 
     /// One update from `grads`; parameters without a gradient are left alone.
-    pub fn step(&mut self, grads: &GradStore) -> Result<()> {
+    pub fn step(&mut self, grads: &impl GradSource) -> Result<()> {
         self.step += 1;
         let t = self.step as i32;
         let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);
         let bc1 = 1.0 - b1.powi(t);
         let bc2 = 1.0 - b2.powi(t);
         for s in &mut self.slots {
-            let Some(g) = grads.get(&s.var) else { continue };
+            let Some(g) = grads.grad(&s.var) else { continue };
             let g = g.to_dtype(DType::F32)?;
             s.m = ((&s.m * b1)? + (&g * (1.0 - b1))?)?;
             s.v = ((&s.v * b2)? + (g.sqr()? * (1.0 - b2))?)?;

@@ -1,0 +1,213 @@
+//! `tunelab runs`: list, show, watch and stop runs. Everything here only reads the run
+//! directory (stop sends a signal to the trainer's pid from status.json).
+
+use super::exit;
+use clap::Subcommand;
+use serde_json::Value;
+use std::process::ExitCode;
+use std::time::Duration;
+use tunelab::paths::Paths;
+use tunelab::runs::{self, read_events, RunDir, RunState};
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Every run in the workspace: state, steps, last loss, best eval loss, duration.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run: status, checkpoints and its latest events.
+    Show { run: String },
+    /// Follow a run live until it ends (reattach after a dropped connection).
+    Watch {
+        run: String,
+        /// Seconds between polls.
+        #[arg(long, default_value_t = 0.5)]
+        interval: f64,
+    },
+    /// Ask a run to stop: it writes a checkpoint and ends `stopped`.
+    Stop {
+        run: String,
+        /// Seconds to wait for it to finish stopping (0: do not wait).
+        #[arg(long, default_value_t = 60.0)]
+        wait: f64,
+    },
+}
+
+fn find(spec: &str) -> Result<RunDir, ExitCode> {
+    let root = runs::runs_root(&Paths::resolve().data);
+    runs::resolve(spec, &root).ok_or_else(|| {
+        eprintln!(
+            "error: no run {spec:?} (neither a run folder nor an id under {})",
+            root.display()
+        );
+        ExitCode::from(exit::UNUSABLE)
+    })
+}
+
+fn fmt_loss(l: Option<f64>) -> String {
+    l.map_or("-".into(), |l| format!("{l:.4}"))
+}
+
+fn fmt_duration(s: f64) -> String {
+    let s = s.max(0.0) as u64;
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+pub fn run(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        RunsCommand::List { json } => {
+            let all = runs::list(&runs::runs_root(&Paths::resolve().data));
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+                return Ok(ExitCode::from(exit::OK));
+            }
+            if all.is_empty() {
+                println!("no runs yet; start one with `tunelab train CONFIG`");
+            } else {
+                println!(
+                    "{:<40} {:<9} {:>11} {:>9} {:>9} {:>9}",
+                    "RUN", "STATE", "STEP", "LOSS", "BEST EVAL", "TIME"
+                );
+            }
+            for r in all {
+                println!(
+                    "{:<40} {:<9} {:>11} {:>9} {:>9} {:>9}",
+                    r.id,
+                    r.state_label(),
+                    format!("{}/{}", r.step, r.total_steps),
+                    fmt_loss(r.last_loss),
+                    fmt_loss(r.best_eval_loss),
+                    fmt_duration(r.duration_s)
+                );
+            }
+            Ok(ExitCode::from(exit::OK))
+        }
+        RunsCommand::Show { run } => {
+            let run = match find(&run) {
+                Ok(r) => r,
+                Err(c) => return Ok(c),
+            };
+            let s = runs::summarize(&run);
+            println!("run        {}", s.id);
+            println!("folder     {}", s.dir.display());
+            println!("state      {}", s.state_label());
+            println!("step       {}/{}", s.step, s.total_steps);
+            println!("last loss  {}", fmt_loss(s.last_loss));
+            println!("best eval  {}", fmt_loss(s.best_eval_loss));
+            println!("duration   {}", fmt_duration(s.duration_s));
+            if let Some(e) = &s.error {
+                println!("error      {e}");
+            }
+            for (step, dir) in tunelab::train::checkpoint::list(&run.checkpoints()) {
+                let ok = match tunelab::train::checkpoint::verify(&dir) {
+                    Ok(_) => "ok".to_string(),
+                    Err(e) => format!("damaged: {e}"),
+                };
+                println!("checkpoint step-{step} {ok}");
+            }
+            if run.adapter().is_dir() {
+                println!("adapter    {}", run.adapter().display());
+            }
+            let (events, _) = read_events(&run.events_path(), 0)?;
+            for e in events.iter().rev().take(5).rev() {
+                println!("event      {e}");
+            }
+            Ok(ExitCode::from(exit::OK))
+        }
+        RunsCommand::Watch { run, interval } => {
+            let run = match find(&run) {
+                Ok(r) => r,
+                Err(c) => return Ok(c),
+            };
+            watch(&run, interval)
+        }
+        RunsCommand::Stop { run, wait } => {
+            let run = match find(&run) {
+                Ok(r) => r,
+                Err(c) => return Ok(c),
+            };
+            stop(&run, wait)
+        }
+    }
+}
+
+fn print_event(e: &Value) {
+    let f = |k: &str| e.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+    match e.get("type").and_then(Value::as_str).unwrap_or("") {
+        "train" => println!(
+            "step {:>6}/{} loss {:.4} lr {:.2e} grad_norm {:.3} {:>7.0} tok/s eta {}",
+            e["step"],
+            e["total_steps"],
+            f("loss"),
+            f("lr"),
+            f("grad_norm"),
+            f("tokens_per_s"),
+            fmt_duration(f("eta"))
+        ),
+        "eval" => println!("step {:>6} eval loss {:.4}", e["step"], f("eval_loss")),
+        "start" => println!(
+            "started: {} steps, {} trainable parameters, {} sequences",
+            e["total_steps"], e["trainable_params"], e["train_sequences"]
+        ),
+        "checkpoint" => println!("checkpoint {}", e["path"].as_str().unwrap_or("")),
+        "done" => println!("done at step {}", e["step"]),
+        "stopped" => println!("stopped at step {}", e["step"]),
+        "failed" => println!("failed: {}", e["error"].as_str().unwrap_or("")),
+        _ => {}
+    }
+}
+
+fn watch(run: &RunDir, interval: f64) -> anyhow::Result<ExitCode> {
+    let mut offset = 0;
+    loop {
+        let (events, next) = read_events(&run.events_path(), offset)?;
+        offset = next;
+        events.iter().for_each(print_event);
+        let s = runs::summarize(run);
+        if s.orphaned {
+            println!("the trainer (pid gone) ended without a final state; resume with `tunelab train --resume {}`", s.id);
+            return Ok(ExitCode::from(exit::PROBLEMS));
+        }
+        match s.state {
+            Some(st) if st.is_final() => {
+                // Events written between the last read and the final status.
+                let (events, _) = read_events(&run.events_path(), offset)?;
+                events.iter().for_each(print_event);
+                return Ok(ExitCode::from(match st {
+                    RunState::Done => exit::OK,
+                    RunState::Stopped => exit::STOPPED,
+                    _ => exit::PROBLEMS,
+                }));
+            }
+            _ => std::thread::sleep(Duration::from_secs_f64(interval.max(0.05))),
+        }
+    }
+}
+
+fn stop(run: &RunDir, wait: f64) -> anyhow::Result<ExitCode> {
+    let status = run.read_status()?;
+    if status.state.is_final() {
+        println!("already {:?}", status.state);
+        return Ok(ExitCode::from(exit::OK));
+    }
+    let Some(pid) = status.pid.filter(|p| tunelab::telemetry::process_alive(*p)) else {
+        eprintln!("error: the run's trainer is not running (pid gone)");
+        return Ok(ExitCode::from(exit::PROBLEMS));
+    };
+    // SAFETY: kill with a pid read from status.json and a valid signal number.
+    if unsafe { libc::kill(pid as i32, libc::SIGTERM) } != 0 {
+        eprintln!("error: cannot signal pid {pid}: {}", std::io::Error::last_os_error());
+        return Ok(ExitCode::from(exit::PROBLEMS));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs_f64(wait.max(0.0));
+    while std::time::Instant::now() < deadline {
+        if run.read_status().is_ok_and(|s| s.state.is_final()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let s = run.read_status()?;
+    println!("{:?} at step {}", s.state, s.step);
+    Ok(ExitCode::from(exit::OK))
+}

@@ -1,0 +1,238 @@
+//! `tunelab train`: one SFT run in this process (with a progress bar), or detached into its
+//! own session with `--detach` so it survives the terminal.
+
+use super::exit;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use tunelab::config::{RunConfig, PRESETS};
+use tunelab::paths::Paths;
+use tunelab::runs::{self, RunDir, RunState};
+use tunelab::train::trainer;
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// A run configuration (YAML), or the name of a built-in preset (`tunelab presets`).
+    #[arg(required_unless_present = "resume")]
+    pub config: Option<String>,
+    /// The run directory (default: runs/<name>-<time> in the workspace).
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Start in a new session with output in the run directory, print the run id, return.
+    #[arg(long)]
+    pub detach: bool,
+    /// Continue RUN (an id or a folder) from its newest good checkpoint.
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["config", "run_dir"])]
+    pub resume: Option<String>,
+}
+
+/// Reads CONFIG (a file or a preset name) and the folders its relative paths resolve against.
+pub fn load_config(spec: &str, paths: &Paths) -> Result<(RunConfig, Vec<PathBuf>), String> {
+    let file = Path::new(spec);
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let (cfg, mut bases) = if file.is_file() {
+        let cfg = RunConfig::load(file).map_err(|e| e.to_string())?;
+        let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        (cfg, vec![if dir.as_os_str().is_empty() { cwd.clone() } else { dir }])
+    } else if let Some((name, text)) = PRESETS.iter().find(|(n, _)| *n == spec) {
+        let cfg = RunConfig::from_yaml(text, name).map_err(|e| e.to_string())?;
+        (cfg, Vec::new())
+    } else {
+        let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
+        return Err(format!(
+            "{spec}: no such file, and no preset by that name (presets: {})",
+            names.join(", ")
+        ));
+    };
+    bases.push(cwd);
+    bases.push(paths.data.clone());
+    Ok((cfg, bases))
+}
+
+pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
+    let paths = Paths::resolve();
+    let root = runs::runs_root(&paths.data);
+    let (cfg, run, resume) = if let Some(spec) = &a.resume {
+        let Some(run) = runs::resolve(spec, &root) else {
+            eprintln!("error: no run {spec:?} (neither a run folder nor an id under {})", root.display());
+            return Ok(ExitCode::from(exit::UNUSABLE));
+        };
+        let cfg = match RunConfig::load(&run.config()) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(exit::UNUSABLE));
+            }
+        };
+        (cfg, run, true)
+    } else {
+        let spec = a.config.as_deref().unwrap_or_default();
+        let (mut cfg, bases) = match load_config(spec, &paths) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(exit::UNUSABLE));
+            }
+        };
+        let issues = cfg.validate();
+        if !issues.is_empty() {
+            for i in issues {
+                eprintln!("error: {spec}: {i}");
+            }
+            return Ok(ExitCode::from(exit::UNUSABLE));
+        }
+        let base_refs: Vec<&Path> = bases.iter().map(PathBuf::as_path).collect();
+        if let Err(e) = trainer::resolve_paths(&mut cfg, &base_refs) {
+            eprintln!("error: {spec}: {e}");
+            return Ok(ExitCode::from(exit::UNUSABLE));
+        }
+        let run = match &a.run_dir {
+            Some(d) => RunDir::new(d),
+            None => {
+                let name = cfg.name.clone().unwrap_or_else(|| "run".into());
+                RunDir::new(root.join(runs::new_id(&name, &root)))
+            }
+        };
+        (cfg, run, false)
+    };
+    if a.detach {
+        return detach(&cfg, &run, resume);
+    }
+    foreground(&cfg, &run, resume)
+}
+
+/// Writes the config, then starts `tunelab train` again in a new session (setsid) with its
+/// output appended to the run's train.log.
+fn detach(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    std::fs::create_dir_all(&run.root)?;
+    if !resume {
+        let yaml = serde_yaml::to_string(cfg)?;
+        tunelab::data::writer::write_atomic(&run.config(), yaml.as_bytes())?;
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(run.log())?;
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("train");
+    if resume {
+        cmd.arg("--resume").arg(&run.root);
+    } else {
+        cmd.arg(run.config()).arg("--run-dir").arg(&run.root);
+    }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe; it detaches the child from the terminal's
+    // session so a closing SSH connection (SIGHUP to the session) does not reach it.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    let id = run
+        .root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    println!("{id}");
+    eprintln!(
+        "started run {id} (pid {}) in {}; follow it with `tunelab runs watch {id}`",
+        child.id(),
+        run.root.display()
+    );
+    Ok(ExitCode::from(exit::OK))
+}
+
+fn foreground(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<ExitCode> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))?;
+    }
+    let tty = std::io::stderr().is_terminal();
+    let bar = if tty {
+        let b = ProgressBar::new(0);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+            )?
+            .progress_chars("█▉▊▋▌▍▎▏ "),
+        );
+        Some(b)
+    } else {
+        None
+    };
+    let mut observer = |e: &Value| {
+        let Some(b) = &bar else { return };
+        let f = |k: &str| e.get(k).and_then(Value::as_f64);
+        match e.get("type").and_then(Value::as_str) {
+            Some("start") => {
+                b.set_length(e["total_steps"].as_u64().unwrap_or(0));
+                b.set_position(e["step"].as_u64().unwrap_or(0));
+            }
+            Some("train") => {
+                b.set_position(e["step"].as_u64().unwrap_or(0));
+                b.set_message(format!(
+                    "loss {:.4} · lr {:.2e} · {:.0} tok/s · eta {:.0}s",
+                    f("loss").unwrap_or(f64::NAN),
+                    f("lr").unwrap_or(0.0),
+                    f("tokens_per_s").unwrap_or(0.0),
+                    f("eta").unwrap_or(0.0)
+                ));
+            }
+            Some("eval") => b.println(format!(
+                "step {} eval loss {:.4}",
+                e["step"],
+                f("eval_loss").unwrap_or(f64::NAN)
+            )),
+            Some("checkpoint_skipped") => b.println(format!(
+                "skipped damaged checkpoint {}: {}",
+                e["path"].as_str().unwrap_or(""),
+                e["reason"].as_str().unwrap_or("")
+            )),
+            _ => {}
+        }
+    };
+    let outcome = trainer::train(cfg, run, resume, &stop, &mut observer);
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let id = run.root.display();
+    match outcome {
+        Ok(o) => {
+            let eval = o
+                .last_eval_loss
+                .map(|l| format!(", eval loss {l:.4}"))
+                .unwrap_or_default();
+            match o.state {
+                RunState::Done => {
+                    eprintln!("done: {} steps{eval}; adapter in {}", o.step, run.adapter().display());
+                    Ok(ExitCode::from(exit::OK))
+                }
+                RunState::Stopped => {
+                    eprintln!("stopped at step {}/{} with a checkpoint; continue with `tunelab train --resume {id}`", o.step, o.total_steps);
+                    Ok(ExitCode::from(exit::STOPPED))
+                }
+                _ => {
+                    eprintln!("failed: {}", o.error.unwrap_or_default());
+                    Ok(ExitCode::from(exit::PROBLEMS))
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(exit::UNUSABLE))
+        }
+    }
+}

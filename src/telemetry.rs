@@ -1,0 +1,100 @@
+//! What the machine is doing: process RSS and system memory from /proc, GPU memory through
+//! NVML (loaded at run time, so a build without a GPU runs everywhere).
+
+use serde::{Deserialize, Serialize};
+
+/// Resident set size of process `pid` (this process when `None`), in bytes.
+pub fn rss_bytes(pid: Option<u32>) -> Option<u64> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/statm"),
+        None => "/proc/self/statm".into(),
+    };
+    let text = std::fs::read_to_string(path).ok()?;
+    let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * page_size())
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        n as u64
+    } else {
+        4096
+    }
+}
+
+/// (total, available) system memory in bytes.
+pub fn system_memory() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    };
+    Some((field("MemTotal:")?, field("MemAvailable:")?))
+}
+
+/// Whether process `pid` is alive (a zombie counts as gone).
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// Memory of one GPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuMemory {
+    pub index: u32,
+    pub name: String,
+    pub used: u64,
+    pub total: u64,
+}
+
+/// NVML, when the driver's library is present.
+pub struct Gpus {
+    nvml: nvml_wrapper::Nvml,
+}
+
+impl Gpus {
+    /// `None` on machines without an NVIDIA driver.
+    pub fn open() -> Option<Gpus> {
+        nvml_wrapper::Nvml::init().ok().map(|nvml| Gpus { nvml })
+    }
+
+    pub fn memory(&self) -> Vec<GpuMemory> {
+        let n = self.nvml.device_count().unwrap_or(0);
+        (0..n)
+            .filter_map(|i| {
+                let d = self.nvml.device_by_index(i).ok()?;
+                let m = d.memory_info().ok()?;
+                Some(GpuMemory {
+                    index: i,
+                    name: d.name().unwrap_or_else(|_| format!("GPU {i}")),
+                    used: m.used,
+                    total: m.total,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_has_a_plausible_rss_and_is_alive() {
+        let rss = rss_bytes(None).unwrap();
+        assert!(rss > 1 << 20 && rss < 1 << 40, "{rss}");
+        assert!(process_alive(std::process::id()));
+        let (total, avail) = system_memory().unwrap();
+        assert!(avail <= total && total > 1 << 28);
+    }
+}
