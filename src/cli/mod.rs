@@ -8,8 +8,8 @@ pub mod eval;
 pub mod model;
 mod render;
 pub mod runs;
-pub mod train;
 mod tokens;
+pub mod train;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

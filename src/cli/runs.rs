@@ -197,7 +197,10 @@ fn stop(run: &RunDir, wait: f64) -> anyhow::Result<ExitCode> {
     };
     // SAFETY: kill with a pid read from status.json and a valid signal number.
     if unsafe { libc::kill(pid as i32, libc::SIGTERM) } != 0 {
-        eprintln!("error: cannot signal pid {pid}: {}", std::io::Error::last_os_error());
+        eprintln!(
+            "error: cannot signal pid {pid}: {}",
+            std::io::Error::last_os_error()
+        );
         return Ok(ExitCode::from(exit::PROBLEMS));
     }
     let deadline = std::time::Instant::now() + Duration::from_secs_f64(wait.max(0.0));

@@ -38,7 +38,14 @@ pub fn load_config(spec: &str, paths: &Paths) -> Result<(RunConfig, Vec<PathBuf>
     let (cfg, mut bases) = if file.is_file() {
         let cfg = RunConfig::load(file).map_err(|e| e.to_string())?;
         let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-        (cfg, vec![if dir.as_os_str().is_empty() { cwd.clone() } else { dir }])
+        (
+            cfg,
+            vec![if dir.as_os_str().is_empty() {
+                cwd.clone()
+            } else {
+                dir
+            }],
+        )
     } else if let Some((name, text)) = PRESETS.iter().find(|(n, _)| *n == spec) {
         let cfg = RunConfig::from_yaml(text, name).map_err(|e| e.to_string())?;
         (cfg, Vec::new())
@@ -59,7 +66,10 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
     let root = runs::runs_root(&paths.data);
     let (cfg, run, resume) = if let Some(spec) = &a.resume {
         let Some(run) = runs::resolve(spec, &root) else {
-            eprintln!("error: no run {spec:?} (neither a run folder nor an id under {})", root.display());
+            eprintln!(
+                "error: no run {spec:?} (neither a run folder nor an id under {})",
+                root.display()
+            );
             return Ok(ExitCode::from(exit::UNUSABLE));
         };
         let cfg = match RunConfig::load(&run.config()) {
@@ -217,7 +227,11 @@ fn foreground(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<Exi
                 .unwrap_or_default();
             match o.state {
                 RunState::Done => {
-                    eprintln!("done: {} steps{eval}; adapter in {}", o.step, run.adapter().display());
+                    eprintln!(
+                        "done: {} steps{eval}; adapter in {}",
+                        o.step,
+                        run.adapter().display()
+                    );
                     Ok(ExitCode::from(exit::OK))
                 }
                 RunState::Stopped => {

@@ -513,7 +513,8 @@ impl Model {
             .reshape((b, t, nh * hd))?;
         let x = (x + l.o.forward(&attn, ctx, 3)?)?;
         let hn = ops::rms_norm(&x, &l.post_norm, c.rms_norm_eps)?;
-        let act = (candle_nn::ops::silu(&l.gate.forward(&hn, ctx, 4)?)? * l.up.forward(&hn, ctx, 5)?)?;
+        let act =
+            (candle_nn::ops::silu(&l.gate.forward(&hn, ctx, 4)?)? * l.up.forward(&hn, ctx, 5)?)?;
         x + l.down.forward(&act, ctx, 6)?
     }
 }

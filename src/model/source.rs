@@ -71,7 +71,11 @@ pub fn device(name: &str) -> Result<Device, ModelError> {
         other => other
             .strip_prefix("cuda:")
             .and_then(|n| n.parse().ok())
-            .ok_or_else(|| ModelError::Device(format!("unknown device {other:?}; expected cpu, cuda or cuda:N")))?,
+            .ok_or_else(|| {
+                ModelError::Device(format!(
+                    "unknown device {other:?}; expected cpu, cuda or cuda:N"
+                ))
+            })?,
     };
     if !candle_core::utils::cuda_is_available() {
         return Err(ModelError::Device(format!(

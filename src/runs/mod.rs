@@ -130,7 +130,13 @@ pub fn resolve(spec: &str, root: &Path) -> Option<RunDir> {
 pub fn new_id(name: &str, root: &Path) -> String {
     let clean: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     let base = format!("{}-{}", clean, chrono::Local::now().format("%Y%m%d-%H%M%S"));
     let mut id = base.clone();
@@ -188,8 +194,10 @@ pub fn summarize(run: &RunDir) -> RunSummary {
         }
     }
     let orphaned = status.as_ref().is_some_and(|s| {
-        matches!(s.state, RunState::Running | RunState::Stopping | RunState::Queued)
-            && s.pid.is_some_and(|p| !crate::telemetry::process_alive(p))
+        matches!(
+            s.state,
+            RunState::Running | RunState::Stopping | RunState::Queued
+        ) && s.pid.is_some_and(|p| !crate::telemetry::process_alive(p))
     });
     RunSummary {
         id: run

@@ -110,13 +110,11 @@ pub fn encode_file(
                 .collect::<Vec<_>>()
                 .join("; "),
         })?;
-        let encoded = encoder
-            .encode(&record)
-            .map_err(|e| DatasetError::Record {
-                file: path.into(),
-                location: item.location.to_string(),
-                message: e.to_string(),
-            })?;
+        let encoded = encoder.encode(&record).map_err(|e| DatasetError::Record {
+            file: path.into(),
+            location: item.location.to_string(),
+            message: e.to_string(),
+        })?;
         let Encoded::Sft(mut ex) = encoded else {
             continue;
         };
@@ -267,7 +265,11 @@ mod tests {
             assert_eq!(seen, (0..10).collect::<Vec<_>>());
         }
         assert_ne!(s.micro_batch(0), s.micro_batch(4), "epochs reshuffle");
-        assert_eq!(s.micro_batch(5), s.micro_batch(5), "pure function of the index");
+        assert_eq!(
+            s.micro_batch(5),
+            s.micro_batch(5),
+            "pure function of the index"
+        );
     }
 
     #[test]

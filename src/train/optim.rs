@@ -77,7 +77,9 @@ impl AdamW {
         let bc1 = 1.0 - b1.powi(t);
         let bc2 = 1.0 - b2.powi(t);
         for s in &mut self.slots {
-            let Some(g) = grads.grad(&s.var) else { continue };
+            let Some(g) = grads.grad(&s.var) else {
+                continue;
+            };
             let g = g.to_dtype(DType::F32)?;
             s.m = ((&s.m * b1)? + (&g * (1.0 - b1))?)?;
             s.v = ((&s.v * b2)? + (g.sqr()? * (1.0 - b2))?)?;

@@ -47,7 +47,9 @@ pub fn forward_backward(
     // Forward, keeping only each layer's input (the graph of each layer is dropped).
     let mut inputs = vec![model.embed(&ids)?.detach()];
     for i in 0..model.layers.len() {
-        let h = model.layer(i, &inputs[i], &prepared, dropout_seed)?.detach();
+        let h = model
+            .layer(i, &inputs[i], &prepared, dropout_seed)?
+            .detach();
         inputs.push(h);
     }
     let top = Var::from_tensor(&inputs[model.layers.len()])?;
@@ -75,9 +77,10 @@ pub fn forward_backward(
         let store = surrogate.backward()?;
         grads.accumulate(&store)?;
         if i > 0 {
-            g = store.get(&x).cloned().ok_or_else(|| {
-                candle_core::Error::Msg(format!("no gradient reached layer {i}"))
-            })?;
+            g = store
+                .get(&x)
+                .cloned()
+                .ok_or_else(|| candle_core::Error::Msg(format!("no gradient reached layer {i}")))?;
         }
         inputs.truncate(i + 1);
     }

@@ -101,7 +101,12 @@ impl Journal<'_> {
         }
     }
 
-    fn status(&mut self, state: RunState, step: u64, error: Option<String>) -> Result<(), TrainError> {
+    fn status(
+        &mut self,
+        state: RunState,
+        step: u64,
+        error: Option<String>,
+    ) -> Result<(), TrainError> {
         self.status.state = state;
         self.status.step = step;
         self.status.error = error;
@@ -117,7 +122,11 @@ fn summarize(e: &Value) -> String {
     match e.get("type").and_then(Value::as_str).unwrap_or("") {
         "train" => format!(
             "step {} loss {:.4} lr {:.3e} grad_norm {:.3} {:.0} tok/s",
-            e["step"], f("loss"), f("lr"), f("grad_norm"), f("tokens_per_s")
+            e["step"],
+            f("loss"),
+            f("lr"),
+            f("grad_norm"),
+            f("tokens_per_s")
         ),
         "eval" => format!("step {} eval_loss {:.4}", e["step"], f("eval_loss")),
         other => format!("{other} {e}"),
@@ -403,7 +412,11 @@ fn run_loop(
     }))?;
     let eval_batch = t.batch_size.max(1);
     let mut last_eval = None;
-    let do_eval = |model: &Model, step: u64, journal: &mut Journal, state: &mut TrainerState| -> Result<Option<f64>, TrainError> {
+    let do_eval = |model: &Model,
+                   step: u64,
+                   journal: &mut Journal,
+                   state: &mut TrainerState|
+     -> Result<Option<f64>, TrainError> {
         if eval.is_empty() {
             return Ok(None);
         }
@@ -418,11 +431,21 @@ fn run_loop(
     let session_start = Instant::now();
     let elapsed_before = state.elapsed_s;
     let start_step = state.step;
-    let save = |model: &Model, opt: &AdamW, state: &TrainerState, journal: &mut Journal| -> Result<(), TrainError> {
+    let save = |model: &Model,
+                opt: &AdamW,
+                state: &TrainerState,
+                journal: &mut Journal|
+     -> Result<(), TrainError> {
         let dir = checkpoint::save(&run.checkpoints(), model, &cfg.model.path, opt, state)
-            .map_err(|e| TrainError::Io { path: run.checkpoints().display().to_string(), message: e.to_string() })?;
-        checkpoint::prune(&run.checkpoints(), t.keep_checkpoints).map_err(|e| io_err(&run.checkpoints(), e))?;
-        journal.event(json!({"type": "checkpoint", "step": state.step, "path": dir.display().to_string()}))
+            .map_err(|e| TrainError::Io {
+                path: run.checkpoints().display().to_string(),
+                message: e.to_string(),
+            })?;
+        checkpoint::prune(&run.checkpoints(), t.keep_checkpoints)
+            .map_err(|e| io_err(&run.checkpoints(), e))?;
+        journal.event(
+            json!({"type": "checkpoint", "step": state.step, "path": dir.display().to_string()}),
+        )
     };
     let mut last_saved = state.step;
     while state.step < total {
@@ -433,7 +456,13 @@ fn run_loop(
             }
             journal.event(json!({"type": "stopped", "step": state.step}))?;
             journal.status(RunState::Stopped, state.step, None)?;
-            return Ok(TrainOutcome { state: RunState::Stopped, step: state.step, total_steps: total, error: None, last_eval_loss: last_eval });
+            return Ok(TrainOutcome {
+                state: RunState::Stopped,
+                step: state.step,
+                total_steps: total,
+                error: None,
+                last_eval_loss: last_eval,
+            });
         }
         let step_start = Instant::now();
         let micro: Vec<_> = (0..ga)
@@ -449,7 +478,14 @@ fn run_loop(
         for (k, mb) in micro.iter().enumerate() {
             let seed = (model.lora.as_ref().is_some_and(|l| l.dropout > 0.0))
                 .then(|| t.seed ^ (state.micro + k as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
-            let ml = forward_backward(&model, mb, window, seed, t.gradient_checkpointing, &mut grads)?;
+            let ml = forward_backward(
+                &model,
+                mb,
+                window,
+                seed,
+                t.gradient_checkpointing,
+                &mut grads,
+            )?;
             loss += ml.loss;
             tokens += mb.tokens;
         }
@@ -461,11 +497,21 @@ fn run_loop(
         if !loss.is_finite() || !norm.is_finite() {
             let why = format!(
                 "{} at step {next}; the last good checkpoint is step-{last_saved}",
-                if loss.is_finite() { format!("grad_norm is {norm}") } else { format!("loss is {loss}") }
+                if loss.is_finite() {
+                    format!("grad_norm is {norm}")
+                } else {
+                    format!("loss is {loss}")
+                }
             );
             journal.event(json!({"type": "failed", "step": next, "error": why}))?;
             journal.status(RunState::Failed, state.step, Some(why.clone()))?;
-            return Ok(TrainOutcome { state: RunState::Failed, step: state.step, total_steps: total, error: Some(why), last_eval_loss: last_eval });
+            return Ok(TrainOutcome {
+                state: RunState::Failed,
+                step: state.step,
+                total_steps: total,
+                error: Some(why),
+                last_eval_loss: last_eval,
+            });
         }
         let lr = sched.lr(state.step);
         opt.set_lr(lr);
@@ -519,5 +565,11 @@ fn run_loop(
     std::fs::rename(&tmp, &adapter).map_err(|e| io_err(&adapter, e))?;
     journal.event(json!({"type": "done", "step": state.step, "adapter": adapter.display().to_string(), "best_eval_loss": state.best_eval_loss}))?;
     journal.status(RunState::Done, state.step, None)?;
-    Ok(TrainOutcome { state: RunState::Done, step: state.step, total_steps: total, error: None, last_eval_loss: last_eval })
+    Ok(TrainOutcome {
+        state: RunState::Done,
+        step: state.step,
+        total_steps: total,
+        error: None,
+        last_eval_loss: last_eval,
+    })
 }
