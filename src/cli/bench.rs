@@ -36,6 +36,33 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// SFT LoRA training tokens/s on a random model of a named shape (forward, backward,
+    /// clipping and AdamW: whole optimizer steps).
+    Train {
+        /// bench-tiny (vocab 4096, hidden 256, 4 layers), qwen2.5-0.5b or smollm2-135m.
+        #[arg(long, default_value = "bench-tiny")]
+        shape: String,
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+        #[arg(long, default_value_t = 128)]
+        seq: usize,
+        #[arg(long, default_value_t = 8)]
+        rank: usize,
+        /// Timed optimizer steps (after `--warmup` untimed ones).
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+        /// Per-layer activation checkpointing.
+        #[arg(long)]
+        checkpointing: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn random_ids(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
@@ -47,6 +74,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     let device = candle_core::Device::Cpu;
     let spec = match &cmd {
         BenchCommand::Forward { model, .. } | BenchCommand::Generate { model, .. } => model.clone(),
+        BenchCommand::Train { .. } => return train(cmd),
     };
     let (mut model, _tok) = match tunelab::model::source::load(&spec, &device) {
         Ok(m) => m,
@@ -118,6 +146,128 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 println!("generate: prefill {prompt_len} tokens in {prefill:.3}s, decode {tps:.1} tokens/s over {new_tokens} tokens");
             }
         }
+        BenchCommand::Train { .. } => {}
+    }
+    Ok(ExitCode::from(exit::OK))
+}
+
+fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+    use tunelab::lora::LoraConfig;
+    use tunelab::model::{random, source};
+    use tunelab::train::dataset::collate;
+    use tunelab::train::dataset::Sequence;
+    use tunelab::train::step::forward_backward;
+    use tunelab::train::{AdamW, AdamWConfig, Grads};
+    let BenchCommand::Train {
+        shape,
+        batch,
+        seq,
+        rank,
+        steps,
+        warmup,
+        device,
+        dtype,
+        checkpointing,
+        json: as_json,
+    } = cmd
+    else {
+        return Ok(ExitCode::from(exit::UNUSABLE));
+    };
+    let Some(config) = random::shape(&shape) else {
+        eprintln!("error: --shape {shape:?}: expected bench-tiny, qwen2.5-0.5b or smollm2-135m");
+        return Ok(ExitCode::from(exit::UNUSABLE));
+    };
+    let dev = match source::device(&device) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(exit::UNUSABLE));
+        }
+    };
+    let dt = match source::dtype(&dtype) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(exit::UNUSABLE));
+        }
+    };
+    let gpus = tunelab::telemetry::Gpus::open();
+    let gpu_used = || {
+        gpus.as_ref()
+            .map(|g| g.memory().iter().map(|m| m.used).sum::<u64>())
+    };
+    let gpu_before = gpu_used();
+    let mut model = random::random_model(&config, dt, &dev)?;
+    model.add_lora(
+        &LoraConfig {
+            r: rank,
+            alpha: 2.0 * rank as f64,
+            dropout: 0.0,
+            target_modules: vec!["all-linear".into()],
+            use_rslora: false,
+        },
+        0,
+    )?;
+    let vocab = model.config.vocab_size;
+    let rows: Vec<Sequence> = (0..batch)
+        .map(|b| {
+            let ids = random_ids(seq, vocab, b as u64);
+            Sequence {
+                labels: ids.iter().map(|&i| i64::from(i)).collect(),
+                position_ids: (0..seq as u32).collect(),
+                input_ids: ids,
+            }
+        })
+        .collect();
+    let refs: Vec<&Sequence> = rows.iter().collect();
+    let mb = collate(&refs, 0);
+    let vars = model.lora_vars();
+    let mut opt = AdamW::new(
+        vars.clone(),
+        AdamWConfig {
+            lr: 1e-4,
+            ..Default::default()
+        },
+    )?;
+    let mut grads = Grads::new(vars.iter().map(|(_, v)| v.clone()).collect());
+    let mut peak = 0u64;
+    let mut one_step = |grads: &mut Grads| -> anyhow::Result<f64> {
+        let l = forward_backward(&model, &mb, mb.targets, None, checkpointing, grads)?;
+        grads.clip(1.0)?;
+        opt.step(&*grads)?;
+        grads.clear();
+        dev.synchronize()?;
+        if let Some(u) = gpu_used() {
+            peak = peak.max(u);
+        }
+        Ok(l.loss)
+    };
+    for _ in 0..warmup {
+        one_step(&mut grads)?;
+    }
+    let start = Instant::now();
+    let mut loss = 0.0;
+    for _ in 0..steps {
+        loss = one_step(&mut grads)?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let tps = (batch * seq * steps) as f64 / secs;
+    let peak_vram = gpu_before.map(|b| peak.saturating_sub(b));
+    let rss = tunelab::telemetry::rss_bytes(None);
+    if as_json {
+        println!(
+            "{}",
+            json!({"tokens_per_s": tps, "shape": shape, "batch": batch, "seq": seq, "rank": rank,
+                   "steps": steps, "seconds": secs, "device": device, "dtype": dtype,
+                   "checkpointing": checkpointing, "last_loss": loss,
+                   "trainable_params": model.trainable_parameters(),
+                   "peak_vram_bytes": peak_vram, "rss_bytes": rss})
+        );
+    } else {
+        println!(
+            "train {shape} {batch}×{seq} r={rank} on {device} {dtype}: {tps:.0} tokens/s ({steps} steps, {secs:.2}s, loss {loss:.4}){}",
+            peak_vram.map(|p| format!(", peak VRAM {:.2} GiB", p as f64 / (1u64 << 30) as f64)).unwrap_or_default()
+        );
     }
     Ok(ExitCode::from(exit::OK))
 }

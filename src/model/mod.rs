@@ -5,6 +5,7 @@ pub mod config;
 pub mod gguf;
 pub mod hub;
 pub mod llama;
+pub mod random;
 pub mod source;
 pub mod tiny;
 pub mod weights;

@@ -26,8 +26,12 @@ pub fn shared_datasets(test: &str) -> Option<PathBuf> {
     None
 }
 
+/// A file under tests/fixtures. `TUNELAB_REPO_ROOT` points prebuilt test binaries (the GPU
+/// check runs them on another machine) at the checkout they run in.
 pub fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("TUNELAB_REPO_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .join("tests/fixtures")
         .join(rel)
 }

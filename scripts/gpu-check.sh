@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# GPU check: CUDA build, GPU tests, and the SFT training benchmark against transformers + PEFT.
+#
+#   scripts/gpu-check.sh build   # where cargo and a CUDA 13 toolkit are (nvcc; PyPI's
+#                                # nvidia-cuda-nvcc and friends work): builds the CUDA binary
+#                                # and the GPU test binary into .gpu/
+#   scripts/gpu-check.sh         # on the GPU machine (torch, transformers, peft installed):
+#                                # builds first if .gpu/ is missing and cargo exists, then runs
+#                                # the GPU tests and the benchmark and prints a table.
+#
+# Environment: CUDA_COMPUTE_CAP (default 90, Hopper), STEPS (default 20), SHAPE (default
+# qwen2.5-0.5b), BATCH×SEQ (default 8×512). Results also go to $OUT when it is set.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+GPU_DIR=.gpu
+BUNDLE_DIR=.gpu-bundle
+OUT_DIR=${OUT:-$GPU_DIR}
+STEPS=${STEPS:-20}
+SHAPE=${SHAPE:-qwen2.5-0.5b}
+BATCH=${BATCH:-8}
+SEQ=${SEQ:-512}
+
+build() {
+  export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
+  cargo build --release --features cuda --bin tunelab || exit 1
+  local test_bin
+  test_bin=$(cargo test --release --features cuda --test gpu --no-run --message-format=json 2>/dev/null \
+    | python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "gpu":
+        print(m["executable"])' | tail -1)
+  [ -n "$test_bin" ] || { echo "could not build the GPU test binary"; exit 1; }
+  mkdir -p "$GPU_DIR"
+  local target=${CARGO_TARGET_DIR:-target}
+  cp "$target/release/tunelab" "$GPU_DIR/tunelab"
+  cp "$test_bin" "$GPU_DIR/gpu-tests"
+  strip "$GPU_DIR/tunelab" "$GPU_DIR/gpu-tests"
+  # One compressed bundle travels to a GPU machine that has no Rust toolchain.
+  mkdir -p "$BUNDLE_DIR"
+  tar -C "$GPU_DIR" -czf "$BUNDLE_DIR/bundle.tgz" tunelab gpu-tests
+  ls -la "$GPU_DIR" "$BUNDLE_DIR"
+}
+
+if [ "${1:-}" = "build" ]; then build; exit 0; fi
+if [ ! -x "$GPU_DIR/tunelab" ] && [ -f "$BUNDLE_DIR/bundle.tgz" ]; then
+  mkdir -p "$GPU_DIR" && tar -C "$GPU_DIR" -xzf "$BUNDLE_DIR/bundle.tgz"
+fi
+if [ ! -x "$GPU_DIR/tunelab" ]; then
+  command -v cargo >/dev/null || { echo "no $GPU_DIR/tunelab and no cargo: run 'scripts/gpu-check.sh build' where cargo is"; exit 1; }
+  build
+fi
+mkdir -p "$OUT_DIR"
+
+# CUDA libraries: the driver's libcuda, and cuBLAS/cuRAND/NVRTC/cudart 13 from the CUDA pip
+# wheels that PyTorch installs.
+libdirs=$(python3 - <<'PY'
+import glob, os, site
+roots = site.getsitepackages() + [site.getusersitepackages()]
+seen = []
+for r in roots:
+    for pat in ("nvidia/cu13/lib", "nvidia/*/lib"):
+        for d in glob.glob(os.path.join(r, pat)):
+            if d not in seen:
+                seen.append(d)
+print(":".join(seen))
+PY
+)
+export LD_LIBRARY_PATH="${libdirs}:/usr/local/nvidia/lib64:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT_DIR/gpu.txt"
+
+echo "== GPU tests"
+export TUNELAB_REPO_ROOT=$PWD
+"$GPU_DIR/gpu-tests" --test-threads=1 2>&1 | tee "$OUT_DIR/gpu-tests.txt"
+tests_rc=${PIPESTATUS[0]}
+
+echo "== SFT LoRA benchmark: $SHAPE, ${BATCH}x${SEQ}, bf16, $STEPS steps"
+for ckpt in "" "--checkpointing"; do
+  name=bench${ckpt:+-ckpt}
+  python3 scripts/bench_train.py --tunelab "$GPU_DIR/tunelab" --device cuda --dtype bf16 --shape "$SHAPE" \
+    --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" --warmup 3 $ckpt --json "$OUT_DIR/$name.json" 2>&1 \
+    | grep -v -i warn | tee "$OUT_DIR/$name.txt"
+done
+
+echo "== summary"
+python3 - "$OUT_DIR" <<'PY'
+import json, pathlib, sys
+d = pathlib.Path(sys.argv[1])
+print(f"{'run':<28} {'tokens/s':>10} {'peak VRAM GiB':>14}")
+for name in ("bench", "bench-ckpt"):
+    p = d / f"{name}.json"
+    if not p.exists():
+        print(f"{name}: missing"); continue
+    r = json.loads(p.read_text())
+    for who in ("tunelab", "torch"):
+        v = r[who].get("peak_vram_bytes")
+        label = f"{who}{' +ckpt' if name.endswith('ckpt') else ''}"
+        print(f"{label:<28} {r[who]['tokens_per_s']:>10.0f} {v / 2**30 if v else float('nan'):>14.2f}")
+PY
+exit "$tests_rc"
