@@ -17,4 +17,5 @@ pub mod runs;
 pub mod telemetry;
 pub mod template;
 pub mod train;
+pub mod tui;
 pub mod workspace;

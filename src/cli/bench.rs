@@ -36,6 +36,14 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Workbench timings: time to the first frame (fresh and existing workspace) and render
+    /// time per frame on the Train tab while a tiny run trains in the background.
+    Tui {
+        #[arg(long, default_value_t = 200)]
+        frames: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// SFT LoRA training tokens/s on a random model of a named shape (forward, backward,
     /// clipping and AdamW: whole optimizer steps).
     Train {
@@ -75,6 +83,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     let spec = match &cmd {
         BenchCommand::Forward { model, .. } | BenchCommand::Generate { model, .. } => model.clone(),
         BenchCommand::Train { .. } => return train(cmd),
+        BenchCommand::Tui { frames, json } => return tui(*frames, *json),
     };
     let (mut model, _tok) = match tunelab::model::source::load(&spec, &device) {
         Ok(m) => m,
@@ -146,7 +155,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 println!("generate: prefill {prompt_len} tokens in {prefill:.3}s, decode {tps:.1} tokens/s over {new_tokens} tokens");
             }
         }
-        BenchCommand::Train { .. } => {}
+        BenchCommand::Train { .. } | BenchCommand::Tui { .. } => {}
     }
     Ok(ExitCode::from(exit::OK))
 }
@@ -267,6 +276,77 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         println!(
             "train {shape} {batch}×{seq} r={rank} on {device} {dtype}: {tps:.0} tokens/s ({steps} steps, {secs:.2}s, loss {loss:.4}){}",
             peak_vram.map(|p| format!(", peak VRAM {:.2} GiB", p as f64 / (1u64 << 30) as f64)).unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::from(exit::OK))
+}
+
+fn tui(frames: usize, as_json: bool) -> anyhow::Result<ExitCode> {
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+    use tunelab::tui::{build_app, ui, Options};
+    let home = tempfile::tempdir()?;
+    let paths = tunelab::paths::Paths {
+        config: home.path().join("config"),
+        data: home.path().join("data"),
+        state: home.path().join("state"),
+        cache: home.path().join("cache"),
+    };
+    let exe = std::env::current_exe()?;
+    let mut first = Vec::new();
+    // Cold: the demo workspace is created (tiny model, tokenizer training); warm: it exists.
+    for _ in 0..2 {
+        let t = Instant::now();
+        let mut app =
+            build_app(&paths, &Options::default(), exe.clone()).map_err(anyhow::Error::msg)?;
+        let mut term = Terminal::new(TestBackend::new(120, 40))?;
+        term.draw(|f| ui::draw(f, &mut app))?;
+        first.push(t.elapsed().as_secs_f64());
+    }
+    let mut app = build_app(&paths, &Options::default(), exe).map_err(anyhow::Error::msg)?;
+    app.start_run();
+    let run = app.train.view.as_ref().map(|v| v.run.clone());
+    let mut term = Terminal::new(TestBackend::new(120, 40))?;
+    // Wait for the trainer's first events so the chart has data.
+    let t = Instant::now();
+    while app.train.view.as_ref().is_none_or(|v| v.train.len() < 5) && t.elapsed().as_secs() < 60 {
+        app.tick();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut times = Vec::with_capacity(frames);
+    for _ in 0..frames {
+        app.tick();
+        let t = Instant::now();
+        term.draw(|f| ui::draw(f, &mut app))?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let points = app.train.view.as_ref().map_or(0, |v| v.train.len());
+    if let Some(run) = run {
+        let _ = tunelab::runs::request_stop(&run);
+    }
+    times.sort_by(f64::total_cmp);
+    let mean = times.iter().sum::<f64>() / times.len().max(1) as f64;
+    let pct = |p: f64| {
+        times
+            .get(((times.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    if as_json {
+        println!(
+            "{}",
+            json!({"first_frame_cold_ms": first[0] * 1e3, "first_frame_warm_ms": first[1] * 1e3,
+                   "frame_mean_ms": mean, "frame_p50_ms": pct(0.5), "frame_p99_ms": pct(0.99),
+                   "frames": frames, "loss_points": points})
+        );
+    } else {
+        println!(
+            "first frame: {:.1} ms (new workspace), {:.1} ms (existing); frame on the Train tab with a run active: mean {mean:.2} ms, p50 {:.2} ms, p99 {:.2} ms over {frames} frames ({points} loss points)",
+            first[0] * 1e3,
+            first[1] * 1e3,
+            pct(0.5),
+            pct(0.99)
         );
     }
     Ok(ExitCode::from(exit::OK))

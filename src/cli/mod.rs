@@ -37,6 +37,12 @@ pub mod exit {
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// The workbench's theme: dark, light, high-contrast or mono (NO_COLOR picks mono).
+    #[arg(long)]
+    pub theme: Option<String>,
+    /// Capture the mouse (off by default so text selection works over SSH).
+    #[arg(long)]
+    pub mouse: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,6 +67,8 @@ pub enum Command {
     /// Training runs: list, show, watch, stop.
     #[command(subcommand)]
     Runs(runs::RunsCommand),
+    /// Print the workbench's key bindings (defaults plus <config>/keys.yaml) as Markdown.
+    Keys,
     /// Create the demo workspace (tiny model, persona datasets) in the data folder.
     Demo,
     /// Model tools: init-tiny, info.
@@ -69,6 +77,7 @@ pub enum Command {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let (theme, mouse) = (cli.theme.clone(), cli.mouse);
     match cli.command {
         Some(Command::Data(cmd)) => data::run(cmd),
         Some(Command::Model(cmd)) => model::run(cmd),
@@ -94,12 +103,37 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Chat(args)) => chat::run(args),
         Some(Command::Bench(cmd)) => bench::run(cmd),
         Some(Command::Presets { show }) => presets(show.as_deref()),
+        Some(Command::Keys) => {
+            let paths = tunelab::paths::Paths::resolve();
+            let overrides = std::fs::read_to_string(paths.config.join("keys.yaml")).ok();
+            match tunelab::tui::keymap::Keymap::load(overrides.as_deref()) {
+                Ok(k) => {
+                    print!("{}", k.markdown());
+                    Ok(ExitCode::from(exit::OK))
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(exit::UNUSABLE))
+                }
+            }
+        }
         None => {
-            use clap::CommandFactory;
-            let mut cmd = Cli::command();
-            let help = cmd.render_help();
-            println!("{help}");
-            println!("The interactive workbench is not built yet; use the subcommands above.");
+            use std::io::IsTerminal;
+            if !std::io::stdout().is_terminal() {
+                eprintln!("error: the workbench needs a terminal; use the subcommands (tunelab --help) in scripts");
+                return Ok(ExitCode::from(exit::UNUSABLE));
+            }
+            let paths = tunelab::paths::Paths::resolve();
+            let opts = tunelab::tui::Options { theme, mouse };
+            let exe = std::env::current_exe()?;
+            let app = match tunelab::tui::build_app(&paths, &opts, exe) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(exit::UNUSABLE));
+                }
+            };
+            tunelab::tui::run(app, &opts)?;
             Ok(ExitCode::from(exit::OK))
         }
     }

@@ -186,21 +186,14 @@ fn watch(run: &RunDir, interval: f64) -> anyhow::Result<ExitCode> {
 }
 
 fn stop(run: &RunDir, wait: f64) -> anyhow::Result<ExitCode> {
-    let status = run.read_status()?;
-    if status.state.is_final() {
-        println!("already {:?}", status.state);
-        return Ok(ExitCode::from(exit::OK));
+    if let Ok(s) = run.read_status() {
+        if s.state.is_final() {
+            println!("already {:?}", s.state);
+            return Ok(ExitCode::from(exit::OK));
+        }
     }
-    let Some(pid) = status.pid.filter(|p| tunelab::telemetry::process_alive(*p)) else {
-        eprintln!("error: the run's trainer is not running (pid gone)");
-        return Ok(ExitCode::from(exit::PROBLEMS));
-    };
-    // SAFETY: kill with a pid read from status.json and a valid signal number.
-    if unsafe { libc::kill(pid as i32, libc::SIGTERM) } != 0 {
-        eprintln!(
-            "error: cannot signal pid {pid}: {}",
-            std::io::Error::last_os_error()
-        );
+    if let Err(e) = runs::request_stop(run) {
+        eprintln!("error: {e}");
         return Ok(ExitCode::from(exit::PROBLEMS));
     }
     let deadline = std::time::Instant::now() + Duration::from_secs_f64(wait.max(0.0));

@@ -96,3 +96,71 @@ pub fn spawn(
         .ok();
     rx
 }
+
+/// A model with its encoder, loaded for chatting (CLI, TUI, server).
+pub struct ChatModel {
+    pub model: Arc<Model>,
+    pub encoder: Arc<crate::template::Encoder>,
+    pub adapter: Option<std::path::PathBuf>,
+}
+
+impl ChatModel {
+    /// Loads `spec` (folder, GGUF or hub id) on the CPU, with a PEFT adapter when given.
+    pub fn load(
+        spec: &str,
+        adapter: Option<&std::path::Path>,
+        template: &str,
+    ) -> Result<Self, String> {
+        let (mut model, tok) = crate::model::source::load(spec, &candle_core::Device::Cpu)
+            .map_err(|e| e.to_string())?;
+        if let Some(a) = adapter {
+            crate::lora::peft::load(&mut model, a).map_err(|e| e.to_string())?;
+        }
+        let encoder = crate::template::Encoder::new(
+            tok,
+            &crate::template::TemplateChoice::parse(template),
+            crate::template::TrainOn::Assistant,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(ChatModel {
+            model: Arc::new(model),
+            encoder: Arc::new(encoder),
+            adapter: adapter.map(std::path::Path::to_path_buf),
+        })
+    }
+
+    /// Prompt ids for `messages` (role/content JSON) with the generation prompt.
+    pub fn prompt(&self, messages: &[serde_json::Value]) -> Result<Vec<u32>, String> {
+        let text = self
+            .encoder
+            .render(messages, None, true)
+            .map_err(|e| e.to_string())?;
+        Ok(self
+            .encoder
+            .tokenizer
+            .encode(&text, false)
+            .map_err(|e| e.to_string())?
+            .ids)
+    }
+
+    /// Streams a reply on its own thread, with the adapter on or off.
+    pub fn reply(
+        &self,
+        messages: &[serde_json::Value],
+        adapter_on: bool,
+        cfg: Sampling,
+    ) -> Result<Receiver<GenEvent>, String> {
+        let ids = self.prompt(messages)?;
+        let (tx, rx) = channel();
+        let model = Arc::clone(&self.model);
+        let tok = Arc::clone(&self.encoder);
+        std::thread::Builder::new()
+            .name("tunelab-chat".into())
+            .spawn(move || {
+                model.switch.set(adapter_on);
+                generate(&model, &tok.tokenizer, &ids, cfg, |e| tx.send(e).is_ok())
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(rx)
+    }
+}

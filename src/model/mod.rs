@@ -2,6 +2,7 @@
 //! returns logits at every position, with LoRA layers over a frozen base.
 
 pub mod config;
+pub mod estimate;
 pub mod gguf;
 pub mod hub;
 pub mod llama;

@@ -231,6 +231,27 @@ pub fn list(root: &Path) -> Vec<RunSummary> {
     out
 }
 
+/// Asks a run's trainer to stop (SIGTERM: it writes a checkpoint, then ends `stopped`).
+/// Returns the pid signalled.
+pub fn request_stop(run: &RunDir) -> Result<u32, String> {
+    let status = run.read_status().map_err(|e| e.to_string())?;
+    if status.state.is_final() {
+        return Err(format!("the run is already {:?}", status.state).to_lowercase());
+    }
+    let pid = status
+        .pid
+        .filter(|p| crate::telemetry::process_alive(*p))
+        .ok_or("the run's trainer is not running (pid gone)")?;
+    // SAFETY: kill with a pid from status.json and a valid signal number.
+    if unsafe { libc::kill(pid as i32, libc::SIGTERM) } != 0 {
+        return Err(format!(
+            "cannot signal pid {pid}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(pid)
+}
+
 impl RunState {
     /// The run will not change any more.
     pub fn is_final(self) -> bool {

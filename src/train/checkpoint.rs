@@ -168,10 +168,13 @@ pub fn list(checkpoints: &Path) -> Vec<(u64, PathBuf)> {
     out
 }
 
+/// A usable checkpoint: its folder and state.
+pub type Good = (PathBuf, TrainerState);
+/// A checkpoint passed over: its folder and why.
+pub type Skipped = (PathBuf, String);
+
 /// The newest checkpoint that verifies, and the ones skipped on the way (with why).
-pub fn latest_good(
-    checkpoints: &Path,
-) -> (Option<(PathBuf, TrainerState)>, Vec<(PathBuf, String)>) {
+pub fn latest_good(checkpoints: &Path) -> (Option<Good>, Vec<Skipped>) {
     let mut skipped = Vec::new();
     for (_, dir) in list(checkpoints).into_iter().rev() {
         match verify(&dir) {

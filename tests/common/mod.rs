@@ -80,3 +80,18 @@ pub fn smollm2_gguf(test: &str) -> Option<PathBuf> {
     );
     None
 }
+
+/// `run` with an explicit home folder.
+pub fn run_with_home(home: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_tunelab"))
+        .env("TUNELAB_HOME", home)
+        .env("NO_COLOR", "1")
+        .args(args)
+        .output()
+        .expect("run tunelab");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,163 @@
+//! Everything the workbench can do, as one enum. Keys map to actions (keymap.rs), and the
+//! help overlay and the command palette list actions with these descriptions.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Quit,
+    Help,
+    Palette,
+    NextTab,
+    PrevTab,
+    TabData,
+    TabAdapter,
+    TabTrain,
+    TabChat,
+    TabRuns,
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Top,
+    Bottom,
+    Left,
+    Right,
+    Enter,
+    Back,
+    Search,
+    SearchNext,
+    TokenView,
+    Validation,
+    Convert,
+    Edit,
+    Toggle,
+    LoadPreset,
+    SavePreset,
+    StartRun,
+    StopRun,
+    AttachNext,
+    Compose,
+    ToggleAdapter,
+    SideBySide,
+    PickAdapter,
+    TemperatureUp,
+    TemperatureDown,
+    SystemPrompt,
+    SaveExchange,
+    ClearChat,
+    Mark,
+    Compare,
+    OpenInChat,
+}
+
+impl Action {
+    pub const ALL: [Action; 44] = [
+        Action::Quit,
+        Action::Help,
+        Action::Palette,
+        Action::NextTab,
+        Action::PrevTab,
+        Action::TabData,
+        Action::TabAdapter,
+        Action::TabTrain,
+        Action::TabChat,
+        Action::TabRuns,
+        Action::Up,
+        Action::Down,
+        Action::PageUp,
+        Action::PageDown,
+        Action::Top,
+        Action::Bottom,
+        Action::Left,
+        Action::Right,
+        Action::Enter,
+        Action::Back,
+        Action::Search,
+        Action::SearchNext,
+        Action::TokenView,
+        Action::Validation,
+        Action::Convert,
+        Action::Edit,
+        Action::Toggle,
+        Action::LoadPreset,
+        Action::SavePreset,
+        Action::StartRun,
+        Action::StopRun,
+        Action::AttachNext,
+        Action::Compose,
+        Action::ToggleAdapter,
+        Action::SideBySide,
+        Action::PickAdapter,
+        Action::TemperatureUp,
+        Action::TemperatureDown,
+        Action::SystemPrompt,
+        Action::SaveExchange,
+        Action::ClearChat,
+        Action::Mark,
+        Action::Compare,
+        Action::OpenInChat,
+    ];
+
+    /// The name used in keys.yaml and the palette.
+    pub fn name(self) -> String {
+        serde_yaml::to_string(&self)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
+    pub fn from_name(name: &str) -> Option<Action> {
+        serde_yaml::from_str(name).ok()
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Action::Quit => "quit (runs keep going)",
+            Action::Help => "show or hide this help",
+            Action::Palette => "command palette",
+            Action::NextTab => "next tab",
+            Action::PrevTab => "previous tab",
+            Action::TabData => "Data tab",
+            Action::TabAdapter => "Adapter tab",
+            Action::TabTrain => "Train tab",
+            Action::TabChat => "Chat tab",
+            Action::TabRuns => "Runs tab",
+            Action::Up => "move up",
+            Action::Down => "move down",
+            Action::PageUp => "page up",
+            Action::PageDown => "page down",
+            Action::Top => "go to the first",
+            Action::Bottom => "go to the last",
+            Action::Left => "previous (file, option)",
+            Action::Right => "next (file, option)",
+            Action::Enter => "open / confirm",
+            Action::Back => "close / cancel",
+            Action::Search => "search records",
+            Action::SearchNext => "next search match",
+            Action::TokenView => "token view: trained and masked tokens",
+            Action::Validation => "validation errors (Enter jumps)",
+            Action::Convert => "convert the dataset…",
+            Action::Edit => "edit the field",
+            Action::Toggle => "toggle (target module, switch)",
+            Action::LoadPreset => "load the next preset",
+            Action::SavePreset => "save the form as a preset",
+            Action::StartRun => "start a run from the form (detached)",
+            Action::StopRun => "stop the run (checkpoint first)",
+            Action::AttachNext => "attach to the next run",
+            Action::Compose => "write a message",
+            Action::ToggleAdapter => "adapter on / off",
+            Action::SideBySide => "base and adapter side by side",
+            Action::PickAdapter => "pick the next adapter",
+            Action::TemperatureUp => "temperature +0.1",
+            Action::TemperatureDown => "temperature −0.1",
+            Action::SystemPrompt => "edit the system prompt",
+            Action::SaveExchange => "save the exchange to a dataset",
+            Action::ClearChat => "clear the conversation",
+            Action::Mark => "mark a run for comparison",
+            Action::Compare => "compare the marked runs' curves",
+            Action::OpenInChat => "open the run's adapter in Chat",
+        }
+    }
+}

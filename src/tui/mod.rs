@@ -1,0 +1,153 @@
+//! The workbench: a ratatui shell over the core. It reads run directories and starts
+//! detached trainers; it never trains or generates on its own runtime (generation runs on
+//! its own thread, training in its own process).
+
+pub mod action;
+pub mod app;
+pub mod keymap;
+pub mod tabs;
+pub mod theme;
+pub mod ui;
+
+use app::{App, Workspace};
+use keymap::Keymap;
+use ratatui::crossterm::event::{Event, EventStream};
+use ratatui::crossterm::{execute, terminal};
+use ratatui::prelude::CrosstermBackend;
+use ratatui::Terminal;
+use std::time::{Duration, Instant};
+use theme::Theme;
+
+/// Options from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub theme: Option<String>,
+    pub mouse: bool,
+}
+
+/// Builds the app for `paths`: ensures the demo workspace, loads key overrides and the theme.
+pub fn build_app(
+    paths: &crate::paths::Paths,
+    opts: &Options,
+    exe: std::path::PathBuf,
+) -> Result<App, String> {
+    crate::workspace::Demo::new(&paths.data)
+        .ensure()
+        .map_err(|e| e.to_string())?;
+    let overrides = std::fs::read_to_string(paths.config.join("keys.yaml")).ok();
+    let keymap = Keymap::load(overrides.as_deref())?;
+    let theme = Theme::choose(opts.theme.as_deref());
+    Ok(App::new(
+        Workspace {
+            data: paths.data.clone(),
+            exe,
+        },
+        theme,
+        keymap,
+    ))
+}
+
+/// Restores the terminal when dropped, also on panic (a hook runs it before the message).
+struct TerminalGuard {
+    mouse: bool,
+}
+
+impl TerminalGuard {
+    fn enter(mouse: bool) -> std::io::Result<Self> {
+        terminal::enable_raw_mode()?;
+        let mut out = std::io::stdout();
+        execute!(out, terminal::EnterAlternateScreen)?;
+        if mouse {
+            execute!(out, ratatui::crossterm::event::EnableMouseCapture)?;
+        }
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore(mouse);
+            prev(info);
+        }));
+        Ok(TerminalGuard { mouse })
+    }
+}
+
+fn restore(mouse: bool) {
+    let mut out = std::io::stdout();
+    if mouse {
+        let _ = execute!(out, ratatui::crossterm::event::DisableMouseCapture);
+    }
+    let _ = execute!(
+        out,
+        terminal::LeaveAlternateScreen,
+        ratatui::crossterm::cursor::Show
+    );
+    let _ = terminal::disable_raw_mode();
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore(self.mouse);
+    }
+}
+
+/// At most this many frames per second; frames are drawn only when something changed.
+const MAX_FPS: u64 = 30;
+
+/// Runs the workbench until the user quits.
+pub fn run(mut app: App, opts: &Options) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    let _guard = TerminalGuard::enter(opts.mouse)?;
+    let mut term = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
+    term.clear()?;
+    rt.block_on(async move {
+        use futures_util::StreamExt;
+        let mut events = EventStream::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let frame_gap = Duration::from_millis(1000 / MAX_FPS);
+        let mut last_frame = Instant::now() - frame_gap;
+        let mut pending = true;
+        loop {
+            if pending && last_frame.elapsed() >= frame_gap {
+                draw_frame(&mut term, &mut app)?;
+                last_frame = Instant::now();
+                pending = false;
+            }
+            tokio::select! {
+                ev = events.next() => match ev {
+                    Some(Ok(Event::Key(k))) if k.kind == ratatui::crossterm::event::KeyEventKind::Press => {
+                        app.on_key(k);
+                        pending = true;
+                    }
+                    Some(Ok(Event::Resize(_, _))) => {
+                        term.autoresize()?;
+                        pending = true;
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(anyhow::Error::from(e)),
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    if app.tick() {
+                        pending = true;
+                    }
+                }
+            }
+            if app.quit {
+                break;
+            }
+        }
+        Ok::<(), anyhow::Error>(())
+    })?;
+    Ok(())
+}
+
+/// One frame inside a synchronized update, so the terminal never shows half of it.
+fn draw_frame(
+    term: &mut Terminal<CrosstermBackend<std::io::Stdout>>,
+    app: &mut App,
+) -> anyhow::Result<()> {
+    execute!(std::io::stdout(), terminal::BeginSynchronizedUpdate)?;
+    term.draw(|f| ui::draw(f, app))?;
+    execute!(std::io::stdout(), terminal::EndSynchronizedUpdate)?;
+    Ok(())
+}

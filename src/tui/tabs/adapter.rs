@@ -1,0 +1,433 @@
+//! Adapter tab: a form over the run configuration, generated from `config::FIELDS` (help
+//! text, kinds, ranges). Edits are checked as you type; the trainable-parameter count and
+//! the memory estimate follow the form live.
+
+use crate::config::{FieldKind, RunConfig, FIELDS, PRESETS};
+use crate::lora::LoraConfig;
+use crate::model::estimate;
+use crate::model::ModelConfig;
+use crate::tui::theme::Theme;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Gauge, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::Frame;
+use std::path::{Path, PathBuf};
+
+pub struct AdapterTab {
+    pub config: RunConfig,
+    pub selected: usize,
+    /// The edit buffer while a field is being edited, and its live error.
+    pub editing: Option<String>,
+    pub edit_error: Option<String>,
+    /// The module picker (for lora.target_modules): cursor.
+    pub picker: Option<usize>,
+    pub preset: usize,
+    /// Folder relative model and data paths resolve against (the workspace).
+    pub base: PathBuf,
+    /// (total, free) bytes of the memory the estimate is held against, and its name.
+    pub budget: Option<(u64, u64, String)>,
+}
+
+pub const MODULES: [&str; 7] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
+
+impl AdapterTab {
+    pub fn new(base: &Path) -> Self {
+        let config = PRESETS
+            .iter()
+            .find(|(n, _)| *n == "tiny-demo")
+            .and_then(|(n, t)| RunConfig::from_yaml(t, n).ok())
+            .expect("the tiny-demo preset parses");
+        let mut t = AdapterTab {
+            config,
+            selected: 0,
+            editing: None,
+            edit_error: None,
+            picker: None,
+            preset: 0,
+            base: base.to_path_buf(),
+            budget: None,
+        };
+        t.refresh_budget();
+        t
+    }
+
+    /// GPU memory from NVML, else system RAM.
+    pub fn refresh_budget(&mut self) {
+        self.budget = crate::telemetry::Gpus::open()
+            .and_then(|g| g.memory().into_iter().next())
+            .map(|m| {
+                (
+                    m.total,
+                    m.total.saturating_sub(m.used),
+                    format!("GPU {} · {}", m.index, m.name),
+                )
+            })
+            .or_else(|| {
+                crate::telemetry::system_memory().map(|(t, a)| (t, a, "RAM (no GPU)".to_string()))
+            });
+    }
+
+    pub fn field(&self) -> &'static crate::config::FieldSpec {
+        &FIELDS[self.selected.min(FIELDS.len() - 1)]
+    }
+
+    pub fn move_sel(&mut self, d: isize) {
+        if let Some(p) = self.picker.as_mut() {
+            *p = (*p as isize + d).clamp(0, MODULES.len() as isize) as usize;
+            return;
+        }
+        self.selected = (self.selected as isize + d).clamp(0, FIELDS.len() as isize - 1) as usize;
+    }
+
+    /// The model path resolved against the workspace.
+    pub fn model_path(&self) -> String {
+        let p = Path::new(&self.config.model.path);
+        if p.is_absolute() || p.exists() {
+            self.config.model.path.clone()
+        } else {
+            self.base.join(p).display().to_string()
+        }
+    }
+
+    pub fn model_config(&self) -> Option<ModelConfig> {
+        ModelConfig::from_file(&Path::new(&self.model_path()).join("config.json")).ok()
+    }
+
+    /// Starts editing the selected field (booleans and choices cycle instead).
+    pub fn begin_edit(&mut self) {
+        let f = self.field();
+        match f.kind {
+            FieldKind::Bool => {
+                let v = self.config.get_field(f.path) != "true";
+                let _ = self
+                    .config
+                    .set_field(f.path, if v { "true" } else { "false" });
+            }
+            FieldKind::Choice(opts) => {
+                let cur = self.config.get_field(f.path);
+                let i = opts
+                    .iter()
+                    .position(|o| *o == cur)
+                    .map_or(0, |i| (i + 1) % opts.len());
+                let _ = self.config.set_field(f.path, opts[i]);
+            }
+            FieldKind::Modules => self.picker = Some(0),
+            _ => {
+                self.editing = Some(self.config.get_field(f.path));
+                self.edit_error = None;
+            }
+        }
+    }
+
+    /// Checks the edit buffer as typed: the error shows inline, nothing is applied yet.
+    pub fn check_edit(&mut self) {
+        if let Some(buf) = &self.editing {
+            let mut probe = self.config.clone();
+            self.edit_error = probe.set_field(self.field().path, buf).err();
+        }
+    }
+
+    /// Applies the edit buffer; on error the buffer stays open with the message.
+    pub fn commit_edit(&mut self) -> bool {
+        let Some(buf) = self.editing.clone() else {
+            return true;
+        };
+        match self.config.set_field(self.field().path, &buf) {
+            Ok(()) => {
+                self.editing = None;
+                self.edit_error = None;
+                true
+            }
+            Err(e) => {
+                self.edit_error = Some(e);
+                false
+            }
+        }
+    }
+
+    /// Toggles the module under the picker cursor (the last row is all-linear).
+    pub fn toggle_module(&mut self) {
+        let Some(i) = self.picker else { return };
+        let mut mods = self.config.lora.target_modules.clone();
+        if i == MODULES.len() {
+            mods = if mods == ["all-linear"] {
+                vec!["q_proj".into(), "v_proj".into()]
+            } else {
+                vec!["all-linear".into()]
+            };
+        } else {
+            if mods == ["all-linear"] {
+                mods = MODULES.iter().map(|m| m.to_string()).collect();
+            }
+            let m = MODULES[i].to_string();
+            if let Some(k) = mods.iter().position(|x| *x == m) {
+                mods.remove(k);
+            } else {
+                mods.push(m);
+            }
+            mods.sort_by_key(|m| MODULES.iter().position(|x| x == m));
+        }
+        let text = mods.join(" ");
+        if let Err(e) = self.config.set_field("lora.target_modules", &text) {
+            self.edit_error = Some(e);
+        } else {
+            self.edit_error = None;
+        }
+    }
+
+    pub fn load_next_preset(&mut self) -> String {
+        self.preset = (self.preset + 1) % PRESETS.len();
+        let (name, text) = PRESETS[self.preset];
+        match RunConfig::from_yaml(text, name) {
+            Ok(c) => {
+                self.config = c;
+                format!("loaded preset {name}")
+            }
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Saves the form as `<workspace>/presets/<name>.yaml`.
+    pub fn save_preset(&self) -> Result<PathBuf, String> {
+        let name = self.config.name.clone().unwrap_or_else(|| "custom".into());
+        let path = self.base.join("presets").join(format!("{name}.yaml"));
+        std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))
+            .map_err(|e| e.to_string())?;
+        let yaml = serde_yaml::to_string(&self.config).map_err(|e| e.to_string())?;
+        crate::data::writer::write_atomic(&path, yaml.as_bytes())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(path)
+    }
+
+    pub fn trainable(&self) -> Option<usize> {
+        let lora: LoraConfig = (&self.config.lora).into();
+        self.model_config()
+            .map(|c| estimate::trainable_parameters(&c, &lora))
+    }
+
+    pub fn memory(&self) -> Option<estimate::MemoryEstimate> {
+        let c = self.model_config()?;
+        let t = &self.config.train;
+        let bytes = if t.dtype == "f32" { 4 } else { 2 };
+        Some(estimate::memory(
+            &c,
+            &(&self.config.lora).into(),
+            bytes as f64 * 8.0,
+            bytes,
+            t.batch_size,
+            self.config.data.max_seq_len,
+            t.gradient_checkpointing,
+        ))
+    }
+}
+
+fn gib(b: u64) -> String {
+    format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
+}
+
+pub fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
+    let [form, side] =
+        Layout::horizontal([Constraint::Min(40), Constraint::Length(44)]).areas(area);
+    let rows: Vec<Row> = FIELDS
+        .iter()
+        .enumerate()
+        .map(|(i, fs)| {
+            let mut value = t.config.get_field(fs.path);
+            if i == t.selected {
+                if let Some(buf) = &t.editing {
+                    value = format!("{buf}▏");
+                }
+            }
+            let style = if i == t.selected {
+                theme.s("selection")
+            } else {
+                theme.s("foreground")
+            };
+            Row::new(vec![fs.path.to_string(), value]).style(style)
+        })
+        .collect();
+    let mut state = TableState::default().with_selected(Some(t.selected));
+    let title = format!(" run configuration · preset {} ", PRESETS[t.preset].0);
+    f.render_stateful_widget(
+        Table::new(rows, [Constraint::Length(30), Constraint::Min(10)]).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(title)
+                .border_style(theme.s("border_focused")),
+        ),
+        form,
+        &mut state,
+    );
+    let [info, mem, help] = Layout::vertical([
+        Constraint::Length(7),
+        Constraint::Length(9),
+        Constraint::Min(4),
+    ])
+    .areas(side);
+    let trainable = t.trainable();
+    let total = t.model_config().map(|c| c.parameter_count());
+    let info_lines = vec![
+        Line::from(vec![
+            Span::raw("model      "),
+            Span::styled(
+                crate::tui::tabs::data::truncate(&t.config.model.path, 30),
+                theme.s("accent"),
+            ),
+        ]),
+        Line::from(format!(
+            "trainable  {}",
+            trainable.map_or("? (no config.json)".into(), |n| format!(
+                "{n} ({:.3}% of {})",
+                100.0 * n as f64 / total.unwrap_or(1).max(1) as f64,
+                total.unwrap_or(0)
+            ))
+        )),
+        Line::from(format!(
+            "LoRA       r{} α{} · scale {:.3}",
+            t.config.lora.r,
+            t.config.lora.alpha,
+            LoraConfig::from(&t.config.lora).scale()
+        )),
+        Line::from(format!(
+            "modules    {}",
+            t.config.lora.target_modules.join(",")
+        )),
+        Line::from(format!(
+            "train      {} · lr {} · bs {}×{}",
+            t.config.train.dtype,
+            t.config.train.lr,
+            t.config.train.batch_size,
+            t.config.train.grad_accum
+        )),
+    ];
+    f.render_widget(
+        Paragraph::new(info_lines).block(Block::default().borders(Borders::ALL).title(" adapter ")),
+        info,
+    );
+    let mem_block = Block::default()
+        .borders(Borders::ALL)
+        .title(" memory estimate ");
+    match (t.memory(), &t.budget) {
+        (Some(m), Some((total, free, name))) => {
+            let inner = mem_block.inner(mem);
+            f.render_widget(mem_block, mem);
+            let [lines_area, gauge_area] =
+                Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
+            let fits = m.total <= *free;
+            let verdict = if fits {
+                Span::styled(
+                    format!("fits: {} of {} free", gib(m.total), gib(*free)),
+                    theme.s("success"),
+                )
+            } else {
+                Span::styled(
+                    format!("does not fit: {} > {} free", gib(m.total), gib(*free)),
+                    theme.s("error"),
+                )
+            };
+            f.render_widget(
+                Paragraph::new(vec![
+                    Line::from(format!("weights    {}", gib(m.weights))),
+                    Line::from(format!("LoRA state {}", gib(m.lora_state))),
+                    Line::from(format!("activ.     {}", gib(m.activations))),
+                    Line::from(format!("logits     {}", gib(m.logits))),
+                    Line::from(verdict),
+                    Line::styled(name.clone(), theme.s("muted")),
+                ]),
+                lines_area,
+            );
+            let ratio = (m.total as f64 / (*total).max(1) as f64).min(1.0);
+            let style = if ratio > 0.9 {
+                "gauge_high"
+            } else if ratio > 0.7 {
+                "gauge_warn"
+            } else {
+                "gauge_ok"
+            };
+            f.render_widget(
+                Gauge::default()
+                    .ratio(ratio)
+                    .gauge_style(theme.s(style))
+                    .label(format!("{:.0}% of {}", ratio * 100.0, gib(*total))),
+                gauge_area,
+            );
+        }
+        _ => f.render_widget(
+            Paragraph::new("no estimate: the model folder has no config.json").block(mem_block),
+            mem,
+        ),
+    }
+    let fs = t.field();
+    let mut help_lines = vec![
+        Line::styled(fs.path, theme.s("title").add_modifier(Modifier::BOLD)),
+        Line::from(fs.help),
+    ];
+    match fs.kind {
+        FieldKind::Int { min, max } => help_lines.push(Line::styled(
+            format!("whole number {min}…{max}"),
+            theme.s("muted"),
+        )),
+        FieldKind::Float { min, max } => help_lines.push(Line::styled(
+            format!("number {min}…{max}"),
+            theme.s("muted"),
+        )),
+        FieldKind::Choice(o) => help_lines.push(Line::styled(
+            format!("Enter cycles: {}", o.join(" · ")),
+            theme.s("muted"),
+        )),
+        FieldKind::Bool => help_lines.push(Line::styled("Enter toggles", theme.s("muted"))),
+        FieldKind::Modules => help_lines.push(Line::styled(
+            "Enter opens the module picker",
+            theme.s("muted"),
+        )),
+        _ => {}
+    }
+    if let Some(p) = t.picker {
+        let mods = &t.config.lora.target_modules;
+        let all = mods.iter().any(|m| m == "all-linear");
+        for (i, m) in MODULES.iter().chain(["all-linear"].iter()).enumerate() {
+            let on = all || mods.iter().any(|x| x == m);
+            let line = format!(
+                "{} [{}] {m}",
+                if i == p { "▸" } else { " " },
+                if on { "x" } else { " " }
+            );
+            help_lines.push(Line::styled(
+                line,
+                if i == p {
+                    theme.s("selection")
+                } else {
+                    theme.s("foreground")
+                },
+            ));
+        }
+        help_lines.push(Line::styled("space toggles · Esc closes", theme.s("muted")));
+    }
+    if let Some(e) = &t.edit_error {
+        help_lines.push(Line::styled(format!("✗ {e}"), theme.s("error")));
+    } else if t.editing.is_some() {
+        help_lines.push(Line::styled(
+            "✓ valid · Enter applies · Esc cancels",
+            theme.s("success"),
+        ));
+    }
+    let issues = t.config.validate();
+    for i in issues.iter().take(3) {
+        help_lines.push(Line::styled(format!("! {i}"), theme.s("warning")));
+    }
+    f.render_widget(
+        Paragraph::new(help_lines)
+            .wrap(Wrap { trim: false })
+            .block(Block::default().borders(Borders::ALL).title(" field ")),
+        help,
+    );
+}
