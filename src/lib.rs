@@ -18,4 +18,5 @@ pub mod telemetry;
 pub mod template;
 pub mod train;
 pub mod tui;
+pub mod units;
 pub mod workspace;

@@ -49,10 +49,7 @@ fn fmt_loss(l: Option<f64>) -> String {
     l.map_or("-".into(), |l| format!("{l:.4}"))
 }
 
-fn fmt_duration(s: f64) -> String {
-    let s = s.max(0.0) as u64;
-    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-}
+use tunelab::units::clock as fmt_duration;
 
 pub fn run(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
     match cmd {

@@ -231,7 +231,7 @@ impl AdapterTab {
 }
 
 fn gib(b: u64) -> String {
-    format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
+    format!("{} GiB", crate::units::gib(b, 2))
 }
 
 pub fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
@@ -279,7 +279,7 @@ pub fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
         Line::from(vec![
             Span::raw("model      "),
             Span::styled(
-                crate::tui::tabs::data::truncate(&t.config.model.path, 30),
+                crate::units::truncate(&t.config.model.path, 30),
                 theme.s("accent"),
             ),
         ]),

@@ -355,10 +355,7 @@ pub fn draw(f: &mut Frame, area: Rect, t: &ChatTab, theme: &Theme, input: Option
     let info = vec![
         Line::from(vec![
             Span::raw("model   "),
-            Span::styled(
-                crate::tui::tabs::data::truncate(&t.model_spec, 60),
-                theme.s("accent"),
-            ),
+            Span::styled(crate::units::truncate(&t.model_spec, 60), theme.s("accent")),
         ]),
         Line::from(vec![
             Span::raw("adapter "),
@@ -425,7 +422,7 @@ pub fn draw(f: &mut Frame, area: Rect, t: &ChatTab, theme: &Theme, input: Option
                             } else {
                                 format!(
                                     " conversation · system: {} ",
-                                    crate::tui::tabs::data::truncate(&t.system, 40)
+                                    crate::units::truncate(&t.system, 40)
                                 )
                             }),
                     ),

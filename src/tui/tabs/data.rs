@@ -405,7 +405,11 @@ pub fn draw(f: &mut Frame, area: Rect, t: &mut DataTab, theme: &Theme, model: &s
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let size = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-            ListItem::new(format!("{:<19}{:>7}", truncate(&name, 18), human(size)))
+            ListItem::new(format!(
+                "{:<19}{:>7}",
+                crate::units::truncate(&name, 18),
+                crate::units::human_bytes(size)
+            ))
         })
         .collect();
     let mut state = ListState::default().with_selected(Some(t.file));
@@ -443,7 +447,7 @@ pub fn draw(f: &mut Frame, area: Rect, t: &mut DataTab, theme: &Theme, model: &s
                         theme.s("success")
                     },
                 ),
-                Line::styled(truncate(&l.evidence, 26), theme.s("muted")),
+                Line::styled(crate::units::truncate(&l.evidence, 26), theme.s("muted")),
             ]
         }
         None => vec![Line::styled(
@@ -600,24 +604,4 @@ pub fn draw(f: &mut Frame, area: Rect, t: &mut DataTab, theme: &Theme, model: &s
             .block(block),
         body,
     );
-}
-
-pub fn human(n: u64) -> String {
-    match n {
-        n if n >= 1 << 30 => format!("{:.1}G", n as f64 / (1u64 << 30) as f64),
-        n if n >= 1 << 20 => format!("{:.1}M", n as f64 / (1u64 << 20) as f64),
-        n if n >= 1 << 10 => format!("{:.1}K", n as f64 / 1024.0),
-        n => format!("{n}B"),
-    }
-}
-
-pub fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        format!(
-            "{}…",
-            s.chars().take(n.saturating_sub(1)).collect::<String>()
-        )
-    }
 }

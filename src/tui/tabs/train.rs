@@ -211,13 +211,10 @@ pub struct TrainTab {
     pub memory: MemoryMonitor,
 }
 
-fn gib(b: u64) -> String {
-    format!("{:.1}", b as f64 / (1u64 << 30) as f64)
-}
+use crate::units::clock;
 
-fn clock(s: f64) -> String {
-    let s = s.max(0.0) as u64;
-    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+fn gib(b: u64) -> String {
+    crate::units::gib(b, 1)
 }
 
 /// One line of a chart: its legend name, points and style.
