@@ -86,6 +86,7 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="f32")
     p.add_argument("--checkpointing", action="store_true")
+    p.add_argument("--autograd", action="store_true", help="tunelab through candle's autograd instead of its hand-written backward")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--tunelab", default=str(ROOT / "target" / "release" / "tunelab"))
     p.add_argument("--json", help="write both results to this file")
@@ -95,6 +96,8 @@ def main():
             "--steps", str(a.steps), "--warmup", str(a.warmup), "--device", a.device, "--dtype", a.dtype, "--json"]
     if a.checkpointing:
         args.append("--checkpointing")
+    if a.autograd:
+        args.append("--autograd")
     ours = json.loads(subprocess.run([a.tunelab, *args], check=True, capture_output=True, text=True).stdout)
     theirs = torch_bench(a)
     gib = lambda b: f"{b / 2**30:.2f} GiB" if b else "-"

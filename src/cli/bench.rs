@@ -68,6 +68,9 @@ pub enum BenchCommand {
         /// Per-layer activation checkpointing.
         #[arg(long)]
         checkpointing: bool,
+        /// Use candle's autograd instead of the hand-written backward (for comparison).
+        #[arg(long)]
+        autograd: bool,
         #[arg(long)]
         json: bool,
     },
@@ -165,7 +168,7 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     use tunelab::model::{random, source};
     use tunelab::train::dataset::collate;
     use tunelab::train::dataset::Sequence;
-    use tunelab::train::step::forward_backward;
+    use tunelab::train::step::{autograd_forward_backward, forward_backward};
     use tunelab::train::{AdamW, AdamWConfig, Grads};
     let BenchCommand::Train {
         shape,
@@ -177,6 +180,7 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         device,
         dtype,
         checkpointing,
+        autograd,
         json: as_json,
     } = cmd
     else {
@@ -241,7 +245,12 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     let mut grads = Grads::new(vars.iter().map(|(_, v)| v.clone()).collect());
     let mut peak = 0u64;
     let mut one_step = |grads: &mut Grads| -> anyhow::Result<f64> {
-        let l = forward_backward(&model, &mb, mb.targets, None, checkpointing, grads)?;
+        let step = if autograd {
+            autograd_forward_backward
+        } else {
+            forward_backward
+        };
+        let l = step(&model, &mb, mb.targets, None, checkpointing, grads)?;
         grads.clip(1.0)?;
         opt.step(&*grads)?;
         grads.clear();
@@ -268,7 +277,7 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             "{}",
             json!({"tokens_per_s": tps, "shape": shape, "batch": batch, "seq": seq, "rank": rank,
                    "steps": steps, "seconds": secs, "device": device, "dtype": dtype,
-                   "checkpointing": checkpointing, "last_loss": loss,
+                   "checkpointing": checkpointing, "autograd": autograd, "last_loss": loss,
                    "trainable_params": model.trainable_parameters(),
                    "peak_vram_bytes": peak_vram, "rss_bytes": rss})
         );

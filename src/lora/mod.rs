@@ -134,6 +134,11 @@ impl LoraPair {
 
 /// Inverted dropout with a mask from a seeded RNG (candle cannot seed its CPU RNG).
 pub fn dropout(x: &Tensor, p: f64, seed: u64) -> Result<Tensor> {
+    x * dropout_mask(x, p, seed)?
+}
+
+/// The mask [`dropout`] multiplies by: 0 or 1/(1-p) per element, from `seed`.
+pub fn dropout_mask(x: &Tensor, p: f64, seed: u64) -> Result<Tensor> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let keep = 1.0 - p;
     let mask: Vec<f32> = (0..x.elem_count())
@@ -145,6 +150,12 @@ pub fn dropout(x: &Tensor, p: f64, seed: u64) -> Result<Tensor> {
             }
         })
         .collect();
-    let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
-    x * mask
+    Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())
+}
+
+/// The dropout seed of module `module` (0–6, q to down) in layer `layer` for a forward with
+/// `seed`: a pure function, so a recomputed layer draws the same mask.
+pub fn module_seed(seed: u64, layer: usize, module: u64) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(layer as u64 * 7 + module)
 }

@@ -68,10 +68,9 @@ impl Linear {
             y = y.broadcast_add(b)?;
         }
         if let (Some(l), true) = (&self.lora, ctx.lora_on) {
-            let n = ctx.layer as u64 * 7 + module;
             let seed = ctx
                 .dropout_seed
-                .map(|s| s.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(n));
+                .map(|s| crate::lora::module_seed(s, ctx.layer, module));
             y = (y + l.delta(x, seed)?)?;
         }
         Ok(y)
@@ -520,7 +519,7 @@ impl Model {
 }
 
 /// [b, kv, t, d] → [b, kv·n, t, d], each key/value head shared by `n` query heads.
-fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
+pub fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
     if n == 1 {
         return Ok(x.clone());
     }

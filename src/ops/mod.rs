@@ -139,22 +139,32 @@ pub fn rms_norm(x: &Tensor, alpha: &Tensor, eps: f64) -> Result<Tensor> {
     };
     let alpha = alpha.clone();
     with_grad("rms-norm", x, &y, move |x, _y, g| {
-        let d = x.dim(D::Minus1)? as f64;
-        let dt = x.dtype();
-        let work = if dt == DType::F64 {
-            DType::F64
-        } else {
-            DType::F32
-        };
-        let x = x.to_dtype(work)?;
-        let (g, a) = (g.to_dtype(work)?, alpha.to_dtype(work)?);
-        let r = ((x.sqr()?.sum_keepdim(D::Minus1)? / d)? + eps)?
-            .sqrt()?
-            .recip()?;
-        let ga = g.broadcast_mul(&a)?;
-        let dot = (ga.mul(&x)?.sum_keepdim(D::Minus1)? / d)?;
-        (ga.broadcast_mul(&r)? - x.broadcast_mul(&dot.broadcast_mul(&r.powf(3.0)?)?)?)?.to_dtype(dt)
+        rms_norm_backward(x, &alpha, eps, g)
     })
+}
+
+/// The fused RMS norm forward alone (no gradient bookkeeping).
+pub fn rms_norm_forward(x: &Tensor, alpha: &Tensor, eps: f64) -> Result<Tensor> {
+    candle_nn::ops::rms_norm(&x.contiguous()?, alpha, eps as f32)
+}
+
+/// `dx` of `y = x / rms(x) · alpha` for upstream `g` (computed in f32, or f64 for f64).
+pub fn rms_norm_backward(x: &Tensor, alpha: &Tensor, eps: f64, g: &Tensor) -> Result<Tensor> {
+    let d = x.dim(D::Minus1)? as f64;
+    let dt = x.dtype();
+    let work = if dt == DType::F64 {
+        DType::F64
+    } else {
+        DType::F32
+    };
+    let x = x.to_dtype(work)?;
+    let (g, a) = (g.to_dtype(work)?, alpha.to_dtype(work)?);
+    let r = ((x.sqr()?.sum_keepdim(D::Minus1)? / d)? + eps)?
+        .sqrt()?
+        .recip()?;
+    let ga = g.broadcast_mul(&a)?;
+    let dot = (ga.mul(&x)?.sum_keepdim(D::Minus1)? / d)?;
+    (ga.broadcast_mul(&r)? - x.broadcast_mul(&dot.broadcast_mul(&r.powf(3.0)?)?)?)?.to_dtype(dt)
 }
 
 /// Rotary embedding in the HF (rotate-half) layout. `x` is [b, heads, t, d]; `cos` and `sin`
@@ -171,9 +181,12 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
 /// Softmax over the last dimension: `dx = y · (dy − Σ dy·y)`.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     let y = candle_nn::ops::softmax_last_dim(&x.detach().contiguous()?)?;
-    with_grad("softmax", x, &y, |_x, y, g| {
-        y * g.broadcast_sub(&(g * y)?.sum_keepdim(D::Minus1)?)?
-    })
+    with_grad("softmax", x, &y, |_x, y, g| softmax_backward(y, g))
+}
+
+/// `dx` of a last-dimension softmax with output `y` for upstream `g`.
+pub fn softmax_backward(y: &Tensor, g: &Tensor) -> Result<Tensor> {
+    y * g.broadcast_sub(&(g * y)?.sum_keepdim(D::Minus1)?)?
 }
 
 #[cfg(test)]

@@ -45,6 +45,17 @@ impl Grads {
         Ok(())
     }
 
+    /// Adds `g` to the gradient of `var` (ignored when `var` is not trainable here).
+    pub fn add(&mut self, var: &Var, g: Tensor) -> Result<()> {
+        if let Some(i) = self.vars.iter().position(|v| v.id() == var.id()) {
+            self.sums[i] = Some(match self.sums[i].take() {
+                Some(s) => (s + g)?,
+                None => g,
+            });
+        }
+        Ok(())
+    }
+
     /// Global L2 norm over every gradient.
     pub fn norm(&self) -> Result<f64> {
         let mut sq = 0f64;

@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod dataset;
 pub mod grads;
+pub mod manual;
 pub mod optim;
 pub mod schedule;
 pub mod step;

@@ -18,8 +18,39 @@ pub struct MicroLoss {
 }
 
 /// Forward and backward of `mb`. Losses are summed over targets and divided by `window_targets`
-/// (every target in the accumulation window), so accumulation equals one large batch.
+/// (every target in the accumulation window), so accumulation equals one large batch. A dense
+/// base takes the hand-written backward ([`super::manual`]); a quantized or row-permuted (GGUF)
+/// base takes candle's autograd.
 pub fn forward_backward(
+    model: &Model,
+    mb: &MicroBatch,
+    window_targets: usize,
+    dropout_seed: Option<u64>,
+    checkpointing: bool,
+    grads: &mut Grads,
+) -> Result<MicroLoss> {
+    if super::manual::supported(model) {
+        return super::manual::forward_backward(
+            model,
+            mb,
+            window_targets,
+            dropout_seed,
+            checkpointing,
+            grads,
+        );
+    }
+    autograd_forward_backward(
+        model,
+        mb,
+        window_targets,
+        dropout_seed,
+        checkpointing,
+        grads,
+    )
+}
+
+/// [`forward_backward`] through candle's autograd, for any base.
+pub fn autograd_forward_backward(
     model: &Model,
     mb: &MicroBatch,
     window_targets: usize,
