@@ -316,6 +316,34 @@ fn chat_replies_stream_from_the_generation_thread() {
     let rec: serde_json::Value = serde_json::from_str(saved.lines().next().unwrap()).unwrap();
     assert_eq!(rec["messages"][0]["content"], "Who are you?");
     assert_eq!(rec["messages"][1]["content"], reply.as_str());
+    // Another target, in its own format: an Alpaca JSONL in the workspace.
+    let mine = h.path().join("data/mine.jsonl");
+    std::fs::write(
+        &mine,
+        "{\"instruction\": \"Hi\", \"input\": \"\", \"output\": \"Hello\"}\n",
+    )
+    .unwrap();
+    a.handle(Action::SaveTarget);
+    a.handle(Action::SaveTarget);
+    assert_eq!(a.chat.save_path, mine);
+    assert_eq!(a.chat.save_format, tunelab::data::Format::Alpaca);
+    a.handle(Action::SaveExchange);
+    let text = std::fs::read_to_string(&mine).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["instruction"], "Who are you?");
+    assert_eq!(last["output"], reply.as_str());
+    // Sampling settings cycle.
+    a.handle(Action::TopP);
+    a.handle(Action::TopK);
+    a.handle(Action::MaxTokens);
+    assert_eq!(
+        (
+            a.chat.sampling.top_p,
+            a.chat.sampling.top_k,
+            a.chat.sampling.max_new_tokens
+        ),
+        (Some(0.9), Some(20), 128)
+    );
 }
 
 /// tmux: the real binary in a pane, keys sent, the screen read back.

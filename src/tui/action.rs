@@ -47,13 +47,17 @@ pub enum Action {
     SystemPrompt,
     SaveExchange,
     ClearChat,
+    TopP,
+    TopK,
+    MaxTokens,
+    SaveTarget,
     Mark,
     Compare,
     OpenInChat,
 }
 
 impl Action {
-    pub const ALL: [Action; 44] = [
+    pub const ALL: [Action; 48] = [
         Action::Quit,
         Action::Help,
         Action::Palette,
@@ -95,6 +99,10 @@ impl Action {
         Action::SystemPrompt,
         Action::SaveExchange,
         Action::ClearChat,
+        Action::TopP,
+        Action::TopK,
+        Action::MaxTokens,
+        Action::SaveTarget,
         Action::Mark,
         Action::Compare,
         Action::OpenInChat,
@@ -155,6 +163,10 @@ impl Action {
             Action::SystemPrompt => "edit the system prompt",
             Action::SaveExchange => "save the exchange to a dataset",
             Action::ClearChat => "clear the conversation",
+            Action::TopP => "top-p: off · 0.9 · 0.95",
+            Action::TopK => "top-k: off · 20 · 50",
+            Action::MaxTokens => "max new tokens: 64 · 128 · 256 · 512",
+            Action::SaveTarget => "where saved exchanges go (file and format)",
             Action::Mark => "mark a run for comparison",
             Action::Compare => "compare the marked runs' curves",
             Action::OpenInChat => "open the run's adapter in Chat",

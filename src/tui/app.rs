@@ -380,6 +380,43 @@ impl App {
                 c.history.clear();
                 c.compare = None;
             }
+            Action::TopP => {
+                c.sampling.top_p = match c.sampling.top_p {
+                    None => Some(0.9),
+                    Some(p) if p < 0.925 => Some(0.95),
+                    _ => None,
+                }
+            }
+            Action::TopK => {
+                c.sampling.top_k = match c.sampling.top_k {
+                    None => Some(20),
+                    Some(20) => Some(50),
+                    _ => None,
+                }
+            }
+            Action::MaxTokens => {
+                c.sampling.max_new_tokens = match c.sampling.max_new_tokens {
+                    n if n < 128 => 128,
+                    n if n < 256 => 256,
+                    n if n < 512 => 512,
+                    _ => 64,
+                }
+            }
+            Action::SaveTarget => {
+                let default = self.ws.data.join("saved/chat-exchanges.jsonl");
+                let targets = super::tabs::chat::save_targets(&self.ws.data, &default);
+                let i = targets
+                    .iter()
+                    .position(|(p, _)| *p == c.save_path)
+                    .map_or(0, |i| (i + 1) % targets.len());
+                (c.save_path, c.save_format) = targets[i].clone();
+                let msg = format!(
+                    "exchanges go to {} ({})",
+                    c.save_path.display(),
+                    c.save_format
+                );
+                self.say(Level::Info, msg);
+            }
             Action::SaveExchange => match c.save_exchange() {
                 Ok(p) => self.say(Level::Info, format!("appended to {}", p.display())),
                 Err(e) => self.say(Level::Warning, e),

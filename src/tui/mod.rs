@@ -36,7 +36,12 @@ pub fn build_app(
         .map_err(|e| e.to_string())?;
     let overrides = std::fs::read_to_string(paths.config.join("keys.yaml")).ok();
     let keymap = Keymap::load(overrides.as_deref())?;
-    let theme = Theme::choose(opts.theme.as_deref());
+    // --theme wins; else `theme:` in <config>/config.yaml; else dark (mono under NO_COLOR).
+    let configured = std::fs::read_to_string(paths.config.join("config.yaml"))
+        .ok()
+        .and_then(|t| serde_yaml::from_str::<serde_yaml::Value>(&t).ok())
+        .and_then(|v| v.get("theme").and_then(|t| t.as_str()).map(str::to_string));
+    let theme = Theme::choose(opts.theme.as_deref().or(configured.as_deref()));
     Ok(App::new(
         Workspace {
             data: paths.data.clone(),

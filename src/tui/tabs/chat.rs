@@ -37,7 +37,26 @@ pub struct ChatTab {
     stream: Option<(Target, Receiver<GenEvent>)>,
     queued: Vec<Target>,
     pub status: String,
+    /// Where "save exchange" appends, and in which format.
     pub save_path: PathBuf,
+    pub save_format: crate::data::Format,
+}
+
+/// SFT JSONL files in the workspace that exchanges can be appended to, with their formats;
+/// `default` (OpenAI format) first.
+pub fn save_targets(root: &Path, default: &Path) -> Vec<(PathBuf, crate::data::Format)> {
+    let mut out = vec![(default.to_path_buf(), crate::data::Format::Openai)];
+    for p in crate::tui::tabs::data::scan(root) {
+        if p == default || p.extension().is_none_or(|e| e != "jsonl") {
+            continue;
+        }
+        if let Ok(ds) = crate::data::Dataset::open(&p, None) {
+            if ds.kind() == crate::data::Kind::Sft {
+                out.push((p, ds.format));
+            }
+        }
+    }
+    out
 }
 
 /// Adapters to offer: every run's final adapter and checkpoints, newest run first.
@@ -80,6 +99,7 @@ impl ChatTab {
             queued: Vec::new(),
             status: String::new(),
             save_path,
+            save_format: crate::data::Format::Openai,
         }
     }
 
@@ -296,18 +316,29 @@ impl ChatTab {
         changed
     }
 
-    /// Appends the last exchange (system, user, assistant) as an OpenAI-format record.
+    /// Appends the last exchange (system, user, assistant) to the save target in its format.
     pub fn save_exchange(&self) -> Result<PathBuf, String> {
+        use crate::data::{Body, Conversation, Message, Record, Role};
         let n = self.history.len();
         if n < 2 || self.history[n - 1].0 != "assistant" {
             return Err("no finished exchange to save".into());
         }
         let mut messages = Vec::new();
         if !self.system.is_empty() {
-            messages.push(json!({"role": "system", "content": self.system}));
+            messages.push(Message::new(Role::System, self.system.clone()));
         }
-        messages.push(json!({"role": "user", "content": self.history[n - 2].1}));
-        messages.push(json!({"role": "assistant", "content": self.history[n - 1].1}));
+        messages.push(Message::new(Role::User, self.history[n - 2].1.clone()));
+        messages.push(Message::new(Role::Assistant, self.history[n - 1].1.clone()));
+        let record = Record {
+            body: Body::Conversation(Conversation {
+                messages,
+                tools: Vec::new(),
+                plain: false,
+            }),
+            meta: Default::default(),
+        };
+        let mut notes = crate::data::Notes::default();
+        let obj = self.save_format.write(&record, &mut notes)?;
         if let Some(dir) = self.save_path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         }
@@ -317,7 +348,7 @@ impl ChatTab {
             .append(true)
             .open(&self.save_path)
             .map_err(|e| format!("{}: {e}", self.save_path.display()))?;
-        writeln!(f, "{}", json!({"messages": messages})).map_err(|e| e.to_string())?;
+        writeln!(f, "{}", serde_json::Value::Object(obj)).map_err(|e| e.to_string())?;
         Ok(self.save_path.clone())
     }
 }
@@ -343,7 +374,7 @@ fn transcript<'a>(history: &[(String, String)], theme: &Theme) -> Vec<Line<'a>> 
 
 pub fn draw(f: &mut Frame, area: Rect, t: &ChatTab, theme: &Theme, input: Option<&str>) {
     let [head, body, foot] = Layout::vertical([
-        Constraint::Length(4),
+        Constraint::Length(5),
         Constraint::Min(3),
         Constraint::Length(3),
     ])
@@ -361,7 +392,7 @@ pub fn draw(f: &mut Frame, area: Rect, t: &ChatTab, theme: &Theme, input: Option
             Span::raw("adapter "),
             Span::styled(adapter, theme.s("accent")),
             Span::raw(format!(
-                "  [{}]  {}  temp {:.1}  max {} tokens",
+                "  [{}]  {}  temp {:.1}  top-p {}  top-k {}  max {}",
                 if t.adapter_on { "on" } else { "off" },
                 if t.side_by_side {
                     "side by side"
@@ -369,9 +400,19 @@ pub fn draw(f: &mut Frame, area: Rect, t: &ChatTab, theme: &Theme, input: Option
                     "single"
                 },
                 t.sampling.temperature,
+                t.sampling.top_p.map_or("off".into(), |p| p.to_string()),
+                t.sampling.top_k.map_or("off".into(), |k| k.to_string()),
                 t.sampling.max_new_tokens
             )),
         ]),
+        Line::styled(
+            format!(
+                "saves to {} ({})",
+                crate::units::truncate(&t.save_path.display().to_string(), 70),
+                t.save_format
+            ),
+            theme.s("muted"),
+        ),
     ];
     f.render_widget(
         Paragraph::new(info).block(Block::default().borders(Borders::ALL).title(" chat ")),
