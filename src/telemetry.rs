@@ -55,6 +55,12 @@ pub struct GpuMemory {
     pub name: String,
     pub used: u64,
     pub total: u64,
+    /// Percent of time a kernel ran over the last sample period, when NVML reports it.
+    #[serde(default)]
+    pub utilization: Option<u32>,
+    /// Degrees Celsius, when NVML reports it.
+    #[serde(default)]
+    pub temperature: Option<u32>,
 }
 
 /// NVML, when the driver's library is present.
@@ -79,6 +85,10 @@ impl Gpus {
                     name: d.name().unwrap_or_else(|_| format!("GPU {i}")),
                     used: m.used,
                     total: m.total,
+                    utilization: d.utilization_rates().ok().map(|u| u.gpu),
+                    temperature: d
+                        .temperature(nvml_wrapper::enum_wrappers::device::TemperatureSensor::Gpu)
+                        .ok(),
                 })
             })
             .collect()

@@ -332,6 +332,10 @@ fn chat_replies_stream_from_the_generation_thread() {
     let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(last["instruction"], "Who are you?");
     assert_eq!(last["output"], reply.as_str());
+    // The only model in the demo workspace is the form's: picking keeps it.
+    a.handle(Action::PickModel);
+    assert_eq!(a.chat.model_spec, a.adapter.model_path());
+    assert!(a.chat.model_override.is_none());
     // Sampling settings cycle.
     a.handle(Action::TopP);
     a.handle(Action::TopK);

@@ -99,6 +99,8 @@ pub fn spawn(
 
 /// A model with its encoder, loaded for chatting (CLI, TUI, server).
 pub struct ChatModel {
+    /// What it was loaded from (a folder, GGUF file or hub id).
+    pub spec: String,
     pub model: Arc<Model>,
     pub encoder: Arc<crate::template::Encoder>,
     pub adapter: Option<std::path::PathBuf>,
@@ -123,6 +125,7 @@ impl ChatModel {
         )
         .map_err(|e| e.to_string())?;
         Ok(ChatModel {
+            spec: spec.to_string(),
             model: Arc::new(model),
             encoder: Arc::new(encoder),
             adapter: adapter.map(std::path::Path::to_path_buf),

@@ -42,6 +42,7 @@ pub enum Action {
     ToggleAdapter,
     SideBySide,
     PickAdapter,
+    PickModel,
     TemperatureUp,
     TemperatureDown,
     SystemPrompt,
@@ -57,7 +58,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 48] = [
+    pub const ALL: [Action; 49] = [
         Action::Quit,
         Action::Help,
         Action::Palette,
@@ -94,6 +95,7 @@ impl Action {
         Action::ToggleAdapter,
         Action::SideBySide,
         Action::PickAdapter,
+        Action::PickModel,
         Action::TemperatureUp,
         Action::TemperatureDown,
         Action::SystemPrompt,
@@ -158,6 +160,7 @@ impl Action {
             Action::ToggleAdapter => "adapter on / off",
             Action::SideBySide => "base and adapter side by side",
             Action::PickAdapter => "pick the next adapter",
+            Action::PickModel => "pick the next model (the form's, then the workspace's)",
             Action::TemperatureUp => "temperature +0.1",
             Action::TemperatureDown => "temperature −0.1",
             Action::SystemPrompt => "edit the system prompt",

@@ -200,7 +200,11 @@ impl App {
             InputFor::Message => {
                 if !text.trim().is_empty() {
                     let training = self.training_active();
-                    self.chat.model_spec = self.adapter.model_path();
+                    self.chat.model_spec = self
+                        .chat
+                        .model_override
+                        .clone()
+                        .unwrap_or_else(|| self.adapter.model_path());
                     self.chat.send(text, training);
                 }
             }
@@ -369,6 +373,23 @@ impl App {
             Action::ToggleAdapter => c.adapter_on = !c.adapter_on,
             Action::SideBySide => c.side_by_side = !c.side_by_side,
             Action::PickAdapter => c.next_adapter(&self.ws.runs_root()),
+            Action::PickModel => {
+                let form = self.adapter.model_path();
+                let mut models = vec![form.clone()];
+                for m in super::tabs::chat::find_models(&self.ws.data) {
+                    if !models.contains(&m) {
+                        models.push(m);
+                    }
+                }
+                let i = models
+                    .iter()
+                    .position(|m| *m == c.model_spec)
+                    .map_or(0, |i| (i + 1) % models.len());
+                c.model_spec = models[i].clone();
+                c.model_override = (c.model_spec != form).then(|| c.model_spec.clone());
+                let msg = format!("chat model: {}", c.model_spec);
+                self.say(Level::Info, msg);
+            }
             Action::TemperatureUp => {
                 c.sampling.temperature = ((c.sampling.temperature + 0.1) * 10.0).round() / 10.0
             }
@@ -464,7 +485,8 @@ impl App {
                                 .unwrap_or_default()
                         );
                         if let Ok(cfg) = crate::config::RunConfig::load(&run.config()) {
-                            self.chat.model_spec = cfg.model.path;
+                            self.chat.model_spec = cfg.model.path.clone();
+                            self.chat.model_override = Some(cfg.model.path);
                         }
                         self.chat.use_adapter(label, d);
                         self.tab = Tab::Chat;

@@ -22,6 +22,8 @@ pub enum Target {
 
 pub struct ChatTab {
     pub model_spec: String,
+    /// A model picked here (`M`); otherwise the Adapter form's model is used.
+    pub model_override: Option<String>,
     pub adapters: Vec<(String, PathBuf)>,
     pub adapter: Option<usize>,
     pub adapter_on: bool,
@@ -59,6 +61,39 @@ pub fn save_targets(root: &Path, default: &Path) -> Vec<(PathBuf, crate::data::F
     out
 }
 
+/// Models in the workspace to offer: folders with a `config.json` and a tokenizer, and
+/// `.gguf` files, two levels deep.
+pub fn find_models(root: &Path) -> Vec<String> {
+    fn walk(dir: &Path, depth: usize, out: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for p in entries {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if name.starts_with('.') || name == "runs" {
+                continue;
+            }
+            if p.is_dir() {
+                if p.join("config.json").is_file() && p.join("tokenizer.json").is_file() {
+                    out.push(p.display().to_string());
+                } else if depth > 0 {
+                    walk(&p, depth - 1, out);
+                }
+            } else if name.ends_with(".gguf") {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, 2, &mut out);
+    out
+}
+
 /// Adapters to offer: every run's final adapter and checkpoints, newest run first.
 pub fn find_adapters(runs_root: &Path) -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
@@ -82,6 +117,7 @@ impl ChatTab {
         let adapters = find_adapters(runs_root);
         ChatTab {
             model_spec,
+            model_override: None,
             adapter: if adapters.is_empty() { None } else { Some(0) },
             adapters,
             adapter_on: true,
@@ -136,12 +172,8 @@ impl ChatTab {
     fn needs_load(&self) -> bool {
         match &self.model {
             None => true,
-            Some(m) => m.adapter.as_deref() != self.adapter_path() || self.model_spec_changed(m),
+            Some(m) => m.adapter.as_deref() != self.adapter_path() || m.spec != self.model_spec,
         }
-    }
-
-    fn model_spec_changed(&self, _m: &ChatModel) -> bool {
-        self.status.starts_with("model changed")
     }
 
     /// Bytes the model takes in f32 (checked against free RAM before loading).

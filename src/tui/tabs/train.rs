@@ -184,7 +184,15 @@ impl MemoryMonitor {
             .as_ref()
             .and_then(|g| g.memory().into_iter().next())
         {
-            self.label = format!("GPU {} · {}", g.index, g.name);
+            let util = g
+                .utilization
+                .map(|u| format!(" · {u}%"))
+                .unwrap_or_default();
+            let temp = g
+                .temperature
+                .map(|t| format!(" · {t}°C"))
+                .unwrap_or_default();
+            self.label = format!("GPU {} · {}{util}{temp}", g.index, g.name);
             self.used = g.used;
             self.total = g.total;
         } else if let Some((total, avail)) = crate::telemetry::system_memory() {
