@@ -55,6 +55,29 @@ impl Demo {
     }
 }
 
+/// Visits the workspace under `root` in sorted order, `depth` folders deep, skipping hidden
+/// entries and `runs/`. `visit(path, is_dir)` returns whether to descend into a folder.
+pub fn walk(root: &Path, depth: usize, visit: &mut dyn FnMut(&Path, bool) -> bool) {
+    let Ok(rd) = std::fs::read_dir(root) else {
+        return;
+    };
+    let mut entries: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for p in entries {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with('.') || name == "runs" {
+            continue;
+        }
+        let is_dir = p.is_dir();
+        if visit(&p, is_dir) && is_dir && depth > 0 {
+            walk(&p, depth - 1, visit);
+        }
+    }
+}
+
 /// The demo model: the default tiny shape with a tokenizer that also learned the persona's
 /// words, so answers are short in tokens and a 600-step LoRA run can learn them.
 pub fn demo_model_spec() -> TinySpec {

@@ -37,6 +37,23 @@ fn fixture_model() -> (Model, MicroBatch, Value) {
     (model, mb, train3)
 }
 
+/// Every variable's gradient in `a` and `b` agrees within 1e-5 of its largest entry.
+fn assert_grads_close(vars: &[candle_core::Var], a: &Grads, b: &Grads, what: &str) {
+    let max_abs = |t: candle_core::Tensor| {
+        t.abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    for v in vars {
+        let (x, y) = (a.grad(v).unwrap(), b.grad(v).unwrap());
+        let (diff, scale) = (max_abs((x - &y).unwrap()), max_abs(y));
+        assert!(diff <= 1e-5 * scale.max(1e-3), "{what}: {diff} vs {scale}");
+    }
+}
+
 /// Three AdamW steps (weight decay, clipping) give transformers + peft + torch's losses.
 #[test]
 fn three_adamw_steps_match_torch() {
@@ -96,25 +113,7 @@ fn activation_checkpointing_gives_the_same_gradients() {
     let a = forward_backward(&model, &mb, mb.targets, Some(3), false, &mut plain).unwrap();
     let b = forward_backward(&model, &mb, mb.targets, Some(3), true, &mut ckpt).unwrap();
     assert!((a.loss - b.loss).abs() < 1e-6);
-    for v in &vars {
-        let (x, y) = (plain.grad(v).unwrap(), ckpt.grad(v).unwrap());
-        let diff = (x - &y)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let scale = y
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(diff <= 1e-5 * scale.max(1e-3), "{diff} vs {scale}");
-    }
+    assert_grads_close(&vars, &plain, &ckpt, "checkpointing");
 }
 
 /// Two micro-batches of one row each accumulate to the gradient of the two-row batch.
@@ -231,28 +230,12 @@ fn hand_written_backward_matches_autograd() {
                 lb.loss
             );
             assert_eq!(la.targets, lb.targets);
-            for v in &vars {
-                let (x, y) = (a.grad(v).unwrap(), b.grad(v).unwrap());
-                let diff = (x - &y)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
-                let scale = y
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
-                assert!(
-                    diff <= 1e-5 * scale.max(1e-3),
-                    "{arch} checkpointing={checkpointing}: {diff} vs {scale}"
-                );
-            }
+            assert_grads_close(
+                &vars,
+                &a,
+                &b,
+                &format!("{arch} checkpointing={checkpointing}"),
+            );
         }
     }
 }

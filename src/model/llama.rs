@@ -529,10 +529,9 @@ pub fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
         .reshape((b, kv * n, t, d))
 }
 
-/// Mean cross-entropy over unmasked targets (labels -100 are ignored), the HF causal-LM
-/// convention: position i predicts label i+1, averaged over every counted target in the batch.
-pub fn causal_lm_loss(logits: &Tensor, labels: &[Vec<i64>]) -> Result<(Tensor, usize)> {
-    let (b, t, v) = logits.dims3()?;
+/// The flat positions (`row · t + i`) that predict a target, and those targets: position i
+/// predicts label i+1 (labels are not shifted); -100 is ignored.
+pub fn target_positions(labels: &[Vec<i64>], b: usize, t: usize) -> (Vec<u32>, Vec<u32>) {
     let mut rows = Vec::new();
     let mut targets = Vec::new();
     for (r, lab) in labels.iter().enumerate().take(b) {
@@ -544,6 +543,14 @@ pub fn causal_lm_loss(logits: &Tensor, labels: &[Vec<i64>]) -> Result<(Tensor, u
             }
         }
     }
+    (rows, targets)
+}
+
+/// Mean cross-entropy over unmasked targets (labels -100 are ignored), the HF causal-LM
+/// convention: position i predicts label i+1, averaged over every counted target in the batch.
+pub fn causal_lm_loss(logits: &Tensor, labels: &[Vec<i64>]) -> Result<(Tensor, usize)> {
+    let (b, t, v) = logits.dims3()?;
+    let (rows, targets) = target_positions(labels, b, t);
     let n = rows.len();
     if n == 0 {
         return Ok((Tensor::zeros((), DType::F32, logits.device())?, 0));

@@ -247,17 +247,7 @@ fn head_loss(
     window_targets: usize,
 ) -> Result<(f64, usize, Tensor)> {
     let (b, t, hidden) = h.dims3()?;
-    let mut rows = Vec::new();
-    let mut targets = Vec::new();
-    for (r, lab) in labels.iter().enumerate().take(b) {
-        for i in 0..t.saturating_sub(1) {
-            let y = lab.get(i + 1).copied().unwrap_or(-100);
-            if y >= 0 {
-                rows.push((r * t + i) as u32);
-                targets.push(y as u32);
-            }
-        }
-    }
+    let (rows, targets) = crate::model::llama::target_positions(labels, b, t);
     let n = rows.len();
     if n == 0 {
         return Ok((0.0, 0, h.zeros_like()?));

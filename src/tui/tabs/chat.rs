@@ -64,33 +64,17 @@ pub fn save_targets(root: &Path, default: &Path) -> Vec<(PathBuf, crate::data::F
 /// Models in the workspace to offer: folders with a `config.json` and a tokenizer, and
 /// `.gguf` files, two levels deep.
 pub fn find_models(root: &Path) -> Vec<String> {
-    fn walk(dir: &Path, depth: usize, out: &mut Vec<String>) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
-        entries.sort();
-        for p in entries {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if name.starts_with('.') || name == "runs" {
-                continue;
-            }
-            if p.is_dir() {
-                if p.join("config.json").is_file() && p.join("tokenizer.json").is_file() {
-                    out.push(p.display().to_string());
-                } else if depth > 0 {
-                    walk(&p, depth - 1, out);
-                }
-            } else if name.ends_with(".gguf") {
-                out.push(p.display().to_string());
-            }
-        }
-    }
     let mut out = Vec::new();
-    walk(root, 2, &mut out);
+    crate::workspace::walk(root, 2, &mut |p, is_dir| {
+        if is_dir && p.join("config.json").is_file() && p.join("tokenizer.json").is_file() {
+            out.push(p.display().to_string());
+            return false;
+        }
+        if !is_dir && p.extension().is_some_and(|e| e == "gguf") {
+            out.push(p.display().to_string());
+        }
+        is_dir
+    });
     out
 }
 

@@ -55,49 +55,38 @@ pub struct DataTab {
     pub encoder: Option<(String, Result<Encoder, String>)>,
 }
 
-/// Dataset files under `root` (two levels deep, `runs/` left out), sorted.
+/// Model and metadata files that are JSON but not datasets.
+const NOT_DATASETS: [&str; 8] = [
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "generation_config.json",
+    "special_tokens_map.json",
+    "adapter_config.json",
+    "status.json",
+    "trainer_state.json",
+];
+
+/// Dataset files under `root` (two levels deep, `runs/` and model folders left out), sorted.
 pub fn scan(root: &Path) -> Vec<PathBuf> {
-    fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
-        entries.sort();
-        for p in entries {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if p.is_dir() {
-                if depth > 0
-                    && name != "runs"
-                    && !name.starts_with('.')
-                    && !name.ends_with("-model")
-                {
-                    walk(&p, depth - 1, out);
-                }
-            } else if [".json", ".jsonl", ".parquet"]
-                .iter()
-                .any(|e| name.ends_with(e))
-                && !name.starts_with('.')
-                && ![
-                    "config.json",
-                    "tokenizer.json",
-                    "tokenizer_config.json",
-                    "generation_config.json",
-                    "special_tokens_map.json",
-                    "adapter_config.json",
-                    "status.json",
-                    "trainer_state.json",
-                ]
-                .contains(&name.as_str())
-            {
-                out.push(p);
-            }
-        }
-    }
     let mut out = Vec::new();
-    walk(root, 2, &mut out);
+    crate::workspace::walk(root, 2, &mut |p, is_dir| {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if is_dir {
+            return !name.ends_with("-model");
+        }
+        if [".json", ".jsonl", ".parquet"]
+            .iter()
+            .any(|e| name.ends_with(e))
+            && !NOT_DATASETS.contains(&name.as_str())
+        {
+            out.push(p.to_path_buf());
+        }
+        false
+    });
     out
 }
 
