@@ -3,9 +3,32 @@
 
 use crate::data::{DataError, Dataset};
 use crate::model::llama::causal_lm_loss;
-use crate::model::{Batch, Model, ModelError};
+use crate::model::{Model, ModelError};
 use crate::template::{fit_length, Encoded, Encoder, Example, LengthPolicy, TemplateError};
+use crate::train::dataset::{collate, Sequence};
 use candle_core::Tensor;
+
+/// Summed token loss and target count over `seqs`, `batch_size` padded rows at a time (no
+/// dropout, no graph kept). The trainer's eval and `tunelab eval` both use it.
+pub fn sequence_loss(
+    model: &Model,
+    seqs: &[Sequence],
+    batch_size: usize,
+    pad_id: u32,
+) -> candle_core::Result<(f64, usize)> {
+    let mut sum = 0f64;
+    let mut n = 0usize;
+    for chunk in seqs.chunks(batch_size.max(1)) {
+        let rows: Vec<&Sequence> = chunk.iter().collect();
+        let mb = collate(&rows, pad_id);
+        let ids = Tensor::new(mb.ids.clone(), &model.device)?;
+        let logits = model.forward(&ids, &mb.batch, None)?.detach();
+        let (mean, k) = causal_lm_loss(&logits, &mb.labels)?;
+        sum += f64::from(mean.to_scalar::<f32>()?) * k as f64;
+        n += k;
+    }
+    Ok((sum, n))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
@@ -43,48 +66,13 @@ pub fn evaluate(
     let mut sum = 0f64;
     let mut tokens = 0usize;
     let mut examples = 0usize;
+    let pad = encoder.tokenizer.pad_id();
     let mut flush = |batch: &mut Vec<Example>| -> Result<(), EvalError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let t = batch.iter().map(Example::len).max().unwrap_or(0);
-        let pad = encoder
-            .tokenizer
-            .pad_token
-            .as_deref()
-            .and_then(|p| encoder.tokenizer.token_to_id(p))
-            .unwrap_or(0);
-        let mut ids = Vec::new();
-        let mut mask = Vec::new();
-        let mut labels = Vec::new();
-        for ex in batch.iter() {
-            let n = ex.len();
-            let mut row = ex.input_ids.clone();
-            row.resize(t, pad);
-            ids.push(row);
-            let mut m = vec![1u8; n];
-            m.resize(t, 0);
-            mask.push(m);
-            let mut l = ex.labels.clone();
-            l.resize(t, crate::template::IGNORE);
-            labels.push(l);
-        }
-        let input = Tensor::new(ids, &model.device).map_err(ModelError::from)?;
-        let logits = model
-            .forward(
-                &input,
-                &Batch {
-                    position_ids: None,
-                    attention_mask: Some(mask),
-                },
-                None,
-            )
-            .map_err(ModelError::from)?;
-        let (loss, n) = causal_lm_loss(&logits, &labels).map_err(ModelError::from)?;
-        sum += f64::from(loss.to_scalar::<f32>().map_err(ModelError::from)?) * n as f64;
+        let seqs: Vec<Sequence> = batch.drain(..).map(Sequence::from_example).collect();
+        let (s, n) = sequence_loss(model, &seqs, seqs.len(), pad).map_err(ModelError::from)?;
+        sum += s;
         tokens += n;
-        examples += batch.len();
-        batch.clear();
+        examples += seqs.len();
         Ok(())
     };
     for item in dataset.items()? {

@@ -32,7 +32,7 @@ pub struct Sequence {
 }
 
 impl Sequence {
-    fn from_example(ex: Example) -> Self {
+    pub fn from_example(ex: Example) -> Self {
         let n = ex.input_ids.len() as u32;
         Sequence {
             input_ids: ex.input_ids,

@@ -243,17 +243,7 @@ pub fn eval_loss(
     batch_size: usize,
     pad_id: u32,
 ) -> Result<(f64, usize), TrainError> {
-    let mut sum = 0f64;
-    let mut n = 0usize;
-    for chunk in seqs.chunks(batch_size.max(1)) {
-        let rows: Vec<&Sequence> = chunk.iter().collect();
-        let mb = collate(&rows, pad_id);
-        let ids = candle_core::Tensor::new(mb.ids.clone(), &model.device)?;
-        let logits = model.forward(&ids, &mb.batch, None)?.detach();
-        let (mean, k) = crate::model::llama::causal_lm_loss(&logits, &mb.labels)?;
-        sum += f64::from(mean.to_scalar::<f32>()?) * k as f64;
-        n += k;
-    }
+    let (sum, n) = crate::eval::sequence_loss(model, seqs, batch_size, pad_id)?;
     Ok((if n == 0 { f64::NAN } else { sum / n as f64 }, n))
 }
 

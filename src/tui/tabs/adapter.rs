@@ -29,15 +29,10 @@ pub struct AdapterTab {
     pub budget: Option<(u64, u64, String)>,
 }
 
-pub const MODULES: [&str; 7] = [
-    "q_proj",
-    "k_proj",
-    "v_proj",
-    "o_proj",
-    "gate_proj",
-    "up_proj",
-    "down_proj",
-];
+/// The projections LoRA can target, by their HF names.
+fn modules() -> &'static [&'static str] {
+    ModelConfig::linear_modules()
+}
 
 impl AdapterTab {
     pub fn new(base: &Path) -> Self {
@@ -82,7 +77,7 @@ impl AdapterTab {
 
     pub fn move_sel(&mut self, d: isize) {
         if let Some(p) = self.picker.as_mut() {
-            *p = (*p as isize + d).clamp(0, MODULES.len() as isize) as usize;
+            *p = (*p as isize + d).clamp(0, modules().len() as isize) as usize;
             return;
         }
         self.selected = (self.selected as isize + d).clamp(0, FIELDS.len() as isize - 1) as usize;
@@ -158,7 +153,7 @@ impl AdapterTab {
     pub fn toggle_module(&mut self) {
         let Some(i) = self.picker else { return };
         let mut mods = self.config.lora.target_modules.clone();
-        if i == MODULES.len() {
+        if i == modules().len() {
             mods = if mods == ["all-linear"] {
                 vec!["q_proj".into(), "v_proj".into()]
             } else {
@@ -166,15 +161,15 @@ impl AdapterTab {
             };
         } else {
             if mods == ["all-linear"] {
-                mods = MODULES.iter().map(|m| m.to_string()).collect();
+                mods = modules().iter().map(|m| m.to_string()).collect();
             }
-            let m = MODULES[i].to_string();
+            let m = modules()[i].to_string();
             if let Some(k) = mods.iter().position(|x| *x == m) {
                 mods.remove(k);
             } else {
                 mods.push(m);
             }
-            mods.sort_by_key(|m| MODULES.iter().position(|x| x == m));
+            mods.sort_by_key(|m| modules().iter().position(|x| x == m));
         }
         let text = mods.join(" ");
         if let Err(e) = self.config.set_field("lora.target_modules", &text) {
@@ -394,7 +389,7 @@ pub fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
     if let Some(p) = t.picker {
         let mods = &t.config.lora.target_modules;
         let all = mods.iter().any(|m| m == "all-linear");
-        for (i, m) in MODULES.iter().chain(["all-linear"].iter()).enumerate() {
+        for (i, m) in modules().iter().chain(["all-linear"].iter()).enumerate() {
             let on = all || mods.iter().any(|x| x == m);
             let line = format!(
                 "{} [{}] {m}",
