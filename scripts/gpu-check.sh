@@ -24,11 +24,11 @@ build() {
   export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
   cargo build --release --features cuda --bin tunelab || exit 1
   local test_bin
-  test_bin=$(cargo test --release --features cuda --test gpu --no-run --message-format=json 2>/dev/null \
+  test_bin=$(cargo test --release --features cuda --test it --no-run --message-format=json 2>/dev/null \
     | python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "gpu":
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "it":
         print(m["executable"])' | tail -1)
   [ -n "$test_bin" ] || { echo "could not build the GPU test binary"; exit 1; }
   mkdir -p "$GPU_DIR"
@@ -72,7 +72,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 
 echo "== GPU tests"
 export TUNELAB_REPO_ROOT=$PWD
-"$GPU_DIR/gpu-tests" --test-threads=1 2>&1 | tee "$OUT_DIR/gpu-tests.txt"
+"$GPU_DIR/gpu-tests" gpu:: --test-threads=1 2>&1 | tee "$OUT_DIR/gpu-tests.txt"
 tests_rc=${PIPESTATUS[0]}
 
 echo "== SFT LoRA benchmark: $SHAPE, ${BATCH}x${SEQ}, bf16, $STEPS steps"

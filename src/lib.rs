@@ -1,11 +1,16 @@
 //! tunelab: a terminal workbench for fine-tuning large language models.
 //!
-//! The library is the headless core. It never prints and never imports a terminal UI crate;
-//! the `tunelab` binary's CLI (and, later, the TUI) are thin shells over it.
+//! The library is the headless core: it never prints, and no core module imports a terminal
+//! UI crate (the layering test in `tests/it/layers.rs` checks it). Two thin shells sit on
+//! it: the CLI (`src/cli`, in the binary) and the workbench (`tui`, here so tests can drive
+//! it without a terminal, and only with the `tui` feature, on by default).
 
+pub mod batch;
+pub mod choice;
 pub mod config;
 pub mod data;
 pub mod eval;
+pub mod files;
 pub mod infer;
 pub mod logging;
 pub mod lora;
@@ -17,6 +22,7 @@ pub mod runs;
 pub mod telemetry;
 pub mod template;
 pub mod train;
+#[cfg(feature = "tui")]
 pub mod tui;
 pub mod units;
 pub mod workspace;

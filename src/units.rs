@@ -5,14 +5,29 @@ pub fn gib(bytes: u64, decimals: usize) -> String {
     format!("{:.*}", decimals, bytes as f64 / (1u64 << 30) as f64)
 }
 
-/// Bytes with a binary unit: `512B`, `17.5K`, `3.2M`, `1.1G`.
-pub fn human_bytes(n: u64) -> String {
-    match n {
-        n if n >= 1 << 30 => format!("{:.1}G", n as f64 / (1u64 << 30) as f64),
-        n if n >= 1 << 20 => format!("{:.1}M", n as f64 / (1u64 << 20) as f64),
-        n if n >= 1 << 10 => format!("{:.1}K", n as f64 / 1024.0),
-        n => format!("{n}B"),
+/// Bytes with a binary unit, the one byte format everywhere: `512 B`, `17.5 KiB`,
+/// `3.2 MiB`, `1.1 GiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
     }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// Seconds as `HH:MM:SS`.
@@ -40,7 +55,9 @@ mod tests {
     #[test]
     fn formats() {
         assert_eq!(gib(3 << 29, 2), "1.50");
-        assert_eq!(human_bytes(17_920), "17.5K");
+        assert_eq!(bytes(17_920), "17.5 KiB");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(3 << 30), "3.0 GiB");
         assert_eq!(clock(3725.0), "01:02:05");
         assert_eq!(truncate("abcdef", 4), "abc…");
         assert_eq!(truncate("abc", 4), "abc");

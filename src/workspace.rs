@@ -42,7 +42,7 @@ impl Demo {
         std::fs::create_dir_all(&self.root).map_err(|e| ModelError::io(&self.root, e))?;
         for (path, text) in [(self.sft(), PERSONA_SFT), (self.dpo(), PERSONA_DPO)] {
             if !path.is_file() {
-                crate::data::writer::write_atomic(&path, text.as_bytes())
+                crate::files::write_atomic(&path, text.as_bytes())
                     .map_err(|e| ModelError::io(&path, e))?;
                 wrote = true;
             }
@@ -58,22 +58,19 @@ impl Demo {
 /// Visits the workspace under `root` in sorted order, `depth` folders deep, skipping hidden
 /// entries and `runs/`. `visit(path, is_dir)` returns whether to descend into a folder.
 pub fn walk(root: &Path, depth: usize, visit: &mut dyn FnMut(&Path, bool) -> bool) {
-    let Ok(rd) = std::fs::read_dir(root) else {
-        return;
-    };
-    let mut entries: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-    entries.sort();
-    for p in entries {
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name.starts_with('.') || name == "runs" {
-            continue;
-        }
-        let is_dir = p.is_dir();
-        if visit(&p, is_dir) && is_dir && depth > 0 {
-            walk(&p, depth - 1, visit);
+    let mut it = walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .max_depth(depth + 1)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter();
+    while let Some(entry) = it.next() {
+        let Ok(e) = entry else { continue };
+        let is_dir = e.file_type().is_dir();
+        let name = e.file_name().to_string_lossy();
+        let skip = name.starts_with('.') || name == "runs";
+        if (skip || !visit(e.path(), is_dir)) && is_dir {
+            it.skip_current_dir();
         }
     }
 }

@@ -36,11 +36,20 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Workbench timings: time to the first frame (fresh and existing workspace) and render
-    /// time per frame on the Train tab while a tiny run trains in the background.
+    /// Workbench timings: time to the first frame (fresh and existing workspace), render
+    /// time per frame on the Train and Runs tabs while a tiny run trains in the background,
+    /// and key latency (key → action → frame), optionally with many long finished runs in
+    /// the data folder (`--runs 50 --steps 100000`).
+    #[cfg(feature = "tui")]
     Tui {
         #[arg(long, default_value_t = 200)]
         frames: usize,
+        /// Finished runs to create in the data folder first.
+        #[arg(long, default_value_t = 0)]
+        runs: usize,
+        /// Steps of each of those runs (one train event per step, eval every 100).
+        #[arg(long, default_value_t = 100_000)]
+        steps: u64,
         #[arg(long)]
         json: bool,
     },
@@ -62,9 +71,9 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 2)]
         warmup: usize,
         #[arg(long, default_value = "cpu")]
-        device: String,
+        device: tunelab::model::DeviceSpec,
         #[arg(long, default_value = "f32")]
-        dtype: String,
+        dtype: tunelab::model::Dtype,
         /// Per-layer activation checkpointing.
         #[arg(long)]
         checkpointing: bool,
@@ -86,7 +95,13 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     let spec = match &cmd {
         BenchCommand::Forward { model, .. } | BenchCommand::Generate { model, .. } => model.clone(),
         BenchCommand::Train { .. } => return train(cmd),
-        BenchCommand::Tui { frames, json } => return tui(*frames, *json),
+        #[cfg(feature = "tui")]
+        BenchCommand::Tui {
+            frames,
+            runs,
+            steps,
+            json,
+        } => return super::bench_tui::run(*frames, *runs, *steps, *json),
     };
     let (mut model, _tok) = match tunelab::model::source::load(&spec, &device) {
         Ok(m) => m,
@@ -158,16 +173,15 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 println!("generate: prefill {prompt_len} tokens in {prefill:.3}s, decode {tps:.1} tokens/s over {new_tokens} tokens");
             }
         }
-        BenchCommand::Train { .. } | BenchCommand::Tui { .. } => {}
+        _ => {}
     }
     Ok(ExitCode::from(exit::OK))
 }
 
 fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     use tunelab::lora::LoraConfig;
-    use tunelab::model::{random, source};
-    use tunelab::train::dataset::collate;
-    use tunelab::train::dataset::Sequence;
+    use tunelab::model::random;
+    use tunelab::batch::{collate, Sequence};
     use tunelab::train::step::{autograd_forward_backward, forward_backward};
     use tunelab::train::{AdamW, AdamWConfig, Grads};
     let BenchCommand::Train {
@@ -190,20 +204,14 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         eprintln!("error: --shape {shape:?}: expected bench-tiny, qwen2.5-0.5b or smollm2-135m");
         return Ok(ExitCode::from(exit::UNUSABLE));
     };
-    let dev = match source::device(&device) {
+    let dev = match device.open() {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(exit::UNUSABLE));
         }
     };
-    let dt = match source::dtype(&dtype) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(exit::UNUSABLE));
-        }
-    };
+    let dt = dtype.candle();
     let gpus = tunelab::telemetry::Gpus::open();
     let gpu_used = || {
         gpus.as_ref()
@@ -250,7 +258,12 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         } else {
             forward_backward
         };
-        let l = step(&model, &mb, mb.targets, None, checkpointing, grads)?;
+        let args = tunelab::train::micro::StepArgs {
+            window_targets: mb.targets,
+            dropout_seed: None,
+            checkpointing,
+        };
+        let l = step(&model, &mb, &args, grads)?;
         grads.clip(1.0)?;
         opt.step(&*grads)?;
         grads.clear();
@@ -276,7 +289,7 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         println!(
             "{}",
             json!({"tokens_per_s": tps, "shape": shape, "batch": batch, "seq": seq, "rank": rank,
-                   "steps": steps, "seconds": secs, "device": device, "dtype": dtype,
+                   "steps": steps, "seconds": secs, "device": device.to_string(), "dtype": dtype.to_string(),
                    "checkpointing": checkpointing, "autograd": autograd, "last_loss": loss,
                    "trainable_params": model.trainable_parameters(),
                    "peak_vram_bytes": peak_vram, "rss_bytes": rss})
@@ -290,73 +303,3 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(exit::OK))
 }
 
-fn tui(frames: usize, as_json: bool) -> anyhow::Result<ExitCode> {
-    use ratatui::backend::TestBackend;
-    use ratatui::Terminal;
-    use tunelab::tui::{build_app, ui, Options};
-    let home = tempfile::tempdir()?;
-    let paths = tunelab::paths::Paths {
-        config: home.path().join("config"),
-        data: home.path().join("data"),
-        state: home.path().join("state"),
-        cache: home.path().join("cache"),
-    };
-    let exe = std::env::current_exe()?;
-    let mut first = Vec::new();
-    // Cold: the demo workspace is created (tiny model, tokenizer training); warm: it exists.
-    for _ in 0..2 {
-        let t = Instant::now();
-        let mut app =
-            build_app(&paths, &Options::default(), exe.clone()).map_err(anyhow::Error::msg)?;
-        let mut term = Terminal::new(TestBackend::new(120, 40))?;
-        term.draw(|f| ui::draw(f, &mut app))?;
-        first.push(t.elapsed().as_secs_f64());
-    }
-    let mut app = build_app(&paths, &Options::default(), exe).map_err(anyhow::Error::msg)?;
-    app.start_run();
-    let run = app.train.view.as_ref().map(|v| v.run.clone());
-    let mut term = Terminal::new(TestBackend::new(120, 40))?;
-    // Wait for the trainer's first events so the chart has data.
-    let t = Instant::now();
-    while app.train.view.as_ref().is_none_or(|v| v.train.len() < 5) && t.elapsed().as_secs() < 60 {
-        app.tick();
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let mut times = Vec::with_capacity(frames);
-    for _ in 0..frames {
-        app.tick();
-        let t = Instant::now();
-        term.draw(|f| ui::draw(f, &mut app))?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    let points = app.train.view.as_ref().map_or(0, |v| v.train.len());
-    if let Some(run) = run {
-        let _ = tunelab::runs::request_stop(&run);
-    }
-    times.sort_by(f64::total_cmp);
-    let mean = times.iter().sum::<f64>() / times.len().max(1) as f64;
-    let pct = |p: f64| {
-        times
-            .get(((times.len() as f64 - 1.0) * p) as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
-    if as_json {
-        println!(
-            "{}",
-            json!({"first_frame_cold_ms": first[0] * 1e3, "first_frame_warm_ms": first[1] * 1e3,
-                   "frame_mean_ms": mean, "frame_p50_ms": pct(0.5), "frame_p99_ms": pct(0.99),
-                   "frames": frames, "loss_points": points})
-        );
-    } else {
-        println!(
-            "first frame: {:.1} ms (new workspace), {:.1} ms (existing); frame on the Train tab with a run active: mean {mean:.2} ms, p50 {:.2} ms, p99 {:.2} ms over {frames} frames ({points} loss points)",
-            first[0] * 1e3,
-            first[1] * 1e3,
-            pct(0.5),
-            pct(0.99)
-        );
-    }
-    Ok(ExitCode::from(exit::OK))
-}

@@ -57,7 +57,7 @@ pub fn run(a: ChatArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some(ad) = &a.adapter {
-        if let Err(e) = tunelab::lora::peft::load(&mut model, ad) {
+        if let Err(e) = tunelab::model::peft::load(&mut model, ad) {
             return fail(&e);
         }
     }

@@ -177,7 +177,7 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
             json,
         } => preview(&input, &tokens, samples, json),
         DataCommand::Formats => {
-            for f in Format::ALL {
+            for f in Format::all() {
                 println!("{:<20} {:<11} {}", f.name(), f.kind().as_str(), f.shape());
             }
             Ok(ExitCode::from(exit::OK))
@@ -236,7 +236,7 @@ fn inspect(input: &Input, as_json: bool, samples: usize) -> anyhow::Result<ExitC
         "file      {} ({}, {})",
         ds.file.path.display(),
         ds.file.container.name(),
-        render::bytes(ds.file.bytes)
+        tunelab::units::bytes(ds.file.bytes)
     );
     println!("format    {}  ({})", ds.format, ds.evidence);
     println!("kind      {}", ds.kind());

@@ -46,7 +46,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return fail(&e),
     };
     if let Some(ad) = &a.adapter {
-        if let Err(e) = tunelab::lora::peft::load(&mut model, ad) {
+        if let Err(e) = tunelab::model::peft::load(&mut model, ad) {
             return fail(&e);
         }
     }

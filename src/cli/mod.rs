@@ -2,6 +2,8 @@
 //! returns an exit code; errors at this edge are `anyhow`.
 
 pub mod bench;
+#[cfg(feature = "tui")]
+mod bench_tui;
 pub mod chat;
 pub mod data;
 pub mod eval;
@@ -103,6 +105,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Chat(args)) => chat::run(args),
         Some(Command::Bench(cmd)) => bench::run(cmd),
         Some(Command::Presets { show }) => presets(show.as_deref()),
+        #[cfg(feature = "tui")]
         Some(Command::Keys) => {
             let paths = tunelab::paths::Paths::resolve();
             let overrides = std::fs::read_to_string(paths.config.join("keys.yaml")).ok();
@@ -117,6 +120,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        #[cfg(not(feature = "tui"))]
+        Some(Command::Keys) | None => {
+            let _ = (theme, mouse);
+            eprintln!("error: this tunelab was built without the workbench (the `tui` feature); use the subcommands (tunelab --help)");
+            Ok(ExitCode::from(exit::UNUSABLE))
+        }
+        #[cfg(feature = "tui")]
         None => {
             use std::io::IsTerminal;
             if !std::io::stdout().is_terminal() {

@@ -82,21 +82,6 @@ pub fn lengths(l: &Lengths) -> String {
     )
 }
 
-/// Human-readable byte size.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u < UNITS.len() - 1 {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
 
 /// A row of a fixed-width table.
 pub fn row(cells: &[String], widths: &[usize]) -> String {

@@ -3,11 +3,10 @@
 
 use super::exit;
 use clap::Subcommand;
-use serde_json::Value;
 use std::process::ExitCode;
 use std::time::Duration;
 use tunelab::paths::Paths;
-use tunelab::runs::{self, read_events, RunDir, RunState};
+use tunelab::runs::{self, read_events, EventKind, RunDir, RunEvent, RunState};
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
@@ -108,7 +107,7 @@ pub fn run(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
             }
             let (events, _) = read_events(&run.events_path(), 0)?;
             for e in events.iter().rev().take(5).rev() {
-                println!("event      {e}");
+                println!("event      {}", serde_json::to_string(e)?);
             }
             Ok(ExitCode::from(exit::OK))
         }
@@ -129,29 +128,12 @@ pub fn run(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn print_event(e: &Value) {
-    let f = |k: &str| e.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
-    match e.get("type").and_then(Value::as_str).unwrap_or("") {
-        "train" => println!(
-            "step {:>6}/{} loss {:.4} lr {:.2e} grad_norm {:.3} {:>7.0} tok/s eta {}",
-            e["step"],
-            e["total_steps"],
-            f("loss"),
-            f("lr"),
-            f("grad_norm"),
-            f("tokens_per_s"),
-            fmt_duration(f("eta"))
-        ),
-        "eval" => println!("step {:>6} eval loss {:.4}", e["step"], f("eval_loss")),
-        "start" => println!(
-            "started: {} steps, {} trainable parameters, {} sequences",
-            e["total_steps"], e["trainable_params"], e["train_sequences"]
-        ),
-        "checkpoint" => println!("checkpoint {}", e["path"].as_str().unwrap_or("")),
-        "done" => println!("done at step {}", e["step"]),
-        "stopped" => println!("stopped at step {}", e["step"]),
-        "failed" => println!("failed: {}", e["error"].as_str().unwrap_or("")),
-        _ => {}
+fn print_event(e: &RunEvent) {
+    if !matches!(
+        e.kind,
+        EventKind::CheckpointSkipped { .. } | EventKind::Resume { .. } | EventKind::Unknown
+    ) {
+        println!("{}", e.kind.describe());
     }
 }
 

@@ -4,16 +4,13 @@
 use super::exit;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::Value;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use tunelab::config::{RunConfig, PRESETS};
 use tunelab::paths::Paths;
-use tunelab::runs::{self, RunDir, RunState};
-use tunelab::train::trainer;
+use tunelab::runs::{self, EventKind, RunDir, RunEvent, RunState};
+use tunelab::train::{trainer, Interrupter};
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -97,7 +94,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(exit::UNUSABLE));
         }
         let base_refs: Vec<&Path> = bases.iter().map(PathBuf::as_path).collect();
-        if let Err(e) = trainer::resolve_paths(&mut cfg, &base_refs) {
+        if let Err(e) = cfg.resolve_paths(&base_refs) {
             eprintln!("error: {spec}: {e}");
             return Ok(ExitCode::from(exit::UNUSABLE));
         }
@@ -123,7 +120,7 @@ fn detach(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<ExitCod
     std::fs::create_dir_all(&run.root)?;
     if !resume {
         let yaml = serde_yaml::to_string(cfg)?;
-        tunelab::data::writer::write_atomic(&run.config(), yaml.as_bytes())?;
+        tunelab::files::write_atomic(&run.config(), yaml.as_bytes())?;
     }
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -144,10 +141,7 @@ fn detach(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<ExitCod
     // session so a closing SSH connection (SIGHUP to the session) does not reach it.
     unsafe {
         cmd.pre_exec(|| {
-            if libc::setsid() == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
+            nix::unistd::setsid().map(drop).map_err(std::io::Error::from)
         });
     }
     let child = cmd.spawn()?;
@@ -166,10 +160,8 @@ fn detach(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<ExitCod
 }
 
 fn foreground(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<ExitCode> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))?;
-    }
+    let stop = Interrupter::new();
+    stop.on_signals(&[signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
     let tty = std::io::stderr().is_terminal();
     let bar = if tty {
         let b = ProgressBar::new(0);
@@ -183,34 +175,23 @@ fn foreground(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<Exi
     } else {
         None
     };
-    let mut observer = |e: &Value| {
+    let mut observer = |e: &RunEvent| {
         let Some(b) = &bar else { return };
-        let f = |k: &str| e.get(k).and_then(Value::as_f64);
-        match e.get("type").and_then(Value::as_str) {
-            Some("start") => {
-                b.set_length(e["total_steps"].as_u64().unwrap_or(0));
-                b.set_position(e["step"].as_u64().unwrap_or(0));
+        match &e.kind {
+            EventKind::Start(s) => {
+                b.set_length(s.total_steps);
+                b.set_position(s.step);
             }
-            Some("train") => {
-                b.set_position(e["step"].as_u64().unwrap_or(0));
+            EventKind::Train(t) => {
+                b.set_position(t.step);
                 b.set_message(format!(
                     "loss {:.4} · lr {:.2e} · {:.0} tok/s · eta {:.0}s",
-                    f("loss").unwrap_or(f64::NAN),
-                    f("lr").unwrap_or(0.0),
-                    f("tokens_per_s").unwrap_or(0.0),
-                    f("eta").unwrap_or(0.0)
+                    t.loss, t.lr, t.tokens_per_s, t.eta
                 ));
             }
-            Some("eval") => b.println(format!(
-                "step {} eval loss {:.4}",
-                e["step"],
-                f("eval_loss").unwrap_or(f64::NAN)
-            )),
-            Some("checkpoint_skipped") => b.println(format!(
-                "skipped damaged checkpoint {}: {}",
-                e["path"].as_str().unwrap_or(""),
-                e["reason"].as_str().unwrap_or("")
-            )),
+            EventKind::Eval(_) | EventKind::CheckpointSkipped { .. } | EventKind::Sample { .. } => {
+                b.println(e.kind.describe())
+            }
             _ => {}
         }
     };

@@ -4,7 +4,7 @@
 
 use crate::lora::LoraConfig;
 use crate::template::{LengthPolicy, TrainOn};
-use crate::train::Schedule;
+use crate::model::{DeviceSpec, Dtype};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -103,8 +103,7 @@ impl From<&LoraSection> for LoraConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainSection {
-    /// `sft` (DPO comes with its own issue).
-    pub method: String,
+    pub method: Method,
     pub epochs: f64,
     /// Overrides `epochs` when set.
     pub max_steps: Option<u64>,
@@ -121,16 +120,15 @@ pub struct TrainSection {
     pub eval_every: u64,
     pub keep_checkpoints: usize,
     pub gradient_checkpointing: bool,
-    /// `f32`, `bf16` or `f16` for compute; LoRA parameters stay f32.
-    pub dtype: String,
-    /// `cpu`, `cuda` or `cuda:N`.
-    pub device: String,
+    /// Compute dtype; LoRA parameters stay f32.
+    pub dtype: Dtype,
+    pub device: DeviceSpec,
 }
 
 impl Default for TrainSection {
     fn default() -> Self {
         TrainSection {
-            method: "sft".into(),
+            method: Method::Sft,
             epochs: 1.0,
             max_steps: None,
             lr: 2e-4,
@@ -145,8 +143,8 @@ impl Default for TrainSection {
             eval_every: 50,
             keep_checkpoints: 2,
             gradient_checkpointing: false,
-            dtype: "f32".into(),
-            device: "cpu".into(),
+            dtype: Dtype::F32,
+            device: DeviceSpec::Cpu,
         }
     }
 }
@@ -178,9 +176,22 @@ pub enum ConfigError {
 impl RunConfig {
     /// Parses YAML; `file` names the source in errors.
     pub fn from_yaml(text: &str, file: &str) -> Result<Self, ConfigError> {
-        serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
-            file: file.into(),
-            message: e.to_string(),
+        serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text)).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            // serde_yaml names the section; the path names the field in it.
+            let inner = inner
+                .split_once(": ")
+                .filter(|(p, _)| path.starts_with(p) && !p.contains(' '))
+                .map_or(inner.clone(), |(_, rest)| rest.to_string());
+            ConfigError::Parse {
+                file: file.into(),
+                message: if path == "." {
+                    inner
+                } else {
+                    format!("{path}: {inner}")
+                },
+            }
         })
     }
 
@@ -264,12 +275,6 @@ impl RunConfig {
                 message: message.into(),
             })
         };
-        if t.method != "sft" {
-            bad(
-                "train.method",
-                "must be sft (dpo arrives with preference training)",
-            );
-        }
         if t.max_steps.is_none() && t.epochs <= 0.0 {
             bad("train.epochs", "must be > 0 (or set train.max_steps)");
         }
@@ -294,360 +299,18 @@ impl RunConfig {
         if t.weight_decay < 0.0 {
             bad("train.weight_decay", "must be >= 0");
         }
-        if !["f32", "bf16", "f16"].contains(&t.dtype.as_str()) {
-            bad("train.dtype", "must be f32, bf16 or f16");
-        }
-        if !(t.device == "cpu"
-            || t.device == "cuda"
-            || t.device
-                .strip_prefix("cuda:")
-                .is_some_and(|n| n.parse::<usize>().is_ok()))
-        {
-            bad("train.device", "must be cpu, cuda or cuda:N");
-        }
         v
     }
 }
 
-/// What kind of value a form field holds (drives parsing and the editor).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum FieldKind {
-    Text,
-    Int {
-        min: i64,
-        max: i64,
-    },
-    Float {
-        min: f64,
-        max: f64,
-    },
-    Bool,
-    Choice(&'static [&'static str]),
-    /// LoRA target modules: picked from the model's module names.
-    Modules,
-    /// An optional integer (empty for none).
-    OptInt {
-        min: i64,
-    },
-}
+mod choices;
+mod fields;
+mod presets;
+mod resolve;
 
-/// One editable field of a run configuration: its YAML path, help and kind. The TUI's
-/// Adapter form is generated from this table.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FieldSpec {
-    pub path: &'static str,
-    pub help: &'static str,
-    pub kind: FieldKind,
-}
-
-pub const FIELDS: &[FieldSpec] = &[
-    FieldSpec {
-        path: "name",
-        help: "run name (the run id starts with it)",
-        kind: FieldKind::Text,
-    },
-    FieldSpec {
-        path: "model.path",
-        help: "model folder, .gguf file or hub id",
-        kind: FieldKind::Text,
-    },
-    FieldSpec {
-        path: "data.train",
-        help: "training dataset file",
-        kind: FieldKind::Text,
-    },
-    FieldSpec {
-        path: "data.eval_split",
-        help: "fraction held out for eval loss",
-        kind: FieldKind::Float {
-            min: 0.0,
-            max: 0.49,
-        },
-    },
-    FieldSpec {
-        path: "data.max_seq_len",
-        help: "tokens per example (longer are truncated)",
-        kind: FieldKind::Int {
-            min: 16,
-            max: 131072,
-        },
-    },
-    FieldSpec {
-        path: "data.train_on",
-        help: "which tokens are trained",
-        kind: FieldKind::Choice(&["assistant", "last_assistant", "all"]),
-    },
-    FieldSpec {
-        path: "data.packing",
-        help: "pack several examples per sequence",
-        kind: FieldKind::Bool,
-    },
-    FieldSpec {
-        path: "lora.r",
-        help: "LoRA rank",
-        kind: FieldKind::Int { min: 1, max: 1024 },
-    },
-    FieldSpec {
-        path: "lora.alpha",
-        help: "LoRA alpha (scale = alpha / r)",
-        kind: FieldKind::Float {
-            min: 0.0001,
-            max: 4096.0,
-        },
-    },
-    FieldSpec {
-        path: "lora.dropout",
-        help: "dropout on the LoRA input",
-        kind: FieldKind::Float {
-            min: 0.0,
-            max: 0.99,
-        },
-    },
-    FieldSpec {
-        path: "lora.target_modules",
-        help: "projections that get adapters",
-        kind: FieldKind::Modules,
-    },
-    FieldSpec {
-        path: "lora.use_rslora",
-        help: "rank-stabilized scale alpha / sqrt(r)",
-        kind: FieldKind::Bool,
-    },
-    FieldSpec {
-        path: "train.max_steps",
-        help: "optimizer steps (empty: use epochs)",
-        kind: FieldKind::OptInt { min: 1 },
-    },
-    FieldSpec {
-        path: "train.epochs",
-        help: "passes over the data",
-        kind: FieldKind::Float {
-            min: 0.01,
-            max: 1000.0,
-        },
-    },
-    FieldSpec {
-        path: "train.lr",
-        help: "peak learning rate",
-        kind: FieldKind::Float {
-            min: 1e-9,
-            max: 0.999,
-        },
-    },
-    FieldSpec {
-        path: "train.scheduler",
-        help: "learning-rate schedule after warm-up",
-        kind: FieldKind::Choice(&["constant", "linear", "cosine"]),
-    },
-    FieldSpec {
-        path: "train.warmup",
-        help: "warm-up steps, or a ratio below 1",
-        kind: FieldKind::Float { min: 0.0, max: 1e9 },
-    },
-    FieldSpec {
-        path: "train.batch_size",
-        help: "sequences per micro-batch",
-        kind: FieldKind::Int { min: 1, max: 4096 },
-    },
-    FieldSpec {
-        path: "train.grad_accum",
-        help: "micro-batches per optimizer step",
-        kind: FieldKind::Int { min: 1, max: 4096 },
-    },
-    FieldSpec {
-        path: "train.max_grad_norm",
-        help: "clip gradients to this norm (0: off)",
-        kind: FieldKind::Float { min: 0.0, max: 1e6 },
-    },
-    FieldSpec {
-        path: "train.weight_decay",
-        help: "AdamW weight decay",
-        kind: FieldKind::Float {
-            min: 0.0,
-            max: 10.0,
-        },
-    },
-    FieldSpec {
-        path: "train.seed",
-        help: "seed for data order, LoRA init and dropout",
-        kind: FieldKind::Int {
-            min: 0,
-            max: i64::MAX,
-        },
-    },
-    FieldSpec {
-        path: "train.save_every",
-        help: "checkpoint every N steps (0: only at the end)",
-        kind: FieldKind::Int {
-            min: 0,
-            max: i64::MAX,
-        },
-    },
-    FieldSpec {
-        path: "train.eval_every",
-        help: "eval loss every N steps (0: never)",
-        kind: FieldKind::Int {
-            min: 0,
-            max: i64::MAX,
-        },
-    },
-    FieldSpec {
-        path: "train.keep_checkpoints",
-        help: "checkpoints kept (0: all)",
-        kind: FieldKind::Int { min: 0, max: 10000 },
-    },
-    FieldSpec {
-        path: "train.gradient_checkpointing",
-        help: "recompute layers in backward (less memory)",
-        kind: FieldKind::Bool,
-    },
-    FieldSpec {
-        path: "train.dtype",
-        help: "compute dtype (LoRA stays f32)",
-        kind: FieldKind::Choice(&["f32", "bf16", "f16"]),
-    },
-    FieldSpec {
-        path: "train.device",
-        help: "cpu, cuda or cuda:N",
-        kind: FieldKind::Text,
-    },
-];
-
-impl RunConfig {
-    fn to_value(&self) -> serde_yaml::Value {
-        serde_yaml::to_value(self).unwrap_or(serde_yaml::Value::Null)
-    }
-
-    /// A field's value as the form shows it.
-    pub fn get_field(&self, path: &str) -> String {
-        let mut v = &self.to_value();
-        for k in path.split('.') {
-            match v.get(k) {
-                Some(x) => v = x,
-                None => return String::new(),
-            }
-        }
-        match v {
-            serde_yaml::Value::Null => String::new(),
-            serde_yaml::Value::String(s) => s.clone(),
-            serde_yaml::Value::Sequence(items) => items
-                .iter()
-                .filter_map(|i| i.as_str().map(str::to_string))
-                .collect::<Vec<_>>()
-                .join(", "),
-            other => serde_yaml::to_string(other)
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
-        }
-    }
-
-    /// Sets a field from the form's text: parsed by the field's kind, range-checked, and then
-    /// the whole config is validated; errors name the field.
-    pub fn set_field(&mut self, path: &str, text: &str) -> Result<(), String> {
-        let spec = FIELDS
-            .iter()
-            .find(|f| f.path == path)
-            .ok_or_else(|| format!("{path}: not an editable field"))?;
-        let t = text.trim();
-        use serde_yaml::Value as Y;
-        let value = match spec.kind {
-            FieldKind::Text => {
-                if t.is_empty() && path == "name" {
-                    Y::Null
-                } else {
-                    Y::String(t.to_string())
-                }
-            }
-            FieldKind::Int { min, max } => {
-                let n: i64 = t
-                    .parse()
-                    .map_err(|_| format!("{path}: expected a whole number"))?;
-                if n < min || n > max {
-                    return Err(format!("{path}: must be between {min} and {max}"));
-                }
-                Y::Number(n.into())
-            }
-            FieldKind::OptInt { min } => {
-                if t.is_empty() {
-                    Y::Null
-                } else {
-                    let n: i64 = t
-                        .parse()
-                        .map_err(|_| format!("{path}: expected a whole number or nothing"))?;
-                    if n < min {
-                        return Err(format!("{path}: must be at least {min}"));
-                    }
-                    Y::Number(n.into())
-                }
-            }
-            FieldKind::Float { min, max } => {
-                let x: f64 = t
-                    .parse()
-                    .map_err(|_| format!("{path}: expected a number"))?;
-                if !(min..=max).contains(&x) {
-                    return Err(format!("{path}: must be between {min} and {max}"));
-                }
-                Y::Number(x.into())
-            }
-            FieldKind::Bool => Y::Bool(match t {
-                "true" | "yes" | "on" | "1" => true,
-                "false" | "no" | "off" | "0" => false,
-                _ => return Err(format!("{path}: expected true or false")),
-            }),
-            FieldKind::Choice(options) => {
-                if !options.contains(&t) {
-                    return Err(format!("{path}: expected one of {}", options.join(", ")));
-                }
-                Y::String(t.to_string())
-            }
-            FieldKind::Modules => Y::Sequence(
-                t.split([',', ' '])
-                    .filter(|m| !m.is_empty())
-                    .map(|m| Y::String(m.to_string()))
-                    .collect(),
-            ),
-        };
-        let mut root = self.to_value();
-        let mut cur = &mut root;
-        let keys: Vec<&str> = path.split('.').collect();
-        for k in &keys[..keys.len() - 1] {
-            cur = cur
-                .get_mut(*k)
-                .ok_or_else(|| format!("{path}: no such section"))?;
-        }
-        if let Some(m) = cur.as_mapping_mut() {
-            m.insert(Y::String(keys[keys.len() - 1].to_string()), value);
-        }
-        let next: RunConfig = serde_yaml::from_value(root).map_err(|e| format!("{path}: {e}"))?;
-        if let Some(issue) = next
-            .validate()
-            .into_iter()
-            .find(|i| i.path == path || i.path.starts_with(&format!("{path}[")))
-        {
-            return Err(issue.to_string());
-        }
-        *self = next;
-        Ok(())
-    }
-}
-
-/// The presets shipped in `presets/`, embedded: (name, YAML).
-pub const PRESETS: &[(&str, &str)] = &[
-    ("tiny-demo", include_str!("../../presets/tiny-demo.yaml")),
-    (
-        "smollm2-135m-persona",
-        include_str!("../../presets/smollm2-135m-persona.yaml"),
-    ),
-    (
-        "qwen2.5-0.5b-lora",
-        include_str!("../../presets/qwen2.5-0.5b-lora.yaml"),
-    ),
-    (
-        "llama-3.1-8b-lora",
-        include_str!("../../presets/llama-3.1-8b-lora.yaml"),
-    ),
-];
+pub use choices::{Method, Schedule};
+pub use fields::{FieldKind, FieldSpec, FIELDS};
+pub use presets::PRESETS;
 
 #[cfg(test)]
 mod tests {
@@ -695,7 +358,7 @@ mod tests {
 
     #[test]
     fn problems_name_their_paths() {
-        let text = "model: {path: m}\ndata: {train: d.jsonl, format: chatml}\nlora: {r: 0, alpha: 16, dropout: 1.5, target_modules: [q_proj, qkv], use_rslora: false}\ntrain: {lr: 3, device: tpu}\n";
+        let text = "model: {path: m}\ndata: {train: d.jsonl, format: chatml}\nlora: {r: 0, alpha: 16, dropout: 1.5, target_modules: [q_proj, qkv], use_rslora: false}\ntrain: {lr: 3}\n";
         let cfg = RunConfig::from_yaml(text, "c.yaml").unwrap();
         let got: Vec<String> = cfg.validate().iter().map(|i| i.to_string()).collect();
         assert!(got.contains(&"lora.r: must be > 0".to_string()), "{got:?}");
@@ -719,9 +382,15 @@ mod tests {
             got.contains(&"train.lr: must be > 0 and < 1".to_string()),
             "{got:?}"
         );
+        let err = RunConfig::from_yaml(
+            "model: {path: m}\ndata: {train: d}\ntrain: {device: tpu}\n",
+            "c.yaml",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
-            got.contains(&"train.device: must be cpu, cuda or cuda:N".to_string()),
-            "{got:?}"
+            err.contains("train.device") && err.contains("must be cpu, cuda or cuda:N"),
+            "{err}"
         );
         let err = RunConfig::from_yaml(
             "model: {path: m}\ndata: {train: d}\ntrain: {learning_rate: 1}\n",

@@ -11,7 +11,8 @@ use super::{parallel, read_record, Dataset};
 use std::path::Path;
 
 /// What to do with a record that cannot be read or written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, strum::EnumIter, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum OnError {
     /// Stop and write nothing.
     #[default]
@@ -23,11 +24,7 @@ pub enum OnError {
 impl std::str::FromStr for OnError {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "fail" => Ok(OnError::Fail),
-            "skip" => Ok(OnError::Skip),
-            _ => Err(format!("unknown --on-error {s:?}; expected fail or skip")),
-        }
+        crate::choice::parse("--on-error", s)
     }
 }
 

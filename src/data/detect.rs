@@ -160,8 +160,7 @@ pub fn detect<'a>(
 }
 
 fn expected_list() -> String {
-    Format::ALL
-        .iter()
+    Format::all()
         .map(|f| format!("{} ({})", f.name(), f.keys().join(", ")))
         .collect::<Vec<_>>()
         .join("; ")

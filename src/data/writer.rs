@@ -1,6 +1,5 @@
-//! Atomic dataset output: records stream into a temporary file beside the target, which is
-//! renamed over it only when everything was written. A failed or abandoned write leaves the
-//! target untouched.
+//! Dataset output: records stream into a temporary file beside the target, which is
+//! published over it (`crate::files`) only when everything was written.
 
 use super::error::DataError;
 use serde_json::{Map, Value};
@@ -48,15 +47,7 @@ impl RecordWriter {
         if dest.is_dir() {
             return Err(DataError::IsDirectory { path: dest });
         }
-        let dir = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let tmp = tempfile::Builder::new()
-            .prefix(".tunelab-")
-            .suffix(".tmp")
-            .tempfile_in(&dir)
-            .map_err(|e| DataError::io(&dir, e))?;
+        let tmp = crate::files::temp_beside(&dest).map_err(|e| DataError::io(&dest, e))?;
         let mut out = BufWriter::with_capacity(1 << 20, tmp);
         if container == OutputContainer::JsonArray {
             out.write_all(b"[").map_err(|e| DataError::io(&dest, e))?;
@@ -109,40 +100,8 @@ impl RecordWriter {
             .out
             .into_inner()
             .map_err(|e| DataError::io(&dest, e.into_error()))?;
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| DataError::io(&dest, e))?;
-        tmp.persist(&dest)
-            .map_err(|e| DataError::io(&dest, e.error))?;
+        crate::files::publish(tmp, &dest).map_err(|e| DataError::io(&dest, e))?;
         Ok(self.count)
     }
 }
 
-/// Temporary files are created private (0600); what we publish gets ordinary permissions.
-fn publishable(file: &std::fs::File) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    }
-    #[cfg(not(unix))]
-    let _ = file;
-    Ok(())
-}
-
-/// Writes `bytes` to `path` atomically (temp file in the same folder, then rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tunelab-")
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    publishable(tmp.as_file())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}

@@ -5,7 +5,7 @@ use crate::data::{DataError, Dataset};
 use crate::model::llama::causal_lm_loss;
 use crate::model::{Model, ModelError};
 use crate::template::{fit_length, Encoded, Encoder, Example, LengthPolicy, TemplateError};
-use crate::train::dataset::{collate, Sequence};
+use crate::batch::{collate, Sequence};
 use candle_core::Tensor;
 
 /// Summed token loss and target count over `seqs`, `batch_size` padded rows at a time (no

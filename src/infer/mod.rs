@@ -2,6 +2,7 @@
 //! so no caller (CLI, TUI, server) ever runs compute on its own runtime.
 
 pub mod sampling;
+pub mod stream;
 
 use crate::model::llama::KvCache;
 use crate::model::Model;
@@ -42,40 +43,39 @@ pub fn generate(
     let mut sampler = Sampler::new(cfg.clone());
     let mut cache = KvCache::default();
     let mut context: Vec<u32> = prompt.to_vec();
-    let mut generated: Vec<u32> = Vec::new();
-    let mut shown = 0usize;
+    let mut text = stream::TokenStream::new(tok);
     let mut next_input: Vec<u32> = prompt.to_vec();
     let mut reason = StopReason::MaxTokens;
     for _ in 0..cfg.max_new_tokens {
-        let logits = match model
+        let id = match model
             .forward_cached(&next_input, &mut cache)
-            .and_then(|l| l.to_vec1::<f32>())
+            .and_then(|l| sampler.next(&l, &context))
         {
-            Ok(l) => l,
+            Ok(id) => id,
             Err(e) => {
                 emit(GenEvent::Error(e.to_string()));
                 return;
             }
         };
-        let id = sampler.next(&logits, &context);
         if tok.stop_ids.contains(&id) {
             reason = StopReason::Stop;
             break;
         }
         context.push(id);
-        generated.push(id);
         next_input = vec![id];
-        let text = tok.decode(&generated).unwrap_or_default();
-        if text.len() > shown && !text.ends_with('\u{FFFD}') {
-            let piece = text[shown..].to_string();
-            shown = text.len();
+        if let Some(piece) = text.push(id) {
             if !emit(GenEvent::Text(piece)) {
                 return;
             }
         }
     }
+    if let Some(rest) = text.finish().filter(|r| !r.ends_with('\u{FFFD}')) {
+        if !emit(GenEvent::Text(rest)) {
+            return;
+        }
+    }
     emit(GenEvent::Done {
-        tokens: generated.len(),
+        tokens: text.ids().len(),
         reason,
         prompt_tokens: prompt.len(),
         seconds: started.elapsed().as_secs_f64(),
@@ -116,7 +116,7 @@ impl ChatModel {
         let (mut model, tok) = crate::model::source::load(spec, &candle_core::Device::Cpu)
             .map_err(|e| e.to_string())?;
         if let Some(a) = adapter {
-            crate::lora::peft::load(&mut model, a).map_err(|e| e.to_string())?;
+            crate::model::peft::load(&mut model, a).map_err(|e| e.to_string())?;
         }
         let encoder = crate::template::Encoder::new(
             tok,
@@ -153,17 +153,30 @@ impl ChatModel {
         adapter_on: bool,
         cfg: Sampling,
     ) -> Result<Receiver<GenEvent>, String> {
-        let ids = self.prompt(messages)?;
         let (tx, rx) = channel();
+        self.reply_with(messages, adapter_on, cfg, move |e| tx.send(e).is_ok())?;
+        Ok(rx)
+    }
+
+    /// As [`ChatModel::reply`], each event handed to `sink` on the generation thread;
+    /// generation stops when `sink` returns false (the listener is gone).
+    pub fn reply_with(
+        &self,
+        messages: &[serde_json::Value],
+        adapter_on: bool,
+        cfg: Sampling,
+        mut sink: impl FnMut(GenEvent) -> bool + Send + 'static,
+    ) -> Result<(), String> {
+        let ids = self.prompt(messages)?;
         let model = Arc::clone(&self.model);
         let tok = Arc::clone(&self.encoder);
         std::thread::Builder::new()
             .name("tunelab-chat".into())
             .spawn(move || {
                 model.switch.set(adapter_on);
-                generate(&model, &tok.tokenizer, &ids, cfg, |e| tx.send(e).is_ok())
+                generate(&model, &tok.tokenizer, &ids, cfg, &mut sink)
             })
             .map_err(|e| e.to_string())?;
-        Ok(rx)
+        Ok(())
     }
 }

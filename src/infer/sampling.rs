@@ -1,7 +1,9 @@
-//! Choosing the next token: greedy, or sampled with temperature, top-k, top-p and a seed;
-//! repetition penalty as transformers applies it.
+//! Choosing the next token: greedy, or sampled with temperature, top-k, top-p and a seed
+//! (candle-transformers' `LogitsProcessor`); repetition penalty as transformers applies it
+//! (candle-transformers' `apply_repeat_penalty`). Nothing sorts the whole vocabulary.
 
-use rand::{Rng, SeedableRng};
+use candle_core::{Result, Tensor};
+use candle_transformers::generation::{LogitsProcessor, Sampling as Strategy};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sampling {
@@ -28,109 +30,83 @@ impl Default for Sampling {
     }
 }
 
+impl Sampling {
+    fn strategy(&self) -> Strategy {
+        let temperature = self.temperature;
+        if temperature <= 0.0 {
+            return Strategy::ArgMax;
+        }
+        match (self.top_k, self.top_p) {
+            (None, None) => Strategy::All { temperature },
+            (Some(k), None) => Strategy::TopK {
+                k: k.max(1),
+                temperature,
+            },
+            (None, Some(p)) => Strategy::TopP { p, temperature },
+            (Some(k), Some(p)) => Strategy::TopKThenTopP {
+                k: k.max(1),
+                p,
+                temperature,
+            },
+        }
+    }
+}
+
 pub struct Sampler {
     pub cfg: Sampling,
-    rng: rand::rngs::StdRng,
+    processor: LogitsProcessor,
 }
 
 impl Sampler {
     pub fn new(cfg: Sampling) -> Self {
-        let rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
-        Sampler { cfg, rng }
+        let processor = LogitsProcessor::from_sampling(cfg.seed, cfg.strategy());
+        Sampler { cfg, processor }
     }
 
-    /// The next token from `logits`, given the tokens so far.
-    pub fn next(&mut self, logits: &[f32], context: &[u32]) -> u32 {
-        let mut l: Vec<f32> = logits.to_vec();
+    /// The next token from `logits` (one row, the vocabulary), given the tokens so far.
+    pub fn next(&mut self, logits: &Tensor, context: &[u32]) -> Result<u32> {
         if self.cfg.repetition_penalty != 1.0 {
-            let p = self.cfg.repetition_penalty as f32;
-            let mut seen = context.to_vec();
-            seen.sort_unstable();
-            seen.dedup();
-            for &t in &seen {
-                if let Some(x) = l.get_mut(t as usize) {
-                    *x = if *x > 0.0 { *x / p } else { *x * p };
-                }
-            }
+            let penalized = candle_transformers::utils::apply_repeat_penalty(
+                logits,
+                self.cfg.repetition_penalty as f32,
+                context,
+            )?;
+            return self.processor.sample(&penalized);
         }
-        if self.cfg.temperature <= 0.0 {
-            return argmax(&l);
-        }
-        let t = self.cfg.temperature as f32;
-        let mut idx: Vec<usize> = (0..l.len()).collect();
-        idx.sort_unstable_by(|a, b| l[*b].total_cmp(&l[*a]));
-        if let Some(k) = self.cfg.top_k {
-            idx.truncate(k.max(1));
-        }
-        let max = l[idx[0]];
-        let mut probs: Vec<f64> = idx
-            .iter()
-            .map(|&i| f64::from(((l[i] - max) / t).exp()))
-            .collect();
-        let sum: f64 = probs.iter().sum();
-        probs.iter_mut().for_each(|p| *p /= sum);
-        if let Some(top_p) = self.cfg.top_p {
-            let mut acc = 0.0;
-            let mut keep = probs.len();
-            for (n, p) in probs.iter().enumerate() {
-                acc += p;
-                if acc >= top_p {
-                    keep = n + 1;
-                    break;
-                }
-            }
-            probs.truncate(keep);
-            idx.truncate(keep);
-            let s: f64 = probs.iter().sum();
-            probs.iter_mut().for_each(|p| *p /= s);
-        }
-        let r: f64 = self.rng.random();
-        let mut acc = 0.0;
-        for (n, p) in probs.iter().enumerate() {
-            acc += p;
-            if r < acc {
-                return idx[n] as u32;
-            }
-        }
-        idx[probs.len() - 1] as u32
+        self.processor.sample(logits)
     }
-}
-
-fn argmax(l: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, x) in l.iter().enumerate() {
-        if *x > l[best] {
-            best = i;
-        }
-    }
-    best as u32
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
+
+    fn t(l: &[f32]) -> Tensor {
+        Tensor::new(l, &Device::Cpu).unwrap()
+    }
 
     #[test]
     fn greedy_top_k_and_penalty() {
-        let logits = [1.0, 3.0, 2.0, -1.0];
+        let logits = t(&[1.0, 3.0, 2.0, -1.0]);
         let mut s = Sampler::new(Sampling::default());
-        assert_eq!(s.next(&logits, &[]), 1);
+        assert_eq!(s.next(&logits, &[]).unwrap(), 1);
         let mut s = Sampler::new(Sampling {
             repetition_penalty: 2.0,
             ..Default::default()
         });
-        assert_eq!(s.next(&logits, &[1]), 2, "3.0 / 2 falls below 2.0");
+        assert_eq!(s.next(&logits, &[1]).unwrap(), 2, "3.0 / 2 falls below 2.0");
         let mut s = Sampler::new(Sampling {
             temperature: 1.0,
             top_k: Some(1),
             ..Default::default()
         });
-        assert!((0..20).all(|_| s.next(&logits, &[]) == 1));
+        assert!((0..20).all(|_| s.next(&logits, &[]).unwrap() == 1));
     }
 
     #[test]
     fn sampling_is_seeded_and_follows_the_distribution() {
-        let logits = [0.0f32, (3.0f32).ln()]; // p = 0.25, 0.75
+        let logits = t(&[0.0f32, (3.0f32).ln()]); // p = 0.25, 0.75
         let run = |seed| {
             let mut s = Sampler::new(Sampling {
                 temperature: 1.0,
@@ -138,7 +114,7 @@ mod tests {
                 ..Default::default()
             });
             (0..4000)
-                .map(|_| s.next(&logits, &[]))
+                .map(|_| s.next(&logits, &[]).unwrap())
                 .collect::<Vec<u32>>()
         };
         assert_eq!(run(5), run(5));
@@ -150,7 +126,7 @@ mod tests {
             ..Default::default()
         });
         assert!(
-            (0..50).all(|_| s.next(&logits, &[]) == 1),
+            (0..50).all(|_| s.next(&logits, &[]).unwrap() == 1),
             "top-p 0.5 keeps only the likelier token"
         );
     }

@@ -1,7 +1,6 @@
 //! LoRA: `y = W x + s · B A dropout(x)` with `s = alpha / r` (or `alpha / √r` with rsLoRA).
 //! A is Kaiming-uniform and B is zero, so a fresh adapter leaves the model unchanged.
-
-pub mod peft;
+//! The PEFT file format lives beside the model (`model::peft`).
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use rand::{Rng, SeedableRng};

@@ -4,7 +4,8 @@
 use serde_json::Value;
 use std::path::Path;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumIter, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum Arch {
     Llama,
     Qwen2,
@@ -13,11 +14,7 @@ pub enum Arch {
 
 impl Arch {
     pub fn name(self) -> &'static str {
-        match self {
-            Arch::Llama => "llama",
-            Arch::Qwen2 => "qwen2",
-            Arch::Mistral => "mistral",
-        }
+        self.into()
     }
 
     pub fn hf_class(self) -> &'static str {

@@ -1,16 +1,19 @@
 //! The Llama-family model: configuration, weights, and a differentiable forward pass that
 //! returns logits at every position, with LoRA layers over a frozen base.
 
+pub mod compute;
 pub mod config;
 pub mod estimate;
 pub mod gguf;
 pub mod hub;
 pub mod llama;
+pub mod peft;
 pub mod random;
 pub mod source;
 pub mod tiny;
 pub mod weights;
 
+pub use compute::{DeviceSpec, Dtype};
 pub use config::{Arch, ModelConfig};
 pub use llama::{Batch, Model};
 

@@ -62,37 +62,3 @@ pub fn load_tokenizer(spec: &Path) -> Result<TextTokenizer, ModelError> {
         message: e.to_string(),
     })
 }
-
-/// The device a config names: `cpu`, `cuda` or `cuda:N`.
-pub fn device(name: &str) -> Result<Device, ModelError> {
-    let ordinal = match name {
-        "cpu" => return Ok(Device::Cpu),
-        "cuda" => 0,
-        other => other
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| {
-                ModelError::Device(format!(
-                    "unknown device {other:?}; expected cpu, cuda or cuda:N"
-                ))
-            })?,
-    };
-    if !candle_core::utils::cuda_is_available() {
-        return Err(ModelError::Device(format!(
-            "{name}: this tunelab was built without CUDA; rebuild with `cargo build --release --features cuda`"
-        )));
-    }
-    Device::new_cuda(ordinal).map_err(|e| ModelError::Device(format!("{name}: {e}")))
-}
-
-/// `f32`, `bf16` or `f16`.
-pub fn dtype(name: &str) -> Result<DType, ModelError> {
-    match name {
-        "f32" => Ok(DType::F32),
-        "bf16" => Ok(DType::BF16),
-        "f16" => Ok(DType::F16),
-        other => Err(ModelError::Device(format!(
-            "unknown dtype {other:?}; expected f32, bf16 or f16"
-        ))),
-    }
-}

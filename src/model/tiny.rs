@@ -4,7 +4,7 @@
 
 use super::config::Arch;
 use super::ModelError;
-use crate::data::writer::write_atomic;
+use crate::files::write_atomic;
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use serde_json::json;

@@ -1,12 +1,20 @@
 //! The run directory: the contract between the trainer process and whoever watches it (TUI,
-//! `tunelab runs watch`). The trainer writes `status.json` atomically and appends to
-//! `events.jsonl`; readers only read, and tolerate a half-written last line.
+//! `tunelab runs watch`). The trainer writes `status.json` atomically and appends
+//! [`RunEvent`]s to `events.jsonl`; readers only read, and tolerate a half-written last line.
+//! `status.json` alone answers what a list of runs shows, so listing never reads events.
 
-use crate::data::writer::write_atomic;
+pub mod event;
+
+pub use event::{EventKind, RunEvent};
+
+use crate::files::write_atomic;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+
+/// The `status.json` layout this version writes. 0: before the summary fields existed
+/// (a list then reads the run's events once).
+pub const STATUS_FORMAT: u32 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -30,6 +38,32 @@ pub struct Status {
     /// Unix seconds.
     pub started: f64,
     pub updated: f64,
+    /// The latest training loss.
+    #[serde(default)]
+    pub last_loss: Option<f64>,
+    /// The lowest eval loss so far.
+    #[serde(default)]
+    pub best_eval_loss: Option<f64>,
+    #[serde(default)]
+    pub format: u32,
+}
+
+impl Status {
+    /// A fresh status for a run starting now in this process.
+    pub fn starting(started: f64) -> Self {
+        Status {
+            state: RunState::Queued,
+            pid: Some(std::process::id()),
+            step: 0,
+            total_steps: 0,
+            error: None,
+            started,
+            updated: started,
+            last_loss: None,
+            best_eval_loss: None,
+            format: STATUS_FORMAT,
+        }
+    }
 }
 
 /// The files of one run.
@@ -78,7 +112,7 @@ impl RunDir {
     }
 
     /// Appends one event as a JSON line.
-    pub fn append_event(&self, event: &Value) -> std::io::Result<()> {
+    pub fn append_event(&self, event: &RunEvent) -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -91,8 +125,9 @@ impl RunDir {
 }
 
 /// Reads complete event lines from byte `offset` on. A last line without its newline (the
-/// writer is mid-append) is left for the next call; the returned offset points at it.
-pub fn read_events(path: &Path, offset: u64) -> std::io::Result<(Vec<Value>, u64)> {
+/// writer is mid-append) is left for the next call; the returned offset points at it. Lines
+/// that are not events are skipped.
+pub fn read_events(path: &Path, offset: u64) -> std::io::Result<(Vec<RunEvent>, u64)> {
     let mut f = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), offset)),
@@ -176,23 +211,44 @@ impl RunSummary {
     }
 }
 
-/// Summarizes one run from its status and events.
-pub fn summarize(run: &RunDir) -> RunSummary {
-    let status = run.read_status().ok();
-    let (events, _) = read_events(&run.events_path(), 0).unwrap_or_default();
+/// The latest train loss and the best eval loss in `events` (finite values only).
+pub fn loss_summary<'a>(events: impl IntoIterator<Item = &'a RunEvent>) -> (Option<f64>, Option<f64>) {
     let mut last_loss = None;
     let mut best = None::<f64>;
-    for e in &events {
-        match e.get("type").and_then(Value::as_str) {
-            Some("train") => last_loss = e.get("loss").and_then(Value::as_f64),
-            Some("eval") => {
-                if let Some(l) = e.get("eval_loss").and_then(Value::as_f64) {
-                    best = Some(best.map_or(l, |b| b.min(l)));
-                }
+    for e in events {
+        match &e.kind {
+            EventKind::Train(t) if t.loss.is_finite() => last_loss = Some(t.loss),
+            EventKind::Eval(v) if v.eval_loss.is_finite() => {
+                best = Some(best.map_or(v.eval_loss, |b| b.min(v.eval_loss)))
             }
             _ => {}
         }
     }
+    (last_loss, best)
+}
+
+/// Summarizes one run from its `status.json` (and, for runs written before the status
+/// carried the losses, from its events).
+pub fn summarize(run: &RunDir) -> RunSummary {
+    summarize_with(run, &mut legacy_losses)
+}
+
+/// The losses of a run whose `status.json` predates them, from all of its events.
+fn legacy_losses(run: &RunDir) -> (Option<f64>, Option<f64>) {
+    let (events, _) = read_events(&run.events_path(), 0).unwrap_or_default();
+    loss_summary(&events)
+}
+
+/// [`summarize`] with the reader for older runs' losses supplied (the workbench caches it).
+pub fn summarize_with(
+    run: &RunDir,
+    legacy: &mut dyn FnMut(&RunDir) -> (Option<f64>, Option<f64>),
+) -> RunSummary {
+    let status = run.read_status().ok();
+    let (last_loss, best) = match &status {
+        Some(s) if s.format >= 1 => (s.last_loss, s.best_eval_loss),
+        _ => legacy(run),
+    };
     let orphaned = status.as_ref().is_some_and(|s| {
         matches!(
             s.state,
@@ -220,12 +276,20 @@ pub fn summarize(run: &RunDir) -> RunSummary {
 
 /// Every run under `root`, newest first.
 pub fn list(root: &Path) -> Vec<RunSummary> {
+    list_with(root, &mut legacy_losses)
+}
+
+/// [`list`] with the reader for older runs' losses supplied.
+pub fn list_with(
+    root: &Path,
+    legacy: &mut dyn FnMut(&RunDir) -> (Option<f64>, Option<f64>),
+) -> Vec<RunSummary> {
     let mut out: Vec<RunSummary> = std::fs::read_dir(root)
         .into_iter()
         .flatten()
         .flatten()
         .filter(|e| e.path().join("status.json").is_file())
-        .map(|e| summarize(&RunDir::new(e.path())))
+        .map(|e| summarize_with(&RunDir::new(e.path()), legacy))
         .collect();
     out.sort_by(|a, b| b.started.total_cmp(&a.started));
     out
@@ -242,13 +306,9 @@ pub fn request_stop(run: &RunDir) -> Result<u32, String> {
         .pid
         .filter(|p| crate::telemetry::process_alive(*p))
         .ok_or("the run's trainer is not running (pid gone)")?;
-    // SAFETY: kill with a pid from status.json and a valid signal number.
-    if unsafe { libc::kill(pid as i32, libc::SIGTERM) } != 0 {
-        return Err(format!(
-            "cannot signal pid {pid}: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
+    use nix::sys::signal::{kill, Signal};
+    kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGTERM)
+        .map_err(|e| format!("cannot signal pid {pid}: {e}"))?;
     Ok(pid)
 }
 
@@ -262,23 +322,29 @@ impl RunState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    fn stopped(step: u64) -> RunEvent {
+        RunEvent {
+            kind: EventKind::Stopped { step },
+            time: 1.0,
+        }
+    }
 
     #[test]
     fn torn_last_lines_wait_for_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let run = RunDir::new(dir.path());
-        run.append_event(&json!({"step": 1, "loss": 2.5})).unwrap();
+        run.append_event(&stopped(1)).unwrap();
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(run.events_path())
             .unwrap();
-        f.write_all(b"{\"step\": 2, \"lo").unwrap();
+        f.write_all(b"{\"type\": \"stopped\", \"st").unwrap();
         let (events, offset) = read_events(&run.events_path(), 0).unwrap();
-        assert_eq!(events, vec![json!({"step": 1, "loss": 2.5})]);
-        f.write_all(b"ss\": 2.1}\n").unwrap();
+        assert_eq!(events, vec![stopped(1)]);
+        f.write_all(b"ep\": 2, \"time\": 1.0}\n").unwrap();
         let (more, end) = read_events(&run.events_path(), offset).unwrap();
-        assert_eq!(more, vec![json!({"step": 2, "loss": 2.1})]);
+        assert_eq!(more, vec![stopped(2)]);
         assert_eq!(end, std::fs::metadata(run.events_path()).unwrap().len());
     }
 
@@ -291,9 +357,8 @@ mod tests {
             pid: Some(42),
             step: 3,
             total_steps: 60,
-            error: None,
-            started: 1.0,
-            updated: 2.0,
+            last_loss: Some(2.5),
+            ..Status::starting(1.0)
         };
         run.write_status(&s).unwrap();
         assert_eq!(run.read_status().unwrap(), s);

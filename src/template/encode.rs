@@ -13,8 +13,21 @@ use std::ops::Range;
 pub const IGNORE: i64 = -100;
 
 /// Which tokens are trained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    strum::EnumIter,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum TrainOn {
     /// Every assistant turn's content and its end-of-turn token.
     #[default]
@@ -28,14 +41,7 @@ pub enum TrainOn {
 impl std::str::FromStr for TrainOn {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "assistant" => Ok(TrainOn::Assistant),
-            "last_assistant" => Ok(TrainOn::LastAssistant),
-            "all" => Ok(TrainOn::All),
-            _ => Err(format!(
-                "unknown train_on {s:?}; expected assistant, last_assistant or all"
-            )),
-        }
+        crate::choice::parse("train_on", s)
     }
 }
 

@@ -7,8 +7,20 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// What to do with an example longer than `max_seq_len`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    strum::EnumIter,
+    strum::IntoStaticStr,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum LengthPolicy {
     /// Keep the first `max_seq_len` tokens.
     #[default]
@@ -20,13 +32,7 @@ pub enum LengthPolicy {
 impl std::str::FromStr for LengthPolicy {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "truncate" => Ok(LengthPolicy::Truncate),
-            "drop" => Ok(LengthPolicy::Drop),
-            _ => Err(format!(
-                "unknown length policy {s:?}; expected truncate or drop"
-            )),
-        }
+        crate::choice::parse("length policy", s)
     }
 }
 

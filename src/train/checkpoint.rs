@@ -4,7 +4,7 @@
 //! all; one damaged later (a truncated file) fails its hash check and is skipped.
 
 use super::optim::AdamW;
-use crate::data::writer::write_atomic;
+use crate::files::write_atomic;
 use crate::model::Model;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -93,7 +93,7 @@ pub fn save(
         std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
     }
     std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
-    crate::lora::peft::save(model, &tmp, base_model).map_err(|e| io(&tmp, e))?;
+    crate::model::peft::save(model, &tmp, base_model).map_err(|e| io(&tmp, e))?;
     let opt_path = tmp.join(OPTIMIZER_FILE);
     optimizer.save(&opt_path).map_err(|e| io(&opt_path, e))?;
     let mut state = state.clone();

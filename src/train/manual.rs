@@ -3,11 +3,11 @@
 //! tensor and adds into it, and records a graph for every reshape; here each layer keeps
 //! only the activations its backward needs and computes `dx` and the LoRA gradients
 //! directly. The loss and LM head touch only the positions that have a target. Checked
-//! against the autograd path (tests/train.rs), which is itself checked against torch.
+//! against the autograd path (tests/it/train.rs), which is itself checked against torch.
 
-use super::dataset::MicroBatch;
+use crate::batch::MicroBatch;
 use super::grads::Grads;
-use super::step::MicroLoss;
+use super::micro::{MicroLoss, StepArgs};
 use crate::lora::{dropout_mask, module_seed};
 use crate::model::llama::{repeat_kv, Block, Linear, Model, Prepared, Weight};
 use crate::ops::{rms_norm_backward, rms_norm_forward, softmax_backward};
@@ -280,11 +280,14 @@ fn head_loss(
 pub fn forward_backward(
     model: &Model,
     mb: &MicroBatch,
-    window_targets: usize,
-    dropout_seed: Option<u64>,
-    checkpointing: bool,
+    args: &StepArgs,
     grads: &mut Grads,
 ) -> Result<MicroLoss> {
+    let StepArgs {
+        window_targets,
+        dropout_seed,
+        checkpointing,
+    } = *args;
     let ids = Tensor::new(mb.ids.clone(), &model.device)?;
     let (b, t) = ids.dims2()?;
     let p = model.prepare(b, t, &mb.batch)?;

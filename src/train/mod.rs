@@ -1,11 +1,15 @@
-//! Supervised fine-tuning of LoRA adapters: the data stream, the step (with optional
-//! per-layer activation checkpointing), the optimizer and schedule, checkpoints that are
-//! never half-written, and the loop that writes a run directory.
+//! Fine-tuning LoRA adapters: the step (with optional per-layer activation checkpointing,
+//! through the hand-written backward or autograd), the objectives, the optimizer and
+//! schedule, checkpoints that are never half-written, and the [`Trainer`] that writes a run
+//! directory.
 
 pub mod checkpoint;
-pub mod dataset;
 pub mod grads;
+pub mod interrupt;
+mod journal;
 pub mod manual;
+pub mod micro;
+pub mod objective;
 pub mod optim;
 pub mod schedule;
 pub mod step;
@@ -14,4 +18,6 @@ pub mod trainer;
 pub use grads::{GradSource, Grads};
 pub use optim::{clip_grad_norm, AdamW, AdamWConfig};
 pub use schedule::{Schedule, Scheduler};
-pub use trainer::{train, Observer, TrainError, TrainOutcome};
+pub use interrupt::Interrupter;
+pub use journal::Observer;
+pub use trainer::{train, StepOutcome, TrainError, TrainOutcome, Trainer};

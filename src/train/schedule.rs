@@ -1,15 +1,6 @@
 //! Learning-rate schedules with linear warm-up, as transformers' `get_*_schedule_with_warmup`.
 
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Schedule {
-    Constant,
-    Linear,
-    #[default]
-    Cosine,
-}
+pub use crate::config::Schedule;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scheduler {

@@ -3,19 +3,12 @@
 //! layer at a time, so memory holds a single layer's activations (like torch's
 //! `checkpoint` per decoder layer), at the price of a second forward.
 
-use super::dataset::MicroBatch;
 use super::grads::Grads;
+use super::micro::{MicroLoss, StepArgs};
+use crate::batch::MicroBatch;
 use crate::model::llama::causal_lm_loss;
 use crate::model::Model;
 use candle_core::{Result, Tensor, Var};
-
-/// What one micro-batch contributed: its share of the window's mean loss.
-#[derive(Debug, Clone, Copy)]
-pub struct MicroLoss {
-    /// Sum of token losses divided by the window's target count.
-    pub loss: f64,
-    pub targets: usize,
-}
 
 /// Forward and backward of `mb`. Losses are summed over targets and divided by `window_targets`
 /// (every target in the accumulation window), so accumulation equals one large batch. A dense
@@ -24,40 +17,27 @@ pub struct MicroLoss {
 pub fn forward_backward(
     model: &Model,
     mb: &MicroBatch,
-    window_targets: usize,
-    dropout_seed: Option<u64>,
-    checkpointing: bool,
+    args: &StepArgs,
     grads: &mut Grads,
 ) -> Result<MicroLoss> {
     if super::manual::supported(model) {
-        return super::manual::forward_backward(
-            model,
-            mb,
-            window_targets,
-            dropout_seed,
-            checkpointing,
-            grads,
-        );
+        return super::manual::forward_backward(model, mb, args, grads);
     }
-    autograd_forward_backward(
-        model,
-        mb,
-        window_targets,
-        dropout_seed,
-        checkpointing,
-        grads,
-    )
+    autograd_forward_backward(model, mb, args, grads)
 }
 
 /// [`forward_backward`] through candle's autograd, for any base.
 pub fn autograd_forward_backward(
     model: &Model,
     mb: &MicroBatch,
-    window_targets: usize,
-    dropout_seed: Option<u64>,
-    checkpointing: bool,
+    args: &StepArgs,
     grads: &mut Grads,
 ) -> Result<MicroLoss> {
+    let StepArgs {
+        window_targets,
+        dropout_seed,
+        checkpointing,
+    } = *args;
     let ids = Tensor::new(mb.ids.clone(), &model.device)?;
     let weight = |n: usize| n as f64 / window_targets.max(1) as f64;
     if !checkpointing {

@@ -1,22 +1,25 @@
-//! The SFT loop. It owns a run directory: `config.yaml` (paths made absolute),
-//! `status.json`, `events.jsonl`, `train.log`, `checkpoints/step-N/` and `adapter/` at the
-//! end. Whoever watches the run reads only those files.
+//! The training loop as a type. A [`Trainer`] owns a run directory (`config.yaml`,
+//! `status.json`, `events.jsonl`, `train.log`, `checkpoints/step-N/`, `adapter/` at the end),
+//! the model with its LoRA parameters, the objective, the optimizer and the counters a
+//! resume needs. [`train`] drives it: resume, steps until done or interrupted, finish.
+//! Whoever watches the run reads only the files.
 
 use super::checkpoint::{self, TrainerState};
-use super::dataset::{self, collate, DatasetError, Schedule as DataOrder, Sequence};
 use super::grads::Grads;
+use super::interrupt::Interrupter;
+use super::journal::{Journal, Observer};
+use super::micro::StepArgs;
+use super::objective::{Objective, Sft};
 use super::optim::{AdamW, AdamWConfig};
 use super::schedule::Scheduler;
-use super::step::forward_backward;
-use crate::config::RunConfig;
+use crate::batch::{self, DatasetError, Order};
+use crate::config::{ConfigIssue, Method, RunConfig};
 use crate::model::{source, Model, ModelError};
-use crate::runs::{RunDir, RunState, Status};
+use crate::runs::event::{Eval, Metrics, Start, Train};
+use crate::runs::{EventKind, RunDir, RunState, Status};
 use crate::telemetry;
 use crate::template::{Encoder, TemplateChoice, TemplateError};
-use serde_json::{json, Value};
-use std::io::Write;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,16 +32,30 @@ pub enum TrainError {
     Template(#[from] TemplateError),
     #[error("compute: {0}")]
     Candle(#[from] candle_core::Error),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
-    Io { path: String, message: String },
+    Checkpoint { path: String, message: String },
     #[error("{0}")]
     Config(String),
 }
 
-fn io_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
-    TrainError::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
+impl TrainError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        TrainError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+impl From<ConfigIssue> for TrainError {
+    fn from(i: ConfigIssue) -> Self {
+        TrainError::Config(i.to_string())
     }
 }
 
@@ -52,153 +69,30 @@ pub struct TrainOutcome {
     pub last_eval_loss: Option<f64>,
 }
 
-/// Sees every event as it is written (the CLI's progress bar).
-pub trait Observer {
-    fn event(&mut self, event: &Value);
-}
-
-impl<F: FnMut(&Value)> Observer for F {
-    fn event(&mut self, event: &Value) {
-        self(event)
-    }
-}
-
-fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-/// Writes events, status and the human log of one run.
-struct Journal<'a> {
-    run: &'a RunDir,
-    observer: &'a mut dyn Observer,
-    status: Status,
-}
-
-impl Journal<'_> {
-    fn event(&mut self, mut event: Value) -> Result<(), TrainError> {
-        if let Value::Object(o) = &mut event {
-            o.insert("time".into(), json!(now()));
-        }
-        self.run
-            .append_event(&event)
-            .map_err(|e| io_err(&self.run.events_path(), e))?;
-        self.log(&summarize(&event));
-        self.observer.event(&event);
-        Ok(())
-    }
-
-    fn log(&self, line: &str) {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.run.log())
-        {
-            let stamp = chrono::Local::now().format("%Y-%m-%d %H:%M:%S");
-            let _ = writeln!(f, "{stamp} {line}");
-        }
-    }
-
-    fn status(
-        &mut self,
-        state: RunState,
-        step: u64,
-        error: Option<String>,
-    ) -> Result<(), TrainError> {
-        self.status.state = state;
-        self.status.step = step;
-        self.status.error = error;
-        self.status.updated = now();
-        self.run
-            .write_status(&self.status)
-            .map_err(|e| io_err(&self.run.status_path(), e))
-    }
-}
-
-fn summarize(e: &Value) -> String {
-    let f = |k: &str| e.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
-    match e.get("type").and_then(Value::as_str).unwrap_or("") {
-        "train" => format!(
-            "step {} loss {:.4} lr {:.3e} grad_norm {:.3} {:.0} tok/s",
-            e["step"],
-            f("loss"),
-            f("lr"),
-            f("grad_norm"),
-            f("tokens_per_s")
-        ),
-        "eval" => format!("step {} eval_loss {:.4}", e["step"], f("eval_loss")),
-        other => format!("{other} {e}"),
-    }
-}
-
-/// Makes relative paths in `cfg` absolute: each is looked up against `bases` in order and
-/// the first that exists wins; hub ids that exist nowhere locally are left alone.
-pub fn resolve_paths(cfg: &mut RunConfig, bases: &[&Path]) -> Result<(), TrainError> {
-    fn find(p: &str, bases: &[&Path]) -> Option<String> {
-        let path = Path::new(p);
-        if path.is_absolute() {
-            return path.exists().then(|| p.to_string());
-        }
-        bases
-            .iter()
-            .map(|b| b.join(path))
-            .find(|c| c.exists())
-            .map(|c| std::path::absolute(&c).unwrap_or(c).display().to_string())
-    }
-    let tried = |p: &str| {
-        bases
-            .iter()
-            .map(|b| b.join(p).display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    match find(&cfg.model.path, bases) {
-        Some(p) => cfg.model.path = p,
-        None if crate::model::hub::looks_like_repo_id(&cfg.model.path)
-            && !Path::new(&cfg.model.path).is_absolute() => {}
-        None => {
-            return Err(TrainError::Config(format!(
-                "model.path: {:?} does not exist (looked at {})",
-                cfg.model.path,
-                tried(&cfg.model.path)
-            )))
-        }
-    }
-    let data = |field: &str, v: &mut String| -> Result<(), TrainError> {
-        match find(v, bases) {
-            Some(p) => {
-                *v = p;
-                Ok(())
-            }
-            None => Err(TrainError::Config(format!(
-                "{field}: {v:?} does not exist (looked at {})",
-                tried(v)
-            ))),
-        }
-    };
-    data("data.train", &mut cfg.data.train)?;
-    if let Some(e) = cfg.data.eval.as_mut() {
-        data("data.eval", e)?;
-    }
-    Ok(())
+/// What one call of [`Trainer::step`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepOutcome {
+    /// A step was taken and more remain.
+    Continue,
+    /// The last step was taken: call [`Trainer::finish`].
+    Finished,
+    /// The loss or the gradient norm stopped being finite; the run has ended `failed`.
+    Diverged(String),
 }
 
 /// Everything a run needs that is derived from its config.
 pub struct Prepared {
     pub model: Model,
     pub encoder: Encoder,
-    pub train: Vec<Sequence>,
-    pub eval: Vec<Sequence>,
+    pub objective: Box<dyn Objective>,
+    /// Examples dropped for length or for having nothing to train.
     pub dropped: usize,
 }
 
-/// Loads the model, adds LoRA, and encodes the data.
+/// Loads the model, adds LoRA, and encodes the data for the config's method.
 pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
-    let device = source::device(&cfg.train.device)?;
-    let dtype = source::dtype(&cfg.train.dtype)?;
-    let (mut model, tokenizer) = source::load_as(&cfg.model.path, &device, dtype)?;
+    let device = cfg.train.device.open()?;
+    let (mut model, tokenizer) = source::load_as(&cfg.model.path, &device, cfg.train.dtype.candle())?;
     model.add_lora(&(&cfg.lora).into(), cfg.train.seed)?;
     let encoder = Encoder::new(
         tokenizer,
@@ -206,50 +100,52 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
         cfg.data.train_on,
     )?;
     let d = &cfg.data;
-    let (examples, mut dropped) = dataset::encode_file(
-        Path::new(&d.train),
-        &d.format,
-        &encoder,
-        d.max_seq_len,
-        d.length_policy,
-    )?;
+    let encode = |path: &str| {
+        batch::encode_file(
+            Path::new(path),
+            &d.format,
+            &encoder,
+            d.max_seq_len,
+            d.length_policy,
+        )
+    };
+    let (examples, mut dropped) = encode(&d.train)?;
     let (train, eval) = match &d.eval {
         Some(path) => {
-            let (eval, n) = dataset::encode_file(
-                Path::new(path),
-                &d.format,
-                &encoder,
-                d.max_seq_len,
-                d.length_policy,
-            )?;
+            let (eval, n) = encode(path)?;
             dropped += n;
             (examples, eval)
         }
-        None => dataset::split(examples, d.eval_split, cfg.train.seed),
+        None => batch::split(examples, d.eval_split, cfg.train.seed),
+    };
+    let objective: Box<dyn Objective> = match cfg.train.method {
+        Method::Sft => Box::new(Sft {
+            train: batch::sequences(train, d.packing, d.max_seq_len),
+            eval: batch::sequences(eval, false, d.max_seq_len),
+            pad_id: encoder.tokenizer.pad_id(),
+        }),
     };
     Ok(Prepared {
         model,
         encoder,
-        train: dataset::sequences(train, d.packing, d.max_seq_len),
-        eval: dataset::sequences(eval, false, d.max_seq_len),
+        objective,
         dropped,
     })
 }
 
-/// Mean loss over every target of `seqs` (no dropout, no graph kept).
-pub fn eval_loss(
-    model: &Model,
-    seqs: &[Sequence],
-    batch_size: usize,
-    pad_id: u32,
-) -> Result<(f64, usize), TrainError> {
-    let (sum, n) = crate::eval::sequence_loss(model, seqs, batch_size, pad_id)?;
-    Ok((if n == 0 { f64::NAN } else { sum / n as f64 }, n))
-}
-
-fn gpu_used(gpus: &Option<telemetry::Gpus>) -> Option<u64> {
-    gpus.as_ref()
-        .map(|g| g.memory().iter().map(|m| m.used).sum())
+/// AdamW and the gradient accumulator over the model's LoRA parameters.
+fn optimizer(model: &Model, cfg: &RunConfig) -> Result<(AdamW, Grads), TrainError> {
+    let params = model.lora_vars();
+    let grads = Grads::new(params.iter().map(|(_, v)| v.clone()).collect());
+    let opt = AdamW::new(
+        params,
+        AdamWConfig {
+            lr: cfg.train.lr,
+            weight_decay: cfg.train.weight_decay,
+            ..Default::default()
+        },
+    )?;
+    Ok((opt, grads))
 }
 
 /// A test hook: `TUNELAB_FAULT_NAN_AT_STEP=N` turns step N's loss into NaN, to exercise the
@@ -261,305 +157,458 @@ fn injected_nan(step: u64) -> bool {
         == Some(step)
 }
 
+/// One run in progress.
+pub struct Trainer<'a> {
+    cfg: &'a RunConfig,
+    run: &'a RunDir,
+    journal: Journal<'a>,
+    model: Model,
+    objective: Box<dyn Objective>,
+    dropped: usize,
+    order: Order,
+    sched: Scheduler,
+    opt: AdamW,
+    grads: Grads,
+    state: TrainerState,
+    /// Micro-batches per optimizer step.
+    accum: u64,
+    last_saved: u64,
+    last_eval: Option<f64>,
+    gpus: Option<telemetry::Gpus>,
+    session_start: Instant,
+    elapsed_before: f64,
+    start_step: u64,
+}
+
+impl<'a> Trainer<'a> {
+    /// Loads everything the run needs; on failure the journal comes back to record it.
+    fn new(
+        cfg: &'a RunConfig,
+        run: &'a RunDir,
+        journal: Journal<'a>,
+    ) -> Result<Self, (TrainError, Journal<'a>)> {
+        match prepare(cfg) {
+            Ok(parts) => Self::assemble(cfg, run, journal, parts),
+            Err(e) => Err((e, journal)),
+        }
+    }
+
+    fn assemble(
+        cfg: &'a RunConfig,
+        run: &'a RunDir,
+        journal: Journal<'a>,
+        prepared: Prepared,
+    ) -> Result<Self, (TrainError, Journal<'a>)> {
+        let t = &cfg.train;
+        let Prepared {
+            model,
+            objective,
+            dropped,
+            ..
+        } = prepared;
+        let order = Order {
+            seed: t.seed,
+            batch_size: t.batch_size,
+            sequences: objective.train_items(),
+        };
+        let accum = t.grad_accum.max(1) as u64;
+        let total = t.max_steps.unwrap_or_else(|| {
+            ((t.epochs * order.micro_per_epoch() as f64) / accum as f64)
+                .ceil()
+                .max(1.0) as u64
+        });
+        let warmup = if t.warmup < 1.0 {
+            (t.warmup * total as f64).ceil() as u64
+        } else {
+            t.warmup as u64
+        };
+        let (opt, grads) = match optimizer(&model, cfg) {
+            Ok(o) => o,
+            Err(e) => return Err((e, journal)),
+        };
+        Ok(Trainer {
+            cfg,
+            run,
+            journal,
+            model,
+            objective,
+            dropped,
+            order,
+            sched: Scheduler {
+                schedule: t.scheduler,
+                peak_lr: t.lr,
+                warmup_steps: warmup,
+                total_steps: total,
+            },
+            opt,
+            grads,
+            state: TrainerState {
+                step: 0,
+                micro: 0,
+                epoch: 0.0,
+                tokens_seen: 0,
+                elapsed_s: 0.0,
+                best_eval_loss: None,
+                seed: t.seed,
+                total_steps: total,
+                files: Default::default(),
+            },
+            accum,
+            last_saved: 0,
+            last_eval: None,
+            gpus: telemetry::Gpus::open(),
+            session_start: Instant::now(),
+            elapsed_before: 0.0,
+            start_step: 0,
+        })
+    }
+
+    pub fn step_count(&self) -> u64 {
+        self.state.step
+    }
+
+    pub fn total_steps(&self) -> u64 {
+        self.sched.total_steps
+    }
+
+    /// Continues from the newest checkpoint that verifies (damaged ones are reported and
+    /// skipped): LoRA weights, optimizer moments and counters.
+    pub fn resume(&mut self) -> Result<(), TrainError> {
+        let (found, skipped) = checkpoint::latest_good(&self.run.checkpoints());
+        for (path, reason) in skipped {
+            self.journal.event(EventKind::CheckpointSkipped {
+                path: path.display().to_string(),
+                reason,
+            })?;
+        }
+        let Some((dir, s)) = found else {
+            return self.journal.event(EventKind::Resume {
+                from_step: 0,
+                checkpoint: None,
+            });
+        };
+        crate::model::peft::load(&mut self.model, &dir)?;
+        // Loading replaces the LoRA parameters: the optimizer and gradients follow them.
+        (self.opt, self.grads) = optimizer(&self.model, self.cfg)?;
+        self.state = s;
+        self.state.total_steps = self.sched.total_steps;
+        if self.state.step > 0 {
+            let p = dir.join(checkpoint::OPTIMIZER_FILE);
+            self.opt
+                .load(&p)
+                .map_err(|e| TrainError::Checkpoint {
+                    path: p.display().to_string(),
+                    message: e.to_string(),
+                })?;
+        }
+        self.last_saved = self.state.step;
+        self.journal.status.best_eval_loss = self.state.best_eval_loss;
+        self.journal.event(EventKind::Resume {
+            from_step: self.state.step,
+            checkpoint: Some(dir.display().to_string()),
+        })
+    }
+
+    /// The start event, and the step-0 evaluation of a fresh run.
+    fn begin(&mut self) -> Result<(), TrainError> {
+        let t = &self.cfg.train;
+        self.journal.status.total_steps = self.sched.total_steps;
+        self.journal.event(EventKind::Start(Start {
+            step: self.state.step,
+            total_steps: self.sched.total_steps,
+            trainable_params: self.model.trainable_parameters() as u64,
+            train_sequences: self.objective.train_items() as u64,
+            eval_examples: self.objective.eval_items() as u64,
+            dropped_examples: self.dropped as u64,
+            micro_batches_per_epoch: self.order.micro_per_epoch(),
+            warmup_steps: self.sched.warmup_steps,
+            device: t.device.to_string(),
+            dtype: t.dtype.to_string(),
+            name: self.cfg.name.clone(),
+            compute: Some(self.compute_path().into()),
+        }))?;
+        if self.state.step == 0 && t.eval_every > 0 {
+            self.evaluate()?;
+        }
+        self.session_start = Instant::now();
+        self.elapsed_before = self.state.elapsed_s;
+        self.start_step = self.state.step;
+        Ok(())
+    }
+
+    /// Which step implementation this model takes.
+    fn compute_path(&self) -> &'static str {
+        if super::manual::supported(&self.model) {
+            "dense base, hand-written backward"
+        } else {
+            "quantized base, autograd backward"
+        }
+    }
+
+    /// One optimizer step: the window's micro-batches forward and backward, clipping, the
+    /// optimizer, the train event, and the evaluation and checkpoint when they are due.
+    pub fn step(&mut self) -> Result<StepOutcome, TrainError> {
+        let t = &self.cfg.train;
+        let step_start = Instant::now();
+        let windows: Vec<Vec<usize>> = (0..self.accum)
+            .map(|k| self.order.micro_batch(self.state.micro + k))
+            .collect();
+        let window: usize = windows.iter().map(|w| self.objective.weight(w)).sum();
+        let mut loss = 0f64;
+        let mut tokens = 0usize;
+        let mut metrics = Metrics::new();
+        let dropout = self.model.lora.as_ref().is_some_and(|l| l.dropout > 0.0);
+        for (k, items) in windows.iter().enumerate() {
+            let micro = self.state.micro + k as u64;
+            let args = StepArgs {
+                window_targets: window,
+                dropout_seed: dropout
+                    .then(|| t.seed ^ micro.wrapping_mul(0xD1B5_4A32_D192_ED03)),
+                checkpointing: t.gradient_checkpointing,
+            };
+            let out = self
+                .objective
+                .micro_step(&self.model, items, &args, &mut self.grads)?;
+            loss += out.loss;
+            tokens += out.tokens;
+            for (name, v) in out.metrics {
+                *metrics.entry(name).or_default() += v;
+            }
+        }
+        let next = self.state.step + 1;
+        if injected_nan(next) {
+            loss = f64::NAN;
+        }
+        let norm = self.grads.clip(t.max_grad_norm)?;
+        if !loss.is_finite() || !norm.is_finite() {
+            let why = format!(
+                "{} at step {next}; the last good checkpoint is step-{}",
+                if loss.is_finite() {
+                    format!("grad_norm is {norm}")
+                } else {
+                    format!("loss is {loss}")
+                },
+                self.last_saved
+            );
+            self.journal.event(EventKind::Failed {
+                step: next,
+                error: why.clone(),
+            })?;
+            self.journal
+                .status(RunState::Failed, self.state.step, Some(why.clone()))?;
+            return Ok(StepOutcome::Diverged(why));
+        }
+        let lr = self.sched.lr(self.state.step);
+        self.opt.set_lr(lr);
+        self.opt.step(&self.grads)?;
+        self.grads.clear();
+        let s = &mut self.state;
+        s.step = next;
+        s.micro += self.accum;
+        s.tokens_seen += tokens as u64;
+        s.epoch = self.order.epoch(s.micro);
+        let step_s = step_start.elapsed().as_secs_f64();
+        let session = self.session_start.elapsed().as_secs_f64();
+        s.elapsed_s = self.elapsed_before + session;
+        let per_step = session / (s.step - self.start_step) as f64;
+        let total = self.sched.total_steps;
+        let gpu = self.gpus.as_ref().map(|g| g.memory());
+        let event = Train {
+            step: s.step,
+            total_steps: total,
+            loss,
+            lr,
+            grad_norm: norm,
+            tokens: tokens as u64,
+            tokens_per_s: tokens as f64 / step_s.max(1e-9),
+            epoch: s.epoch,
+            elapsed: s.elapsed_s,
+            eta: per_step * (total - s.step) as f64,
+            rss: telemetry::rss_bytes(None),
+            gpu_mem: gpu.as_ref().map(|g| g.iter().map(|m| m.used).sum()),
+            gpu_util: gpu
+                .as_ref()
+                .and_then(|g| g.first())
+                .and_then(|m| m.utilization),
+            metrics,
+        };
+        let step = s.step;
+        self.journal.event(EventKind::Train(event))?;
+        self.journal.status(RunState::Running, step, None)?;
+        if t.eval_every > 0 && (step % t.eval_every == 0 || step == total) {
+            self.evaluate()?;
+        }
+        if t.save_every > 0 && step % t.save_every == 0 && step != total {
+            self.checkpoint()?;
+        }
+        Ok(if step >= total {
+            StepOutcome::Finished
+        } else {
+            StepOutcome::Continue
+        })
+    }
+
+    /// Held-out loss and metrics now (no dropout), as an `eval` event.
+    pub fn evaluate(&mut self) -> Result<Option<f64>, TrainError> {
+        let batch = self.cfg.train.batch_size.max(1);
+        let Some(out) = self.objective.evaluate(&self.model, batch)? else {
+            return Ok(None);
+        };
+        let best = self.state.best_eval_loss;
+        self.state.best_eval_loss = Some(best.map_or(out.loss, |b: f64| b.min(out.loss)));
+        self.journal.event(EventKind::Eval(Eval {
+            step: self.state.step,
+            eval_loss: out.loss,
+            eval_tokens: out.count as u64,
+            perplexity: out.loss.exp(),
+            metrics: out.metrics,
+        }))?;
+        self.last_eval = Some(out.loss);
+        Ok(Some(out.loss))
+    }
+
+    /// A whole checkpoint of the current step (temp folder, then rename), pruned to
+    /// `keep_checkpoints`.
+    pub fn checkpoint(&mut self) -> Result<(), TrainError> {
+        let dir = checkpoint::save(
+            &self.run.checkpoints(),
+            &self.model,
+            &self.cfg.model.path,
+            &self.opt,
+            &self.state,
+        )
+        .map_err(|e| TrainError::Checkpoint {
+            path: self.run.checkpoints().display().to_string(),
+            message: e.to_string(),
+        })?;
+        checkpoint::prune(&self.run.checkpoints(), self.cfg.train.keep_checkpoints)
+            .map_err(|e| TrainError::io(&self.run.checkpoints(), e))?;
+        self.last_saved = self.state.step;
+        self.journal.event(EventKind::Checkpoint {
+            step: self.state.step,
+            path: dir.display().to_string(),
+        })
+    }
+
+    fn outcome(&self, state: RunState, error: Option<String>) -> TrainOutcome {
+        TrainOutcome {
+            state,
+            step: self.state.step,
+            total_steps: self.sched.total_steps,
+            error,
+            last_eval_loss: self.last_eval,
+        }
+    }
+
+    /// Ends an interrupted run: a checkpoint unless the current step has one, `stopped`.
+    pub fn stop(mut self) -> Result<TrainOutcome, TrainError> {
+        let step = self.state.step;
+        self.journal.status(RunState::Stopping, step, None)?;
+        if self.last_saved != step {
+            self.checkpoint()?;
+        }
+        self.journal.event(EventKind::Stopped { step })?;
+        self.journal.status(RunState::Stopped, step, None)?;
+        Ok(self.outcome(RunState::Stopped, None))
+    }
+
+    /// Ends a completed run: the last checkpoint, the adapter in `adapter/` (written aside
+    /// and renamed into place), `done`.
+    pub fn finish(mut self) -> Result<TrainOutcome, TrainError> {
+        self.checkpoint()?;
+        let adapter = self.run.adapter();
+        let tmp = self.run.root.join(".adapter.tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
+        }
+        crate::model::peft::save(&self.model, &tmp, &self.cfg.model.path)?;
+        if adapter.exists() {
+            std::fs::remove_dir_all(&adapter).map_err(|e| TrainError::io(&adapter, e))?;
+        }
+        std::fs::rename(&tmp, &adapter).map_err(|e| TrainError::io(&adapter, e))?;
+        let step = self.state.step;
+        self.journal.event(EventKind::Done {
+            step,
+            adapter: adapter.display().to_string(),
+            best_eval_loss: self.state.best_eval_loss,
+        })?;
+        self.journal.status(RunState::Done, step, None)?;
+        Ok(self.outcome(RunState::Done, None))
+    }
+}
+
 /// Trains `cfg` (paths already absolute) into `run`, resuming from its newest good
 /// checkpoint when `resume`. `stop` is polled between steps: once set, a checkpoint is
 /// written and the run ends `stopped`. Failures after setup (a NaN loss) end the run
-/// `failed` and are reported in the outcome; setup errors are returned.
+/// `failed` and are reported in the outcome; setup errors are returned (and recorded).
 pub fn train(
     cfg: &RunConfig,
     run: &RunDir,
     resume: bool,
-    stop: &AtomicBool,
+    stop: &Interrupter,
     observer: &mut dyn Observer,
 ) -> Result<TrainOutcome, TrainError> {
-    std::fs::create_dir_all(&run.root).map_err(|e| io_err(&run.root, e))?;
-    let started = now();
-    let mut journal = Journal {
-        run,
-        observer,
-        status: Status {
-            state: RunState::Queued,
-            pid: Some(std::process::id()),
-            step: 0,
-            total_steps: 0,
-            error: None,
-            started,
-            updated: started,
-        },
-    };
+    std::fs::create_dir_all(&run.root).map_err(|e| TrainError::io(&run.root, e))?;
+    let mut status = Status::starting(crate::units::unix_now());
     if !resume {
         let yaml = serde_yaml::to_string(cfg).map_err(|e| TrainError::Config(e.to_string()))?;
-        crate::data::writer::write_atomic(&run.config(), yaml.as_bytes())
-            .map_err(|e| io_err(&run.config(), e))?;
+        crate::files::write_atomic(&run.config(), yaml.as_bytes())
+            .map_err(|e| TrainError::io(&run.config(), e))?;
     } else if let Ok(old) = run.read_status() {
-        journal.status.started = old.started;
+        status.started = old.started;
     }
+    let mut journal = Journal::new(run, observer, status);
     journal.status(RunState::Running, 0, None)?;
-    match run_loop(cfg, run, resume, stop, &mut journal) {
-        Ok(outcome) => Ok(outcome),
+    let mut trainer = match Trainer::new(cfg, run, journal) {
+        Ok(t) => t,
+        Err((e, mut journal)) => {
+            fail(&mut journal, &e);
+            return Err(e);
+        }
+    };
+    match drive(&mut trainer, resume, stop) {
+        Ok(Drive::Finished) => trainer.finish(),
+        Ok(Drive::Stopped) => trainer.stop(),
+        Ok(Drive::Diverged(why)) => Ok(trainer.outcome(RunState::Failed, Some(why))),
         Err(e) => {
-            let step = journal.status.step;
-            let _ = journal.event(json!({"type": "failed", "step": step, "error": e.to_string()}));
-            let _ = journal.status(RunState::Failed, step, Some(e.to_string()));
+            fail(&mut trainer.journal, &e);
             Err(e)
         }
     }
 }
 
-fn run_loop(
-    cfg: &RunConfig,
-    run: &RunDir,
-    resume: bool,
-    stop: &AtomicBool,
-    journal: &mut Journal,
-) -> Result<TrainOutcome, TrainError> {
-    let t = &cfg.train;
-    let Prepared {
-        mut model,
-        encoder,
-        train,
-        eval,
-        dropped,
-    } = prepare(cfg)?;
-    let pad = encoder.tokenizer.pad_id();
-    let order = DataOrder {
-        seed: t.seed,
-        batch_size: t.batch_size,
-        sequences: train.len(),
-    };
-    let ga = t.grad_accum.max(1) as u64;
-    let total = t.max_steps.unwrap_or_else(|| {
-        ((t.epochs * order.micro_per_epoch() as f64) / ga as f64)
-            .ceil()
-            .max(1.0) as u64
-    });
-    let warmup = if t.warmup < 1.0 {
-        (t.warmup * total as f64).ceil() as u64
-    } else {
-        t.warmup as u64
-    };
-    let sched = Scheduler {
-        schedule: t.scheduler,
-        peak_lr: t.lr,
-        warmup_steps: warmup,
-        total_steps: total,
-    };
-    journal.status.total_steps = total;
-    let mut state = TrainerState {
-        step: 0,
-        micro: 0,
-        epoch: 0.0,
-        tokens_seen: 0,
-        elapsed_s: 0.0,
-        best_eval_loss: None,
-        seed: t.seed,
-        total_steps: total,
-        files: Default::default(),
-    };
+enum Drive {
+    Finished,
+    Stopped,
+    Diverged(String),
+}
+
+fn drive(t: &mut Trainer, resume: bool, stop: &Interrupter) -> Result<Drive, TrainError> {
     if resume {
-        let (found, skipped) = checkpoint::latest_good(&run.checkpoints());
-        for (path, why) in skipped {
-            journal.event(json!({"type": "checkpoint_skipped", "path": path.display().to_string(), "reason": why}))?;
+        t.resume()?;
+    }
+    t.begin()?;
+    loop {
+        if t.step_count() >= t.total_steps() {
+            return Ok(Drive::Finished);
         }
-        if let Some((dir, s)) = found {
-            crate::lora::peft::load(&mut model, &dir)?;
-            state = s;
-            state.total_steps = total;
-            journal.event(json!({"type": "resume", "from_step": state.step, "checkpoint": dir.display().to_string()}))?;
-        } else {
-            journal.event(json!({"type": "resume", "from_step": 0, "checkpoint": null}))?;
+        if stop.should_stop() {
+            return Ok(Drive::Stopped);
+        }
+        match t.step()? {
+            StepOutcome::Continue => {}
+            StepOutcome::Finished => return Ok(Drive::Finished),
+            StepOutcome::Diverged(why) => return Ok(Drive::Diverged(why)),
         }
     }
-    let params = model.lora_vars();
-    let mut opt = AdamW::new(
-        params.clone(),
-        AdamWConfig {
-            lr: t.lr,
-            weight_decay: t.weight_decay,
-            ..Default::default()
-        },
-    )?;
-    if state.step > 0 {
-        let dir = checkpoint::step_dir(&run.checkpoints(), state.step);
-        let p = dir.join(checkpoint::OPTIMIZER_FILE);
-        opt.load(&p).map_err(|e| io_err(&p, e))?;
-    }
-    let mut grads = Grads::new(params.iter().map(|(_, v)| v.clone()).collect());
-    let gpus = telemetry::Gpus::open();
-    journal.event(json!({
-        "type": "start",
-        "step": state.step,
-        "total_steps": total,
-        "trainable_params": model.trainable_parameters(),
-        "train_sequences": train.len(),
-        "eval_examples": eval.len(),
-        "dropped_examples": dropped,
-        "micro_batches_per_epoch": order.micro_per_epoch(),
-        "warmup_steps": warmup,
-        "device": t.device,
-        "dtype": t.dtype,
-        "name": cfg.name,
-    }))?;
-    let eval_batch = t.batch_size.max(1);
-    let mut last_eval = None;
-    let do_eval = |model: &Model,
-                   step: u64,
-                   journal: &mut Journal,
-                   state: &mut TrainerState|
-     -> Result<Option<f64>, TrainError> {
-        if eval.is_empty() {
-            return Ok(None);
-        }
-        let (loss, n) = eval_loss(model, &eval, eval_batch, pad)?;
-        state.best_eval_loss = Some(state.best_eval_loss.map_or(loss, |b: f64| b.min(loss)));
-        journal.event(json!({"type": "eval", "step": step, "eval_loss": loss, "eval_tokens": n, "perplexity": loss.exp()}))?;
-        Ok(Some(loss))
-    };
-    if state.step == 0 && t.eval_every > 0 {
-        last_eval = do_eval(&model, 0, journal, &mut state)?;
-    }
-    let session_start = Instant::now();
-    let elapsed_before = state.elapsed_s;
-    let start_step = state.step;
-    let save = |model: &Model,
-                opt: &AdamW,
-                state: &TrainerState,
-                journal: &mut Journal|
-     -> Result<(), TrainError> {
-        let dir = checkpoint::save(&run.checkpoints(), model, &cfg.model.path, opt, state)
-            .map_err(|e| TrainError::Io {
-                path: run.checkpoints().display().to_string(),
-                message: e.to_string(),
-            })?;
-        checkpoint::prune(&run.checkpoints(), t.keep_checkpoints)
-            .map_err(|e| io_err(&run.checkpoints(), e))?;
-        journal.event(
-            json!({"type": "checkpoint", "step": state.step, "path": dir.display().to_string()}),
-        )
-    };
-    let mut last_saved = state.step;
-    while state.step < total {
-        if stop.load(Ordering::SeqCst) {
-            journal.status(RunState::Stopping, state.step, None)?;
-            if last_saved != state.step {
-                save(&model, &opt, &state, journal)?;
-            }
-            journal.event(json!({"type": "stopped", "step": state.step}))?;
-            journal.status(RunState::Stopped, state.step, None)?;
-            return Ok(TrainOutcome {
-                state: RunState::Stopped,
-                step: state.step,
-                total_steps: total,
-                error: None,
-                last_eval_loss: last_eval,
-            });
-        }
-        let step_start = Instant::now();
-        let micro: Vec<_> = (0..ga)
-            .map(|k| {
-                let idx = order.micro_batch(state.micro + k);
-                let rows: Vec<&Sequence> = idx.iter().map(|&i| &train[i]).collect();
-                collate(&rows, pad)
-            })
-            .collect();
-        let window: usize = micro.iter().map(|m| m.targets).sum();
-        let mut loss = 0f64;
-        let mut tokens = 0usize;
-        for (k, mb) in micro.iter().enumerate() {
-            let seed = (model.lora.as_ref().is_some_and(|l| l.dropout > 0.0))
-                .then(|| t.seed ^ (state.micro + k as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
-            let ml = forward_backward(
-                &model,
-                mb,
-                window,
-                seed,
-                t.gradient_checkpointing,
-                &mut grads,
-            )?;
-            loss += ml.loss;
-            tokens += mb.tokens;
-        }
-        let next = state.step + 1;
-        if injected_nan(next) {
-            loss = f64::NAN;
-        }
-        let norm = grads.clip(t.max_grad_norm)?;
-        if !loss.is_finite() || !norm.is_finite() {
-            let why = format!(
-                "{} at step {next}; the last good checkpoint is step-{last_saved}",
-                if loss.is_finite() {
-                    format!("grad_norm is {norm}")
-                } else {
-                    format!("loss is {loss}")
-                }
-            );
-            journal.event(json!({"type": "failed", "step": next, "error": why}))?;
-            journal.status(RunState::Failed, state.step, Some(why.clone()))?;
-            return Ok(TrainOutcome {
-                state: RunState::Failed,
-                step: state.step,
-                total_steps: total,
-                error: Some(why),
-                last_eval_loss: last_eval,
-            });
-        }
-        let lr = sched.lr(state.step);
-        opt.set_lr(lr);
-        opt.step(&grads)?;
-        grads.clear();
-        state.step = next;
-        state.micro += ga;
-        state.tokens_seen += tokens as u64;
-        state.epoch = order.epoch(state.micro);
-        let step_s = step_start.elapsed().as_secs_f64();
-        let session = session_start.elapsed().as_secs_f64();
-        state.elapsed_s = elapsed_before + session;
-        let per_step = session / (state.step - start_step) as f64;
-        let mut ev = json!({
-            "type": "train",
-            "step": state.step,
-            "total_steps": total,
-            "loss": loss,
-            "lr": lr,
-            "grad_norm": norm,
-            "tokens": tokens,
-            "tokens_per_s": tokens as f64 / step_s.max(1e-9),
-            "epoch": state.epoch,
-            "elapsed": state.elapsed_s,
-            "eta": per_step * (total - state.step) as f64,
-            "rss": telemetry::rss_bytes(None),
-        });
-        if let Some(used) = gpu_used(&gpus) {
-            ev["gpu_mem"] = json!(used);
-        }
-        journal.event(ev)?;
-        journal.status(RunState::Running, state.step, None)?;
-        if t.eval_every > 0 && (state.step % t.eval_every == 0 || state.step == total) {
-            last_eval = do_eval(&model, state.step, journal, &mut state)?;
-        }
-        if t.save_every > 0 && state.step % t.save_every == 0 && state.step != total {
-            save(&model, &opt, &state, journal)?;
-            last_saved = state.step;
-        }
-    }
-    save(&model, &opt, &state, journal)?;
-    let adapter = run.adapter();
-    let tmp = run.root.join(".adapter.tmp");
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
-    }
-    crate::lora::peft::save(&model, &tmp, &cfg.model.path)?;
-    if adapter.exists() {
-        std::fs::remove_dir_all(&adapter).map_err(|e| io_err(&adapter, e))?;
-    }
-    std::fs::rename(&tmp, &adapter).map_err(|e| io_err(&adapter, e))?;
-    journal.event(json!({"type": "done", "step": state.step, "adapter": adapter.display().to_string(), "best_eval_loss": state.best_eval_loss}))?;
-    journal.status(RunState::Done, state.step, None)?;
-    Ok(TrainOutcome {
-        state: RunState::Done,
-        step: state.step,
-        total_steps: total,
-        error: None,
-        last_eval_loss: last_eval,
-    })
+}
+
+/// Records a setup or I/O failure as the run's end.
+fn fail(j: &mut Journal, e: &TrainError) {
+    let step = j.status.step;
+    let _ = j.event(EventKind::Failed {
+        step,
+        error: e.to_string(),
+    });
+    let _ = j.status(RunState::Failed, step, Some(e.to_string()));
 }

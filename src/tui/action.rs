@@ -1,178 +1,141 @@
-//! Everything the workbench can do, as one enum. Keys map to actions (keymap.rs), and the
-//! help overlay and the command palette list actions with these descriptions.
+//! Everything the workbench can do, as one enum. Keys map to actions (keymap.rs); the help
+//! overlay, the command palette and the README's key table list actions with these names
+//! (snake_case) and descriptions.
 
-use serde::{Deserialize, Serialize};
+use strum::{EnumMessage, IntoEnumIterator};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    strum::EnumIter,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumMessage,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum Action {
+    #[strum(message = "quit (runs keep going)")]
     Quit,
+    #[strum(message = "show or hide this help")]
     Help,
+    #[strum(message = "command palette")]
     Palette,
+    #[strum(message = "next tab")]
     NextTab,
+    #[strum(message = "previous tab")]
     PrevTab,
+    #[strum(message = "Data tab")]
     TabData,
+    #[strum(message = "Adapter tab")]
     TabAdapter,
+    #[strum(message = "Train tab")]
     TabTrain,
+    #[strum(message = "Chat tab")]
     TabChat,
+    #[strum(message = "Runs tab")]
     TabRuns,
+    #[strum(message = "move up")]
     Up,
+    #[strum(message = "move down")]
     Down,
+    #[strum(message = "page up")]
     PageUp,
+    #[strum(message = "page down")]
     PageDown,
+    #[strum(message = "go to the first")]
     Top,
+    #[strum(message = "go to the last")]
     Bottom,
+    #[strum(message = "previous (file, option)")]
     Left,
+    #[strum(message = "next (file, option)")]
     Right,
+    #[strum(message = "open / confirm")]
     Enter,
+    #[strum(message = "close / cancel")]
     Back,
+    #[strum(message = "search records")]
     Search,
+    #[strum(message = "next search match")]
     SearchNext,
+    #[strum(message = "token view: trained and masked tokens")]
     TokenView,
+    #[strum(message = "validation errors (Enter jumps)")]
     Validation,
+    #[strum(message = "convert the dataset…")]
     Convert,
+    #[strum(message = "edit the field")]
     Edit,
+    #[strum(message = "toggle (target module, switch)")]
     Toggle,
+    #[strum(message = "load the next preset")]
     LoadPreset,
+    #[strum(message = "save the form as a preset")]
     SavePreset,
+    #[strum(message = "start a run from the form (detached)")]
     StartRun,
+    #[strum(message = "stop the run (checkpoint first)")]
     StopRun,
+    #[strum(message = "attach to the next run")]
     AttachNext,
+    #[strum(message = "write a message")]
     Compose,
+    #[strum(message = "adapter on / off")]
     ToggleAdapter,
+    #[strum(message = "base and adapter side by side")]
     SideBySide,
+    #[strum(message = "pick the next adapter")]
     PickAdapter,
+    #[strum(message = "pick the next model (the form's, then the workspace's)")]
     PickModel,
+    #[strum(message = "temperature +0.1")]
     TemperatureUp,
+    #[strum(message = "temperature −0.1")]
     TemperatureDown,
+    #[strum(message = "edit the system prompt")]
     SystemPrompt,
+    #[strum(message = "save the exchange to a dataset")]
     SaveExchange,
+    #[strum(message = "clear the conversation")]
     ClearChat,
+    #[strum(message = "top-p: off · 0.9 · 0.95")]
     TopP,
+    #[strum(message = "top-k: off · 20 · 50")]
     TopK,
+    #[strum(message = "max new tokens: 64 · 128 · 256 · 512")]
     MaxTokens,
+    #[strum(message = "where saved exchanges go (file and format)")]
     SaveTarget,
+    #[strum(message = "mark a run for comparison")]
     Mark,
+    #[strum(message = "compare the marked runs' curves")]
     Compare,
+    #[strum(message = "open the run's adapter in Chat")]
     OpenInChat,
 }
 
 impl Action {
-    pub const ALL: [Action; 49] = [
-        Action::Quit,
-        Action::Help,
-        Action::Palette,
-        Action::NextTab,
-        Action::PrevTab,
-        Action::TabData,
-        Action::TabAdapter,
-        Action::TabTrain,
-        Action::TabChat,
-        Action::TabRuns,
-        Action::Up,
-        Action::Down,
-        Action::PageUp,
-        Action::PageDown,
-        Action::Top,
-        Action::Bottom,
-        Action::Left,
-        Action::Right,
-        Action::Enter,
-        Action::Back,
-        Action::Search,
-        Action::SearchNext,
-        Action::TokenView,
-        Action::Validation,
-        Action::Convert,
-        Action::Edit,
-        Action::Toggle,
-        Action::LoadPreset,
-        Action::SavePreset,
-        Action::StartRun,
-        Action::StopRun,
-        Action::AttachNext,
-        Action::Compose,
-        Action::ToggleAdapter,
-        Action::SideBySide,
-        Action::PickAdapter,
-        Action::PickModel,
-        Action::TemperatureUp,
-        Action::TemperatureDown,
-        Action::SystemPrompt,
-        Action::SaveExchange,
-        Action::ClearChat,
-        Action::TopP,
-        Action::TopK,
-        Action::MaxTokens,
-        Action::SaveTarget,
-        Action::Mark,
-        Action::Compare,
-        Action::OpenInChat,
-    ];
+    /// Every action, in declaration order.
+    pub fn all() -> impl Iterator<Item = Action> {
+        Action::iter()
+    }
 
     /// The name used in keys.yaml and the palette.
-    pub fn name(self) -> String {
-        serde_yaml::to_string(&self)
-            .unwrap_or_default()
-            .trim()
-            .to_string()
+    pub fn name(self) -> &'static str {
+        self.into()
     }
 
     pub fn from_name(name: &str) -> Option<Action> {
-        serde_yaml::from_str(name).ok()
+        name.parse().ok()
     }
 
     pub fn describe(self) -> &'static str {
-        match self {
-            Action::Quit => "quit (runs keep going)",
-            Action::Help => "show or hide this help",
-            Action::Palette => "command palette",
-            Action::NextTab => "next tab",
-            Action::PrevTab => "previous tab",
-            Action::TabData => "Data tab",
-            Action::TabAdapter => "Adapter tab",
-            Action::TabTrain => "Train tab",
-            Action::TabChat => "Chat tab",
-            Action::TabRuns => "Runs tab",
-            Action::Up => "move up",
-            Action::Down => "move down",
-            Action::PageUp => "page up",
-            Action::PageDown => "page down",
-            Action::Top => "go to the first",
-            Action::Bottom => "go to the last",
-            Action::Left => "previous (file, option)",
-            Action::Right => "next (file, option)",
-            Action::Enter => "open / confirm",
-            Action::Back => "close / cancel",
-            Action::Search => "search records",
-            Action::SearchNext => "next search match",
-            Action::TokenView => "token view: trained and masked tokens",
-            Action::Validation => "validation errors (Enter jumps)",
-            Action::Convert => "convert the dataset…",
-            Action::Edit => "edit the field",
-            Action::Toggle => "toggle (target module, switch)",
-            Action::LoadPreset => "load the next preset",
-            Action::SavePreset => "save the form as a preset",
-            Action::StartRun => "start a run from the form (detached)",
-            Action::StopRun => "stop the run (checkpoint first)",
-            Action::AttachNext => "attach to the next run",
-            Action::Compose => "write a message",
-            Action::ToggleAdapter => "adapter on / off",
-            Action::SideBySide => "base and adapter side by side",
-            Action::PickAdapter => "pick the next adapter",
-            Action::PickModel => "pick the next model (the form's, then the workspace's)",
-            Action::TemperatureUp => "temperature +0.1",
-            Action::TemperatureDown => "temperature −0.1",
-            Action::SystemPrompt => "edit the system prompt",
-            Action::SaveExchange => "save the exchange to a dataset",
-            Action::ClearChat => "clear the conversation",
-            Action::TopP => "top-p: off · 0.9 · 0.95",
-            Action::TopK => "top-k: off · 20 · 50",
-            Action::MaxTokens => "max new tokens: 64 · 128 · 256 · 512",
-            Action::SaveTarget => "where saved exchanges go (file and format)",
-            Action::Mark => "mark a run for comparison",
-            Action::Compare => "compare the marked runs' curves",
-            Action::OpenInChat => "open the run's adapter in Chat",
-        }
+        self.get_message().unwrap_or("")
     }
 }

@@ -1,17 +1,24 @@
-//! The workbench state and its one entry point for input: `handle(Action)`. Keys become
-//! actions through the keymap; tests drive the app with actions alone, no terminal.
+//! The workbench: the five tabs, the overlays and the status line, and the one place that
+//! applies [`Effect`]s and routes background [`Update`]s. Keys become actions through the
+//! keymap (a tab whose text field has focus takes raw keys first); tests drive the app with
+//! actions and keys alone, no terminal.
 
 use super::action::Action;
+use super::background::{Background, Update, WatchCmd};
+use super::effect::{Effect, Level};
 use super::keymap::Keymap;
 use super::tabs::adapter::AdapterTab;
 use super::tabs::chat::ChatTab;
-use super::tabs::data::{DataTab, View};
+use super::tabs::data::DataTab;
 use super::tabs::runs::RunsTab;
-use super::tabs::train::{MemoryMonitor, RunView, TrainTab};
-use super::tabs::Tab;
+use super::tabs::train::{MemoryMonitor, TrainTab};
+use super::tabs::{Component, Ctx, Tab};
 use super::theme::Theme;
-use crate::runs::RunDir;
+use super::widgets::{InputEvent, TextInput};
+use crate::runs::{RunDir, RunSummary};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::layout::Rect;
+use ratatui::Frame;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -30,26 +37,10 @@ impl Workspace {
     }
 }
 
-/// A text field being typed into, and what it is for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InputFor {
-    Search,
-    Message,
-    System,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Overlay {
     None,
     Help { scroll: u16 },
-    Palette { query: String, selected: usize },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Info,
-    Warning,
-    Error,
+    Palette { query: TextInput, selected: usize },
 }
 
 pub struct App {
@@ -58,7 +49,6 @@ pub struct App {
     pub keymap: Keymap,
     pub ws: Workspace,
     pub overlay: Overlay,
-    pub input: Option<(InputFor, String)>,
     pub message: Option<(Level, String)>,
     pub quit: bool,
     pub data: DataTab,
@@ -66,116 +56,139 @@ pub struct App {
     pub train: TrainTab,
     pub chat: ChatTab,
     pub runs: RunsTab,
+    /// Every run, newest first, as the watcher last listed them.
+    pub run_list: Vec<RunSummary>,
+    bg: Background,
+    /// The runs the watcher tails, as last sent.
+    watched: Vec<(u64, RunDir)>,
+    /// Attach the Train tab to the newest run once the first list arrives.
+    auto_attach: bool,
     last_slow_tick: Instant,
     /// Something changed since the last frame.
     pub dirty: bool,
 }
 
+/// The context tabs see: disjoint borrows of the app's fields, so a tab can be borrowed
+/// mutably beside it.
+macro_rules! ctx {
+    ($app:ident, $model:expr, $training:expr) => {
+        Ctx {
+            theme: &$app.theme,
+            keymap: &$app.keymap,
+            ws: &$app.ws,
+            model: $model,
+            runs: &$app.run_list,
+            training: $training,
+        }
+    };
+}
+
+/// Calls `$method` on the tab in field `$field` with a context.
+macro_rules! on {
+    ($app:ident, $field:ident, $method:ident ( $($arg:expr),* )) => {{
+        let model = $app.adapter.model_path();
+        let training = $app.train.training();
+        $app.$field.$method($($arg,)* &ctx!($app, &model, training))
+    }};
+}
+
+/// Calls `$method` on the tab `$tab` with a context.
+macro_rules! on_tab {
+    ($app:ident, $tab:expr, $method:ident ( $($arg:expr),* )) => {{
+        let model = $app.adapter.model_path();
+        let training = $app.train.training();
+        match $tab {
+            Tab::Data => $app.data.$method($($arg,)* &ctx!($app, &model, training)),
+            Tab::Adapter => $app.adapter.$method($($arg,)* &ctx!($app, &model, training)),
+            Tab::Train => $app.train.$method($($arg,)* &ctx!($app, &model, training)),
+            Tab::Chat => $app.chat.$method($($arg,)* &ctx!($app, &model, training)),
+            Tab::Runs => $app.runs.$method($($arg,)* &ctx!($app, &model, training)),
+        }
+    }};
+}
+
 impl App {
     pub fn new(ws: Workspace, theme: Theme, keymap: Keymap) -> App {
+        Self::with_telemetry(ws, theme, keymap, true)
+    }
+
+    /// `telemetry` off: memory is never sampled (snapshots pin it).
+    pub fn with_telemetry(ws: Workspace, theme: Theme, keymap: Keymap, telemetry: bool) -> App {
+        let mut bg = Background::new(ws.runs_root(), telemetry);
         let adapter = AdapterTab::new(&ws.data);
-        let model = adapter.model_path();
-        let runs = RunsTab::new(&ws.runs_root());
-        let view = runs.runs.first().map(|r| RunView::new(RunDir::new(&r.dir)));
-        App {
+        let (data, scan) = DataTab::new(&ws.data);
+        let mut chat = ChatTab::new(
+            adapter.model_path(),
+            ws.data.join("saved/chat-exchanges.jsonl"),
+            bg.streamer(),
+        );
+        let list_adapters = chat.start(&ws.runs_root());
+        bg.ping();
+        let mut app = App {
             tab: Tab::Data,
             theme,
             keymap,
-            data: DataTab::new(&ws.data),
-            chat: ChatTab::new(
-                model,
-                &ws.runs_root(),
-                ws.data.join("saved/chat-exchanges.jsonl"),
-            ),
+            data,
+            chat,
             train: TrainTab {
-                view,
+                view: None,
                 memory: MemoryMonitor::new(),
             },
             adapter,
-            runs,
+            runs: RunsTab::new(),
+            run_list: Vec::new(),
+            bg,
+            watched: Vec::new(),
+            auto_attach: true,
             ws,
             overlay: Overlay::None,
-            input: None,
             message: None,
             quit: false,
             last_slow_tick: Instant::now(),
             dirty: true,
-        }
+        };
+        app.apply(scan);
+        app.apply(list_adapters);
+        let info = on!(app, adapter, tick());
+        app.apply_opt(info);
+        app
     }
 
     fn say(&mut self, level: Level, text: impl Into<String>) {
         self.message = Some((level, text.into()));
     }
 
-    /// A key from the terminal: text input and the palette take keys first, then the keymap.
+    /// A key from the terminal: the palette and a tab's focused text field take keys first,
+    /// then the keymap.
     pub fn on_key(&mut self, key: KeyEvent) {
         self.dirty = true;
         if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
             self.quit = true;
             return;
         }
-        if let Some((_, buf)) = self.input.as_mut() {
-            match key.code {
-                KeyCode::Enter => self.submit_input(),
-                KeyCode::Esc => self.input = None,
-                KeyCode::Backspace => {
-                    buf.pop();
-                }
-                KeyCode::Char(c) => buf.push(c),
-                _ => {}
-            }
-            return;
-        }
-        if self.tab == Tab::Adapter && self.adapter.editing.is_some() {
-            match key.code {
-                KeyCode::Enter if !self.adapter.commit_edit() => {
-                    self.say(
-                        Level::Error,
-                        self.adapter.edit_error.clone().unwrap_or_default(),
-                    );
-                }
-                KeyCode::Esc => {
-                    self.adapter.editing = None;
-                    self.adapter.edit_error = None;
-                }
-                KeyCode::Backspace => {
-                    if let Some(b) = self.adapter.editing.as_mut() {
-                        b.pop();
-                    }
-                    self.adapter.check_edit();
-                }
-                KeyCode::Char(c) => {
-                    if let Some(b) = self.adapter.editing.as_mut() {
-                        b.push(c);
-                    }
-                    self.adapter.check_edit();
-                }
-                _ => {}
-            }
-            return;
-        }
         if let Overlay::Palette { query, selected } = &mut self.overlay {
             match key.code {
-                KeyCode::Esc => self.overlay = Overlay::None,
-                KeyCode::Enter => {
-                    let matches = palette_matches(query);
-                    if let Some(a) = matches.get(*selected).copied() {
-                        self.overlay = Overlay::None;
-                        self.handle(a);
-                    }
-                }
                 KeyCode::Up => *selected = selected.saturating_sub(1),
                 KeyCode::Down => *selected += 1,
-                KeyCode::Backspace => {
-                    query.pop();
-                    *selected = 0;
-                }
-                KeyCode::Char(c) => {
-                    query.push(c);
-                    *selected = 0;
-                }
-                _ => {}
+                _ => match query.handle(&key) {
+                    InputEvent::Cancel => self.overlay = Overlay::None,
+                    InputEvent::Submit => {
+                        let matches = palette_matches(query.value());
+                        if let Some(a) = matches.get(*selected).copied() {
+                            self.overlay = Overlay::None;
+                            self.handle(a);
+                        }
+                    }
+                    InputEvent::Changed => *selected = 0,
+                    _ => {}
+                },
             }
+            return;
+        }
+        if matches!(self.overlay, Overlay::None) && self.tab_editing() {
+            let e = on_tab!(self, self.tab, key(&key));
+            self.apply_opt(e);
+            self.sync_watch();
             return;
         }
         if let Some(a) = self.keymap.action(self.tab, &key) {
@@ -183,41 +196,14 @@ impl App {
         }
     }
 
-    fn submit_input(&mut self) {
-        let Some((what, text)) = self.input.take() else {
-            return;
-        };
-        match what {
-            InputFor::Search => {
-                self.data.search = text;
-                if !self.data.search_next() {
-                    self.say(
-                        Level::Warning,
-                        format!("no record contains {:?}", self.data.search),
-                    );
-                }
-            }
-            InputFor::Message => {
-                if !text.trim().is_empty() {
-                    let training = self.training_active();
-                    self.chat.model_spec = self
-                        .chat
-                        .model_override
-                        .clone()
-                        .unwrap_or_else(|| self.adapter.model_path());
-                    self.chat.send(text, training);
-                }
-            }
-            InputFor::System => self.chat.system = text,
+    fn tab_editing(&self) -> bool {
+        match self.tab {
+            Tab::Data => self.data.editing(),
+            Tab::Adapter => self.adapter.editing(),
+            Tab::Train => self.train.editing(),
+            Tab::Chat => self.chat.editing(),
+            Tab::Runs => self.runs.editing(),
         }
-    }
-
-    fn training_active(&self) -> bool {
-        self.train
-            .view
-            .as_ref()
-            .and_then(|v| v.status.as_ref())
-            .is_some_and(|s| !s.state.is_final())
     }
 
     /// Does one action.
@@ -237,7 +223,7 @@ impl App {
             Action::Help => self.overlay = Overlay::Help { scroll: 0 },
             Action::Palette => {
                 self.overlay = Overlay::Palette {
-                    query: String::new(),
+                    query: TextInput::default(),
                     selected: 0,
                 }
             }
@@ -250,372 +236,251 @@ impl App {
             Action::TabRuns => self.tab = Tab::Runs,
             Action::Back => {
                 self.overlay = Overlay::None;
-                self.adapter.picker = None;
-                self.data.convert = None;
-                self.runs.compare = None;
+                self.data.back();
+                self.adapter.back();
+                self.runs.back();
                 self.message = None;
             }
-            Action::StartRun => self.start_run(),
-            Action::StopRun => self.stop_run(),
-            _ => match self.tab {
-                Tab::Data => self.data_action(a),
-                Tab::Adapter => self.adapter_action(a),
-                Tab::Train => self.train_action(a),
-                Tab::Chat => self.chat_action(a),
-                Tab::Runs => self.runs_action(a),
+            Action::StartRun => self.apply(Effect::StartRun),
+            Action::StopRun if self.tab != Tab::Runs => match &self.train.view {
+                Some(v) => self.apply(Effect::StopRun(v.run.root.clone())),
+                None => self.say(Level::Warning, "no run to stop"),
             },
+            _ => {
+                let e = on_tab!(self, self.tab, handle(a));
+                self.apply_opt(e);
+            }
+        }
+        self.sync_watch();
+    }
+
+    fn apply_opt(&mut self, e: Option<Effect>) {
+        if let Some(e) = e {
+            self.apply(e);
         }
     }
 
-    fn data_action(&mut self, a: Action) {
-        let d = &mut self.data;
-        let n = d.targets().len().max(1);
-        if let Some(sel) = d.convert.as_mut() {
-            match a {
-                Action::Left | Action::Up => *sel = (*sel + n - 1) % n,
-                Action::Right | Action::Down => *sel = (*sel + 1) % n,
-                Action::Enter => match d.run_convert() {
-                    Ok(m) => self.say(Level::Info, m),
-                    Err(e) => self.say(Level::Error, e),
-                },
-                _ => {}
+    /// Carries out what a tab asked for.
+    pub fn apply(&mut self, e: Effect) {
+        self.dirty = true;
+        match e {
+            Effect::Say(level, text) => self.say(level, text),
+            Effect::Switch(tab) => self.tab = tab,
+            Effect::Attach(dir) => {
+                self.train.attach(RunDir::new(dir));
+                self.tab = Tab::Train;
             }
-            return;
+            Effect::OpenInChat {
+                model,
+                label,
+                adapter,
+            } => {
+                if let Some(m) = model {
+                    self.chat.model_spec = m.clone();
+                    self.chat.model_override = Some(m);
+                }
+                self.chat.use_adapter(label, adapter);
+                self.tab = Tab::Chat;
+            }
+            Effect::StartRun => self.start_run(),
+            Effect::StopRun(dir) => self.bg.spawn(Box::new(move || {
+                Update::StopSent(crate::runs::request_stop(&RunDir::new(dir)))
+            })),
+            Effect::Quit => self.quit = true,
+            Effect::Spawn(job) => self.bg.spawn(job),
+            Effect::Batch(all) => all.into_iter().for_each(|e| self.apply(e)),
         }
-        match a {
-            Action::Down => d.move_record(1),
-            Action::Up => d.move_record(-1),
-            Action::PageDown => d.move_record(10),
-            Action::PageUp => d.move_record(-10),
-            Action::Top => d.move_record(-(1 << 30)),
-            Action::Bottom => d.move_record(1 << 30),
-            Action::Left => d.select_file(-1),
-            Action::Right => d.select_file(1),
-            Action::Enter if d.view == View::Problems => d.jump_to_problem(),
-            Action::TokenView => {
-                d.view = if d.view == View::Tokens {
-                    View::Text
-                } else {
-                    View::Tokens
-                }
-            }
-            Action::Validation => {
-                d.view = if d.view == View::Problems {
-                    View::Text
-                } else {
-                    View::Problems
-                }
-            }
-            Action::Search => self.input = Some((InputFor::Search, String::new())),
-            Action::SearchNext if !d.search_next() => self.say(Level::Warning, "no match"),
-            Action::Convert => {
-                if d.targets().is_empty() {
-                    self.say(Level::Warning, "nothing to convert to");
-                } else {
-                    d.convert = Some(0);
-                }
-            }
-            _ => {}
-        }
+        self.sync_watch();
     }
 
-    fn adapter_action(&mut self, a: Action) {
-        let t = &mut self.adapter;
-        match a {
-            Action::Down => t.move_sel(1),
-            Action::Up => t.move_sel(-1),
-            Action::Top => t.move_sel(-1000),
-            Action::Bottom => t.move_sel(1000),
-            Action::Enter | Action::Edit if t.picker.is_none() => t.begin_edit(),
-            Action::Toggle | Action::Enter => {
-                if t.picker.is_some() {
-                    t.toggle_module();
-                } else {
-                    t.begin_edit();
-                }
-            }
-            Action::LoadPreset => {
-                let m = t.load_next_preset();
-                self.say(Level::Info, m);
-            }
-            Action::SavePreset => match t.save_preset() {
-                Ok(p) => self.say(Level::Info, format!("saved {}", p.display())),
-                Err(e) => self.say(Level::Error, e),
-            },
-            _ => {}
-        }
-    }
-
-    fn train_action(&mut self, a: Action) {
-        if a == Action::AttachNext {
-            self.runs.refresh(&self.ws.runs_root());
-            let cur = self.train.view.as_ref().map(|v| v.run.root.clone());
-            let runs = &self.runs.runs;
-            if runs.is_empty() {
-                self.say(Level::Warning, "no runs to attach to");
-                return;
-            }
-            let i = cur
-                .and_then(|c| runs.iter().position(|r| r.dir == c))
-                .map_or(0, |i| (i + 1) % runs.len());
-            self.train.view = Some(RunView::new(RunDir::new(&runs[i].dir)));
-            self.say(Level::Info, format!("attached to {}", runs[i].id));
-        }
-    }
-
-    fn chat_action(&mut self, a: Action) {
-        let c = &mut self.chat;
-        match a {
-            Action::Compose | Action::Enter => {
-                self.input = Some((InputFor::Message, String::new()))
-            }
-            Action::SystemPrompt => self.input = Some((InputFor::System, c.system.clone())),
-            Action::ToggleAdapter => c.adapter_on = !c.adapter_on,
-            Action::SideBySide => c.side_by_side = !c.side_by_side,
-            Action::PickAdapter => c.next_adapter(&self.ws.runs_root()),
-            Action::PickModel => {
-                let form = self.adapter.model_path();
-                let mut models = vec![form.clone()];
-                for m in super::tabs::chat::find_models(&self.ws.data) {
-                    if !models.contains(&m) {
-                        models.push(m);
-                    }
-                }
-                let i = models
-                    .iter()
-                    .position(|m| *m == c.model_spec)
-                    .map_or(0, |i| (i + 1) % models.len());
-                c.model_spec = models[i].clone();
-                c.model_override = (c.model_spec != form).then(|| c.model_spec.clone());
-                let msg = format!("chat model: {}", c.model_spec);
-                self.say(Level::Info, msg);
-            }
-            Action::TemperatureUp => {
-                c.sampling.temperature = ((c.sampling.temperature + 0.1) * 10.0).round() / 10.0
-            }
-            Action::TemperatureDown => {
-                c.sampling.temperature =
-                    ((c.sampling.temperature - 0.1).max(0.0) * 10.0).round() / 10.0
-            }
-            Action::ClearChat => {
-                c.history.clear();
-                c.compare = None;
-            }
-            Action::TopP => {
-                c.sampling.top_p = match c.sampling.top_p {
-                    None => Some(0.9),
-                    Some(p) if p < 0.925 => Some(0.95),
-                    _ => None,
-                }
-            }
-            Action::TopK => {
-                c.sampling.top_k = match c.sampling.top_k {
-                    None => Some(20),
-                    Some(20) => Some(50),
-                    _ => None,
-                }
-            }
-            Action::MaxTokens => {
-                c.sampling.max_new_tokens = match c.sampling.max_new_tokens {
-                    n if n < 128 => 128,
-                    n if n < 256 => 256,
-                    n if n < 512 => 512,
-                    _ => 64,
-                }
-            }
-            Action::SaveTarget => {
-                let default = self.ws.data.join("saved/chat-exchanges.jsonl");
-                let targets = super::tabs::chat::save_targets(&self.ws.data, &default);
-                let i = targets
-                    .iter()
-                    .position(|(p, _)| *p == c.save_path)
-                    .map_or(0, |i| (i + 1) % targets.len());
-                (c.save_path, c.save_format) = targets[i].clone();
-                let msg = format!(
-                    "exchanges go to {} ({})",
-                    c.save_path.display(),
-                    c.save_format
-                );
-                self.say(Level::Info, msg);
-            }
-            Action::SaveExchange => match c.save_exchange() {
-                Ok(p) => self.say(Level::Info, format!("appended to {}", p.display())),
-                Err(e) => self.say(Level::Warning, e),
-            },
-            _ => {}
-        }
-    }
-
-    fn runs_action(&mut self, a: Action) {
-        let r = &mut self.runs;
-        match a {
-            Action::Down => r.move_sel(1),
-            Action::Up => r.move_sel(-1),
-            Action::Mark => r.toggle_mark(),
-            Action::Compare => {
-                if let Err(e) = r.compare() {
-                    self.say(Level::Warning, e);
-                }
-            }
-            Action::Enter => {
-                if let Some(s) = r.runs.get(r.selected) {
-                    self.train.view = Some(RunView::new(RunDir::new(&s.dir)));
-                    self.tab = Tab::Train;
-                }
-            }
-            Action::OpenInChat => {
-                let Some(s) = r.runs.get(r.selected) else {
-                    return;
-                };
-                let run = RunDir::new(&s.dir);
-                let dir = if run.adapter().is_dir() {
-                    Some(run.adapter())
-                } else {
-                    crate::train::checkpoint::list(&run.checkpoints())
-                        .last()
-                        .map(|(_, d)| d.clone())
-                };
-                match dir {
-                    Some(d) => {
-                        let label = format!(
-                            "{}/{}",
-                            s.id,
-                            d.file_name()
-                                .map(|n| n.to_string_lossy().into_owned())
-                                .unwrap_or_default()
-                        );
-                        if let Ok(cfg) = crate::config::RunConfig::load(&run.config()) {
-                            self.chat.model_spec = cfg.model.path.clone();
-                            self.chat.model_override = Some(cfg.model.path);
-                        }
-                        self.chat.use_adapter(label, d);
-                        self.tab = Tab::Chat;
-                    }
-                    None => self.say(Level::Warning, "this run has no adapter or checkpoint yet"),
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Writes the form's config to `<data>/configs/` and starts `tunelab train --detach`.
-    pub fn start_run(&mut self) {
+    /// Validates the form's config, then (on a worker) resolves its paths, writes it to
+    /// `<data>/configs/` and starts `tunelab train --detach`.
+    fn start_run(&mut self) {
         let mut cfg = self.adapter.config.clone();
-        let issues = cfg.validate();
-        if let Some(i) = issues.first() {
+        if let Some(i) = cfg.validate().first() {
             self.say(Level::Error, format!("cannot start: {i}"));
             return;
         }
-        let base = self.ws.data.clone();
-        if let Err(e) = crate::train::trainer::resolve_paths(&mut cfg, &[base.as_path()]) {
-            self.say(Level::Error, format!("cannot start: {e}"));
-            return;
-        }
-        let name = cfg.name.clone().unwrap_or_else(|| "run".into());
-        let root = self.ws.runs_root();
-        let id = crate::runs::new_id(&name, &root);
-        let dir = root.join(&id);
-        let cfg_path = self.ws.data.join("configs").join(format!("{id}.yaml"));
-        let written = std::fs::create_dir_all(cfg_path.parent().unwrap_or(&self.ws.data))
-            .map_err(|e| e.to_string())
-            .and_then(|_| serde_yaml::to_string(&cfg).map_err(|e| e.to_string()))
-            .and_then(|y| {
-                crate::data::writer::write_atomic(&cfg_path, y.as_bytes())
+        let (data, root, exe) = (self.ws.data.clone(), self.ws.runs_root(), self.ws.exe.clone());
+        self.say(Level::Info, "starting a run…");
+        self.bg.spawn(Box::new(move || {
+            Update::RunStarted((|| {
+                cfg.resolve_paths(&[data.as_path()])
+                    .map_err(|e| format!("cannot start: {e}"))?;
+                let name = cfg.name.clone().unwrap_or_else(|| "run".into());
+                let id = crate::runs::new_id(&name, &root);
+                let dir = root.join(&id);
+                let cfg_path = data.join("configs").join(format!("{id}.yaml"));
+                std::fs::create_dir_all(cfg_path.parent().unwrap_or(&data))
                     .map_err(|e| e.to_string())
-            });
-        if let Err(e) = written {
-            self.say(
-                Level::Error,
-                format!("cannot write {}: {e}", cfg_path.display()),
-            );
-            return;
-        }
-        let out = std::process::Command::new(&self.ws.exe)
-            .arg("train")
-            .arg(&cfg_path)
-            .arg("--run-dir")
-            .arg(&dir)
-            .arg("--detach")
-            .stdin(std::process::Stdio::null())
-            .output();
-        match out {
-            Ok(o) if o.status.success() => {
-                self.train.view = Some(RunView::new(RunDir::new(&dir)));
-                self.tab = Tab::Train;
-                self.say(
-                    Level::Info,
-                    format!("started {id} (detached: it keeps going after you quit)"),
-                );
+                    .and_then(|_| serde_yaml::to_string(&cfg).map_err(|e| e.to_string()))
+                    .and_then(|y| {
+                        crate::files::write_atomic(&cfg_path, y.as_bytes())
+                            .map_err(|e| e.to_string())
+                    })
+                    .map_err(|e| format!("cannot write {}: {e}", cfg_path.display()))?;
+                let out = std::process::Command::new(&exe)
+                    .arg("train")
+                    .arg(&cfg_path)
+                    .arg("--run-dir")
+                    .arg(&dir)
+                    .arg("--detach")
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+                if !out.status.success() {
+                    return Err(format!(
+                        "tunelab train failed: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ));
+                }
+                Ok((id, dir))
+            })())
+        }));
+    }
+
+    /// Routes one background result.
+    pub fn apply_update(&mut self, u: Update) {
+        self.dirty = true;
+        let e = match u {
+            Update::Data(m) => on!(self, data, update(m)),
+            Update::Adapter(m) => on!(self, adapter, update(m)),
+            Update::Chat(m) => on!(self, chat, update(m)),
+            Update::Runs(m) => on!(self, runs, update(m)),
+            Update::RunEvents {
+                key,
+                events,
+                status,
+            } => {
+                let views = self.train.view.iter_mut().chain(self.runs.views_mut());
+                if let Some(v) = views.into_iter().find(|v| v.key == key) {
+                    v.feed(events, status);
+                }
+                None
             }
-            Ok(o) => self.say(
-                Level::Error,
-                format!(
-                    "tunelab train failed: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                ),
-            ),
-            Err(e) => self.say(
-                Level::Error,
-                format!("cannot start {}: {e}", self.ws.exe.display()),
-            ),
+            Update::RunList(list) => {
+                self.run_list = list;
+                // Runs gain adapters while the workbench is open.
+                let refresh = self.chat.adapters.is_empty() && !self.run_list.is_empty();
+                if refresh {
+                    let e = self.chat.start(&self.ws.runs_root());
+                    self.apply(e);
+                }
+                if self.auto_attach && self.train.view.is_none() {
+                    if let Some(r) = self.run_list.first() {
+                        self.train.attach(RunDir::new(&r.dir));
+                    }
+                }
+                self.auto_attach = false;
+                // The selected run's details follow the list.
+                on!(self, runs, tick())
+            }
+            Update::Memory(m) => {
+                self.train.memory.record(&m);
+                self.adapter.set_budget(&m);
+                None
+            }
+            Update::RunStarted(Ok((id, dir))) => {
+                self.train.attach(RunDir::new(dir));
+                self.tab = Tab::Train;
+                Some(Effect::info(format!(
+                    "started {id} (detached: it keeps going after you quit)"
+                )))
+            }
+            Update::RunStarted(Err(e)) => Some(Effect::error(e)),
+            Update::StopSent(Ok(pid)) => Some(Effect::info(format!(
+                "asked pid {pid} to stop; it writes a checkpoint first"
+            ))),
+            Update::StopSent(Err(e)) => Some(Effect::warn(e)),
+            Update::Pong(_) => None,
+        };
+        self.apply_opt(e);
+        self.sync_watch();
+    }
+
+    /// Tells the watcher which runs are on screen (the attached one and a comparison).
+    fn sync_watch(&mut self) {
+        let mut runs: Vec<(u64, RunDir)> = Vec::new();
+        if let Some(v) = &self.train.view {
+            runs.push((v.key, v.run.clone()));
+        }
+        for v in self.runs.views_mut() {
+            runs.push((v.key, v.run.clone()));
+        }
+        if runs != self.watched {
+            self.bg.watch(WatchCmd::Tail {
+                runs: runs.clone(),
+                primary: self.train.view.as_ref().map(|v| v.key),
+            });
+            self.watched = runs;
         }
     }
 
-    fn stop_run(&mut self) {
-        let run = match self.tab {
-            Tab::Runs => self
-                .runs
-                .runs
-                .get(self.runs.selected)
-                .map(|r| RunDir::new(&r.dir)),
-            _ => self.train.view.as_ref().map(|v| v.run.clone()),
-        };
-        let Some(run) = run else {
-            self.say(Level::Warning, "no run to stop");
-            return;
-        };
-        match crate::runs::request_stop(&run) {
-            Ok(pid) => self.say(
-                Level::Info,
-                format!("asked pid {pid} to stop; it writes a checkpoint first"),
-            ),
-            Err(e) => self.say(Level::Warning, e),
-        }
-    }
-
-    /// Periodic work: new run events, generation output, memory samples, the run list.
-    /// Returns whether a redraw is needed.
+    /// Applies every waiting background result; once a second, lets the visible tab (and
+    /// the Adapter form, which others read) follow up. Returns whether a redraw is needed.
     pub fn tick(&mut self) -> bool {
-        let mut changed = std::mem::take(&mut self.dirty);
-        if let Some(v) = self.train.view.as_mut() {
-            changed |= v.poll();
+        while let Some(u) = self.bg.try_next() {
+            self.apply_update(u);
         }
-        changed |= self.chat.poll();
         if self.last_slow_tick.elapsed() >= Duration::from_secs(1) {
             self.last_slow_tick = Instant::now();
-            let pid = self
-                .train
-                .view
-                .as_ref()
-                .and_then(|v| v.status.as_ref())
-                .filter(|s| !s.state.is_final())
-                .and_then(|s| s.pid);
-            self.train.memory.sample(pid);
-            changed |= self.runs.refresh(&self.ws.runs_root());
-            changed |= self.tab == Tab::Train;
-            if self.tab == Tab::Chat && self.chat.adapters.is_empty() && !self.chat.busy() {
-                self.chat.next_adapter(&self.ws.runs_root());
+            let e = on_tab!(self, self.tab, tick());
+            self.apply_opt(e);
+            if self.tab != Tab::Adapter {
+                let e = on!(self, adapter, tick());
+                self.apply_opt(e);
             }
+            self.dirty |= self.tab == Tab::Train;
         }
-        changed
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// Waits (at most `timeout`) until every background job has reported and the watcher
+    /// has gone round once more, applying results as they come. Tests and benchmarks use
+    /// it to see the app as a user would a moment later.
+    pub fn settle(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        self.bg.ping();
+        loop {
+            while let Some(u) = self.bg.try_next() {
+                self.apply_update(u);
+            }
+            if self.bg.caught_up() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// The next background result (the event loop selects on this).
+    pub async fn next_update(&mut self) -> Option<Update> {
+        self.bg.next().await
+    }
+
+    /// Draws the visible tab into `area`.
+    pub fn draw_tab(&mut self, f: &mut Frame, area: Rect) {
+        on_tab!(self, self.tab, draw(f, area))
+    }
+
+    /// The visible tab's text field on the status line, if it uses one.
+    pub fn prompt(&self) -> Option<String> {
+        match self.tab {
+            Tab::Data => self.data.prompt(),
+            Tab::Adapter => self.adapter.prompt(),
+            Tab::Train => self.train.prompt(),
+            Tab::Chat => self.chat.prompt(),
+            Tab::Runs => self.runs.prompt(),
+        }
     }
 }
 
 /// Actions whose name or description contains `query`, for the palette.
 pub fn palette_matches(query: &str) -> Vec<Action> {
     let q = query.to_lowercase();
-    Action::ALL
-        .into_iter()
+    Action::all()
         .filter(|a| a.name().contains(&q) || a.describe().to_lowercase().contains(&q))
         .collect()
 }

@@ -172,8 +172,8 @@ mod tests {
         assert_eq!(km.action(Tab::Chat, &key('t')), Some(Action::ToggleAdapter));
         let err = Keymap::load(Some("global:\n  x: fly\n")).unwrap_err();
         assert!(err.contains("unknown action \"fly\""), "{err}");
-        for a in Action::ALL {
-            assert_eq!(Action::from_name(&a.name()), Some(a));
+        for a in Action::all() {
+            assert_eq!(Action::from_name(a.name()), Some(a));
         }
     }
 }

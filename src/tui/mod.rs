@@ -1,13 +1,18 @@
 //! The workbench: a ratatui shell over the core. It reads run directories and starts
-//! detached trainers; it never trains or generates on its own runtime (generation runs on
-//! its own thread, training in its own process).
+//! detached trainers; it never trains, generates or opens a file on its own thread
+//! (training runs in its own process, generation and file work on worker threads whose
+//! results wake the event loop through one channel).
 
 pub mod action;
 pub mod app;
+pub mod background;
+pub mod effect;
 pub mod keymap;
+pub mod run_view;
 pub mod tabs;
 pub mod theme;
 pub mod ui;
+pub mod widgets;
 
 use app::{App, Workspace};
 use keymap::Keymap;
@@ -131,6 +136,12 @@ pub fn run(mut app: App, opts: &Options) -> anyhow::Result<()> {
                     Some(Err(e)) => return Err(anyhow::Error::from(e)),
                     None => break,
                 },
+                u = app.next_update() => {
+                    if let Some(u) = u {
+                        app.apply_update(u);
+                        pending = true;
+                    }
+                }
                 _ = tick.tick() => {
                     if app.tick() {
                         pending = true;

@@ -39,19 +39,83 @@ impl Depth {
     }
 }
 
-#[derive(serde::Deserialize)]
-struct ThemeFile {
-    name: String,
-    colors: BTreeMap<String, String>,
-    #[serde(default)]
-    modifiers: BTreeMap<String, Vec<String>>,
+/// Declares the meanings a theme colours, once: the file's colour table (every meaning
+/// required, no unknown ones) and the resolved [`Theme`] with one style field per meaning,
+/// so a misspelt meaning fails to compile instead of drawing unstyled.
+macro_rules! meanings {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Colors {
+            $($name: String,)*
+        }
+
+        /// A resolved theme: a style per meaning.
+        #[derive(Debug, Clone, Default)]
+        pub struct Theme {
+            pub name: String,
+            $($(#[$doc])* pub $name: Style,)*
+        }
+
+        impl Theme {
+            /// The meanings, as theme files name them.
+            pub const MEANINGS: &'static [&'static str] = &[$(stringify!($name)),*];
+
+            fn from_colors(name: String, c: &Colors, depth: Depth) -> Theme {
+                Theme {
+                    name,
+                    $($name: Style::default().fg(parse_color(&c.$name, depth)),)*
+                }
+            }
+
+            fn style_mut(&mut self, meaning: &str) -> Option<&mut Style> {
+                match meaning {
+                    $(stringify!($name) => Some(&mut self.$name),)*
+                    _ => None,
+                }
+            }
+        }
+    };
 }
 
-/// A resolved theme: a style per meaning.
-#[derive(Debug, Clone)]
-pub struct Theme {
-    pub name: String,
-    styles: BTreeMap<String, Style>,
+meanings! {
+    /// The screen's background (a background colour, not a foreground).
+    background,
+    foreground,
+    muted,
+    border,
+    border_focused,
+    title,
+    /// The selected row (a background colour).
+    selection,
+    accent,
+    user,
+    assistant,
+    system,
+    tool,
+    trained_token,
+    masked_token,
+    chosen,
+    rejected,
+    loss_train,
+    loss_smoothed,
+    loss_eval,
+    gauge_ok,
+    gauge_warn,
+    gauge_high,
+    info,
+    warning,
+    error,
+    success,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ThemeFile {
+    name: String,
+    colors: Colors,
+    #[serde(default)]
+    modifiers: BTreeMap<String, Vec<String>>,
 }
 
 fn parse_color(c: &str, depth: Depth) -> Color {
@@ -146,33 +210,27 @@ impl Theme {
 
     pub fn parse(text: &str, depth: Depth) -> Result<Theme, String> {
         let f: ThemeFile = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
-        let bg = f.colors.get("background").map(|c| parse_color(c, depth));
-        let mut styles = BTreeMap::new();
-        for (k, c) in &f.colors {
-            let mut s = Style::default().fg(parse_color(c, depth));
-            if k == "selection" {
-                s = Style::default().bg(parse_color(c, depth));
-            }
-            if k == "background" {
-                s = Style::default().bg(parse_color(c, depth));
-            }
-            for m in f.modifiers.get(k).into_iter().flatten() {
-                s = s.add_modifier(match m.as_str() {
+        let mut t = Theme::from_colors(f.name, &f.colors, depth);
+        // Two meanings colour the background rather than the text.
+        t.background = Style::default().bg(parse_color(&f.colors.background, depth));
+        t.selection = Style::default().bg(parse_color(&f.colors.selection, depth));
+        for (meaning, mods) in &f.modifiers {
+            let style = t
+                .style_mut(meaning)
+                .ok_or_else(|| format!("modifiers: unknown meaning {meaning:?}"))?;
+            for m in mods {
+                *style = style.add_modifier(match m.as_str() {
                     "bold" => Modifier::BOLD,
                     "italic" => Modifier::ITALIC,
                     "underlined" => Modifier::UNDERLINED,
                     "reversed" => Modifier::REVERSED,
                     "dim" => Modifier::DIM,
-                    _ => Modifier::empty(),
+                    "crossed_out" => Modifier::CROSSED_OUT,
+                    other => return Err(format!("modifiers.{meaning}: unknown modifier {other:?}")),
                 });
             }
-            styles.insert(k.clone(), s);
         }
-        let _ = bg;
-        Ok(Theme {
-            name: f.name,
-            styles,
-        })
+        Ok(t)
     }
 
     /// The theme to use: `requested`, else `mono` under NO_COLOR, else `dark`.
@@ -182,19 +240,7 @@ impl Theme {
         let name = requested.unwrap_or(if no_color { "mono" } else { "dark" });
         Theme::builtin(name, depth)
             .or_else(|| Theme::builtin("dark", depth))
-            .unwrap_or(Theme {
-                name: "none".into(),
-                styles: BTreeMap::new(),
-            })
-    }
-
-    /// The style of a meaning (`user`, `trained_token`, `warning`, …).
-    pub fn s(&self, meaning: &str) -> Style {
-        self.styles.get(meaning).copied().unwrap_or_default()
-    }
-
-    pub fn fg(&self, meaning: &str) -> Color {
-        self.s(meaning).fg.unwrap_or(Color::Reset)
+            .unwrap_or_default()
     }
 }
 

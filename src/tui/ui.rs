@@ -2,8 +2,9 @@
 //! or command palette on top.
 
 use super::action::Action;
-use super::app::{palette_matches, App, Level, Overlay};
-use super::tabs::{self, Tab};
+use super::app::{palette_matches, App, Overlay};
+use super::effect::Level;
+use super::tabs::Tab;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
@@ -12,7 +13,7 @@ use ratatui::Frame;
 
 pub fn draw(f: &mut Frame, app: &mut App) {
     let area = f.area();
-    f.render_widget(Block::default().style(app.theme.s("background")), area);
+    f.render_widget(Block::default().style(app.theme.background), area);
     let [top, body, bottom] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(3),
@@ -20,31 +21,13 @@ pub fn draw(f: &mut Frame, app: &mut App) {
     ])
     .areas(area);
     draw_tabs(f, top, app);
-    let model = app.adapter.model_path();
-    match app.tab {
-        Tab::Data => tabs::data::draw(f, body, &mut app.data, &app.theme, &model),
-        Tab::Adapter => tabs::adapter::draw(f, body, &app.adapter, &app.theme),
-        Tab::Train => {
-            let hint = app
-                .keymap
-                .keys_for(Tab::Train, Action::StartRun)
-                .unwrap_or_else(|| "r".into());
-            tabs::train::draw(f, body, &app.train, &app.theme, &hint)
-        }
-        Tab::Chat => {
-            let input = app
-                .input
-                .as_ref()
-                .filter(|(w, _)| *w != super::app::InputFor::Search)
-                .map(|(_, s)| s.as_str());
-            tabs::chat::draw(f, body, &app.chat, &app.theme, input)
-        }
-        Tab::Runs => tabs::runs::draw(f, body, &app.runs, &app.theme),
-    }
+    app.draw_tab(f, body);
     draw_status(f, bottom, app);
     match &app.overlay {
         Overlay::Help { scroll } => draw_help(f, area, app, *scroll),
-        Overlay::Palette { query, selected } => draw_palette(f, area, app, query, *selected),
+        Overlay::Palette { query, selected } => {
+            draw_palette(f, area, app, &query.display(), query.value(), *selected)
+        }
         Overlay::None => {}
     }
 }
@@ -53,18 +36,18 @@ fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
     let mut spans = vec![Span::styled(
         " tunelab ",
-        t.s("accent").add_modifier(Modifier::BOLD),
+        t.accent.add_modifier(Modifier::BOLD),
     )];
     for (i, tab) in Tab::ALL.iter().enumerate() {
         let label = format!(" {} {} ", i + 1, tab.title());
         spans.push(if *tab == app.tab {
             Span::styled(
                 format!("[{}]", label.trim()),
-                t.s("title")
+                t.title
                     .add_modifier(Modifier::BOLD | Modifier::REVERSED),
             )
         } else {
-            Span::styled(label, t.s("muted"))
+            Span::styled(label, t.muted)
         });
     }
     let run = app
@@ -81,7 +64,7 @@ fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
     let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
     let pad = (area.width as usize).saturating_sub(used + run.chars().count());
     spans.push(Span::raw(" ".repeat(pad)));
-    spans.push(Span::styled(run, t.s("info")));
+    spans.push(Span::styled(run, t.info));
     f.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
@@ -154,20 +137,15 @@ fn hints(app: &App) -> Vec<(String, &'static str)> {
 
 fn draw_status(f: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
-    if let Some((what, buf)) = &app.input {
-        if *what == super::app::InputFor::Search {
-            f.render_widget(
-                Paragraph::new(format!("/{buf}▏")).style(t.s("foreground")),
-                area,
-            );
-            return;
-        }
+    if let Some(prompt) = app.prompt() {
+        f.render_widget(Paragraph::new(prompt).style(t.foreground), area);
+        return;
     }
     if let Some((level, msg)) = &app.message {
         let style = match level {
-            Level::Info => t.s("info"),
-            Level::Warning => t.s("warning"),
-            Level::Error => t.s("error"),
+            Level::Info => t.info,
+            Level::Warning => t.warning,
+            Level::Error => t.error,
         };
         f.render_widget(Paragraph::new(format!(" {msg}")).style(style), area);
         return;
@@ -176,9 +154,9 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App) {
     for (k, what) in hints(app) {
         spans.push(Span::styled(
             format!(" {k} "),
-            t.s("accent").add_modifier(Modifier::BOLD),
+            t.accent.add_modifier(Modifier::BOLD),
         ));
-        spans.push(Span::styled(format!("{what} "), t.s("muted")));
+        spans.push(Span::styled(format!("{what} "), t.muted));
     }
     f.render_widget(Paragraph::new(Line::from(spans)), area);
 }
@@ -216,19 +194,26 @@ fn draw_help(f: &mut Frame, area: Rect, app: &App, scroll: u16) {
         )
         .header(
             Row::new(vec!["where", "keys", "action"])
-                .style(app.theme.s("title").add_modifier(Modifier::BOLD)),
+                .style(app.theme.title.add_modifier(Modifier::BOLD)),
         )
         .block(
             Block::default()
                 .borders(Borders::ALL)
                 .title(" help · j/k scroll · any other key closes ")
-                .border_style(app.theme.s("accent")),
+                .border_style(app.theme.accent),
         ),
         r,
     );
 }
 
-fn draw_palette(f: &mut Frame, area: Rect, app: &App, query: &str, selected: usize) {
+fn draw_palette(
+    f: &mut Frame,
+    area: Rect,
+    app: &App,
+    shown: &str,
+    query: &str,
+    selected: usize,
+) {
     let matches = palette_matches(query);
     let h = (matches.len() as u16 + 3)
         .min(area.height.saturating_sub(2))
@@ -236,15 +221,15 @@ fn draw_palette(f: &mut Frame, area: Rect, app: &App, query: &str, selected: usi
     let r = centered(area, 60, h);
     f.render_widget(Clear, r);
     let mut lines = vec![Line::from(vec![
-        Span::styled(":", app.theme.s("accent")),
-        Span::raw(format!("{query}▏")),
+        Span::styled(":", app.theme.accent),
+        Span::raw(shown.to_string()),
     ])];
     for (i, a) in matches.iter().enumerate() {
         let keys = app.keymap.keys_for(app.tab, *a).unwrap_or_default();
         let style = if i == selected.min(matches.len().saturating_sub(1)) {
-            app.theme.s("selection")
+            app.theme.selection
         } else {
-            app.theme.s("foreground")
+            app.theme.foreground
         };
         lines.push(Line::styled(
             format!("{:<18} {:<36} {keys}", a.name(), a.describe()),
@@ -256,7 +241,7 @@ fn draw_palette(f: &mut Frame, area: Rect, app: &App, query: &str, selected: usi
             Block::default()
                 .borders(Borders::ALL)
                 .title(" command palette ")
-                .border_style(app.theme.s("accent")),
+                .border_style(app.theme.accent),
         ),
         r,
     );

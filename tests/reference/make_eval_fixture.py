@@ -1,6 +1,6 @@
 """Eval-loss parity fixture: `tunelab model init-tiny` (seed 0, llama and qwen2) loaded by
 transformers, the HF causal-LM loss over the trained tokens of ../shared/datasets/identity.json
-(ids and labels from `tunelab data preview --json`, which tests/template_fixtures.rs ties to
+(ids and labels from `tunelab data preview --json`, which tests/it/template_fixtures.rs ties to
 transformers' apply_chat_template), summed over examples and divided by the token count.
 
     cargo build && python tests/reference/make_eval_fixture.py

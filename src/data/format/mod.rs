@@ -24,7 +24,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, strum::EnumIter, strum::IntoStaticStr,
+)]
+#[strum(serialize_all = "kebab-case")]
 pub enum Format {
     Alpaca,
     Sharegpt,
@@ -40,34 +43,13 @@ pub enum Format {
 }
 
 impl Format {
-    pub const ALL: [Format; 11] = [
-        Format::Alpaca,
-        Format::Sharegpt,
-        Format::Openai,
-        Format::Dolly,
-        Format::Flan,
-        Format::PromptCompletion,
-        Format::Text,
-        Format::Preference,
-        Format::SharegptPreference,
-        Format::AlpacaPreference,
-        Format::HhRlhf,
-    ];
+    /// Every format, in the order the CLI lists them.
+    pub fn all() -> impl Iterator<Item = Format> {
+        <Format as strum::IntoEnumIterator>::iter()
+    }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Format::Alpaca => "alpaca",
-            Format::Sharegpt => "sharegpt",
-            Format::Openai => "openai",
-            Format::Dolly => "dolly",
-            Format::Flan => "flan",
-            Format::PromptCompletion => "prompt-completion",
-            Format::Text => "text",
-            Format::Preference => "preference",
-            Format::SharegptPreference => "sharegpt-preference",
-            Format::AlpacaPreference => "alpaca-preference",
-            Format::HhRlhf => "hh-rlhf",
-        }
+        self.into()
     }
 
     pub fn kind(self) -> Kind {
@@ -206,13 +188,7 @@ impl FromStr for Format {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        Format::ALL
-            .into_iter()
-            .find(|f| f.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
-                format!("unknown format {s:?}; expected one of {}", names.join(", "))
-            })
+        crate::choice::parse("format", s)
     }
 }
 

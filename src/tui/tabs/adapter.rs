@@ -1,12 +1,18 @@
 //! Adapter tab: a form over the run configuration, generated from `config::FIELDS` (help
 //! text, kinds, ranges). Edits are checked as you type; the trainable-parameter count and
-//! the memory estimate follow the form live.
+//! the memory estimate follow the form live. The model's config.json is read on a worker.
 
+use super::{Component, Ctx};
 use crate::config::{FieldKind, RunConfig, FIELDS, PRESETS};
 use crate::lora::LoraConfig;
 use crate::model::estimate;
 use crate::model::ModelConfig;
+use crate::tui::action::Action;
+use crate::tui::background::{MemorySample, Update};
+use crate::tui::effect::Effect;
 use crate::tui::theme::Theme;
+use crate::tui::widgets::{InputEvent, TextInput};
+use ratatui::crossterm::event::KeyEvent;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
@@ -14,11 +20,27 @@ use ratatui::widgets::{Block, Borders, Gauge, Paragraph, Row, Table, TableState,
 use ratatui::Frame;
 use std::path::{Path, PathBuf};
 
+/// The model behind the form's `model.path`, as a worker found it.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    /// `model.path` as written in the form.
+    pub spec: String,
+    /// Where it resolved to.
+    pub resolved: String,
+    pub config: Option<ModelConfig>,
+}
+
+/// Background results for this tab.
+pub enum Msg {
+    ModelInfo(ModelInfo),
+    PresetSaved(Result<PathBuf, String>),
+}
+
 pub struct AdapterTab {
     pub config: RunConfig,
     pub selected: usize,
-    /// The edit buffer while a field is being edited, and its live error.
-    pub editing: Option<String>,
+    /// The field being edited, and its live error.
+    pub editing: Option<TextInput>,
     pub edit_error: Option<String>,
     /// The module picker (for lora.target_modules): cursor.
     pub picker: Option<usize>,
@@ -27,11 +49,31 @@ pub struct AdapterTab {
     pub base: PathBuf,
     /// (total, free) bytes of the memory the estimate is held against, and its name.
     pub budget: Option<(u64, u64, String)>,
+    pub model_info: Option<ModelInfo>,
+    info_loading: Option<String>,
 }
 
 /// The projections LoRA can target, by their HF names.
 fn modules() -> &'static [&'static str] {
     ModelConfig::linear_modules()
+}
+
+/// Resolves `spec` against `base` and reads its config.json; worker threads only.
+fn model_info_job(spec: String, base: PathBuf) -> Effect {
+    Effect::spawn(move || {
+        let p = Path::new(&spec);
+        let resolved = if p.is_absolute() || p.exists() {
+            spec.clone()
+        } else {
+            base.join(p).display().to_string()
+        };
+        let config = ModelConfig::from_file(&Path::new(&resolved).join("config.json")).ok();
+        Update::Adapter(Msg::ModelInfo(ModelInfo {
+            spec,
+            resolved,
+            config,
+        }))
+    })
 }
 
 impl AdapterTab {
@@ -41,7 +83,7 @@ impl AdapterTab {
             .find(|(n, _)| *n == "tiny-demo")
             .and_then(|(n, t)| RunConfig::from_yaml(t, n).ok())
             .expect("the tiny-demo preset parses");
-        let mut t = AdapterTab {
+        AdapterTab {
             config,
             selected: 0,
             editing: None,
@@ -50,25 +92,14 @@ impl AdapterTab {
             preset: 0,
             base: base.to_path_buf(),
             budget: None,
-        };
-        t.refresh_budget();
-        t
+            model_info: None,
+            info_loading: None,
+        }
     }
 
-    /// GPU memory from NVML, else system RAM.
-    pub fn refresh_budget(&mut self) {
-        self.budget = crate::telemetry::Gpus::open()
-            .and_then(|g| g.memory().into_iter().next())
-            .map(|m| {
-                (
-                    m.total,
-                    m.total.saturating_sub(m.used),
-                    format!("GPU {} · {}", m.index, m.name),
-                )
-            })
-            .or_else(|| {
-                crate::telemetry::system_memory().map(|(t, a)| (t, a, "RAM (no GPU)".to_string()))
-            });
+    /// The memory the estimate is held against: the GPU, else system RAM.
+    pub fn set_budget(&mut self, m: &MemorySample) {
+        self.budget = Some((m.total, m.total.saturating_sub(m.used), m.device.clone()));
     }
 
     pub fn field(&self) -> &'static crate::config::FieldSpec {
@@ -83,18 +114,40 @@ impl AdapterTab {
         self.selected = (self.selected as isize + d).clamp(0, FIELDS.len() as isize - 1) as usize;
     }
 
-    /// The model path resolved against the workspace.
+    /// The model path resolved against the workspace (by the worker once it has looked).
     pub fn model_path(&self) -> String {
+        if let Some(i) = self
+            .model_info
+            .as_ref()
+            .filter(|i| i.spec == self.config.model.path)
+        {
+            return i.resolved.clone();
+        }
         let p = Path::new(&self.config.model.path);
-        if p.is_absolute() || p.exists() {
+        if p.is_absolute() {
             self.config.model.path.clone()
         } else {
             self.base.join(p).display().to_string()
         }
     }
 
-    pub fn model_config(&self) -> Option<ModelConfig> {
-        ModelConfig::from_file(&Path::new(&self.model_path()).join("config.json")).ok()
+    pub fn model_config(&self) -> Option<&ModelConfig> {
+        self.model_info
+            .as_ref()
+            .filter(|i| i.spec == self.config.model.path)
+            .and_then(|i| i.config.as_ref())
+    }
+
+    /// Reads the model's config.json unless it is read or being read.
+    fn want_model_info(&mut self) -> Option<Effect> {
+        let spec = &self.config.model.path;
+        if self.model_info.as_ref().is_some_and(|i| i.spec == *spec)
+            || self.info_loading.as_ref() == Some(spec)
+        {
+            return None;
+        }
+        self.info_loading = Some(spec.clone());
+        Some(model_info_job(spec.clone(), self.base.clone()))
     }
 
     /// Starts editing the selected field (booleans and choices cycle instead).
@@ -117,7 +170,7 @@ impl AdapterTab {
             }
             FieldKind::Modules => self.picker = Some(0),
             _ => {
-                self.editing = Some(self.config.get_field(f.path));
+                self.editing = Some(TextInput::new(self.config.get_field(f.path)));
                 self.edit_error = None;
             }
         }
@@ -127,13 +180,13 @@ impl AdapterTab {
     pub fn check_edit(&mut self) {
         if let Some(buf) = &self.editing {
             let mut probe = self.config.clone();
-            self.edit_error = probe.set_field(self.field().path, buf).err();
+            self.edit_error = probe.set_field(self.field().path, buf.value()).err();
         }
     }
 
     /// Applies the edit buffer; on error the buffer stays open with the message.
     pub fn commit_edit(&mut self) -> bool {
-        let Some(buf) = self.editing.clone() else {
+        let Some(buf) = self.editing.as_ref().map(|b| b.value().to_string()) else {
             return true;
         };
         match self.config.set_field(self.field().path, &buf) {
@@ -191,30 +244,36 @@ impl AdapterTab {
         }
     }
 
-    /// Saves the form as `<workspace>/presets/<name>.yaml`.
-    pub fn save_preset(&self) -> Result<PathBuf, String> {
+    /// Saves the form as `<workspace>/presets/<name>.yaml`, on a worker.
+    fn save_preset(&self) -> Effect {
         let name = self.config.name.clone().unwrap_or_else(|| "custom".into());
         let path = self.base.join("presets").join(format!("{name}.yaml"));
-        std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))
-            .map_err(|e| e.to_string())?;
-        let yaml = serde_yaml::to_string(&self.config).map_err(|e| e.to_string())?;
-        crate::data::writer::write_atomic(&path, yaml.as_bytes())
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(path)
+        let config = self.config.clone();
+        Effect::spawn(move || {
+            let result = (|| {
+                std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))
+                    .map_err(|e| e.to_string())?;
+                let yaml = serde_yaml::to_string(&config).map_err(|e| e.to_string())?;
+                crate::files::write_atomic(&path, yaml.as_bytes())
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                Ok(path)
+            })();
+            Update::Adapter(Msg::PresetSaved(result))
+        })
     }
 
     pub fn trainable(&self) -> Option<usize> {
         let lora: LoraConfig = (&self.config.lora).into();
         self.model_config()
-            .map(|c| estimate::trainable_parameters(&c, &lora))
+            .map(|c| estimate::trainable_parameters(c, &lora))
     }
 
     pub fn memory(&self) -> Option<estimate::MemoryEstimate> {
         let c = self.model_config()?;
         let t = &self.config.train;
-        let bytes = if t.dtype == "f32" { 4 } else { 2 };
+        let bytes = t.dtype.size() as u64;
         Some(estimate::memory(
-            &c,
+            c,
             &(&self.config.lora).into(),
             bytes as f64 * 8.0,
             bytes,
@@ -223,13 +282,100 @@ impl AdapterTab {
             t.gradient_checkpointing,
         ))
     }
+
+    fn act(&mut self, a: Action) -> Option<Effect> {
+        match a {
+            Action::Down => self.move_sel(1),
+            Action::Up => self.move_sel(-1),
+            Action::Top => self.move_sel(-1000),
+            Action::Bottom => self.move_sel(1000),
+            Action::Enter | Action::Edit if self.picker.is_none() => self.begin_edit(),
+            Action::Toggle | Action::Enter => {
+                if self.picker.is_some() {
+                    self.toggle_module();
+                } else {
+                    self.begin_edit();
+                }
+            }
+            Action::LoadPreset => return Some(Effect::info(self.load_next_preset())),
+            Action::SavePreset => return Some(self.save_preset()),
+            _ => {}
+        }
+        None
+    }
+}
+
+/// Both effects, when there are two.
+fn and(a: Option<Effect>, b: Option<Effect>) -> Option<Effect> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(Effect::Batch(vec![a, b])),
+        (a, b) => a.or(b),
+    }
+}
+
+impl Component for AdapterTab {
+    type Msg = Msg;
+
+    fn editing(&self) -> bool {
+        self.editing.is_some()
+    }
+
+    fn key(&mut self, key: &KeyEvent, _ctx: &Ctx) -> Option<Effect> {
+        let input = self.editing.as_mut()?;
+        match input.handle(key) {
+            InputEvent::Submit => {
+                if !self.commit_edit() {
+                    return Some(Effect::error(self.edit_error.clone().unwrap_or_default()));
+                }
+                return self.want_model_info();
+            }
+            InputEvent::Cancel => {
+                self.editing = None;
+                self.edit_error = None;
+            }
+            InputEvent::Changed => self.check_edit(),
+            InputEvent::Moved | InputEvent::Ignored => {}
+        }
+        None
+    }
+
+    fn handle(&mut self, a: Action, _ctx: &Ctx) -> Option<Effect> {
+        let e = self.act(a);
+        and(e, self.want_model_info())
+    }
+
+    fn update(&mut self, msg: Msg, _ctx: &Ctx) -> Option<Effect> {
+        match msg {
+            Msg::ModelInfo(info) => {
+                if self.info_loading.as_ref() == Some(&info.spec) {
+                    self.info_loading = None;
+                }
+                self.model_info = Some(info);
+                self.want_model_info()
+            }
+            Msg::PresetSaved(Ok(p)) => Some(Effect::info(format!("saved {}", p.display()))),
+            Msg::PresetSaved(Err(e)) => Some(Effect::error(e)),
+        }
+    }
+
+    fn tick(&mut self, _ctx: &Ctx) -> Option<Effect> {
+        self.want_model_info()
+    }
+
+    fn back(&mut self) {
+        self.picker = None;
+    }
+
+    fn draw(&mut self, f: &mut Frame, area: Rect, ctx: &Ctx) {
+        draw(f, area, self, ctx.theme)
+    }
 }
 
 fn gib(b: u64) -> String {
     format!("{} GiB", crate::units::gib(b, 2))
 }
 
-pub fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
+fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
     let [form, side] =
         Layout::horizontal([Constraint::Min(40), Constraint::Length(44)]).areas(area);
     let rows: Vec<Row> = FIELDS
@@ -239,13 +385,13 @@ pub fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
             let mut value = t.config.get_field(fs.path);
             if i == t.selected {
                 if let Some(buf) = &t.editing {
-                    value = format!("{buf}▏");
+                    value = buf.display();
                 }
             }
             let style = if i == t.selected {
-                theme.s("selection")
+                theme.selection
             } else {
-                theme.s("foreground")
+                theme.foreground
             };
             Row::new(vec![fs.path.to_string(), value]).style(style)
         })
@@ -257,7 +403,7 @@ pub fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
             Block::default()
                 .borders(Borders::ALL)
                 .title(title)
-                .border_style(theme.s("border_focused")),
+                .border_style(theme.border_focused),
         ),
         form,
         &mut state,
@@ -275,7 +421,7 @@ pub fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
             Span::raw("model      "),
             Span::styled(
                 crate::units::truncate(&t.config.model.path, 30),
-                theme.s("accent"),
+                theme.accent,
             ),
         ]),
         Line::from(format!(
@@ -321,12 +467,12 @@ pub fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
             let verdict = if fits {
                 Span::styled(
                     format!("fits: {} of {} free", gib(m.total), gib(*free)),
-                    theme.s("success"),
+                    theme.success,
                 )
             } else {
                 Span::styled(
                     format!("does not fit: {} > {} free", gib(m.total), gib(*free)),
-                    theme.s("error"),
+                    theme.error,
                 )
             };
             f.render_widget(
@@ -336,22 +482,22 @@ pub fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
                     Line::from(format!("activ.     {}", gib(m.activations))),
                     Line::from(format!("logits     {}", gib(m.logits))),
                     Line::from(verdict),
-                    Line::styled(name.clone(), theme.s("muted")),
+                    Line::styled(name.clone(), theme.muted),
                 ]),
                 lines_area,
             );
             let ratio = (m.total as f64 / (*total).max(1) as f64).min(1.0);
             let style = if ratio > 0.9 {
-                "gauge_high"
+                theme.gauge_high
             } else if ratio > 0.7 {
-                "gauge_warn"
+                theme.gauge_warn
             } else {
-                "gauge_ok"
+                theme.gauge_ok
             };
             f.render_widget(
                 Gauge::default()
                     .ratio(ratio)
-                    .gauge_style(theme.s(style))
+                    .gauge_style(style)
                     .label(format!("{:.0}% of {}", ratio * 100.0, gib(*total))),
                 gauge_area,
             );
@@ -363,26 +509,26 @@ pub fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
     }
     let fs = t.field();
     let mut help_lines = vec![
-        Line::styled(fs.path, theme.s("title").add_modifier(Modifier::BOLD)),
+        Line::styled(fs.path, theme.title.add_modifier(Modifier::BOLD)),
         Line::from(fs.help),
     ];
     match fs.kind {
         FieldKind::Int { min, max } => help_lines.push(Line::styled(
             format!("whole number {min}…{max}"),
-            theme.s("muted"),
+            theme.muted,
         )),
         FieldKind::Float { min, max } => help_lines.push(Line::styled(
             format!("number {min}…{max}"),
-            theme.s("muted"),
+            theme.muted,
         )),
         FieldKind::Choice(o) => help_lines.push(Line::styled(
             format!("Enter cycles: {}", o.join(" · ")),
-            theme.s("muted"),
+            theme.muted,
         )),
-        FieldKind::Bool => help_lines.push(Line::styled("Enter toggles", theme.s("muted"))),
+        FieldKind::Bool => help_lines.push(Line::styled("Enter toggles", theme.muted)),
         FieldKind::Modules => help_lines.push(Line::styled(
             "Enter opens the module picker",
-            theme.s("muted"),
+            theme.muted,
         )),
         _ => {}
     }
@@ -399,25 +545,25 @@ pub fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
             help_lines.push(Line::styled(
                 line,
                 if i == p {
-                    theme.s("selection")
+                    theme.selection
                 } else {
-                    theme.s("foreground")
+                    theme.foreground
                 },
             ));
         }
-        help_lines.push(Line::styled("space toggles · Esc closes", theme.s("muted")));
+        help_lines.push(Line::styled("space toggles · Esc closes", theme.muted));
     }
     if let Some(e) = &t.edit_error {
-        help_lines.push(Line::styled(format!("✗ {e}"), theme.s("error")));
+        help_lines.push(Line::styled(format!("✗ {e}"), theme.error));
     } else if t.editing.is_some() {
         help_lines.push(Line::styled(
             "✓ valid · Enter applies · Esc cancels",
-            theme.s("success"),
+            theme.success,
         ));
     }
     let issues = t.config.validate();
     for i in issues.iter().take(3) {
-        help_lines.push(Line::styled(format!("! {i}"), theme.s("warning")));
+        help_lines.push(Line::styled(format!("! {i}"), theme.warning));
     }
     f.render_widget(
         Paragraph::new(help_lines)

@@ -1,10 +1,18 @@
 //! Chat tab: a model plus an adapter (a run's adapter or checkpoint, or any PEFT folder),
 //! replies streamed from a generation thread, the adapter switchable, base and adapter side
-//! by side, sampling settings, a system prompt, and "save this exchange to a dataset".
+//! by side, sampling settings, a system prompt, and "save this exchange to a dataset". The
+//! model loads, the lists of models, adapters and save targets are read, and exchanges are
+//! saved on worker threads; tokens arrive through the background channel as they are made.
 
+use super::{Component, Ctx};
 use crate::infer::sampling::Sampling;
 use crate::infer::{ChatModel, GenEvent};
+use crate::tui::action::Action;
+use crate::tui::background::{Streamer, Update};
+use crate::tui::effect::Effect;
 use crate::tui::theme::Theme;
+use crate::tui::widgets::{InputEvent, TextInput};
+use ratatui::crossterm::event::KeyEvent;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
@@ -12,12 +20,32 @@ use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use ratatui::Frame;
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, TryRecvError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
     Base,
     Adapter,
+}
+
+/// What the text field is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFor {
+    Message,
+    System,
+}
+
+/// Background results for this tab.
+pub enum Msg {
+    Loaded(Result<ChatModel, String>),
+    /// A generation event of stream `id`.
+    Gen(u64, GenEvent),
+    /// The workspace's models; pick the one after the current.
+    Models(Vec<String>),
+    /// Every run's adapters; `advance` picks the next one.
+    Adapters(Vec<(String, PathBuf)>, bool),
+    /// Files an exchange can be appended to; pick the one after the current.
+    SaveTargets(Vec<(PathBuf, crate::data::Format)>),
+    Saved(Result<PathBuf, String>),
 }
 
 pub struct ChatTab {
@@ -35,13 +63,19 @@ pub struct ChatTab {
     /// Side-by-side replies to the last prompt: (base, adapter).
     pub compare: Option<(String, String)>,
     pub model: Option<ChatModel>,
-    loading: Option<Receiver<Result<ChatModel, String>>>,
-    stream: Option<(Target, Receiver<GenEvent>)>,
+    /// The text field and what it is for.
+    pub input: Option<(InputFor, TextInput)>,
+    loading: bool,
+    /// The stream being received: its id and whose reply it is.
+    stream: Option<(u64, Target)>,
+    next_stream_id: u64,
     queued: Vec<Target>,
     pub status: String,
     /// Where "save exchange" appends, and in which format.
     pub save_path: PathBuf,
     pub save_format: crate::data::Format,
+    default_save: PathBuf,
+    streamer: Streamer,
 }
 
 /// SFT JSONL files in the workspace that exchanges can be appended to, with their formats;
@@ -96,14 +130,17 @@ pub fn find_adapters(runs_root: &Path) -> Vec<(String, PathBuf)> {
     out
 }
 
+fn adapters_job(runs_root: PathBuf, advance: bool) -> Effect {
+    Effect::spawn(move || Update::Chat(Msg::Adapters(find_adapters(&runs_root), advance)))
+}
+
 impl ChatTab {
-    pub fn new(model_spec: String, runs_root: &Path, save_path: PathBuf) -> Self {
-        let adapters = find_adapters(runs_root);
+    pub fn new(model_spec: String, save_path: PathBuf, streamer: Streamer) -> Self {
         ChatTab {
             model_spec,
             model_override: None,
-            adapter: if adapters.is_empty() { None } else { Some(0) },
-            adapters,
+            adapter: None,
+            adapters: Vec::new(),
             adapter_on: true,
             side_by_side: false,
             system: String::new(),
@@ -114,33 +151,32 @@ impl ChatTab {
             history: Vec::new(),
             compare: None,
             model: None,
-            loading: None,
+            input: None,
+            loading: false,
             stream: None,
+            next_stream_id: 0,
             queued: Vec::new(),
             status: String::new(),
+            default_save: save_path.clone(),
             save_path,
             save_format: crate::data::Format::Openai,
+            streamer,
         }
     }
 
+    /// Reads the adapter list (at start, and when runs appear).
+    pub fn start(&mut self, runs_root: &Path) -> Effect {
+        adapters_job(runs_root.to_path_buf(), false)
+    }
+
     pub fn busy(&self) -> bool {
-        self.loading.is_some() || self.stream.is_some()
+        self.loading || self.stream.is_some()
     }
 
     pub fn adapter_path(&self) -> Option<&Path> {
         self.adapter
             .and_then(|i| self.adapters.get(i))
             .map(|(_, p)| p.as_path())
-    }
-
-    pub fn next_adapter(&mut self, runs_root: &Path) {
-        self.adapters = find_adapters(runs_root);
-        self.adapter = match (self.adapter, self.adapters.len()) {
-            (_, 0) => None,
-            (None, _) => Some(0),
-            (Some(i), n) if i + 1 >= n => None,
-            (Some(i), _) => Some(i + 1),
-        };
     }
 
     /// Opens `dir` (a PEFT folder) as the adapter.
@@ -160,57 +196,33 @@ impl ChatTab {
         }
     }
 
-    /// Bytes the model takes in f32 (checked against free RAM before loading).
-    fn estimate(&self) -> Option<u64> {
-        let cfg =
-            crate::model::ModelConfig::from_file(&Path::new(&self.model_spec).join("config.json"))
-                .ok()?;
-        Some(cfg.parameter_count() as u64 * 4)
-    }
-
-    /// Sends a user message: loads the model first when needed, then streams the reply (or
-    /// both replies, side by side).
-    pub fn send(&mut self, text: String, training_active: bool) {
+    /// Sends a user message: loads the model first when needed (on a worker, after checking
+    /// that it fits in free memory), then streams the reply (or both, side by side).
+    pub fn send(&mut self, text: String, model: &str, training_active: bool) -> Option<Effect> {
         if self.busy() {
             self.status = "still answering; wait for the reply".into();
-            return;
+            return None;
         }
+        self.model_spec = self.model_override.clone().unwrap_or_else(|| model.to_string());
         self.history.push(("user".into(), text));
         self.compare = None;
-        if self.needs_load() {
-            if let (Some(need), Some((_, avail))) =
-                (self.estimate(), crate::telemetry::system_memory())
-            {
-                if need > avail {
-                    self.status = format!(
-                        "will not fit: the model needs about {:.1} GiB and {:.1} GiB is free{}",
-                        need as f64 / (1u64 << 30) as f64,
-                        avail as f64 / (1u64 << 30) as f64,
-                        if training_active {
-                            " while a run trains"
-                        } else {
-                            ""
-                        }
-                    );
-                    return;
-                }
-            }
-            let (spec, adapter) = (
-                self.model_spec.clone(),
-                self.adapter_path().map(Path::to_path_buf),
-            );
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::Builder::new()
-                .name("tunelab-chat-load".into())
-                .spawn(move || {
-                    let _ = tx.send(ChatModel::load(&spec, adapter.as_deref(), "model"));
-                })
-                .ok();
-            self.loading = Some(rx);
-            self.status = format!("loading {}…", self.model_spec);
-            return;
+        if !self.needs_load() {
+            self.start_replies();
+            return None;
         }
-        self.start_replies();
+        let (spec, adapter) = (
+            self.model_spec.clone(),
+            self.adapter_path().map(Path::to_path_buf),
+        );
+        self.loading = true;
+        self.status = format!("loading {}…", self.model_spec);
+        Some(Effect::spawn(move || {
+            Update::Chat(Msg::Loaded(load_checked(
+                &spec,
+                adapter.as_deref(),
+                training_active,
+            )))
+        }))
     }
 
     fn start_replies(&mut self) {
@@ -242,16 +254,20 @@ impl ChatTab {
         }
         let target = self.queued.remove(0);
         let Some(model) = &self.model else { return };
-        match model.reply(
+        self.next_stream_id += 1;
+        let id = self.next_stream_id;
+        let out = self.streamer.clone();
+        match model.reply_with(
             &self.messages(),
             target == Target::Adapter,
             self.sampling.clone(),
+            move |e| out.send(Update::Chat(Msg::Gen(id, e))),
         ) {
-            Ok(rx) => {
+            Ok(()) => {
                 if !self.side_by_side {
                     self.history.push(("assistant".into(), String::new()));
                 }
-                self.stream = Some((target, rx));
+                self.stream = Some((id, target));
                 self.status = format!(
                     "answering ({})…",
                     if target == Target::Adapter {
@@ -265,75 +281,47 @@ impl ChatTab {
         }
     }
 
-    /// Drains the loader and the token stream; true when anything changed.
-    pub fn poll(&mut self) -> bool {
-        let mut changed = false;
-        if let Some(rx) = &self.loading {
-            match rx.try_recv() {
-                Ok(Ok(m)) => {
-                    self.model = Some(m);
-                    self.loading = None;
-                    self.status = "loaded".into();
-                    self.start_replies();
-                    changed = true;
-                }
-                Ok(Err(e)) => {
-                    self.loading = None;
-                    self.status = format!("cannot load the model: {e}");
-                    changed = true;
-                }
-                Err(TryRecvError::Empty) => {}
-                Err(TryRecvError::Disconnected) => self.loading = None,
-            }
+    fn on_gen(&mut self, id: u64, e: GenEvent) {
+        let Some((current, target)) = self.stream else {
+            return;
+        };
+        if current != id {
+            return;
         }
-        while let Some((target, rx)) = &self.stream {
-            let target = *target;
-            match rx.try_recv() {
-                Ok(GenEvent::Text(t)) => {
-                    changed = true;
-                    match (&mut self.compare, target) {
-                        (Some((b, _)), Target::Base) => b.push_str(&t),
-                        (Some((_, a)), Target::Adapter) => a.push_str(&t),
-                        (None, _) => {
-                            if let Some((_, last)) = self.history.last_mut() {
-                                last.push_str(&t);
-                            }
-                        }
+        match e {
+            GenEvent::Text(t) => match (&mut self.compare, target) {
+                (Some((b, _)), Target::Base) => b.push_str(&t),
+                (Some((_, a)), Target::Adapter) => a.push_str(&t),
+                (None, _) => {
+                    if let Some((_, last)) = self.history.last_mut() {
+                        last.push_str(&t);
                     }
                 }
-                Ok(GenEvent::Done {
-                    tokens, seconds, ..
-                }) => {
-                    self.status = format!(
-                        "{tokens} tokens in {seconds:.2}s ({:.1} tok/s)",
-                        tokens as f64 / seconds.max(1e-9)
-                    );
-                    self.stream = None;
-                    changed = true;
-                    if self.queued.is_empty() {
-                        if let Some((_, a)) = self.compare.clone() {
-                            self.history.push(("assistant".into(), a));
-                        }
+            },
+            GenEvent::Done {
+                tokens, seconds, ..
+            } => {
+                self.status = format!(
+                    "{tokens} tokens in {seconds:.2}s ({:.1} tok/s)",
+                    tokens as f64 / seconds.max(1e-9)
+                );
+                self.stream = None;
+                if self.queued.is_empty() {
+                    if let Some((_, a)) = self.compare.clone() {
+                        self.history.push(("assistant".into(), a));
                     }
-                    self.next_stream();
                 }
-                Ok(GenEvent::Error(e)) => {
-                    self.status = format!("error: {e}");
-                    self.stream = None;
-                    changed = true;
-                }
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    self.stream = None;
-                    break;
-                }
+                self.next_stream();
+            }
+            GenEvent::Error(e) => {
+                self.status = format!("error: {e}");
+                self.stream = None;
             }
         }
-        changed
     }
 
-    /// Appends the last exchange (system, user, assistant) to the save target in its format.
-    pub fn save_exchange(&self) -> Result<PathBuf, String> {
+    /// The last exchange (system, user, assistant) as a record in the save target's format.
+    fn exchange(&self) -> Result<serde_json::Map<String, serde_json::Value>, String> {
         use crate::data::{Body, Conversation, Message, Record, Role};
         let n = self.history.len();
         if n < 2 || self.history[n - 1].0 != "assistant" {
@@ -354,25 +342,236 @@ impl ChatTab {
             meta: Default::default(),
         };
         let mut notes = crate::data::Notes::default();
-        let obj = self.save_format.write(&record, &mut notes)?;
-        if let Some(dir) = self.save_path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        self.save_format.write(&record, &mut notes)
+    }
+
+    /// Appends the last exchange to the save target, on a worker.
+    fn save_exchange(&self) -> Effect {
+        let obj = match self.exchange() {
+            Ok(o) => o,
+            Err(e) => return Effect::warn(e),
+        };
+        let path = self.save_path.clone();
+        Effect::spawn(move || Update::Chat(Msg::Saved(append_line(&path, &obj))))
+    }
+
+    fn act(&mut self, a: Action, ctx: &Ctx) -> Option<Effect> {
+        match a {
+            Action::Compose | Action::Enter => {
+                self.input = Some((InputFor::Message, TextInput::default()))
+            }
+            Action::SystemPrompt => {
+                self.input = Some((InputFor::System, TextInput::new(self.system.clone())))
+            }
+            Action::ToggleAdapter => self.adapter_on = !self.adapter_on,
+            Action::SideBySide => self.side_by_side = !self.side_by_side,
+            Action::PickAdapter => return Some(adapters_job(ctx.ws.runs_root(), true)),
+            Action::PickModel => {
+                let root = ctx.ws.data.clone();
+                return Some(Effect::spawn(move || {
+                    Update::Chat(Msg::Models(find_models(&root)))
+                }));
+            }
+            Action::TemperatureUp => {
+                self.sampling.temperature =
+                    ((self.sampling.temperature + 0.1) * 10.0).round() / 10.0
+            }
+            Action::TemperatureDown => {
+                self.sampling.temperature =
+                    ((self.sampling.temperature - 0.1).max(0.0) * 10.0).round() / 10.0
+            }
+            Action::ClearChat => {
+                self.history.clear();
+                self.compare = None;
+            }
+            Action::TopP => {
+                self.sampling.top_p = match self.sampling.top_p {
+                    None => Some(0.9),
+                    Some(p) if p < 0.925 => Some(0.95),
+                    _ => None,
+                }
+            }
+            Action::TopK => {
+                self.sampling.top_k = match self.sampling.top_k {
+                    None => Some(20),
+                    Some(20) => Some(50),
+                    _ => None,
+                }
+            }
+            Action::MaxTokens => {
+                self.sampling.max_new_tokens = match self.sampling.max_new_tokens {
+                    n if n < 128 => 128,
+                    n if n < 256 => 256,
+                    n if n < 512 => 512,
+                    _ => 64,
+                }
+            }
+            Action::SaveTarget => {
+                let (root, default) = (ctx.ws.data.clone(), self.default_save.clone());
+                return Some(Effect::spawn(move || {
+                    Update::Chat(Msg::SaveTargets(save_targets(&root, &default)))
+                }));
+            }
+            Action::SaveExchange => return Some(self.save_exchange()),
+            _ => {}
         }
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.save_path)
-            .map_err(|e| format!("{}: {e}", self.save_path.display()))?;
-        writeln!(f, "{}", serde_json::Value::Object(obj)).map_err(|e| e.to_string())?;
-        Ok(self.save_path.clone())
+        None
+    }
+}
+
+/// Loads a chat model after checking that it fits in free memory; worker threads only.
+fn load_checked(
+    spec: &str,
+    adapter: Option<&Path>,
+    training_active: bool,
+) -> Result<ChatModel, String> {
+    let need = crate::model::ModelConfig::from_file(&Path::new(spec).join("config.json"))
+        .ok()
+        .map(|c| c.parameter_count() as u64 * 4);
+    if let (Some(need), Some((_, avail))) = (need, crate::telemetry::system_memory()) {
+        if need > avail {
+            return Err(format!(
+                "will not fit: the model needs about {} and {} is free{}",
+                crate::units::bytes(need),
+                crate::units::bytes(avail),
+                if training_active {
+                    " while a run trains"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    ChatModel::load(spec, adapter, "model")
+}
+
+/// Appends one JSON line to `path` (creating its folder); worker threads only.
+fn append_line(
+    path: &Path,
+    obj: &serde_json::Map<String, serde_json::Value>,
+) -> Result<PathBuf, String> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    writeln!(f, "{}", serde_json::Value::Object(obj.clone()))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path.to_path_buf())
+}
+
+impl Component for ChatTab {
+    type Msg = Msg;
+
+    fn editing(&self) -> bool {
+        self.input.is_some()
+    }
+
+    fn key(&mut self, key: &KeyEvent, ctx: &Ctx) -> Option<Effect> {
+        let (_, input) = self.input.as_mut()?;
+        match input.handle(key) {
+            InputEvent::Submit => {
+                let (what, input) = self.input.take()?;
+                let text = input.into_value();
+                match what {
+                    InputFor::Message if !text.trim().is_empty() => {
+                        return self.send(text, ctx.model, ctx.training)
+                    }
+                    InputFor::Message => {}
+                    InputFor::System => self.system = text,
+                }
+            }
+            InputEvent::Cancel => self.input = None,
+            _ => {}
+        }
+        None
+    }
+
+    fn handle(&mut self, a: Action, ctx: &Ctx) -> Option<Effect> {
+        self.act(a, ctx)
+    }
+
+    fn update(&mut self, msg: Msg, ctx: &Ctx) -> Option<Effect> {
+        match msg {
+            Msg::Loaded(Ok(m)) => {
+                self.model = Some(m);
+                self.loading = false;
+                self.status = "loaded".into();
+                self.start_replies();
+            }
+            Msg::Loaded(Err(e)) => {
+                self.loading = false;
+                self.status = if e.starts_with("will not fit") {
+                    e
+                } else {
+                    format!("cannot load the model: {e}")
+                };
+            }
+            Msg::Gen(id, e) => self.on_gen(id, e),
+            Msg::Models(found) => {
+                let form = ctx.model.to_string();
+                let mut models = vec![form.clone()];
+                for m in found {
+                    if !models.contains(&m) {
+                        models.push(m);
+                    }
+                }
+                let i = models
+                    .iter()
+                    .position(|m| *m == self.model_spec)
+                    .map_or(0, |i| (i + 1) % models.len());
+                self.model_spec = models[i].clone();
+                self.model_override = (self.model_spec != form).then(|| self.model_spec.clone());
+                return Some(Effect::info(format!("chat model: {}", self.model_spec)));
+            }
+            Msg::Adapters(list, advance) => {
+                let current = self.adapter_path().map(Path::to_path_buf);
+                self.adapters = list;
+                let at = current.and_then(|c| self.adapters.iter().position(|(_, p)| *p == c));
+                self.adapter = match (at, self.adapters.len(), advance) {
+                    (_, 0, _) => None,
+                    (None, _, _) => Some(0),
+                    (Some(i), _, false) => Some(i),
+                    (Some(i), n, true) if i + 1 >= n => None,
+                    (Some(i), _, true) => Some(i + 1),
+                };
+            }
+            Msg::SaveTargets(targets) => {
+                let i = targets
+                    .iter()
+                    .position(|(p, _)| *p == self.save_path)
+                    .map_or(0, |i| (i + 1) % targets.len());
+                (self.save_path, self.save_format) = targets[i].clone();
+                return Some(Effect::info(format!(
+                    "exchanges go to {} ({})",
+                    self.save_path.display(),
+                    self.save_format
+                )));
+            }
+            Msg::Saved(Ok(p)) => return Some(Effect::info(format!("appended to {}", p.display()))),
+            Msg::Saved(Err(e)) => return Some(Effect::warn(e)),
+        }
+        None
+    }
+
+    fn draw(&mut self, f: &mut Frame, area: Rect, ctx: &Ctx) {
+        let input = self.input.as_ref().map(|(_, i)| i.display());
+        draw(f, area, self, ctx.theme, input.as_deref())
     }
 }
 
 fn transcript<'a>(history: &[(String, String)], theme: &Theme) -> Vec<Line<'a>> {
     let mut lines = Vec::new();
     for (role, text) in history {
-        let style = theme.s(if role == "user" { "user" } else { "assistant" });
+        let style = if role == "user" {
+            theme.user
+        } else {
+            theme.assistant
+        };
         for (i, l) in text.split('\n').enumerate() {
             let head = if i == 0 {
                 format!("{role:<10} ")
@@ -388,7 +587,7 @@ fn transcript<'a>(history: &[(String, String)], theme: &Theme) -> Vec<Line<'a>> 
     lines
 }
 
-pub fn draw(f: &mut Frame, area: Rect, t: &ChatTab, theme: &Theme, input: Option<&str>) {
+fn draw(f: &mut Frame, area: Rect, t: &ChatTab, theme: &Theme, input: Option<&str>) {
     let [head, body, foot] = Layout::vertical([
         Constraint::Length(5),
         Constraint::Min(3),
@@ -402,11 +601,11 @@ pub fn draw(f: &mut Frame, area: Rect, t: &ChatTab, theme: &Theme, input: Option
     let info = vec![
         Line::from(vec![
             Span::raw("model   "),
-            Span::styled(crate::units::truncate(&t.model_spec, 60), theme.s("accent")),
+            Span::styled(crate::units::truncate(&t.model_spec, 60), theme.accent),
         ]),
         Line::from(vec![
             Span::raw("adapter "),
-            Span::styled(adapter, theme.s("accent")),
+            Span::styled(adapter, theme.accent),
             Span::raw(format!(
                 "  [{}]  {}  temp {:.1}  top-p {}  top-k {}  max {}",
                 if t.adapter_on { "on" } else { "off" },
@@ -427,7 +626,7 @@ pub fn draw(f: &mut Frame, area: Rect, t: &ChatTab, theme: &Theme, input: Option
                 crate::units::truncate(&t.save_path.display().to_string(), 70),
                 t.save_format
             ),
-            theme.s("muted"),
+            theme.muted,
         ),
     ];
     f.render_widget(
@@ -439,8 +638,6 @@ pub fn draw(f: &mut Frame, area: Rect, t: &ChatTab, theme: &Theme, input: Option
             let [l, r] =
                 Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
                     .areas(body);
-            let mut hist = transcript(&t.history[..t.history.len().saturating_sub(0)], theme);
-            hist.truncate(hist.len());
             f.render_widget(
                 Paragraph::new(base.clone())
                     .wrap(Wrap { trim: false })
@@ -448,7 +645,7 @@ pub fn draw(f: &mut Frame, area: Rect, t: &ChatTab, theme: &Theme, input: Option
                         Block::default()
                             .borders(Borders::ALL)
                             .title(" base ")
-                            .border_style(theme.s("border")),
+                            .border_style(theme.border),
                     ),
                 l,
             );
@@ -459,7 +656,7 @@ pub fn draw(f: &mut Frame, area: Rect, t: &ChatTab, theme: &Theme, input: Option
                         Block::default()
                             .borders(Borders::ALL)
                             .title(" adapter ")
-                            .border_style(theme.s("border_focused")),
+                            .border_style(theme.border_focused),
                     ),
                 r,
             );
@@ -488,7 +685,7 @@ pub fn draw(f: &mut Frame, area: Rect, t: &ChatTab, theme: &Theme, input: Option
         }
     }
     let (text, style) = match input {
-        Some(s) => (format!("› {s}▏"), theme.s("foreground")),
+        Some(s) => (format!("› {s}"), theme.foreground),
         None => (
             if t.status.is_empty() {
                 "i: write a message · t: adapter on/off · b: side by side · A: next adapter"
@@ -496,7 +693,7 @@ pub fn draw(f: &mut Frame, area: Rect, t: &ChatTab, theme: &Theme, input: Option
             } else {
                 t.status.clone()
             },
-            theme.s("muted"),
+            theme.muted,
         ),
     };
     f.render_widget(

@@ -1,16 +1,24 @@
 //! Data tab: the workspace's dataset files, the detected format with its evidence, a pager
 //! of records rendered by role, search, validation errors to jump to, a convert dialog, and
-//! the token view (trained and masked tokens of the chat template).
+//! the token view (trained and masked tokens of the chat template). Files are listed,
+//! datasets read and tokenizers loaded on worker threads.
 
+use super::{Component, Ctx};
 use crate::data::{Body, Dataset, Format, Message, Problem, Record};
 use crate::template::{Encoded, Encoder, IGNORE};
+use crate::tui::action::Action;
+use crate::tui::background::Update;
+use crate::tui::effect::Effect;
 use crate::tui::theme::Theme;
+use crate::tui::widgets::{InputEvent, TextInput};
+use ratatui::crossterm::event::KeyEvent;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, List, ListItem, ListState, Paragraph, Wrap};
 use ratatui::Frame;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// At most this many records are held for paging (the stats cover them).
 pub const MAX_RECORDS: usize = 5000;
@@ -39,20 +47,70 @@ impl Loaded {
             .flat_map(|(i, ps)| ps.iter().map(move |p| (i, p)))
             .collect()
     }
+
+    /// Opens `path` (detects its format, reads up to [`MAX_RECORDS`]). Worker threads only.
+    pub fn read(path: &Path) -> Result<Loaded, String> {
+        let ds = Dataset::open(path, None).map_err(|e| e.to_string())?;
+        let mut records = Vec::new();
+        let mut complete = true;
+        for item in ds.items().map_err(|e| e.to_string())? {
+            if records.len() == MAX_RECORDS {
+                complete = false;
+                break;
+            }
+            let item = item.map_err(|e| e.to_string())?;
+            records.push((item.location.to_string(), item.result));
+        }
+        Ok(Loaded {
+            path: path.to_path_buf(),
+            format: ds.format,
+            evidence: ds.evidence,
+            records,
+            complete,
+        })
+    }
+}
+
+/// A dataset file and its size, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    pub path: PathBuf,
+    pub bytes: u64,
+}
+
+/// Background results for this tab.
+pub enum Msg {
+    Files(Vec<FileEntry>),
+    Loaded {
+        path: PathBuf,
+        result: Result<Loaded, String>,
+    },
+    Encoder {
+        model: String,
+        result: Result<Arc<Encoder>, String>,
+    },
+    Converted(Result<(String, PathBuf), String>),
 }
 
 pub struct DataTab {
-    pub files: Vec<PathBuf>,
+    root: PathBuf,
+    pub files: Vec<FileEntry>,
     pub file: usize,
     pub loaded: Option<Loaded>,
+    /// The file being read.
+    pub loading: Option<PathBuf>,
     pub error: Option<String>,
     pub record: usize,
     pub view: View,
     pub problem: usize,
     pub search: String,
+    /// The search field while it has focus.
+    pub search_input: Option<TextInput>,
     /// The convert dialog: index into the compatible target formats.
     pub convert: Option<usize>,
-    pub encoder: Option<(String, Result<Encoder, String>)>,
+    /// The token view's encoder, for one model path.
+    pub encoder: Option<(String, Result<Arc<Encoder>, String>)>,
+    encoder_loading: Option<String>,
 }
 
 /// Model and metadata files that are JSON but not datasets.
@@ -90,66 +148,82 @@ pub fn scan(root: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// [`scan`] with sizes, as a job.
+fn scan_job(root: PathBuf) -> Effect {
+    Effect::spawn(move || {
+        let files = scan(&root)
+            .into_iter()
+            .map(|path| FileEntry {
+                bytes: std::fs::metadata(&path).map_or(0, |m| m.len()),
+                path,
+            })
+            .collect();
+        Update::Data(Msg::Files(files))
+    })
+}
+
+fn load_job(path: PathBuf) -> Effect {
+    Effect::spawn(move || {
+        let result = Loaded::read(&path);
+        Update::Data(Msg::Loaded { path, result })
+    })
+}
+
+fn encoder_job(model: String) -> Effect {
+    Effect::spawn(move || {
+        let result = crate::model::source::load_tokenizer(Path::new(&model))
+            .map_err(|e| e.to_string())
+            .and_then(|tok| {
+                Encoder::new(
+                    tok,
+                    &crate::template::TemplateChoice::Model,
+                    crate::template::TrainOn::Assistant,
+                )
+                .map_err(|e| e.to_string())
+            })
+            .map(Arc::new);
+        Update::Data(Msg::Encoder { model, result })
+    })
+}
+
 impl DataTab {
-    pub fn new(root: &Path) -> Self {
-        let mut t = DataTab {
-            files: scan(root),
+    /// The tab for the workspace at `root`, and the job that lists its files.
+    pub fn new(root: &Path) -> (Self, Effect) {
+        let t = DataTab {
+            root: root.to_path_buf(),
+            files: Vec::new(),
             file: 0,
             loaded: None,
+            loading: None,
             error: None,
             record: 0,
             view: View::Text,
             problem: 0,
             search: String::new(),
+            search_input: None,
             convert: None,
             encoder: None,
+            encoder_loading: None,
         };
-        t.load();
-        t
+        (t, scan_job(root.to_path_buf()))
     }
 
-    /// Opens the selected file (detects its format, reads up to [`MAX_RECORDS`]).
-    pub fn load(&mut self) {
-        self.loaded = None;
-        self.error = None;
+    /// Reads the selected file on a worker.
+    fn load(&mut self) -> Option<Effect> {
         self.record = 0;
         self.problem = 0;
-        let Some(path) = self.files.get(self.file).cloned() else {
-            return;
-        };
-        let result = (|| -> Result<Loaded, String> {
-            let ds = Dataset::open(&path, None).map_err(|e| e.to_string())?;
-            let mut records = Vec::new();
-            let mut complete = true;
-            for item in ds.items().map_err(|e| e.to_string())? {
-                if records.len() == MAX_RECORDS {
-                    complete = false;
-                    break;
-                }
-                let item = item.map_err(|e| e.to_string())?;
-                records.push((item.location.to_string(), item.result));
-            }
-            Ok(Loaded {
-                path: path.clone(),
-                format: ds.format,
-                evidence: ds.evidence,
-                records,
-                complete,
-            })
-        })();
-        match result {
-            Ok(l) => self.loaded = Some(l),
-            Err(e) => self.error = Some(e),
-        }
+        let path = self.files.get(self.file)?.path.clone();
+        self.loading = Some(path.clone());
+        Some(load_job(path))
     }
 
-    pub fn select_file(&mut self, delta: isize) {
+    pub fn select_file(&mut self, delta: isize) -> Option<Effect> {
         if self.files.is_empty() {
-            return;
+            return None;
         }
         let n = self.files.len() as isize;
         self.file = ((self.file as isize + delta).rem_euclid(n)) as usize;
-        self.load();
+        self.load()
     }
 
     pub fn move_record(&mut self, delta: isize) {
@@ -202,62 +276,210 @@ impl DataTab {
         let Some(l) = &self.loaded else {
             return Vec::new();
         };
-        Format::ALL
-            .into_iter()
+        Format::all()
             .filter(|f| {
                 *f != l.format && crate::data::convert::compatible(l.format.kind(), f.kind())
             })
             .collect()
     }
 
-    /// Converts the loaded file to the dialog's format, next to the source; returns a report.
-    pub fn run_convert(&mut self) -> Result<String, String> {
+    /// Converts the loaded file to the dialog's format, next to the source, on a worker.
+    fn run_convert(&mut self) -> Result<Effect, String> {
         let idx = self.convert.take().ok_or("no conversion chosen")?;
         let to = *self.targets().get(idx).ok_or("no such format")?;
         let l = self.loaded.as_ref().ok_or("no dataset loaded")?;
-        let ds = Dataset::open(&l.path, Some(l.format)).map_err(|e| e.to_string())?;
-        let stem = l
-            .path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let out = l.path.with_file_name(format!("{stem}.{}.jsonl", to.name()));
-        let report =
-            crate::data::convert::convert(&ds, &out, to, crate::data::convert::OnError::Skip)
+        let (path, format) = (l.path.clone(), l.format);
+        Ok(Effect::spawn(move || {
+            let result = (|| {
+                let ds = Dataset::open(&path, Some(format)).map_err(|e| e.to_string())?;
+                let stem = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let out = path.with_file_name(format!("{stem}.{}.jsonl", to.name()));
+                let report = crate::data::convert::convert(
+                    &ds,
+                    &out,
+                    to,
+                    crate::data::convert::OnError::Skip,
+                )
                 .map_err(|e| e.to_string())?;
-        let msg = format!(
-            "wrote {} ({} records, {} skipped)",
-            out.display(),
-            report.written,
-            report.skipped
-        );
-        if !self.files.contains(&out) {
-            self.files.push(out);
-            self.files.sort();
-        }
-        Ok(msg)
+                Ok((
+                    format!(
+                        "wrote {} ({} records, {} skipped)",
+                        out.display(),
+                        report.written,
+                        report.skipped
+                    ),
+                    out,
+                ))
+            })();
+            Update::Data(Msg::Converted(result))
+        }))
     }
 
-    /// The encoder for the token view, built once per model path.
-    pub fn encoder_for(&mut self, model: &str) -> Result<&Encoder, String> {
-        if self.encoder.as_ref().is_none_or(|(m, _)| m != model) {
-            let enc = crate::model::source::load_tokenizer(Path::new(model))
-                .map_err(|e| e.to_string())
-                .and_then(|tok| {
-                    Encoder::new(
-                        tok,
-                        &crate::template::TemplateChoice::Model,
-                        crate::template::TrainOn::Assistant,
-                    )
-                    .map_err(|e| e.to_string())
-                });
-            self.encoder = Some((model.to_string(), enc));
+    /// The token view's encoder for `model`, once it is loaded.
+    fn encoder_for(&self, model: &str) -> Option<&Result<Arc<Encoder>, String>> {
+        self.encoder
+            .as_ref()
+            .filter(|(m, _)| m == model)
+            .map(|(_, e)| e)
+    }
+
+    /// Loads the encoder for `model` unless it is loaded or loading.
+    fn want_encoder(&mut self, model: &str) -> Option<Effect> {
+        if self.view != View::Tokens
+            || self.encoder_for(model).is_some()
+            || self.encoder_loading.as_deref() == Some(model)
+        {
+            return None;
         }
-        match &self.encoder {
-            Some((_, Ok(e))) => Ok(e),
-            Some((_, Err(e))) => Err(e.clone()),
-            None => Err("no encoder".into()),
+        self.encoder_loading = Some(model.to_string());
+        Some(encoder_job(model.to_string()))
+    }
+}
+
+impl Component for DataTab {
+    type Msg = Msg;
+
+    fn editing(&self) -> bool {
+        self.search_input.is_some()
+    }
+
+    fn key(&mut self, key: &KeyEvent, _ctx: &Ctx) -> Option<Effect> {
+        let input = self.search_input.as_mut()?;
+        match input.handle(key) {
+            InputEvent::Submit => {
+                self.search = self.search_input.take().map(TextInput::into_value)?;
+                if !self.search_next() {
+                    return Some(Effect::warn(format!(
+                        "no record contains {:?}",
+                        self.search
+                    )));
+                }
+            }
+            InputEvent::Cancel => self.search_input = None,
+            _ => {}
         }
+        None
+    }
+
+    fn handle(&mut self, a: Action, ctx: &Ctx) -> Option<Effect> {
+        let n = self.targets().len().max(1);
+        if let Some(sel) = self.convert.as_mut() {
+            match a {
+                Action::Left | Action::Up => *sel = (*sel + n - 1) % n,
+                Action::Right | Action::Down => *sel = (*sel + 1) % n,
+                Action::Enter => {
+                    return Some(match self.run_convert() {
+                        Ok(job) => Effect::Batch(vec![Effect::info("converting…"), job]),
+                        Err(e) => Effect::error(e),
+                    })
+                }
+                _ => {}
+            }
+            return None;
+        }
+        match a {
+            Action::Down => self.move_record(1),
+            Action::Up => self.move_record(-1),
+            Action::PageDown => self.move_record(10),
+            Action::PageUp => self.move_record(-10),
+            Action::Top => self.move_record(-(1 << 30)),
+            Action::Bottom => self.move_record(1 << 30),
+            Action::Left => return self.select_file(-1),
+            Action::Right => return self.select_file(1),
+            Action::Enter if self.view == View::Problems => self.jump_to_problem(),
+            Action::TokenView => {
+                self.view = if self.view == View::Tokens {
+                    View::Text
+                } else {
+                    View::Tokens
+                };
+                return self.want_encoder(ctx.model);
+            }
+            Action::Validation => {
+                self.view = if self.view == View::Problems {
+                    View::Text
+                } else {
+                    View::Problems
+                }
+            }
+            Action::Search => self.search_input = Some(TextInput::default()),
+            Action::SearchNext if !self.search_next() => return Some(Effect::warn("no match")),
+            Action::Convert => {
+                if self.targets().is_empty() {
+                    return Some(Effect::warn("nothing to convert to"));
+                }
+                self.convert = Some(0);
+            }
+            _ => {}
+        }
+        None
+    }
+
+    fn update(&mut self, msg: Msg, ctx: &Ctx) -> Option<Effect> {
+        match msg {
+            Msg::Files(files) => {
+                let current = self.files.get(self.file).map(|f| f.path.clone());
+                self.files = files;
+                self.file = current
+                    .and_then(|c| self.files.iter().position(|f| f.path == c))
+                    .unwrap_or(0);
+                if self.loaded.is_none() && self.loading.is_none() {
+                    return self.load();
+                }
+            }
+            Msg::Loaded { path, result } => {
+                if self.loading.as_ref() != Some(&path) {
+                    return None;
+                }
+                self.loading = None;
+                match result {
+                    Ok(l) => {
+                        self.loaded = Some(l);
+                        self.error = None;
+                    }
+                    Err(e) => {
+                        self.loaded = None;
+                        self.error = Some(e);
+                    }
+                }
+            }
+            Msg::Encoder { model, result } => {
+                if self.encoder_loading.as_deref() == Some(model.as_str()) {
+                    self.encoder_loading = None;
+                }
+                self.encoder = Some((model, result));
+                return self.want_encoder(ctx.model);
+            }
+            Msg::Converted(result) => {
+                return Some(match result {
+                    Ok((msg, _)) => Effect::Batch(vec![
+                        Effect::info(msg),
+                        scan_job(self.root.clone()),
+                    ]),
+                    Err(e) => Effect::error(e),
+                })
+            }
+        }
+        None
+    }
+
+    fn tick(&mut self, ctx: &Ctx) -> Option<Effect> {
+        self.want_encoder(ctx.model)
+    }
+
+    fn back(&mut self) {
+        self.convert = None;
+    }
+
+    fn prompt(&self) -> Option<String> {
+        self.search_input.as_ref().map(|i| format!("/{}", i.display()))
+    }
+
+    fn draw(&mut self, f: &mut Frame, area: Rect, ctx: &Ctx) {
+        draw(f, area, self, ctx.theme, ctx.model)
     }
 }
 
@@ -286,12 +508,12 @@ fn record_text(r: &Result<Record, Vec<Problem>>) -> String {
 
 fn message_lines<'a>(m: &Message, theme: &Theme, label: Option<&str>, out: &mut Vec<Line<'a>>) {
     let role = m.role.as_str();
-    let style = theme.s(match role {
-        "user" => "user",
-        "assistant" => "assistant",
-        "system" => "system",
-        _ => "tool",
-    });
+    let style = match m.role {
+        crate::data::Role::User => theme.user,
+        crate::data::Role::Assistant => theme.assistant,
+        crate::data::Role::System => theme.system,
+        crate::data::Role::Tool => theme.tool,
+    };
     let tag = label.map_or_else(|| role.to_string(), |l| format!("{role} ({l})"));
     let text = m.text();
     for (i, line) in text.split('\n').enumerate() {
@@ -302,7 +524,7 @@ fn message_lines<'a>(m: &Message, theme: &Theme, label: Option<&str>, out: &mut 
         };
         out.push(Line::from(vec![
             Span::styled(head, style.add_modifier(Modifier::BOLD)),
-            Span::styled(line.to_string(), theme.s("foreground")),
+            Span::styled(line.to_string(), theme.foreground),
         ]));
     }
 }
@@ -319,17 +541,17 @@ fn record_lines<'a>(rec: &Record, theme: &Theme) -> Vec<Line<'a>> {
                 .iter()
                 .for_each(|m| message_lines(m, theme, None, &mut out));
             for m in &p.chosen {
-                out.push(Line::styled("── chosen", theme.s("chosen")));
+                out.push(Line::styled("── chosen", theme.chosen));
                 message_lines(m, theme, Some("chosen"), &mut out);
             }
             for m in &p.rejected {
-                out.push(Line::styled("── rejected", theme.s("rejected")));
+                out.push(Line::styled("── rejected", theme.rejected));
                 message_lines(m, theme, Some("rejected"), &mut out);
             }
         }
         Body::Text(t) => t
             .split('\n')
-            .for_each(|l| out.push(Line::styled(l.to_string(), theme.s("foreground")))),
+            .for_each(|l| out.push(Line::styled(l.to_string(), theme.foreground))),
     }
     out
 }
@@ -359,9 +581,9 @@ pub fn token_lines<'a>(
     for (i, (s, e)) in ex.offsets.iter().enumerate() {
         let trained = ex.labels.get(i).is_some_and(|l| *l != IGNORE);
         let style = if trained {
-            theme.s("trained_token").add_modifier(Modifier::BOLD)
+            theme.trained_token.add_modifier(Modifier::BOLD)
         } else {
-            theme.s("masked_token")
+            theme.masked_token
         };
         let text = ex.text.get(*s..*e).unwrap_or("");
         let mut parts = text.split('\n').peekable();
@@ -382,22 +604,22 @@ pub fn token_lines<'a>(
     Ok((lines, ex.len(), ex.trained()))
 }
 
-pub fn draw(f: &mut Frame, area: Rect, t: &mut DataTab, theme: &Theme, model: &str) {
+fn draw(f: &mut Frame, area: Rect, t: &DataTab, theme: &Theme, model: &str) {
     let [left, right] =
         Layout::horizontal([Constraint::Length(30), Constraint::Min(20)]).areas(area);
     let items: Vec<ListItem> = t
         .files
         .iter()
-        .map(|p| {
-            let name = p
+        .map(|e| {
+            let name = e
+                .path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let size = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
             ListItem::new(format!(
-                "{:<19}{:>7}",
-                crate::units::truncate(&name, 18),
-                crate::units::human_bytes(size)
+                "{:<17}{:>9}",
+                crate::units::truncate(&name, 16),
+                crate::units::bytes(e.bytes)
             ))
         })
         .collect();
@@ -410,9 +632,9 @@ pub fn draw(f: &mut Frame, area: Rect, t: &mut DataTab, theme: &Theme, model: &s
                 Block::default()
                     .borders(Borders::ALL)
                     .title(" files ")
-                    .border_style(theme.s("border")),
+                    .border_style(theme.border),
             )
-            .highlight_style(theme.s("selection"))
+            .highlight_style(theme.selection)
             .highlight_symbol("▸ "),
         files_area,
         &mut state,
@@ -431,17 +653,18 @@ pub fn draw(f: &mut Frame, area: Rect, t: &mut DataTab, theme: &Theme, model: &s
                 Line::styled(
                     format!("errors  {bad}"),
                     if bad > 0 {
-                        theme.s("error")
+                        theme.error
                     } else {
-                        theme.s("success")
+                        theme.success
                     },
                 ),
-                Line::styled(crate::units::truncate(&l.evidence, 26), theme.s("muted")),
+                Line::styled(crate::units::truncate(&l.evidence, 26), theme.muted),
             ]
         }
+        None if t.loading.is_some() => vec![Line::styled("reading…", theme.muted)],
         None => vec![Line::styled(
             t.error.clone().unwrap_or_else(|| "no dataset".into()),
-            theme.s("error"),
+            theme.error,
         )],
     };
     f.render_widget(
@@ -449,12 +672,16 @@ pub fn draw(f: &mut Frame, area: Rect, t: &mut DataTab, theme: &Theme, model: &s
             Block::default()
                 .borders(Borders::ALL)
                 .title(" stats ")
-                .border_style(theme.s("border")),
+                .border_style(theme.border),
         ),
         stats_area,
     );
     let Some(l) = &t.loaded else {
-        let msg = t.error.clone().unwrap_or_else(|| "No dataset files in the workspace. Put .json, .jsonl or .parquet files in the data folder.".into());
+        let msg = match (&t.loading, &t.error) {
+            (Some(p), _) => format!("reading {}…", p.display()),
+            (None, Some(e)) => e.clone(),
+            (None, None) => "No dataset files in the workspace. Put .json, .jsonl or .parquet files in the data folder.".into(),
+        };
         f.render_widget(
             Paragraph::new(msg)
                 .wrap(Wrap { trim: false })
@@ -482,7 +709,7 @@ pub fn draw(f: &mut Frame, area: Rect, t: &mut DataTab, theme: &Theme, model: &s
     let block = Block::default()
         .borders(Borders::ALL)
         .title(title)
-        .border_style(theme.s("border_focused"));
+        .border_style(theme.border_focused);
     let (loc, rec) = match l.records.get(t.record) {
         Some(r) => (r.0.clone(), &r.1),
         None => {
@@ -490,12 +717,12 @@ pub fn draw(f: &mut Frame, area: Rect, t: &mut DataTab, theme: &Theme, model: &s
             return;
         }
     };
-    let mut lines: Vec<Line> = vec![Line::styled(loc, theme.s("muted"))];
+    let mut lines: Vec<Line> = vec![Line::styled(loc, theme.muted)];
     match t.view {
         View::Problems => {
             let probs = l.problems();
             if probs.is_empty() {
-                lines.push(Line::styled("no validation errors", theme.s("success")));
+                lines.push(Line::styled("no validation errors", theme.success));
             }
             for (k, (i, p)) in probs.iter().enumerate() {
                 let field = if p.field.is_empty() {
@@ -504,9 +731,9 @@ pub fn draw(f: &mut Frame, area: Rect, t: &mut DataTab, theme: &Theme, model: &s
                     format!("{}: ", p.field)
                 };
                 let style = if k == t.problem {
-                    theme.s("selection")
+                    theme.selection
                 } else {
-                    theme.s("error")
+                    theme.error
                 };
                 lines.push(Line::styled(
                     format!("{} (#{}) {field}{}", p.location, i + 1, p.message),
@@ -519,34 +746,37 @@ pub fn draw(f: &mut Frame, area: Rect, t: &mut DataTab, theme: &Theme, model: &s
             Err(ps) => ps.iter().for_each(|p| {
                 lines.push(Line::styled(
                     format!("{} {}: {}", p.location, p.field, p.message),
-                    theme.s("error"),
+                    theme.error,
                 ))
             }),
         },
         View::Tokens => {
-            let rec = rec.clone();
             match (rec, t.encoder_for(model)) {
-                (Ok(r), Ok(enc)) => match token_lines(enc, &r, theme) {
+                (_, None) => lines.push(Line::styled(
+                    format!("loading the tokenizer of {model}…"),
+                    theme.muted,
+                )),
+                (Ok(r), Some(Ok(enc))) => match token_lines(enc, r, theme) {
                     Ok((tl, n, trained)) => {
                         lines.push(Line::from(vec![
-                            Span::styled("░masked░ ", theme.s("masked_token")),
-                            Span::styled("█trained█ ", theme.s("trained_token")),
+                            Span::styled("░masked░ ", theme.masked_token),
+                            Span::styled("█trained█ ", theme.trained_token),
                             Span::styled(
                                 format!(" {n} tokens, {trained} trained · {model}"),
-                                theme.s("muted"),
+                                theme.muted,
                             ),
                         ]));
                         lines.extend(tl);
                     }
-                    Err(e) => lines.push(Line::styled(e, theme.s("error"))),
+                    Err(e) => lines.push(Line::styled(e, theme.error)),
                 },
                 (Err(_), _) => lines.push(Line::styled(
                     "this record has problems (v lists them)",
-                    theme.s("error"),
+                    theme.error,
                 )),
-                (_, Err(e)) => lines.push(Line::styled(
+                (_, Some(Err(e))) => lines.push(Line::styled(
                     format!("token view needs a tokenizer: {e}"),
-                    theme.s("error"),
+                    theme.error,
                 )),
             }
         }
@@ -562,9 +792,9 @@ pub fn draw(f: &mut Frame, area: Rect, t: &mut DataTab, theme: &Theme, model: &s
             .enumerate()
             .flat_map(|(i, f)| {
                 let s = if i == sel {
-                    theme.s("selection")
+                    theme.selection
                 } else {
-                    theme.s("foreground")
+                    theme.foreground
                 };
                 [Span::styled(format!(" {} ", f.name()), s), Span::raw(" ")]
             })
@@ -574,7 +804,7 @@ pub fn draw(f: &mut Frame, area: Rect, t: &mut DataTab, theme: &Theme, model: &s
                 Line::from(opts),
                 Line::styled(
                     "h/l choose · Enter convert (writes <name>.<format>.jsonl) · Esc cancel",
-                    theme.s("muted"),
+                    theme.muted,
                 ),
             ])
             .wrap(Wrap { trim: false })
@@ -582,7 +812,7 @@ pub fn draw(f: &mut Frame, area: Rect, t: &mut DataTab, theme: &Theme, model: &s
                 Block::default()
                     .borders(Borders::ALL)
                     .title(" convert to ")
-                    .border_style(theme.s("accent")),
+                    .border_style(theme.accent),
             ),
             dialog,
         );

@@ -1,61 +1,88 @@
 //! Runs tab: every run with its state, steps, last and best eval loss and duration; details
-//! of the selected one; two marked runs' loss curves compared; open in Chat.
+//! of the selected one; two marked runs' loss curves compared; open in Chat. The list comes
+//! from the watcher (status.json only); details are read on a worker.
 
-use super::train::{loss_chart, RunView};
+use super::{Component, Ctx};
+use crate::config::RunConfig;
 use crate::runs::{RunDir, RunSummary};
+use crate::tui::action::Action;
+use crate::tui::background::Update;
+use crate::tui::effect::Effect;
+use crate::tui::run_view::RunView;
 use crate::tui::theme::Theme;
+use crate::tui::widgets::loss_chart;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
+use std::path::PathBuf;
+
+/// What the details pane shows of a run beyond its summary.
+#[derive(Debug, Clone)]
+pub struct RunDetails {
+    pub config: Option<RunConfig>,
+    pub checkpoints: Vec<u64>,
+    pub adapter: bool,
+}
+
+impl RunDetails {
+    /// Reads a run's config and checkpoint list; worker threads only.
+    pub fn read(dir: &std::path::Path) -> Self {
+        let run = RunDir::new(dir);
+        RunDetails {
+            config: RunConfig::load(&run.config()).ok(),
+            checkpoints: crate::train::checkpoint::list(&run.checkpoints())
+                .iter()
+                .map(|(s, _)| *s)
+                .collect(),
+            adapter: run.adapter().is_dir(),
+        }
+    }
+}
+
+/// Background results for this tab.
+pub enum Msg {
+    Details(PathBuf, RunDetails),
+    /// The adapter to open in Chat (and the model of the run), or why there is none.
+    Open(Result<(Option<String>, String, PathBuf), String>),
+}
 
 pub struct RunsTab {
-    pub runs: Vec<RunSummary>,
     pub selected: usize,
-    pub marked: Vec<usize>,
+    /// Marked runs, by folder.
+    pub marked: Vec<PathBuf>,
     pub compare: Option<(RunView, RunView)>,
+    pub details: Option<(PathBuf, RunDetails)>,
+    details_loading: Option<PathBuf>,
 }
 
 impl RunsTab {
-    pub fn new(root: &std::path::Path) -> Self {
+    pub fn new() -> Self {
         RunsTab {
-            runs: crate::runs::list(root),
             selected: 0,
             marked: Vec::new(),
             compare: None,
+            details: None,
+            details_loading: None,
         }
     }
 
-    pub fn refresh(&mut self, root: &std::path::Path) -> bool {
-        let runs = crate::runs::list(root);
-        let changed = runs != self.runs;
-        let id = self.runs.get(self.selected).map(|r| r.id.clone());
-        self.runs = runs;
-        if let Some(id) = id {
-            if let Some(i) = self.runs.iter().position(|r| r.id == id) {
-                self.selected = i;
-            }
-        }
-        self.selected = self.selected.min(self.runs.len().saturating_sub(1));
-        if let Some((a, b)) = &mut self.compare {
-            a.poll();
-            b.poll();
-        }
-        changed
+    fn selected<'a>(&self, runs: &'a [RunSummary]) -> Option<&'a RunSummary> {
+        runs.get(self.selected.min(runs.len().saturating_sub(1)))
     }
 
-    pub fn move_sel(&mut self, d: isize) {
-        if !self.runs.is_empty() {
-            self.selected =
-                (self.selected as isize + d).clamp(0, self.runs.len() as isize - 1) as usize;
+    pub fn move_sel(&mut self, d: isize, n: usize) {
+        if n > 0 {
+            self.selected = (self.selected as isize + d).clamp(0, n as isize - 1) as usize;
         }
     }
 
-    pub fn toggle_mark(&mut self) {
-        if let Some(k) = self.marked.iter().position(|m| *m == self.selected) {
+    fn toggle_mark(&mut self, runs: &[RunSummary]) {
+        let Some(r) = self.selected(runs) else { return };
+        if let Some(k) = self.marked.iter().position(|m| *m == r.dir) {
             self.marked.remove(k);
         } else {
-            self.marked.push(self.selected);
+            self.marked.push(r.dir.clone());
             if self.marked.len() > 2 {
                 self.marked.remove(0);
             }
@@ -63,26 +90,142 @@ impl RunsTab {
     }
 
     /// Compares the two marked runs (or the selected run with the previous one).
-    pub fn compare(&mut self) -> Result<(), String> {
+    fn compare(&mut self, runs: &[RunSummary]) -> Result<(), String> {
         let pair = match self.marked.as_slice() {
-            [a, b] => (*a, *b),
-            _ if self.runs.len() >= 2 => (
-                self.selected,
-                if self.selected == 0 {
-                    1
-                } else {
-                    self.selected - 1
-                },
-            ),
+            [a, b] => (a.clone(), b.clone()),
+            _ if runs.len() >= 2 => {
+                let i = self.selected.min(runs.len() - 1);
+                let j = if i == 0 { 1 } else { i - 1 };
+                (runs[i].dir.clone(), runs[j].dir.clone())
+            }
             _ => return Err("mark two runs with space first".into()),
         };
-        let a = self.runs.get(pair.0).ok_or("no such run")?;
-        let b = self.runs.get(pair.1).ok_or("no such run")?;
         self.compare = Some((
-            RunView::new(RunDir::new(&a.dir)),
-            RunView::new(RunDir::new(&b.dir)),
+            RunView::new(RunDir::new(pair.0)),
+            RunView::new(RunDir::new(pair.1)),
         ));
         Ok(())
+    }
+
+    /// Reads the selected run's details unless they are read or being read.
+    fn want_details(&mut self, runs: &[RunSummary]) -> Option<Effect> {
+        let dir = self.selected(runs)?.dir.clone();
+        if self.details.as_ref().is_some_and(|(d, _)| *d == dir)
+            || self.details_loading.as_ref() == Some(&dir)
+        {
+            return None;
+        }
+        self.details_loading = Some(dir.clone());
+        Some(Effect::spawn(move || {
+            let d = RunDetails::read(&dir);
+            Update::Runs(Msg::Details(dir, d))
+        }))
+    }
+
+    /// The views the watcher should feed.
+    pub fn views_mut(&mut self) -> impl Iterator<Item = &mut RunView> {
+        self.compare
+            .as_mut()
+            .into_iter()
+            .flat_map(|(a, b)| [a, b])
+    }
+}
+
+impl Default for RunsTab {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Finds the adapter of `dir` (the final one, else the newest checkpoint) and the run's
+/// model; worker threads only.
+fn open_job(id: String, dir: PathBuf) -> Effect {
+    Effect::spawn(move || {
+        let run = RunDir::new(&dir);
+        let adapter = if run.adapter().is_dir() {
+            Some(run.adapter())
+        } else {
+            crate::train::checkpoint::list(&run.checkpoints())
+                .last()
+                .map(|(_, d)| d.clone())
+        };
+        let result = match adapter {
+            Some(d) => {
+                let label = format!(
+                    "{id}/{}",
+                    d.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                );
+                let model = RunConfig::load(&run.config()).ok().map(|c| c.model.path);
+                Ok((model, label, d))
+            }
+            None => Err("this run has no adapter or checkpoint yet".to_string()),
+        };
+        Update::Runs(Msg::Open(result))
+    })
+}
+
+impl Component for RunsTab {
+    type Msg = Msg;
+
+    fn handle(&mut self, a: Action, ctx: &Ctx) -> Option<Effect> {
+        let runs = ctx.runs;
+        match a {
+            Action::Down => self.move_sel(1, runs.len()),
+            Action::Up => self.move_sel(-1, runs.len()),
+            Action::Mark => self.toggle_mark(runs),
+            Action::Compare => {
+                if let Err(e) = self.compare(runs) {
+                    return Some(Effect::warn(e));
+                }
+            }
+            Action::Enter => return self.selected(runs).map(|s| Effect::Attach(s.dir.clone())),
+            Action::OpenInChat => {
+                let s = self.selected(runs)?;
+                return Some(open_job(s.id.clone(), s.dir.clone()));
+            }
+            Action::StopRun => return self.selected(runs).map(|s| Effect::StopRun(s.dir.clone())),
+            _ => {}
+        }
+        self.want_details(runs)
+    }
+
+    fn update(&mut self, msg: Msg, ctx: &Ctx) -> Option<Effect> {
+        match msg {
+            Msg::Details(dir, d) => {
+                if self.details_loading.as_ref() == Some(&dir) {
+                    self.details_loading = None;
+                }
+                self.details = Some((dir, d));
+                self.want_details(ctx.runs)
+            }
+            Msg::Open(Ok((model, label, adapter))) => Some(Effect::OpenInChat {
+                model,
+                label,
+                adapter,
+            }),
+            Msg::Open(Err(e)) => Some(Effect::warn(e)),
+        }
+    }
+
+    fn tick(&mut self, ctx: &Ctx) -> Option<Effect> {
+        // A finished run gains its adapter: read the details again when the list changes.
+        if let (Some(s), Some((dir, d))) = (self.selected(ctx.runs), &self.details) {
+            if s.dir == *dir && s.state.is_some_and(|st| st.is_final()) && !d.adapter {
+                self.details = None;
+            }
+        }
+        self.want_details(ctx.runs)
+    }
+
+    fn back(&mut self) {
+        self.compare = None;
+    }
+
+    fn draw(&mut self, f: &mut Frame, area: Rect, ctx: &Ctx) {
+        self.selected = self.selected.min(ctx.runs.len().saturating_sub(1));
+        draw(f, area, self, ctx.runs, ctx.theme)
     }
 }
 
@@ -90,20 +233,18 @@ fn fmt(l: Option<f64>) -> String {
     l.map_or("-".into(), |l| format!("{l:.4}"))
 }
 
-pub fn draw(f: &mut Frame, area: Rect, t: &RunsTab, theme: &Theme) {
+fn draw(f: &mut Frame, area: Rect, t: &RunsTab, runs: &[RunSummary], theme: &Theme) {
     let [list, detail] =
         Layout::vertical([Constraint::Percentage(45), Constraint::Min(6)]).areas(area);
-    let rows: Vec<Row> = t
-        .runs
+    let rows: Vec<Row> = runs
         .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let mark = if t.marked.contains(&i) { "●" } else { " " };
+        .map(|r| {
+            let mark = if t.marked.contains(&r.dir) { "●" } else { " " };
             let state_style = match r.state_label().as_str() {
-                "done" => theme.s("success"),
-                "failed" | "dead" => theme.s("error"),
-                "running" => theme.s("info"),
-                _ => theme.s("warning"),
+                "done" => theme.success,
+                "failed" | "dead" => theme.error,
+                "running" => theme.info,
+                _ => theme.warning,
             };
             Row::new(vec![
                 Cell::from(format!("{mark} {}", r.id)),
@@ -115,7 +256,7 @@ pub fn draw(f: &mut Frame, area: Rect, t: &RunsTab, theme: &Theme) {
             ])
         })
         .collect();
-    let mut state = TableState::default().with_selected(if t.runs.is_empty() {
+    let mut state = TableState::default().with_selected(if runs.is_empty() {
         None
     } else {
         Some(t.selected)
@@ -134,14 +275,14 @@ pub fn draw(f: &mut Frame, area: Rect, t: &RunsTab, theme: &Theme) {
         )
         .header(
             Row::new(vec!["run", "state", "step", "loss", "best eval", "time"])
-                .style(theme.s("title")),
+                .style(theme.title),
         )
-        .row_highlight_style(theme.s("selection"))
+        .row_highlight_style(theme.selection)
         .block(
             Block::default()
                 .borders(Borders::ALL)
-                .title(format!(" runs ({}) ", t.runs.len()))
-                .border_style(theme.s("border_focused")),
+                .title(format!(" runs ({}) ", runs.len()))
+                .border_style(theme.border_focused),
         ),
         list,
         &mut state,
@@ -149,10 +290,10 @@ pub fn draw(f: &mut Frame, area: Rect, t: &RunsTab, theme: &Theme) {
     if let Some((a, b)) = &t.compare {
         let chart = loss_chart(
             vec![
-                (format!("{} train", a.id()), &a.ema, theme.s("loss_train")),
-                (format!("{} eval", a.id()), &a.eval, theme.s("loss_train")),
-                (format!("{} train", b.id()), &b.ema, theme.s("loss_eval")),
-                (format!("{} eval", b.id()), &b.eval, theme.s("loss_eval")),
+                (format!("{} train", a.id()), &a.ema.points, theme.loss_train),
+                (format!("{} eval", a.id()), &a.eval.points, theme.loss_train),
+                (format!("{} train", b.id()), &b.ema.points, theme.loss_eval),
+                (format!("{} eval", b.id()), &b.eval.points, theme.loss_eval),
             ],
             " compare (EMA train and eval loss) ".into(),
             theme,
@@ -160,25 +301,24 @@ pub fn draw(f: &mut Frame, area: Rect, t: &RunsTab, theme: &Theme) {
         f.render_widget(chart, detail);
         return;
     }
-    let lines: Vec<Line> = match t.runs.get(t.selected) {
+    let lines: Vec<Line> = match runs.get(t.selected) {
         None => vec![Line::from("No runs yet. Start one from the Adapter or Train tab (r), or `tunelab train tiny-demo`.")],
         Some(r) => {
-            let run = RunDir::new(&r.dir);
-            let cfg = crate::config::RunConfig::load(&run.config()).ok();
+            let details = t.details.as_ref().filter(|(d, _)| *d == r.dir).map(|(_, d)| d);
             let mut l = vec![Line::from(format!("folder  {}", r.dir.display()))];
-            if let Some(c) = cfg {
+            if let Some(c) = details.and_then(|d| d.config.as_ref()) {
                 l.push(Line::from(format!("model   {}", c.model.path)));
                 l.push(Line::from(format!("data    {}", c.data.train)));
                 l.push(Line::from(format!("lora    r{} α{} {}", c.lora.r, c.lora.alpha, c.lora.target_modules.join(","))));
                 l.push(Line::from(format!("train   lr {} {:?} bs {}×{} {} {}", c.train.lr, c.train.scheduler, c.train.batch_size, c.train.grad_accum, c.train.dtype, c.train.device).to_lowercase()));
             }
-            let ckpts: Vec<String> = crate::train::checkpoint::list(&run.checkpoints()).iter().map(|(s, _)| format!("step-{s}")).collect();
+            let ckpts: Vec<String> = details.map(|d| d.checkpoints.iter().map(|s| format!("step-{s}")).collect()).unwrap_or_default();
             l.push(Line::from(format!("ckpts   {}", if ckpts.is_empty() { "-".into() } else { ckpts.join(" ") })));
-            if run.adapter().is_dir() {
-                l.push(Line::styled("adapter ready · o opens it in Chat", theme.s("success")));
+            if details.is_some_and(|d| d.adapter) {
+                l.push(Line::styled("adapter ready · o opens it in Chat", theme.success));
             }
             if let Some(e) = &r.error {
-                l.push(Line::styled(e.clone(), theme.s("error")));
+                l.push(Line::styled(e.clone(), theme.error));
             }
             l
         }

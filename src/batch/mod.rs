@@ -1,0 +1,288 @@
+//! The example stream shared by training and evaluation: records → examples with loss
+//! masks → (optionally packed) sequences → padded micro-batches, in an order that is a pure
+//! function of the seed and the step, so a resumed run sees exactly the batches an
+//! uninterrupted one would.
+
+use crate::data::{DataError, Dataset, Kind};
+use crate::model::Batch;
+use crate::template::{fit_length, pack, Encoded, Encoder, Example, Fit, LengthPolicy, IGNORE};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error("{file}: {location}: {message}")]
+    Record {
+        file: PathBuf,
+        location: String,
+        message: String,
+    },
+    #[error("{file}: {message}")]
+    Unusable { file: PathBuf, message: String },
+}
+
+/// One training sequence: ids, labels aligned with them (not shifted), and positions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sequence {
+    pub input_ids: Vec<u32>,
+    pub labels: Vec<i64>,
+    pub position_ids: Vec<u32>,
+}
+
+impl Sequence {
+    pub fn from_example(ex: Example) -> Self {
+        let n = ex.input_ids.len() as u32;
+        Sequence {
+            input_ids: ex.input_ids,
+            labels: ex.labels,
+            position_ids: (0..n).collect(),
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.input_ids.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.input_ids.is_empty()
+    }
+    /// Targets the shifted loss counts.
+    pub fn targets(&self) -> usize {
+        self.labels.iter().skip(1).filter(|l| **l != IGNORE).count()
+    }
+}
+
+/// A padded micro-batch ready for the model.
+#[derive(Debug, Clone)]
+pub struct MicroBatch {
+    pub ids: Vec<Vec<u32>>,
+    pub labels: Vec<Vec<i64>>,
+    pub batch: Batch,
+    /// Real (non-padding) tokens.
+    pub tokens: usize,
+    /// Targets the loss averages over.
+    pub targets: usize,
+}
+
+/// Encodes every SFT or text record of `path`; a record that cannot be used stops with its
+/// location. Preference records are refused (they need `train.method: dpo`).
+pub fn encode_file(
+    path: &Path,
+    format: &str,
+    encoder: &Encoder,
+    max_seq_len: usize,
+    policy: LengthPolicy,
+) -> Result<(Vec<Example>, usize), DatasetError> {
+    let fmt = if format == "auto" {
+        None
+    } else {
+        Some(format.parse().map_err(|e: String| DatasetError::Unusable {
+            file: path.into(),
+            message: e,
+        })?)
+    };
+    let ds = Dataset::open(path, fmt)?;
+    if ds.kind() == Kind::Preference {
+        return Err(DatasetError::Unusable {
+            file: path.into(),
+            message: format!(
+                "{} holds preference pairs; SFT needs conversations or text (DPO trains on pairs)",
+                ds.format
+            ),
+        });
+    }
+    let mut out = Vec::new();
+    let mut dropped = 0;
+    for item in ds.items()? {
+        let item = item?;
+        let record = item.result.map_err(|problems| DatasetError::Record {
+            file: path.into(),
+            location: item.location.to_string(),
+            message: problems
+                .iter()
+                .map(|p| {
+                    if p.field.is_empty() {
+                        p.message.clone()
+                    } else {
+                        format!("{}: {}", p.field, p.message)
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        })?;
+        let encoded = encoder.encode(&record).map_err(|e| DatasetError::Record {
+            file: path.into(),
+            location: item.location.to_string(),
+            message: e.to_string(),
+        })?;
+        let Encoded::Sft(mut ex) = encoded else {
+            continue;
+        };
+        if fit_length(&mut ex, max_seq_len, policy) == Fit::Dropped || ex.trained() == 0 {
+            dropped += 1;
+            continue;
+        }
+        out.push(ex);
+    }
+    if out.is_empty() {
+        return Err(DatasetError::Unusable {
+            file: path.into(),
+            message: "no example with trained tokens fits data.max_seq_len".into(),
+        });
+    }
+    Ok((out, dropped))
+}
+
+/// Holds out `fraction` of `examples` (at least one) for evaluation, chosen by `seed`.
+pub fn split(examples: Vec<Example>, fraction: f64, seed: u64) -> (Vec<Example>, Vec<Example>) {
+    if fraction <= 0.0 || examples.len() < 2 {
+        return (examples, Vec::new());
+    }
+    let n_eval = ((examples.len() as f64 * fraction).ceil() as usize).clamp(1, examples.len() - 1);
+    let mut idx: Vec<usize> = (0..examples.len()).collect();
+    idx.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed ^ 0x5EED_E7A1));
+    let eval_set: std::collections::HashSet<usize> = idx[..n_eval].iter().copied().collect();
+    let (mut train, mut eval) = (Vec::new(), Vec::new());
+    for (i, ex) in examples.into_iter().enumerate() {
+        if eval_set.contains(&i) {
+            eval.push(ex);
+        } else {
+            train.push(ex);
+        }
+    }
+    (train, eval)
+}
+
+/// Sequences for training: packed when asked, one example each otherwise.
+pub fn sequences(examples: Vec<Example>, packing: bool, max_seq_len: usize) -> Vec<Sequence> {
+    if packing {
+        pack(examples, max_seq_len)
+            .into_iter()
+            .map(|p| Sequence {
+                input_ids: p.input_ids,
+                labels: p.labels,
+                position_ids: p.position_ids,
+            })
+            .collect()
+    } else {
+        examples.into_iter().map(Sequence::from_example).collect()
+    }
+}
+
+/// Pads `rows` to their longest; padding has mask 0 and label [`IGNORE`].
+pub fn collate(rows: &[&Sequence], pad_id: u32) -> MicroBatch {
+    let t = rows.iter().map(|s| s.len()).max().unwrap_or(0);
+    let mut mb = MicroBatch {
+        ids: Vec::new(),
+        labels: Vec::new(),
+        batch: Batch::default(),
+        tokens: 0,
+        targets: 0,
+    };
+    let mut positions = Vec::new();
+    let mut mask = Vec::new();
+    for s in rows {
+        let n = s.len();
+        let mut ids = s.input_ids.clone();
+        ids.resize(t, pad_id);
+        let mut labels = s.labels.clone();
+        labels.resize(t, IGNORE);
+        let mut pos = s.position_ids.clone();
+        // Padding continues the positions of the last example so it never opens a segment.
+        let last = pos.last().copied().unwrap_or(0);
+        pos.extend((1..=(t - n) as u32).map(|k| last + k));
+        let mut m = vec![1u8; n];
+        m.resize(t, 0);
+        mb.tokens += n;
+        mb.targets += s.targets();
+        mb.ids.push(ids);
+        mb.labels.push(labels);
+        positions.push(pos);
+        mask.push(m);
+    }
+    mb.batch = Batch {
+        position_ids: Some(positions),
+        attention_mask: Some(mask),
+    };
+    mb
+}
+
+/// The order of micro-batches: epoch `e` is a permutation of the sequences drawn from
+/// `(seed, e)`, cut into batches of `batch_size` (the last may be short).
+#[derive(Debug, Clone)]
+pub struct Order {
+    pub seed: u64,
+    pub batch_size: usize,
+    pub sequences: usize,
+}
+
+impl Order {
+    pub fn micro_per_epoch(&self) -> u64 {
+        self.sequences.div_ceil(self.batch_size.max(1)) as u64
+    }
+
+    /// Sequence indices of global micro-batch `m` (counting across epochs).
+    pub fn micro_batch(&self, m: u64) -> Vec<usize> {
+        let per = self.micro_per_epoch().max(1);
+        let (epoch, k) = (m / per, (m % per) as usize);
+        let mut order: Vec<usize> = (0..self.sequences).collect();
+        let seed = self.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+        let start = k * self.batch_size;
+        order[start..(start + self.batch_size).min(self.sequences)].to_vec()
+    }
+
+    /// Epochs completed (fractional) after `micro` micro-batches.
+    pub fn epoch(&self, micro: u64) -> f64 {
+        micro as f64 / self.micro_per_epoch().max(1) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seq(ids: &[u32]) -> Sequence {
+        Sequence {
+            input_ids: ids.to_vec(),
+            labels: ids.iter().map(|&i| i as i64).collect(),
+            position_ids: (0..ids.len() as u32).collect(),
+        }
+    }
+
+    #[test]
+    fn each_epoch_visits_every_sequence_once_in_a_seeded_order() {
+        let s = Order {
+            seed: 7,
+            batch_size: 3,
+            sequences: 10,
+        };
+        assert_eq!(s.micro_per_epoch(), 4);
+        for epoch in 0..2 {
+            let mut seen: Vec<usize> = (0..4).flat_map(|k| s.micro_batch(epoch * 4 + k)).collect();
+            assert_eq!(s.micro_batch(epoch * 4 + 3).len(), 1);
+            seen.sort();
+            assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        }
+        assert_ne!(s.micro_batch(0), s.micro_batch(4), "epochs reshuffle");
+        assert_eq!(
+            s.micro_batch(5),
+            s.micro_batch(5),
+            "pure function of the index"
+        );
+    }
+
+    #[test]
+    fn collate_pads_with_masked_labels_and_counts_targets() {
+        let (a, b) = (seq(&[1, 2, 3]), seq(&[4]));
+        let mb = collate(&[&a, &b], 0);
+        assert_eq!(mb.ids, vec![vec![1, 2, 3], vec![4, 0, 0]]);
+        assert_eq!(mb.labels[1], vec![4, IGNORE, IGNORE]);
+        assert_eq!(mb.tokens, 4);
+        assert_eq!(mb.targets, 2);
+        let b = mb.batch;
+        assert_eq!(b.attention_mask.unwrap()[1], vec![1, 0, 0]);
+        assert_eq!(b.position_ids.unwrap()[1], vec![0, 1, 2]);
+    }
+}

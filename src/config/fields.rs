@@ -1,0 +1,332 @@
+//! The editable fields of a run configuration: their YAML paths, help and kinds. The
+//! Adapter form is generated from this table, and edits go through `set_field`, which
+//! parses by kind, range-checks and validates the whole config before changing anything.
+
+use super::{RunConfig, Schedule};
+use crate::model::Dtype;
+use crate::template::TrainOn;
+use strum::VariantNames;
+
+/// What kind of value a form field holds (drives parsing and the editor).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FieldKind {
+    Text,
+    Int {
+        min: i64,
+        max: i64,
+    },
+    Float {
+        min: f64,
+        max: f64,
+    },
+    Bool,
+    Choice(&'static [&'static str]),
+    /// LoRA target modules: picked from the model's module names.
+    Modules,
+    /// An optional integer (empty for none).
+    OptInt {
+        min: i64,
+    },
+}
+
+/// One editable field of a run configuration: its YAML path, help and kind. The TUI's
+/// Adapter form is generated from this table.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FieldSpec {
+    pub path: &'static str,
+    pub help: &'static str,
+    pub kind: FieldKind,
+}
+
+pub const FIELDS: &[FieldSpec] = &[
+    FieldSpec {
+        path: "name",
+        help: "run name (the run id starts with it)",
+        kind: FieldKind::Text,
+    },
+    FieldSpec {
+        path: "model.path",
+        help: "model folder, .gguf file or hub id",
+        kind: FieldKind::Text,
+    },
+    FieldSpec {
+        path: "data.train",
+        help: "training dataset file",
+        kind: FieldKind::Text,
+    },
+    FieldSpec {
+        path: "data.eval_split",
+        help: "fraction held out for eval loss",
+        kind: FieldKind::Float {
+            min: 0.0,
+            max: 0.49,
+        },
+    },
+    FieldSpec {
+        path: "data.max_seq_len",
+        help: "tokens per example (longer are truncated)",
+        kind: FieldKind::Int {
+            min: 16,
+            max: 131072,
+        },
+    },
+    FieldSpec {
+        path: "data.train_on",
+        help: "which tokens are trained",
+        kind: FieldKind::Choice(TrainOn::VARIANTS),
+    },
+    FieldSpec {
+        path: "data.packing",
+        help: "pack several examples per sequence",
+        kind: FieldKind::Bool,
+    },
+    FieldSpec {
+        path: "lora.r",
+        help: "LoRA rank",
+        kind: FieldKind::Int { min: 1, max: 1024 },
+    },
+    FieldSpec {
+        path: "lora.alpha",
+        help: "LoRA alpha (scale = alpha / r)",
+        kind: FieldKind::Float {
+            min: 0.0001,
+            max: 4096.0,
+        },
+    },
+    FieldSpec {
+        path: "lora.dropout",
+        help: "dropout on the LoRA input",
+        kind: FieldKind::Float {
+            min: 0.0,
+            max: 0.99,
+        },
+    },
+    FieldSpec {
+        path: "lora.target_modules",
+        help: "projections that get adapters",
+        kind: FieldKind::Modules,
+    },
+    FieldSpec {
+        path: "lora.use_rslora",
+        help: "rank-stabilized scale alpha / sqrt(r)",
+        kind: FieldKind::Bool,
+    },
+    FieldSpec {
+        path: "train.max_steps",
+        help: "optimizer steps (empty: use epochs)",
+        kind: FieldKind::OptInt { min: 1 },
+    },
+    FieldSpec {
+        path: "train.epochs",
+        help: "passes over the data",
+        kind: FieldKind::Float {
+            min: 0.01,
+            max: 1000.0,
+        },
+    },
+    FieldSpec {
+        path: "train.lr",
+        help: "peak learning rate",
+        kind: FieldKind::Float {
+            min: 1e-9,
+            max: 0.999,
+        },
+    },
+    FieldSpec {
+        path: "train.scheduler",
+        help: "learning-rate schedule after warm-up",
+        kind: FieldKind::Choice(Schedule::VARIANTS),
+    },
+    FieldSpec {
+        path: "train.warmup",
+        help: "warm-up steps, or a ratio below 1",
+        kind: FieldKind::Float { min: 0.0, max: 1e9 },
+    },
+    FieldSpec {
+        path: "train.batch_size",
+        help: "sequences per micro-batch",
+        kind: FieldKind::Int { min: 1, max: 4096 },
+    },
+    FieldSpec {
+        path: "train.grad_accum",
+        help: "micro-batches per optimizer step",
+        kind: FieldKind::Int { min: 1, max: 4096 },
+    },
+    FieldSpec {
+        path: "train.max_grad_norm",
+        help: "clip gradients to this norm (0: off)",
+        kind: FieldKind::Float { min: 0.0, max: 1e6 },
+    },
+    FieldSpec {
+        path: "train.weight_decay",
+        help: "AdamW weight decay",
+        kind: FieldKind::Float {
+            min: 0.0,
+            max: 10.0,
+        },
+    },
+    FieldSpec {
+        path: "train.seed",
+        help: "seed for data order, LoRA init and dropout",
+        kind: FieldKind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+    },
+    FieldSpec {
+        path: "train.save_every",
+        help: "checkpoint every N steps (0: only at the end)",
+        kind: FieldKind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+    },
+    FieldSpec {
+        path: "train.eval_every",
+        help: "eval loss every N steps (0: never)",
+        kind: FieldKind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+    },
+    FieldSpec {
+        path: "train.keep_checkpoints",
+        help: "checkpoints kept (0: all)",
+        kind: FieldKind::Int { min: 0, max: 10000 },
+    },
+    FieldSpec {
+        path: "train.gradient_checkpointing",
+        help: "recompute layers in backward (less memory)",
+        kind: FieldKind::Bool,
+    },
+    FieldSpec {
+        path: "train.dtype",
+        help: "compute dtype (LoRA stays f32)",
+        kind: FieldKind::Choice(Dtype::VARIANTS),
+    },
+    FieldSpec {
+        path: "train.device",
+        help: "cpu, cuda or cuda:N",
+        kind: FieldKind::Text,
+    },
+];
+
+impl RunConfig {
+    fn to_value(&self) -> serde_yaml::Value {
+        serde_yaml::to_value(self).unwrap_or(serde_yaml::Value::Null)
+    }
+
+    /// A field's value as the form shows it.
+    pub fn get_field(&self, path: &str) -> String {
+        let mut v = &self.to_value();
+        for k in path.split('.') {
+            match v.get(k) {
+                Some(x) => v = x,
+                None => return String::new(),
+            }
+        }
+        match v {
+            serde_yaml::Value::Null => String::new(),
+            serde_yaml::Value::String(s) => s.clone(),
+            serde_yaml::Value::Sequence(items) => items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect::<Vec<_>>()
+                .join(", "),
+            other => serde_yaml::to_string(other)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        }
+    }
+
+    /// Sets a field from the form's text: parsed by the field's kind, range-checked, and then
+    /// the whole config is validated; errors name the field.
+    pub fn set_field(&mut self, path: &str, text: &str) -> Result<(), String> {
+        let spec = FIELDS
+            .iter()
+            .find(|f| f.path == path)
+            .ok_or_else(|| format!("{path}: not an editable field"))?;
+        let t = text.trim();
+        use serde_yaml::Value as Y;
+        let value = match spec.kind {
+            FieldKind::Text => {
+                if t.is_empty() && path == "name" {
+                    Y::Null
+                } else {
+                    Y::String(t.to_string())
+                }
+            }
+            FieldKind::Int { min, max } => {
+                let n: i64 = t
+                    .parse()
+                    .map_err(|_| format!("{path}: expected a whole number"))?;
+                if n < min || n > max {
+                    return Err(format!("{path}: must be between {min} and {max}"));
+                }
+                Y::Number(n.into())
+            }
+            FieldKind::OptInt { min } => {
+                if t.is_empty() {
+                    Y::Null
+                } else {
+                    let n: i64 = t
+                        .parse()
+                        .map_err(|_| format!("{path}: expected a whole number or nothing"))?;
+                    if n < min {
+                        return Err(format!("{path}: must be at least {min}"));
+                    }
+                    Y::Number(n.into())
+                }
+            }
+            FieldKind::Float { min, max } => {
+                let x: f64 = t
+                    .parse()
+                    .map_err(|_| format!("{path}: expected a number"))?;
+                if !(min..=max).contains(&x) {
+                    return Err(format!("{path}: must be between {min} and {max}"));
+                }
+                Y::Number(x.into())
+            }
+            FieldKind::Bool => Y::Bool(match t {
+                "true" | "yes" | "on" | "1" => true,
+                "false" | "no" | "off" | "0" => false,
+                _ => return Err(format!("{path}: expected true or false")),
+            }),
+            FieldKind::Choice(options) => {
+                if !options.contains(&t) {
+                    return Err(format!("{path}: expected one of {}", options.join(", ")));
+                }
+                Y::String(t.to_string())
+            }
+            FieldKind::Modules => Y::Sequence(
+                t.split([',', ' '])
+                    .filter(|m| !m.is_empty())
+                    .map(|m| Y::String(m.to_string()))
+                    .collect(),
+            ),
+        };
+        let mut root = self.to_value();
+        let mut cur = &mut root;
+        let keys: Vec<&str> = path.split('.').collect();
+        for k in &keys[..keys.len() - 1] {
+            cur = cur
+                .get_mut(*k)
+                .ok_or_else(|| format!("{path}: no such section"))?;
+        }
+        if let Some(m) = cur.as_mapping_mut() {
+            m.insert(Y::String(keys[keys.len() - 1].to_string()), value);
+        }
+        let next: RunConfig = serde_yaml::from_value(root).map_err(|e| format!("{path}: {e}"))?;
+        if let Some(issue) = next
+            .validate()
+            .into_iter()
+            .find(|i| i.path == path || i.path.starts_with(&format!("{path}[")))
+        {
+            return Err(issue.to_string());
+        }
+        *self = next;
+        Ok(())
+    }
+}
+

@@ -1,0 +1,19 @@
+//! The presets shipped in `presets/`: ordinary run configurations, embedded in the binary.
+
+/// The presets shipped in `presets/`, embedded: (name, YAML).
+pub const PRESETS: &[(&str, &str)] = &[
+    ("tiny-demo", include_str!("../../presets/tiny-demo.yaml")),
+    (
+        "smollm2-135m-persona",
+        include_str!("../../presets/smollm2-135m-persona.yaml"),
+    ),
+    (
+        "qwen2.5-0.5b-lora",
+        include_str!("../../presets/qwen2.5-0.5b-lora.yaml"),
+    ),
+    (
+        "llama-3.1-8b-lora",
+        include_str!("../../presets/llama-3.1-8b-lora.yaml"),
+    ),
+];
+

@@ -1,0 +1,56 @@
+//! Relative paths in a run configuration, made absolute before a run starts, so the run's
+//! own `config.yaml` names exactly what it used.
+
+use super::{ConfigIssue, RunConfig};
+use std::path::Path;
+
+impl RunConfig {
+    /// Makes relative paths absolute: each is looked up against `bases` in order and the
+    /// first that exists wins; hub ids that exist nowhere locally are left alone.
+    pub fn resolve_paths(&mut self, bases: &[&Path]) -> Result<(), ConfigIssue> {
+        let missing = |field: &str, p: &str| ConfigIssue {
+            path: field.into(),
+            message: format!("{p:?} does not exist (looked at {})", tried(p, bases)),
+        };
+        match find(&self.model.path, bases) {
+            Some(p) => self.model.path = p,
+            None if crate::model::hub::looks_like_repo_id(&self.model.path)
+                && !Path::new(&self.model.path).is_absolute() => {}
+            None => return Err(missing("model.path", &self.model.path)),
+        }
+        let data = |field: &str, v: &mut String| -> Result<(), ConfigIssue> {
+            *v = find(v, bases).ok_or_else(|| missing(field, v))?;
+            Ok(())
+        };
+        data("data.train", &mut self.data.train)?;
+        if let Some(e) = self.data.eval.as_mut() {
+            data("data.eval", e)?;
+        }
+        Ok(())
+    }
+}
+
+/// `p` itself when absolute, else the first base that holds it, made absolute.
+fn find(p: &str, bases: &[&Path]) -> Option<String> {
+    let path = Path::new(p);
+    if path.is_absolute() {
+        return path.exists().then(|| p.to_string());
+    }
+    bases
+        .iter()
+        .map(|b| b.join(path))
+        .find(|c| c.exists())
+        .map(|c| std::path::absolute(&c).unwrap_or(c).display().to_string())
+}
+
+/// The candidate paths, each once, for the error message.
+fn tried(p: &str, bases: &[&Path]) -> String {
+    let mut seen: Vec<String> = Vec::new();
+    for b in bases {
+        let c = b.join(p).display().to_string();
+        if !seen.contains(&c) {
+            seen.push(c);
+        }
+    }
+    seen.join(", ")
+}

@@ -1,0 +1,306 @@
+//! What a trainer says about its run, one JSON line per event in `events.jsonl`. The enum
+//! is the only place events are built and parsed: the trainer writes them, the TUI, the CLI
+//! and `runs` read them. The JSON is `{"type": "train", ...fields, "time": unix_seconds}`,
+//! the same lines older tunelab versions wrote, so older run folders still load.
+//!
+//! Objective-specific numbers (DPO's `rewards/*`, KTO's `kl`) travel in `metrics`, flattened
+//! into the same object under the names TRL uses.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+
+/// One event with the time it was written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunEvent {
+    #[serde(flatten)]
+    pub kind: EventKind,
+    /// Unix seconds; 0 when an event carries none.
+    #[serde(default)]
+    pub time: f64,
+}
+
+/// Objective metrics by name; a non-finite value is written as `null` and read back as NaN.
+pub type Metrics = BTreeMap<String, f64>;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    Start(Start),
+    Train(Train),
+    Eval(Eval),
+    Checkpoint {
+        step: u64,
+        path: String,
+    },
+    CheckpointSkipped {
+        path: String,
+        reason: String,
+    },
+    Resume {
+        from_step: u64,
+        checkpoint: Option<String>,
+    },
+    /// A greedy reply to one of the run's sample prompts, at an evaluation.
+    Sample {
+        step: u64,
+        prompt: String,
+        reply: String,
+    },
+    Stopped {
+        step: u64,
+    },
+    Failed {
+        step: u64,
+        error: String,
+    },
+    Done {
+        step: u64,
+        adapter: String,
+        best_eval_loss: Option<f64>,
+    },
+    /// A type this version does not know (written by a newer tunelab): kept, not shown.
+    #[serde(other)]
+    Unknown,
+}
+
+/// The run's shape, once per (re)start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Start {
+    pub step: u64,
+    pub total_steps: u64,
+    pub trainable_params: u64,
+    pub train_sequences: u64,
+    pub eval_examples: u64,
+    pub dropped_examples: u64,
+    pub micro_batches_per_epoch: u64,
+    pub warmup_steps: u64,
+    pub device: String,
+    pub dtype: String,
+    pub name: Option<String>,
+    /// Which step implementation the run takes (`dense` or `quantized`), so its speed is
+    /// no mystery.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compute: Option<String>,
+}
+
+/// One optimizer step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Train {
+    pub step: u64,
+    pub total_steps: u64,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub loss: f64,
+    pub lr: f64,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub grad_norm: f64,
+    pub tokens: u64,
+    pub tokens_per_s: f64,
+    pub epoch: f64,
+    /// Seconds of training so far, across resumes.
+    pub elapsed: f64,
+    /// Seconds left at the current pace.
+    pub eta: f64,
+    /// The trainer's resident memory in bytes.
+    pub rss: Option<u64>,
+    /// GPU memory in use (NVML), bytes, summed over the GPUs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_mem: Option<u64>,
+    /// GPU utilisation in percent (NVML), the first GPU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_util: Option<u32>,
+    #[serde(flatten, deserialize_with = "metrics_nan_if_null")]
+    pub metrics: Metrics,
+}
+
+/// A held-out evaluation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Eval {
+    pub step: u64,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub eval_loss: f64,
+    pub eval_tokens: u64,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub perplexity: f64,
+    #[serde(flatten, deserialize_with = "metrics_nan_if_null")]
+    pub metrics: Metrics,
+}
+
+fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+fn metrics_nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<Metrics, D::Error> {
+    // Unknown keys of any kind land here; only numbers (or null) are metrics.
+    let raw = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::Number(n) => n.as_f64().map(|x| (k, x)),
+            serde_json::Value::Null => Some((k, f64::NAN)),
+            _ => None,
+        })
+        .collect())
+}
+
+impl EventKind {
+    /// The step the event belongs to, where it has one.
+    pub fn step(&self) -> Option<u64> {
+        match self {
+            EventKind::Start(s) => Some(s.step),
+            EventKind::Train(t) => Some(t.step),
+            EventKind::Eval(e) => Some(e.step),
+            EventKind::Checkpoint { step, .. }
+            | EventKind::Sample { step, .. }
+            | EventKind::Stopped { step }
+            | EventKind::Failed { step, .. }
+            | EventKind::Done { step, .. } => Some(*step),
+            EventKind::Resume { from_step, .. } => Some(*from_step),
+            EventKind::CheckpointSkipped { .. } | EventKind::Unknown => None,
+        }
+    }
+
+    /// The `type` name as written.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::Start(_) => "start",
+            EventKind::Train(_) => "train",
+            EventKind::Eval(_) => "eval",
+            EventKind::Checkpoint { .. } => "checkpoint",
+            EventKind::CheckpointSkipped { .. } => "checkpoint_skipped",
+            EventKind::Resume { .. } => "resume",
+            EventKind::Sample { .. } => "sample",
+            EventKind::Stopped { .. } => "stopped",
+            EventKind::Failed { .. } => "failed",
+            EventKind::Done { .. } => "done",
+            EventKind::Unknown => "unknown",
+        }
+    }
+
+    /// One human line: the train log, `tunelab runs watch` and the Train tab's event list.
+    pub fn describe(&self) -> String {
+        match self {
+            EventKind::Train(t) => {
+                let mut s = format!(
+                    "step {}/{} loss {:.4} lr {:.2e} grad_norm {:.3} {:.0} tok/s eta {}",
+                    t.step,
+                    t.total_steps,
+                    t.loss,
+                    t.lr,
+                    t.grad_norm,
+                    t.tokens_per_s,
+                    crate::units::clock(t.eta)
+                );
+                push_metrics(&mut s, &t.metrics);
+                s
+            }
+            EventKind::Eval(e) => {
+                let mut s = format!("step {} eval loss {:.4}", e.step, e.eval_loss);
+                push_metrics(&mut s, &e.metrics);
+                s
+            }
+            EventKind::Start(s) => format!(
+                "started: {} steps, {} trainable parameters, {} sequences",
+                s.total_steps, s.trainable_params, s.train_sequences
+            ),
+            EventKind::Checkpoint { path, .. } => format!("checkpoint {path}"),
+            EventKind::CheckpointSkipped { path, reason } => {
+                format!("skipped damaged checkpoint {path}: {reason}")
+            }
+            EventKind::Resume {
+                from_step,
+                checkpoint,
+            } => match checkpoint {
+                Some(c) => format!("resumed at step {from_step} from {c}"),
+                None => "resumed from the start (no good checkpoint)".into(),
+            },
+            EventKind::Sample {
+                step,
+                prompt,
+                reply,
+            } => format!("step {step} sample {prompt:?} → {reply:?}"),
+            EventKind::Stopped { step } => format!("stopped at step {step}"),
+            EventKind::Failed { error, .. } => format!("failed: {error}"),
+            EventKind::Done { step, .. } => format!("done at step {step}"),
+            EventKind::Unknown => "an event this version does not know".into(),
+        }
+    }
+}
+
+fn push_metrics(s: &mut String, m: &Metrics) {
+    for (k, v) in m {
+        s.push_str(&format!(" {k} {v:.4}"));
+    }
+}
+
+impl RunEvent {
+    pub fn now(kind: EventKind) -> Self {
+        RunEvent {
+            kind,
+            time: crate::units::unix_now(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn lines_keep_their_shape() {
+        let e = RunEvent {
+            kind: EventKind::Eval(Eval {
+                step: 5,
+                eval_loss: 2.5,
+                eval_tokens: 10,
+                perplexity: 2.5f64.exp(),
+                metrics: Default::default(),
+            }),
+            time: 1.5,
+        };
+        let text = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "{{\"type\":\"eval\",\"step\":5,\"eval_loss\":2.5,\"eval_tokens\":10,\"perplexity\":{},\"time\":1.5}}",
+                2.5f64.exp()
+            )
+        );
+        assert_eq!(serde_json::from_str::<RunEvent>(&text).unwrap(), e);
+    }
+
+    #[test]
+    fn metrics_travel_flat_and_nan_comes_back() {
+        let mut t = Train {
+            step: 3,
+            loss: f64::NAN,
+            ..Default::default()
+        };
+        t.metrics.insert("rewards/margins".into(), 0.25);
+        let e = RunEvent {
+            kind: EventKind::Train(t),
+            time: 2.0,
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["rewards/margins"], json!(0.25));
+        assert_eq!(v["loss"], json!(null));
+        let back: RunEvent = serde_json::from_value(v).unwrap();
+        let EventKind::Train(t) = back.kind else {
+            panic!("{back:?}")
+        };
+        assert!(t.loss.is_nan());
+        assert_eq!(t.metrics.get("rewards/margins"), Some(&0.25));
+        assert_eq!(t.metrics.len(), 1, "{:?}", t.metrics);
+    }
+
+    #[test]
+    fn unknown_types_are_kept_as_unknown() {
+        let e: RunEvent =
+            serde_json::from_str(r#"{"type":"telemetry","x":1,"time":3.0}"#).unwrap();
+        assert_eq!(e.kind, EventKind::Unknown);
+        assert_eq!(e.time, 3.0);
+    }
+}

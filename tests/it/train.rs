@@ -1,0 +1,314 @@
+//! The training core: optimizer parity with torch, activation checkpointing, checkpoints.
+
+use crate::common;
+
+use candle_core::{DType, Device};
+use serde_json::Value;
+use tunelab::model::{Batch, Model};
+use tunelab::batch::MicroBatch;
+use tunelab::train::micro::StepArgs;
+use tunelab::train::step::forward_backward;
+use tunelab::train::{AdamW, AdamWConfig, GradSource, Grads};
+
+fn fixture_model() -> (Model, MicroBatch, Value) {
+    let dir = common::fixture("models/llama");
+    let mut model = Model::load(&dir.join("model"), DType::F32, &Device::Cpu).unwrap();
+    tunelab::model::peft::load(&mut model, &dir.join("adapter")).unwrap();
+    let exp: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    let ids: Vec<Vec<u32>> = serde_json::from_value(exp["input_ids"].clone()).unwrap();
+    let mask: Vec<Vec<u8>> = serde_json::from_value(exp["attention_mask"].clone()).unwrap();
+    let labels: Vec<Vec<i64>> = serde_json::from_value(exp["labels"].clone()).unwrap();
+    let targets = labels
+        .iter()
+        .map(|l| l.iter().skip(1).filter(|x| **x >= 0).count())
+        .sum();
+    let mb = MicroBatch {
+        ids,
+        labels,
+        batch: Batch {
+            position_ids: None,
+            attention_mask: Some(mask),
+        },
+        tokens: 0,
+        targets,
+    };
+    let train3: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("train3.json")).unwrap()).unwrap();
+    (model, mb, train3)
+}
+
+/// Every variable's gradient in `a` and `b` agrees within 1e-5 of its largest entry.
+fn assert_grads_close(vars: &[candle_core::Var], a: &Grads, b: &Grads, what: &str) {
+    let max_abs = |t: candle_core::Tensor| {
+        t.abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    for v in vars {
+        let (x, y) = (a.grad(v).unwrap(), b.grad(v).unwrap());
+        let (diff, scale) = (max_abs((x - &y).unwrap()), max_abs(y));
+        assert!(diff <= 1e-5 * scale.max(1e-3), "{what}: {diff} vs {scale}");
+    }
+}
+
+/// Three AdamW steps (weight decay, clipping) give transformers + peft + torch's losses.
+#[test]
+fn three_adamw_steps_match_torch() {
+    for checkpointing in [false, true] {
+        let (model, mb, want) = fixture_model();
+        let vars = model.lora_vars();
+        let mut opt = AdamW::new(
+            vars.clone(),
+            AdamWConfig {
+                lr: want["lr"].as_f64().unwrap(),
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: want["eps"].as_f64().unwrap(),
+                weight_decay: want["weight_decay"].as_f64().unwrap(),
+            },
+        )
+        .unwrap();
+        let mut grads = Grads::new(vars.iter().map(|(_, v)| v.clone()).collect());
+        let losses: Vec<f64> = serde_json::from_value(want["losses"].clone()).unwrap();
+        let norms: Vec<f64> = serde_json::from_value(want["grad_norms"].clone()).unwrap();
+        for step in 0..3 {
+            let l =
+                forward_backward(
+                &model,
+                &mb,
+                &StepArgs {
+                    window_targets: mb.targets,
+                    dropout_seed: None,
+                    checkpointing: checkpointing,
+                },
+                &mut grads,
+            ).unwrap();
+            let rel = (l.loss - losses[step]).abs() / losses[step];
+            assert!(
+                rel < 1e-4,
+                "checkpointing={checkpointing} step {step}: {} vs torch {}",
+                l.loss,
+                losses[step]
+            );
+            let norm = grads.clip(1.0).unwrap();
+            assert!(
+                (norm - norms[step]).abs() / norms[step] < 1e-3,
+                "grad norm {norm} vs {}",
+                norms[step]
+            );
+            opt.step(&grads).unwrap();
+            grads.clear();
+        }
+        let l = forward_backward(
+                &model,
+                &mb,
+                &StepArgs {
+                    window_targets: mb.targets,
+                    dropout_seed: None,
+                    checkpointing: false,
+                },
+                &mut grads,
+            ).unwrap();
+        assert!(
+            (l.loss - losses[3]).abs() / losses[3] < 1e-4,
+            "after 3 steps: {} vs {}",
+            l.loss,
+            losses[3]
+        );
+    }
+}
+
+/// Recomputing each layer in the backward gives the gradients of the plain backward.
+#[test]
+fn activation_checkpointing_gives_the_same_gradients() {
+    let (model, mb, _) = fixture_model();
+    let vars: Vec<_> = model.lora_vars().into_iter().map(|(_, v)| v).collect();
+    let mut plain = Grads::new(vars.clone());
+    let mut ckpt = Grads::new(vars.clone());
+    let a = forward_backward(
+                &model,
+                &mb,
+                &StepArgs {
+                    window_targets: mb.targets,
+                    dropout_seed: Some(3),
+                    checkpointing: false,
+                },
+                &mut plain,
+            ).unwrap();
+    let b = forward_backward(
+                &model,
+                &mb,
+                &StepArgs {
+                    window_targets: mb.targets,
+                    dropout_seed: Some(3),
+                    checkpointing: true,
+                },
+                &mut ckpt,
+            ).unwrap();
+    assert!((a.loss - b.loss).abs() < 1e-6);
+    assert_grads_close(&vars, &plain, &ckpt, "checkpointing");
+}
+
+/// Two micro-batches of one row each accumulate to the gradient of the two-row batch.
+#[test]
+fn gradient_accumulation_equals_the_full_batch() {
+    let (model, mb, _) = fixture_model();
+    let vars: Vec<_> = model.lora_vars().into_iter().map(|(_, v)| v).collect();
+    let mut full = Grads::new(vars.clone());
+    let whole = forward_backward(
+                &model,
+                &mb,
+                &StepArgs {
+                    window_targets: mb.targets,
+                    dropout_seed: None,
+                    checkpointing: false,
+                },
+                &mut full,
+            ).unwrap();
+    let mut acc = Grads::new(vars.clone());
+    let mut sum = 0.0;
+    for r in 0..2 {
+        let row = MicroBatch {
+            ids: vec![mb.ids[r].clone()],
+            labels: vec![mb.labels[r].clone()],
+            batch: Batch {
+                position_ids: None,
+                attention_mask: mb.batch.attention_mask.as_ref().map(|m| vec![m[r].clone()]),
+            },
+            tokens: 0,
+            targets: 0,
+        };
+        sum += forward_backward(
+                &model,
+                &row,
+                &StepArgs {
+                    window_targets: mb.targets,
+                    dropout_seed: None,
+                    checkpointing: false,
+                },
+                &mut acc,
+            )
+            .unwrap()
+            .loss;
+    }
+    assert!((sum - whole.loss).abs() < 1e-5, "{sum} vs {}", whole.loss);
+    assert!((acc.norm().unwrap() - full.norm().unwrap()).abs() < 1e-5);
+}
+
+#[test]
+fn checkpoints_verify_and_a_truncated_file_is_detected() {
+    use tunelab::train::checkpoint::{latest_good, list, prune, save, verify, TrainerState};
+    let (model, _, _) = fixture_model();
+    let opt = AdamW::new(model.lora_vars(), AdamWConfig::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = TrainerState {
+        step: 10,
+        micro: 10,
+        epoch: 0.5,
+        tokens_seen: 100,
+        elapsed_s: 1.0,
+        best_eval_loss: Some(2.0),
+        seed: 1,
+        total_steps: 30,
+        files: Default::default(),
+    };
+    save(dir.path(), &model, "m", &opt, &state).unwrap();
+    state.step = 20;
+    let p20 = save(dir.path(), &model, "m", &opt, &state).unwrap();
+    assert_eq!(verify(&p20).unwrap().step, 20);
+    assert_eq!(list(dir.path()).len(), 2);
+    // Truncate the newest adapter: it is skipped in favour of step 10.
+    let f = p20.join("adapter_model.safetensors");
+    let len = std::fs::metadata(&f).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let (good, skipped) = latest_good(dir.path());
+    assert_eq!(good.unwrap().1.step, 10);
+    assert_eq!(skipped.len(), 1);
+    assert!(
+        skipped[0].1.contains("adapter_model.safetensors"),
+        "{}",
+        skipped[0].1
+    );
+    // A half-written temporary folder is never listed, and pruning keeps the newest.
+    std::fs::create_dir_all(dir.path().join(".tmp-step-30")).unwrap();
+    assert_eq!(list(dir.path()).len(), 2);
+    prune(dir.path(), 1).unwrap();
+    let left: Vec<u64> = list(dir.path()).into_iter().map(|(s, _)| s).collect();
+    assert_eq!(left, vec![20]);
+    assert!(!dir.path().join(".tmp-step-30").exists());
+}
+
+/// The hand-written backward gives autograd's loss and LoRA gradients on every fixture
+/// architecture (GQA + llama3 rope, Qwen2 bias + tied head, Mistral), with dropout on,
+/// packed positions, padding and checkpointing.
+#[test]
+fn hand_written_backward_matches_autograd() {
+    use tunelab::train::manual;
+    use tunelab::train::step::autograd_forward_backward;
+    for arch in ["llama", "qwen2", "mistral"] {
+        let dir = common::fixture(&format!("models/{arch}"));
+        let mut model = Model::load(&dir.join("model"), DType::F32, &Device::Cpu).unwrap();
+        tunelab::model::peft::load(&mut model, &dir.join("adapter")).unwrap();
+        for p in model
+            .layers
+            .iter_mut()
+            .flat_map(|b| b.linears_mut().into_iter().map(|(_, _, l)| l))
+        {
+            if let Some(l) = p.lora.as_mut() {
+                l.dropout = 0.2;
+            }
+        }
+        assert!(manual::supported(&model));
+        let (_, mut mb, _) = fixture_model();
+        // Row 0 holds two packed examples (positions restart at 5).
+        mb.batch.position_ids = Some(vec![vec![0, 1, 2, 3, 4, 0, 1, 2, 3], (0..9).collect()]);
+        for checkpointing in [false, true] {
+            let vars: Vec<_> = model.lora_vars().into_iter().map(|(_, v)| v).collect();
+            let mut a = Grads::new(vars.clone());
+            let mut b = Grads::new(vars.clone());
+            let la = autograd_forward_backward(
+                &model,
+                &mb,
+                &StepArgs {
+                    window_targets: 20,
+                    dropout_seed: Some(9),
+                    checkpointing: false,
+                },
+                &mut a,
+            ).unwrap();
+            let lb =
+                manual::forward_backward(
+                &model,
+                &mb,
+                &StepArgs {
+                    window_targets: 20,
+                    dropout_seed: Some(9),
+                    checkpointing: checkpointing,
+                },
+                &mut b,
+            ).unwrap();
+            assert!(
+                (la.loss - lb.loss).abs() < 1e-6,
+                "{arch}: loss {} vs {}",
+                la.loss,
+                lb.loss
+            );
+            assert_eq!(la.targets, lb.targets);
+            assert_grads_close(
+                &vars,
+                &a,
+                &b,
+                &format!("{arch} checkpointing={checkpointing}"),
+            );
+        }
+    }
+}
