@@ -39,7 +39,10 @@ mod tests {
 
     #[test]
     fn parses_names_and_lists_the_choices() {
-        assert_eq!(super::parse::<Pick>("pick", "second_one"), Ok(Pick::SecondOne));
+        assert_eq!(
+            super::parse::<Pick>("pick", "second_one"),
+            Ok(Pick::SecondOne)
+        );
         assert_eq!(
             super::parse::<Pick>("pick", "x").unwrap_err(),
             "unknown pick \"x\"; expected first, second_one or third"

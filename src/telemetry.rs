@@ -93,6 +93,52 @@ impl Gpus {
     }
 }
 
+/// One memory reading: the GPU through NVML, else system RAM; and the trainer's RSS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemorySample {
+    /// `GPU 0 · NVIDIA H100 · 87% · 54°C` or `RAM (no GPU)`.
+    pub label: String,
+    /// `GPU 0 · NVIDIA H100` or `RAM (no GPU)`: what the Adapter tab's estimate is held
+    /// against.
+    pub device: String,
+    pub used: u64,
+    pub total: u64,
+    pub trainer_rss: Option<u64>,
+}
+
+impl MemorySample {
+    /// Reads the machine now; `trainer` is the pid of the attached run's trainer.
+    pub fn read(gpus: Option<&Gpus>, trainer: Option<u32>) -> Option<Self> {
+        let trainer_rss = trainer.and_then(|p| rss_bytes(Some(p)));
+        if let Some(g) = gpus.and_then(|g| g.memory().into_iter().next()) {
+            let util = g
+                .utilization
+                .map(|u| format!(" · {u}%"))
+                .unwrap_or_default();
+            let temp = g
+                .temperature
+                .map(|t| format!(" · {t}°C"))
+                .unwrap_or_default();
+            let device = format!("GPU {} · {}", g.index, g.name);
+            return Some(MemorySample {
+                label: format!("{device}{util}{temp}"),
+                device,
+                used: g.used,
+                total: g.total,
+                trainer_rss,
+            });
+        }
+        let (total, avail) = system_memory()?;
+        Some(MemorySample {
+            label: "RAM (no GPU)".into(),
+            device: "RAM (no GPU)".into(),
+            used: total.saturating_sub(avail),
+            total,
+            trainer_rss,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

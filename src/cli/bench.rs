@@ -179,9 +179,9 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+    use tunelab::batch::{collate, Sequence};
     use tunelab::lora::LoraConfig;
     use tunelab::model::random;
-    use tunelab::batch::{collate, Sequence};
     use tunelab::train::step::{autograd_forward_backward, forward_backward};
     use tunelab::train::{AdamW, AdamWConfig, Grads};
     let BenchCommand::Train {
@@ -302,4 +302,3 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::from(exit::OK))
 }
-

@@ -45,7 +45,8 @@ fn fill_runs(root: &Path, n: usize, steps: u64) -> anyhow::Result<u64> {
         let mut best = f64::MAX;
         let mut last = 0.0;
         for s in 1..=steps {
-            let loss = 7.5 * (-(s as f64) / (steps as f64 / 8.0)).exp() + 1.0 + 0.01 * (s % 7) as f64;
+            let loss =
+                7.5 * (-(s as f64) / (steps as f64 / 8.0)).exp() + 1.0 + 0.01 * (s % 7) as f64;
             last = loss;
             line(
                 EventKind::Train(Train {
@@ -153,7 +154,7 @@ pub fn run(frames: usize, runs: usize, steps: u64, as_json: bool) -> anyhow::Res
     let settled_ms = t.elapsed().as_secs_f64() * 1e3;
     let mut term = Terminal::new(TestBackend::new(120, 40))?;
     // A live run: the tiny preset, detached, attached in the Train tab.
-    app.apply(Effect::StartRun);
+    app.apply(Effect::<()>::StartRun);
     let t = Instant::now();
     while app.train.view.as_ref().is_none_or(|v| v.train.len() < 5) && t.elapsed().as_secs() < 60 {
         app.tick();
@@ -196,10 +197,10 @@ pub fn run(frames: usize, runs: usize, steps: u64, as_json: bool) -> anyhow::Res
             .map(|r| r.dir.clone());
         match newest {
             Some(dir) => {
-                app.apply(Effect::Attach(dir));
+                app.apply(Effect::<()>::Attach(dir));
                 let t = Instant::now();
                 let mut frames_during = Vec::new();
-                while app.train.view.as_ref().is_none_or(|v| v.train.len() == 0)
+                while app.train.view.as_ref().is_none_or(|v| v.train.is_empty())
                     && t.elapsed().as_secs() < 60
                 {
                     let f0 = Instant::now();

@@ -82,7 +82,6 @@ pub fn lengths(l: &Lengths) -> String {
     )
 }
 
-
 /// A row of a fixed-width table.
 pub fn row(cells: &[String], widths: &[usize]) -> String {
     let mut out = String::new();

@@ -141,7 +141,9 @@ fn detach(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<ExitCod
     // session so a closing SSH connection (SIGHUP to the session) does not reach it.
     unsafe {
         cmd.pre_exec(|| {
-            nix::unistd::setsid().map(drop).map_err(std::io::Error::from)
+            nix::unistd::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
         });
     }
     let child = cmd.spawn()?;

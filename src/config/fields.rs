@@ -329,4 +329,3 @@ impl RunConfig {
         Ok(())
     }
 }
-

@@ -3,8 +3,8 @@
 //! `presets/` are ordinary run configurations, embedded in the binary.
 
 use crate::lora::LoraConfig;
-use crate::template::{LengthPolicy, TrainOn};
 use crate::model::{DeviceSpec, Dtype};
+use crate::template::{LengthPolicy, TrainOn};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -164,6 +164,12 @@ impl std::fmt::Display for ConfigIssue {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error("{file}: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{file}: {message}")]
     Parse { file: String, message: String },
     #[error("{file}: {}", issues.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("; "))]
@@ -197,9 +203,9 @@ impl RunConfig {
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Parse {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             file: file.clone(),
-            message: e.to_string(),
+            source,
         })?;
         let cfg = Self::from_yaml(&text, &file)?;
         let issues = cfg.validate();

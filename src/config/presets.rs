@@ -16,4 +16,3 @@ pub const PRESETS: &[(&str, &str)] = &[
         include_str!("../../presets/llama-3.1-8b-lora.yaml"),
     ),
 ];
-

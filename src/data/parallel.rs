@@ -1,5 +1,7 @@
-//! Ordered parallel map over a batch with scoped threads: the CPU-heavy part of a streaming
-//! pass (parsing, converting, tokenizing) runs on every core while output keeps input order.
+//! Ordered parallel map over a batch on a rayon pool of the data tools' own: the CPU-heavy
+//! part of a streaming pass (parsing, converting, tokenizing) runs on every core while output
+//! keeps input order. The pool is separate from rayon's global one, which candle's kernels
+//! use, so a conversion never queues behind compute or the other way round.
 
 /// Worker threads to use: the machine's parallelism, capped (`TUNELAB_THREADS` overrides).
 pub fn threads() -> usize {
@@ -14,42 +16,34 @@ pub fn threads() -> usize {
         .min(16)
 }
 
+fn pool(threads: usize) -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("tunelab-data-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
 /// Applies `f` to every item on up to `threads` threads and returns the results in order.
+/// (The pool is sized by the first call.)
 pub fn map_ordered<T, U, F>(items: Vec<T>, threads: usize, f: F) -> Vec<U>
 where
     T: Send,
     U: Send,
-    F: Fn(T) -> U + Sync,
+    F: Fn(T) -> U + Sync + Send,
 {
-    let n = items.len();
-    if threads <= 1 || n < 64 {
+    use rayon::prelude::*;
+    if threads <= 1 || items.len() < 64 {
         return items.into_iter().map(f).collect();
     }
-    let per = n.div_ceil(threads);
-    let mut chunks: Vec<Vec<T>> = Vec::with_capacity(threads);
-    let mut it = items.into_iter();
-    loop {
-        let chunk: Vec<T> = it.by_ref().take(per).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        chunks.push(chunk);
+    match pool(threads) {
+        Some(p) => p.install(|| items.into_par_iter().map(f).collect()),
+        None => items.into_iter().map(f).collect(),
     }
-    let f = &f;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| s.spawn(move || chunk.into_iter().map(f).collect::<Vec<U>>()))
-            .collect();
-        let mut out = Vec::with_capacity(n);
-        for h in handles {
-            match h.join() {
-                Ok(part) => out.extend(part),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        out
-    })
 }
 
 #[cfg(test)]

@@ -104,4 +104,3 @@ impl RecordWriter {
         Ok(self.count)
     }
 }
-

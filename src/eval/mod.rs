@@ -1,11 +1,11 @@
 //! Mean loss over trained tokens (HF convention: shift by one, average over every unmasked
 //! target) and perplexity, for a model with or without an adapter on a dataset.
 
+use crate::batch::{collate, Sequence};
 use crate::data::{DataError, Dataset};
 use crate::model::llama::causal_lm_loss;
 use crate::model::{Model, ModelError};
 use crate::template::{fit_length, Encoded, Encoder, Example, LengthPolicy, TemplateError};
-use crate::batch::{collate, Sequence};
 use candle_core::Tensor;
 
 /// Summed token loss and target count over `seqs`, `batch_size` padded rows at a time (no

@@ -3,9 +3,9 @@
 //! (A is [r, in], B is [out, r]). Written so PEFT loads them unchanged; PEFT's own adapters
 //! load here. Options tunelab cannot honour are refused by name.
 
-use crate::lora::{LoraConfig, LoraPair};
-use crate::files::write_atomic;
 use super::{Model, ModelError};
+use crate::files::write_atomic;
+use crate::lora::{LoraConfig, LoraPair};
 use candle_core::{DType, Tensor};
 use serde_json::{json, Value};
 use std::collections::HashMap;

@@ -298,8 +298,7 @@ mod tests {
 
     #[test]
     fn unknown_types_are_kept_as_unknown() {
-        let e: RunEvent =
-            serde_json::from_str(r#"{"type":"telemetry","x":1,"time":3.0}"#).unwrap();
+        let e: RunEvent = serde_json::from_str(r#"{"type":"telemetry","x":1,"time":3.0}"#).unwrap();
         assert_eq!(e.kind, EventKind::Unknown);
         assert_eq!(e.time, 3.0);
     }

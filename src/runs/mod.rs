@@ -211,8 +211,11 @@ impl RunSummary {
     }
 }
 
+/// The latest train loss and the best eval loss.
+pub type Losses = (Option<f64>, Option<f64>);
+
 /// The latest train loss and the best eval loss in `events` (finite values only).
-pub fn loss_summary<'a>(events: impl IntoIterator<Item = &'a RunEvent>) -> (Option<f64>, Option<f64>) {
+pub fn loss_summary<'a>(events: impl IntoIterator<Item = &'a RunEvent>) -> Losses {
     let mut last_loss = None;
     let mut best = None::<f64>;
     for e in events {
@@ -234,16 +237,13 @@ pub fn summarize(run: &RunDir) -> RunSummary {
 }
 
 /// The losses of a run whose `status.json` predates them, from all of its events.
-fn legacy_losses(run: &RunDir) -> (Option<f64>, Option<f64>) {
+fn legacy_losses(run: &RunDir) -> Losses {
     let (events, _) = read_events(&run.events_path(), 0).unwrap_or_default();
     loss_summary(&events)
 }
 
 /// [`summarize`] with the reader for older runs' losses supplied (the workbench caches it).
-pub fn summarize_with(
-    run: &RunDir,
-    legacy: &mut dyn FnMut(&RunDir) -> (Option<f64>, Option<f64>),
-) -> RunSummary {
+pub fn summarize_with(run: &RunDir, legacy: &mut dyn FnMut(&RunDir) -> Losses) -> RunSummary {
     let status = run.read_status().ok();
     let (last_loss, best) = match &status {
         Some(s) if s.format >= 1 => (s.last_loss, s.best_eval_loss),
@@ -280,10 +280,7 @@ pub fn list(root: &Path) -> Vec<RunSummary> {
 }
 
 /// [`list`] with the reader for older runs' losses supplied.
-pub fn list_with(
-    root: &Path,
-    legacy: &mut dyn FnMut(&RunDir) -> (Option<f64>, Option<f64>),
-) -> Vec<RunSummary> {
+pub fn list_with(root: &Path, legacy: &mut dyn FnMut(&RunDir) -> Losses) -> Vec<RunSummary> {
     let mut out: Vec<RunSummary> = std::fs::read_dir(root)
         .into_iter()
         .flatten()

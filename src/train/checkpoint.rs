@@ -38,16 +38,28 @@ pub struct TrainerState {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("{path}: {message}")]
-    Io { path: PathBuf, message: String },
-    #[error("{path}: {message}")]
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Adapter(#[from] crate::model::ModelError),
+    #[error("{}: {source}", path.display())]
+    Optimizer {
+        path: PathBuf,
+        #[source]
+        source: candle_core::Error,
+    },
+    #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
 }
 
-fn io(path: &Path, e: impl std::fmt::Display) -> CheckpointError {
+fn io(path: &Path, source: std::io::Error) -> CheckpointError {
     CheckpointError::Io {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        source,
     }
 }
 
@@ -93,9 +105,14 @@ pub fn save(
         std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
     }
     std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
-    crate::model::peft::save(model, &tmp, base_model).map_err(|e| io(&tmp, e))?;
+    crate::model::peft::save(model, &tmp, base_model)?;
     let opt_path = tmp.join(OPTIMIZER_FILE);
-    optimizer.save(&opt_path).map_err(|e| io(&opt_path, e))?;
+    optimizer
+        .save(&opt_path)
+        .map_err(|source| CheckpointError::Optimizer {
+            path: opt_path.clone(),
+            source,
+        })?;
     let mut state = state.clone();
     state.files.clear();
     for name in [
@@ -110,7 +127,7 @@ pub fn save(
             .files
             .insert(name.into(), digest(&p).map_err(|e| io(&p, e))?);
     }
-    let text = serde_json::to_vec_pretty(&state).map_err(|e| io(&tmp, e))?;
+    let text = serde_json::to_vec_pretty(&state).map_err(|e| io(&tmp, e.into()))?;
     let sp = tmp.join(STATE_FILE);
     write_atomic(&sp, &text).map_err(|e| io(&sp, e))?;
     let dest = step_dir(checkpoints, state.step);

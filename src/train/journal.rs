@@ -2,7 +2,7 @@
 //! `events.jsonl`, summarized into `train.log`, shown to the observer, and folded into
 //! `status.json` (the latest loss and the best eval loss), which it rewrites atomically.
 
-use super::TrainError;
+use super::error::TrainError;
 use crate::runs::{EventKind, RunDir, RunEvent, RunState, Status};
 use std::io::Write;
 

@@ -5,9 +5,9 @@
 //! directly. The loss and LM head touch only the positions that have a target. Checked
 //! against the autograd path (tests/it/train.rs), which is itself checked against torch.
 
-use crate::batch::MicroBatch;
 use super::grads::Grads;
 use super::micro::{MicroLoss, StepArgs};
+use crate::batch::MicroBatch;
 use crate::lora::{dropout_mask, module_seed};
 use crate::model::llama::{repeat_kv, Block, Linear, Model, Prepared, Weight};
 use crate::ops::{rms_norm_backward, rms_norm_forward, softmax_backward};

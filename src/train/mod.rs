@@ -4,6 +4,7 @@
 //! directory.
 
 pub mod checkpoint;
+pub mod error;
 pub mod grads;
 pub mod interrupt;
 mod journal;
@@ -15,9 +16,10 @@ pub mod schedule;
 pub mod step;
 pub mod trainer;
 
+pub use error::TrainError;
 pub use grads::{GradSource, Grads};
-pub use optim::{clip_grad_norm, AdamW, AdamWConfig};
-pub use schedule::{Schedule, Scheduler};
 pub use interrupt::Interrupter;
 pub use journal::Observer;
-pub use trainer::{train, StepOutcome, TrainError, TrainOutcome, Trainer};
+pub use optim::{clip_grad_norm, AdamW, AdamWConfig};
+pub use schedule::{Schedule, Scheduler};
+pub use trainer::{train, StepOutcome, TrainOutcome, Trainer};

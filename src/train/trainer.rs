@@ -5,6 +5,7 @@
 //! Whoever watches the run reads only the files.
 
 use super::checkpoint::{self, TrainerState};
+use super::error::TrainError;
 use super::grads::Grads;
 use super::interrupt::Interrupter;
 use super::journal::{Journal, Observer};
@@ -12,52 +13,15 @@ use super::micro::StepArgs;
 use super::objective::{Objective, Sft};
 use super::optim::{AdamW, AdamWConfig};
 use super::schedule::Scheduler;
-use crate::batch::{self, DatasetError, Order};
-use crate::config::{ConfigIssue, Method, RunConfig};
-use crate::model::{source, Model, ModelError};
+use crate::batch::{self, Order};
+use crate::config::{Method, RunConfig};
+use crate::model::{source, Model};
 use crate::runs::event::{Eval, Metrics, Start, Train};
 use crate::runs::{EventKind, RunDir, RunState, Status};
 use crate::telemetry;
-use crate::template::{Encoder, TemplateChoice, TemplateError};
-use std::path::{Path, PathBuf};
+use crate::template::{Encoder, TemplateChoice};
+use std::path::Path;
 use std::time::Instant;
-
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    #[error(transparent)]
-    Dataset(#[from] DatasetError),
-    #[error("template: {0}")]
-    Template(#[from] TemplateError),
-    #[error("compute: {0}")]
-    Candle(#[from] candle_core::Error),
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Checkpoint { path: String, message: String },
-    #[error("{0}")]
-    Config(String),
-}
-
-impl TrainError {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        TrainError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-}
-
-impl From<ConfigIssue> for TrainError {
-    fn from(i: ConfigIssue) -> Self {
-        TrainError::Config(i.to_string())
-    }
-}
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,7 +56,8 @@ pub struct Prepared {
 /// Loads the model, adds LoRA, and encodes the data for the config's method.
 pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
     let device = cfg.train.device.open()?;
-    let (mut model, tokenizer) = source::load_as(&cfg.model.path, &device, cfg.train.dtype.candle())?;
+    let (mut model, tokenizer) =
+        source::load_as(&cfg.model.path, &device, cfg.train.dtype.candle())?;
     model.add_lora(&(&cfg.lora).into(), cfg.train.seed)?;
     let encoder = Encoder::new(
         tokenizer,
@@ -186,10 +151,10 @@ impl<'a> Trainer<'a> {
         cfg: &'a RunConfig,
         run: &'a RunDir,
         journal: Journal<'a>,
-    ) -> Result<Self, (TrainError, Journal<'a>)> {
+    ) -> Result<Self, Box<(TrainError, Journal<'a>)>> {
         match prepare(cfg) {
             Ok(parts) => Self::assemble(cfg, run, journal, parts),
-            Err(e) => Err((e, journal)),
+            Err(e) => Err(Box::new((e, journal))),
         }
     }
 
@@ -198,7 +163,7 @@ impl<'a> Trainer<'a> {
         run: &'a RunDir,
         journal: Journal<'a>,
         prepared: Prepared,
-    ) -> Result<Self, (TrainError, Journal<'a>)> {
+    ) -> Result<Self, Box<(TrainError, Journal<'a>)>> {
         let t = &cfg.train;
         let Prepared {
             model,
@@ -224,7 +189,7 @@ impl<'a> Trainer<'a> {
         };
         let (opt, grads) = match optimizer(&model, cfg) {
             Ok(o) => o,
-            Err(e) => return Err((e, journal)),
+            Err(e) => return Err(Box::new((e, journal))),
         };
         Ok(Trainer {
             cfg,
@@ -296,10 +261,7 @@ impl<'a> Trainer<'a> {
             let p = dir.join(checkpoint::OPTIMIZER_FILE);
             self.opt
                 .load(&p)
-                .map_err(|e| TrainError::Checkpoint {
-                    path: p.display().to_string(),
-                    message: e.to_string(),
-                })?;
+                .map_err(|source| checkpoint::CheckpointError::Optimizer { path: p, source })?;
         }
         self.last_saved = self.state.step;
         self.journal.status.best_eval_loss = self.state.best_eval_loss;
@@ -362,8 +324,7 @@ impl<'a> Trainer<'a> {
             let micro = self.state.micro + k as u64;
             let args = StepArgs {
                 window_targets: window,
-                dropout_seed: dropout
-                    .then(|| t.seed ^ micro.wrapping_mul(0xD1B5_4A32_D192_ED03)),
+                dropout_seed: dropout.then(|| t.seed ^ micro.wrapping_mul(0xD1B5_4A32_D192_ED03)),
                 checkpointing: t.gradient_checkpointing,
             };
             let out = self
@@ -476,11 +437,7 @@ impl<'a> Trainer<'a> {
             &self.cfg.model.path,
             &self.opt,
             &self.state,
-        )
-        .map_err(|e| TrainError::Checkpoint {
-            path: self.run.checkpoints().display().to_string(),
-            message: e.to_string(),
-        })?;
+        )?;
         checkpoint::prune(&self.run.checkpoints(), self.cfg.train.keep_checkpoints)
             .map_err(|e| TrainError::io(&self.run.checkpoints(), e))?;
         self.last_saved = self.state.step;
@@ -561,7 +518,8 @@ pub fn train(
     journal.status(RunState::Running, 0, None)?;
     let mut trainer = match Trainer::new(cfg, run, journal) {
         Ok(t) => t,
-        Err((e, mut journal)) => {
+        Err(failed) => {
+            let (e, mut journal) = *failed;
             fail(&mut journal, &e);
             return Err(e);
         }

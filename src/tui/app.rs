@@ -19,23 +19,9 @@ use crate::runs::{RunDir, RunSummary};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::layout::Rect;
 use ratatui::Frame;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Where the workbench reads and writes.
-#[derive(Debug, Clone)]
-pub struct Workspace {
-    /// The data folder: datasets, demo/, runs/, presets/, configs/.
-    pub data: PathBuf,
-    /// The `tunelab` binary that detached runs are started with.
-    pub exe: PathBuf,
-}
-
-impl Workspace {
-    pub fn runs_root(&self) -> PathBuf {
-        crate::runs::runs_root(&self.data)
-    }
-}
+pub use super::context::Workspace;
 
 pub enum Overlay {
     None,
@@ -92,17 +78,30 @@ macro_rules! on {
     }};
 }
 
-/// Calls `$method` on the tab `$tab` with a context.
+/// Calls `$method` on the tab `$tab` with a context and applies the effect it returns.
 macro_rules! on_tab {
     ($app:ident, $tab:expr, $method:ident ( $($arg:expr),* )) => {{
-        let model = $app.adapter.model_path();
-        let training = $app.train.training();
         match $tab {
-            Tab::Data => $app.data.$method($($arg,)* &ctx!($app, &model, training)),
-            Tab::Adapter => $app.adapter.$method($($arg,)* &ctx!($app, &model, training)),
-            Tab::Train => $app.train.$method($($arg,)* &ctx!($app, &model, training)),
-            Tab::Chat => $app.chat.$method($($arg,)* &ctx!($app, &model, training)),
-            Tab::Runs => $app.runs.$method($($arg,)* &ctx!($app, &model, training)),
+            Tab::Data => {
+                let e = on!($app, data, $method($($arg),*));
+                $app.apply_from(e, Update::Data);
+            }
+            Tab::Adapter => {
+                let e = on!($app, adapter, $method($($arg),*));
+                $app.apply_from(e, Update::Adapter);
+            }
+            Tab::Train => {
+                let e = on!($app, train, $method($($arg),*));
+                $app.apply_from(e, Update::Train);
+            }
+            Tab::Chat => {
+                let e = on!($app, chat, $method($($arg),*));
+                $app.apply_from(e, Update::Chat);
+            }
+            Tab::Runs => {
+                let e = on!($app, runs, $method($($arg),*));
+                $app.apply_from(e, Update::Runs);
+            }
         }
     }};
 }
@@ -117,10 +116,11 @@ impl App {
         let mut bg = Background::new(ws.runs_root(), telemetry);
         let adapter = AdapterTab::new(&ws.data);
         let (data, scan) = DataTab::new(&ws.data);
+        let streamer = bg.streamer();
         let mut chat = ChatTab::new(
             adapter.model_path(),
             ws.data.join("saved/chat-exchanges.jsonl"),
-            bg.streamer(),
+            std::sync::Arc::new(move |m| streamer.send(Update::Chat(m))),
         );
         let list_adapters = chat.start(&ws.runs_root());
         bg.ping();
@@ -147,10 +147,10 @@ impl App {
             last_slow_tick: Instant::now(),
             dirty: true,
         };
-        app.apply(scan);
-        app.apply(list_adapters);
+        app.apply_from(Some(scan), Update::Data);
+        app.apply_from(Some(list_adapters), Update::Chat);
         let info = on!(app, adapter, tick());
-        app.apply_opt(info);
+        app.apply_from(info, Update::Adapter);
         app
     }
 
@@ -186,8 +186,7 @@ impl App {
             return;
         }
         if matches!(self.overlay, Overlay::None) && self.tab_editing() {
-            let e = on_tab!(self, self.tab, key(&key));
-            self.apply_opt(e);
+            on_tab!(self, self.tab, key(&key));
             self.sync_watch();
             return;
         }
@@ -241,27 +240,28 @@ impl App {
                 self.runs.back();
                 self.message = None;
             }
-            Action::StartRun => self.apply(Effect::StartRun),
+            Action::StartRun => self.start_run(),
             Action::StopRun if self.tab != Tab::Runs => match &self.train.view {
-                Some(v) => self.apply(Effect::StopRun(v.run.root.clone())),
+                Some(v) => self.stop_run(v.run.root.clone()),
                 None => self.say(Level::Warning, "no run to stop"),
             },
-            _ => {
-                let e = on_tab!(self, self.tab, handle(a));
-                self.apply_opt(e);
-            }
+            _ => on_tab!(self, self.tab, handle(a)),
         }
         self.sync_watch();
     }
 
-    fn apply_opt(&mut self, e: Option<Effect>) {
-        if let Some(e) = e {
-            self.apply(e);
+    /// Carries out what a tab asked for; its jobs' results come back wrapped by `wrap`.
+    fn apply_from<M: Send + 'static>(&mut self, e: Option<Effect<M>>, wrap: fn(M) -> Update) {
+        let Some(e) = e else { return };
+        match e {
+            Effect::Spawn(job) => self.bg.spawn(Box::new(move || wrap(job()))),
+            Effect::Batch(all) => all.into_iter().for_each(|e| self.apply_from(Some(e), wrap)),
+            other => self.apply(other),
         }
     }
 
-    /// Carries out what a tab asked for.
-    pub fn apply(&mut self, e: Effect) {
+    /// Carries out an effect that crosses tabs (anything but a job).
+    pub fn apply<M>(&mut self, e: Effect<M>) {
         self.dirty = true;
         match e {
             Effect::Say(level, text) => self.say(level, text),
@@ -283,14 +283,21 @@ impl App {
                 self.tab = Tab::Chat;
             }
             Effect::StartRun => self.start_run(),
-            Effect::StopRun(dir) => self.bg.spawn(Box::new(move || {
-                Update::StopSent(crate::runs::request_stop(&RunDir::new(dir)))
-            })),
+            Effect::StopRun(dir) => self.stop_run(dir),
             Effect::Quit => self.quit = true,
-            Effect::Spawn(job) => self.bg.spawn(job),
+            Effect::Spawn(_) => {
+                debug_assert!(false, "jobs go through apply_from");
+            }
             Effect::Batch(all) => all.into_iter().for_each(|e| self.apply(e)),
         }
         self.sync_watch();
+    }
+
+    /// Asks a run's trainer to stop, from a worker.
+    fn stop_run(&mut self, dir: std::path::PathBuf) {
+        self.bg.spawn(Box::new(move || {
+            Update::StopSent(crate::runs::request_stop(&RunDir::new(dir)))
+        }));
     }
 
     /// Validates the form's config, then (on a worker) resolves its paths, writes it to
@@ -301,7 +308,11 @@ impl App {
             self.say(Level::Error, format!("cannot start: {i}"));
             return;
         }
-        let (data, root, exe) = (self.ws.data.clone(), self.ws.runs_root(), self.ws.exe.clone());
+        let (data, root, exe) = (
+            self.ws.data.clone(),
+            self.ws.runs_root(),
+            self.ws.exe.clone(),
+        );
         self.say(Level::Info, "starting a run…");
         self.bg.spawn(Box::new(move || {
             Update::RunStarted((|| {
@@ -342,11 +353,27 @@ impl App {
     /// Routes one background result.
     pub fn apply_update(&mut self, u: Update) {
         self.dirty = true;
-        let e = match u {
-            Update::Data(m) => on!(self, data, update(m)),
-            Update::Adapter(m) => on!(self, adapter, update(m)),
-            Update::Chat(m) => on!(self, chat, update(m)),
-            Update::Runs(m) => on!(self, runs, update(m)),
+        let e: Option<Effect<()>> = match u {
+            Update::Data(m) => {
+                let e = on!(self, data, update(m));
+                self.apply_from(e, Update::Data);
+                None
+            }
+            Update::Adapter(m) => {
+                let e = on!(self, adapter, update(m));
+                self.apply_from(e, Update::Adapter);
+                None
+            }
+            Update::Chat(m) => {
+                let e = on!(self, chat, update(m));
+                self.apply_from(e, Update::Chat);
+                None
+            }
+            Update::Runs(m) => {
+                let e = on!(self, runs, update(m));
+                self.apply_from(e, Update::Runs);
+                None
+            }
             Update::RunEvents {
                 key,
                 events,
@@ -364,7 +391,7 @@ impl App {
                 let refresh = self.chat.adapters.is_empty() && !self.run_list.is_empty();
                 if refresh {
                     let e = self.chat.start(&self.ws.runs_root());
-                    self.apply(e);
+                    self.apply_from(Some(e), Update::Chat);
                 }
                 if self.auto_attach && self.train.view.is_none() {
                     if let Some(r) = self.run_list.first() {
@@ -373,7 +400,9 @@ impl App {
                 }
                 self.auto_attach = false;
                 // The selected run's details follow the list.
-                on!(self, runs, tick())
+                let e = on!(self, runs, tick());
+                self.apply_from(e, Update::Runs);
+                None
             }
             Update::Memory(m) => {
                 self.train.memory.record(&m);
@@ -392,9 +421,11 @@ impl App {
                 "asked pid {pid} to stop; it writes a checkpoint first"
             ))),
             Update::StopSent(Err(e)) => Some(Effect::warn(e)),
-            Update::Pong(_) => None,
+            Update::Pong(_) | Update::Train(()) => None,
         };
-        self.apply_opt(e);
+        if let Some(e) = e {
+            self.apply(e);
+        }
         self.sync_watch();
     }
 
@@ -424,11 +455,10 @@ impl App {
         }
         if self.last_slow_tick.elapsed() >= Duration::from_secs(1) {
             self.last_slow_tick = Instant::now();
-            let e = on_tab!(self, self.tab, tick());
-            self.apply_opt(e);
+            on_tab!(self, self.tab, tick());
             if self.tab != Tab::Adapter {
                 let e = on!(self, adapter, tick());
-                self.apply_opt(e);
+                self.apply_from(e, Update::Adapter);
             }
             self.dirty |= self.tab == Tab::Train;
         }
@@ -462,7 +492,13 @@ impl App {
 
     /// Draws the visible tab into `area`.
     pub fn draw_tab(&mut self, f: &mut Frame, area: Rect) {
-        on_tab!(self, self.tab, draw(f, area))
+        match self.tab {
+            Tab::Data => on!(self, data, draw(f, area)),
+            Tab::Adapter => on!(self, adapter, draw(f, area)),
+            Tab::Train => on!(self, train, draw(f, area)),
+            Tab::Chat => on!(self, chat, draw(f, area)),
+            Tab::Runs => on!(self, runs, draw(f, area)),
+        }
     }
 
     /// The visible tab's text field on the status line, if it uses one.

@@ -6,6 +6,7 @@
 
 use super::tabs::{adapter, chat, data, runs};
 use crate::runs::{RunDir, RunEvent, RunSummary, Status};
+use crate::telemetry::MemorySample;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
@@ -21,6 +22,8 @@ pub enum Update {
     Adapter(adapter::Msg),
     Chat(chat::Msg),
     Runs(runs::Msg),
+    /// The Train tab has no jobs of its own.
+    Train(()),
     /// New events of a watched run, for the view subscribed with `key`.
     RunEvents {
         key: u64,
@@ -36,52 +39,6 @@ pub enum Update {
     StopSent(Result<u32, String>),
     /// The watcher finished the cycle that answers [`WatchCmd::Ping`] `n`.
     Pong(u64),
-}
-
-/// One memory reading: the GPU through NVML, else system RAM; and the trainer's RSS.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MemorySample {
-    /// `GPU 0 · NVIDIA H100 · 87% · 54°C` or `RAM (no GPU)`.
-    pub label: String,
-    /// `GPU 0 · NVIDIA H100` or `RAM (no GPU)`: what the Adapter tab's estimate is held
-    /// against.
-    pub device: String,
-    pub used: u64,
-    pub total: u64,
-    pub trainer_rss: Option<u64>,
-}
-
-impl MemorySample {
-    /// Reads the machine now; `trainer` is the pid of the attached run's trainer.
-    pub fn read(gpus: Option<&crate::telemetry::Gpus>, trainer: Option<u32>) -> Option<Self> {
-        let trainer_rss = trainer.and_then(|p| crate::telemetry::rss_bytes(Some(p)));
-        if let Some(g) = gpus.and_then(|g| g.memory().into_iter().next()) {
-            let util = g
-                .utilization
-                .map(|u| format!(" · {u}%"))
-                .unwrap_or_default();
-            let temp = g
-                .temperature
-                .map(|t| format!(" · {t}°C"))
-                .unwrap_or_default();
-            let device = format!("GPU {} · {}", g.index, g.name);
-            return Some(MemorySample {
-                label: format!("{device}{util}{temp}"),
-                device,
-                used: g.used,
-                total: g.total,
-                trainer_rss,
-            });
-        }
-        let (total, avail) = crate::telemetry::system_memory()?;
-        Some(MemorySample {
-            label: "RAM (no GPU)".into(),
-            device: "RAM (no GPU)".into(),
-            used: total.saturating_sub(avail),
-            total,
-            trainer_rss,
-        })
-    }
 }
 
 /// What the watcher is asked to do.
@@ -360,7 +317,7 @@ impl Watcher {
 fn legacy_losses(
     cache: &mut HashMap<PathBuf, (u64, Option<f64>, Option<f64>)>,
     run: &RunDir,
-) -> (Option<f64>, Option<f64>) {
+) -> crate::runs::Losses {
     let size = std::fs::metadata(run.events_path()).map_or(0, |m| m.len());
     if let Some((s, last, best)) = cache.get(&run.root) {
         if *s == size {
@@ -371,11 +328,4 @@ fn legacy_losses(
     let (last, best) = crate::runs::loss_summary(&events);
     cache.insert(run.root.clone(), (size, last, best));
     (last, best)
-}
-
-/// Everything the background hands to tabs also has to cross threads.
-#[allow(dead_code)]
-fn assert_send() {
-    fn is_send<T: Send>() {}
-    is_send::<Update>();
 }

@@ -1,10 +1,11 @@
 //! What a tab asks of the app: everything that crosses tabs (open a run, open an adapter in
 //! Chat, start or stop a run, a message on the status line) and work for a background
-//! thread. Tabs return effects; only [`super::app::App`] applies them.
+//! thread whose result comes back to the tab as its own message `M`. Tabs return effects;
+//! only the app applies them, so no tab reaches into another.
 
-use super::background::Job;
-use super::tabs::Tab;
+use super::tab::Tab;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -13,7 +14,14 @@ pub enum Level {
     Error,
 }
 
-pub enum Effect {
+/// Work off the UI thread that ends in a message for the tab that asked.
+pub type Job<M> = Box<dyn FnOnce() -> M + Send + 'static>;
+
+/// Delivers messages to a tab from any thread (generation tokens as they are made); false
+/// once nobody listens.
+pub type Sink<M> = Arc<dyn Fn(M) -> bool + Send + Sync>;
+
+pub enum Effect<M> {
     /// A message on the status line.
     Say(Level, String),
     Switch(Tab),
@@ -30,23 +38,23 @@ pub enum Effect {
     /// Ask a run's trainer to stop (it checkpoints first).
     StopRun(PathBuf),
     Quit,
-    /// Work off the UI thread; its result comes back as an update.
-    Spawn(Job),
-    Batch(Vec<Effect>),
+    /// Work off the UI thread; its result comes back to the tab.
+    Spawn(Job<M>),
+    Batch(Vec<Effect<M>>),
 }
 
-impl Effect {
-    pub fn info(text: impl Into<String>) -> Effect {
+impl<M> Effect<M> {
+    pub fn info(text: impl Into<String>) -> Self {
         Effect::Say(Level::Info, text.into())
     }
-    pub fn warn(text: impl Into<String>) -> Effect {
+    pub fn warn(text: impl Into<String>) -> Self {
         Effect::Say(Level::Warning, text.into())
     }
-    pub fn error(text: impl Into<String>) -> Effect {
+    pub fn error(text: impl Into<String>) -> Self {
         Effect::Say(Level::Error, text.into())
     }
     /// Runs `job` on a worker thread.
-    pub fn spawn(job: impl FnOnce() -> super::background::Update + Send + 'static) -> Effect {
+    pub fn spawn(job: impl FnOnce() -> M + Send + 'static) -> Self {
         Effect::Spawn(Box::new(job))
     }
 }

@@ -2,7 +2,7 @@
 //! `<config>/keys.yaml`. The help overlay and palette are generated from this table.
 
 use super::action::Action;
-use super::tabs::Tab;
+use super::tab::Tab;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::collections::BTreeMap;
 

@@ -6,9 +6,11 @@
 pub mod action;
 pub mod app;
 pub mod background;
+pub mod context;
 pub mod effect;
 pub mod keymap;
 pub mod run_view;
+pub mod tab;
 pub mod tabs;
 pub mod theme;
 pub mod ui;

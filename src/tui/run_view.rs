@@ -158,7 +158,10 @@ impl RunView {
                 let step = v.step as f64;
                 self.eval.cut_from(step);
                 self.eval.push(step, v.eval_loss);
-                format!("{stamp}  eval   step {:>5}  loss {:.4}", v.step, v.eval_loss)
+                format!(
+                    "{stamp}  eval   step {:>5}  loss {:.4}",
+                    v.step, v.eval_loss
+                )
             }
             EventKind::Start(s) => {
                 let line = format!(

@@ -226,7 +226,9 @@ impl Theme {
                     "reversed" => Modifier::REVERSED,
                     "dim" => Modifier::DIM,
                     "crossed_out" => Modifier::CROSSED_OUT,
-                    other => return Err(format!("modifiers.{meaning}: unknown modifier {other:?}")),
+                    other => {
+                        return Err(format!("modifiers.{meaning}: unknown modifier {other:?}"))
+                    }
                 });
             }
         }

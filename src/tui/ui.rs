@@ -43,8 +43,7 @@ fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
         spans.push(if *tab == app.tab {
             Span::styled(
                 format!("[{}]", label.trim()),
-                t.title
-                    .add_modifier(Modifier::BOLD | Modifier::REVERSED),
+                t.title.add_modifier(Modifier::BOLD | Modifier::REVERSED),
             )
         } else {
             Span::styled(label, t.muted)
@@ -206,14 +205,7 @@ fn draw_help(f: &mut Frame, area: Rect, app: &App, scroll: u16) {
     );
 }
 
-fn draw_palette(
-    f: &mut Frame,
-    area: Rect,
-    app: &App,
-    shown: &str,
-    query: &str,
-    selected: usize,
-) {
+fn draw_palette(f: &mut Frame, area: Rect, app: &App, shown: &str, query: &str, selected: usize) {
     let matches = palette_matches(query);
     let h = (matches.len() as u16 + 3)
         .min(area.height.saturating_sub(2))

@@ -6,8 +6,8 @@ use crate::common;
 
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
-use tunelab::model::{Batch, Model};
 use tunelab::batch::MicroBatch;
+use tunelab::model::{Batch, Model};
 use tunelab::train::micro::StepArgs;
 use tunelab::train::step::forward_backward;
 use tunelab::train::{AdamW, AdamWConfig, Grads};
@@ -84,8 +84,7 @@ fn cuda_adamw_steps_match_torch() {
         let mut grads = Grads::new(vars.iter().map(|(_, v)| v.clone()).collect());
         let losses: Vec<f64> = serde_json::from_value(want["losses"].clone()).unwrap();
         for (step, want_loss) in losses.iter().take(3).enumerate() {
-            let l =
-                forward_backward(
+            let l = forward_backward(
                 &model,
                 &mb,
                 &StepArgs {
@@ -94,7 +93,8 @@ fn cuda_adamw_steps_match_torch() {
                     checkpointing: checkpointing,
                 },
                 &mut grads,
-            ).unwrap();
+            )
+            .unwrap();
             assert!(
                 (l.loss - want_loss).abs() / want_loss < 1e-4,
                 "step {step}: {} vs {want_loss}",
@@ -159,15 +159,16 @@ fn bf16_training_learns_a_batch() {
     let mut last = 0.0;
     for _ in 0..30 {
         let l = forward_backward(
-                &model,
-                &mb,
-                &StepArgs {
-                    window_targets: mb.targets,
-                    dropout_seed: None,
-                    checkpointing: true,
-                },
-                &mut grads,
-            ).unwrap();
+            &model,
+            &mb,
+            &StepArgs {
+                window_targets: mb.targets,
+                dropout_seed: None,
+                checkpointing: true,
+            },
+            &mut grads,
+        )
+        .unwrap();
         first.get_or_insert(l.loss);
         last = l.loss;
         opt.step(&grads).unwrap();
@@ -212,7 +213,10 @@ fn trainer_runs_the_demo_preset_on_cuda_in_bf16() {
     };
     let out = tunelab::train::train(&cfg, &run, false, &stop, &mut obs).unwrap();
     assert_eq!(out.state, tunelab::runs::RunState::Done, "{:?}", out.error);
-    assert_eq!(gpu_readings, 200, "every train event carries NVML memory and utilisation");
+    assert_eq!(
+        gpu_readings, 200,
+        "every train event carries NVML memory and utilisation"
+    );
     let (first, last) = (evals[0], *evals.last().unwrap());
     assert!(last < 0.7 * first, "eval loss {first} -> {last}");
     assert!(run.adapter().join("adapter_model.safetensors").is_file());

@@ -13,10 +13,12 @@ mod data_streaming;
 mod eval;
 #[cfg(feature = "cuda")]
 mod gpu;
+mod layers;
 mod model_infer;
 mod model_lora;
 mod model_parity;
 mod real_model;
+mod runs;
 mod template_fixtures;
 mod themes;
 mod train;

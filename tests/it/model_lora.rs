@@ -4,8 +4,8 @@ use crate::common;
 
 use candle_core::{DType, Device, Tensor};
 use tunelab::lora::LoraConfig;
-use tunelab::model::peft;
 use tunelab::model::llama::row;
+use tunelab::model::peft;
 use tunelab::model::tiny::{init_tiny, TinySpec};
 use tunelab::model::{Arch, Batch, Model};
 use tunelab::template::{Encoder, TemplateChoice, TextTokenizer, TrainOn};

@@ -4,8 +4,8 @@ use crate::common;
 
 use candle_core::{DType, Device};
 use serde_json::Value;
-use tunelab::model::{Batch, Model};
 use tunelab::batch::MicroBatch;
+use tunelab::model::{Batch, Model};
 use tunelab::train::micro::StepArgs;
 use tunelab::train::step::forward_backward;
 use tunelab::train::{AdamW, AdamWConfig, GradSource, Grads};
@@ -76,17 +76,17 @@ fn three_adamw_steps_match_torch() {
         let losses: Vec<f64> = serde_json::from_value(want["losses"].clone()).unwrap();
         let norms: Vec<f64> = serde_json::from_value(want["grad_norms"].clone()).unwrap();
         for step in 0..3 {
-            let l =
-                forward_backward(
+            let l = forward_backward(
                 &model,
                 &mb,
                 &StepArgs {
                     window_targets: mb.targets,
                     dropout_seed: None,
-                    checkpointing: checkpointing,
+                    checkpointing,
                 },
                 &mut grads,
-            ).unwrap();
+            )
+            .unwrap();
             let rel = (l.loss - losses[step]).abs() / losses[step];
             assert!(
                 rel < 1e-4,
@@ -104,15 +104,16 @@ fn three_adamw_steps_match_torch() {
             grads.clear();
         }
         let l = forward_backward(
-                &model,
-                &mb,
-                &StepArgs {
-                    window_targets: mb.targets,
-                    dropout_seed: None,
-                    checkpointing: false,
-                },
-                &mut grads,
-            ).unwrap();
+            &model,
+            &mb,
+            &StepArgs {
+                window_targets: mb.targets,
+                dropout_seed: None,
+                checkpointing: false,
+            },
+            &mut grads,
+        )
+        .unwrap();
         assert!(
             (l.loss - losses[3]).abs() / losses[3] < 1e-4,
             "after 3 steps: {} vs {}",
@@ -130,25 +131,27 @@ fn activation_checkpointing_gives_the_same_gradients() {
     let mut plain = Grads::new(vars.clone());
     let mut ckpt = Grads::new(vars.clone());
     let a = forward_backward(
-                &model,
-                &mb,
-                &StepArgs {
-                    window_targets: mb.targets,
-                    dropout_seed: Some(3),
-                    checkpointing: false,
-                },
-                &mut plain,
-            ).unwrap();
+        &model,
+        &mb,
+        &StepArgs {
+            window_targets: mb.targets,
+            dropout_seed: Some(3),
+            checkpointing: false,
+        },
+        &mut plain,
+    )
+    .unwrap();
     let b = forward_backward(
-                &model,
-                &mb,
-                &StepArgs {
-                    window_targets: mb.targets,
-                    dropout_seed: Some(3),
-                    checkpointing: true,
-                },
-                &mut ckpt,
-            ).unwrap();
+        &model,
+        &mb,
+        &StepArgs {
+            window_targets: mb.targets,
+            dropout_seed: Some(3),
+            checkpointing: true,
+        },
+        &mut ckpt,
+    )
+    .unwrap();
     assert!((a.loss - b.loss).abs() < 1e-6);
     assert_grads_close(&vars, &plain, &ckpt, "checkpointing");
 }
@@ -160,15 +163,16 @@ fn gradient_accumulation_equals_the_full_batch() {
     let vars: Vec<_> = model.lora_vars().into_iter().map(|(_, v)| v).collect();
     let mut full = Grads::new(vars.clone());
     let whole = forward_backward(
-                &model,
-                &mb,
-                &StepArgs {
-                    window_targets: mb.targets,
-                    dropout_seed: None,
-                    checkpointing: false,
-                },
-                &mut full,
-            ).unwrap();
+        &model,
+        &mb,
+        &StepArgs {
+            window_targets: mb.targets,
+            dropout_seed: None,
+            checkpointing: false,
+        },
+        &mut full,
+    )
+    .unwrap();
     let mut acc = Grads::new(vars.clone());
     let mut sum = 0.0;
     for r in 0..2 {
@@ -183,17 +187,17 @@ fn gradient_accumulation_equals_the_full_batch() {
             targets: 0,
         };
         sum += forward_backward(
-                &model,
-                &row,
-                &StepArgs {
-                    window_targets: mb.targets,
-                    dropout_seed: None,
-                    checkpointing: false,
-                },
-                &mut acc,
-            )
-            .unwrap()
-            .loss;
+            &model,
+            &row,
+            &StepArgs {
+                window_targets: mb.targets,
+                dropout_seed: None,
+                checkpointing: false,
+            },
+            &mut acc,
+        )
+        .unwrap()
+        .loss;
     }
     assert!((sum - whole.loss).abs() < 1e-5, "{sum} vs {}", whole.loss);
     assert!((acc.norm().unwrap() - full.norm().unwrap()).abs() < 1e-5);
@@ -284,18 +288,19 @@ fn hand_written_backward_matches_autograd() {
                     checkpointing: false,
                 },
                 &mut a,
-            ).unwrap();
-            let lb =
-                manual::forward_backward(
+            )
+            .unwrap();
+            let lb = manual::forward_backward(
                 &model,
                 &mb,
                 &StepArgs {
                     window_targets: 20,
                     dropout_seed: Some(9),
-                    checkpointing: checkpointing,
+                    checkpointing,
                 },
                 &mut b,
-            ).unwrap();
+            )
+            .unwrap();
             assert!(
                 (la.loss - lb.loss).abs() < 1e-6,
                 "{arch}: loss {} vs {}",

@@ -38,10 +38,16 @@ fn fake_run(data: &Path) {
     );
     for s in 1..=40u32 {
         let loss = 7.5 * (-(s as f64) / 12.0).exp() + 1.0;
-        common::append_event_line(&run, &json!({"type": "train", "step": s, "loss": loss, "lr": 0.01, "grad_norm": 0.8,
-            "tokens_per_s": 7000.0, "epoch": s as f64 / 10.0, "elapsed": s as f64 * 0.05, "eta": (40 - s) as f64 * 0.05}));
+        common::append_event_line(
+            &run,
+            &json!({"type": "train", "step": s, "loss": loss, "lr": 0.01, "grad_norm": 0.8,
+            "tokens_per_s": 7000.0, "epoch": s as f64 / 10.0, "elapsed": s as f64 * 0.05, "eta": (40 - s) as f64 * 0.05}),
+        );
         if s % 10 == 0 {
-            common::append_event_line(&run, &json!({"type": "eval", "step": s, "eval_loss": loss + 0.3}));
+            common::append_event_line(
+                &run,
+                &json!({"type": "eval", "step": s, "eval_loss": loss + 0.3}),
+            );
         }
     }
     run.write_status(&Status {

@@ -7,8 +7,8 @@ use crate::config::{FieldKind, RunConfig, FIELDS, PRESETS};
 use crate::lora::LoraConfig;
 use crate::model::estimate;
 use crate::model::ModelConfig;
+use crate::telemetry::MemorySample;
 use crate::tui::action::Action;
-use crate::tui::background::{MemorySample, Update};
 use crate::tui::effect::Effect;
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{InputEvent, TextInput};
@@ -59,7 +59,7 @@ fn modules() -> &'static [&'static str] {
 }
 
 /// Resolves `spec` against `base` and reads its config.json; worker threads only.
-fn model_info_job(spec: String, base: PathBuf) -> Effect {
+fn model_info_job(spec: String, base: PathBuf) -> Effect<Msg> {
     Effect::spawn(move || {
         let p = Path::new(&spec);
         let resolved = if p.is_absolute() || p.exists() {
@@ -68,11 +68,11 @@ fn model_info_job(spec: String, base: PathBuf) -> Effect {
             base.join(p).display().to_string()
         };
         let config = ModelConfig::from_file(&Path::new(&resolved).join("config.json")).ok();
-        Update::Adapter(Msg::ModelInfo(ModelInfo {
+        Msg::ModelInfo(ModelInfo {
             spec,
             resolved,
             config,
-        }))
+        })
     })
 }
 
@@ -139,7 +139,7 @@ impl AdapterTab {
     }
 
     /// Reads the model's config.json unless it is read or being read.
-    fn want_model_info(&mut self) -> Option<Effect> {
+    fn want_model_info(&mut self) -> Option<Effect<Msg>> {
         let spec = &self.config.model.path;
         if self.model_info.as_ref().is_some_and(|i| i.spec == *spec)
             || self.info_loading.as_ref() == Some(spec)
@@ -245,7 +245,7 @@ impl AdapterTab {
     }
 
     /// Saves the form as `<workspace>/presets/<name>.yaml`, on a worker.
-    fn save_preset(&self) -> Effect {
+    fn save_preset(&self) -> Effect<Msg> {
         let name = self.config.name.clone().unwrap_or_else(|| "custom".into());
         let path = self.base.join("presets").join(format!("{name}.yaml"));
         let config = self.config.clone();
@@ -258,7 +258,7 @@ impl AdapterTab {
                     .map_err(|e| format!("{}: {e}", path.display()))?;
                 Ok(path)
             })();
-            Update::Adapter(Msg::PresetSaved(result))
+            Msg::PresetSaved(result)
         })
     }
 
@@ -283,7 +283,7 @@ impl AdapterTab {
         ))
     }
 
-    fn act(&mut self, a: Action) -> Option<Effect> {
+    fn act(&mut self, a: Action) -> Option<Effect<Msg>> {
         match a {
             Action::Down => self.move_sel(1),
             Action::Up => self.move_sel(-1),
@@ -306,7 +306,7 @@ impl AdapterTab {
 }
 
 /// Both effects, when there are two.
-fn and(a: Option<Effect>, b: Option<Effect>) -> Option<Effect> {
+fn and(a: Option<Effect<Msg>>, b: Option<Effect<Msg>>) -> Option<Effect<Msg>> {
     match (a, b) {
         (Some(a), Some(b)) => Some(Effect::Batch(vec![a, b])),
         (a, b) => a.or(b),
@@ -320,7 +320,7 @@ impl Component for AdapterTab {
         self.editing.is_some()
     }
 
-    fn key(&mut self, key: &KeyEvent, _ctx: &Ctx) -> Option<Effect> {
+    fn key(&mut self, key: &KeyEvent, _ctx: &Ctx) -> Option<Effect<Msg>> {
         let input = self.editing.as_mut()?;
         match input.handle(key) {
             InputEvent::Submit => {
@@ -339,12 +339,12 @@ impl Component for AdapterTab {
         None
     }
 
-    fn handle(&mut self, a: Action, _ctx: &Ctx) -> Option<Effect> {
+    fn handle(&mut self, a: Action, _ctx: &Ctx) -> Option<Effect<Msg>> {
         let e = self.act(a);
         and(e, self.want_model_info())
     }
 
-    fn update(&mut self, msg: Msg, _ctx: &Ctx) -> Option<Effect> {
+    fn update(&mut self, msg: Msg, _ctx: &Ctx) -> Option<Effect<Msg>> {
         match msg {
             Msg::ModelInfo(info) => {
                 if self.info_loading.as_ref() == Some(&info.spec) {
@@ -358,7 +358,7 @@ impl Component for AdapterTab {
         }
     }
 
-    fn tick(&mut self, _ctx: &Ctx) -> Option<Effect> {
+    fn tick(&mut self, _ctx: &Ctx) -> Option<Effect<Msg>> {
         self.want_model_info()
     }
 
@@ -517,19 +517,17 @@ fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
             format!("whole number {min}…{max}"),
             theme.muted,
         )),
-        FieldKind::Float { min, max } => help_lines.push(Line::styled(
-            format!("number {min}…{max}"),
-            theme.muted,
-        )),
+        FieldKind::Float { min, max } => {
+            help_lines.push(Line::styled(format!("number {min}…{max}"), theme.muted))
+        }
         FieldKind::Choice(o) => help_lines.push(Line::styled(
             format!("Enter cycles: {}", o.join(" · ")),
             theme.muted,
         )),
         FieldKind::Bool => help_lines.push(Line::styled("Enter toggles", theme.muted)),
-        FieldKind::Modules => help_lines.push(Line::styled(
-            "Enter opens the module picker",
-            theme.muted,
-        )),
+        FieldKind::Modules => {
+            help_lines.push(Line::styled("Enter opens the module picker", theme.muted))
+        }
         _ => {}
     }
     if let Some(p) = t.picker {

@@ -8,8 +8,8 @@ use super::{Component, Ctx};
 use crate::infer::sampling::Sampling;
 use crate::infer::{ChatModel, GenEvent};
 use crate::tui::action::Action;
-use crate::tui::background::{Streamer, Update};
 use crate::tui::effect::Effect;
+use crate::tui::effect::Sink;
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{InputEvent, TextInput};
 use ratatui::crossterm::event::KeyEvent;
@@ -75,7 +75,8 @@ pub struct ChatTab {
     pub save_path: PathBuf,
     pub save_format: crate::data::Format,
     default_save: PathBuf,
-    streamer: Streamer,
+    /// Delivers generation events to this tab from the generation thread.
+    sink: Sink<Msg>,
 }
 
 /// SFT JSONL files in the workspace that exchanges can be appended to, with their formats;
@@ -130,12 +131,12 @@ pub fn find_adapters(runs_root: &Path) -> Vec<(String, PathBuf)> {
     out
 }
 
-fn adapters_job(runs_root: PathBuf, advance: bool) -> Effect {
-    Effect::spawn(move || Update::Chat(Msg::Adapters(find_adapters(&runs_root), advance)))
+fn adapters_job(runs_root: PathBuf, advance: bool) -> Effect<Msg> {
+    Effect::spawn(move || Msg::Adapters(find_adapters(&runs_root), advance))
 }
 
 impl ChatTab {
-    pub fn new(model_spec: String, save_path: PathBuf, streamer: Streamer) -> Self {
+    pub fn new(model_spec: String, save_path: PathBuf, sink: Sink<Msg>) -> Self {
         ChatTab {
             model_spec,
             model_override: None,
@@ -160,12 +161,12 @@ impl ChatTab {
             default_save: save_path.clone(),
             save_path,
             save_format: crate::data::Format::Openai,
-            streamer,
+            sink,
         }
     }
 
     /// Reads the adapter list (at start, and when runs appear).
-    pub fn start(&mut self, runs_root: &Path) -> Effect {
+    pub fn start(&mut self, runs_root: &Path) -> Effect<Msg> {
         adapters_job(runs_root.to_path_buf(), false)
     }
 
@@ -198,12 +199,20 @@ impl ChatTab {
 
     /// Sends a user message: loads the model first when needed (on a worker, after checking
     /// that it fits in free memory), then streams the reply (or both, side by side).
-    pub fn send(&mut self, text: String, model: &str, training_active: bool) -> Option<Effect> {
+    pub fn send(
+        &mut self,
+        text: String,
+        model: &str,
+        training_active: bool,
+    ) -> Option<Effect<Msg>> {
         if self.busy() {
             self.status = "still answering; wait for the reply".into();
             return None;
         }
-        self.model_spec = self.model_override.clone().unwrap_or_else(|| model.to_string());
+        self.model_spec = self
+            .model_override
+            .clone()
+            .unwrap_or_else(|| model.to_string());
         self.history.push(("user".into(), text));
         self.compare = None;
         if !self.needs_load() {
@@ -217,11 +226,7 @@ impl ChatTab {
         self.loading = true;
         self.status = format!("loading {}…", self.model_spec);
         Some(Effect::spawn(move || {
-            Update::Chat(Msg::Loaded(load_checked(
-                &spec,
-                adapter.as_deref(),
-                training_active,
-            )))
+            Msg::Loaded(load_checked(&spec, adapter.as_deref(), training_active))
         }))
     }
 
@@ -256,12 +261,12 @@ impl ChatTab {
         let Some(model) = &self.model else { return };
         self.next_stream_id += 1;
         let id = self.next_stream_id;
-        let out = self.streamer.clone();
+        let out = self.sink.clone();
         match model.reply_with(
             &self.messages(),
             target == Target::Adapter,
             self.sampling.clone(),
-            move |e| out.send(Update::Chat(Msg::Gen(id, e))),
+            move |e| out(Msg::Gen(id, e)),
         ) {
             Ok(()) => {
                 if !self.side_by_side {
@@ -346,16 +351,16 @@ impl ChatTab {
     }
 
     /// Appends the last exchange to the save target, on a worker.
-    fn save_exchange(&self) -> Effect {
+    fn save_exchange(&self) -> Effect<Msg> {
         let obj = match self.exchange() {
             Ok(o) => o,
             Err(e) => return Effect::warn(e),
         };
         let path = self.save_path.clone();
-        Effect::spawn(move || Update::Chat(Msg::Saved(append_line(&path, &obj))))
+        Effect::spawn(move || Msg::Saved(append_line(&path, &obj)))
     }
 
-    fn act(&mut self, a: Action, ctx: &Ctx) -> Option<Effect> {
+    fn act(&mut self, a: Action, ctx: &Ctx) -> Option<Effect<Msg>> {
         match a {
             Action::Compose | Action::Enter => {
                 self.input = Some((InputFor::Message, TextInput::default()))
@@ -368,9 +373,7 @@ impl ChatTab {
             Action::PickAdapter => return Some(adapters_job(ctx.ws.runs_root(), true)),
             Action::PickModel => {
                 let root = ctx.ws.data.clone();
-                return Some(Effect::spawn(move || {
-                    Update::Chat(Msg::Models(find_models(&root)))
-                }));
+                return Some(Effect::spawn(move || Msg::Models(find_models(&root))));
             }
             Action::TemperatureUp => {
                 self.sampling.temperature =
@@ -409,7 +412,7 @@ impl ChatTab {
             Action::SaveTarget => {
                 let (root, default) = (ctx.ws.data.clone(), self.default_save.clone());
                 return Some(Effect::spawn(move || {
-                    Update::Chat(Msg::SaveTargets(save_targets(&root, &default)))
+                    Msg::SaveTargets(save_targets(&root, &default))
                 }));
             }
             Action::SaveExchange => return Some(self.save_exchange()),
@@ -471,7 +474,7 @@ impl Component for ChatTab {
         self.input.is_some()
     }
 
-    fn key(&mut self, key: &KeyEvent, ctx: &Ctx) -> Option<Effect> {
+    fn key(&mut self, key: &KeyEvent, ctx: &Ctx) -> Option<Effect<Msg>> {
         let (_, input) = self.input.as_mut()?;
         match input.handle(key) {
             InputEvent::Submit => {
@@ -491,11 +494,11 @@ impl Component for ChatTab {
         None
     }
 
-    fn handle(&mut self, a: Action, ctx: &Ctx) -> Option<Effect> {
+    fn handle(&mut self, a: Action, ctx: &Ctx) -> Option<Effect<Msg>> {
         self.act(a, ctx)
     }
 
-    fn update(&mut self, msg: Msg, ctx: &Ctx) -> Option<Effect> {
+    fn update(&mut self, msg: Msg, ctx: &Ctx) -> Option<Effect<Msg>> {
         match msg {
             Msg::Loaded(Ok(m)) => {
                 self.model = Some(m);

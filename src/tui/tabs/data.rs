@@ -7,7 +7,6 @@ use super::{Component, Ctx};
 use crate::data::{Body, Dataset, Format, Message, Problem, Record};
 use crate::template::{Encoded, Encoder, IGNORE};
 use crate::tui::action::Action;
-use crate::tui::background::Update;
 use crate::tui::effect::Effect;
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{InputEvent, TextInput};
@@ -149,7 +148,7 @@ pub fn scan(root: &Path) -> Vec<PathBuf> {
 }
 
 /// [`scan`] with sizes, as a job.
-fn scan_job(root: PathBuf) -> Effect {
+fn scan_job(root: PathBuf) -> Effect<Msg> {
     Effect::spawn(move || {
         let files = scan(&root)
             .into_iter()
@@ -158,18 +157,18 @@ fn scan_job(root: PathBuf) -> Effect {
                 path,
             })
             .collect();
-        Update::Data(Msg::Files(files))
+        Msg::Files(files)
     })
 }
 
-fn load_job(path: PathBuf) -> Effect {
+fn load_job(path: PathBuf) -> Effect<Msg> {
     Effect::spawn(move || {
         let result = Loaded::read(&path);
-        Update::Data(Msg::Loaded { path, result })
+        Msg::Loaded { path, result }
     })
 }
 
-fn encoder_job(model: String) -> Effect {
+fn encoder_job(model: String) -> Effect<Msg> {
     Effect::spawn(move || {
         let result = crate::model::source::load_tokenizer(Path::new(&model))
             .map_err(|e| e.to_string())
@@ -182,13 +181,13 @@ fn encoder_job(model: String) -> Effect {
                 .map_err(|e| e.to_string())
             })
             .map(Arc::new);
-        Update::Data(Msg::Encoder { model, result })
+        Msg::Encoder { model, result }
     })
 }
 
 impl DataTab {
     /// The tab for the workspace at `root`, and the job that lists its files.
-    pub fn new(root: &Path) -> (Self, Effect) {
+    pub fn new(root: &Path) -> (Self, Effect<Msg>) {
         let t = DataTab {
             root: root.to_path_buf(),
             files: Vec::new(),
@@ -209,7 +208,7 @@ impl DataTab {
     }
 
     /// Reads the selected file on a worker.
-    fn load(&mut self) -> Option<Effect> {
+    fn load(&mut self) -> Option<Effect<Msg>> {
         self.record = 0;
         self.problem = 0;
         let path = self.files.get(self.file)?.path.clone();
@@ -217,7 +216,7 @@ impl DataTab {
         Some(load_job(path))
     }
 
-    pub fn select_file(&mut self, delta: isize) -> Option<Effect> {
+    pub fn select_file(&mut self, delta: isize) -> Option<Effect<Msg>> {
         if self.files.is_empty() {
             return None;
         }
@@ -284,7 +283,7 @@ impl DataTab {
     }
 
     /// Converts the loaded file to the dialog's format, next to the source, on a worker.
-    fn run_convert(&mut self) -> Result<Effect, String> {
+    fn run_convert(&mut self) -> Result<Effect<Msg>, String> {
         let idx = self.convert.take().ok_or("no conversion chosen")?;
         let to = *self.targets().get(idx).ok_or("no such format")?;
         let l = self.loaded.as_ref().ok_or("no dataset loaded")?;
@@ -314,7 +313,7 @@ impl DataTab {
                     out,
                 ))
             })();
-            Update::Data(Msg::Converted(result))
+            Msg::Converted(result)
         }))
     }
 
@@ -327,7 +326,7 @@ impl DataTab {
     }
 
     /// Loads the encoder for `model` unless it is loaded or loading.
-    fn want_encoder(&mut self, model: &str) -> Option<Effect> {
+    fn want_encoder(&mut self, model: &str) -> Option<Effect<Msg>> {
         if self.view != View::Tokens
             || self.encoder_for(model).is_some()
             || self.encoder_loading.as_deref() == Some(model)
@@ -346,7 +345,7 @@ impl Component for DataTab {
         self.search_input.is_some()
     }
 
-    fn key(&mut self, key: &KeyEvent, _ctx: &Ctx) -> Option<Effect> {
+    fn key(&mut self, key: &KeyEvent, _ctx: &Ctx) -> Option<Effect<Msg>> {
         let input = self.search_input.as_mut()?;
         match input.handle(key) {
             InputEvent::Submit => {
@@ -364,7 +363,7 @@ impl Component for DataTab {
         None
     }
 
-    fn handle(&mut self, a: Action, ctx: &Ctx) -> Option<Effect> {
+    fn handle(&mut self, a: Action, ctx: &Ctx) -> Option<Effect<Msg>> {
         let n = self.targets().len().max(1);
         if let Some(sel) = self.convert.as_mut() {
             match a {
@@ -418,7 +417,7 @@ impl Component for DataTab {
         None
     }
 
-    fn update(&mut self, msg: Msg, ctx: &Ctx) -> Option<Effect> {
+    fn update(&mut self, msg: Msg, ctx: &Ctx) -> Option<Effect<Msg>> {
         match msg {
             Msg::Files(files) => {
                 let current = self.files.get(self.file).map(|f| f.path.clone());
@@ -455,10 +454,9 @@ impl Component for DataTab {
             }
             Msg::Converted(result) => {
                 return Some(match result {
-                    Ok((msg, _)) => Effect::Batch(vec![
-                        Effect::info(msg),
-                        scan_job(self.root.clone()),
-                    ]),
+                    Ok((msg, _)) => {
+                        Effect::Batch(vec![Effect::info(msg), scan_job(self.root.clone())])
+                    }
                     Err(e) => Effect::error(e),
                 })
             }
@@ -466,7 +464,7 @@ impl Component for DataTab {
         None
     }
 
-    fn tick(&mut self, ctx: &Ctx) -> Option<Effect> {
+    fn tick(&mut self, ctx: &Ctx) -> Option<Effect<Msg>> {
         self.want_encoder(ctx.model)
     }
 
@@ -475,7 +473,9 @@ impl Component for DataTab {
     }
 
     fn prompt(&self) -> Option<String> {
-        self.search_input.as_ref().map(|i| format!("/{}", i.display()))
+        self.search_input
+            .as_ref()
+            .map(|i| format!("/{}", i.display()))
     }
 
     fn draw(&mut self, f: &mut Frame, area: Rect, ctx: &Ctx) {
@@ -652,11 +652,7 @@ fn draw(f: &mut Frame, area: Rect, t: &DataTab, theme: &Theme, model: &str) {
                 )),
                 Line::styled(
                     format!("errors  {bad}"),
-                    if bad > 0 {
-                        theme.error
-                    } else {
-                        theme.success
-                    },
+                    if bad > 0 { theme.error } else { theme.success },
                 ),
                 Line::styled(crate::units::truncate(&l.evidence, 26), theme.muted),
             ]
@@ -750,36 +746,34 @@ fn draw(f: &mut Frame, area: Rect, t: &DataTab, theme: &Theme, model: &str) {
                 ))
             }),
         },
-        View::Tokens => {
-            match (rec, t.encoder_for(model)) {
-                (_, None) => lines.push(Line::styled(
-                    format!("loading the tokenizer of {model}…"),
-                    theme.muted,
-                )),
-                (Ok(r), Some(Ok(enc))) => match token_lines(enc, r, theme) {
-                    Ok((tl, n, trained)) => {
-                        lines.push(Line::from(vec![
-                            Span::styled("░masked░ ", theme.masked_token),
-                            Span::styled("█trained█ ", theme.trained_token),
-                            Span::styled(
-                                format!(" {n} tokens, {trained} trained · {model}"),
-                                theme.muted,
-                            ),
-                        ]));
-                        lines.extend(tl);
-                    }
-                    Err(e) => lines.push(Line::styled(e, theme.error)),
-                },
-                (Err(_), _) => lines.push(Line::styled(
-                    "this record has problems (v lists them)",
-                    theme.error,
-                )),
-                (_, Some(Err(e))) => lines.push(Line::styled(
-                    format!("token view needs a tokenizer: {e}"),
-                    theme.error,
-                )),
-            }
-        }
+        View::Tokens => match (rec, t.encoder_for(model)) {
+            (_, None) => lines.push(Line::styled(
+                format!("loading the tokenizer of {model}…"),
+                theme.muted,
+            )),
+            (Ok(r), Some(Ok(enc))) => match token_lines(enc, r, theme) {
+                Ok((tl, n, trained)) => {
+                    lines.push(Line::from(vec![
+                        Span::styled("░masked░ ", theme.masked_token),
+                        Span::styled("█trained█ ", theme.trained_token),
+                        Span::styled(
+                            format!(" {n} tokens, {trained} trained · {model}"),
+                            theme.muted,
+                        ),
+                    ]));
+                    lines.extend(tl);
+                }
+                Err(e) => lines.push(Line::styled(e, theme.error)),
+            },
+            (Err(_), _) => lines.push(Line::styled(
+                "this record has problems (v lists them)",
+                theme.error,
+            )),
+            (_, Some(Err(e))) => lines.push(Line::styled(
+                format!("token view needs a tokenizer: {e}"),
+                theme.error,
+            )),
+        },
     }
     let mut body = right;
     if let Some(sel) = t.convert {

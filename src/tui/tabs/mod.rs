@@ -9,67 +9,14 @@ pub mod data;
 pub mod runs;
 pub mod train;
 
+pub use super::context::Ctx;
+pub use super::tab::Tab;
+
 use super::action::Action;
-use super::app::Workspace;
 use super::effect::Effect;
-use super::keymap::Keymap;
-use super::theme::Theme;
-use crate::runs::RunSummary;
 use ratatui::crossterm::event::KeyEvent;
 use ratatui::layout::Rect;
 use ratatui::Frame;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tab {
-    Data,
-    Adapter,
-    Train,
-    Chat,
-    Runs,
-}
-
-impl Tab {
-    pub const ALL: [Tab; 5] = [Tab::Data, Tab::Adapter, Tab::Train, Tab::Chat, Tab::Runs];
-
-    pub fn title(self) -> &'static str {
-        match self {
-            Tab::Data => "Data",
-            Tab::Adapter => "Adapter",
-            Tab::Train => "Train",
-            Tab::Chat => "Chat",
-            Tab::Runs => "Runs",
-        }
-    }
-
-    /// The keys.yaml section for this tab.
-    pub fn scope(self) -> &'static str {
-        match self {
-            Tab::Data => "data",
-            Tab::Adapter => "adapter",
-            Tab::Train => "train",
-            Tab::Chat => "chat",
-            Tab::Runs => "runs",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        Tab::ALL.iter().position(|t| *t == self).unwrap_or(0)
-    }
-}
-
-/// What every tab may read of the app while it handles input or draws.
-pub struct Ctx<'a> {
-    pub theme: &'a Theme,
-    pub keymap: &'a Keymap,
-    pub ws: &'a Workspace,
-    /// The Adapter form's model, resolved against the workspace (the token view and Chat
-    /// use it).
-    pub model: &'a str,
-    /// Every run, newest first (from the watcher).
-    pub runs: &'a [RunSummary],
-    /// A run the workbench watches is still training.
-    pub training: bool,
-}
 
 pub trait Component {
     /// Background results addressed to this tab.
@@ -82,18 +29,18 @@ pub trait Component {
     }
 
     /// A raw key while [`Component::editing`].
-    fn key(&mut self, _key: &KeyEvent, _ctx: &Ctx) -> Option<Effect> {
+    fn key(&mut self, _key: &KeyEvent, _ctx: &Ctx) -> Option<Effect<Self::Msg>> {
         None
     }
 
     /// An action from the keymap or the palette.
-    fn handle(&mut self, action: Action, ctx: &Ctx) -> Option<Effect>;
+    fn handle(&mut self, action: Action, ctx: &Ctx) -> Option<Effect<Self::Msg>>;
 
     /// A background result.
-    fn update(&mut self, msg: Self::Msg, ctx: &Ctx) -> Option<Effect>;
+    fn update(&mut self, msg: Self::Msg, ctx: &Ctx) -> Option<Effect<Self::Msg>>;
 
     /// About once a second: work that follows the clock or the rest of the app.
-    fn tick(&mut self, _ctx: &Ctx) -> Option<Effect> {
+    fn tick(&mut self, _ctx: &Ctx) -> Option<Effect<Self::Msg>> {
         None
     }
 

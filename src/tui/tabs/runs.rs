@@ -6,7 +6,6 @@ use super::{Component, Ctx};
 use crate::config::RunConfig;
 use crate::runs::{RunDir, RunSummary};
 use crate::tui::action::Action;
-use crate::tui::background::Update;
 use crate::tui::effect::Effect;
 use crate::tui::run_view::RunView;
 use crate::tui::theme::Theme;
@@ -42,7 +41,7 @@ impl RunDetails {
 
 /// Background results for this tab.
 pub enum Msg {
-    Details(PathBuf, RunDetails),
+    Details(PathBuf, Box<RunDetails>),
     /// The adapter to open in Chat (and the model of the run), or why there is none.
     Open(Result<(Option<String>, String, PathBuf), String>),
 }
@@ -108,7 +107,7 @@ impl RunsTab {
     }
 
     /// Reads the selected run's details unless they are read or being read.
-    fn want_details(&mut self, runs: &[RunSummary]) -> Option<Effect> {
+    fn want_details(&mut self, runs: &[RunSummary]) -> Option<Effect<Msg>> {
         let dir = self.selected(runs)?.dir.clone();
         if self.details.as_ref().is_some_and(|(d, _)| *d == dir)
             || self.details_loading.as_ref() == Some(&dir)
@@ -118,16 +117,13 @@ impl RunsTab {
         self.details_loading = Some(dir.clone());
         Some(Effect::spawn(move || {
             let d = RunDetails::read(&dir);
-            Update::Runs(Msg::Details(dir, d))
+            Msg::Details(dir, Box::new(d))
         }))
     }
 
     /// The views the watcher should feed.
     pub fn views_mut(&mut self) -> impl Iterator<Item = &mut RunView> {
-        self.compare
-            .as_mut()
-            .into_iter()
-            .flat_map(|(a, b)| [a, b])
+        self.compare.as_mut().into_iter().flat_map(|(a, b)| [a, b])
     }
 }
 
@@ -139,7 +135,7 @@ impl Default for RunsTab {
 
 /// Finds the adapter of `dir` (the final one, else the newest checkpoint) and the run's
 /// model; worker threads only.
-fn open_job(id: String, dir: PathBuf) -> Effect {
+fn open_job(id: String, dir: PathBuf) -> Effect<Msg> {
     Effect::spawn(move || {
         let run = RunDir::new(&dir);
         let adapter = if run.adapter().is_dir() {
@@ -162,14 +158,14 @@ fn open_job(id: String, dir: PathBuf) -> Effect {
             }
             None => Err("this run has no adapter or checkpoint yet".to_string()),
         };
-        Update::Runs(Msg::Open(result))
+        Msg::Open(result)
     })
 }
 
 impl Component for RunsTab {
     type Msg = Msg;
 
-    fn handle(&mut self, a: Action, ctx: &Ctx) -> Option<Effect> {
+    fn handle(&mut self, a: Action, ctx: &Ctx) -> Option<Effect<Msg>> {
         let runs = ctx.runs;
         match a {
             Action::Down => self.move_sel(1, runs.len()),
@@ -191,13 +187,13 @@ impl Component for RunsTab {
         self.want_details(runs)
     }
 
-    fn update(&mut self, msg: Msg, ctx: &Ctx) -> Option<Effect> {
+    fn update(&mut self, msg: Msg, ctx: &Ctx) -> Option<Effect<Msg>> {
         match msg {
             Msg::Details(dir, d) => {
                 if self.details_loading.as_ref() == Some(&dir) {
                     self.details_loading = None;
                 }
-                self.details = Some((dir, d));
+                self.details = Some((dir, *d));
                 self.want_details(ctx.runs)
             }
             Msg::Open(Ok((model, label, adapter))) => Some(Effect::OpenInChat {
@@ -209,7 +205,7 @@ impl Component for RunsTab {
         }
     }
 
-    fn tick(&mut self, ctx: &Ctx) -> Option<Effect> {
+    fn tick(&mut self, ctx: &Ctx) -> Option<Effect<Msg>> {
         // A finished run gains its adapter: read the details again when the list changes.
         if let (Some(s), Some((dir, d))) = (self.selected(ctx.runs), &self.details) {
             if s.dir == *dir && s.state.is_some_and(|st| st.is_final()) && !d.adapter {
@@ -239,7 +235,11 @@ fn draw(f: &mut Frame, area: Rect, t: &RunsTab, runs: &[RunSummary], theme: &The
     let rows: Vec<Row> = runs
         .iter()
         .map(|r| {
-            let mark = if t.marked.contains(&r.dir) { "●" } else { " " };
+            let mark = if t.marked.contains(&r.dir) {
+                "●"
+            } else {
+                " "
+            };
             let state_style = match r.state_label().as_str() {
                 "done" => theme.success,
                 "failed" | "dead" => theme.error,
@@ -274,8 +274,7 @@ fn draw(f: &mut Frame, area: Rect, t: &RunsTab, runs: &[RunSummary], theme: &The
             ],
         )
         .header(
-            Row::new(vec!["run", "state", "step", "loss", "best eval", "time"])
-                .style(theme.title),
+            Row::new(vec!["run", "state", "step", "loss", "best eval", "time"]).style(theme.title),
         )
         .row_highlight_style(theme.selection)
         .block(

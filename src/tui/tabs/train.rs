@@ -6,8 +6,8 @@
 
 use super::{Component, Ctx};
 use crate::runs::{RunDir, RunState};
+use crate::telemetry::MemorySample;
 use crate::tui::action::Action;
-use crate::tui::background::MemorySample;
 use crate::tui::effect::Effect;
 use crate::tui::run_view::RunView;
 use crate::tui::theme::Theme;
@@ -70,7 +70,7 @@ impl TrainTab {
 impl Component for TrainTab {
     type Msg = ();
 
-    fn handle(&mut self, a: Action, ctx: &Ctx) -> Option<Effect> {
+    fn handle(&mut self, a: Action, ctx: &Ctx) -> Option<Effect<()>> {
         if a != Action::AttachNext {
             return None;
         }
@@ -86,7 +86,7 @@ impl Component for TrainTab {
         Some(Effect::info(format!("attached to {}", runs[i].id)))
     }
 
-    fn update(&mut self, _msg: (), _ctx: &Ctx) -> Option<Effect> {
+    fn update(&mut self, _msg: (), _ctx: &Ctx) -> Option<Effect<()>> {
         None
     }
 
@@ -157,7 +157,11 @@ fn draw(f: &mut Frame, area: Rect, t: &TrainTab, theme: &Theme, hint: &str) {
         Line::from(format!("lr {:.2e}  grad‖ {:.3}", last.lr, last.grad_norm)),
         Line::from(format!(
             "loss {:.4}  eval {}",
-            if v.last.is_some() { last.loss } else { f64::NAN },
+            if v.last.is_some() {
+                last.loss
+            } else {
+                f64::NAN
+            },
             v.eval.last().map_or("-".into(), |(_, l)| format!("{l:.4}"))
         )),
     ];

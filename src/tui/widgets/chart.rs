@@ -61,14 +61,9 @@ pub fn loss_chart<'a>(series: Vec<Series<'a>>, title: String, theme: &Theme) -> 
                     Span::raw(format!("{:.0}", xb[1])),
                 ]),
         )
-        .y_axis(
-            Axis::default()
-                .style(theme.muted)
-                .bounds(yb)
-                .labels(vec![
-                    Span::raw(format!("{:.2}", yb[0])),
-                    Span::raw(format!("{:.2}", (yb[0] + yb[1]) / 2.0)),
-                    Span::raw(format!("{:.2}", yb[1])),
-                ]),
-        )
+        .y_axis(Axis::default().style(theme.muted).bounds(yb).labels(vec![
+            Span::raw(format!("{:.2}", yb[0])),
+            Span::raw(format!("{:.2}", (yb[0] + yb[1]) / 2.0)),
+            Span::raw(format!("{:.2}", yb[1])),
+        ]))
 }
