@@ -96,10 +96,16 @@ fn fill_runs(root: &Path, n: usize, steps: u64) -> anyhow::Result<u64> {
     Ok(bytes)
 }
 
-/// Milliseconds of each call of `f`, sorted.
-fn timed(n: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Vec<f64>> {
+/// Milliseconds of each call of `f`, sorted; `gap` passes between calls (not timed), as
+/// between a user's keys or the watcher's updates.
+fn timed(
+    n: usize,
+    gap: Duration,
+    mut f: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<f64>> {
     let mut times = Vec::with_capacity(n);
     for _ in 0..n {
+        std::thread::sleep(gap);
         let t = Instant::now();
         f()?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
@@ -162,27 +168,20 @@ pub fn run(frames: usize, runs: usize, steps: u64, as_json: bool) -> anyhow::Res
     }
     let live = app.train.view.as_ref().map(|v| v.run.clone());
     app.tab = Tab::Train;
-    let train = timed(frames, || {
-        frame(&mut term, &mut app)?;
-        std::thread::sleep(Duration::from_millis(5));
-        Ok(())
-    })?;
+    let gap = Duration::from_millis(20);
+    let train = timed(frames, gap, || frame(&mut term, &mut app))?;
     let points = app.train.view.as_ref().map_or(0, |v| v.train.len());
     app.tab = Tab::Runs;
-    let runs_frames = timed(frames, || {
-        frame(&mut term, &mut app)?;
-        std::thread::sleep(Duration::from_millis(5));
-        Ok(())
-    })?;
+    let runs_frames = timed(frames, gap, || frame(&mut term, &mut app))?;
     // Key latency: `j` on the Runs tab (move, details job, frame) and `l` on the Data tab.
     let j = KeyEvent::new(KeyCode::Char('j'), KeyModifiers::NONE);
-    let keys_runs = timed(frames, || {
+    let keys_runs = timed(frames, gap, || {
         app.on_key(j);
         frame(&mut term, &mut app)
     })?;
     app.tab = Tab::Data;
     let l = KeyEvent::new(KeyCode::Char('l'), KeyModifiers::NONE);
-    let keys_data = timed(frames, || {
+    let keys_data = timed(frames, gap, || {
         app.on_key(l);
         frame(&mut term, &mut app)
     })?;
@@ -210,7 +209,7 @@ pub fn run(frames: usize, runs: usize, steps: u64, as_json: bool) -> anyhow::Res
                 }
                 let loaded_ms = t.elapsed().as_secs_f64() * 1e3;
                 attach_points = app.train.view.as_ref().map_or(0, |v| v.train.len());
-                let after = timed(frames, || frame(&mut term, &mut app))?;
+                let after = timed(frames, gap, || frame(&mut term, &mut app))?;
                 frames_during.sort_by(f64::total_cmp);
                 Some((loaded_ms, frames_during, after))
             }

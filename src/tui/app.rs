@@ -385,6 +385,13 @@ impl App {
                 }
                 None
             }
+            Update::RunView(built) => {
+                let views = self.train.view.iter_mut().chain(self.runs.views_mut());
+                if let Some(v) = views.into_iter().find(|v| v.key == built.key) {
+                    *v = *built;
+                }
+                None
+            }
             Update::RunList(list) => {
                 self.run_list = list;
                 // Runs gain adapters while the workbench is open.

@@ -4,6 +4,7 @@
 //! Updates reach the event loop through one channel and wake it at once; the UI thread
 //! itself never opens a file.
 
+use super::run_view::RunView;
 use super::tabs::{adapter, chat, data, runs};
 use crate::runs::{RunDir, RunEvent, RunSummary, Status};
 use crate::telemetry::MemorySample;
@@ -30,6 +31,9 @@ pub enum Update {
         events: Vec<RunEvent>,
         status: Option<Status>,
     },
+    /// A watched run's whole history so far, already built (a long run's first read is
+    /// digested here, off the UI thread).
+    RunView(Box<RunView>),
     /// Every run, from `status.json` alone.
     RunList(Vec<RunSummary>),
     Memory(MemorySample),
@@ -174,6 +178,8 @@ impl Background {
 /// How often the watched runs are tailed, and how often the list and memory are read.
 const TAIL_EVERY: Duration = Duration::from_millis(100);
 const LIST_EVERY: Duration = Duration::from_secs(1);
+/// A first read with more events than this arrives as a built view.
+const DIGEST_ABOVE: usize = 512;
 
 struct Tailed {
     run: RunDir,
@@ -264,6 +270,7 @@ impl Watcher {
     fn tail(&mut self) -> bool {
         let mut updates = Vec::new();
         for (key, t) in &mut self.tails {
+            let first = t.offset == 0;
             let (events, next) =
                 crate::runs::read_events(&t.run.events_path(), t.offset).unwrap_or_default();
             if next >= t.offset {
@@ -274,7 +281,11 @@ impl Watcher {
             if changed {
                 t.status = status.clone();
             }
-            if !events.is_empty() || changed {
+            if first && events.len() > DIGEST_ABOVE {
+                let mut view = RunView::with_key(*key, t.run.clone());
+                view.feed(events, status);
+                updates.push(Update::RunView(Box::new(view)));
+            } else if !events.is_empty() || changed {
                 updates.push(Update::RunEvents {
                     key: *key,
                     events,

@@ -83,8 +83,13 @@ pub struct RunView {
 
 impl RunView {
     pub fn new(run: RunDir) -> Self {
+        Self::with_key(NEXT_VIEW.fetch_add(1, Ordering::Relaxed), run)
+    }
+
+    /// A view for an existing subscription (the watcher builds a long run's first view).
+    pub fn with_key(key: u64, run: RunDir) -> Self {
         RunView {
-            key: NEXT_VIEW.fetch_add(1, Ordering::Relaxed),
+            key,
             run,
             train: Points::default(),
             ema: Points::default(),

@@ -503,3 +503,56 @@ fn end_to_end_in_tmux() {
     }
     t(&["kill-server"]);
 }
+
+/// A long run's history is read and digested off the UI thread, arrives as one bounded view,
+/// and later events still follow it.
+#[test]
+fn a_long_run_arrives_bounded_and_keeps_following() {
+    let h = home();
+    let mut a = app(&h, "dark", false);
+    let run = RunDir::new(h.path().join("data/runs/long-20260101-000000"));
+    std::fs::create_dir_all(&run.root).unwrap();
+    let mut text = String::new();
+    for s in 1..=20_000u32 {
+        text.push_str(&format!(
+            "{{\"type\":\"train\",\"step\":{s},\"total_steps\":30000,\"loss\":{},\"lr\":0.001,\"grad_norm\":1.0,\"time\":1.0}}\n",
+            2.0 + 1.0 / s as f64
+        ));
+    }
+    std::fs::write(run.events_path(), text).unwrap();
+    run.write_status(&Status {
+        state: RunState::Running,
+        pid: None,
+        step: 20_000,
+        total_steps: 30_000,
+        last_loss: Some(2.0),
+        ..Status::starting(5.0)
+    })
+    .unwrap();
+    settle(&mut a);
+    a.handle(Action::TabRuns);
+    let i = a
+        .run_list
+        .iter()
+        .position(|r| r.dir == run.root)
+        .expect("the watcher lists the run");
+    for _ in 0..i {
+        a.handle(Action::Down);
+    }
+    a.handle(Action::Enter);
+    assert_eq!(a.tab, Tab::Train);
+    settle(&mut a);
+    let v = a.train.view.as_ref().unwrap();
+    assert!(v.train.len() <= 4096 && v.train.len() >= 1024, "{}", v.train.len());
+    assert_eq!(v.train.points[0].0, 1.0);
+    assert_eq!(v.last.as_ref().unwrap().step, 20_000);
+    assert_eq!(v.log.len(), 200, "only the last lines are kept");
+    common::append_event_line(
+        &run,
+        &json!({"type": "train", "step": 20_001, "loss": 1.5, "lr": 0.001, "time": 1.0}),
+    );
+    settle(&mut a);
+    let v = a.train.view.as_ref().unwrap();
+    assert_eq!(v.last.as_ref().unwrap().step, 20_001);
+    assert!(v.log.back().unwrap().contains("step 20001"), "{:?}", v.log.back());
+}
