@@ -1,7 +1,7 @@
-//! Writing files so that a reader never sees half of one: a temporary file beside the
-//! target, synced, then renamed over it. A failed or abandoned write leaves the target as it
-//! was. Everything that publishes a file (datasets, configs, status, checkpoints, adapters)
-//! goes through here.
+//! Files and folders. Writing so that a reader never sees half of a file: a temporary file
+//! beside the target, synced, then renamed over it; a failed or abandoned write leaves the
+//! target as it was. Everything that publishes a file (datasets, configs, status,
+//! checkpoints, adapters) goes through here. And walking a folder tree in a stable order.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -42,6 +42,26 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = temp_beside(path)?;
     tmp.write_all(bytes)?;
     publish(tmp, path)
+}
+
+/// Visits the folder tree under `root` in sorted order, `depth` folders deep, skipping hidden
+/// entries and `runs/` (run folders are never a workspace's datasets or models). `visit(path, is_dir)` returns whether to descend into a folder.
+pub fn walk(root: &Path, depth: usize, visit: &mut dyn FnMut(&Path, bool) -> bool) {
+    let mut it = walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .max_depth(depth + 1)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter();
+    while let Some(entry) = it.next() {
+        let Ok(e) = entry else { continue };
+        let is_dir = e.file_type().is_dir();
+        let name = e.file_name().to_string_lossy();
+        let skip = name.starts_with('.') || name == "runs";
+        if (skip || !visit(e.path(), is_dir)) && is_dir {
+            it.skip_current_dir();
+        }
+    }
 }
 
 #[cfg(test)]

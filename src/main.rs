@@ -26,6 +26,12 @@ fn keep_freed_memory() {
 }
 
 fn main() -> ExitCode {
+    // Errors a user sees are one line: libraries (candle) must not capture backtraces into
+    // them when RUST_BACKTRACE is set. Panics still honour RUST_BACKTRACE; set
+    // RUST_LIB_BACKTRACE=1 to debug library errors.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
     let args = cli::Cli::parse();
     if matches!(
         args.command,

@@ -22,6 +22,16 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// A count with a decimal unit: `950`, `205K`, `135M`, `7.6B` (parameters, tokens).
+pub fn count(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.1}B", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.0}M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.0}K", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
+
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub fn unix_now() -> f64 {
     std::time::SystemTime::now()
@@ -58,6 +68,9 @@ mod tests {
         assert_eq!(bytes(17_920), "17.5 KiB");
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(3 << 30), "3.0 GiB");
+        assert_eq!(count(205_120), "205K");
+        assert_eq!(count(134_515_008), "135M");
+        assert_eq!(count(7_615_616_512), "7.6B");
         assert_eq!(clock(3725.0), "01:02:05");
         assert_eq!(truncate("abcdef", 4), "abc…");
         assert_eq!(truncate("abc", 4), "abc");

@@ -119,6 +119,7 @@ pub fn encode_file(
         let Encoded::Sft(mut ex) = encoded else {
             continue;
         };
+        ex.prompt = first_user_text(&record);
         if fit_length(&mut ex, max_seq_len, policy) == Fit::Dropped || ex.trained() == 0 {
             dropped += 1;
             continue;
@@ -132,6 +133,19 @@ pub fn encode_file(
         });
     }
     Ok((out, dropped))
+}
+
+/// The first user message of a conversation (the question a sample reply answers).
+fn first_user_text(r: &crate::data::Record) -> String {
+    match &r.body {
+        crate::data::Body::Conversation(c) => c
+            .messages
+            .iter()
+            .find(|m| m.role == crate::data::Role::User)
+            .map(|m| m.text())
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
 }
 
 /// Holds out `fraction` of `examples` (at least one) for evaluation, chosen by `seed`.

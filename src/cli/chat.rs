@@ -21,16 +21,20 @@ pub struct ChatArgs {
     pub prompt: String,
     #[arg(long)]
     pub system: Option<String>,
-    #[arg(long, default_value_t = 256)]
+    /// At least 1.
+    #[arg(long, default_value_t = 256, value_parser = super::args::at_least_one)]
     pub max_new_tokens: usize,
-    /// 0 is greedy.
-    #[arg(long, default_value_t = 0.0)]
+    /// 0 is greedy; at least 0.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = super::args::non_negative)]
     pub temperature: f64,
-    #[arg(long)]
+    /// At least 1.
+    #[arg(long, value_parser = super::args::at_least_one)]
     pub top_k: Option<usize>,
-    #[arg(long)]
+    /// Above 0, at most 1.
+    #[arg(long, allow_negative_numbers = true, value_parser = super::args::probability)]
     pub top_p: Option<f64>,
-    #[arg(long, default_value_t = 1.0)]
+    /// 1 is none; above 0.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = super::args::positive)]
     pub repetition_penalty: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

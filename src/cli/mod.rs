@@ -1,6 +1,7 @@
 //! The command line: a thin shell over the core. Each subcommand prints its own output and
 //! returns an exit code; errors at this edge are `anyhow`.
 
+mod args;
 pub mod bench;
 #[cfg(feature = "tui")]
 mod bench_tui;
@@ -34,11 +35,18 @@ pub mod exit {
     version,
     about = "A terminal workbench for fine-tuning large language models",
     long_about = "A terminal workbench for fine-tuning large language models.\n\n\
-                  Every workbench action is also a subcommand, so it can be scripted."
+                  `tunelab [DIR]` opens the workbench on a project folder (default: the \
+                  current folder when it holds datasets or a tunelab.yaml, else the data \
+                  folder with the demo). Every workbench action is also a subcommand, so it \
+                  can be scripted.",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// A project folder to open as the workspace.
+    #[arg(value_name = "DIR")]
+    pub dir: Option<std::path::PathBuf>,
     /// The workbench's theme: dark, light, high-contrast or mono (NO_COLOR picks mono).
     #[arg(long)]
     pub theme: Option<String>,
@@ -56,7 +64,8 @@ pub enum Command {
     Chat(chat::ChatArgs),
     /// Mean loss over trained tokens and perplexity of a model (and adapter) on a dataset.
     Eval(eval::EvalArgs),
-    /// List the built-in training presets, or print one (`--show NAME`).
+    /// List the built-in training presets, or print one with every field (`--show NAME`;
+    /// `--show default` prints the defaults a minimal config takes).
     Presets {
         #[arg(long)]
         show: Option<String>,
@@ -79,7 +88,7 @@ pub enum Command {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let (theme, mouse) = (cli.theme.clone(), cli.mouse);
+    let (theme, mouse, dir) = (cli.theme.clone(), cli.mouse, cli.dir.clone());
     match cli.command {
         Some(Command::Data(cmd)) => data::run(cmd),
         Some(Command::Model(cmd)) => model::run(cmd),
@@ -122,7 +131,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         #[cfg(not(feature = "tui"))]
         Some(Command::Keys) | None => {
-            let _ = (theme, mouse);
+            let _ = (theme, mouse, dir);
             eprintln!("error: this tunelab was built without the workbench (the `tui` feature); use the subcommands (tunelab --help)");
             Ok(ExitCode::from(exit::UNUSABLE))
         }
@@ -134,7 +143,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(exit::UNUSABLE));
             }
             let paths = tunelab::paths::Paths::resolve();
-            let opts = tunelab::tui::Options { theme, mouse };
+            if let Some(d) = dir.as_ref().filter(|d| !d.is_dir()) {
+                eprintln!(
+                    "error: {}: no such folder (and not a subcommand; see tunelab --help)",
+                    d.display()
+                );
+                return Ok(ExitCode::from(exit::UNUSABLE));
+            }
+            let opts = tunelab::tui::Options { theme, mouse, dir };
             let exe = std::env::current_exe()?;
             let app = match tunelab::tui::build_app(&paths, &opts, exe) {
                 Ok(a) => a,
@@ -152,17 +168,40 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn presets(show: Option<&str>) -> anyhow::Result<ExitCode> {
     use tunelab::config::{RunConfig, PRESETS};
     if let Some(name) = show {
-        return Ok(match PRESETS.iter().find(|(n, _)| *n == name) {
-            Some((_, text)) => {
-                print!("{text}");
+        let cfg = if name == "default" {
+            Ok(RunConfig::minimal(
+                "MODEL (folder, .gguf or org/name)",
+                "TRAIN.jsonl",
+            ))
+        } else {
+            match PRESETS.iter().find(|(n, _)| *n == name) {
+                Some((n, text)) => RunConfig::from_yaml(text, n).map_err(|e| e.to_string()),
+                None => {
+                    let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
+                    Err(format!(
+                        "no preset {name:?}; expected default or one of {}",
+                        names.join(", ")
+                    ))
+                }
+            }
+        };
+        return Ok(match cfg {
+            Ok(c) => {
+                println!(
+                    "# The {} config with every field; fields left out of a config take these \
+                     defaults\n# (PEFT's LoraConfig, TRL's SFTConfig). Save it, edit it, then \
+                     `tunelab train FILE`.",
+                    if name == "default" {
+                        "default".to_string()
+                    } else {
+                        format!("{name} preset's")
+                    }
+                );
+                print!("{}", c.to_yaml());
                 ExitCode::from(exit::OK)
             }
-            None => {
-                let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
-                eprintln!(
-                    "error: no preset {name:?}; expected one of {}",
-                    names.join(", ")
-                );
+            Err(e) => {
+                eprintln!("error: {e}");
                 ExitCode::from(exit::UNUSABLE)
             }
         });

@@ -55,6 +55,16 @@ pub fn load_config(spec: &str, paths: &Paths) -> Result<(RunConfig, Vec<PathBuf>
     };
     bases.push(cwd);
     bases.push(paths.data.clone());
+    // Configs that name the demo workspace (the tiny-demo preset) create it on demand, as
+    // the workbench does on its first start.
+    let demo = tunelab::workspace::Demo::new(&paths.data);
+    let names_demo = [cfg.model.path.as_str(), cfg.data.train.as_str()]
+        .iter()
+        .any(|p| p.starts_with("demo/"));
+    if names_demo && !demo.exists() {
+        demo.ensure()
+            .map_err(|e| format!("creating the demo workspace: {e}"))?;
+    }
     Ok((cfg, bases))
 }
 
@@ -101,12 +111,23 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
         let run = match &a.run_dir {
             Some(d) => RunDir::new(d),
             None => {
+                // Inside a project the run goes to the project's runs folder.
+                let here = std::env::current_dir()
+                    .ok()
+                    .and_then(|d| tunelab::workspace::Project::detect(&d))
+                    .map_or_else(|| root.clone(), |p| p.runs);
                 let name = cfg.name.clone().unwrap_or_else(|| "run".into());
-                RunDir::new(root.join(runs::new_id(&name, &root)))
+                RunDir::new(here.join(runs::new_id(&name, &here)))
             }
         };
         (cfg, run, false)
     };
+    if let Err(e) =
+        std::fs::create_dir_all(&run.root).and_then(|_| runs::register(&root, &run).map(drop))
+    {
+        eprintln!("error: {}: {e}", run.root.display());
+        return Ok(ExitCode::from(exit::UNUSABLE));
+    }
     if a.detach {
         return detach(&cfg, &run, resume);
     }

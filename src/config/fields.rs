@@ -209,6 +209,11 @@ pub const FIELDS: &[FieldSpec] = &[
         help: "cpu, cuda or cuda:N",
         kind: FieldKind::Text,
     },
+    FieldSpec {
+        path: "samples.count",
+        help: "held-out prompts answered at each eval (0: none)",
+        kind: FieldKind::Int { min: 0, max: 32 },
+    },
 ];
 
 impl RunConfig {

@@ -1,6 +1,8 @@
-//! Run configuration (YAML): model, data, LoRA and training. Every field is checked before
-//! anything starts, and each problem names its path (`lora.r: must be > 0`). Presets in
-//! `presets/` are ordinary run configurations, embedded in the binary.
+//! Run configuration (YAML): model, data, LoRA and training. Only `model.path` and
+//! `data.train` are required; every other field takes the default PEFT's `LoraConfig` and
+//! TRL's `SFTConfig` use (`tunelab presets --show default` prints them all). Every field is
+//! checked before anything starts, and each problem names its path (`lora.r: must be > 0`).
+//! Presets in `presets/` are ordinary run configurations, embedded in the binary.
 
 use crate::lora::LoraConfig;
 use crate::model::{DeviceSpec, Dtype};
@@ -20,6 +22,30 @@ pub struct RunConfig {
     pub lora: LoraSection,
     #[serde(default)]
     pub train: TrainSection,
+    #[serde(default)]
+    pub samples: SamplesSection,
+}
+
+/// Greedy replies the trainer writes at every evaluation, so the run shows what the model
+/// says, not only its loss.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SamplesSection {
+    /// Prompts (user messages) to answer; empty: the first `count` held-out examples'.
+    pub prompts: Vec<String>,
+    /// How many held-out prompts to take when `prompts` is empty (0 turns samples off).
+    pub count: usize,
+    pub max_new_tokens: usize,
+}
+
+impl Default for SamplesSection {
+    fn default() -> Self {
+        SamplesSection {
+            prompts: Vec::new(),
+            count: 3,
+            max_new_tokens: 48,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +65,7 @@ fn default_template() -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSection {
+    /// The training dataset (any format the data layer reads).
     pub train: String,
     /// `auto` or a format name.
     #[serde(default = "default_format")]
@@ -61,12 +88,13 @@ pub struct DataSection {
 fn default_format() -> String {
     "auto".into()
 }
+/// TRL's `max_length`.
 fn default_seq() -> usize {
-    2048
+    1024
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct LoraSection {
     pub r: usize,
     pub alpha: f64,
@@ -125,23 +153,26 @@ pub struct TrainSection {
     pub device: DeviceSpec,
 }
 
+/// TRL's `SFTConfig` defaults (learning rate 2e-5, 3 epochs, batch 8, a linear schedule
+/// without warm-up, clipping at 1.0, seed 42, a checkpoint every 500 steps, all kept);
+/// evaluation every 50 steps when there is an eval set; f32 on the CPU.
 impl Default for TrainSection {
     fn default() -> Self {
         TrainSection {
             method: Method::Sft,
-            epochs: 1.0,
+            epochs: 3.0,
             max_steps: None,
-            lr: 2e-4,
-            scheduler: Schedule::Cosine,
-            warmup: 0.03,
-            batch_size: 4,
+            lr: 2e-5,
+            scheduler: Schedule::Linear,
+            warmup: 0.0,
+            batch_size: 8,
             grad_accum: 1,
             max_grad_norm: 1.0,
             weight_decay: 0.0,
             seed: 42,
-            save_every: 100,
+            save_every: 500,
             eval_every: 50,
-            keep_checkpoints: 2,
+            keep_checkpoints: 0,
             gradient_checkpointing: false,
             dtype: Dtype::F32,
             device: DeviceSpec::Cpu,
@@ -180,6 +211,24 @@ pub enum ConfigError {
 }
 
 impl RunConfig {
+    /// The smallest config: a model and a dataset, every other field at its default.
+    pub fn minimal(model: &str, train: &str) -> Self {
+        Self::from_yaml(
+            &format!(
+                "model: {{path: {}}}\ndata: {{train: {}}}\n",
+                serde_json::to_string(model).unwrap_or_default(),
+                serde_json::to_string(train).unwrap_or_default()
+            ),
+            "minimal",
+        )
+        .expect("a model and a dataset make a config")
+    }
+
+    /// The config as YAML with every field, defaults included.
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).unwrap_or_default()
+    }
+
     /// Parses YAML; `file` names the source in errors.
     pub fn from_yaml(text: &str, file: &str) -> Result<Self, ConfigError> {
         serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text)).map_err(|e| {
@@ -242,6 +291,9 @@ impl RunConfig {
         }
         if !(0.0..0.5).contains(&self.data.eval_split) {
             bad("data.eval_split", "must be at least 0 and below 0.5");
+        }
+        if self.samples.max_new_tokens == 0 {
+            bad("samples.max_new_tokens", "must be at least 1");
         }
         if self.data.max_seq_len < 16 {
             bad("data.max_seq_len", "must be at least 16");
@@ -360,6 +412,45 @@ mod tests {
         cfg.set_field("train.max_steps", "").unwrap();
         assert_eq!(cfg.train.max_steps, None);
         assert_eq!(cfg.lora.r, 32, "a refused edit changes nothing");
+    }
+
+    #[test]
+    fn a_model_and_a_dataset_are_enough() {
+        let cfg = RunConfig::from_yaml("model: {path: m}\ndata: {train: d.jsonl}\n", "c").unwrap();
+        assert_eq!(cfg.validate(), vec![]);
+        assert_eq!(cfg, RunConfig::minimal("m", "d.jsonl"));
+        // PEFT's LoraConfig and TRL's SFTConfig.
+        assert_eq!(
+            (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout),
+            (8, 8.0, 0.0)
+        );
+        assert_eq!(cfg.lora.target_modules, ["q_proj", "v_proj"]);
+        assert_eq!(
+            (cfg.train.lr, cfg.train.epochs, cfg.train.batch_size),
+            (2e-5, 3.0, 8)
+        );
+        assert_eq!(cfg.train.scheduler, Schedule::Linear);
+        assert_eq!(cfg.data.max_seq_len, 1024);
+        // A partial section keeps the rest of its defaults.
+        let cfg = RunConfig::from_yaml(
+            "model: {path: m}\ndata: {train: d}\nlora: {r: 32}\ntrain: {lr: 0.001}\n",
+            "c",
+        )
+        .unwrap();
+        assert_eq!((cfg.lora.r, cfg.lora.alpha), (32, 8.0));
+        assert_eq!((cfg.train.lr, cfg.train.epochs), (0.001, 3.0));
+        // Every field is written back, so the full form round-trips.
+        let full = cfg.to_yaml();
+        for key in [
+            "dropout:",
+            "use_rslora:",
+            "grad_accum:",
+            "eval_split:",
+            "packing:",
+        ] {
+            assert!(full.contains(key), "{key} in\n{full}");
+        }
+        assert_eq!(RunConfig::from_yaml(&full, "full").unwrap(), cfg);
     }
 
     #[test]

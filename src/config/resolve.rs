@@ -10,12 +10,14 @@ impl RunConfig {
     pub fn resolve_paths(&mut self, bases: &[&Path]) -> Result<(), ConfigIssue> {
         let missing = |field: &str, p: &str| ConfigIssue {
             path: field.into(),
-            message: format!("{p:?} does not exist (looked at {})", tried(p, bases)),
+            message: format!(
+                "{p:?}: no such folder or file (looked at {})",
+                tried(p, bases)
+            ),
         };
         match find(&self.model.path, bases) {
             Some(p) => self.model.path = p,
-            None if crate::model::hub::looks_like_repo_id(&self.model.path)
-                && !Path::new(&self.model.path).is_absolute() => {}
+            None if is_hub_id(&self.model.path, bases) => {}
             None => return Err(missing("model.path", &self.model.path)),
         }
         let data = |field: &str, v: &mut String| -> Result<(), ConfigIssue> {
@@ -28,6 +30,21 @@ impl RunConfig {
         }
         Ok(())
     }
+}
+
+/// Whether a value that exists nowhere locally is a hub id (`org/name`) rather than a path
+/// that is missing: `./x`, `a/b/c`, a file name, or `dir/name` where `dir` is a local folder
+/// are paths.
+fn is_hub_id(p: &str, bases: &[&Path]) -> bool {
+    let path = Path::new(p);
+    if path.is_absolute() || p.starts_with('.') || p.starts_with('~') {
+        return false;
+    }
+    if !crate::model::hub::looks_like_repo_id(p) {
+        return false;
+    }
+    let first = p.split('/').next().unwrap_or_default();
+    !bases.iter().any(|b| b.join(first).is_dir())
 }
 
 /// `p` itself when absolute, else the first base that holds it, made absolute.

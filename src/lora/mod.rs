@@ -20,13 +20,15 @@ pub struct LoraConfig {
     pub use_rslora: bool,
 }
 
+/// PEFT's `LoraConfig` defaults: r 8, alpha 8, no dropout, and the attention's query and
+/// value projections (PEFT's default targets for Llama, Qwen2 and Mistral).
 impl Default for LoraConfig {
     fn default() -> Self {
         LoraConfig {
             r: 8,
-            alpha: 16.0,
+            alpha: 8.0,
             dropout: 0.0,
-            target_modules: vec!["all-linear".into()],
+            target_modules: vec!["q_proj".into(), "v_proj".into()],
             use_rslora: false,
         }
     }

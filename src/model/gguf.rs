@@ -64,6 +64,23 @@ pub fn unpermute_rows(heads: usize, head_dim: usize) -> Vec<u32> {
         .collect()
 }
 
+/// A GGUF file's architecture name and parameter count, from its header alone.
+pub fn summary(path: &Path) -> Result<(String, u64), ModelError> {
+    let mut file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+    let content = Content::read(&mut file)
+        .map_err(|e| invalid(path, format!("not a readable GGUF file: {e}")))?;
+    let m = Meta {
+        path,
+        md: &content.metadata,
+    };
+    let params = content
+        .tensor_infos
+        .values()
+        .map(|t| t.shape.elem_count() as u64)
+        .sum();
+    Ok((m.s("general.architecture").unwrap_or_default(), params))
+}
+
 /// Loads a GGUF model (Llama/SmolLM/Mistral as `llama`, or `qwen2`) and its tokenizer.
 pub fn load(path: &Path, device: &Device) -> Result<(Model, TextTokenizer), ModelError> {
     let mut file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;

@@ -1,6 +1,7 @@
 //! The Llama-family model: configuration, weights, and a differentiable forward pass that
 //! returns logits at every position, with LoRA layers over a frozen base.
 
+pub mod catalog;
 pub mod compute;
 pub mod config;
 pub mod estimate;

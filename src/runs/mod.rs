@@ -292,6 +292,53 @@ pub fn list_with(root: &Path, legacy: &mut dyn FnMut(&RunDir) -> Losses) -> Vec<
     out
 }
 
+/// Every run under any of `roots` (a folder listed twice, or a run linked into another
+/// root, counts once), newest first.
+pub fn list_roots(roots: &[PathBuf], legacy: &mut dyn FnMut(&RunDir) -> Losses) -> Vec<RunSummary> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for root in roots {
+        for r in list_with(root, legacy) {
+            let real = std::fs::canonicalize(&r.dir).unwrap_or_else(|_| r.dir.clone());
+            if seen.insert(real.clone()) {
+                out.push(RunSummary { dir: real, ..r });
+            }
+        }
+    }
+    out.sort_by(|a, b| b.started.total_cmp(&a.started));
+    out
+}
+
+/// Links `run` into `all` (the data folder's runs) under its id when it lives elsewhere (a
+/// project's `.tunelab/runs`), so every list of runs finds it. Returns the link.
+pub fn register(all: &Path, run: &RunDir) -> std::io::Result<Option<PathBuf>> {
+    let real = std::fs::canonicalize(&run.root)?;
+    std::fs::create_dir_all(all)?;
+    let all_real = std::fs::canonicalize(all)?;
+    if real.parent() == Some(all_real.as_path()) {
+        return Ok(None);
+    }
+    let id = real
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "run".into());
+    let mut link = all.join(&id);
+    let mut n = 2;
+    while link.symlink_metadata().is_ok() {
+        if std::fs::canonicalize(&link).ok().as_ref() == Some(&real) {
+            return Ok(Some(link));
+        }
+        link = all.join(format!("{id}-{n}"));
+        n += 1;
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&real, &link)?;
+    #[cfg(not(unix))]
+    return Ok(None);
+    #[cfg(unix)]
+    Ok(Some(link))
+}
+
 /// Asks a run's trainer to stop (SIGTERM: it writes a checkpoint, then ends `stopped`).
 /// Returns the pid signalled.
 pub fn request_stop(run: &RunDir) -> Result<u32, String> {

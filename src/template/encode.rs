@@ -56,6 +56,9 @@ pub struct Example {
     pub text: String,
     #[serde(skip)]
     pub offsets: Vec<(usize, usize)>,
+    /// The record's first user message (what the sample replies answer), when it has one.
+    #[serde(skip)]
+    pub prompt: String,
 }
 
 impl Example {
@@ -67,6 +70,12 @@ impl Example {
     }
     pub fn trained(&self) -> usize {
         self.labels.iter().filter(|l| **l != IGNORE).count()
+    }
+
+    /// The ids before the first trained token: the prompt a reply is generated from.
+    pub fn prompt_ids(&self) -> Option<&[u32]> {
+        let first = self.labels.iter().position(|l| *l != IGNORE)?;
+        (first > 0).then(|| &self.input_ids[..first])
     }
 }
 
@@ -243,6 +252,7 @@ impl Encoder {
             labels,
             text: text.to_string(),
             offsets,
+            prompt: String::new(),
         })
     }
 
@@ -281,6 +291,7 @@ impl Encoder {
             labels,
             text: full_text,
             offsets,
+            prompt: String::new(),
         })
     }
 
@@ -366,6 +377,7 @@ impl Encoder {
             labels,
             text: full,
             offsets: enc.offsets,
+            prompt: String::new(),
         })
     }
 

@@ -142,6 +142,7 @@ mod tests {
             labels: (base..base + n as u32).map(i64::from).collect(),
             text: String::new(),
             offsets: vec![(0, 0); n],
+            prompt: String::new(),
         }
     }
 

@@ -44,6 +44,15 @@ pub enum StepOutcome {
     Diverged(String),
 }
 
+/// A prompt the trainer answers greedily at every evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplePrompt {
+    /// What the user asked (shown beside the reply).
+    pub text: String,
+    /// The prompt as the model sees it, generation prompt included.
+    pub ids: Vec<u32>,
+}
+
 /// Everything a run needs that is derived from its config.
 pub struct Prepared {
     pub model: Model,
@@ -51,6 +60,44 @@ pub struct Prepared {
     pub objective: Box<dyn Objective>,
     /// Examples dropped for length or for having nothing to train.
     pub dropped: usize,
+    pub samples: Vec<SamplePrompt>,
+}
+
+/// The configured sample prompts rendered with the chat template, or the first held-out
+/// examples' prompts (exactly the ids the model saw before the reply it learns).
+fn sample_prompts(
+    cfg: &RunConfig,
+    encoder: &Encoder,
+    eval: &[crate::template::Example],
+) -> Vec<SamplePrompt> {
+    let s = &cfg.samples;
+    if !s.prompts.is_empty() {
+        return s
+            .prompts
+            .iter()
+            .filter_map(|text| {
+                let messages = [serde_json::json!({"role": "user", "content": text})];
+                let rendered = encoder
+                    .render(&messages, None, true)
+                    .unwrap_or_else(|_| text.clone());
+                let ids = encoder.tokenizer.encode(&rendered, false).ok()?.ids;
+                Some(SamplePrompt {
+                    text: text.clone(),
+                    ids,
+                })
+            })
+            .collect();
+    }
+    eval.iter()
+        .filter(|e| !e.prompt.is_empty())
+        .filter_map(|e| {
+            Some(SamplePrompt {
+                text: e.prompt.clone(),
+                ids: e.prompt_ids()?.to_vec(),
+            })
+        })
+        .take(s.count)
+        .collect()
 }
 
 /// Loads the model, adds LoRA, and encodes the data for the config's method.
@@ -83,6 +130,7 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
         }
         None => batch::split(examples, d.eval_split, cfg.train.seed),
     };
+    let samples = sample_prompts(cfg, &encoder, &eval);
     let objective: Box<dyn Objective> = match cfg.train.method {
         Method::Sft => Box::new(Sft {
             train: batch::sequences(train, d.packing, d.max_seq_len),
@@ -95,6 +143,7 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
         encoder,
         objective,
         dropped,
+        samples,
     })
 }
 
@@ -128,8 +177,10 @@ pub struct Trainer<'a> {
     run: &'a RunDir,
     journal: Journal<'a>,
     model: Model,
+    encoder: Encoder,
     objective: Box<dyn Objective>,
     dropped: usize,
+    samples: Vec<SamplePrompt>,
     order: Order,
     sched: Scheduler,
     opt: AdamW,
@@ -167,9 +218,10 @@ impl<'a> Trainer<'a> {
         let t = &cfg.train;
         let Prepared {
             model,
+            encoder,
             objective,
             dropped,
-            ..
+            samples,
         } = prepared;
         let order = Order {
             seed: t.seed,
@@ -196,8 +248,10 @@ impl<'a> Trainer<'a> {
             run,
             journal,
             model,
+            encoder,
             objective,
             dropped,
+            samples,
             order,
             sched: Scheduler {
                 schedule: t.scheduler,
@@ -396,10 +450,10 @@ impl<'a> Trainer<'a> {
         let step = s.step;
         self.journal.event(EventKind::Train(event))?;
         self.journal.status(RunState::Running, step, None)?;
-        if t.eval_every > 0 && (step % t.eval_every == 0 || step == total) {
+        if t.eval_every > 0 && (step.is_multiple_of(t.eval_every) || step == total) {
             self.evaluate()?;
         }
-        if t.save_every > 0 && step % t.save_every == 0 && step != total {
+        if t.save_every > 0 && step.is_multiple_of(t.save_every) && step != total {
             self.checkpoint()?;
         }
         Ok(if step >= total {
@@ -409,10 +463,13 @@ impl<'a> Trainer<'a> {
         })
     }
 
-    /// Held-out loss and metrics now (no dropout), as an `eval` event.
+    /// Held-out loss and metrics now (no dropout), as an `eval` event, then a greedy reply
+    /// to each sample prompt as `sample` events.
     pub fn evaluate(&mut self) -> Result<Option<f64>, TrainError> {
         let batch = self.cfg.train.batch_size.max(1);
-        let Some(out) = self.objective.evaluate(&self.model, batch)? else {
+        let out = self.objective.evaluate(&self.model, batch)?;
+        self.write_samples()?;
+        let Some(out) = out else {
             return Ok(None);
         };
         let best = self.state.best_eval_loss;
@@ -426,6 +483,43 @@ impl<'a> Trainer<'a> {
         }))?;
         self.last_eval = Some(out.loss);
         Ok(Some(out.loss))
+    }
+
+    /// Greedy replies to the sample prompts with the adapter as it is now.
+    fn write_samples(&mut self) -> Result<(), TrainError> {
+        let cfg = crate::infer::sampling::Sampling {
+            max_new_tokens: self.cfg.samples.max_new_tokens,
+            ..Default::default()
+        };
+        for p in &self.samples {
+            let mut reply = String::new();
+            let mut error = None;
+            crate::infer::generate(
+                &self.model,
+                &self.encoder.tokenizer,
+                &p.ids,
+                cfg.clone(),
+                |e| {
+                    match e {
+                        crate::infer::GenEvent::Text(t) => reply.push_str(&t),
+                        crate::infer::GenEvent::Error(e) => error = Some(e),
+                        crate::infer::GenEvent::Done { .. } => {}
+                    }
+                    true
+                },
+            );
+            if let Some(e) = error {
+                self.journal
+                    .log(&format!("sample {:?} failed: {e}", p.text));
+                continue;
+            }
+            self.journal.event(EventKind::Sample {
+                step: self.state.step,
+                prompt: p.text.clone(),
+                reply: reply.trim().to_string(),
+            })?;
+        }
+        Ok(())
     }
 
     /// A whole checkpoint of the current step (temp folder, then rename), pruned to

@@ -70,6 +70,10 @@ pub enum Action {
     Validation,
     #[strum(message = "convert the dataset…")]
     Convert,
+    #[strum(message = "find and open a dataset file (or type any path)")]
+    OpenFile,
+    #[strum(message = "train on this dataset (sets the Adapter form's data.train)")]
+    UseDataset,
     #[strum(message = "edit the field")]
     Edit,
     #[strum(message = "toggle (target module, switch)")]

@@ -25,8 +25,24 @@ pub use super::context::Workspace;
 
 pub enum Overlay {
     None,
-    Help { scroll: u16 },
-    Palette { query: TextInput, selected: usize },
+    /// The one-screen tour of the first start.
+    Tour,
+    Help {
+        scroll: u16,
+    },
+    Palette {
+        query: TextInput,
+        selected: usize,
+    },
+}
+
+/// How an app starts.
+#[derive(Debug, Clone, Default)]
+pub struct AppOptions {
+    /// Sample GPU and RAM memory (off: snapshots pin the readings).
+    pub telemetry: bool,
+    /// Show the tour, and create this file when it is closed so it never shows again.
+    pub tour: Option<std::path::PathBuf>,
 }
 
 pub struct App {
@@ -49,6 +65,8 @@ pub struct App {
     watched: Vec<(u64, RunDir)>,
     /// Attach the Train tab to the newest run once the first list arrives.
     auto_attach: bool,
+    /// Written when the tour closes.
+    tour_marker: Option<std::path::PathBuf>,
     last_slow_tick: Instant,
     /// Something changed since the last frame.
     pub dirty: bool,
@@ -108,14 +126,21 @@ macro_rules! on_tab {
 
 impl App {
     pub fn new(ws: Workspace, theme: Theme, keymap: Keymap) -> App {
-        Self::with_telemetry(ws, theme, keymap, true)
+        Self::with_options(
+            ws,
+            theme,
+            keymap,
+            AppOptions {
+                telemetry: true,
+                tour: None,
+            },
+        )
     }
 
-    /// `telemetry` off: memory is never sampled (snapshots pin it).
-    pub fn with_telemetry(ws: Workspace, theme: Theme, keymap: Keymap, telemetry: bool) -> App {
-        let mut bg = Background::new(ws.runs_root(), telemetry);
-        let adapter = AdapterTab::new(&ws.data);
-        let (data, scan) = DataTab::new(&ws.data);
+    pub fn with_options(ws: Workspace, theme: Theme, keymap: Keymap, opts: AppOptions) -> App {
+        let mut bg = Background::new(vec![ws.all_runs(), ws.runs_root()], opts.telemetry);
+        let adapter = AdapterTab::new(&ws);
+        let (data, scan) = DataTab::new(&ws.root, ws.scan_depth());
         let streamer = bg.streamer();
         let mut chat = ChatTab::new(
             adapter.model_path(),
@@ -141,7 +166,12 @@ impl App {
             watched: Vec::new(),
             auto_attach: true,
             ws,
-            overlay: Overlay::None,
+            overlay: if opts.tour.is_some() {
+                Overlay::Tour
+            } else {
+                Overlay::None
+            },
+            tour_marker: opts.tour,
             message: None,
             quit: false,
             last_slow_tick: Instant::now(),
@@ -166,6 +196,10 @@ impl App {
             self.quit = true;
             return;
         }
+        if matches!(self.overlay, Overlay::Tour) {
+            self.close_tour();
+            return;
+        }
         if let Overlay::Palette { query, selected } = &mut self.overlay {
             match key.code {
                 KeyCode::Up => *selected = selected.saturating_sub(1),
@@ -184,6 +218,13 @@ impl App {
                 },
             }
             return;
+        }
+        // Tab and Shift-Tab switch tabs even while a text field has focus.
+        if matches!(key.code, KeyCode::Tab | KeyCode::BackTab) {
+            if let Some(a) = self.keymap.action(self.tab, &key) {
+                self.handle(a);
+                return;
+            }
         }
         if matches!(self.overlay, Overlay::None) && self.tab_editing() {
             on_tab!(self, self.tab, key(&key));
@@ -208,6 +249,13 @@ impl App {
     /// Does one action.
     pub fn handle(&mut self, a: Action) {
         self.dirty = true;
+        if matches!(self.overlay, Overlay::Tour) {
+            self.close_tour();
+            if a == Action::Quit {
+                self.quit = true;
+            }
+            return;
+        }
         if let Overlay::Help { scroll } = &mut self.overlay {
             match a {
                 Action::Down => *scroll = scroll.saturating_add(1),
@@ -283,6 +331,13 @@ impl App {
                 self.tab = Tab::Chat;
             }
             Effect::StartRun => self.start_run(),
+            Effect::UseDataset(path) => match self.adapter.use_dataset(&path) {
+                Ok(()) => self.say(
+                    Level::Info,
+                    format!("the Adapter form trains on {} now", path.display()),
+                ),
+                Err(e) => self.say(Level::Error, e),
+            },
             Effect::StopRun(dir) => self.stop_run(dir),
             Effect::Quit => self.quit = true,
             Effect::Spawn(_) => {
@@ -293,6 +348,20 @@ impl App {
         self.sync_watch();
     }
 
+    /// Closes the tour for good (its marker is written on a worker).
+    fn close_tour(&mut self) {
+        self.overlay = Overlay::None;
+        if let Some(marker) = self.tour_marker.take() {
+            self.bg.spawn(Box::new(move || {
+                if let Some(dir) = marker.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                let _ = crate::files::write_atomic(&marker, b"seen\n");
+                Update::Train(())
+            }));
+        }
+    }
+
     /// Asks a run's trainer to stop, from a worker.
     fn stop_run(&mut self, dir: std::path::PathBuf) {
         self.bg.spawn(Box::new(move || {
@@ -300,29 +369,26 @@ impl App {
         }));
     }
 
-    /// Validates the form's config, then (on a worker) resolves its paths, writes it to
-    /// `<data>/configs/` and starts `tunelab train --detach`.
+    /// Validates the form's config, then (on a worker) resolves its paths, writes it to the
+    /// workspace's configs folder and starts `tunelab train --detach` into its runs folder.
     fn start_run(&mut self) {
         let mut cfg = self.adapter.config.clone();
         if let Some(i) = cfg.validate().first() {
             self.say(Level::Error, format!("cannot start: {i}"));
             return;
         }
-        let (data, root, exe) = (
-            self.ws.data.clone(),
-            self.ws.runs_root(),
-            self.ws.exe.clone(),
-        );
+        let ws = self.ws.clone();
         self.say(Level::Info, "starting a run…");
         self.bg.spawn(Box::new(move || {
             Update::RunStarted((|| {
-                cfg.resolve_paths(&[data.as_path()])
+                cfg.resolve_paths(&[ws.root.as_path(), ws.data.as_path()])
                     .map_err(|e| format!("cannot start: {e}"))?;
                 let name = cfg.name.clone().unwrap_or_else(|| "run".into());
+                let root = ws.runs_root();
                 let id = crate::runs::new_id(&name, &root);
                 let dir = root.join(&id);
-                let cfg_path = data.join("configs").join(format!("{id}.yaml"));
-                std::fs::create_dir_all(cfg_path.parent().unwrap_or(&data))
+                let cfg_path = ws.configs().join(format!("{id}.yaml"));
+                std::fs::create_dir_all(ws.configs())
                     .map_err(|e| e.to_string())
                     .and_then(|_| serde_yaml::to_string(&cfg).map_err(|e| e.to_string()))
                     .and_then(|y| {
@@ -330,7 +396,8 @@ impl App {
                             .map_err(|e| e.to_string())
                     })
                     .map_err(|e| format!("cannot write {}: {e}", cfg_path.display()))?;
-                let out = std::process::Command::new(&exe)
+                let exe = &ws.exe;
+                let out = std::process::Command::new(exe)
                     .arg("train")
                     .arg(&cfg_path)
                     .arg("--run-dir")
@@ -355,6 +422,15 @@ impl App {
         self.dirty = true;
         let e: Option<Effect<()>> = match u {
             Update::Data(m) => {
+                // In a project, the form trains on the project's first dataset until the
+                // user picks another.
+                if let super::tabs::data::Msg::Files(files) = &m {
+                    if let Some(first) = files.first().filter(|_| self.ws.is_project()) {
+                        if self.adapter.on_demo_data() {
+                            let _ = self.adapter.use_dataset(&first.path);
+                        }
+                    }
+                }
                 let e = on!(self, data, update(m));
                 self.apply_from(e, Update::Data);
                 None

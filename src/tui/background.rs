@@ -86,15 +86,15 @@ pub struct Background {
 }
 
 impl Background {
-    /// Starts the watcher over `runs_root`; `telemetry` off leaves memory unsampled (tests
-    /// and snapshots pin it).
-    pub fn new(runs_root: PathBuf, telemetry: bool) -> Self {
+    /// Starts the watcher over the runs under `roots`; `telemetry` off leaves memory
+    /// unsampled (tests and snapshots pin it).
+    pub fn new(roots: Vec<PathBuf>, telemetry: bool) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let (wtx, wrx) = std_mpsc::channel();
         let out = tx.clone();
         std::thread::Builder::new()
             .name("tunelab-watch".into())
-            .spawn(move || Watcher::new(runs_root, telemetry, out).run(wrx))
+            .spawn(move || Watcher::new(roots, telemetry, out).run(wrx))
             .ok();
         Background {
             tx,
@@ -188,7 +188,7 @@ struct Tailed {
 }
 
 struct Watcher {
-    root: PathBuf,
+    roots: Vec<PathBuf>,
     telemetry: bool,
     gpus: Option<crate::telemetry::Gpus>,
     out: mpsc::UnboundedSender<Envelope>,
@@ -200,9 +200,9 @@ struct Watcher {
 }
 
 impl Watcher {
-    fn new(root: PathBuf, telemetry: bool, out: mpsc::UnboundedSender<Envelope>) -> Self {
+    fn new(roots: Vec<PathBuf>, telemetry: bool, out: mpsc::UnboundedSender<Envelope>) -> Self {
         Watcher {
-            root,
+            roots,
             gpus: if telemetry {
                 crate::telemetry::Gpus::open()
             } else {
@@ -298,10 +298,9 @@ impl Watcher {
 
     /// The run list (sent when it changed) and a memory sample.
     fn list(&mut self) -> bool {
-        let mut runs = crate::runs::list_with(&self.root, &mut |run: &RunDir| {
-            legacy_losses(&mut self.legacy, run)
-        });
-        runs.sort_by(|a, b| b.started.total_cmp(&a.started));
+        let legacy = &mut self.legacy;
+        let runs =
+            crate::runs::list_roots(&self.roots, &mut |run: &RunDir| legacy_losses(legacy, run));
         if self.last_list.as_ref() != Some(&runs) {
             self.last_list = Some(runs.clone());
             if !self.send(Update::RunList(runs)) {

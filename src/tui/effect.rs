@@ -35,6 +35,8 @@ pub enum Effect<M> {
     },
     /// Start a detached run from the Adapter form.
     StartRun,
+    /// Train on this dataset: the Adapter form's `data.train`.
+    UseDataset(PathBuf),
     /// Ask a run's trainer to stop (it checkpoints first).
     StopRun(PathBuf),
     Quit,

@@ -9,6 +9,7 @@ pub mod background;
 pub mod context;
 pub mod effect;
 pub mod keymap;
+pub mod model_list;
 pub mod run_view;
 pub mod tab;
 pub mod tabs;
@@ -16,7 +17,7 @@ pub mod theme;
 pub mod ui;
 pub mod widgets;
 
-use app::{App, Workspace};
+use app::{App, AppOptions, Workspace};
 use keymap::Keymap;
 use ratatui::crossterm::event::{Event, EventStream};
 use ratatui::crossterm::{execute, terminal};
@@ -30,9 +31,37 @@ use theme::Theme;
 pub struct Options {
     pub theme: Option<String>,
     pub mouse: bool,
+    /// The folder to open as the workspace (default: the current folder when it looks like
+    /// a project, else the data folder with the demo).
+    pub dir: Option<std::path::PathBuf>,
 }
 
-/// Builds the app for `paths`: ensures the demo workspace, loads key overrides and the theme.
+/// The workspace `opts` asks for.
+pub fn workspace(
+    paths: &crate::paths::Paths,
+    opts: &Options,
+    exe: std::path::PathBuf,
+) -> Result<Workspace, String> {
+    use crate::workspace::Project;
+    let project = match &opts.dir {
+        Some(d) => Some(Project::open(d)?),
+        None => std::env::current_dir()
+            .ok()
+            .and_then(|d| Project::detect(&d)),
+    };
+    Ok(match project {
+        Some(p) if p.root != paths.data => Workspace::project(&p, paths.data.clone(), exe),
+        _ => Workspace::new(paths.data.clone(), exe),
+    })
+}
+
+/// The file whose presence means the first-start tour was seen.
+pub fn tour_marker(paths: &crate::paths::Paths) -> std::path::PathBuf {
+    paths.state.join("tour-seen")
+}
+
+/// Builds the app for `paths`: ensures the demo workspace, opens the workspace, loads key
+/// overrides and the theme; the tour shows on the first start.
 pub fn build_app(
     paths: &crate::paths::Paths,
     opts: &Options,
@@ -41,6 +70,8 @@ pub fn build_app(
     crate::workspace::Demo::new(&paths.data)
         .ensure()
         .map_err(|e| e.to_string())?;
+    let ws = workspace(paths, opts, exe)?;
+    let marker = tour_marker(paths);
     let overrides = std::fs::read_to_string(paths.config.join("keys.yaml")).ok();
     let keymap = Keymap::load(overrides.as_deref())?;
     // --theme wins; else `theme:` in <config>/config.yaml; else dark (mono under NO_COLOR).
@@ -49,13 +80,14 @@ pub fn build_app(
         .and_then(|t| serde_yaml::from_str::<serde_yaml::Value>(&t).ok())
         .and_then(|v| v.get("theme").and_then(|t| t.as_str()).map(str::to_string));
     let theme = Theme::choose(opts.theme.as_deref().or(configured.as_deref()));
-    Ok(App::new(
-        Workspace {
-            data: paths.data.clone(),
-            exe,
-        },
+    Ok(App::with_options(
+        ws,
         theme,
         keymap,
+        AppOptions {
+            telemetry: true,
+            tour: (!marker.exists()).then_some(marker),
+        },
     ))
 }
 

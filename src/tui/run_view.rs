@@ -27,7 +27,7 @@ pub struct Points {
 impl Points {
     pub fn push(&mut self, x: f64, y: f64) {
         let stride = self.stride.max(1);
-        if self.seen % stride == 0 {
+        if self.seen.is_multiple_of(stride) {
             self.points.push((x, y));
             if self.points.len() > MAX_POINTS {
                 let mut i = 0;

@@ -24,6 +24,7 @@ pub fn draw(f: &mut Frame, app: &mut App) {
     app.draw_tab(f, body);
     draw_status(f, bottom, app);
     match &app.overlay {
+        Overlay::Tour => draw_tour(f, area, app),
         Overlay::Help { scroll } => draw_help(f, area, app, *scroll),
         Overlay::Palette { query, selected } => {
             draw_palette(f, area, app, &query.display(), query.value(), *selected)
@@ -60,8 +61,13 @@ fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
             format!("run {} · {st} ", v.id())
         })
         .unwrap_or_default();
+    // The run's name fits in what the tab names leave, after at least one space.
     let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
-    let pad = (area.width as usize).saturating_sub(used + run.chars().count());
+    let room = (area.width as usize).saturating_sub(used + 1);
+    let run = crate::units::truncate(run.trim_end(), room);
+    let pad = (area.width as usize)
+        .saturating_sub(used + run.chars().count())
+        .max(1);
     spans.push(Span::raw(" ".repeat(pad)));
     spans.push(Span::styled(run, t.info));
     f.render_widget(Paragraph::new(Line::from(spans)), area);
@@ -77,6 +83,7 @@ fn hints(app: &App) -> Vec<(String, &'static str)> {
             Action::TokenView,
             Action::Validation,
             Action::Convert,
+            Action::OpenFile,
         ],
         Tab::Adapter => &[
             Action::Edit,
@@ -107,6 +114,7 @@ fn hints(app: &App) -> Vec<(String, &'static str)> {
         Action::TokenView => "tokens",
         Action::Validation => "errors",
         Action::Convert => "convert",
+        Action::OpenFile => "open",
         Action::Edit => "edit",
         Action::LoadPreset => "preset",
         Action::SavePreset => "save",
@@ -171,14 +179,89 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     }
 }
 
+/// The first start's one-screen tour.
+fn draw_tour(f: &mut Frame, area: Rect, app: &App) {
+    let t = &app.theme;
+    let r = centered(area, 78, 17);
+    f.render_widget(Clear, r);
+    let tab = |n: &str, name: &str, what: &str| {
+        Line::from(vec![
+            Span::styled(
+                format!(" {n} {name:<8}"),
+                t.accent.add_modifier(Modifier::BOLD),
+            ),
+            Span::styled(what.to_string(), t.foreground),
+        ])
+    };
+    let lines = vec![
+        Line::styled(" Welcome to tunelab.", t.title.add_modifier(Modifier::BOLD)),
+        Line::from(""),
+        tab(
+            "1",
+            "Data",
+            "your datasets: records, errors (v), convert (c), tokens (t)",
+        ),
+        tab(
+            "2",
+            "Adapter",
+            "model, LoRA and training settings; r starts a run",
+        ),
+        tab(
+            "3",
+            "Train",
+            "the run live: loss, eval, samples, memory; x stops it",
+        ),
+        tab(
+            "4",
+            "Chat",
+            "talk to the model with and without the adapter (b)",
+        ),
+        tab(
+            "5",
+            "Runs",
+            "every run: Enter watches, o opens in Chat, c compares",
+        ),
+        Line::from(""),
+        Line::styled(
+            " Runs train in their own process: quitting (q) never stops one.",
+            t.foreground,
+        ),
+        Line::styled(
+            " ? lists every key; : finds any action by name.",
+            t.foreground,
+        ),
+        Line::from(""),
+        Line::styled(
+            format!(
+                " Workspace {}",
+                crate::units::truncate(&app.ws.root.display().to_string(), 60)
+            ),
+            t.muted,
+        ),
+        Line::styled(" `tunelab DIR` opens a project folder instead.", t.muted),
+        Line::from(""),
+        Line::styled(" Press any key to start.", t.info),
+    ];
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" tour ")
+                .border_style(t.accent),
+        ),
+        r,
+    );
+}
+
 fn draw_help(f: &mut Frame, area: Rect, app: &App, scroll: u16) {
     let r = centered(area, 76, area.height.saturating_sub(2));
     f.render_widget(Clear, r);
-    let rows: Vec<Row> = app
-        .keymap
-        .rows()
+    // The visible tab's keys first: at 80×24 the global ones would push them off screen.
+    let mut all = app.keymap.rows();
+    all.retain(|(scope, _, _)| scope == "global" || scope == app.tab.scope());
+    all.sort_by_key(|(scope, _, _)| scope == "global");
+    let rows: Vec<Row> = all
         .into_iter()
-        .filter(|(scope, _, _)| scope == "global" || scope == app.tab.scope())
         .skip(scroll as usize)
         .map(|(scope, keys, a)| Row::new(vec![scope, keys, a.describe().to_string()]))
         .collect();

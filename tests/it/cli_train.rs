@@ -121,7 +121,7 @@ fn config_errors_name_their_fields() {
     let (code, _, err) = common::run(&h, &["train", p2.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("model.path: \"nowhere/deeper/model\" does not exist"),
+        err.contains("model.path: \"nowhere/deeper/model\": no such folder"),
         "{err}"
     );
 }

@@ -30,7 +30,7 @@ fn converting_a_1gb_jsonl_keeps_memory_under_100mb() {
     while written < 1_050_000_000 {
         let line = format!(
             "{{\"instruction\": \"Question {i}: explain\", \"input\": \"{}\", \"output\": \"{filler}{i}\"}}\n",
-            if i % 3 == 0 { "with context" } else { "" }
+            if i.is_multiple_of(3) { "with context" } else { "" }
         );
         f.write_all(line.as_bytes()).unwrap();
         written += line.len() as u64;

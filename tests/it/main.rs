@@ -24,3 +24,4 @@ mod themes;
 mod train;
 #[cfg(feature = "tui")]
 mod tui;
+mod workspace;

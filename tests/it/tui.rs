@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use tunelab::runs::{RunDir, RunState, Status};
 use tunelab::tui::action::Action;
-use tunelab::tui::app::{App, Workspace};
+use tunelab::tui::app::{App, AppOptions, Workspace};
 use tunelab::tui::keymap::Keymap;
 use tunelab::tui::tabs::Tab;
 use tunelab::tui::theme::{Depth, Theme};
@@ -72,17 +72,14 @@ fn app(home: &tempfile::TempDir, theme: &str, with_run: bool) -> App {
     if with_run {
         fake_run(&data);
     }
-    let ws = Workspace {
-        data,
-        exe: env!("CARGO_BIN_EXE_tunelab").into(),
-    };
+    let ws = Workspace::new(data, env!("CARGO_BIN_EXE_tunelab").into());
     // No telemetry: machine-specific readings are pinned so snapshots are the same
     // everywhere.
-    let mut app = App::with_telemetry(
+    let mut app = App::with_options(
         ws,
         Theme::builtin(theme, Depth::TrueColor).unwrap(),
         Keymap::load(None).unwrap(),
-        false,
+        AppOptions::default(),
     );
     settle(&mut app);
     app.adapter.budget = Some((24 << 30, 20 << 30, "RAM (no GPU)".into()));
@@ -353,6 +350,17 @@ fn chat_replies_stream_from_the_generation_thread() {
     settle(&mut a);
     assert_eq!(a.chat.save_path, mine);
     assert_eq!(a.chat.save_format, tunelab::data::Format::Alpaca);
+    // A training dataset of the workspace needs a second `w` the first time.
+    a.handle(Action::SaveExchange);
+    settle(&mut a);
+    assert_eq!(std::fs::read_to_string(&mine).unwrap().lines().count(), 1);
+    assert!(
+        a.message
+            .as_ref()
+            .is_some_and(|(_, m)| m.contains("press w again")),
+        "{:?}",
+        a.message
+    );
     a.handle(Action::SaveExchange);
     settle(&mut a);
     let text = std::fs::read_to_string(&mine).unwrap();
@@ -378,57 +386,95 @@ fn chat_replies_stream_from_the_generation_thread() {
     );
 }
 
-/// tmux: the real binary in a pane, keys sent, the screen read back.
-fn tmux(args: &[&str]) -> String {
-    let out = std::process::Command::new("tmux")
-        .args(args)
-        .output()
-        .expect("tmux");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// The Chat tab starts in its message field: typed letters are text, not commands (`W`
+/// would switch the save target, `A` the adapter); Esc leaves the field and keys are
+/// commands again.
+#[test]
+fn chat_starts_in_the_message_field() {
+    let h = home();
+    let mut a = app(&h, "dark", false);
+    a.handle(Action::TabChat);
+    let before = (a.chat.save_path.clone(), a.chat.adapter);
+    for c in "What WAS that?".chars() {
+        a.on_key(key(c));
+    }
+    settle(&mut a);
+    assert_eq!((a.chat.save_path.clone(), a.chat.adapter), before);
+    assert_eq!(
+        a.chat.input.as_ref().map(|(_, i)| i.value().to_string()),
+        Some("What WAS that?".to_string())
+    );
+    assert!(render(&mut a, 80, 24, &h).contains("› What WAS that?▏"));
+    a.on_key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+    assert!(a.chat.input.is_none());
+    a.on_key(key('+'));
+    assert_eq!(a.chat.sampling.temperature, 0.1, "keys are commands again");
+    a.on_key(key('i'));
+    assert!(a.chat.input.is_some());
+    // Tab still switches tabs from inside the field.
+    a.on_key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE));
+    assert_eq!(a.tab, Tab::Runs);
 }
 
-#[test]
-fn end_to_end_in_tmux() {
-    if std::process::Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true requires tmux (.ci/run installs it)"
-        );
-        eprintln!("SKIPPED end_to_end_in_tmux: tmux is not installed");
-        return;
+/// tmux: the real binary in a pane, keys sent, the screen read back.
+struct Tmux {
+    sock: String,
+}
+
+impl Tmux {
+    /// Starts `cmd` in a 120×40 pane; `None` (and a note) where tmux is missing outside CI.
+    fn start(test: &str, cmd: &str) -> Option<Tmux> {
+        if std::process::Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true requires tmux (.ci/run installs it)"
+            );
+            eprintln!("SKIPPED {test}: tmux is not installed");
+            return None;
+        }
+        let t = Tmux {
+            sock: format!("tunelab-{test}-{}", std::process::id()),
+        };
+        t.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "e2e",
+            "-x",
+            "120",
+            "-y",
+            "40",
+            cmd,
+        ]);
+        Some(t)
     }
-    let h = home();
-    let sock = format!("tunelab-e2e-{}", std::process::id());
-    let cmd = format!(
-        "TUNELAB_HOME={} TERM=xterm-256color {}; echo EXITED=$?; sleep 60",
-        h.path().display(),
-        env!("CARGO_BIN_EXE_tunelab")
-    );
-    let t = |args: &[&str]| {
-        let mut v = vec!["-L", sock.as_str()];
+
+    fn run(&self, args: &[&str]) -> String {
+        let mut v = vec!["-L", self.sock.as_str()];
         v.extend_from_slice(args);
-        tmux(&v)
-    };
-    t(&[
-        "new-session",
-        "-d",
-        "-s",
-        "e2e",
-        "-x",
-        "120",
-        "-y",
-        "40",
-        &cmd,
-    ]);
-    let screen = || t(&["capture-pane", "-p", "-t", "e2e"]);
-    let wait = |what: &str, secs: u64, cond: &dyn Fn(&str) -> bool| -> String {
+        let out = std::process::Command::new("tmux")
+            .args(&v)
+            .output()
+            .expect("tmux");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "e2e"])
+    }
+
+    fn keys(&self, keys: &str) {
+        self.run(&["send-keys", "-t", "e2e", keys]);
+    }
+
+    fn wait(&self, what: &str, secs: u64, cond: &dyn Fn(&str) -> bool) -> String {
         let start = Instant::now();
         loop {
-            let s = screen();
+            let s = self.screen();
             if cond(&s) {
                 return s;
             }
@@ -438,43 +484,71 @@ fn end_to_end_in_tmux() {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.run(&["kill-server"]);
+    }
+}
+
+/// The step on the first line of the screen (`run … · step N/M`).
+fn step_of(s: &str) -> u64 {
+    s.lines()
+        .next()
+        .and_then(|l| l.split("step ").nth(1))
+        .and_then(|x| x.split('/').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn end_to_end_in_tmux() {
+    let h = home();
+    let cmd = format!(
+        "TUNELAB_HOME={} TERM=xterm-256color {}; echo EXITED=$?; sleep 60",
+        h.path().display(),
+        env!("CARGO_BIN_EXE_tunelab")
+    );
+    let Some(t) = Tmux::start("e2e", &cmd) else {
+        return;
     };
-    wait("the Data tab", 60, &|s| {
-        s.contains("[1 Data]") && s.contains("persona.jsonl")
+    // The first start shows the tour; any key closes it for good.
+    t.wait("the tour", 60, &|s| s.contains("Welcome to tunelab"));
+    t.keys("Escape");
+    t.wait("the Data tab", 60, &|s| {
+        s.contains("[1 Data]") && s.contains("persona.jsonl") && !s.contains("Welcome")
     });
-    t(&["send-keys", "-t", "e2e", "2"]);
-    wait("the Adapter tab", 10, &|s| {
+    assert!(h.path().join("state/tour-seen").is_file());
+    t.keys("2");
+    t.wait("the Adapter tab", 10, &|s| {
         s.contains("[2 Adapter]") && s.contains("lora.r")
     });
-    t(&["send-keys", "-t", "e2e", "Tab"]);
-    wait("the Train tab", 10, &|s| s.contains("[3 Train]"));
-    t(&["send-keys", "-t", "e2e", "r"]);
-    let step_of = |s: &str| -> u64 {
-        s.lines()
-            .next()
-            .and_then(|l| l.split("step ").nth(1))
-            .and_then(|x| x.split('/').next())
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    let s = wait("3 steps on the loss chart", 120, &|s| {
+    t.keys("Tab");
+    t.wait("the Train tab", 10, &|s| s.contains("[3 Train]"));
+    t.keys("r");
+    let s = t.wait("3 steps on the loss chart", 120, &|s| {
         step_of(s) >= 3 && s.contains("loss")
     });
     assert!(s.contains("train  step     3"), "{s}");
-    t(&["send-keys", "-t", "e2e", "q"]);
-    let after = wait("the workbench to exit", 20, &|s| s.contains("EXITED="));
+    assert!(s.contains("dense base, hand-written backward"), "{s}");
+    t.keys("q");
+    let after = t.wait("the workbench to exit", 20, &|s| s.contains("EXITED="));
     assert!(after.contains("EXITED=0"), "{after}");
     assert!(
         !after.contains("[3 Train]"),
         "the alternate screen was left: {after}"
     );
     assert_eq!(
-        t(&["display-message", "-p", "-t", "e2e", "#{alternate_on}"]).trim(),
+        t.run(&["display-message", "-p", "-t", "e2e", "#{alternate_on}"])
+            .trim(),
         "0",
         "alternate screen still on"
     );
     assert_eq!(
-        t(&["display-message", "-p", "-t", "e2e", "#{cursor_flag}"]).trim(),
+        t.run(&["display-message", "-p", "-t", "e2e", "#{cursor_flag}"])
+            .trim(),
         "1",
         "cursor hidden"
     );
@@ -501,7 +575,98 @@ fn end_to_end_in_tmux() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    t(&["kill-server"]);
+}
+
+/// A user's own project: `tunelab DIR` lists its JSONL, the form trains on it, the run
+/// lives in the project's `.tunelab/runs` (and in the global list), and the Train tab shows
+/// the model's greedy replies to held-out prompts.
+#[test]
+fn end_to_end_on_a_project_folder() {
+    let h = home();
+    let project = tempfile::Builder::new()
+        .prefix("myproject")
+        .tempdir()
+        .unwrap();
+    std::fs::create_dir_all(project.path().join("data")).unwrap();
+    let mut lines = String::new();
+    for (q, a) in [
+        ("What is the capital of France?", "Paris, of course."),
+        ("What is two plus two?", "Four."),
+        ("Name a primary colour.", "Red."),
+        ("What do bees make?", "Honey."),
+        ("Which planet is red?", "Mars."),
+    ] {
+        for k in 0..8 {
+            lines.push_str(
+                &json!({"messages": [
+                    {"role": "user", "content": format!("{q} ({k})")},
+                    {"role": "assistant", "content": a}
+                ]})
+                .to_string(),
+            );
+            lines.push('\n');
+        }
+    }
+    std::fs::write(project.path().join("data/qa.jsonl"), lines).unwrap();
+    let cmd = format!(
+        "cd /; TUNELAB_HOME={} TERM=xterm-256color {} {}; echo EXITED=$?; sleep 60",
+        h.path().display(),
+        env!("CARGO_BIN_EXE_tunelab"),
+        project.path().display()
+    );
+    let Some(t) = Tmux::start("project", &cmd) else {
+        return;
+    };
+    t.wait("the tour", 60, &|s| s.contains("Welcome to tunelab"));
+    t.keys("Escape");
+    t.wait("the project's dataset", 60, &|s| {
+        s.contains("[1 Data]") && s.contains("qa.jsonl") && s.contains("What is the capital")
+    });
+    t.keys("2");
+    t.wait("the form on the project's data", 20, &|s| {
+        s.contains("[2 Adapter]") && s.contains("data/qa.jsonl")
+    });
+    t.keys("r");
+    let s = t.wait("a sample reply in the Train tab", 180, &|s| {
+        s.contains("samples · step 50") && s.contains("→")
+    });
+    assert!(s.contains("[3 Train]"), "{s}");
+    t.keys("q");
+    t.wait("the workbench to exit", 20, &|s| s.contains("EXITED="));
+    // The run is the project's, and the global list finds it too.
+    let runs = project.path().join(".tunelab/runs");
+    let run = std::fs::read_dir(&runs)
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("a run in the project")
+        .path();
+    let run = RunDir::new(run);
+    let cfg = tunelab::config::RunConfig::load(&run.config()).unwrap();
+    assert!(
+        cfg.data.train.ends_with("data/qa.jsonl"),
+        "{}",
+        cfg.data.train
+    );
+    let linked = h
+        .path()
+        .join("data/runs")
+        .join(run.root.file_name().unwrap());
+    assert_eq!(
+        std::fs::canonicalize(&linked).unwrap(),
+        std::fs::canonicalize(&run.root).unwrap()
+    );
+    let (code, out, err) = common::run_with_home(h.path(), &["runs", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&run.root.file_name().unwrap().to_string_lossy().to_string()),
+        "{out}"
+    );
+    let (events, _) = tunelab::runs::read_events(&run.events_path(), 0).unwrap();
+    assert!(events.iter().any(
+        |e| matches!(&e.kind, tunelab::runs::EventKind::Sample { reply, .. } if !reply.is_empty())
+    ));
+    let _ = tunelab::runs::request_stop(&run);
 }
 
 /// A long run's history is read and digested off the UI thread, arrives as one bounded view,
@@ -543,7 +708,11 @@ fn a_long_run_arrives_bounded_and_keeps_following() {
     assert_eq!(a.tab, Tab::Train);
     settle(&mut a);
     let v = a.train.view.as_ref().unwrap();
-    assert!(v.train.len() <= 4096 && v.train.len() >= 1024, "{}", v.train.len());
+    assert!(
+        v.train.len() <= 4096 && v.train.len() >= 1024,
+        "{}",
+        v.train.len()
+    );
     assert_eq!(v.train.points[0].0, 1.0);
     assert_eq!(v.last.as_ref().unwrap().step, 20_000);
     assert_eq!(v.log.len(), 200, "only the last lines are kept");
@@ -554,5 +723,134 @@ fn a_long_run_arrives_bounded_and_keeps_following() {
     settle(&mut a);
     let v = a.train.view.as_ref().unwrap();
     assert_eq!(v.last.as_ref().unwrap().step, 20_001);
-    assert!(v.log.back().unwrap().contains("step 20001"), "{:?}", v.log.back());
+    assert!(
+        v.log.back().unwrap().contains("step 20001"),
+        "{:?}",
+        v.log.back()
+    );
+}
+
+/// The model finder lists a Hugging Face cache's models with their architecture and size,
+/// says which cannot be used, and picks one by fuzzy search into the form.
+#[test]
+fn the_model_finder_lists_a_hub_cache_and_picks_into_the_form() {
+    let h = home();
+    let mut a = app(&h, "dark", false);
+    let cache = h.path().join("hf/hub");
+    let repo = cache.join("models--acme--tiny-chat");
+    tunelab::model::tiny::init_tiny(
+        &repo.join("snapshots/abc"),
+        &tunelab::model::tiny::TinySpec::default(),
+    )
+    .unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "abc").unwrap();
+    let gpt = cache.join("models--acme--old-gpt/snapshots/x");
+    std::fs::create_dir_all(&gpt).unwrap();
+    std::fs::write(gpt.join("config.json"), r#"{"model_type": "gpt2"}"#).unwrap();
+    a.ws.hf_cache = cache;
+    a.handle(Action::TabAdapter);
+    a.handle(Action::Down); // model.path
+    a.handle(Action::Enter);
+    settle(&mut a);
+    let screen = render(&mut a, 120, 40, &h);
+    assert!(
+        screen.contains("model: workspace and Hugging Face cache"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("acme/tiny-chat") && screen.contains("hub cache"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("tiny-model") && screen.contains("workspace"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("acme/old-gpt") && screen.contains("unsupported"),
+        "{screen}"
+    );
+    for c in "tinychat".chars() {
+        a.on_key(key(c));
+    }
+    a.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    settle(&mut a);
+    assert_eq!(a.adapter.config.model.path, "acme/tiny-chat");
+    assert!(a.adapter.finder.is_none());
+    // The estimate follows the picked model (its config.json in the cache).
+    assert!(render(&mut a, 120, 40, &h).contains("trainable  "));
+}
+
+/// Rendering details: a preference record's roles keep a gap before their text, the tour
+/// is one screen, and the Runs tab shows how a sample prompt's answer changed.
+#[test]
+fn preference_records_samples_and_the_tour_render() {
+    let h = home();
+    let mut a = app(&h, "dark", false);
+    a.handle(Action::Right); // persona_dpo.jsonl
+    settle(&mut a);
+    let screen = render(&mut a, 120, 40, &h);
+    assert!(screen.contains("assistant (chosen) Arr!"), "{screen}");
+    assert!(screen.contains("assistant (rejected) "), "{screen}");
+    // A run whose events carry sample replies.
+    let run = RunDir::new(h.path().join("data/runs/samples-20260101-000000"));
+    std::fs::create_dir_all(&run.root).unwrap();
+    std::fs::write(run.config(), tunelab::config::PRESETS[0].1).unwrap();
+    for (step, reply) in [
+        (0, "zzz qq"),
+        (50, "Arr, a gradient"),
+        (100, "Arr! A gradient be the way up."),
+    ] {
+        common::append_event_line(
+            &run,
+            &json!({"type": "sample", "step": step, "prompt": "What is a gradient?", "reply": reply, "time": 1.0}),
+        );
+    }
+    run.write_status(&Status {
+        state: RunState::Done,
+        step: 100,
+        total_steps: 100,
+        ..Status::starting(2000.0)
+    })
+    .unwrap();
+    settle(&mut a);
+    a.handle(Action::TabRuns);
+    settle(&mut a);
+    let screen = render(&mut a, 120, 40, &h);
+    assert!(screen.contains("sample  What is a gradient?"), "{screen}");
+    assert!(screen.contains("step      0 → zzz qq"), "{screen}");
+    assert!(
+        screen.contains("step    100 → Arr! A gradient be the way up."),
+        "{screen}"
+    );
+    // The Train tab shows the latest reply to each prompt.
+    a.handle(Action::Enter);
+    settle(&mut a);
+    let screen = render(&mut a, 120, 40, &h);
+    assert!(screen.contains("samples · step 100"), "{screen}");
+    assert!(
+        screen.contains("→ Arr! A gradient be the way up."),
+        "{screen}"
+    );
+    // The first start's tour, once.
+    let h2 = home();
+    let data = h2.path().join("data");
+    tunelab::workspace::Demo::new(&data).ensure().unwrap();
+    let marker = h2.path().join("state/tour-seen");
+    let mut t = App::with_options(
+        Workspace::new(data, env!("CARGO_BIN_EXE_tunelab").into()),
+        Theme::builtin("dark", Depth::TrueColor).unwrap(),
+        Keymap::load(None).unwrap(),
+        AppOptions {
+            telemetry: false,
+            tour: Some(marker.clone()),
+        },
+    );
+    settle(&mut t);
+    insta::assert_snapshot!("tour_80x24", render(&mut t, 80, 24, &h2));
+    t.on_key(key('x'));
+    settle(&mut t);
+    assert!(marker.is_file());
+    assert!(!render(&mut t, 80, 24, &h2).contains("Welcome"));
+    assert_eq!(t.tab, Tab::Data, "the key only closed the tour");
 }

@@ -266,7 +266,7 @@ pub(crate) fn split_exchange<'a>(
             roles.join(", ")
         )
     };
-    if rest.len() < 2 || rest.len() % 2 != 0 {
+    if rest.len() < 2 || !rest.len().is_multiple_of(2) {
         return Err(shape_err());
     }
     let mut pairs = Vec::new();

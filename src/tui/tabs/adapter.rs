@@ -9,9 +9,11 @@ use crate::model::estimate;
 use crate::model::ModelConfig;
 use crate::telemetry::MemorySample;
 use crate::tui::action::Action;
+use crate::tui::context::Workspace;
 use crate::tui::effect::Effect;
+use crate::tui::model_list::{dataset_items, model_items};
 use crate::tui::theme::Theme;
-use crate::tui::widgets::{InputEvent, TextInput};
+use crate::tui::widgets::{InputEvent, PickItem, Picked, Picker, TextInput};
 use ratatui::crossterm::event::KeyEvent;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
@@ -34,6 +36,38 @@ pub struct ModelInfo {
 pub enum Msg {
     ModelInfo(ModelInfo),
     PresetSaved(Result<PathBuf, String>),
+    /// Items for the open finder.
+    Found(Finding, Vec<PickItem>),
+}
+
+/// What the finder picks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finding {
+    /// `model.path`: the workspace's models, the hub cache's, or a typed hub id.
+    Model,
+    /// `data.train`: the workspace's datasets, or a typed path.
+    Dataset,
+}
+
+/// Finds models (or datasets) for the finder, on a worker.
+pub fn find_job(what: Finding, ws: Workspace, dtype: crate::model::Dtype) -> Effect<Msg> {
+    Effect::spawn(move || {
+        let items = match what {
+            Finding::Model => model_items(&ws.models(), dtype.size() as f64, &dtype.to_string()),
+            Finding::Dataset => {
+                let files: Vec<(PathBuf, u64)> =
+                    crate::workspace::datasets(&ws.root, ws.scan_depth())
+                        .into_iter()
+                        .map(|p| {
+                            let n = std::fs::metadata(&p).map_or(0, |m| m.len());
+                            (p, n)
+                        })
+                        .collect();
+                dataset_items(&ws.root, &files)
+            }
+        };
+        Msg::Found(what, items)
+    })
 }
 
 pub struct AdapterTab {
@@ -43,10 +77,14 @@ pub struct AdapterTab {
     pub editing: Option<TextInput>,
     pub edit_error: Option<String>,
     /// The module picker (for lora.target_modules): cursor.
-    pub picker: Option<usize>,
+    pub modules: Option<usize>,
+    /// The model or dataset finder, while it is open.
+    pub finder: Option<(Finding, Picker)>,
     pub preset: usize,
     /// Folder relative model and data paths resolve against (the workspace).
     pub base: PathBuf,
+    /// The data folder, where presets' `demo/…` paths live.
+    data: PathBuf,
     /// (total, free) bytes of the memory the estimate is held against, and its name.
     pub budget: Option<(u64, u64, String)>,
     pub model_info: Option<ModelInfo>,
@@ -77,24 +115,56 @@ fn model_info_job(spec: String, base: PathBuf) -> Effect<Msg> {
 }
 
 impl AdapterTab {
-    pub fn new(base: &Path) -> Self {
+    /// The form for `ws`, starting from the tiny-demo preset.
+    pub fn new(ws: &crate::tui::context::Workspace) -> Self {
         let config = PRESETS
             .iter()
             .find(|(n, _)| *n == "tiny-demo")
             .and_then(|(n, t)| RunConfig::from_yaml(t, n).ok())
             .expect("the tiny-demo preset parses");
-        AdapterTab {
+        let mut t = AdapterTab {
             config,
             selected: 0,
             editing: None,
             edit_error: None,
-            picker: None,
+            modules: None,
+            finder: None,
             preset: 0,
-            base: base.to_path_buf(),
+            base: ws.root.clone(),
+            data: ws.data.clone(),
             budget: None,
             model_info: None,
             info_loading: None,
+        };
+        t.localize();
+        t
+    }
+
+    /// Presets name the demo relative to the data folder; in a project they are made
+    /// absolute so they still find it.
+    fn localize(&mut self) {
+        if self.base == self.data {
+            return;
         }
+        let data = self.data.clone();
+        let fix = |p: &mut String| {
+            if p.starts_with("demo/") {
+                *p = data.join(&*p).display().to_string();
+            }
+        };
+        fix(&mut self.config.model.path);
+        fix(&mut self.config.data.train);
+    }
+
+    /// Whether the form still trains on the demo's persona set.
+    pub fn on_demo_data(&self) -> bool {
+        self.config.data.train.ends_with("demo/persona.jsonl")
+    }
+
+    /// Trains on `path` from now on.
+    pub fn use_dataset(&mut self, path: &Path) -> Result<(), String> {
+        self.config
+            .set_field("data.train", &path.display().to_string())
     }
 
     /// The memory the estimate is held against: the GPU, else system RAM.
@@ -107,7 +177,7 @@ impl AdapterTab {
     }
 
     pub fn move_sel(&mut self, d: isize) {
-        if let Some(p) = self.picker.as_mut() {
+        if let Some(p) = self.modules.as_mut() {
             *p = (*p as isize + d).clamp(0, modules().len() as isize) as usize;
             return;
         }
@@ -168,7 +238,7 @@ impl AdapterTab {
                     .map_or(0, |i| (i + 1) % opts.len());
                 let _ = self.config.set_field(f.path, opts[i]);
             }
-            FieldKind::Modules => self.picker = Some(0),
+            FieldKind::Modules => self.modules = Some(0),
             _ => {
                 self.editing = Some(TextInput::new(self.config.get_field(f.path)));
                 self.edit_error = None;
@@ -204,7 +274,7 @@ impl AdapterTab {
 
     /// Toggles the module under the picker cursor (the last row is all-linear).
     pub fn toggle_module(&mut self) {
-        let Some(i) = self.picker else { return };
+        let Some(i) = self.modules else { return };
         let mut mods = self.config.lora.target_modules.clone();
         if i == modules().len() {
             mods = if mods == ["all-linear"] {
@@ -238,6 +308,7 @@ impl AdapterTab {
         match RunConfig::from_yaml(text, name) {
             Ok(c) => {
                 self.config = c;
+                self.localize();
                 format!("loaded preset {name}")
             }
             Err(e) => e.to_string(),
@@ -283,15 +354,38 @@ impl AdapterTab {
         ))
     }
 
-    fn act(&mut self, a: Action) -> Option<Effect<Msg>> {
+    /// Opens the finder for `model.path` or `data.train`.
+    fn open_finder(&mut self, what: Finding, ws: &Workspace) -> Effect<Msg> {
+        let (title, hint) = match what {
+            Finding::Model => (
+                "model: workspace and Hugging Face cache",
+                "type to filter · Enter picks · a typed org/name or path is taken as it is · Esc",
+            ),
+            Finding::Dataset => (
+                "training dataset",
+                "type to filter · Enter picks · a typed path is taken as it is · Esc",
+            ),
+        };
+        self.finder = Some((what, Picker::loading(title, hint, true)));
+        find_job(what, ws.clone(), self.config.train.dtype)
+    }
+
+    fn act(&mut self, a: Action, ctx: &Ctx) -> Option<Effect<Msg>> {
+        let path = self.field().path;
         match a {
+            Action::Enter if self.modules.is_none() && path == "model.path" => {
+                return Some(self.open_finder(Finding::Model, ctx.ws))
+            }
+            Action::Enter if self.modules.is_none() && path == "data.train" => {
+                return Some(self.open_finder(Finding::Dataset, ctx.ws))
+            }
             Action::Down => self.move_sel(1),
             Action::Up => self.move_sel(-1),
             Action::Top => self.move_sel(-1000),
             Action::Bottom => self.move_sel(1000),
-            Action::Enter | Action::Edit if self.picker.is_none() => self.begin_edit(),
+            Action::Enter | Action::Edit if self.modules.is_none() => self.begin_edit(),
             Action::Toggle | Action::Enter => {
-                if self.picker.is_some() {
+                if self.modules.is_some() {
                     self.toggle_module();
                 } else {
                     self.begin_edit();
@@ -317,10 +411,32 @@ impl Component for AdapterTab {
     type Msg = Msg;
 
     fn editing(&self) -> bool {
-        self.editing.is_some()
+        self.editing.is_some() || self.finder.is_some()
     }
 
     fn key(&mut self, key: &KeyEvent, _ctx: &Ctx) -> Option<Effect<Msg>> {
+        if let Some((what, finder)) = self.finder.as_mut() {
+            let what = *what;
+            let value = match finder.key(key) {
+                Picked::Item(v) | Picked::Typed(v) => v,
+                Picked::Cancel => {
+                    self.finder = None;
+                    return None;
+                }
+                Picked::Pending => return None,
+            };
+            self.finder = None;
+            let field = match what {
+                Finding::Model => "model.path",
+                Finding::Dataset => "data.train",
+            };
+            if let Err(e) = self.config.set_field(field, &value) {
+                self.edit_error = Some(e.clone());
+                return Some(Effect::error(e));
+            }
+            self.edit_error = None;
+            return self.want_model_info();
+        }
         let input = self.editing.as_mut()?;
         match input.handle(key) {
             InputEvent::Submit => {
@@ -339,8 +455,8 @@ impl Component for AdapterTab {
         None
     }
 
-    fn handle(&mut self, a: Action, _ctx: &Ctx) -> Option<Effect<Msg>> {
-        let e = self.act(a);
+    fn handle(&mut self, a: Action, ctx: &Ctx) -> Option<Effect<Msg>> {
+        let e = self.act(a, ctx);
         and(e, self.want_model_info())
     }
 
@@ -353,6 +469,14 @@ impl Component for AdapterTab {
                 self.model_info = Some(info);
                 self.want_model_info()
             }
+            Msg::Found(what, items) => {
+                if let Some((w, f)) = self.finder.as_mut() {
+                    if *w == what {
+                        f.set_items(items);
+                    }
+                }
+                None
+            }
             Msg::PresetSaved(Ok(p)) => Some(Effect::info(format!("saved {}", p.display()))),
             Msg::PresetSaved(Err(e)) => Some(Effect::error(e)),
         }
@@ -363,11 +487,14 @@ impl Component for AdapterTab {
     }
 
     fn back(&mut self) {
-        self.picker = None;
+        self.modules = None;
     }
 
     fn draw(&mut self, f: &mut Frame, area: Rect, ctx: &Ctx) {
-        draw(f, area, self, ctx.theme)
+        draw(f, area, self, ctx.theme);
+        if let Some((_, finder)) = &self.finder {
+            finder.draw(f, area, ctx.theme);
+        }
     }
 }
 
@@ -503,7 +630,11 @@ fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
             );
         }
         _ => f.render_widget(
-            Paragraph::new("no estimate: the model folder has no config.json").block(mem_block),
+            Paragraph::new(
+                "no estimate yet: the model has no readable config.json. Enter on model.path finds one.",
+            )
+            .wrap(Wrap { trim: true })
+            .block(mem_block),
             mem,
         ),
     }
@@ -530,7 +661,7 @@ fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
         }
         _ => {}
     }
-    if let Some(p) = t.picker {
+    if let Some(p) = t.modules {
         let mods = &t.config.lora.target_modules;
         let all = mods.iter().any(|m| m == "all-linear");
         for (i, m) in modules().iter().chain(["all-linear"].iter()).enumerate() {

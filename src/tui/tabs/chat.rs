@@ -39,8 +39,8 @@ pub enum Msg {
     Loaded(Result<ChatModel, String>),
     /// A generation event of stream `id`.
     Gen(u64, GenEvent),
-    /// The workspace's models; pick the one after the current.
-    Models(Vec<String>),
+    /// Items for the model finder.
+    Models(Vec<crate::tui::widgets::PickItem>),
     /// Every run's adapters; `advance` picks the next one.
     Adapters(Vec<(String, PathBuf)>, bool),
     /// Files an exchange can be appended to; pick the one after the current.
@@ -63,8 +63,14 @@ pub struct ChatTab {
     /// Side-by-side replies to the last prompt: (base, adapter).
     pub compare: Option<(String, String)>,
     pub model: Option<ChatModel>,
-    /// The text field and what it is for.
+    /// The text field and what it is for (the tab starts in the message field).
     pub input: Option<(InputFor, TextInput)>,
+    /// The model finder, while it is open.
+    pub finder: Option<crate::tui::widgets::Picker>,
+    /// Training files the user agreed to append exchanges to.
+    confirmed: std::collections::HashSet<PathBuf>,
+    /// A save waiting for that agreement.
+    confirm: Option<PathBuf>,
     loading: bool,
     /// The stream being received: its id and whose reply it is.
     stream: Option<(u64, Target)>,
@@ -83,7 +89,7 @@ pub struct ChatTab {
 /// `default` (OpenAI format) first.
 pub fn save_targets(root: &Path, default: &Path) -> Vec<(PathBuf, crate::data::Format)> {
     let mut out = vec![(default.to_path_buf(), crate::data::Format::Openai)];
-    for p in crate::tui::tabs::data::scan(root) {
+    for p in crate::workspace::datasets(root, 6) {
         if p == default || p.extension().is_none_or(|e| e != "jsonl") {
             continue;
         }
@@ -93,23 +99,6 @@ pub fn save_targets(root: &Path, default: &Path) -> Vec<(PathBuf, crate::data::F
             }
         }
     }
-    out
-}
-
-/// Models in the workspace to offer: folders with a `config.json` and a tokenizer, and
-/// `.gguf` files, two levels deep.
-pub fn find_models(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    crate::workspace::walk(root, 2, &mut |p, is_dir| {
-        if is_dir && p.join("config.json").is_file() && p.join("tokenizer.json").is_file() {
-            out.push(p.display().to_string());
-            return false;
-        }
-        if !is_dir && p.extension().is_some_and(|e| e == "gguf") {
-            out.push(p.display().to_string());
-        }
-        is_dir
-    });
     out
 }
 
@@ -152,7 +141,10 @@ impl ChatTab {
             history: Vec::new(),
             compare: None,
             model: None,
-            input: None,
+            input: Some((InputFor::Message, TextInput::default())),
+            finder: None,
+            confirmed: Default::default(),
+            confirm: None,
             loading: false,
             stream: None,
             next_stream_id: 0,
@@ -350,17 +342,33 @@ impl ChatTab {
         self.save_format.write(&record, &mut notes)
     }
 
-    /// Appends the last exchange to the save target, on a worker.
-    fn save_exchange(&self) -> Effect<Msg> {
+    /// Appends the last exchange to the save target, on a worker. A training dataset of the
+    /// workspace needs a second `w` the first time, so exchanges never slip into training
+    /// data by accident.
+    fn save_exchange(&mut self) -> Effect<Msg> {
         let obj = match self.exchange() {
             Ok(o) => o,
             Err(e) => return Effect::warn(e),
         };
+        if self.save_path != self.default_save && !self.confirmed.contains(&self.save_path) {
+            if self.confirm.as_ref() != Some(&self.save_path) {
+                self.confirm = Some(self.save_path.clone());
+                return Effect::warn(format!(
+                    "{} is a training dataset: press w again to append this exchange to it",
+                    self.save_path.display()
+                ));
+            }
+            self.confirmed.insert(self.save_path.clone());
+        }
+        self.confirm = None;
         let path = self.save_path.clone();
         Effect::spawn(move || Msg::Saved(append_line(&path, &obj)))
     }
 
     fn act(&mut self, a: Action, ctx: &Ctx) -> Option<Effect<Msg>> {
+        if a != Action::SaveExchange {
+            self.confirm = None;
+        }
         match a {
             Action::Compose | Action::Enter => {
                 self.input = Some((InputFor::Message, TextInput::default()))
@@ -372,8 +380,19 @@ impl ChatTab {
             Action::SideBySide => self.side_by_side = !self.side_by_side,
             Action::PickAdapter => return Some(adapters_job(ctx.ws.runs_root(), true)),
             Action::PickModel => {
-                let root = ctx.ws.data.clone();
-                return Some(Effect::spawn(move || Msg::Models(find_models(&root))));
+                self.finder = Some(crate::tui::widgets::Picker::loading(
+                    "chat model: workspace and Hugging Face cache",
+                    "type to filter · Enter picks · a typed org/name or path is taken as it is · Esc",
+                    true,
+                ));
+                let ws = ctx.ws.clone();
+                return Some(Effect::spawn(move || {
+                    Msg::Models(crate::tui::model_list::model_items(
+                        &ws.models(),
+                        4.0,
+                        "f32",
+                    ))
+                }));
             }
             Action::TemperatureUp => {
                 self.sampling.temperature =
@@ -410,7 +429,7 @@ impl ChatTab {
                 }
             }
             Action::SaveTarget => {
-                let (root, default) = (ctx.ws.data.clone(), self.default_save.clone());
+                let (root, default) = (ctx.ws.root.clone(), self.default_save.clone());
                 return Some(Effect::spawn(move || {
                     Msg::SaveTargets(save_targets(&root, &default))
                 }));
@@ -471,10 +490,25 @@ impl Component for ChatTab {
     type Msg = Msg;
 
     fn editing(&self) -> bool {
-        self.input.is_some()
+        self.input.is_some() || self.finder.is_some()
     }
 
     fn key(&mut self, key: &KeyEvent, ctx: &Ctx) -> Option<Effect<Msg>> {
+        if let Some(f) = self.finder.as_mut() {
+            use crate::tui::widgets::Picked;
+            match f.key(key) {
+                Picked::Item(m) | Picked::Typed(m) => {
+                    self.finder = None;
+                    self.model_spec = m;
+                    self.model_override =
+                        (self.model_spec != ctx.model).then(|| self.model_spec.clone());
+                    return Some(Effect::info(format!("chat model: {}", self.model_spec)));
+                }
+                Picked::Cancel => self.finder = None,
+                Picked::Pending => {}
+            }
+            return None;
+        }
         let (_, input) = self.input.as_mut()?;
         match input.handle(key) {
             InputEvent::Submit => {
@@ -498,7 +532,7 @@ impl Component for ChatTab {
         self.act(a, ctx)
     }
 
-    fn update(&mut self, msg: Msg, ctx: &Ctx) -> Option<Effect<Msg>> {
+    fn update(&mut self, msg: Msg, _ctx: &Ctx) -> Option<Effect<Msg>> {
         match msg {
             Msg::Loaded(Ok(m)) => {
                 self.model = Some(m);
@@ -515,21 +549,10 @@ impl Component for ChatTab {
                 };
             }
             Msg::Gen(id, e) => self.on_gen(id, e),
-            Msg::Models(found) => {
-                let form = ctx.model.to_string();
-                let mut models = vec![form.clone()];
-                for m in found {
-                    if !models.contains(&m) {
-                        models.push(m);
-                    }
+            Msg::Models(items) => {
+                if let Some(f) = self.finder.as_mut() {
+                    f.set_items(items);
                 }
-                let i = models
-                    .iter()
-                    .position(|m| *m == self.model_spec)
-                    .map_or(0, |i| (i + 1) % models.len());
-                self.model_spec = models[i].clone();
-                self.model_override = (self.model_spec != form).then(|| self.model_spec.clone());
-                return Some(Effect::info(format!("chat model: {}", self.model_spec)));
             }
             Msg::Adapters(list, advance) => {
                 let current = self.adapter_path().map(Path::to_path_buf);
@@ -563,7 +586,10 @@ impl Component for ChatTab {
 
     fn draw(&mut self, f: &mut Frame, area: Rect, ctx: &Ctx) {
         let input = self.input.as_ref().map(|(_, i)| i.display());
-        draw(f, area, self, ctx.theme, input.as_deref())
+        draw(f, area, self, ctx.theme, input.as_deref());
+        if let Some(finder) = &self.finder {
+            finder.draw(f, area, ctx.theme);
+        }
     }
 }
 
@@ -665,7 +691,19 @@ fn draw(f: &mut Frame, area: Rect, t: &ChatTab, theme: &Theme, input: Option<&st
             );
         }
         None => {
-            let lines = transcript(&t.history, theme);
+            let mut lines = transcript(&t.history, theme);
+            if lines.is_empty() {
+                let adapter = if t.adapters.is_empty() {
+                    "No adapter yet: train one (2 for the form, then r); A picks one when runs have them."
+                } else {
+                    "A picks another adapter; t turns it off; b shows base and adapter side by side."
+                };
+                lines = vec![
+                    Line::styled("Type a question and press Enter; Esc leaves the field (i comes back).", theme.muted),
+                    Line::styled("The model is the Adapter form's; M finds another in the workspace or the Hugging Face cache.", theme.muted),
+                    Line::styled(adapter, theme.muted),
+                ];
+            }
             let height = body.height.saturating_sub(2) as usize;
             let skip = lines.len().saturating_sub(height);
             f.render_widget(

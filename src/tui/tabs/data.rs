@@ -93,6 +93,7 @@ pub enum Msg {
 
 pub struct DataTab {
     root: PathBuf,
+    depth: usize,
     pub files: Vec<FileEntry>,
     pub file: usize,
     pub loaded: Option<Loaded>,
@@ -105,6 +106,8 @@ pub struct DataTab {
     pub search: String,
     /// The search field while it has focus.
     pub search_input: Option<TextInput>,
+    /// The file finder (`o`) while it is open.
+    pub finder: Option<crate::tui::widgets::Picker>,
     /// The convert dialog: index into the compatible target formats.
     pub convert: Option<usize>,
     /// The token view's encoder, for one model path.
@@ -112,45 +115,10 @@ pub struct DataTab {
     encoder_loading: Option<String>,
 }
 
-/// Model and metadata files that are JSON but not datasets.
-const NOT_DATASETS: [&str; 8] = [
-    "config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "generation_config.json",
-    "special_tokens_map.json",
-    "adapter_config.json",
-    "status.json",
-    "trainer_state.json",
-];
-
-/// Dataset files under `root` (two levels deep, `runs/` and model folders left out), sorted.
-pub fn scan(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    crate::workspace::walk(root, 2, &mut |p, is_dir| {
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if is_dir {
-            return !name.ends_with("-model");
-        }
-        if [".json", ".jsonl", ".parquet"]
-            .iter()
-            .any(|e| name.ends_with(e))
-            && !NOT_DATASETS.contains(&name.as_str())
-        {
-            out.push(p.to_path_buf());
-        }
-        false
-    });
-    out
-}
-
-/// [`scan`] with sizes, as a job.
-fn scan_job(root: PathBuf) -> Effect<Msg> {
+/// The workspace's dataset files with sizes, as a job.
+fn scan_job(root: PathBuf, depth: usize) -> Effect<Msg> {
     Effect::spawn(move || {
-        let files = scan(&root)
+        let files = crate::workspace::datasets(&root, depth)
             .into_iter()
             .map(|path| FileEntry {
                 bytes: std::fs::metadata(&path).map_or(0, |m| m.len()),
@@ -187,9 +155,10 @@ fn encoder_job(model: String) -> Effect<Msg> {
 
 impl DataTab {
     /// The tab for the workspace at `root`, and the job that lists its files.
-    pub fn new(root: &Path) -> (Self, Effect<Msg>) {
+    pub fn new(root: &Path, depth: usize) -> (Self, Effect<Msg>) {
         let t = DataTab {
             root: root.to_path_buf(),
+            depth,
             files: Vec::new(),
             file: 0,
             loaded: None,
@@ -200,11 +169,12 @@ impl DataTab {
             problem: 0,
             search: String::new(),
             search_input: None,
+            finder: None,
             convert: None,
             encoder: None,
             encoder_loading: None,
         };
-        (t, scan_job(root.to_path_buf()))
+        (t, scan_job(root.to_path_buf(), depth))
     }
 
     /// Reads the selected file on a worker.
@@ -214,6 +184,23 @@ impl DataTab {
         let path = self.files.get(self.file)?.path.clone();
         self.loading = Some(path.clone());
         Some(load_job(path))
+    }
+
+    /// Shows `path` (adding it to the list when it is not in the workspace).
+    fn open_path(&mut self, path: PathBuf) -> Option<Effect<Msg>> {
+        let i = match self.files.iter().position(|f| f.path == path) {
+            Some(i) => i,
+            None => {
+                self.files.push(FileEntry {
+                    path: path.clone(),
+                    bytes: 0,
+                });
+                self.files.len() - 1
+            }
+        };
+        self.file = i;
+        self.view = View::Text;
+        self.load()
     }
 
     pub fn select_file(&mut self, delta: isize) -> Option<Effect<Msg>> {
@@ -342,10 +329,31 @@ impl Component for DataTab {
     type Msg = Msg;
 
     fn editing(&self) -> bool {
-        self.search_input.is_some()
+        self.search_input.is_some() || self.finder.is_some()
     }
 
     fn key(&mut self, key: &KeyEvent, _ctx: &Ctx) -> Option<Effect<Msg>> {
+        if let Some(f) = self.finder.as_mut() {
+            use crate::tui::widgets::Picked;
+            let path = match f.key(key) {
+                Picked::Item(v) => PathBuf::from(v),
+                Picked::Typed(v) => {
+                    let p = PathBuf::from(&v);
+                    if p.is_absolute() {
+                        p
+                    } else {
+                        self.root.join(p)
+                    }
+                }
+                Picked::Cancel => {
+                    self.finder = None;
+                    return None;
+                }
+                Picked::Pending => return None,
+            };
+            self.finder = None;
+            return self.open_path(path);
+        }
         let input = self.search_input.as_mut()?;
         match input.handle(key) {
             InputEvent::Submit => {
@@ -405,6 +413,24 @@ impl Component for DataTab {
                 }
             }
             Action::Search => self.search_input = Some(TextInput::default()),
+            Action::OpenFile => {
+                let mut f = crate::tui::widgets::Picker::loading(
+                    "open a dataset",
+                    "type to filter · Enter opens · a typed path (relative to the workspace, or absolute) opens any file · Esc",
+                    true,
+                );
+                let files: Vec<(PathBuf, u64)> = self
+                    .files
+                    .iter()
+                    .map(|f| (f.path.clone(), f.bytes))
+                    .collect();
+                f.set_items(crate::tui::model_list::dataset_items(&self.root, &files));
+                self.finder = Some(f);
+            }
+            Action::UseDataset => {
+                let path = self.loaded.as_ref().map(|l| l.path.clone())?;
+                return Some(Effect::UseDataset(path));
+            }
             Action::SearchNext if !self.search_next() => return Some(Effect::warn("no match")),
             Action::Convert => {
                 if self.targets().is_empty() {
@@ -454,9 +480,10 @@ impl Component for DataTab {
             }
             Msg::Converted(result) => {
                 return Some(match result {
-                    Ok((msg, _)) => {
-                        Effect::Batch(vec![Effect::info(msg), scan_job(self.root.clone())])
-                    }
+                    Ok((msg, _)) => Effect::Batch(vec![
+                        Effect::info(msg),
+                        scan_job(self.root.clone(), self.depth),
+                    ]),
                     Err(e) => Effect::error(e),
                 })
             }
@@ -479,7 +506,10 @@ impl Component for DataTab {
     }
 
     fn draw(&mut self, f: &mut Frame, area: Rect, ctx: &Ctx) {
-        draw(f, area, self, ctx.theme, ctx.model)
+        draw(f, area, self, ctx.theme, ctx.model);
+        if let Some(finder) = &self.finder {
+            finder.draw(f, area, ctx.theme);
+        }
     }
 }
 
@@ -516,11 +546,13 @@ fn message_lines<'a>(m: &Message, theme: &Theme, label: Option<&str>, out: &mut 
     };
     let tag = label.map_or_else(|| role.to_string(), |l| format!("{role} ({l})"));
     let text = m.text();
+    // At least one space after the tag, however long (`assistant (chosen)`).
+    let width = (tag.chars().count() + 1).max(12);
     for (i, line) in text.split('\n').enumerate() {
         let head = if i == 0 {
-            format!("{tag:<12}")
+            format!("{tag:<width$}")
         } else {
-            " ".repeat(12)
+            " ".repeat(width)
         };
         out.push(Line::from(vec![
             Span::styled(head, style.add_modifier(Modifier::BOLD)),
@@ -676,7 +708,10 @@ fn draw(f: &mut Frame, area: Rect, t: &DataTab, theme: &Theme, model: &str) {
         let msg = match (&t.loading, &t.error) {
             (Some(p), _) => format!("reading {}…", p.display()),
             (None, Some(e)) => e.clone(),
-            (None, None) => "No dataset files in the workspace. Put .json, .jsonl or .parquet files in the data folder.".into(),
+            (None, None) => format!(
+                "No dataset files in {}. Put .jsonl, .json or .parquet files there (or in data/), press o to open any file by its path, or run `tunelab DIR` in a project folder.",
+                t.root.display()
+            ),
         };
         f.render_widget(
             Paragraph::new(msg)

@@ -22,12 +22,30 @@ pub struct RunDetails {
     pub config: Option<RunConfig>,
     pub checkpoints: Vec<u64>,
     pub adapter: bool,
+    /// The first sample prompt and its reply at each evaluation: how the answer changed.
+    pub samples: Option<(String, Vec<(u64, String)>)>,
 }
 
 impl RunDetails {
     /// Reads a run's config and checkpoint list; worker threads only.
     pub fn read(dir: &std::path::Path) -> Self {
         let run = RunDir::new(dir);
+        let (events, _) = crate::runs::read_events(&run.events_path(), 0).unwrap_or_default();
+        let mut samples: Option<(String, Vec<(u64, String)>)> = None;
+        for e in events {
+            if let crate::runs::EventKind::Sample {
+                step,
+                prompt,
+                reply,
+            } = e.kind
+            {
+                let s = samples.get_or_insert_with(|| (prompt.clone(), Vec::new()));
+                if s.0 == prompt {
+                    s.1.retain(|(st, _)| *st < step);
+                    s.1.push((step, reply));
+                }
+            }
+        }
         RunDetails {
             config: RunConfig::load(&run.config()).ok(),
             checkpoints: crate::train::checkpoint::list(&run.checkpoints())
@@ -35,6 +53,7 @@ impl RunDetails {
                 .map(|(s, _)| *s)
                 .collect(),
             adapter: run.adapter().is_dir(),
+            samples,
         }
     }
 }
@@ -313,6 +332,12 @@ fn draw(f: &mut Frame, area: Rect, t: &RunsTab, runs: &[RunSummary], theme: &The
             }
             let ckpts: Vec<String> = details.map(|d| d.checkpoints.iter().map(|s| format!("step-{s}")).collect()).unwrap_or_default();
             l.push(Line::from(format!("ckpts   {}", if ckpts.is_empty() { "-".into() } else { ckpts.join(" ") })));
+            if let Some((prompt, replies)) = details.and_then(|d| d.samples.as_ref()) {
+                l.push(Line::styled(format!("sample  {}", crate::units::truncate(prompt, 70)), theme.user));
+                for (step, reply) in replies.iter().rev().take(6).rev() {
+                    l.push(Line::from(format!("  step {step:>6} → {}", crate::units::truncate(&reply.replace('\n', " "), 90))));
+                }
+            }
             if details.is_some_and(|d| d.adapter) {
                 l.push(Line::styled("adapter ready · o opens it in Chat", theme.success));
             }

@@ -135,7 +135,7 @@ fn draw(f: &mut Frame, area: Rect, t: &TrainTab, theme: &Theme, hint: &str) {
         theme,
     );
     f.render_widget(chart, chart_area);
-    let [prog, mem] = Layout::vertical([Constraint::Length(9), Constraint::Min(5)]).areas(side);
+    let [prog, mem] = Layout::vertical([Constraint::Length(10), Constraint::Min(5)]).areas(side);
     let last = v.last.clone().unwrap_or_default();
     let (step, total) = v
         .status
@@ -149,11 +149,11 @@ fn draw(f: &mut Frame, area: Rect, t: &TrainTab, theme: &Theme, hint: &str) {
     let mut lines = vec![
         Line::from(format!("step {step}/{total}  epoch {:.2}", last.epoch)),
         Line::from(format!(
-            "{:.0} tok/s  ETA {}  elapsed {}",
+            "{:.0} tok/s  ETA {}",
             last.tokens_per_s,
-            clock(last.eta),
-            clock(last.elapsed)
+            clock(last.eta)
         )),
+        Line::from(format!("elapsed {}", clock(last.elapsed))),
         Line::from(format!("lr {:.2e}  grad‖ {:.3}", last.lr, last.grad_norm)),
         Line::from(format!(
             "loss {:.4}  eval {}",
@@ -165,6 +165,9 @@ fn draw(f: &mut Frame, area: Rect, t: &TrainTab, theme: &Theme, hint: &str) {
             v.eval.last().map_or("-".into(), |(_, l)| format!("{l:.4}"))
         )),
     ];
+    if let Some(c) = v.start.as_ref().and_then(|s| s.compute.as_ref()) {
+        lines.push(Line::styled(c.clone(), theme.muted));
+    }
     if let Some(r) = &v.rewards {
         let m = |k: &str| r.metrics.get(k).copied().unwrap_or(0.0);
         lines.push(Line::from(format!(
@@ -237,11 +240,21 @@ fn draw(f: &mut Frame, area: Rect, t: &TrainTab, theme: &Theme, hint: &str) {
             .style(theme.accent),
         spark,
     );
+    let (log_area, samples_area) = if v.samples.is_empty() {
+        (bottom, None)
+    } else {
+        let [l, r] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+            .areas(bottom);
+        (l, Some(r))
+    };
+    if let Some(area) = samples_area {
+        draw_samples(f, area, v, theme);
+    }
     let log: Vec<Line> = v
         .log
         .iter()
         .rev()
-        .take(bottom.height.saturating_sub(2) as usize)
+        .take(log_area.height.saturating_sub(2) as usize)
         .rev()
         .map(|l| {
             Line::styled(
@@ -261,6 +274,33 @@ fn draw(f: &mut Frame, area: Rect, t: &TrainTab, theme: &Theme, hint: &str) {
                 .title(" events ")
                 .title_style(theme.title.add_modifier(Modifier::BOLD)),
         ),
-        bottom,
+        log_area,
+    );
+}
+
+/// The latest greedy reply to each sample prompt: what the model says now.
+fn draw_samples(f: &mut Frame, area: Rect, v: &RunView, theme: &Theme) {
+    let step = v.samples.iter().map(|(s, _, _)| *s).max().unwrap_or(0);
+    let mut lines = Vec::new();
+    for (_, prompt, reply) in &v.samples {
+        lines.push(Line::styled(
+            prompt.replace('\n', " "),
+            theme.user.add_modifier(Modifier::BOLD),
+        ));
+        lines.push(Line::styled(
+            format!("→ {}", reply.replace('\n', " ")),
+            theme.assistant,
+        ));
+    }
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(ratatui::widgets::Wrap { trim: true })
+            .block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .title(format!(" samples · step {step} "))
+                    .title_style(theme.title.add_modifier(Modifier::BOLD)),
+            ),
+        area,
     );
 }

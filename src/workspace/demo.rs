@@ -6,9 +6,9 @@ use crate::model::ModelError;
 use std::path::{Path, PathBuf};
 
 /// The persona SFT set (Captain Byte; see scripts/make_demo_data.py).
-pub const PERSONA_SFT: &str = include_str!("../demo/persona.jsonl");
+pub const PERSONA_SFT: &str = include_str!("../../demo/persona.jsonl");
 /// The same topics as preference pairs (chosen: the persona, rejected: a bland answer).
-pub const PERSONA_DPO: &str = include_str!("../demo/persona_dpo.jsonl");
+pub const PERSONA_DPO: &str = include_str!("../../demo/persona_dpo.jsonl");
 
 /// Paths of the demo workspace under a data folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,26 +52,6 @@ impl Demo {
             wrote = true;
         }
         Ok(wrote)
-    }
-}
-
-/// Visits the workspace under `root` in sorted order, `depth` folders deep, skipping hidden
-/// entries and `runs/`. `visit(path, is_dir)` returns whether to descend into a folder.
-pub fn walk(root: &Path, depth: usize, visit: &mut dyn FnMut(&Path, bool) -> bool) {
-    let mut it = walkdir::WalkDir::new(root)
-        .min_depth(1)
-        .max_depth(depth + 1)
-        .follow_links(true)
-        .sort_by_file_name()
-        .into_iter();
-    while let Some(entry) = it.next() {
-        let Ok(e) = entry else { continue };
-        let is_dir = e.file_type().is_dir();
-        let name = e.file_name().to_string_lossy();
-        let skip = name.starts_with('.') || name == "runs";
-        if (skip || !visit(e.path(), is_dir)) && is_dir {
-            it.skip_current_dir();
-        }
     }
 }
 

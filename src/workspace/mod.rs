@@ -1,0 +1,115 @@
+//! Where a user's work lives. A workspace is a project folder (the datasets of a project,
+//! its runs in `<project>/.tunelab/runs`, an optional `tunelab.yaml`) or, without one, the
+//! data folder with the built-in demo. Every run is also listed under `<data>/runs`, so the
+//! global list shows them all.
+
+mod demo;
+
+pub use crate::files::walk;
+
+pub use demo::{demo_model_spec, Demo, PERSONA_DPO, PERSONA_SFT};
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The optional workspace file at a project's root.
+pub const WORKSPACE_FILE: &str = "tunelab.yaml";
+
+/// Folders a dataset scan never enters.
+const SKIP_DIRS: [&str; 5] = [".git", "target", "node_modules", "__pycache__", "runs"];
+
+/// Model and metadata files that are JSON but not datasets.
+const NOT_DATASETS: [&str; 9] = [
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "generation_config.json",
+    "special_tokens_map.json",
+    "adapter_config.json",
+    "status.json",
+    "trainer_state.json",
+    "model.safetensors.index.json",
+];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkspaceFile {
+    /// Where this workspace's runs go (relative to the project).
+    #[serde(default)]
+    runs: Option<PathBuf>,
+}
+
+/// A project folder opened as a workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    pub root: PathBuf,
+    /// Where its runs go: `<root>/.tunelab/runs` unless `tunelab.yaml` says otherwise.
+    pub runs: PathBuf,
+}
+
+impl Project {
+    /// Opens `root` (which must be a folder) as a workspace.
+    pub fn open(root: &Path) -> Result<Project, String> {
+        if !root.is_dir() {
+            return Err(format!("{}: no such folder", root.display()));
+        }
+        let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+        let file = root.join(WORKSPACE_FILE);
+        let cfg: WorkspaceFile = match std::fs::read_to_string(&file) {
+            Ok(text) => {
+                serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?
+            }
+            Err(_) => WorkspaceFile::default(),
+        };
+        let runs = match cfg.runs {
+            Some(p) if p.is_absolute() => p,
+            Some(p) => root.join(p),
+            None => root.join(".tunelab/runs"),
+        };
+        Ok(Project { root, runs })
+    }
+
+    /// `dir` as a workspace when it looks like one: it has a `tunelab.yaml`, or dataset
+    /// files at its top level or in a `data/` or `datasets/` folder.
+    pub fn detect(dir: &Path) -> Option<Project> {
+        let looks = dir.join(WORKSPACE_FILE).is_file()
+            || !datasets(dir, 0).is_empty()
+            || ["data", "datasets"]
+                .iter()
+                .any(|d| !datasets(&dir.join(d), 1).is_empty());
+        looks.then(|| Project::open(dir).ok()).flatten()
+    }
+}
+
+/// Whether `name` is a dataset file by its name.
+pub fn is_dataset_name(name: &str) -> bool {
+    [".json", ".jsonl", ".ndjson", ".parquet"]
+        .iter()
+        .any(|e| name.ends_with(e))
+        && !NOT_DATASETS.contains(&name)
+}
+
+/// Dataset files under `root`, `depth` folders deep, sorted; hidden folders, `.git`,
+/// `target`, `node_modules`, `runs/` and model folders (those with a `config.json`) are
+/// left out. At most `MAX_FILES`.
+pub fn datasets(root: &Path, depth: usize) -> Vec<PathBuf> {
+    const MAX_FILES: usize = 5000;
+    let mut out = Vec::new();
+    walk(root, depth, &mut |p, is_dir| {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if is_dir {
+            return !SKIP_DIRS.contains(&name.as_str())
+                && !name.ends_with("-model")
+                && !p.join("config.json").is_file()
+                && out.len() < MAX_FILES;
+        }
+        if is_dataset_name(&name) && out.len() < MAX_FILES {
+            out.push(p.to_path_buf());
+        }
+        false
+    });
+    out
+}
