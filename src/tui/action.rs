@@ -96,7 +96,7 @@ pub enum Action {
     SideBySide,
     #[strum(message = "pick the next adapter")]
     PickAdapter,
-    #[strum(message = "pick the next model (the form's, then the workspace's)")]
+    #[strum(message = "find a model (the workspace's and the Hugging Face cache's)")]
     PickModel,
     #[strum(message = "temperature +0.1")]
     TemperatureUp,

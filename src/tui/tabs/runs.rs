@@ -334,7 +334,10 @@ fn draw(f: &mut Frame, area: Rect, t: &RunsTab, runs: &[RunSummary], theme: &The
             l.push(Line::from(format!("ckpts   {}", if ckpts.is_empty() { "-".into() } else { ckpts.join(" ") })));
             if let Some((prompt, replies)) = details.and_then(|d| d.samples.as_ref()) {
                 l.push(Line::styled(format!("sample  {}", crate::units::truncate(prompt, 70)), theme.user));
-                for (step, reply) in replies.iter().rev().take(6).rev() {
+                // Six evaluations spread from the first to the last: how the answer changed.
+                let n = replies.len();
+                let picks: Vec<usize> = if n <= 6 { (0..n).collect() } else { (0..6).map(|i| i * (n - 1) / 5).collect() };
+                for (step, reply) in picks.into_iter().map(|i| &replies[i]) {
                     l.push(Line::from(format!("  step {step:>6} → {}", crate::units::truncate(&reply.replace('\n', " "), 90))));
                 }
             }
