@@ -65,15 +65,36 @@ pub struct MicroBatch {
     pub targets: usize,
 }
 
+/// What encoding a file left out, and why.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EncodeReport {
+    /// Examples dropped for length or for having nothing to train.
+    pub dropped: usize,
+    /// Records with tool calls or definitions.
+    pub tool_records: usize,
+    /// Of those, left out by `data.tool_format: drop`.
+    pub tool_skipped: usize,
+}
+
+impl std::ops::AddAssign for EncodeReport {
+    fn add_assign(&mut self, o: Self) {
+        self.dropped += o.dropped;
+        self.tool_records += o.tool_records;
+        self.tool_skipped += o.tool_skipped;
+    }
+}
+
 /// Encodes every SFT or text record of `path`; a record that cannot be used stops with its
-/// location. Preference records are refused (they need `train.method: dpo`).
+/// location. Preference records are refused (they need `train.method: dpo`). Records whose
+/// tool calls the template cannot render stop the encoding with the count of every record
+/// that carries tools, so the message says how much of the file is affected.
 pub fn encode_file(
     path: &Path,
     format: &str,
     encoder: &Encoder,
     max_seq_len: usize,
     policy: LengthPolicy,
-) -> Result<(Vec<Example>, usize), DatasetError> {
+) -> Result<(Vec<Example>, EncodeReport), DatasetError> {
     let fmt = if format == "auto" {
         None
     } else {
@@ -93,7 +114,9 @@ pub fn encode_file(
         });
     }
     let mut out = Vec::new();
-    let mut dropped = 0;
+    let mut report = EncodeReport::default();
+    // The first record the template could not carry tools for: (location, message).
+    let mut tools_failed: Option<(String, String)> = None;
     for item in ds.items()? {
         let item = item?;
         let record = item.result.map_err(|problems| DatasetError::Record {
@@ -111,20 +134,53 @@ pub fn encode_file(
                 .collect::<Vec<_>>()
                 .join("; "),
         })?;
-        let encoded = encoder.encode(&record).map_err(|e| DatasetError::Record {
-            file: path.into(),
-            location: item.location.to_string(),
-            message: e.to_string(),
-        })?;
-        let Encoded::Sft(mut ex) = encoded else {
+        if let crate::data::Body::Conversation(c) = &record.body {
+            if crate::template::tools::carries_tools(&c.messages, &c.tools) {
+                report.tool_records += 1;
+            }
+        }
+        if tools_failed.is_some() {
+            // Only counting from here on.
             continue;
+        }
+        let encoded = match encoder.encode(&record) {
+            Ok(e) => e,
+            Err(e @ crate::template::TemplateError::ToolsNotRendered { .. }) => {
+                tools_failed = Some((item.location.to_string(), e.to_string()));
+                continue;
+            }
+            Err(e) => {
+                return Err(DatasetError::Record {
+                    file: path.into(),
+                    location: item.location.to_string(),
+                    message: e.to_string(),
+                })
+            }
+        };
+        let mut ex = match encoded {
+            Encoded::Sft(ex) => ex,
+            Encoded::Skipped(_) => {
+                report.tool_skipped += 1;
+                continue;
+            }
+            Encoded::Preference(_) => continue,
         };
         ex.prompt = first_user_text(&record);
         if fit_length(&mut ex, max_seq_len, policy) == Fit::Dropped || ex.trained() == 0 {
-            dropped += 1;
+            report.dropped += 1;
             continue;
         }
         out.push(ex);
+    }
+    if let Some((location, message)) = tools_failed {
+        return Err(DatasetError::Record {
+            file: path.into(),
+            location,
+            message: format!(
+                "{message} ({} records of this file carry tool calls or definitions)",
+                report.tool_records
+            ),
+        });
     }
     if out.is_empty() {
         return Err(DatasetError::Unusable {
@@ -132,7 +188,7 @@ pub fn encode_file(
             message: "no example with trained tokens fits data.max_seq_len".into(),
         });
     }
-    Ok((out, dropped))
+    Ok((out, report))
 }
 
 /// The first user message of a conversation (the question a sample reply answers).

@@ -97,6 +97,10 @@ pub struct TokenArgs {
     /// What happens to longer examples: truncate or drop.
     #[arg(long, default_value = "truncate", value_parser = parse_length_policy)]
     pub length_policy: LengthPolicy,
+    /// Tool calls and definitions the template cannot render: template (fail), json (as
+    /// <tool_call> text) or drop (leave the records out).
+    #[arg(long, default_value = "template")]
+    pub tool_format: tunelab::template::ToolFormat,
 }
 
 fn parse_train_on(s: &str) -> Result<TrainOn, String> {
@@ -114,11 +118,10 @@ impl TokenArgs {
             Ok(t) => t,
             Err(e) => return Some(Err(TemplateError::NoTemplate(e.to_string()))),
         };
-        Some(Encoder::new(
-            tok,
-            &TemplateChoice::parse(&self.template),
-            self.train_on,
-        ))
+        Some(
+            Encoder::new(tok, &TemplateChoice::parse(&self.template), self.train_on)
+                .map(|e| e.with_tool_format(self.tool_format)),
+        )
     }
 }
 
@@ -432,6 +435,11 @@ fn stats(input: &Input, tokens: &TokenArgs, as_json: bool) -> anyhow::Result<Exi
                 "max_seq_len": t.max_seq_len,
                 "truncated": t.truncated,
                 "dropped": t.dropped,
+                "tool_records": t.tool_records,
+                "tool_format": t.tool_format.to_string(),
+                "tool_skipped": t.tool_skipped,
+                "tool_failed": t.tool_failed,
+                "ignored": t.ignored,
                 "seconds": t.seconds,
                 "examples_per_s": t.examples_per_s(),
             })),
@@ -538,6 +546,24 @@ fn print_token_stats(t: &tunelab::template::TokenStats, tokens: &TokenArgs) {
         let bar = "█".repeat(((n as f64 / peak as f64) * 40.0).round() as usize);
         println!("    {lo:>7}–{hi:<7} {n:>7}  {bar}");
     }
+    if t.tool_records > 0 {
+        let fate = match t.tool_format {
+            tunelab::template::ToolFormat::Template if t.tool_failed > 0 => format!(
+                "the chat template does not render them: {} fail under tool format template (--tool-format json writes them as <tool_call> text, drop leaves them out)",
+                t.tool_failed
+            ),
+            tunelab::template::ToolFormat::Template => "the chat template renders them".into(),
+            tunelab::template::ToolFormat::Json => "tool format json: written as <tool_call> text".into(),
+            tunelab::template::ToolFormat::Drop => format!("tool format drop: {} left out", t.tool_skipped),
+        };
+        println!(
+            "  tools         {} records carry tool calls or definitions; {fate}",
+            t.tool_records
+        );
+    }
+    for (field, n) in &t.ignored {
+        println!("  warning       the chat template leaves out {field} in {n} records");
+    }
     if t.errors > 0 {
         println!("  {} records could not be encoded; first:", t.errors);
         for (l, m) in &t.first_errors {
@@ -573,6 +599,16 @@ fn preview(
     };
     let color = !as_json && super::tokens::use_color();
     let path = ds.file.path.display().to_string();
+    if !as_json {
+        match tunelab::template::tool_survey(&ds, &encoder) {
+            Ok(t) => {
+                if let Some(line) = t.describe(&encoder.template_name(), encoder.tool_format) {
+                    println!("tools: {line}\n");
+                }
+            }
+            Err(e) => return Ok(unusable(&e)),
+        }
+    }
     let mut shown = 0;
     let mut failed = false;
     for item in items {
@@ -602,6 +638,19 @@ fn preview(
             }
         };
         match encoded {
+            Encoded::Skipped(_) => {
+                if as_json {
+                    println!(
+                        "{}",
+                        json!({"location": item.location.to_string(), "skipped": "tool_format drop"})
+                    );
+                } else {
+                    println!(
+                        "── {} · left out: it carries tool calls (data.tool_format drop) ──\n",
+                        item.location
+                    );
+                }
+            }
             Encoded::Sft(mut ex) => {
                 let full_len = ex.len();
                 let fit = fit_length(&mut ex, tokens.max_seq_len, tokens.length_policy);

@@ -83,6 +83,10 @@ pub struct DataSection {
     pub length_policy: LengthPolicy,
     #[serde(default)]
     pub packing: bool,
+    /// Tool calls and definitions a template cannot render: `template` (fail), `json`
+    /// (Hermes `<tool_call>` text) or `drop` (leave the records out).
+    #[serde(default)]
+    pub tool_format: crate::template::ToolFormat,
 }
 
 fn default_format() -> String {

@@ -56,7 +56,8 @@ pub const SPECIAL_TOKENS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_en
 /// chat-shaped English plus the ChatML markers.
 const CORPUS: &str = include_str!("tiny_corpus.txt");
 
-const CHATML: &str = "{%- for message in messages %}\n    {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}\n{%- endfor %}\n{%- if add_generation_prompt %}\n    {{- '<|im_start|>assistant\\n' }}\n{%- endif %}";
+/// The built-in ChatML template (with Hermes-style tool support).
+const CHATML: &str = include_str!("../template/builtin/chatml.jinja");
 
 fn train_tokenizer(dir: &Path, vocab: usize, extra: &str) -> Result<usize, ModelError> {
     let wrap = |e: tokenizers::Error| ModelError::Invalid {

@@ -78,6 +78,14 @@ pub struct Start {
     pub device: String,
     pub dtype: String,
     pub name: Option<String>,
+    /// Records with tool calls or definitions, the policy that applied to them, and how
+    /// many it left out.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tool_records: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_format: Option<String>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tool_records_dropped: u64,
     /// Which step implementation the run takes (`dense` or `quantized`), so its speed is
     /// no mystery.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -126,6 +134,10 @@ pub struct Eval {
     pub perplexity: f64,
     #[serde(flatten, deserialize_with = "metrics_nan_if_null")]
     pub metrics: Metrics,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
@@ -201,10 +213,21 @@ impl EventKind {
                 push_metrics(&mut s, &e.metrics);
                 s
             }
-            EventKind::Start(s) => format!(
-                "started: {} steps, {} trainable parameters, {} sequences",
-                s.total_steps, s.trainable_params, s.train_sequences
-            ),
+            EventKind::Start(s) => {
+                let mut line = format!(
+                    "started: {} steps, {} trainable parameters, {} sequences",
+                    s.total_steps, s.trainable_params, s.train_sequences
+                );
+                if s.tool_records > 0 {
+                    line.push_str(&format!(
+                        "; {} records with tool calls (tool format {}, {} left out)",
+                        s.tool_records,
+                        s.tool_format.as_deref().unwrap_or("template"),
+                        s.tool_records_dropped
+                    ));
+                }
+                line
+            }
             EventKind::Checkpoint { path, .. } => format!("checkpoint {path}"),
             EventKind::CheckpointSkipped { path, reason } => {
                 format!("skipped damaged checkpoint {path}: {reason}")

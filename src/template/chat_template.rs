@@ -264,4 +264,60 @@ mod tests {
             assert!(ChatTemplate::builtin(name).is_some(), "{name}");
         }
     }
+
+    fn vars() -> Vec<(&'static str, String)> {
+        vec![("bos_token", "<|begin_of_text|>".to_string())]
+    }
+
+    /// Without tools the built-ins render exactly as before tool support came.
+    #[test]
+    fn builtins_without_tools_are_plain() {
+        let m = [
+            json!({"role": "system", "content": "Be brief."}),
+            json!({"role": "user", "content": "hi"}),
+            json!({"role": "assistant", "content": "yo"}),
+        ];
+        let chatml = ChatTemplate::builtin("chatml").unwrap();
+        assert_eq!(
+            chatml.render(&m, None, true, &vars()).unwrap(),
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo<|im_end|>\n<|im_start|>assistant\n"
+        );
+        let llama = ChatTemplate::builtin("llama3").unwrap();
+        assert_eq!(
+            llama.render(&m, None, false, &vars()).unwrap(),
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nyo<|eot_id|>"
+        );
+    }
+
+    /// With tools: ChatML in the Hermes/Qwen2.5 layout, Llama 3 in Llama 3.1's.
+    #[test]
+    fn builtins_render_tool_calls_and_definitions() {
+        let tools = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]);
+        let m = [
+            json!({"role": "user", "content": "Weather in Oslo?"}),
+            json!({"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]}),
+            json!({"role": "tool", "content": "{\"t\": 3}"}),
+            json!({"role": "assistant", "content": "3 degrees."}),
+        ];
+        let chatml = ChatTemplate::builtin("chatml").unwrap();
+        let text = chatml.render(&m, Some(&tools), false, &vars()).unwrap();
+        assert_eq!(
+            text,
+            "<|im_start|>system\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"parameters\": {\"type\": \"object\"}}}\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n<|im_start|>user\nWeather in Oslo?<|im_end|>\n<|im_start|>assistant\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\n{\"t\": 3}\n</tool_response><|im_end|>\n<|im_start|>assistant\n3 degrees.<|im_end|>\n"
+        );
+        let llama = ChatTemplate::builtin("llama3").unwrap();
+        let text = llama.render(&m, Some(&tools), false, &vars()).unwrap();
+        assert!(
+            text.contains(
+                "<|start_header_id|>user<|end_header_id|>\n\nGiven the following functions"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("\"name\": \"get_weather\""), "{text}");
+        assert!(text.contains("<|start_header_id|>assistant<|end_header_id|>\n\n{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Oslo\"}}<|eot_id|>"), "{text}");
+        assert!(
+            text.contains("<|start_header_id|>ipython<|end_header_id|>\n\n{\"t\": 3}<|eot_id|>"),
+            "{text}"
+        );
+    }
 }

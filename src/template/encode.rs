@@ -4,6 +4,7 @@
 use super::chat_template::ChatTemplate;
 use super::error::TemplateError;
 use super::tokenizer::TextTokenizer;
+use super::tools::{carries_tools, Ignored, ToolFormat};
 use crate::data::{Body, Conversation, Message, PreferencePair, Record, Role};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -91,6 +92,15 @@ pub struct PreferenceExample {
 pub enum Encoded {
     Sft(Example),
     Preference(PreferenceExample),
+    /// Left out by policy (`data.tool_format: drop` and a record with tool calls).
+    Skipped(Skip),
+}
+
+/// Why a record was left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// It carries tool calls or definitions and `data.tool_format` is `drop`.
+    ToolRecord,
 }
 
 /// Where the chat template comes from.
@@ -123,7 +133,15 @@ pub struct Encoder {
     pub tokenizer: TextTokenizer,
     pub template: Option<ChatTemplate>,
     pub train_on: TrainOn,
+    /// What happens to tool calls and definitions the template cannot render.
+    pub tool_format: ToolFormat,
     vars: Vec<(&'static str, String)>,
+}
+
+fn pair_carries_tools(p: &PreferencePair) -> bool {
+    carries_tools(&p.prompt, &p.tools)
+        || carries_tools(&p.chosen, &[])
+        || carries_tools(&p.rejected, &[])
 }
 
 /// A message as chat templates expect it (only the keys that are set, as transformers passes them).
@@ -135,7 +153,7 @@ pub fn template_message(m: &Message) -> Value {
     Value::Object(o)
 }
 
-fn template_tools(tools: &[Value]) -> Option<Value> {
+pub(crate) fn template_tools(tools: &[Value]) -> Option<Value> {
     (!tools.is_empty()).then(|| {
         Value::Array(
             tools
@@ -188,7 +206,97 @@ impl Encoder {
             tokenizer,
             template,
             train_on,
+            tool_format: ToolFormat::default(),
             vars,
+        })
+    }
+
+    /// The same encoder with another tool policy.
+    pub fn with_tool_format(mut self, f: ToolFormat) -> Self {
+        self.tool_format = f;
+        self
+    }
+
+    /// The template's name (`model`, a built-in, a file name), for messages.
+    pub fn template_name(&self) -> String {
+        self.template
+            .as_ref()
+            .map_or_else(|| "(none)".to_string(), |t| t.name.clone())
+    }
+
+    /// Fields of `c` the template leaves out of `full` (its rendering): each is found by
+    /// rendering without it and getting the same text.
+    pub fn ignored(&self, c: &Conversation, full: &str) -> Vec<Ignored> {
+        let tools = template_tools(&c.tools);
+        let same = |msgs: Vec<Message>, tools: Option<&Value>| {
+            let v: Vec<Value> = msgs.iter().map(template_message).collect();
+            self.render(&v, tools, false).ok().as_deref() == Some(full)
+        };
+        let mut out = Vec::new();
+        if c.messages.iter().any(|m| !m.tool_calls.is_empty()) {
+            let without: Vec<Message> = c
+                .messages
+                .iter()
+                .map(|m| Message {
+                    tool_calls: Vec::new(),
+                    ..m.clone()
+                })
+                .collect();
+            if same(without, tools.as_ref()) {
+                out.push(Ignored::ToolCalls);
+            }
+        }
+        if !c.tools.is_empty() && same(c.messages.clone(), None) {
+            out.push(Ignored::ToolDefinitions);
+        }
+        if c.messages
+            .iter()
+            .any(|m| m.role == Role::Tool && m.name.is_some())
+        {
+            let without: Vec<Message> = c
+                .messages
+                .iter()
+                .map(|m| Message {
+                    name: None,
+                    ..m.clone()
+                })
+                .collect();
+            if same(without, tools.as_ref()) {
+                out.push(Ignored::ToolNames);
+            }
+        }
+        if c.messages
+            .iter()
+            .any(|m| m.role == Role::System && !m.text().trim().is_empty())
+        {
+            let without: Vec<Message> = c
+                .messages
+                .iter()
+                .filter(|m| m.role != Role::System)
+                .cloned()
+                .collect();
+            if same(without, tools.as_ref()) {
+                out.push(Ignored::SystemPrompt);
+            }
+        }
+        out
+    }
+
+    /// Fails when the template left out `c`'s tool calls or definitions.
+    fn check_tools(&self, c: &Conversation, full: &str) -> Result<(), TemplateError> {
+        let lost: Vec<&str> = self
+            .ignored(c, full)
+            .into_iter()
+            .filter(|i| matches!(i, Ignored::ToolCalls | Ignored::ToolDefinitions))
+            .map(Ignored::describe)
+            .collect();
+        if lost.is_empty() {
+            return Ok(());
+        }
+        Err(TemplateError::ToolsNotRendered {
+            name: self.template_name(),
+            what: lost.join(" or "),
+            calls: super::tools::count_calls(&c.messages),
         })
     }
 
@@ -228,8 +336,48 @@ impl Encoder {
     }
 
     pub fn encode(&self, record: &Record) -> Result<Encoded, TemplateError> {
+        self.encode_with(record, self.tool_format)
+    }
+
+    /// [`Encoder::encode`] under another tool policy (the Data tab follows the form's).
+    pub fn encode_with(
+        &self,
+        record: &Record,
+        tool_format: ToolFormat,
+    ) -> Result<Encoded, TemplateError> {
         match &record.body {
+            Body::Conversation(c) if carries_tools(&c.messages, &c.tools) => match tool_format {
+                ToolFormat::Drop => Ok(Encoded::Skipped(Skip::ToolRecord)),
+                ToolFormat::Json => self
+                    .encode_conversation(&super::tools::conversation_as_text(c))
+                    .map(Encoded::Sft),
+                ToolFormat::Template => {
+                    let ex = self.encode_conversation(c)?;
+                    self.check_tools(c, &ex.text)?;
+                    Ok(Encoded::Sft(ex))
+                }
+            },
             Body::Conversation(c) => self.encode_conversation(c).map(Encoded::Sft),
+            Body::Preference(p) if pair_carries_tools(p) => match tool_format {
+                ToolFormat::Drop => Ok(Encoded::Skipped(Skip::ToolRecord)),
+                ToolFormat::Json => self
+                    .encode_preference(&super::tools::pair_as_text(p))
+                    .map(Encoded::Preference),
+                ToolFormat::Template => {
+                    // The prompt with the chosen reply is what a conversation would be.
+                    let mut messages = p.prompt.clone();
+                    messages.extend(p.chosen.iter().cloned());
+                    let c = Conversation {
+                        messages,
+                        tools: p.tools.clone(),
+                        plain: false,
+                    };
+                    let v: Vec<Value> = c.messages.iter().map(template_message).collect();
+                    let full = self.render(&v, template_tools(&c.tools).as_ref(), false)?;
+                    self.check_tools(&c, &full)?;
+                    self.encode_preference(p).map(Encoded::Preference)
+                }
+            },
             Body::Preference(p) => self.encode_preference(p).map(Encoded::Preference),
             Body::Text(t) => self.encode_text(t).map(Encoded::Sft),
         }

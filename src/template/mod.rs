@@ -7,10 +7,14 @@ pub mod error;
 pub mod pack;
 pub mod survey;
 pub mod tokenizer;
+pub mod tools;
 
 pub use chat_template::ChatTemplate;
-pub use encode::{Encoded, Encoder, Example, PreferenceExample, TemplateChoice, TrainOn, IGNORE};
+pub use encode::{
+    Encoded, Encoder, Example, PreferenceExample, Skip, TemplateChoice, TrainOn, IGNORE,
+};
 pub use error::TemplateError;
 pub use pack::{fit_length, pack, Fit, LengthPolicy, Packed};
-pub use survey::{token_stats, TokenStats};
+pub use survey::{token_stats, tool_survey, TokenStats, ToolSurvey};
 pub use tokenizer::TextTokenizer;
+pub use tools::{Ignored, ToolFormat};

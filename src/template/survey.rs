@@ -2,9 +2,13 @@
 //! `max_seq_len` would truncate or drop. Encoding runs in ordered parallel batches.
 
 use super::encode::{Encoded, Encoder};
+use super::error::TemplateError;
 use super::pack::{fit_length, Fit, LengthPolicy};
+use super::tools::Ignored;
 use crate::data::scan::Lengths;
+use crate::data::Body;
 use crate::data::{parallel, read_record, DataError, Dataset, Location};
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default)]
 pub struct TokenStats {
@@ -20,6 +24,14 @@ pub struct TokenStats {
     pub max_seq_len: usize,
     pub truncated: u64,
     pub dropped: u64,
+    /// Records with tool calls or definitions, under `tool_format`.
+    pub tool_records: u64,
+    pub tool_format: super::tools::ToolFormat,
+    /// Of those, left out (`drop`) or failed (`template` without tool support).
+    pub tool_skipped: u64,
+    pub tool_failed: u64,
+    /// Records whose rendering leaves a field out, by field (`the system prompt`, …).
+    pub ignored: BTreeMap<&'static str, u64>,
     pub seconds: f64,
 }
 
@@ -35,8 +47,25 @@ impl TokenStats {
 
 const BATCH: usize = 512;
 
-/// One record's outcome: (tokens, trained tokens, fit) or an error message.
-type Outcome = Option<Result<(usize, usize, Fit), String>>;
+/// One record's outcome.
+enum Outcome {
+    /// Not a valid record (the data scan counts those).
+    Invalid,
+    Encoded {
+        len: usize,
+        trained: usize,
+        fit: Fit,
+    },
+    Skipped,
+    Failed(String),
+}
+
+/// What one record said about tools and ignored fields.
+struct Notes {
+    tools: bool,
+    tool_failed: bool,
+    ignored: Vec<Ignored>,
+}
 
 pub fn token_stats(
     dataset: &Dataset,
@@ -47,6 +76,7 @@ pub fn token_stats(
     let started = std::time::Instant::now();
     let mut s = TokenStats {
         max_seq_len,
+        tool_format: encoder.tool_format,
         ..Default::default()
     };
     let threads = parallel::threads();
@@ -60,36 +90,70 @@ pub fn token_stats(
         if batch.is_empty() {
             break;
         }
-        let outcomes: Vec<(Location, Outcome)> = parallel::map_ordered(batch, threads, |raw| {
-            let location = raw.location;
-            let Ok(record) = read_record(format, location, raw.value()) else {
-                return (location, None);
-            };
-            let outcome = match encoder.encode(&record) {
-                Ok(Encoded::Sft(mut ex)) => {
-                    let (len, trained) = (ex.len(), ex.trained());
-                    let fit = fit_length(&mut ex, max_seq_len, policy);
-                    Ok((len, trained, fit))
+        let outcomes: Vec<(Location, Outcome, Notes)> =
+            parallel::map_ordered(batch, threads, |raw| {
+                let location = raw.location;
+                let mut notes = Notes {
+                    tools: false,
+                    tool_failed: false,
+                    ignored: Vec::new(),
+                };
+                let Ok(record) = read_record(format, location, raw.value()) else {
+                    return (location, Outcome::Invalid, notes);
+                };
+                if let Body::Conversation(c) = &record.body {
+                    notes.tools = super::tools::carries_tools(&c.messages, &c.tools);
                 }
-                Ok(Encoded::Preference(p)) => {
-                    let len = p.prompt_ids.len() + p.chosen_ids.len().max(p.rejected_ids.len());
-                    let fit = if len <= max_seq_len {
-                        Fit::Kept
-                    } else if policy == LengthPolicy::Drop {
-                        Fit::Dropped
-                    } else {
-                        Fit::Truncated
-                    };
-                    Ok((len, p.chosen_ids.len() + p.rejected_ids.len(), fit))
+                if let Body::Preference(p) = &record.body {
+                    notes.tools = super::tools::carries_tools(&p.prompt, &p.tools)
+                        || super::tools::carries_tools(&p.chosen, &[]);
                 }
-                Err(e) => Err(e.to_string()),
-            };
-            (location, Some(outcome))
-        });
-        for (location, outcome) in outcomes {
+                let outcome = match encoder.encode(&record) {
+                    Ok(Encoded::Sft(mut ex)) => {
+                        if let Body::Conversation(c) = &record.body {
+                            notes.ignored = encoder
+                                .ignored(c, &ex.text)
+                                .into_iter()
+                                .filter(|i| matches!(i, Ignored::ToolNames | Ignored::SystemPrompt))
+                                .collect();
+                        }
+                        let (len, trained) = (ex.len(), ex.trained());
+                        let fit = fit_length(&mut ex, max_seq_len, policy);
+                        Outcome::Encoded { len, trained, fit }
+                    }
+                    Ok(Encoded::Preference(p)) => {
+                        let len = p.prompt_ids.len() + p.chosen_ids.len().max(p.rejected_ids.len());
+                        let fit = if len <= max_seq_len {
+                            Fit::Kept
+                        } else if policy == LengthPolicy::Drop {
+                            Fit::Dropped
+                        } else {
+                            Fit::Truncated
+                        };
+                        Outcome::Encoded {
+                            len,
+                            trained: p.chosen_ids.len() + p.rejected_ids.len(),
+                            fit,
+                        }
+                    }
+                    Ok(Encoded::Skipped(_)) => Outcome::Skipped,
+                    Err(e) => {
+                        notes.tool_failed = matches!(e, TemplateError::ToolsNotRendered { .. });
+                        Outcome::Failed(e.to_string())
+                    }
+                };
+                (location, outcome, notes)
+            });
+        for (location, outcome, notes) in outcomes {
+            s.tool_records += u64::from(notes.tools);
+            s.tool_failed += u64::from(notes.tool_failed);
+            for i in notes.ignored {
+                *s.ignored.entry(i.describe()).or_default() += 1;
+            }
             match outcome {
-                None => {}
-                Some(Ok((len, trained, fit))) => {
+                Outcome::Invalid => {}
+                Outcome::Skipped => s.tool_skipped += 1,
+                Outcome::Encoded { len, trained, fit } => {
                     s.examples += 1;
                     s.tokens.add(len as u64);
                     s.trained.add(trained as u64);
@@ -99,7 +163,7 @@ pub fn token_stats(
                         Fit::Dropped => s.dropped += 1,
                     }
                 }
-                Some(Err(message)) => {
+                Outcome::Failed(message) => {
                     s.errors += 1;
                     if s.first_errors.len() < 5 {
                         s.first_errors.push((location, message));
@@ -109,5 +173,79 @@ pub fn token_stats(
         }
     }
     s.seconds = started.elapsed().as_secs_f64();
+    Ok(s)
+}
+
+/// How a dataset's tool calls fare with an encoder: how many records carry tool calls or
+/// definitions, and whether the template renders them (judged on the first such record).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ToolSurvey {
+    pub records: u64,
+    pub with_tools: u64,
+    /// `None` when no record carries tools.
+    pub template_renders: Option<bool>,
+    pub first: Option<Location>,
+}
+
+impl ToolSurvey {
+    /// One line for the CLI and the workbench, or `None` when no record carries tools.
+    pub fn describe(&self, template: &str, policy: super::tools::ToolFormat) -> Option<String> {
+        use super::tools::ToolFormat;
+        let renders = self.template_renders?;
+        let what = format!(
+            "{} of {} records carry tool calls or definitions (first: {})",
+            self.with_tools,
+            self.records,
+            self.first.map(|l| l.to_string()).unwrap_or_default()
+        );
+        Some(match (renders, policy) {
+            (_, ToolFormat::Json) => format!(
+                "{what}; data.tool_format json writes them as <tool_call> text"
+            ),
+            (_, ToolFormat::Drop) => {
+                format!("{what}; data.tool_format drop leaves those records out")
+            }
+            (true, ToolFormat::Template) => {
+                format!("{what}; chat template {template} renders them")
+            }
+            (false, ToolFormat::Template) => format!(
+                "{what}; chat template {template} does NOT render them, so with data.tool_format template those records fail (json writes them as <tool_call> text, drop leaves them out)"
+            ),
+        })
+    }
+}
+
+/// Counts the records with tools and checks the template on the first of them.
+pub fn tool_survey(dataset: &Dataset, encoder: &Encoder) -> Result<ToolSurvey, DataError> {
+    let mut s = ToolSurvey::default();
+    for raw in dataset.file.records()? {
+        let raw = raw?;
+        let location = raw.location;
+        let Ok(record) = read_record(dataset.format, location, raw.value()) else {
+            continue;
+        };
+        s.records += 1;
+        let carries = match &record.body {
+            Body::Conversation(c) => super::tools::carries_tools(&c.messages, &c.tools),
+            Body::Preference(p) => {
+                super::tools::carries_tools(&p.prompt, &p.tools)
+                    || super::tools::carries_tools(&p.chosen, &[])
+            }
+            Body::Text(_) => false,
+        };
+        if !carries {
+            continue;
+        }
+        s.with_tools += 1;
+        if s.template_renders.is_none() {
+            s.first = Some(location);
+            let ok = match encoder.encode_with(&record, super::tools::ToolFormat::Template) {
+                Ok(_) => true,
+                Err(TemplateError::ToolsNotRendered { .. }) => false,
+                Err(_) => true,
+            };
+            s.template_renders = Some(ok);
+        }
+    }
     Ok(s)
 }

@@ -58,8 +58,8 @@ pub struct Prepared {
     pub model: Model,
     pub encoder: Encoder,
     pub objective: Box<dyn Objective>,
-    /// Examples dropped for length or for having nothing to train.
-    pub dropped: usize,
+    /// What encoding left out (length, tool policy).
+    pub report: batch::EncodeReport,
     pub samples: Vec<SamplePrompt>,
 }
 
@@ -110,7 +110,8 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
         tokenizer,
         &TemplateChoice::parse(&cfg.model.template),
         cfg.data.train_on,
-    )?;
+    )?
+    .with_tool_format(cfg.data.tool_format);
     let d = &cfg.data;
     let encode = |path: &str| {
         batch::encode_file(
@@ -121,11 +122,11 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
             d.length_policy,
         )
     };
-    let (examples, mut dropped) = encode(&d.train)?;
+    let (examples, mut report) = encode(&d.train)?;
     let (train, eval) = match &d.eval {
         Some(path) => {
-            let (eval, n) = encode(path)?;
-            dropped += n;
+            let (eval, r) = encode(path)?;
+            report += r;
             (examples, eval)
         }
         None => batch::split(examples, d.eval_split, cfg.train.seed),
@@ -142,7 +143,7 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
         model,
         encoder,
         objective,
-        dropped,
+        report,
         samples,
     })
 }
@@ -179,7 +180,7 @@ pub struct Trainer<'a> {
     model: Model,
     encoder: Encoder,
     objective: Box<dyn Objective>,
-    dropped: usize,
+    report: batch::EncodeReport,
     samples: Vec<SamplePrompt>,
     order: Order,
     sched: Scheduler,
@@ -220,7 +221,7 @@ impl<'a> Trainer<'a> {
             model,
             encoder,
             objective,
-            dropped,
+            report,
             samples,
         } = prepared;
         let order = Order {
@@ -250,7 +251,7 @@ impl<'a> Trainer<'a> {
             model,
             encoder,
             objective,
-            dropped,
+            report,
             samples,
             order,
             sched: Scheduler {
@@ -335,7 +336,11 @@ impl<'a> Trainer<'a> {
             trainable_params: self.model.trainable_parameters() as u64,
             train_sequences: self.objective.train_items() as u64,
             eval_examples: self.objective.eval_items() as u64,
-            dropped_examples: self.dropped as u64,
+            dropped_examples: self.report.dropped as u64,
+            tool_records: self.report.tool_records as u64,
+            tool_format: (self.report.tool_records > 0)
+                .then(|| self.cfg.data.tool_format.to_string()),
+            tool_records_dropped: self.report.tool_skipped as u64,
             micro_batches_per_epoch: self.order.micro_per_epoch(),
             warmup_steps: self.sched.warmup_steps,
             device: t.device.to_string(),

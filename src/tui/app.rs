@@ -83,6 +83,7 @@ macro_rules! ctx {
             model: $model,
             runs: &$app.run_list,
             training: $training,
+            tool_format: $app.adapter.config.data.tool_format,
         }
     };
 }

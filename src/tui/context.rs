@@ -98,4 +98,6 @@ pub struct Ctx<'a> {
     pub runs: &'a [RunSummary],
     /// A run the workbench watches is still training.
     pub training: bool,
+    /// The form's `data.tool_format`, which the token view follows.
+    pub tool_format: crate::template::ToolFormat,
 }

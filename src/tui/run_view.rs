@@ -169,10 +169,18 @@ impl RunView {
                 )
             }
             EventKind::Start(s) => {
-                let line = format!(
+                let mut line = format!(
                     "{stamp}  start  {} steps, {} trainable",
                     s.total_steps, s.trainable_params
                 );
+                if s.tool_records > 0 {
+                    line.push_str(&format!(
+                        ", {} tool-call records ({}, {} left out)",
+                        s.tool_records,
+                        s.tool_format.as_deref().unwrap_or("template"),
+                        s.tool_records_dropped
+                    ));
+                }
                 self.start = Some(s);
                 line
             }

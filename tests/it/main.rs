@@ -21,6 +21,7 @@ mod real_model;
 mod runs;
 mod template_fixtures;
 mod themes;
+mod tools;
 mod train;
 #[cfg(feature = "tui")]
 mod tui;

@@ -96,7 +96,7 @@ fn rendered_text_and_token_ids_match_transformers() {
 }
 
 /// The text each trained run of tokens covers, in order.
-fn trained_runs(ex: &Example) -> Vec<String> {
+pub(crate) fn trained_runs(ex: &Example) -> Vec<String> {
     let mut runs = Vec::new();
     let mut current: Option<(usize, usize)> = None;
     for (t, l) in ex.labels.iter().enumerate() {

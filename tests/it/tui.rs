@@ -854,3 +854,42 @@ fn preference_records_samples_and_the_tour_render() {
     assert!(!render(&mut t, 80, 24, &h2).contains("Welcome"));
     assert_eq!(t.tab, Tab::Data, "the key only closed the tour");
 }
+
+/// A glaive tool-calling record in the Data tab: its definitions and calls in the record
+/// view (as `data inspect` shows them), the trained `<tool_call>` in the token view.
+#[test]
+fn tool_calls_show_in_the_data_tab() {
+    let Some(shared) = common::shared_datasets("tool_calls_show_in_the_data_tab") else {
+        return;
+    };
+    let h = home();
+    let mut a = app(&h, "dark", false);
+    std::fs::copy(
+        shared.join("glaive_toolcall_en_demo.json"),
+        h.path().join("data/glaive.json"),
+    )
+    .unwrap();
+    // A fresh list of files: the app is made again over the same workspace.
+    let mut a2 = app(&h, "dark", false);
+    std::mem::swap(&mut a, &mut a2);
+    drop(a2);
+    let i = a
+        .data
+        .files
+        .iter()
+        .position(|f| f.path.ends_with("glaive.json"))
+        .expect("glaive.json is listed");
+    for _ in 0..i {
+        a.handle(Action::Right);
+    }
+    settle(&mut a);
+    let screen = render(&mut a, 120, 40, &h);
+    assert!(screen.contains("tools       search_recipes"), "{screen}");
+    assert!(screen.contains("→ call search_recipes("), "{screen}");
+    insta::assert_snapshot!("data_glaive_120x40", screen);
+    a.handle(Action::TokenView);
+    settle(&mut a);
+    let screen = render(&mut a, 120, 40, &h);
+    assert!(screen.contains("<tool_call>"), "{screen}");
+    insta::assert_snapshot!("data_glaive_tokens_120x40", screen);
+}

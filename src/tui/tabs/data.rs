@@ -506,7 +506,7 @@ impl Component for DataTab {
     }
 
     fn draw(&mut self, f: &mut Frame, area: Rect, ctx: &Ctx) {
-        draw(f, area, self, ctx.theme, ctx.model);
+        draw(f, area, self, ctx.theme, ctx.model, ctx.tool_format);
         if let Some(finder) = &self.finder {
             finder.draw(f, area, ctx.theme);
         }
@@ -545,7 +545,14 @@ fn message_lines<'a>(m: &Message, theme: &Theme, label: Option<&str>, out: &mut 
         crate::data::Role::Tool => theme.tool,
     };
     let tag = label.map_or_else(|| role.to_string(), |l| format!("{role} ({l})"));
-    let text = m.text();
+    // Tool calls as `data inspect` shows them.
+    let mut text = m.text();
+    for c in &m.tool_calls {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&format!("→ call {}({})", c.name, c.arguments));
+    }
     // At least one space after the tag, however long (`assistant (chosen)`).
     let width = (tag.chars().count() + 1).max(12);
     for (i, line) in text.split('\n').enumerate() {
@@ -564,10 +571,30 @@ fn message_lines<'a>(m: &Message, theme: &Theme, label: Option<&str>, out: &mut 
 fn record_lines<'a>(rec: &Record, theme: &Theme) -> Vec<Line<'a>> {
     let mut out = Vec::new();
     match &rec.body {
-        Body::Conversation(c) => c
-            .messages
-            .iter()
-            .for_each(|m| message_lines(m, theme, None, &mut out)),
+        Body::Conversation(c) => {
+            if !c.tools.is_empty() {
+                let names: Vec<String> = c
+                    .tools
+                    .iter()
+                    .map(|t| {
+                        t.get("name")
+                            .and_then(|n| n.as_str())
+                            .unwrap_or("?")
+                            .to_string()
+                    })
+                    .collect();
+                out.push(Line::from(vec![
+                    Span::styled(
+                        format!("{:<12}", "tools"),
+                        theme.tool.add_modifier(Modifier::BOLD),
+                    ),
+                    Span::styled(names.join(", "), theme.foreground),
+                ]));
+            }
+            c.messages
+                .iter()
+                .for_each(|m| message_lines(m, theme, None, &mut out))
+        }
         Body::Preference(p) => {
             p.prompt
                 .iter()
@@ -592,9 +619,22 @@ fn record_lines<'a>(rec: &Record, theme: &Theme) -> Vec<Line<'a>> {
 pub fn token_lines<'a>(
     enc: &Encoder,
     rec: &Record,
+    tool_format: crate::template::ToolFormat,
     theme: &Theme,
 ) -> Result<(Vec<Line<'a>>, usize, usize), String> {
-    let ex = match enc.encode(rec).map_err(|e| e.to_string())? {
+    let ex = match enc
+        .encode_with(rec, tool_format)
+        .map_err(|e| e.to_string())?
+    {
+        Encoded::Skipped(_) => {
+            return Ok((
+                vec![Line::from(
+                    "left out: the record carries tool calls and data.tool_format is drop",
+                )],
+                0,
+                0,
+            ))
+        }
         Encoded::Sft(ex) => ex,
         Encoded::Preference(p) => {
             return Ok((
@@ -636,7 +676,14 @@ pub fn token_lines<'a>(
     Ok((lines, ex.len(), ex.trained()))
 }
 
-fn draw(f: &mut Frame, area: Rect, t: &DataTab, theme: &Theme, model: &str) {
+fn draw(
+    f: &mut Frame,
+    area: Rect,
+    t: &DataTab,
+    theme: &Theme,
+    model: &str,
+    tool_format: crate::template::ToolFormat,
+) {
     let [left, right] =
         Layout::horizontal([Constraint::Length(30), Constraint::Min(20)]).areas(area);
     let items: Vec<ListItem> = t
@@ -786,7 +833,7 @@ fn draw(f: &mut Frame, area: Rect, t: &DataTab, theme: &Theme, model: &str) {
                 format!("loading the tokenizer of {model}…"),
                 theme.muted,
             )),
-            (Ok(r), Some(Ok(enc))) => match token_lines(enc, r, theme) {
+            (Ok(r), Some(Ok(enc))) => match token_lines(enc, r, tool_format, theme) {
                 Ok((tl, n, trained)) => {
                     lines.push(Line::from(vec![
                         Span::styled("░masked░ ", theme.masked_token),
