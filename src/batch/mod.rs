@@ -3,7 +3,9 @@
 //! function of the seed and the step, so a resumed run sees exactly the batches an
 //! uninterrupted one would.
 
-use crate::data::{DataError, Dataset, Kind};
+pub mod pairs;
+
+use crate::data::{DataError, Dataset, Item, Kind, Location, Record};
 use crate::model::Batch;
 use crate::template::{fit_length, pack, Encoded, Encoder, Example, Fit, LengthPolicy, IGNORE};
 use rand::seq::SliceRandom;
@@ -70,6 +72,9 @@ pub struct MicroBatch {
 pub struct EncodeReport {
     /// Examples dropped for length or for having nothing to train.
     pub dropped: usize,
+    /// Examples cut to fit (preference pairs; SFT examples are truncated silently by
+    /// `data.length_policy`).
+    pub truncated: usize,
     /// Records with tool calls or definitions.
     pub tool_records: usize,
     /// Of those, left out by `data.tool_format: drop`.
@@ -79,9 +84,44 @@ pub struct EncodeReport {
 impl std::ops::AddAssign for EncodeReport {
     fn add_assign(&mut self, o: Self) {
         self.dropped += o.dropped;
+        self.truncated += o.truncated;
         self.tool_records += o.tool_records;
         self.tool_skipped += o.tool_skipped;
     }
+}
+
+/// Opens `path` as `format` (`auto` detects it).
+fn open_dataset(path: &Path, format: &str) -> Result<Dataset, DatasetError> {
+    let fmt = if format == "auto" {
+        None
+    } else {
+        Some(format.parse().map_err(|e: String| DatasetError::Unusable {
+            file: path.into(),
+            message: e,
+        })?)
+    };
+    Ok(Dataset::open(path, fmt)?)
+}
+
+/// The record of `item`, or its problems as one error naming the file and the location.
+fn usable(path: &Path, item: Item) -> Result<(Location, Record), DatasetError> {
+    let Item { location, result } = item;
+    let record = result.map_err(|problems| DatasetError::Record {
+        file: path.into(),
+        location: location.to_string(),
+        message: problems
+            .iter()
+            .map(|p| {
+                if p.field.is_empty() {
+                    p.message.clone()
+                } else {
+                    format!("{}: {}", p.field, p.message)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+    })?;
+    Ok((location, record))
 }
 
 /// Encodes every SFT or text record of `path`; a record that cannot be used stops with its
@@ -95,15 +135,7 @@ pub fn encode_file(
     max_seq_len: usize,
     policy: LengthPolicy,
 ) -> Result<(Vec<Example>, EncodeReport), DatasetError> {
-    let fmt = if format == "auto" {
-        None
-    } else {
-        Some(format.parse().map_err(|e: String| DatasetError::Unusable {
-            file: path.into(),
-            message: e,
-        })?)
-    };
-    let ds = Dataset::open(path, fmt)?;
+    let ds = open_dataset(path, format)?;
     if ds.kind() == Kind::Preference {
         return Err(DatasetError::Unusable {
             file: path.into(),
@@ -118,22 +150,7 @@ pub fn encode_file(
     // The first record the template could not carry tools for: (location, message).
     let mut tools_failed: Option<(String, String)> = None;
     for item in ds.items()? {
-        let item = item?;
-        let record = item.result.map_err(|problems| DatasetError::Record {
-            file: path.into(),
-            location: item.location.to_string(),
-            message: problems
-                .iter()
-                .map(|p| {
-                    if p.field.is_empty() {
-                        p.message.clone()
-                    } else {
-                        format!("{}: {}", p.field, p.message)
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("; "),
-        })?;
+        let (location, record) = usable(path, item?)?;
         if let crate::data::Body::Conversation(c) = &record.body {
             if crate::template::tools::carries_tools(&c.messages, &c.tools) {
                 report.tool_records += 1;
@@ -146,13 +163,13 @@ pub fn encode_file(
         let encoded = match encoder.encode(&record) {
             Ok(e) => e,
             Err(e @ crate::template::TemplateError::ToolsNotRendered { .. }) => {
-                tools_failed = Some((item.location.to_string(), e.to_string()));
+                tools_failed = Some((location.to_string(), e.to_string()));
                 continue;
             }
             Err(e) => {
                 return Err(DatasetError::Record {
                     file: path.into(),
-                    location: item.location.to_string(),
+                    location: location.to_string(),
                     message: e.to_string(),
                 })
             }
@@ -205,7 +222,7 @@ fn first_user_text(r: &crate::data::Record) -> String {
 }
 
 /// Holds out `fraction` of `examples` (at least one) for evaluation, chosen by `seed`.
-pub fn split(examples: Vec<Example>, fraction: f64, seed: u64) -> (Vec<Example>, Vec<Example>) {
+pub fn split<T>(examples: Vec<T>, fraction: f64, seed: u64) -> (Vec<T>, Vec<T>) {
     if fraction <= 0.0 || examples.len() < 2 {
         return (examples, Vec::new());
     }

@@ -53,9 +53,18 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
-    /// SFT LoRA training tokens/s on a random model of a named shape (forward, backward,
-    /// clipping and AdamW: whole optimizer steps).
+    /// LoRA training tokens/s on a random model of a named shape (forward, backward,
+    /// clipping and AdamW: whole optimizer steps), for SFT or DPO.
     Train {
+        /// sft: `--batch` rows of `--seq` tokens, every token trained. dpo: `--batch` pairs,
+        /// each a prompt of seq/2 tokens and two completions of seq/2 (so 2×batch rows of
+        /// `--seq` tokens: an SFT step with twice the batch processes the same tokens).
+        #[arg(long, default_value = "sft")]
+        objective: tunelab::config::Method,
+        /// dpo: reference log-probs computed once before timing (else a reference forward
+        /// with the adapter bypassed runs in every step).
+        #[arg(long)]
+        precompute_ref: bool,
         /// bench-tiny (vocab 4096, hidden 256, 4 layers), qwen2.5-0.5b or smollm2-135m.
         #[arg(long, default_value = "bench-tiny")]
         shape: String,
@@ -179,12 +188,17 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+    use tunelab::batch::pairs::Pair;
     use tunelab::batch::{collate, Sequence};
     use tunelab::lora::LoraConfig;
     use tunelab::model::random;
-    use tunelab::train::step::{autograd_forward_backward, forward_backward};
+    use tunelab::train::dpo::{Dpo, Reference};
+    use tunelab::train::objective::Objective;
+    use tunelab::train::step::forward_backward;
     use tunelab::train::{AdamW, AdamWConfig, Grads};
     let BenchCommand::Train {
+        objective,
+        precompute_ref,
         shape,
         batch,
         seq,
@@ -242,6 +256,41 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         .collect();
     let refs: Vec<&Sequence> = rows.iter().collect();
     let mb = collate(&refs, 0);
+    let dpo = (objective == tunelab::config::Method::Dpo).then(|| {
+        let half = seq / 2;
+        let pairs: Vec<Pair> = (0..batch)
+            .map(|b| {
+                let ids = random_ids(half + 2 * (seq - half), vocab, b as u64);
+                Pair {
+                    prompt: ids[..half].to_vec(),
+                    chosen: ids[half..seq].to_vec(),
+                    rejected: ids[seq..].to_vec(),
+                    prompt_text: String::new(),
+                }
+            })
+            .collect();
+        let cfg = tunelab::config::DpoSection {
+            precompute_ref,
+            ..Default::default()
+        };
+        Dpo::new(
+            pairs,
+            Vec::new(),
+            0,
+            &cfg,
+            Reference::Bypass,
+            "bench".into(),
+        )
+    });
+    let mut dpo = dpo;
+    let mut precompute_s = None;
+    if let (Some(d), true) = (dpo.as_mut(), precompute_ref) {
+        let dir = tempfile::tempdir()?;
+        let t = Instant::now();
+        tunelab::train::dpo::precompute(d, &model, &tunelab::runs::RunDir::new(dir.path()), batch)?;
+        precompute_s = Some(t.elapsed().as_secs_f64());
+    }
+    let items: Vec<usize> = (0..batch).collect();
     let vars = model.lora_vars();
     let mut opt = AdamW::new(
         vars.clone(),
@@ -253,17 +302,27 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     let mut grads = Grads::new(vars.iter().map(|(_, v)| v.clone()).collect());
     let mut peak = 0u64;
     let mut one_step = |grads: &mut Grads| -> anyhow::Result<f64> {
-        let step = if autograd {
-            autograd_forward_backward
-        } else {
-            forward_backward
+        let l = match &dpo {
+            Some(d) => {
+                let window = d.window(&items);
+                let args = tunelab::train::micro::StepArgs {
+                    window_targets: window.units,
+                    dropout_seed: None,
+                    checkpointing,
+                    autograd,
+                };
+                d.micro_step(&model, &items, window, &args, grads)?.loss
+            }
+            None => {
+                let args = tunelab::train::micro::StepArgs {
+                    window_targets: mb.targets,
+                    dropout_seed: None,
+                    checkpointing,
+                    autograd,
+                };
+                forward_backward(&model, &mb, &args, grads)?.loss
+            }
         };
-        let args = tunelab::train::micro::StepArgs {
-            window_targets: mb.targets,
-            dropout_seed: None,
-            checkpointing,
-        };
-        let l = step(&model, &mb, &args, grads)?;
         grads.clip(1.0)?;
         opt.step(&*grads)?;
         grads.clear();
@@ -271,7 +330,7 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         if let Some(u) = gpu_used() {
             peak = peak.max(u);
         }
-        Ok(l.loss)
+        Ok(l)
     };
     for _ in 0..warmup {
         one_step(&mut grads)?;
@@ -282,21 +341,38 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         loss = one_step(&mut grads)?;
     }
     let secs = start.elapsed().as_secs_f64();
-    let tps = (batch * seq * steps) as f64 / secs;
+    // Rows per step: a pair is two.
+    let rows = if dpo.is_some() { 2 * batch } else { batch };
+    let tps = (rows * seq * steps) as f64 / secs;
+    let pairs_per_s = dpo.is_some().then(|| (batch * steps) as f64 / secs);
     let peak_vram = gpu_before.map(|b| peak.saturating_sub(b));
     let rss = tunelab::telemetry::rss_bytes(None);
     if as_json {
         println!(
             "{}",
-            json!({"tokens_per_s": tps, "shape": shape, "batch": batch, "seq": seq, "rank": rank,
+            json!({"tokens_per_s": tps, "objective": objective.to_string(), "pairs_per_s": pairs_per_s,
+                   "precompute_ref": precompute_ref, "precompute_s": precompute_s,
+                   "steps_per_s": steps as f64 / secs,
+                   "shape": shape, "batch": batch, "seq": seq, "rank": rank,
                    "steps": steps, "seconds": secs, "device": device.to_string(), "dtype": dtype.to_string(),
                    "checkpointing": checkpointing, "autograd": autograd, "last_loss": loss,
                    "trainable_params": model.trainable_parameters(),
                    "peak_vram_bytes": peak_vram, "rss_bytes": rss})
         );
     } else {
+        let what = match pairs_per_s {
+            Some(p) => format!(
+                "dpo {batch} pairs ({rows}×{seq}){}: {p:.2} pairs/s, ",
+                if precompute_ref {
+                    ", precomputed reference"
+                } else {
+                    ""
+                }
+            ),
+            None => format!("sft {batch}×{seq}: "),
+        };
         println!(
-            "train {shape} {batch}×{seq} r={rank} on {device} {dtype}: {tps:.0} tokens/s ({steps} steps, {secs:.2}s, loss {loss:.4}){}",
+            "train {shape} {what}r={rank} on {device} {dtype}: {tps:.0} tokens/s ({steps} steps, {secs:.2}s, loss {loss:.4}){}",
             peak_vram.map(|p| format!(", peak VRAM {:.2} GiB", p as f64 / (1u64 << 30) as f64)).unwrap_or_default()
         );
     }

@@ -97,6 +97,10 @@ pub struct TokenArgs {
     /// What happens to longer examples: truncate or drop.
     #[arg(long, default_value = "truncate", value_parser = parse_length_policy)]
     pub length_policy: LengthPolicy,
+    /// Preference pairs: prompts keep their last this many tokens (completions are cut to
+    /// --max-seq-len), as `data.max_prompt_len` does in training.
+    #[arg(long, default_value_t = 512)]
+    pub max_prompt_len: usize,
     /// Tool calls and definitions the template cannot render: template (fail), json (as
     /// <tool_call> text) or drop (leave the records out).
     #[arg(long, default_value = "template")]
@@ -400,8 +404,12 @@ fn stats(input: &Input, tokens: &TokenArgs, as_json: bool) -> anyhow::Result<Exi
     };
     let token_stats = match &encoder {
         Some(enc) => {
-            match tunelab::template::token_stats(&ds, enc, tokens.max_seq_len, tokens.length_policy)
-            {
+            let limits = tunelab::template::Limits {
+                max_seq_len: tokens.max_seq_len,
+                max_prompt_len: tokens.max_prompt_len,
+                policy: tokens.length_policy,
+            };
+            match tunelab::template::token_stats(&ds, enc, limits) {
                 Ok(t) => Some(t),
                 Err(e) => return Ok(unusable(&e)),
             }
@@ -433,6 +441,7 @@ fn stats(input: &Input, tokens: &TokenArgs, as_json: bool) -> anyhow::Result<Exi
                 "per_example": summary_json(&t.tokens),
                 "trained_per_example": summary_json(&t.trained),
                 "max_seq_len": t.max_seq_len,
+                "max_prompt_len": t.pairs.then_some(t.max_prompt_len),
                 "truncated": t.truncated,
                 "dropped": t.dropped,
                 "tool_records": t.tool_records,
@@ -525,20 +534,27 @@ fn print_token_stats(t: &tunelab::template::TokenStats, tokens: &TokenArgs) {
     );
     println!("  per example   {}", render::lengths(&t.tokens));
     println!("  trained       {}", render::lengths(&t.trained));
-    let verb = match tokens.length_policy {
-        LengthPolicy::Truncate => "truncated",
-        LengthPolicy::Drop => "dropped",
-    };
-    let note = if t.dropped > 0 && tokens.length_policy == LengthPolicy::Truncate {
-        format!(" ({} left with no trained token, dropped)", t.dropped)
+    if t.pairs {
+        println!(
+            "  > {} tokens  {} pairs would be truncated (prompt kept to its last {} tokens, completions cut), {} dropped (no room for a completion)",
+            t.max_seq_len, t.truncated, t.max_prompt_len, t.dropped
+        );
     } else {
-        String::new()
-    };
-    println!(
-        "  > {} tokens  {} examples would be {verb}{note}",
-        t.max_seq_len,
-        t.truncated + t.dropped
-    );
+        let verb = match tokens.length_policy {
+            LengthPolicy::Truncate => "truncated",
+            LengthPolicy::Drop => "dropped",
+        };
+        let note = if t.dropped > 0 && tokens.length_policy == LengthPolicy::Truncate {
+            format!(" ({} left with no trained token, dropped)", t.dropped)
+        } else {
+            String::new()
+        };
+        println!(
+            "  > {} tokens  {} examples would be {verb}{note}",
+            t.max_seq_len,
+            t.truncated + t.dropped
+        );
+    }
     println!("  token histogram");
     let hist = t.tokens.histogram(10);
     let peak = hist.iter().map(|b| b.2).max().unwrap_or(1).max(1);

@@ -27,9 +27,30 @@ pub struct EvalArgs {
     pub max_seq_len: usize,
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
-    /// Print {"loss", "tokens", "perplexity", "examples"} as JSON.
+    /// Print {"loss", "tokens", "perplexity", "examples"} as JSON (with --dpo: the loss and
+    /// TRL's reward metrics).
     #[arg(long)]
     pub json: bool,
+    /// Preference pairs: the DPO-family loss and reward metrics of the file, no training.
+    #[arg(long)]
+    pub dpo: bool,
+    /// With --dpo: the reference's adapter (default: the base model alone).
+    #[arg(long, requires = "dpo")]
+    pub ref_adapter: Option<PathBuf>,
+    /// With --dpo: sigmoid, ipo, hinge, simpo or orpo.
+    #[arg(long, default_value = "sigmoid")]
+    pub loss: tunelab::config::PrefLoss,
+    #[arg(long, default_value_t = 0.1, value_parser = super::args::positive)]
+    pub beta: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f64,
+    #[arg(long, default_value_t = 0.5)]
+    pub simpo_gamma: f64,
+    #[arg(long)]
+    pub rpo_alpha: Option<f64>,
+    /// With --dpo: prompts keep their last this many tokens.
+    #[arg(long, default_value_t = 512)]
+    pub max_prompt_len: usize,
 }
 
 pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
@@ -54,6 +75,9 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
         Ok(e) => e,
         Err(e) => return fail(&e),
     };
+    if a.dpo {
+        return preference(&a, model, encoder);
+    }
     let ds = match Dataset::open(&a.data, None) {
         Ok(d) => d,
         Err(e) => return fail(&e),
@@ -74,6 +98,97 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
         println!(
             "loss {:.6} · perplexity {:.3} · {} trained tokens in {} examples",
             r.loss, r.perplexity, r.tokens, r.examples
+        );
+    }
+    Ok(ExitCode::from(exit::OK))
+}
+
+/// `eval --dpo`: the pairs' loss and metrics under the policy (model + adapter) and the
+/// reference (the base, or the base + `--ref-adapter`).
+fn preference(
+    a: &EvalArgs,
+    model: tunelab::model::Model,
+    encoder: Encoder,
+) -> anyhow::Result<ExitCode> {
+    use tunelab::batch::pairs::{collate_pairs, encode_pairs, Pair};
+    use tunelab::train::dpo::{evaluate_pairs, Dpo, Reference};
+    let (pairs, report) =
+        match encode_pairs(&a.data, "auto", &encoder, a.max_prompt_len, a.max_seq_len) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(exit::UNUSABLE));
+            }
+        };
+    let cfg = tunelab::config::DpoSection {
+        loss: a.loss,
+        beta: a.beta,
+        label_smoothing: a.label_smoothing,
+        simpo_gamma: a.simpo_gamma,
+        rpo_alpha: a.rpo_alpha,
+        ..Default::default()
+    };
+    let n = pairs.len();
+    let pad = encoder.tokenizer.pad_id();
+    let mut d = Dpo::new(
+        Vec::new(),
+        pairs,
+        pad,
+        &cfg,
+        Reference::Bypass,
+        String::new(),
+    );
+    if a.loss.needs_reference() {
+        // The reference: its own model when it has an adapter, else the base alone.
+        let refs = match &a.ref_adapter {
+            Some(ra) => {
+                let (mut r, _) = tunelab::model::source::load(&a.model, &candle_core::Device::Cpu)
+                    .map_err(anyhow::Error::msg)?;
+                if let Err(e) = tunelab::model::peft::load(&mut r, ra) {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(exit::UNUSABLE));
+                }
+                let mut out = Vec::with_capacity(n);
+                for chunk in d.eval.chunks(a.batch_size.max(1)) {
+                    let refs: Vec<&Pair> = chunk.iter().collect();
+                    let sums = tunelab::eval::row_logps(&r, &collate_pairs(&refs, pad))?;
+                    let k = refs.len();
+                    out.extend((0..k).map(|i| (sums[i].0, sums[k + i].0)));
+                }
+                out
+            }
+            None => {
+                let mut out = Vec::with_capacity(n);
+                for chunk in d.eval.chunks(a.batch_size.max(1)) {
+                    let refs: Vec<&Pair> = chunk.iter().collect();
+                    out.extend(d.reference_logps(&model, &refs)?);
+                }
+                out
+            }
+        };
+        d.set_eval_reference(refs);
+    }
+    let items: Vec<usize> = (0..n).collect();
+    let out = evaluate_pairs(&d, &model, &items, a.batch_size)?;
+    let m = |k: &str| out.metrics.get(k).copied().unwrap_or(f64::NAN);
+    if a.json {
+        let mut v = json!({"loss": out.loss, "pairs": n,
+            "truncated": report.truncated, "dropped": report.dropped});
+        for (k, x) in &out.metrics {
+            v[k] = json!(x);
+        }
+        println!("{v}");
+    } else {
+        println!(
+            "{} loss {:.6} over {n} pairs · rewards chosen {:.4} rejected {:.4} margins {:.4} accuracy {:.3} · logps chosen {:.3} rejected {:.3}",
+            a.loss,
+            out.loss,
+            m("rewards/chosen"),
+            m("rewards/rejected"),
+            m("rewards/margins"),
+            m("rewards/accuracies"),
+            m("logps/chosen"),
+            m("logps/rejected")
         );
     }
     Ok(ExitCode::from(exit::OK))

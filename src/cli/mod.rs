@@ -209,8 +209,12 @@ fn presets(show: Option<&str>) -> anyhow::Result<ExitCode> {
     for (name, text) in PRESETS {
         let summary = match RunConfig::from_yaml(text, name) {
             Ok(c) => format!(
-                "{} · r{} α{} · lr {} · seq {} · {}",
+                "{} · {} · r{} α{} · lr {} · seq {} · {}",
                 c.model.path,
+                match c.train.method {
+                    tunelab::config::Method::Sft => "sft".to_string(),
+                    tunelab::config::Method::Dpo => format!("dpo {} β{}", c.dpo.loss, c.dpo.beta),
+                },
                 c.lora.r,
                 c.lora.alpha,
                 c.train.lr,

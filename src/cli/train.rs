@@ -26,6 +26,9 @@ pub struct TrainArgs {
     /// Continue RUN (an id or a folder) from its newest good checkpoint.
     #[arg(long, value_name = "RUN", conflicts_with_all = ["config", "run_dir"])]
     pub resume: Option<String>,
+    /// Override a field of the config: `--set dpo.init_adapter=RUN --set train.lr=1e-4`.
+    #[arg(long, value_name = "PATH=VALUE", conflicts_with = "resume")]
+    pub set: Vec<String>,
 }
 
 /// Reads CONFIG (a file or a preset name) and the folders its relative paths resolve against.
@@ -96,6 +99,16 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(exit::UNUSABLE));
             }
         };
+        for kv in &a.set {
+            let Some((k, v)) = kv.split_once('=') else {
+                eprintln!("error: --set {kv:?}: expected PATH=VALUE, e.g. train.lr=1e-4");
+                return Ok(ExitCode::from(exit::UNUSABLE));
+            };
+            if let Err(e) = cfg.set_path(k.trim(), v) {
+                eprintln!("error: --set {kv}: {e}");
+                return Ok(ExitCode::from(exit::UNUSABLE));
+            }
+        }
         let issues = cfg.validate();
         if !issues.is_empty() {
             for i in issues {

@@ -48,6 +48,53 @@ pub enum Method {
     /// Supervised fine-tuning: cross-entropy on the trained tokens.
     #[default]
     Sft,
+    /// Preference training on pairs: DPO and its variants (`dpo.loss`).
+    Dpo,
+}
+
+/// The preference loss (`dpo.loss`), with TRL's names.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    strum::EnumIter,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantNames,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum PrefLoss {
+    /// DPO: `-log σ(βΔ)` (conservative with label smoothing).
+    #[default]
+    Sigmoid,
+    /// IPO: `(Δ - 1/(2β))²` on length-averaged log-ratios.
+    Ipo,
+    /// `max(0, 1 - βΔ)`.
+    Hinge,
+    /// SimPO: length-normalised log-probs and a margin γ; no reference model.
+    Simpo,
+    /// ORPO: SFT loss on the chosen reply plus β times the odds-ratio term; no reference.
+    Orpo,
+}
+
+impl PrefLoss {
+    /// Whether the loss compares against a reference model.
+    pub fn needs_reference(self) -> bool {
+        !matches!(self, PrefLoss::Simpo | PrefLoss::Orpo)
+    }
+}
+
+impl std::str::FromStr for PrefLoss {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        crate::choice::parse("dpo.loss", s)
+    }
 }
 
 impl std::str::FromStr for Schedule {

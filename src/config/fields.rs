@@ -2,7 +2,7 @@
 //! Adapter form is generated from this table, and edits go through `set_field`, which
 //! parses by kind, range-checks and validates the whole config before changing anything.
 
-use super::{RunConfig, Schedule};
+use super::{Method, PrefLoss, RunConfig, Schedule};
 use crate::model::Dtype;
 use crate::template::TrainOn;
 use strum::VariantNames;
@@ -27,6 +27,13 @@ pub enum FieldKind {
     OptInt {
         min: i64,
     },
+    /// An optional number (empty for none).
+    OptFloat {
+        min: f64,
+        max: f64,
+    },
+    /// An adapter to start from: picked from the runs list.
+    Adapter,
 }
 
 /// One editable field of a run configuration: its YAML path, help and kind. The TUI's
@@ -36,6 +43,26 @@ pub struct FieldSpec {
     pub path: &'static str,
     pub help: &'static str,
     pub kind: FieldKind,
+}
+
+/// Fields only preference training reads.
+const DPO_ONLY: &[&str] = &["data.max_prompt_len"];
+/// Fields preference training ignores (completions are always trained, never packed).
+const SFT_ONLY: &[&str] = &["data.train_on", "data.packing"];
+
+impl FieldSpec {
+    /// Whether the field means anything under `config`'s method (the form hides the rest).
+    pub fn applies(&self, config: &RunConfig) -> bool {
+        let dpo = config.train.method == Method::Dpo;
+        let loss = config.dpo.loss;
+        match self.path {
+            "dpo.simpo_gamma" => dpo && loss == PrefLoss::Simpo,
+            "dpo.label_smoothing" => dpo && matches!(loss, PrefLoss::Sigmoid | PrefLoss::Simpo),
+            "dpo.precompute_ref" => dpo && loss.needs_reference(),
+            p if p.starts_with("dpo.") || DPO_ONLY.contains(&p) => dpo,
+            p => !(dpo && SFT_ONLY.contains(&p)),
+        }
+    }
 }
 
 pub const FIELDS: &[FieldSpec] = &[
@@ -55,6 +82,11 @@ pub const FIELDS: &[FieldSpec] = &[
         kind: FieldKind::Text,
     },
     FieldSpec {
+        path: "train.method",
+        help: "sft (supervised) or dpo (preference pairs)",
+        kind: FieldKind::Choice(Method::VARIANTS),
+    },
+    FieldSpec {
         path: "data.eval_split",
         help: "fraction held out for eval loss",
         kind: FieldKind::Float {
@@ -69,6 +101,58 @@ pub const FIELDS: &[FieldSpec] = &[
             min: 16,
             max: 131072,
         },
+    },
+    FieldSpec {
+        path: "data.max_prompt_len",
+        help: "prompt tokens kept (from the end)",
+        kind: FieldKind::Int {
+            min: 1,
+            max: 131072,
+        },
+    },
+    FieldSpec {
+        path: "dpo.loss",
+        help: "preference loss (simpo, orpo: no reference)",
+        kind: FieldKind::Choice(PrefLoss::VARIANTS),
+    },
+    FieldSpec {
+        path: "dpo.beta",
+        help: "β: how far from the reference (λ for orpo)",
+        kind: FieldKind::Float {
+            min: 1e-6,
+            max: 1000.0,
+        },
+    },
+    FieldSpec {
+        path: "dpo.label_smoothing",
+        help: "ε: share of pairs assumed mislabelled",
+        kind: FieldKind::Float { min: 0.0, max: 0.5 },
+    },
+    FieldSpec {
+        path: "dpo.simpo_gamma",
+        help: "SimPO target margin γ",
+        kind: FieldKind::Float {
+            min: 0.0,
+            max: 100.0,
+        },
+    },
+    FieldSpec {
+        path: "dpo.rpo_alpha",
+        help: "adds α × SFT loss on chosen (empty: off)",
+        kind: FieldKind::OptFloat {
+            min: 0.0,
+            max: 100.0,
+        },
+    },
+    FieldSpec {
+        path: "dpo.init_adapter",
+        help: "start from this SFT run or adapter (empty: fresh)",
+        kind: FieldKind::Adapter,
+    },
+    FieldSpec {
+        path: "dpo.precompute_ref",
+        help: "reference log-probs once, reused on resume",
+        kind: FieldKind::Bool,
     },
     FieldSpec {
         path: "data.train_on",
@@ -245,6 +329,32 @@ impl RunConfig {
         }
     }
 
+    /// Sets any field by its YAML path (`dpo.init_adapter`, `train.lr`) to `value`, read as
+    /// YAML (so `3`, `true`, `null` and `[q_proj, v_proj]` keep their types); the config
+    /// must still parse. `tunelab train --set` uses it.
+    pub fn set_path(&mut self, path: &str, value: &str) -> Result<(), String> {
+        use serde_yaml::Value as Y;
+        let v: Y = serde_yaml::from_str(value).map_err(|e| format!("{path}: {e}"))?;
+        let mut root = self.to_value();
+        let keys: Vec<&str> = path.split('.').collect();
+        let mut cur = &mut root;
+        for k in &keys[..keys.len() - 1] {
+            let m = cur
+                .as_mapping_mut()
+                .ok_or_else(|| format!("{path}: {k} is not a section"))?;
+            cur = m
+                .entry(Y::String(k.to_string()))
+                .or_insert_with(|| Y::Mapping(Default::default()));
+        }
+        cur.as_mapping_mut()
+            .ok_or_else(|| format!("{path}: not a section"))?
+            .insert(Y::String(keys[keys.len() - 1].to_string()), v);
+        let text = serde_yaml::to_string(&root).map_err(|e| e.to_string())?;
+        *self = RunConfig::from_yaml(&text, "--set")
+            .map_err(|e| e.to_string().trim_start_matches("--set: ").to_string())?;
+        Ok(())
+    }
+
     /// Sets a field from the form's text: parsed by the field's kind, range-checked, and then
     /// the whole config is validated; errors name the field.
     pub fn set_field(&mut self, path: &str, text: &str) -> Result<(), String> {
@@ -255,6 +365,8 @@ impl RunConfig {
         let t = text.trim();
         use serde_yaml::Value as Y;
         let value = match spec.kind {
+            FieldKind::Adapter if t.is_empty() => Y::Null,
+            FieldKind::Adapter => Y::String(t.to_string()),
             FieldKind::Text => {
                 if t.is_empty() && path == "name" {
                     Y::Null
@@ -284,7 +396,8 @@ impl RunConfig {
                     Y::Number(n.into())
                 }
             }
-            FieldKind::Float { min, max } => {
+            FieldKind::OptFloat { .. } if t.is_empty() => Y::Null,
+            FieldKind::Float { min, max } | FieldKind::OptFloat { min, max } => {
                 let x: f64 = t
                     .parse()
                     .map_err(|_| format!("{path}: expected a number"))?;

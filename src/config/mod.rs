@@ -24,6 +24,43 @@ pub struct RunConfig {
     pub train: TrainSection,
     #[serde(default)]
     pub samples: SamplesSection,
+    #[serde(default)]
+    pub dpo: DpoSection,
+}
+
+/// Preference training (`train.method: dpo`), with TRL's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DpoSection {
+    pub loss: PrefLoss,
+    /// β: how far the policy may move from the reference (λ for ORPO).
+    pub beta: f64,
+    /// ε of the conservative DPO loss (sigmoid and simpo).
+    pub label_smoothing: f64,
+    /// SimPO's target margin γ.
+    pub simpo_gamma: f64,
+    /// Adds this times the SFT loss on the chosen replies (RPO).
+    pub rpo_alpha: Option<f64>,
+    /// Start from this adapter (an SFT run id, a run folder or a PEFT folder); the reference
+    /// is then a frozen copy of it.
+    pub init_adapter: Option<String>,
+    /// Compute the reference log-probs once, keep them in the run folder, and reuse them on
+    /// resume.
+    pub precompute_ref: bool,
+}
+
+impl Default for DpoSection {
+    fn default() -> Self {
+        DpoSection {
+            loss: PrefLoss::Sigmoid,
+            beta: 0.1,
+            label_smoothing: 0.0,
+            simpo_gamma: 0.5,
+            rpo_alpha: None,
+            init_adapter: None,
+            precompute_ref: false,
+        }
+    }
 }
 
 /// Greedy replies the trainer writes at every evaluation, so the run shows what the model
@@ -77,6 +114,10 @@ pub struct DataSection {
     pub eval_split: f64,
     #[serde(default = "default_seq")]
     pub max_seq_len: usize,
+    /// Preference pairs: the prompt keeps its last this many tokens (TRL's
+    /// `max_prompt_length`).
+    #[serde(default = "default_prompt_len")]
+    pub max_prompt_len: usize,
     #[serde(default)]
     pub train_on: TrainOn,
     #[serde(default)]
@@ -95,6 +136,10 @@ fn default_format() -> String {
 /// TRL's `max_length`.
 fn default_seq() -> usize {
     1024
+}
+/// TRL's `max_prompt_length`.
+fn default_prompt_len() -> usize {
+    512
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -296,6 +341,19 @@ impl RunConfig {
         if !(0.0..0.5).contains(&self.data.eval_split) {
             bad("data.eval_split", "must be at least 0 and below 0.5");
         }
+        let dpo = &self.dpo;
+        if dpo.beta <= 0.0 {
+            bad("dpo.beta", "must be > 0");
+        }
+        if !(0.0..0.5).contains(&dpo.label_smoothing) {
+            bad("dpo.label_smoothing", "must be at least 0 and below 0.5");
+        }
+        if dpo.rpo_alpha.is_some_and(|a| a < 0.0) {
+            bad("dpo.rpo_alpha", "must be >= 0");
+        }
+        if self.data.max_prompt_len == 0 {
+            bad("data.max_prompt_len", "must be at least 1");
+        }
         if self.samples.max_new_tokens == 0 {
             bad("samples.max_new_tokens", "must be at least 1");
         }
@@ -370,7 +428,7 @@ mod fields;
 mod presets;
 mod resolve;
 
-pub use choices::{Method, Schedule};
+pub use choices::{Method, PrefLoss, Schedule};
 pub use fields::{FieldKind, FieldSpec, FIELDS};
 pub use presets::PRESETS;
 

@@ -4,8 +4,16 @@
 pub const PRESETS: &[(&str, &str)] = &[
     ("tiny-demo", include_str!("../../presets/tiny-demo.yaml")),
     (
+        "tiny-demo-dpo",
+        include_str!("../../presets/tiny-demo-dpo.yaml"),
+    ),
+    (
         "smollm2-135m-persona",
         include_str!("../../presets/smollm2-135m-persona.yaml"),
+    ),
+    (
+        "smollm2-135m-dpo",
+        include_str!("../../presets/smollm2-135m-dpo.yaml"),
     ),
     (
         "qwen2.5-0.5b-lora",

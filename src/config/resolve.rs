@@ -28,8 +28,50 @@ impl RunConfig {
         if let Some(e) = self.data.eval.as_mut() {
             data("data.eval", e)?;
         }
+        if let Some(a) = self.dpo.init_adapter.clone() {
+            self.dpo.init_adapter = Some(adapter_folder(&a, bases)?);
+        }
         Ok(())
     }
+}
+
+/// A PEFT folder from a PEFT folder, a run folder (its `adapter/`) or a run id (under a
+/// base's `runs/` or `.tunelab/runs/`).
+fn adapter_folder(spec: &str, bases: &[&Path]) -> Result<String, ConfigIssue> {
+    let p = Path::new(spec);
+    let mut candidates: Vec<std::path::PathBuf> = Vec::new();
+    if p.is_absolute() {
+        candidates.push(p.to_path_buf());
+    }
+    for b in bases {
+        candidates.push(b.join(p));
+        candidates.push(b.join("runs").join(p));
+        candidates.push(b.join(".tunelab/runs").join(p));
+    }
+    for c in &candidates {
+        for dir in [c.clone(), c.join("adapter")] {
+            if dir.join("adapter_config.json").is_file() {
+                return Ok(std::path::absolute(&dir)
+                    .unwrap_or(dir)
+                    .display()
+                    .to_string());
+            }
+        }
+    }
+    let mut seen: Vec<String> = Vec::new();
+    for c in candidates {
+        let c = c.display().to_string();
+        if !seen.contains(&c) {
+            seen.push(c);
+        }
+    }
+    Err(ConfigIssue {
+        path: "dpo.init_adapter".into(),
+        message: format!(
+            "{spec:?}: no PEFT adapter folder, run folder with an adapter/, or run id (looked at {})",
+            seen.join(", ")
+        ),
+    })
 }
 
 /// Whether a value that exists nowhere locally is a hub id (`org/name`) rather than a path

@@ -1,7 +1,7 @@
 //! Mean loss over trained tokens (HF convention: shift by one, average over every unmasked
 //! target) and perplexity, for a model with or without an adapter on a dataset.
 
-use crate::batch::{collate, Sequence};
+use crate::batch::{collate, MicroBatch, Sequence};
 use crate::data::{DataError, Dataset};
 use crate::model::llama::causal_lm_loss;
 use crate::model::{Model, ModelError};
@@ -28,6 +28,46 @@ pub fn sequence_loss(
         n += k;
     }
     Ok((sum, n))
+}
+
+/// The log-probs of the targets of `labels` in `logits` as one graph node (row-major, in
+/// the order `model::llama::target_positions` lists them) and the row each belongs to;
+/// `None` when no position has a target. The training step back-propagates through it.
+pub fn target_logps(
+    logits: &Tensor,
+    labels: &[Vec<i64>],
+) -> candle_core::Result<Option<(Tensor, Vec<usize>)>> {
+    use candle_core::{DType, D};
+    let (b, t, v) = logits.dims3()?;
+    let (rows, targets) = crate::model::llama::target_positions(labels, b, t);
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let row_of: Vec<usize> = rows.iter().map(|r| *r as usize / t).collect();
+    let dev = logits.device();
+    let picked = logits
+        .reshape((b * t, v))?
+        .index_select(&Tensor::new(rows, dev)?, 0)?
+        .to_dtype(DType::F32)?;
+    let logp = candle_nn::ops::log_softmax(&picked, D::Minus1)?;
+    let tgt = Tensor::new(targets, dev)?.unsqueeze(1)?;
+    Ok(Some((logp.gather(&tgt, 1)?.flatten_all()?, row_of)))
+}
+
+/// Per row of `mb`: the summed log-prob of its targets and their count (no dropout, no
+/// graph kept). Preference objectives read completions' log-probs through it.
+pub fn row_logps(model: &Model, mb: &MicroBatch) -> candle_core::Result<Vec<(f64, usize)>> {
+    let ids = Tensor::new(mb.ids.clone(), &model.device)?;
+    let logits = model.forward(&ids, &mb.batch, None)?.detach();
+    let mut out = vec![(0.0f64, 0usize); mb.ids.len()];
+    let Some((node, row_of)) = target_logps(&logits, &mb.labels)? else {
+        return Ok(out);
+    };
+    for (lp, r) in node.to_vec1::<f32>()?.iter().zip(row_of) {
+        out[r].0 += f64::from(*lp);
+        out[r].1 += 1;
+    }
+    Ok(out)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -97,6 +97,17 @@ pub fn spawn(
     rx
 }
 
+/// Which of a chat model's voices answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Voice {
+    /// The base model alone.
+    Base,
+    /// The base with the first adapter.
+    Adapter,
+    /// The base with the second adapter.
+    Second,
+}
+
 /// A model with its encoder, loaded for chatting (CLI, TUI, server).
 pub struct ChatModel {
     /// What it was loaded from (a folder, GGUF file or hub id).
@@ -104,6 +115,9 @@ pub struct ChatModel {
     pub model: Arc<Model>,
     pub encoder: Arc<crate::template::Encoder>,
     pub adapter: Option<std::path::PathBuf>,
+    /// A second adapter on the same frozen base (shared, not copied), so two adapters can
+    /// answer side by side.
+    pub second: Option<(std::path::PathBuf, Arc<Model>)>,
 }
 
 impl ChatModel {
@@ -129,7 +143,25 @@ impl ChatModel {
             model: Arc::new(model),
             encoder: Arc::new(encoder),
             adapter: adapter.map(std::path::Path::to_path_buf),
+            second: None,
         })
+    }
+
+    /// Loads (or replaces, or with `None` drops) the second adapter.
+    pub fn set_second(&mut self, adapter: Option<&std::path::Path>) -> Result<(), String> {
+        self.second = match adapter {
+            None => None,
+            Some(a) => {
+                let mut m = self.model.bare_base();
+                crate::model::peft::load(&mut m, a).map_err(|e| e.to_string())?;
+                Some((a.to_path_buf(), Arc::new(m)))
+            }
+        };
+        Ok(())
+    }
+
+    pub fn second_path(&self) -> Option<&std::path::Path> {
+        self.second.as_ref().map(|(p, _)| p.as_path())
     }
 
     /// Prompt ids for `messages` (role/content JSON) with the generation prompt.
@@ -146,15 +178,15 @@ impl ChatModel {
             .ids)
     }
 
-    /// Streams a reply on its own thread, with the adapter on or off.
+    /// Streams a reply of `voice` on its own thread.
     pub fn reply(
         &self,
         messages: &[serde_json::Value],
-        adapter_on: bool,
+        voice: Voice,
         cfg: Sampling,
     ) -> Result<Receiver<GenEvent>, String> {
         let (tx, rx) = channel();
-        self.reply_with(messages, adapter_on, cfg, move |e| tx.send(e).is_ok())?;
+        self.reply_with(messages, voice, cfg, move |e| tx.send(e).is_ok())?;
         Ok(rx)
     }
 
@@ -163,12 +195,16 @@ impl ChatModel {
     pub fn reply_with(
         &self,
         messages: &[serde_json::Value],
-        adapter_on: bool,
+        voice: Voice,
         cfg: Sampling,
         mut sink: impl FnMut(GenEvent) -> bool + Send + 'static,
     ) -> Result<(), String> {
         let ids = self.prompt(messages)?;
-        let model = Arc::clone(&self.model);
+        let (model, adapter_on) = match (voice, &self.second) {
+            (Voice::Second, Some((_, m))) => (Arc::clone(m), true),
+            (Voice::Second, None) => return Err("no second adapter loaded".into()),
+            (v, _) => (Arc::clone(&self.model), v == Voice::Adapter),
+        };
         let tok = Arc::clone(&self.encoder);
         std::thread::Builder::new()
             .name("tunelab-chat".into())

@@ -235,6 +235,21 @@ impl Model {
         }
     }
 
+    /// The same frozen base without adapters and with its own switch. Tensors share their
+    /// storage, so nothing is copied: a second adapter loaded into it (chat's A/B
+    /// comparison) costs only its LoRA weights.
+    pub fn bare_base(&self) -> Model {
+        let mut m = self.clone();
+        for b in &mut m.layers {
+            for (_, _, l) in b.linears_mut() {
+                l.lora = None;
+            }
+        }
+        m.lora = None;
+        m.switch = LoraSwitch::default();
+        m
+    }
+
     /// Folds every LoRA pair into its base weight (`W + s·B·A`) and removes the adapters; a
     /// quantized base is dequantized first. The logits do not change.
     pub fn merge_lora(&mut self) -> Result<()> {

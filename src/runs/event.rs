@@ -73,11 +73,17 @@ pub struct Start {
     pub train_sequences: u64,
     pub eval_examples: u64,
     pub dropped_examples: u64,
+    /// Examples (pairs) cut to fit the length limits.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub truncated_examples: u64,
     pub micro_batches_per_epoch: u64,
     pub warmup_steps: u64,
     pub device: String,
     pub dtype: String,
     pub name: Option<String>,
+    /// `sft` or `dpo` (absent in runs written before DPO).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
     /// Records with tool calls or definitions, the policy that applied to them, and how
     /// many it left out.
     #[serde(skip_serializing_if = "is_zero")]

@@ -14,7 +14,7 @@ pub use encode::{
     Encoded, Encoder, Example, PreferenceExample, Skip, TemplateChoice, TrainOn, IGNORE,
 };
 pub use error::TemplateError;
-pub use pack::{fit_length, pack, Fit, LengthPolicy, Packed};
-pub use survey::{token_stats, tool_survey, TokenStats, ToolSurvey};
+pub use pack::{fit_length, fit_pair, pack, Fit, LengthPolicy, Packed};
+pub use survey::{token_stats, tool_survey, Limits, TokenStats, ToolSurvey};
 pub use tokenizer::TextTokenizer;
 pub use tools::{Ignored, ToolFormat};

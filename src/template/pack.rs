@@ -2,7 +2,7 @@
 //! one sequence that keeps per-example position ids and boundaries, so packed examples never
 //! attend to each other.
 
-use super::encode::{Example, IGNORE};
+use super::encode::{Example, PreferenceExample, IGNORE};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -60,6 +60,29 @@ pub fn fit_length(ex: &mut Example, max_seq_len: usize, policy: LengthPolicy) ->
     } else {
         Fit::Truncated
     }
+}
+
+/// TRL's truncation of a preference pair: the prompt keeps its last `max_prompt_len` tokens,
+/// then each completion is cut so prompt plus completion fit `max_seq_len`. A pair whose
+/// prompt leaves no room for a completion token is dropped.
+pub fn fit_pair(p: &mut PreferenceExample, max_prompt_len: usize, max_seq_len: usize) -> Fit {
+    let mut fit = Fit::Kept;
+    if p.prompt_ids.len() > max_prompt_len {
+        let cut = p.prompt_ids.len() - max_prompt_len;
+        p.prompt_ids.drain(..cut);
+        fit = Fit::Truncated;
+    }
+    let room = max_seq_len.saturating_sub(p.prompt_ids.len());
+    if room == 0 || p.chosen_ids.is_empty() || p.rejected_ids.is_empty() {
+        return Fit::Dropped;
+    }
+    for side in [&mut p.chosen_ids, &mut p.rejected_ids] {
+        if side.len() > room {
+            side.truncate(room);
+            fit = Fit::Truncated;
+        }
+    }
+    fit
 }
 
 /// Several examples in one sequence.
@@ -144,6 +167,26 @@ mod tests {
             offsets: vec![(0, 0); n],
             prompt: String::new(),
         }
+    }
+
+    #[test]
+    fn pairs_keep_the_prompt_end_and_cut_completions() {
+        let mut p = PreferenceExample {
+            prompt_ids: vec![1, 2, 3, 4, 5],
+            chosen_ids: vec![6, 7, 8, 9],
+            rejected_ids: vec![10, 11],
+        };
+        assert_eq!(fit_pair(&mut p, 3, 6), Fit::Truncated);
+        assert_eq!(p.prompt_ids, vec![3, 4, 5]);
+        assert_eq!(p.chosen_ids, vec![6, 7, 8]);
+        assert_eq!(p.rejected_ids, vec![10, 11]);
+        let mut q = p.clone();
+        assert_eq!(fit_pair(&mut q, 8, 16), Fit::Kept);
+        assert_eq!(
+            fit_pair(&mut p, 3, 3),
+            Fit::Dropped,
+            "no room for a completion"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use super::encode::{Encoded, Encoder};
 use super::error::TemplateError;
-use super::pack::{fit_length, Fit, LengthPolicy};
+use super::pack::{fit_length, fit_pair, Fit, LengthPolicy};
 use super::tools::Ignored;
 use crate::data::scan::Lengths;
 use crate::data::Body;
@@ -22,6 +22,10 @@ pub struct TokenStats {
     /// Trained tokens per example, before any truncation.
     pub trained: Lengths,
     pub max_seq_len: usize,
+    /// Preference pairs: prompts keep their last this many tokens (as TRL's DPO does).
+    pub max_prompt_len: usize,
+    /// Whether the examples are preference pairs.
+    pub pairs: bool,
     pub truncated: u64,
     pub dropped: u64,
     /// Records with tool calls or definitions, under `tool_format`.
@@ -67,15 +71,32 @@ struct Notes {
     ignored: Vec<Ignored>,
 }
 
+/// What the lengths are checked against.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub max_seq_len: usize,
+    /// Preference pairs only.
+    pub max_prompt_len: usize,
+    /// SFT examples only (pairs are cut as TRL cuts them, and dropped only when no
+    /// completion token fits).
+    pub policy: LengthPolicy,
+}
+
 pub fn token_stats(
     dataset: &Dataset,
     encoder: &Encoder,
-    max_seq_len: usize,
-    policy: LengthPolicy,
+    limits: Limits,
 ) -> Result<TokenStats, DataError> {
     let started = std::time::Instant::now();
+    let Limits {
+        max_seq_len,
+        max_prompt_len,
+        policy,
+    } = limits;
     let mut s = TokenStats {
         max_seq_len,
+        max_prompt_len,
+        pairs: dataset.kind() == crate::data::Kind::Preference,
         tool_format: encoder.tool_format,
         ..Default::default()
     };
@@ -121,20 +142,11 @@ pub fn token_stats(
                         let fit = fit_length(&mut ex, max_seq_len, policy);
                         Outcome::Encoded { len, trained, fit }
                     }
-                    Ok(Encoded::Preference(p)) => {
+                    Ok(Encoded::Preference(mut p)) => {
                         let len = p.prompt_ids.len() + p.chosen_ids.len().max(p.rejected_ids.len());
-                        let fit = if len <= max_seq_len {
-                            Fit::Kept
-                        } else if policy == LengthPolicy::Drop {
-                            Fit::Dropped
-                        } else {
-                            Fit::Truncated
-                        };
-                        Outcome::Encoded {
-                            len,
-                            trained: p.chosen_ids.len() + p.rejected_ids.len(),
-                            fit,
-                        }
+                        let trained = p.chosen_ids.len() + p.rejected_ids.len();
+                        let fit = fit_pair(&mut p, max_prompt_len, max_seq_len);
+                        Outcome::Encoded { len, trained, fit }
                     }
                     Ok(Encoded::Skipped(_)) => Outcome::Skipped,
                     Err(e) => {

@@ -6,7 +6,7 @@
 //! against the autograd path (tests/it/train.rs), which is itself checked against torch.
 
 use super::grads::Grads;
-use super::micro::{MicroLoss, StepArgs};
+use super::micro::{Head, MicroLoss, StepArgs, TargetLogps};
 use crate::batch::MicroBatch;
 use crate::lora::{dropout_mask, module_seed};
 use crate::model::llama::{repeat_kv, Block, Linear, Model, Prepared, Weight};
@@ -238,13 +238,14 @@ fn layer_backward(
     gx1 + rms_norm_backward(&s.x, &l.input_norm, c.rms_norm_eps, &dh1)?
 }
 
-/// Loss over the targets of `labels` (shifted, as `causal_lm_loss`) and `dh` for the last
-/// hidden state, with the loss summed and divided by `window_targets`.
-fn head_loss(
+/// The head over the targets of `labels` (shifted, as `causal_lm_loss`): the targets'
+/// log-probs go to the objective's `head`, whose derivatives become `dh` for the last hidden
+/// state (`d logits = -w (onehot - softmax)` for a target with derivative `w`).
+fn head_backward(
     m: &Model,
     h: &Tensor,
     labels: &[Vec<i64>],
-    window_targets: usize,
+    head: &mut Head,
 ) -> Result<(f64, usize, Tensor)> {
     let (b, t, hidden) = h.dims3()?;
     let (rows, targets) = crate::model::llama::target_positions(labels, b, t);
@@ -253,6 +254,7 @@ fn head_loss(
         return Ok((0.0, 0, h.zeros_like()?));
     }
     let dev = h.device();
+    let row_of: Vec<usize> = rows.iter().map(|r| *r as usize / t).collect();
     let rows_t = Tensor::new(rows, dev)?;
     let flat = h.reshape((b * t, hidden))?;
     let picked = flat.index_select(&rows_t, 0)?;
@@ -262,31 +264,47 @@ fn head_loss(
     // log-softmax for the loss (no underflow for confident models), its exp for the gradient.
     let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
     let tgt = Tensor::new(targets, dev)?.unsqueeze(1)?;
-    let nll = logp.gather(&tgt, 1)?.neg()?.sum_all()?.to_scalar::<f32>()? as f64;
-    let denom = window_targets.max(1) as f64;
+    let target_logp = logp.gather(&tgt, 1)?.flatten_all()?.to_vec1::<f32>()?;
+    let (loss, weights) = head(&TargetLogps {
+        logp: target_logp,
+        row: row_of,
+        rows: b,
+    })?;
     let minus = Tensor::full(-1f32, (n, 1), dev)?;
-    let d_logits = (logp.exp()?.scatter_add(&tgt, &minus, 1)? / denom)?.to_dtype(hn.dtype())?;
+    // (softmax - onehot) · (-w) per target row.
+    let scale = Tensor::from_vec(
+        weights.iter().map(|w| -w).collect::<Vec<f32>>(),
+        (n, 1),
+        dev,
+    )?;
+    let d_logits = logp
+        .exp()?
+        .scatter_add(&tgt, &minus, 1)?
+        .broadcast_mul(&scale)?
+        .to_dtype(hn.dtype())?;
     let d_hn = d_logits.matmul(w)?;
     let d_picked = rms_norm_backward(&picked, &m.norm, m.config.rms_norm_eps, &d_hn)?;
     let dh = flat
         .zeros_like()?
         .index_add(&rows_t, &d_picked, 0)?
         .reshape((b, t, hidden))?;
-    Ok((nll / denom, n, dh))
+    Ok((loss, n, dh))
 }
 
-/// Forward and backward of one micro-batch without autograd. With `checkpointing`, only
-/// each layer's input is kept and the layer is recomputed in the backward.
-pub fn forward_backward(
+/// Forward and backward of one micro-batch without autograd, the objective's `head` turning
+/// target log-probs into the loss and its derivatives. With `checkpointing`, only each
+/// layer's input is kept and the layer is recomputed in the backward.
+pub fn forward_backward_with(
     model: &Model,
     mb: &MicroBatch,
     args: &StepArgs,
     grads: &mut Grads,
+    head: &mut Head,
 ) -> Result<MicroLoss> {
     let StepArgs {
-        window_targets,
         dropout_seed,
         checkpointing,
+        ..
     } = *args;
     let ids = Tensor::new(mb.ids.clone(), &model.device)?;
     let (b, t) = ids.dims2()?;
@@ -305,7 +323,7 @@ pub fn forward_backward(
         }
         h = y;
     }
-    let (loss, n, mut g) = head_loss(model, &h, &mb.labels, window_targets)?;
+    let (loss, n, mut g) = head_backward(model, &h, &mb.labels, head)?;
     if n == 0 {
         return Ok(MicroLoss { loss, targets: 0 });
     }

@@ -4,6 +4,7 @@
 //! directory.
 
 pub mod checkpoint;
+pub mod dpo;
 pub mod error;
 pub mod grads;
 pub mod interrupt;
@@ -12,6 +13,7 @@ pub mod manual;
 pub mod micro;
 pub mod objective;
 pub mod optim;
+pub mod pref_loss;
 pub mod schedule;
 pub mod step;
 pub mod trainer;

@@ -20,6 +20,21 @@ pub struct MicroOut {
     pub metrics: Metrics,
 }
 
+/// What an accumulation window averages over: `units` (targets for SFT, pairs for
+/// preference objectives) and the chosen tokens an SFT term averages over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Window {
+    pub units: usize,
+    pub tokens: usize,
+}
+
+impl std::ops::AddAssign for Window {
+    fn add_assign(&mut self, o: Self) {
+        self.units += o.units;
+        self.tokens += o.tokens;
+    }
+}
+
 /// Held-out loss and metrics.
 #[derive(Debug, Clone)]
 pub struct EvalOut {
@@ -34,19 +49,31 @@ pub trait Objective {
     fn train_items(&self) -> usize;
     /// Held-out items.
     fn eval_items(&self) -> usize;
-    /// What a window of items averages over (its targets for SFT), so accumulation equals
-    /// one large batch.
-    fn weight(&self, items: &[usize]) -> usize;
-    /// Forward and backward of the micro-batch made of `items` into `grads`.
+    /// What these items contribute to the window the loss averages over, so accumulation
+    /// equals one large batch.
+    fn window(&self, items: &[usize]) -> Window;
+    /// Forward and backward of the micro-batch made of `items` into `grads`; `window` is the
+    /// whole accumulation window's (`args.window_targets` is its `units`).
     fn micro_step(
         &self,
         model: &Model,
         items: &[usize],
+        window: Window,
         args: &StepArgs,
         grads: &mut Grads,
     ) -> Result<MicroOut>;
     /// Loss and metrics over the held-out items, `batch_size` at a time; `None` without any.
     fn evaluate(&self, model: &Model, batch_size: usize) -> Result<Option<EvalOut>>;
+    /// Work before the first step of a session (DPO's precomputed reference); a line for
+    /// the run's log when there was any.
+    fn prepare(
+        &mut self,
+        _model: &Model,
+        _run: &crate::runs::RunDir,
+        _batch_size: usize,
+    ) -> Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// Supervised fine-tuning: cross-entropy on the trained tokens.
@@ -65,14 +92,19 @@ impl Objective for Sft {
         self.eval.len()
     }
 
-    fn weight(&self, items: &[usize]) -> usize {
-        items.iter().map(|&i| self.train[i].targets()).sum()
+    fn window(&self, items: &[usize]) -> Window {
+        let targets = items.iter().map(|&i| self.train[i].targets()).sum();
+        Window {
+            units: targets,
+            tokens: targets,
+        }
     }
 
     fn micro_step(
         &self,
         model: &Model,
         items: &[usize],
+        _window: Window,
         args: &StepArgs,
         grads: &mut Grads,
     ) -> Result<MicroOut> {

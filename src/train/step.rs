@@ -4,54 +4,86 @@
 //! `checkpoint` per decoder layer), at the price of a second forward.
 
 use super::grads::Grads;
-use super::micro::{MicroLoss, StepArgs};
+use super::micro::{sft_head, Head, MicroLoss, StepArgs, TargetLogps};
 use crate::batch::MicroBatch;
-use crate::model::llama::causal_lm_loss;
 use crate::model::Model;
 use candle_core::{Result, Tensor, Var};
 
-/// Forward and backward of `mb`. Losses are summed over targets and divided by `window_targets`
-/// (every target in the accumulation window), so accumulation equals one large batch. A dense
-/// base takes the hand-written backward ([`super::manual`]); a quantized or row-permuted (GGUF)
-/// base takes candle's autograd.
+/// Forward and backward of an SFT micro-batch. Losses are summed over targets and divided
+/// by `window_targets` (every target in the accumulation window), so accumulation equals one
+/// large batch. A dense base takes the hand-written backward ([`super::manual`]); a quantized
+/// or row-permuted (GGUF) base takes candle's autograd.
 pub fn forward_backward(
     model: &Model,
     mb: &MicroBatch,
     args: &StepArgs,
     grads: &mut Grads,
 ) -> Result<MicroLoss> {
-    if super::manual::supported(model) {
-        return super::manual::forward_backward(model, mb, args, grads);
-    }
-    autograd_forward_backward(model, mb, args, grads)
+    forward_backward_with(model, mb, args, grads, &mut sft_head(args.window_targets))
 }
 
-/// [`forward_backward`] through candle's autograd, for any base.
-pub fn autograd_forward_backward(
+/// Forward and backward of `mb` for any objective: its `head` turns the targets' log-probs
+/// into the loss and the derivative for each target.
+pub fn forward_backward_with(
     model: &Model,
     mb: &MicroBatch,
     args: &StepArgs,
     grads: &mut Grads,
+    head: &mut Head,
+) -> Result<MicroLoss> {
+    if !args.autograd && super::manual::supported(model) {
+        return super::manual::forward_backward_with(model, mb, args, grads, head);
+    }
+    autograd_forward_backward_with(model, mb, args, grads, head)
+}
+
+/// The targets' log-probs of `logits` as a graph node, and their values for the head.
+fn target_logps(logits: &Tensor, labels: &[Vec<i64>]) -> Result<Option<(Tensor, TargetLogps)>> {
+    let rows = logits.dims3()?.0;
+    let Some((node, row)) = crate::eval::target_logps(logits, labels)? else {
+        return Ok(None);
+    };
+    let values = TargetLogps {
+        logp: node.to_vec1::<f32>()?,
+        row,
+        rows,
+    };
+    Ok(Some((node, values)))
+}
+
+/// `Σ w · logp`: its gradient is the objective's, given the head's derivatives `w`.
+fn surrogate(node: &Tensor, weights: Vec<f32>) -> Result<Tensor> {
+    let n = weights.len();
+    let w = Tensor::from_vec(weights, n, node.device())?;
+    (node * w)?.sum_all()
+}
+
+/// [`forward_backward_with`] through candle's autograd, for any base.
+fn autograd_forward_backward_with(
+    model: &Model,
+    mb: &MicroBatch,
+    args: &StepArgs,
+    grads: &mut Grads,
+    head: &mut Head,
 ) -> Result<MicroLoss> {
     let StepArgs {
-        window_targets,
         dropout_seed,
         checkpointing,
+        ..
     } = *args;
     let ids = Tensor::new(mb.ids.clone(), &model.device)?;
-    let weight = |n: usize| n as f64 / window_targets.max(1) as f64;
     if !checkpointing {
         let logits = model.forward(&ids, &mb.batch, dropout_seed)?;
-        let (mean, n) = causal_lm_loss(&logits, &mb.labels)?;
-        let scaled = (mean * weight(n))?;
-        let value = f64::from(scaled.to_scalar::<f32>()?);
-        if n > 0 {
-            grads.accumulate(&scaled.backward()?)?;
-        }
-        return Ok(MicroLoss {
-            loss: value,
-            targets: n,
-        });
+        let Some((node, values)) = target_logps(&logits, &mb.labels)? else {
+            return Ok(MicroLoss {
+                loss: 0.0,
+                targets: 0,
+            });
+        };
+        let n = values.logp.len();
+        let (loss, weights) = head(&values)?;
+        grads.accumulate(&surrogate(&node, weights)?.backward()?)?;
+        return Ok(MicroLoss { loss, targets: n });
     }
     let (b, t) = ids.dims2()?;
     let prepared = model.prepare(b, t, &mb.batch)?;
@@ -65,16 +97,15 @@ pub fn autograd_forward_backward(
     }
     let top = Var::from_tensor(&inputs[model.layers.len()])?;
     let logits = model.head(top.as_tensor())?;
-    let (mean, n) = causal_lm_loss(&logits, &mb.labels)?;
-    let scaled = (mean * weight(n))?;
-    let value = f64::from(scaled.to_scalar::<f32>()?);
-    if n == 0 {
+    let Some((node, values)) = target_logps(&logits, &mb.labels)? else {
         return Ok(MicroLoss {
-            loss: value,
+            loss: 0.0,
             targets: 0,
         });
-    }
-    let store = scaled.backward()?;
+    };
+    let n = values.logp.len();
+    let (loss, weights) = head(&values)?;
+    let store = surrogate(&node, weights)?.backward()?;
     let mut g = store
         .get(&top)
         .cloned()
@@ -95,8 +126,5 @@ pub fn autograd_forward_backward(
         }
         inputs.truncate(i + 1);
     }
-    Ok(MicroLoss {
-        loss: value,
-        targets: n,
-    })
+    Ok(MicroLoss { loss, targets: n })
 }

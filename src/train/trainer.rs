@@ -5,6 +5,7 @@
 //! Whoever watches the run reads only the files.
 
 use super::checkpoint::{self, TrainerState};
+use super::dpo::{Dpo, Reference};
 use super::error::TrainError;
 use super::grads::Grads;
 use super::interrupt::Interrupter;
@@ -100,12 +101,20 @@ fn sample_prompts(
         .collect()
 }
 
-/// Loads the model, adds LoRA, and encodes the data for the config's method.
+/// Loads the model, adds LoRA (or the DPO run's starting adapter), and encodes the data for
+/// the config's method.
 pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
     let device = cfg.train.device.open()?;
     let (mut model, tokenizer) =
         source::load_as(&cfg.model.path, &device, cfg.train.dtype.candle())?;
-    model.add_lora(&(&cfg.lora).into(), cfg.train.seed)?;
+    let init_adapter = match cfg.train.method {
+        Method::Dpo => cfg.dpo.init_adapter.as_deref(),
+        Method::Sft => None,
+    };
+    match init_adapter {
+        Some(dir) => crate::model::peft::load(&mut model, Path::new(dir))?,
+        None => model.add_lora(&(&cfg.lora).into(), cfg.train.seed)?,
+    }
     let encoder = Encoder::new(
         tokenizer,
         &TemplateChoice::parse(&cfg.model.template),
@@ -113,32 +122,89 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
     )?
     .with_tool_format(cfg.data.tool_format);
     let d = &cfg.data;
-    let encode = |path: &str| {
-        batch::encode_file(
-            Path::new(path),
-            &d.format,
-            &encoder,
-            d.max_seq_len,
-            d.length_policy,
-        )
-    };
-    let (examples, mut report) = encode(&d.train)?;
-    let (train, eval) = match &d.eval {
-        Some(path) => {
-            let (eval, r) = encode(path)?;
-            report += r;
-            (examples, eval)
-        }
-        None => batch::split(examples, d.eval_split, cfg.train.seed),
-    };
-    let samples = sample_prompts(cfg, &encoder, &eval);
-    let objective: Box<dyn Objective> = match cfg.train.method {
-        Method::Sft => Box::new(Sft {
-            train: batch::sequences(train, d.packing, d.max_seq_len),
-            eval: batch::sequences(eval, false, d.max_seq_len),
-            pad_id: encoder.tokenizer.pad_id(),
-        }),
-    };
+    let pad_id = encoder.tokenizer.pad_id();
+    let (objective, report, samples): (Box<dyn Objective>, batch::EncodeReport, Vec<SamplePrompt>) =
+        match cfg.train.method {
+            Method::Sft => {
+                let encode = |path: &str| {
+                    batch::encode_file(
+                        Path::new(path),
+                        &d.format,
+                        &encoder,
+                        d.max_seq_len,
+                        d.length_policy,
+                    )
+                };
+                let (examples, mut report) = encode(&d.train)?;
+                let (train, eval) = match &d.eval {
+                    Some(path) => {
+                        let (eval, r) = encode(path)?;
+                        report += r;
+                        (examples, eval)
+                    }
+                    None => batch::split(examples, d.eval_split, cfg.train.seed),
+                };
+                let samples = sample_prompts(cfg, &encoder, &eval);
+                let sft = Sft {
+                    train: batch::sequences(train, d.packing, d.max_seq_len),
+                    eval: batch::sequences(eval, false, d.max_seq_len),
+                    pad_id,
+                };
+                (Box::new(sft), report, samples)
+            }
+            Method::Dpo => {
+                let encode = |path: &str| {
+                    batch::pairs::encode_pairs(
+                        Path::new(path),
+                        &d.format,
+                        &encoder,
+                        d.max_prompt_len,
+                        d.max_seq_len,
+                    )
+                };
+                let (pairs, mut report) = encode(&d.train)?;
+                let (train, eval) = match &d.eval {
+                    Some(path) => {
+                        let (eval, r) = encode(path)?;
+                        report += r;
+                        (pairs, eval)
+                    }
+                    None => batch::split(pairs, d.eval_split, cfg.train.seed),
+                };
+                let samples = if cfg.samples.prompts.is_empty() {
+                    eval.iter()
+                        .filter(|p| !p.prompt_text.is_empty())
+                        .take(cfg.samples.count)
+                        .map(|p| SamplePrompt {
+                            text: p.prompt_text.clone(),
+                            ids: p.prompt.clone(),
+                        })
+                        .collect()
+                } else {
+                    sample_prompts(cfg, &encoder, &[])
+                };
+                let (reference, reference_id) = if !cfg.dpo.loss.needs_reference() {
+                    (Reference::None, "none".to_string())
+                } else if let Some(dir) = init_adapter {
+                    let frozen = model
+                        .lora_vars()
+                        .into_iter()
+                        .map(|(n, v)| Ok((n, v.as_tensor().copy()?)))
+                        .collect::<candle_core::Result<Vec<_>>>()?;
+                    let file = Path::new(dir).join("adapter_model.safetensors");
+                    let digest = checkpoint::digest(&file).map_err(|e| TrainError::io(&file, e))?;
+                    (
+                        Reference::Frozen(frozen),
+                        format!("frozen:{}", digest.fnv1a64),
+                    )
+                } else {
+                    (Reference::Bypass, "base".to_string())
+                };
+                let id = format!("{reference_id}:{}:{}", cfg.model.path, cfg.train.dtype);
+                let dpo = Dpo::new(train, eval, pad_id, &cfg.dpo, reference, id);
+                (Box::new(dpo), report, samples)
+            }
+        };
     Ok(Prepared {
         model,
         encoder,
@@ -337,6 +403,8 @@ impl<'a> Trainer<'a> {
             train_sequences: self.objective.train_items() as u64,
             eval_examples: self.objective.eval_items() as u64,
             dropped_examples: self.report.dropped as u64,
+            truncated_examples: self.report.truncated as u64,
+            method: Some(t.method.to_string()),
             tool_records: self.report.tool_records as u64,
             tool_format: (self.report.tool_records > 0)
                 .then(|| self.cfg.data.tool_format.to_string()),
@@ -348,6 +416,10 @@ impl<'a> Trainer<'a> {
             name: self.cfg.name.clone(),
             compute: Some(self.compute_path().into()),
         }))?;
+        let batch = t.batch_size.max(1);
+        if let Some(line) = self.objective.prepare(&self.model, self.run, batch)? {
+            self.journal.log(&line);
+        }
         if self.state.step == 0 && t.eval_every > 0 {
             self.evaluate()?;
         }
@@ -374,7 +446,10 @@ impl<'a> Trainer<'a> {
         let windows: Vec<Vec<usize>> = (0..self.accum)
             .map(|k| self.order.micro_batch(self.state.micro + k))
             .collect();
-        let window: usize = windows.iter().map(|w| self.objective.weight(w)).sum();
+        let mut window = super::objective::Window::default();
+        for w in &windows {
+            window += self.objective.window(w);
+        }
         let mut loss = 0f64;
         let mut tokens = 0usize;
         let mut metrics = Metrics::new();
@@ -382,13 +457,14 @@ impl<'a> Trainer<'a> {
         for (k, items) in windows.iter().enumerate() {
             let micro = self.state.micro + k as u64;
             let args = StepArgs {
-                window_targets: window,
+                window_targets: window.units,
                 dropout_seed: dropout.then(|| t.seed ^ micro.wrapping_mul(0xD1B5_4A32_D192_ED03)),
                 checkpointing: t.gradient_checkpointing,
+                autograd: false,
             };
-            let out = self
-                .objective
-                .micro_step(&self.model, items, &args, &mut self.grads)?;
+            let out =
+                self.objective
+                    .micro_step(&self.model, items, window, &args, &mut self.grads)?;
             loss += out.loss;
             tokens += out.tokens;
             for (name, v) in out.metrics {

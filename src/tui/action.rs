@@ -92,10 +92,12 @@ pub enum Action {
     Compose,
     #[strum(message = "adapter on / off")]
     ToggleAdapter,
-    #[strum(message = "base and adapter side by side")]
+    #[strum(message = "side by side: base and A, base and B, A and B, off")]
     SideBySide,
-    #[strum(message = "pick the next adapter")]
+    #[strum(message = "pick the next adapter (A)")]
     PickAdapter,
+    #[strum(message = "pick a second adapter (B) to compare with")]
+    PickSecondAdapter,
     #[strum(message = "find a model (the workspace's and the Hugging Face cache's)")]
     PickModel,
     #[strum(message = "temperature +0.1")]

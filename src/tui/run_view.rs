@@ -61,6 +61,41 @@ impl Points {
     }
 }
 
+/// A preference run's reward metrics over steps: the margin between chosen and rejected
+/// rewards and how often the chosen one wins, on train and eval events.
+#[derive(Debug, Clone, Default)]
+pub struct RewardSeries {
+    pub margins: Points,
+    pub accuracy: Points,
+    pub eval_margins: Points,
+    pub eval_accuracy: Points,
+}
+
+impl RewardSeries {
+    pub fn is_empty(&self) -> bool {
+        self.margins.is_empty() && self.eval_margins.is_empty()
+    }
+
+    /// Adds the metrics of one event (train when `eval` is false); ignores other objectives.
+    fn add(&mut self, step: f64, metrics: &crate::runs::event::Metrics, eval: bool) {
+        let (Some(m), Some(a)) = (
+            metrics.get("rewards/margins"),
+            metrics.get("rewards/accuracies"),
+        ) else {
+            return;
+        };
+        let (margins, accuracy) = if eval {
+            (&mut self.eval_margins, &mut self.eval_accuracy)
+        } else {
+            (&mut self.margins, &mut self.accuracy)
+        };
+        for (p, y) in [(margins, *m), (accuracy, *a)] {
+            p.cut_from(step);
+            p.push(step, y);
+        }
+    }
+}
+
 static NEXT_VIEW: AtomicU64 = AtomicU64::new(1);
 
 pub struct RunView {
@@ -77,6 +112,7 @@ pub struct RunView {
     pub log: VecDeque<String>,
     /// The latest train event that carried reward metrics (preference objectives).
     pub rewards: Option<Train>,
+    pub reward_series: RewardSeries,
     /// The latest greedy reply to each sample prompt: (step, prompt, reply).
     pub samples: Vec<(u64, String, String)>,
 }
@@ -100,6 +136,7 @@ impl RunView {
             status: None,
             log: VecDeque::new(),
             rewards: None,
+            reward_series: RewardSeries::default(),
             samples: Vec::new(),
         }
     }
@@ -156,6 +193,7 @@ impl RunView {
                 if t.metrics.contains_key("rewards/chosen") {
                     self.rewards = Some(t.clone());
                 }
+                self.reward_series.add(step, &t.metrics, false);
                 self.last = Some(t);
                 line
             }
@@ -163,10 +201,18 @@ impl RunView {
                 let step = v.step as f64;
                 self.eval.cut_from(step);
                 self.eval.push(step, v.eval_loss);
-                format!(
+                self.reward_series.add(step, &v.metrics, true);
+                let mut line = format!(
                     "{stamp}  eval   step {:>5}  loss {:.4}",
                     v.step, v.eval_loss
-                )
+                );
+                if let (Some(a), Some(m)) = (
+                    v.metrics.get("rewards/accuracies"),
+                    v.metrics.get("rewards/margins"),
+                ) {
+                    line.push_str(&format!("  reward acc {a:.2}  margin {m:.3}"));
+                }
+                line
             }
             EventKind::Start(s) => {
                 let mut line = format!(

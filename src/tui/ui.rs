@@ -97,6 +97,7 @@ fn hints(app: &App) -> Vec<(String, &'static str)> {
             Action::ToggleAdapter,
             Action::SideBySide,
             Action::PickAdapter,
+            Action::PickSecondAdapter,
             Action::SaveExchange,
         ],
         Tab::Runs => &[
@@ -125,6 +126,7 @@ fn hints(app: &App) -> Vec<(String, &'static str)> {
         Action::ToggleAdapter => "adapter on/off",
         Action::SideBySide => "side by side",
         Action::PickAdapter => "adapter",
+        Action::PickSecondAdapter => "adapter B",
         Action::SaveExchange => "save",
         Action::Enter => "watch",
         Action::Mark => "mark",

@@ -117,3 +117,17 @@ pub fn append_event_line(run: &tunelab::runs::RunDir, event: &serde_json::Value)
         .unwrap();
     writeln!(f, "{event}").unwrap();
 }
+
+/// The largest absolute element of `t` (f32).
+pub fn max_abs(t: &candle_core::Tensor) -> f32 {
+    t.abs()
+        .and_then(|a| a.max_all())
+        .and_then(|m| m.to_dtype(candle_core::DType::F32))
+        .and_then(|m| m.to_scalar::<f32>())
+        .unwrap()
+}
+
+/// The largest absolute difference between `a` and `b`.
+pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    max_abs(&(a - b).unwrap())
+}

@@ -90,7 +90,8 @@ fn cuda_adamw_steps_match_torch() {
                 &StepArgs {
                     window_targets: mb.targets,
                     dropout_seed: None,
-                    checkpointing: checkpointing,
+                    checkpointing,
+                    autograd: false,
                 },
                 &mut grads,
             )
@@ -165,6 +166,7 @@ fn bf16_training_learns_a_batch() {
                 window_targets: mb.targets,
                 dropout_seed: None,
                 checkpointing: true,
+                autograd: false,
             },
             &mut grads,
         )

@@ -10,6 +10,7 @@ mod cli_train;
 mod data_datasets;
 mod data_formats;
 mod data_streaming;
+mod dpo;
 mod eval;
 #[cfg(feature = "cuda")]
 mod gpu;

@@ -142,15 +142,7 @@ fn saved_adapters_round_trip_in_peft_format() {
             .get(name)
             .unwrap_or_else(|| panic!("{name} missing from the saved adapter"));
         assert_eq!(s.dims(), t.dims(), "{name}");
-        let d: f32 = (s - t)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
-        assert_eq!(d, 0.0, "{name}");
+        assert_eq!(common::max_abs_diff(s, t), 0.0, "{name}");
     }
     let mut fresh = Model::load(&fixture.join("model"), DType::F32, &Device::Cpu).unwrap();
     peft::load(&mut fresh, out.path()).unwrap();

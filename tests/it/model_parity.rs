@@ -108,15 +108,7 @@ fn peft_adapter_logits_loss_and_gradients_match() {
             let r = reference
                 .get(&pname)
                 .unwrap_or_else(|| panic!("{name}: no reference for {pname}"));
-            let diff: f32 = (g - r)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
-            let scale: f32 = r.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+            let (diff, scale) = (common::max_abs_diff(g, r), common::max_abs(r));
             assert!(
                 diff / scale.max(1e-6) < 1e-3,
                 "{name}: {pname}: gradient differs by {diff} (scale {scale})"

@@ -87,3 +87,66 @@ fn smollm2_eval_loss_matches_transformers() {
         "tunelab {l} vs transformers {w}"
     );
 }
+
+/// The SmolLM2 DPO preset on the real model (its quantized base takes the autograd path):
+/// a fresh adapter's first step is ln 2, and the second step already moves.
+#[test]
+fn smollm2_dpo_preset_takes_real_steps() {
+    let Some(gguf) = common::smollm2_gguf("smollm2_dpo_preset_takes_real_steps") else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let (code, _, err) = common::run(&home, &["demo"]);
+    assert_eq!(code, 0, "{err}");
+    let data = home.path().join("data/demo/persona_dpo.jsonl");
+    let run = home.path().join("run");
+    let model = format!("model.path={}", gguf.display());
+    let train = format!("data.train={}", data.display());
+    let (code, _, err) = common::run(
+        &home,
+        &[
+            "train",
+            "smollm2-135m-dpo",
+            "--set",
+            &model,
+            "--set",
+            &train,
+            "--set",
+            "train.max_steps=2",
+            "--set",
+            "train.batch_size=2",
+            "--set",
+            "train.grad_accum=1",
+            "--set",
+            "train.eval_every=0",
+            "--set",
+            "lora.dropout=0.0",
+            "--set",
+            "samples.count=0",
+            "--set",
+            "train.warmup=0",
+            "--set",
+            "dpo.precompute_ref=false",
+            "--set",
+            "data.max_seq_len=96",
+            "--run-dir",
+            run.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let losses: Vec<f64> = common::event_lines(&run.join("events.jsonl"))
+        .into_iter()
+        .filter(|e| e["type"] == "train")
+        .map(|e| e["loss"].as_f64().unwrap())
+        .collect();
+    assert_eq!(losses.len(), 2);
+    assert!(
+        (losses[0] - std::f64::consts::LN_2).abs() < 1e-6,
+        "{losses:?}"
+    );
+    assert!(
+        losses[1].is_finite() && losses[1] != losses[0],
+        "{losses:?}"
+    );
+    assert!(run.join("adapter/adapter_model.safetensors").is_file());
+}

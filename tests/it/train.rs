@@ -40,17 +40,9 @@ fn fixture_model() -> (Model, MicroBatch, Value) {
 
 /// Every variable's gradient in `a` and `b` agrees within 1e-5 of its largest entry.
 fn assert_grads_close(vars: &[candle_core::Var], a: &Grads, b: &Grads, what: &str) {
-    let max_abs = |t: candle_core::Tensor| {
-        t.abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    };
     for v in vars {
         let (x, y) = (a.grad(v).unwrap(), b.grad(v).unwrap());
-        let (diff, scale) = (max_abs((x - &y).unwrap()), max_abs(y));
+        let (diff, scale) = (common::max_abs_diff(&x, &y), common::max_abs(&y));
         assert!(diff <= 1e-5 * scale.max(1e-3), "{what}: {diff} vs {scale}");
     }
 }
@@ -83,6 +75,7 @@ fn three_adamw_steps_match_torch() {
                     window_targets: mb.targets,
                     dropout_seed: None,
                     checkpointing,
+                    autograd: false,
                 },
                 &mut grads,
             )
@@ -110,6 +103,7 @@ fn three_adamw_steps_match_torch() {
                 window_targets: mb.targets,
                 dropout_seed: None,
                 checkpointing: false,
+                autograd: false,
             },
             &mut grads,
         )
@@ -137,6 +131,7 @@ fn activation_checkpointing_gives_the_same_gradients() {
             window_targets: mb.targets,
             dropout_seed: Some(3),
             checkpointing: false,
+            autograd: false,
         },
         &mut plain,
     )
@@ -148,6 +143,7 @@ fn activation_checkpointing_gives_the_same_gradients() {
             window_targets: mb.targets,
             dropout_seed: Some(3),
             checkpointing: true,
+            autograd: false,
         },
         &mut ckpt,
     )
@@ -169,6 +165,7 @@ fn gradient_accumulation_equals_the_full_batch() {
             window_targets: mb.targets,
             dropout_seed: None,
             checkpointing: false,
+            autograd: false,
         },
         &mut full,
     )
@@ -193,6 +190,7 @@ fn gradient_accumulation_equals_the_full_batch() {
                 window_targets: mb.targets,
                 dropout_seed: None,
                 checkpointing: false,
+                autograd: false,
             },
             &mut acc,
         )
@@ -257,7 +255,7 @@ fn checkpoints_verify_and_a_truncated_file_is_detected() {
 #[test]
 fn hand_written_backward_matches_autograd() {
     use tunelab::train::manual;
-    use tunelab::train::step::autograd_forward_backward;
+    use tunelab::train::step::forward_backward;
     for arch in ["llama", "qwen2", "mistral"] {
         let dir = common::fixture(&format!("models/{arch}"));
         let mut model = Model::load(&dir.join("model"), DType::F32, &Device::Cpu).unwrap();
@@ -279,24 +277,26 @@ fn hand_written_backward_matches_autograd() {
             let vars: Vec<_> = model.lora_vars().into_iter().map(|(_, v)| v).collect();
             let mut a = Grads::new(vars.clone());
             let mut b = Grads::new(vars.clone());
-            let la = autograd_forward_backward(
+            let la = forward_backward(
                 &model,
                 &mb,
                 &StepArgs {
                     window_targets: 20,
                     dropout_seed: Some(9),
                     checkpointing: false,
+                    autograd: true,
                 },
                 &mut a,
             )
             .unwrap();
-            let lb = manual::forward_backward(
+            let lb = forward_backward(
                 &model,
                 &mb,
                 &StepArgs {
                     window_targets: 20,
                     dropout_seed: Some(9),
                     checkpointing,
+                    autograd: false,
                 },
                 &mut b,
             )

@@ -196,7 +196,9 @@ fn an_invalid_field_shows_its_error_inline_and_changes_nothing() {
     let h = home();
     let mut a = app(&h, "dark", false);
     a.handle(Action::TabAdapter);
-    let r_row = tunelab::config::FIELDS
+    let r_row = a
+        .adapter
+        .visible()
         .iter()
         .position(|f| f.path == "lora.r")
         .unwrap();
@@ -386,6 +388,120 @@ fn chat_replies_stream_from_the_generation_thread() {
     );
 }
 
+/// Two adapters on one base answer side by side: a DPO run and the SFT run it started
+/// from, each column the same greedy reply `tunelab chat --adapter` gives.
+#[test]
+fn chat_compares_two_adapters_side_by_side() {
+    let h = home();
+    let runs = h.path().join("data/runs");
+    let train = |args: &[&str]| {
+        let (code, _, err) = common::run_with_home(h.path(), args);
+        assert_eq!(code, 0, "{err}");
+    };
+    let sft = runs.join("sft-20260101-000000");
+    let dpo = runs.join("dpo-20260101-000001");
+    train(&[
+        "train",
+        "tiny-demo",
+        "--set",
+        "train.max_steps=30",
+        "--run-dir",
+        sft.to_str().unwrap(),
+    ]);
+    let init = format!("dpo.init_adapter={}", sft.display());
+    train(&[
+        "train",
+        "tiny-demo-dpo",
+        "--set",
+        "train.max_steps=30",
+        "--set",
+        &init,
+        "--run-dir",
+        dpo.to_str().unwrap(),
+    ]);
+    let mut a = app(&h, "dark", false);
+    a.handle(Action::TabChat);
+    a.on_key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+    settle(&mut a);
+    a.chat.sampling.max_new_tokens = 16;
+    let label = |a: &App, v| a.chat.voice_label(v);
+    use tunelab::infer::Voice;
+    for _ in 0..a.chat.adapters.len() {
+        if label(&a, Voice::Adapter).contains("dpo-20260101-000001/adapter") {
+            break;
+        }
+        a.handle(Action::PickAdapter);
+        settle(&mut a);
+    }
+    for _ in 0..a.chat.adapters.len() {
+        if label(&a, Voice::Second).contains("sft-20260101-000000/adapter") {
+            break;
+        }
+        a.handle(Action::PickSecondAdapter);
+        settle(&mut a);
+    }
+    assert_eq!(label(&a, Voice::Adapter), "A dpo-20260101-000001/adapter");
+    assert_eq!(label(&a, Voice::Second), "B sft-20260101-000000/adapter");
+    // b cycles: base | A, base | B, A | B.
+    let mut pairs = Vec::new();
+    for _ in 0..3 {
+        a.handle(Action::SideBySide);
+        pairs.push(a.chat.pair);
+    }
+    assert_eq!(
+        pairs,
+        [
+            Some((Voice::Base, Voice::Adapter)),
+            Some((Voice::Base, Voice::Second)),
+            Some((Voice::Adapter, Voice::Second)),
+        ]
+    );
+    a.handle(Action::Compose);
+    for c in "What is a gradient?".chars() {
+        a.on_key(key(c));
+    }
+    a.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    let t = Instant::now();
+    while a.chat.busy() {
+        a.tick();
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "no reply: {}",
+            a.chat.status
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (left, right) = a.chat.compare.clone().unwrap();
+    let cli = |adapter: &Path| {
+        let model = h.path().join("data/demo/tiny-model");
+        let (code, out, err) = common::run_with_home(
+            h.path(),
+            &[
+                "chat",
+                "--model",
+                model.to_str().unwrap(),
+                "--adapter",
+                adapter.to_str().unwrap(),
+                "--prompt",
+                "What is a gradient?",
+                "--max-new-tokens",
+                "16",
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        out.trim_end_matches('\n').to_string()
+    };
+    assert_eq!(left, cli(&dpo.join("adapter")), "column A");
+    assert_eq!(right, cli(&sft.join("adapter")), "column B");
+    let screen = render(&mut a, 120, 40, &h);
+    let row = screen
+        .lines()
+        .find(|l| l.contains("┌ A dpo-20260101-000001/adapter "))
+        .unwrap_or_else(|| panic!("{screen}"));
+    assert!(row.contains("┌ B sft-20260101-000000/adapter "), "{screen}");
+    assert!(screen.contains("side by side: A | B"), "{screen}");
+}
+
 /// The Chat tab starts in its message field: typed letters are text, not commands (`W`
 /// would switch the save target, `A` the adapter); Esc leaves the field and keys are
 /// commands again.
@@ -520,7 +636,13 @@ fn end_to_end_in_tmux() {
     t.wait("the Data tab", 60, &|s| {
         s.contains("[1 Data]") && s.contains("persona.jsonl") && !s.contains("Welcome")
     });
-    assert!(h.path().join("state/tour-seen").is_file());
+    // The marker is written on a worker: give it a moment.
+    let marker = h.path().join("state/tour-seen");
+    let since = std::time::Instant::now();
+    while !marker.is_file() && since.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(marker.is_file());
     t.keys("2");
     t.wait("the Adapter tab", 10, &|s| {
         s.contains("[2 Adapter]") && s.contains("lora.r")
@@ -790,8 +912,33 @@ fn preference_records_samples_and_the_tour_render() {
     a.handle(Action::Right); // persona_dpo.jsonl
     settle(&mut a);
     let screen = render(&mut a, 120, 40, &h);
-    assert!(screen.contains("assistant (chosen) Arr!"), "{screen}");
-    assert!(screen.contains("assistant (rejected) "), "{screen}");
+    // The prompt, then the chosen and rejected replies side by side.
+    assert!(
+        screen.contains("user        What is a gradient?"),
+        "{screen}"
+    );
+    let row = screen
+        .lines()
+        .find(|l| l.contains("┌ chosen "))
+        .unwrap_or_else(|| panic!("{screen}"));
+    assert!(row.contains("┌ rejected "), "{screen}");
+    let row = screen
+        .lines()
+        .find(|l| l.contains("Arr! A gradient be the"))
+        .unwrap_or_else(|| panic!("{screen}"));
+    assert!(row.contains("It is a concept in machine"), "{screen}");
+    // The token view: the prompt's tokens above both completions, each trained in full.
+    a.handle(Action::TokenView);
+    settle(&mut a);
+    let screen = render(&mut a, 120, 40, &h);
+    let row = screen
+        .lines()
+        .find(|l| l.contains("┌ chosen · "))
+        .unwrap_or_else(|| panic!("{screen}"));
+    assert!(row.contains("┌ rejected · "), "{screen}");
+    assert!(screen.contains("trained · "), "{screen}");
+    insta::assert_snapshot!("data_pair_tokens_120x40", screen);
+    a.handle(Action::TokenView);
     // A run whose events carry sample replies.
     let run = RunDir::new(h.path().join("data/runs/samples-20260101-000000"));
     std::fs::create_dir_all(&run.root).unwrap();

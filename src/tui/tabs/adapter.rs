@@ -3,7 +3,7 @@
 //! the memory estimate follow the form live. The model's config.json is read on a worker.
 
 use super::{Component, Ctx};
-use crate::config::{FieldKind, RunConfig, FIELDS, PRESETS};
+use crate::config::{FieldKind, FieldSpec, Method, RunConfig, FIELDS, PRESETS};
 use crate::lora::LoraConfig;
 use crate::model::estimate;
 use crate::model::ModelConfig;
@@ -47,12 +47,60 @@ pub enum Finding {
     Model,
     /// `data.train`: the workspace's datasets, or a typed path.
     Dataset,
+    /// `dpo.init_adapter`: the runs that wrote an adapter, or a typed path.
+    Adapter,
 }
 
-/// Finds models (or datasets) for the finder, on a worker.
-pub fn find_job(what: Finding, ws: Workspace, dtype: crate::model::Dtype) -> Effect<Msg> {
+impl Finding {
+    /// The field a pick fills in.
+    fn field(self) -> &'static str {
+        match self {
+            Finding::Model => "model.path",
+            Finding::Dataset => "data.train",
+            Finding::Adapter => "dpo.init_adapter",
+        }
+    }
+}
+
+/// The runs that can start a preference run: those with a PEFT adapter, newest first,
+/// after a "fresh adapter" row. Reads each run's adapter folder; worker threads only.
+fn adapter_items(runs: &[crate::runs::RunSummary]) -> Vec<PickItem> {
+    let mut items = vec![PickItem {
+        label: "(fresh adapter)".into(),
+        detail: "start from the base model; the reference is the base".into(),
+        value: String::new(),
+        ok: true,
+    }];
+    for r in runs {
+        let adapter = crate::runs::RunDir::new(&r.dir).adapter();
+        if !adapter.join("adapter_config.json").is_file() {
+            continue;
+        }
+        let loss = r
+            .best_eval_loss
+            .map(|l| format!("best eval {l:.4}"))
+            .or(r.last_loss.map(|l| format!("loss {l:.4}")))
+            .unwrap_or_default();
+        items.push(PickItem {
+            label: r.id.clone(),
+            detail: format!("{} · step {} · {loss}", r.state_label(), r.step),
+            value: r.dir.display().to_string(),
+            ok: true,
+        });
+    }
+    items
+}
+
+/// Finds models, datasets or adapters for the finder, on a worker.
+pub fn find_job(
+    what: Finding,
+    ws: Workspace,
+    dtype: crate::model::Dtype,
+    runs: Vec<crate::runs::RunSummary>,
+) -> Effect<Msg> {
     Effect::spawn(move || {
         let items = match what {
+            Finding::Adapter => adapter_items(&runs),
             Finding::Model => model_items(&ws.models(), dtype.size() as f64, &dtype.to_string()),
             Finding::Dataset => {
                 let files: Vec<(PathBuf, u64)> =
@@ -172,8 +220,14 @@ impl AdapterTab {
         self.budget = Some((m.total, m.total.saturating_sub(m.used), m.device.clone()));
     }
 
-    pub fn field(&self) -> &'static crate::config::FieldSpec {
-        &FIELDS[self.selected.min(FIELDS.len() - 1)]
+    /// The fields the form shows: those the method reads.
+    pub fn visible(&self) -> Vec<&'static FieldSpec> {
+        FIELDS.iter().filter(|f| f.applies(&self.config)).collect()
+    }
+
+    pub fn field(&self) -> &'static FieldSpec {
+        let v = self.visible();
+        v[self.selected.min(v.len() - 1)]
     }
 
     pub fn move_sel(&mut self, d: isize) {
@@ -181,7 +235,8 @@ impl AdapterTab {
             *p = (*p as isize + d).clamp(0, modules().len() as isize) as usize;
             return;
         }
-        self.selected = (self.selected as isize + d).clamp(0, FIELDS.len() as isize - 1) as usize;
+        let n = self.visible().len() as isize;
+        self.selected = (self.selected as isize + d).clamp(0, n - 1) as usize;
     }
 
     /// The model path resolved against the workspace (by the worker once it has looked).
@@ -343,20 +398,29 @@ impl AdapterTab {
         let c = self.model_config()?;
         let t = &self.config.train;
         let bytes = t.dtype.size() as u64;
+        // A preference micro-batch holds the chosen and the rejected row of every pair.
+        let rows = match t.method {
+            Method::Sft => t.batch_size,
+            Method::Dpo => 2 * t.batch_size,
+        };
         Some(estimate::memory(
             c,
             &(&self.config.lora).into(),
             bytes as f64 * 8.0,
             bytes,
-            t.batch_size,
+            rows,
             self.config.data.max_seq_len,
             t.gradient_checkpointing,
         ))
     }
 
-    /// Opens the finder for `model.path` or `data.train`.
-    fn open_finder(&mut self, what: Finding, ws: &Workspace) -> Effect<Msg> {
+    /// Opens the finder for `model.path`, `data.train` or `dpo.init_adapter`.
+    fn open_finder(&mut self, what: Finding, ctx: &Ctx) -> Effect<Msg> {
         let (title, hint) = match what {
+            Finding::Adapter => (
+                "start from: runs with an adapter",
+                "type to filter · Enter picks · a typed run id or PEFT folder is taken as it is · Esc",
+            ),
             Finding::Model => (
                 "model: workspace and Hugging Face cache",
                 "type to filter · Enter picks · a typed org/name or path is taken as it is · Esc",
@@ -367,17 +431,25 @@ impl AdapterTab {
             ),
         };
         self.finder = Some((what, Picker::loading(title, hint, true)));
-        find_job(what, ws.clone(), self.config.train.dtype)
+        find_job(
+            what,
+            ctx.ws.clone(),
+            self.config.train.dtype,
+            ctx.runs.to_vec(),
+        )
     }
 
     fn act(&mut self, a: Action, ctx: &Ctx) -> Option<Effect<Msg>> {
         let path = self.field().path;
         match a {
-            Action::Enter if self.modules.is_none() && path == "model.path" => {
-                return Some(self.open_finder(Finding::Model, ctx.ws))
-            }
-            Action::Enter if self.modules.is_none() && path == "data.train" => {
-                return Some(self.open_finder(Finding::Dataset, ctx.ws))
+            Action::Enter if self.modules.is_none() => {
+                let what = [Finding::Model, Finding::Dataset, Finding::Adapter]
+                    .into_iter()
+                    .find(|w| w.field() == path);
+                match what {
+                    Some(w) => return Some(self.open_finder(w, ctx)),
+                    None => self.begin_edit(),
+                }
             }
             Action::Down => self.move_sel(1),
             Action::Up => self.move_sel(-1),
@@ -426,11 +498,7 @@ impl Component for AdapterTab {
                 Picked::Pending => return None,
             };
             self.finder = None;
-            let field = match what {
-                Finding::Model => "model.path",
-                Finding::Dataset => "data.train",
-            };
-            if let Err(e) = self.config.set_field(field, &value) {
+            if let Err(e) = self.config.set_field(what.field(), &value) {
                 self.edit_error = Some(e.clone());
                 return Some(Effect::error(e));
             }
@@ -498,6 +566,33 @@ impl Component for AdapterTab {
     }
 }
 
+/// What the run optimises: SFT, or the preference loss with its β and starting point.
+fn method_line(c: &RunConfig) -> String {
+    match c.train.method {
+        Method::Sft => "method     sft".into(),
+        Method::Dpo => {
+            let from = c
+                .dpo
+                .init_adapter
+                .as_deref()
+                .map_or("fresh adapter".into(), |a| {
+                    // A run's adapter folder is named after the run.
+                    let p = Path::new(a.trim_end_matches('/'));
+                    let p = if p.ends_with("adapter") {
+                        p.parent().unwrap_or(p)
+                    } else {
+                        p
+                    };
+                    let name = p
+                        .file_name()
+                        .map_or(a.to_string(), |n| n.to_string_lossy().into_owned());
+                    format!("from {}", crate::units::truncate(&name, 16))
+                });
+            format!("method     {} β{} · {from}", c.dpo.loss, c.dpo.beta)
+        }
+    }
+}
+
 fn gib(b: u64) -> String {
     format!("{} GiB", crate::units::gib(b, 2))
 }
@@ -505,8 +600,9 @@ fn gib(b: u64) -> String {
 fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
     let [form, side] =
         Layout::horizontal([Constraint::Min(40), Constraint::Length(44)]).areas(area);
-    let rows: Vec<Row> = FIELDS
-        .iter()
+    let rows: Vec<Row> = t
+        .visible()
+        .into_iter()
         .enumerate()
         .map(|(i, fs)| {
             let mut value = t.config.get_field(fs.path);
@@ -536,7 +632,7 @@ fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
         &mut state,
     );
     let [info, mem, help] = Layout::vertical([
-        Constraint::Length(7),
+        Constraint::Length(8),
         Constraint::Length(9),
         Constraint::Min(4),
     ])
@@ -569,6 +665,7 @@ fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
             "modules    {}",
             t.config.lora.target_modules.join(",")
         )),
+        Line::from(method_line(&t.config)),
         Line::from(format!(
             "train      {} · lr {} · bs {}×{}",
             t.config.train.dtype,
@@ -651,6 +748,14 @@ fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
         FieldKind::Float { min, max } => {
             help_lines.push(Line::styled(format!("number {min}…{max}"), theme.muted))
         }
+        FieldKind::OptFloat { min, max } => help_lines.push(Line::styled(
+            format!("number {min}…{max}, or empty for none"),
+            theme.muted,
+        )),
+        FieldKind::Adapter => help_lines.push(Line::styled(
+            "Enter picks a run with an adapter (or types a PEFT folder)",
+            theme.muted,
+        )),
         FieldKind::Choice(o) => help_lines.push(Line::styled(
             format!("Enter cycles: {}", o.join(" · ")),
             theme.muted,

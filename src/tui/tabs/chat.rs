@@ -1,16 +1,18 @@
-//! Chat tab: a model plus an adapter (a run's adapter or checkpoint, or any PEFT folder),
-//! replies streamed from a generation thread, the adapter switchable, base and adapter side
-//! by side, sampling settings, a system prompt, and "save this exchange to a dataset". The
+//! Chat tab: a model plus up to two adapters (a run's adapter or checkpoint, or any PEFT
+//! folder) on one frozen base, replies streamed from a generation thread, the adapter
+//! switchable, any two of base, adapter A and adapter B side by side (SFT against SFT+DPO on
+//! one prompt), sampling settings, a system prompt, and "save this exchange to a dataset". The
 //! model loads, the lists of models, adapters and save targets are read, and exchanges are
 //! saved on worker threads; tokens arrive through the background channel as they are made.
 
 use super::{Component, Ctx};
 use crate::infer::sampling::Sampling;
-use crate::infer::{ChatModel, GenEvent};
+use crate::infer::{ChatModel, GenEvent, Voice};
 use crate::tui::action::Action;
 use crate::tui::effect::Effect;
 use crate::tui::effect::Sink;
 use crate::tui::theme::Theme;
+use crate::tui::widgets::columns::{self, Column};
 use crate::tui::widgets::{InputEvent, TextInput};
 use ratatui::crossterm::event::KeyEvent;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -20,12 +22,6 @@ use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use ratatui::Frame;
 use serde_json::json;
 use std::path::{Path, PathBuf};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    Base,
-    Adapter,
-}
 
 /// What the text field is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,11 +37,18 @@ pub enum Msg {
     Gen(u64, GenEvent),
     /// Items for the model finder.
     Models(Vec<crate::tui::widgets::PickItem>),
-    /// Every run's adapters; `advance` picks the next one.
-    Adapters(Vec<(String, PathBuf)>, bool),
+    /// Every run's adapters; `advance` picks the next one for adapter A (or B).
+    Adapters(Vec<(String, PathBuf)>, Option<Slot>),
     /// Files an exchange can be appended to; pick the one after the current.
     SaveTargets(Vec<(PathBuf, crate::data::Format)>),
     Saved(Result<PathBuf, String>),
+}
+
+/// Which adapter a pick is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    A,
+    B,
 }
 
 pub struct ChatTab {
@@ -53,14 +56,17 @@ pub struct ChatTab {
     /// A model picked here (`M`); otherwise the Adapter form's model is used.
     pub model_override: Option<String>,
     pub adapters: Vec<(String, PathBuf)>,
+    /// Adapter A (the one single replies use) and adapter B, as indexes into `adapters`.
     pub adapter: Option<usize>,
+    pub second: Option<usize>,
     pub adapter_on: bool,
-    pub side_by_side: bool,
+    /// The two voices that answer side by side, or `None` for a single reply.
+    pub pair: Option<(Voice, Voice)>,
     pub system: String,
     pub sampling: Sampling,
     /// (role, text) of the conversation so far.
     pub history: Vec<(String, String)>,
-    /// Side-by-side replies to the last prompt: (base, adapter).
+    /// Side-by-side replies to the last prompt, in the order of `pair`.
     pub compare: Option<(String, String)>,
     pub model: Option<ChatModel>,
     /// The text field and what it is for (the tab starts in the message field).
@@ -73,9 +79,9 @@ pub struct ChatTab {
     confirm: Option<PathBuf>,
     loading: bool,
     /// The stream being received: its id and whose reply it is.
-    stream: Option<(u64, Target)>,
+    stream: Option<(u64, Voice)>,
     next_stream_id: u64,
-    queued: Vec<Target>,
+    queued: Vec<Voice>,
     pub status: String,
     /// Where "save exchange" appends, and in which format.
     pub save_path: PathBuf,
@@ -120,7 +126,7 @@ pub fn find_adapters(runs_root: &Path) -> Vec<(String, PathBuf)> {
     out
 }
 
-fn adapters_job(runs_root: PathBuf, advance: bool) -> Effect<Msg> {
+fn adapters_job(runs_root: PathBuf, advance: Option<Slot>) -> Effect<Msg> {
     Effect::spawn(move || Msg::Adapters(find_adapters(&runs_root), advance))
 }
 
@@ -130,9 +136,10 @@ impl ChatTab {
             model_spec,
             model_override: None,
             adapter: None,
+            second: None,
             adapters: Vec::new(),
             adapter_on: true,
-            side_by_side: false,
+            pair: None,
             system: String::new(),
             sampling: Sampling {
                 max_new_tokens: 128,
@@ -159,7 +166,7 @@ impl ChatTab {
 
     /// Reads the adapter list (at start, and when runs appear).
     pub fn start(&mut self, runs_root: &Path) -> Effect<Msg> {
-        adapters_job(runs_root.to_path_buf(), false)
+        adapters_job(runs_root.to_path_buf(), None)
     }
 
     pub fn busy(&self) -> bool {
@@ -170,6 +177,37 @@ impl ChatTab {
         self.adapter
             .and_then(|i| self.adapters.get(i))
             .map(|(_, p)| p.as_path())
+    }
+
+    pub fn second_path(&self) -> Option<&Path> {
+        self.second
+            .and_then(|i| self.adapters.get(i))
+            .map(|(_, p)| p.as_path())
+    }
+
+    /// What a voice is called in titles: `base`, or the adapter's run and step.
+    pub fn voice_label(&self, v: Voice) -> String {
+        let name = |i: Option<usize>| {
+            i.and_then(|i| self.adapters.get(i))
+                .map_or("none".to_string(), |(l, _)| l.clone())
+        };
+        match v {
+            Voice::Base => "base".into(),
+            Voice::Adapter => format!("A {}", name(self.adapter)),
+            Voice::Second => format!("B {}", name(self.second)),
+        }
+    }
+
+    /// The next side-by-side pairing: base|A, then base|B and A|B once B is picked, then
+    /// single replies again.
+    pub fn next_pair(&mut self) {
+        let mut options = vec![None, Some((Voice::Base, Voice::Adapter))];
+        if self.second.is_some() {
+            options.push(Some((Voice::Base, Voice::Second)));
+            options.push(Some((Voice::Adapter, Voice::Second)));
+        }
+        let i = options.iter().position(|o| *o == self.pair).unwrap_or(0);
+        self.pair = options[(i + 1) % options.len()];
     }
 
     /// Opens `dir` (a PEFT folder) as the adapter.
@@ -185,7 +223,11 @@ impl ChatTab {
     fn needs_load(&self) -> bool {
         match &self.model {
             None => true,
-            Some(m) => m.adapter.as_deref() != self.adapter_path() || m.spec != self.model_spec,
+            Some(m) => {
+                m.adapter.as_deref() != self.adapter_path()
+                    || m.second_path() != self.second_path()
+                    || m.spec != self.model_spec
+            }
         }
     }
 
@@ -211,25 +253,31 @@ impl ChatTab {
             self.start_replies();
             return None;
         }
-        let (spec, adapter) = (
+        let (spec, adapter, second) = (
             self.model_spec.clone(),
             self.adapter_path().map(Path::to_path_buf),
+            self.second_path().map(Path::to_path_buf),
         );
         self.loading = true;
         self.status = format!("loading {}…", self.model_spec);
         Some(Effect::spawn(move || {
-            Msg::Loaded(load_checked(&spec, adapter.as_deref(), training_active))
+            Msg::Loaded(load_checked(
+                &spec,
+                adapter.as_deref(),
+                second.as_deref(),
+                training_active,
+            ))
         }))
     }
 
     fn start_replies(&mut self) {
-        self.queued = if self.side_by_side {
-            self.compare = Some((String::new(), String::new()));
-            vec![Target::Base, Target::Adapter]
-        } else if self.adapter_on && self.adapter.is_some() {
-            vec![Target::Adapter]
-        } else {
-            vec![Target::Base]
+        self.queued = match self.pair {
+            Some((l, r)) => {
+                self.compare = Some((String::new(), String::new()));
+                vec![l, r]
+            }
+            None if self.adapter_on && self.adapter.is_some() => vec![Voice::Adapter],
+            None => vec![Voice::Base],
         };
         self.next_stream();
     }
@@ -254,25 +302,15 @@ impl ChatTab {
         self.next_stream_id += 1;
         let id = self.next_stream_id;
         let out = self.sink.clone();
-        match model.reply_with(
-            &self.messages(),
-            target == Target::Adapter,
-            self.sampling.clone(),
-            move |e| out(Msg::Gen(id, e)),
-        ) {
+        match model.reply_with(&self.messages(), target, self.sampling.clone(), move |e| {
+            out(Msg::Gen(id, e))
+        }) {
             Ok(()) => {
-                if !self.side_by_side {
+                if self.pair.is_none() {
                     self.history.push(("assistant".into(), String::new()));
                 }
                 self.stream = Some((id, target));
-                self.status = format!(
-                    "answering ({})…",
-                    if target == Target::Adapter {
-                        "adapter"
-                    } else {
-                        "base"
-                    }
-                );
+                self.status = format!("answering ({})…", self.voice_label(target));
             }
             Err(e) => self.status = format!("error: {e}"),
         }
@@ -286,10 +324,10 @@ impl ChatTab {
             return;
         }
         match e {
-            GenEvent::Text(t) => match (&mut self.compare, target) {
-                (Some((b, _)), Target::Base) => b.push_str(&t),
-                (Some((_, a)), Target::Adapter) => a.push_str(&t),
-                (None, _) => {
+            GenEvent::Text(t) => match (&mut self.compare, self.pair) {
+                (Some((l, _)), Some((first, _))) if first == target => l.push_str(&t),
+                (Some((_, r)), Some(_)) => r.push_str(&t),
+                _ => {
                     if let Some((_, last)) = self.history.last_mut() {
                         last.push_str(&t);
                     }
@@ -377,8 +415,11 @@ impl ChatTab {
                 self.input = Some((InputFor::System, TextInput::new(self.system.clone())))
             }
             Action::ToggleAdapter => self.adapter_on = !self.adapter_on,
-            Action::SideBySide => self.side_by_side = !self.side_by_side,
-            Action::PickAdapter => return Some(adapters_job(ctx.ws.runs_root(), true)),
+            Action::SideBySide => self.next_pair(),
+            Action::PickAdapter => return Some(adapters_job(ctx.ws.runs_root(), Some(Slot::A))),
+            Action::PickSecondAdapter => {
+                return Some(adapters_job(ctx.ws.runs_root(), Some(Slot::B)))
+            }
             Action::PickModel => {
                 self.finder = Some(crate::tui::widgets::Picker::loading(
                     "chat model: workspace and Hugging Face cache",
@@ -445,6 +486,7 @@ impl ChatTab {
 fn load_checked(
     spec: &str,
     adapter: Option<&Path>,
+    second: Option<&Path>,
     training_active: bool,
 ) -> Result<ChatModel, String> {
     let need = crate::model::ModelConfig::from_file(&Path::new(spec).join("config.json"))
@@ -464,7 +506,9 @@ fn load_checked(
             ));
         }
     }
-    ChatModel::load(spec, adapter, "model")
+    let mut m = ChatModel::load(spec, adapter, "model")?;
+    m.set_second(second)?;
+    Ok(m)
 }
 
 /// Appends one JSON line to `path` (creating its folder); worker threads only.
@@ -555,16 +599,40 @@ impl Component for ChatTab {
                 }
             }
             Msg::Adapters(list, advance) => {
-                let current = self.adapter_path().map(Path::to_path_buf);
+                let a = self.adapter_path().map(Path::to_path_buf);
+                let b = self.second_path().map(Path::to_path_buf);
                 self.adapters = list;
-                let at = current.and_then(|c| self.adapters.iter().position(|(_, p)| *p == c));
-                self.adapter = match (at, self.adapters.len(), advance) {
-                    (_, 0, _) => None,
-                    (None, _, _) => Some(0),
-                    (Some(i), _, false) => Some(i),
-                    (Some(i), n, true) if i + 1 >= n => None,
-                    (Some(i), _, true) => Some(i + 1),
+                let at = |c: Option<PathBuf>| {
+                    c.and_then(|c| self.adapters.iter().position(|(_, p)| *p == c))
                 };
+                let (at_a, at_b) = (at(a), at(b));
+                let n = self.adapters.len();
+                // A starts on the newest adapter; B only when asked for. Advancing past the
+                // last one leaves the slot empty.
+                let next = |cur: Option<usize>, advance: bool, start: bool| match (cur, advance) {
+                    _ if n == 0 => None,
+                    (None, false) => start.then_some(0),
+                    (None, true) => Some(0),
+                    (Some(i), false) => Some(i),
+                    (Some(i), true) => (i + 1 < n).then_some(i + 1),
+                };
+                self.adapter = next(at_a, advance == Some(Slot::A), true);
+                self.second = next(at_b, advance == Some(Slot::B), false);
+                // B compares against A: it skips A's adapter.
+                if advance == Some(Slot::B) && self.second.is_some() && self.second == self.adapter
+                {
+                    self.second = next(self.second, true, false);
+                }
+                if self.second.is_none() && matches!(self.pair, Some((_, Voice::Second))) {
+                    self.pair = Some((Voice::Base, Voice::Adapter));
+                }
+                if let Some(slot) = advance {
+                    let (v, name) = match slot {
+                        Slot::A => (Voice::Adapter, "adapter A"),
+                        Slot::B => (Voice::Second, "adapter B"),
+                    };
+                    return Some(Effect::info(format!("{name}: {}", self.voice_label(v))));
+                }
             }
             Msg::SaveTargets(targets) => {
                 let i = targets
@@ -593,6 +661,14 @@ impl Component for ChatTab {
     }
 }
 
+fn voice_short(v: Voice) -> &'static str {
+    match v {
+        Voice::Base => "base",
+        Voice::Adapter => "A",
+        Voice::Second => "B",
+    }
+}
+
 fn transcript<'a>(history: &[(String, String)], theme: &Theme) -> Vec<Line<'a>> {
     let mut lines = Vec::new();
     for (role, text) in history {
@@ -618,37 +694,37 @@ fn transcript<'a>(history: &[(String, String)], theme: &Theme) -> Vec<Line<'a>> 
 
 fn draw(f: &mut Frame, area: Rect, t: &ChatTab, theme: &Theme, input: Option<&str>) {
     let [head, body, foot] = Layout::vertical([
-        Constraint::Length(5),
+        Constraint::Length(6),
         Constraint::Min(3),
         Constraint::Length(3),
     ])
     .areas(area);
-    let adapter = t
-        .adapter
-        .and_then(|i| t.adapters.get(i))
-        .map_or("none".to_string(), |(l, _)| l.clone());
+    let mut adapters = vec![
+        Span::raw("adapter "),
+        Span::styled(t.voice_label(Voice::Adapter), theme.accent),
+        Span::raw(format!(" [{}]", if t.adapter_on { "on" } else { "off" })),
+    ];
+    if t.second.is_some() {
+        adapters.push(Span::raw("  "));
+        adapters.push(Span::styled(t.voice_label(Voice::Second), theme.accent));
+    }
     let info = vec![
         Line::from(vec![
             Span::raw("model   "),
             Span::styled(crate::units::truncate(&t.model_spec, 60), theme.accent),
         ]),
-        Line::from(vec![
-            Span::raw("adapter "),
-            Span::styled(adapter, theme.accent),
-            Span::raw(format!(
-                "  [{}]  {}  temp {:.1}  top-p {}  top-k {}  max {}",
-                if t.adapter_on { "on" } else { "off" },
-                if t.side_by_side {
-                    "side by side"
-                } else {
-                    "single"
-                },
-                t.sampling.temperature,
-                t.sampling.top_p.map_or("off".into(), |p| p.to_string()),
-                t.sampling.top_k.map_or("off".into(), |k| k.to_string()),
-                t.sampling.max_new_tokens
-            )),
-        ]),
+        Line::from(adapters),
+        Line::from(format!(
+            "{}  temp {:.1}  top-p {}  top-k {}  max {}",
+            match t.pair {
+                Some((l, r)) => format!("side by side: {} | {}", voice_short(l), voice_short(r)),
+                None => "single".into(),
+            },
+            t.sampling.temperature,
+            t.sampling.top_p.map_or("off".into(), |p| p.to_string()),
+            t.sampling.top_k.map_or("off".into(), |k| k.to_string()),
+            t.sampling.max_new_tokens
+        )),
         Line::styled(
             format!(
                 "saves to {} ({})",
@@ -662,41 +738,51 @@ fn draw(f: &mut Frame, area: Rect, t: &ChatTab, theme: &Theme, input: Option<&st
         Paragraph::new(info).block(Block::default().borders(Borders::ALL).title(" chat ")),
         head,
     );
-    match &t.compare {
-        Some((base, adapted)) => {
-            let [l, r] =
-                Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
-                    .areas(body);
-            f.render_widget(
-                Paragraph::new(base.clone())
-                    .wrap(Wrap { trim: false })
-                    .block(
-                        Block::default()
-                            .borders(Borders::ALL)
-                            .title(" base ")
-                            .border_style(theme.border),
-                    ),
-                l,
-            );
-            f.render_widget(
-                Paragraph::new(adapted.clone())
-                    .wrap(Wrap { trim: false })
-                    .block(
-                        Block::default()
-                            .borders(Borders::ALL)
-                            .title(" adapter ")
-                            .border_style(theme.border_focused),
-                    ),
-                r,
+    match (&t.compare, t.pair) {
+        (Some((left, right)), Some((lv, rv))) => {
+            // The prompt above, the two replies beside each other.
+            let prompt = t
+                .history
+                .iter()
+                .rev()
+                .find(|(r, _)| r == "user")
+                .map(|(_, p)| p.clone())
+                .unwrap_or_default();
+            let head = vec![Line::from(vec![
+                Span::styled("user       ", theme.user.add_modifier(Modifier::BOLD)),
+                Span::raw(prompt),
+            ])];
+            let col = |text: &str, v: Voice, style| Column {
+                title: format!(" {} ", t.voice_label(v)),
+                style,
+                lines: text
+                    .split('\n')
+                    .map(|l| Line::from(l.to_string()))
+                    .collect(),
+            };
+            let block = Block::default()
+                .borders(Borders::ALL)
+                .title(" side by side ");
+            let inner = block.inner(body);
+            f.render_widget(block, body);
+            columns::draw(
+                f,
+                inner,
+                head,
+                [
+                    col(left, lv, theme.foreground),
+                    col(right, rv, theme.accent),
+                ],
+                theme,
             );
         }
-        None => {
+        _ => {
             let mut lines = transcript(&t.history, theme);
             if lines.is_empty() {
                 let adapter = if t.adapters.is_empty() {
                     "No adapter yet: train one (2 for the form, then r); A picks one when runs have them."
                 } else {
-                    "A picks another adapter; t turns it off; b shows base and adapter side by side."
+                    "A picks another adapter, B a second one; t turns A off; b puts two side by side (base | A, base | B, A | B)."
                 };
                 lines = vec![
                     Line::styled("Type a question and press Enter; Esc leaves the field (i comes back).", theme.muted),
@@ -729,7 +815,7 @@ fn draw(f: &mut Frame, area: Rect, t: &ChatTab, theme: &Theme, input: Option<&st
         Some(s) => (format!("› {s}"), theme.foreground),
         None => (
             if t.status.is_empty() {
-                "i: write a message · t: adapter on/off · b: side by side · A: next adapter"
+                "i: write a message · t: adapter on/off · b: side by side · A/B: adapters"
                     .to_string()
             } else {
                 t.status.clone()

@@ -9,6 +9,7 @@ use crate::template::{Encoded, Encoder, IGNORE};
 use crate::tui::action::Action;
 use crate::tui::effect::Effect;
 use crate::tui::theme::Theme;
+use crate::tui::widgets::columns::{self, Column};
 use crate::tui::widgets::{InputEvent, TextInput};
 use ratatui::crossterm::event::KeyEvent;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -595,19 +596,11 @@ fn record_lines<'a>(rec: &Record, theme: &Theme) -> Vec<Line<'a>> {
                 .iter()
                 .for_each(|m| message_lines(m, theme, None, &mut out))
         }
-        Body::Preference(p) => {
-            p.prompt
-                .iter()
-                .for_each(|m| message_lines(m, theme, None, &mut out));
-            for m in &p.chosen {
-                out.push(Line::styled("── chosen", theme.chosen));
-                message_lines(m, theme, Some("chosen"), &mut out);
-            }
-            for m in &p.rejected {
-                out.push(Line::styled("── rejected", theme.rejected));
-                message_lines(m, theme, Some("rejected"), &mut out);
-            }
-        }
+        // The replies go in two columns (see `pair_columns`).
+        Body::Preference(p) => p
+            .prompt
+            .iter()
+            .for_each(|m| message_lines(m, theme, None, &mut out)),
         Body::Text(t) => t
             .split('\n')
             .for_each(|l| out.push(Line::styled(l.to_string(), theme.foreground))),
@@ -615,65 +608,132 @@ fn record_lines<'a>(rec: &Record, theme: &Theme) -> Vec<Line<'a>> {
     out
 }
 
-/// Token view lines: each token's text, trained tokens in one colour, masked in another.
+/// A preference record's chosen and rejected replies, as two columns.
+fn pair_columns<'a>(rec: &Record, theme: &Theme) -> Option<[Column<'a>; 2]> {
+    let Body::Preference(p) = &rec.body else {
+        return None;
+    };
+    let col = |msgs: &[Message], label: &str, style| {
+        let mut lines = Vec::new();
+        msgs.iter()
+            .for_each(|m| message_lines(m, theme, None, &mut lines));
+        Column {
+            title: format!(" {label} "),
+            style,
+            lines,
+        }
+    };
+    Some([
+        col(&p.chosen, "chosen", theme.chosen),
+        col(&p.rejected, "rejected", theme.rejected),
+    ])
+}
+
+/// Appends a token's text to `lines` in `style`, a newline as `⏎` and a line break.
+fn push_piece(lines: &mut Vec<Line<'_>>, text: &str, style: ratatui::style::Style) {
+    let mut parts = text.split('\n').peekable();
+    while let Some(p) = parts.next() {
+        if !p.is_empty() {
+            if let Some(last) = lines.last_mut() {
+                last.spans.push(Span::styled(p.to_string(), style));
+            }
+        }
+        if parts.peek().is_some() {
+            if let Some(last) = lines.last_mut() {
+                last.spans.push(Span::styled("⏎", style));
+            }
+            lines.push(Line::default());
+        }
+    }
+}
+
+/// Lines of `ids` decoded piece by piece (a character split across tokens shows with the
+/// token that completes it), all in `style`.
+fn id_lines<'a>(
+    tok: &crate::template::TextTokenizer,
+    ids: &[u32],
+    style: ratatui::style::Style,
+) -> Vec<Line<'a>> {
+    let mut lines = vec![Line::default()];
+    let mut stream = crate::infer::stream::TokenStream::new(tok);
+    for &id in ids {
+        if let Some(piece) = stream.push(id) {
+            push_piece(&mut lines, &piece, style);
+        }
+    }
+    if let Some(rest) = stream.finish() {
+        push_piece(&mut lines, &rest, style);
+    }
+    lines
+}
+
+/// What the token view shows of one record.
+pub struct TokenView<'a> {
+    pub lines: Vec<Line<'a>>,
+    /// A preference pair's chosen and rejected completions, each trained in full.
+    pub columns: Option<[Column<'a>; 2]>,
+    pub tokens: usize,
+    pub trained: usize,
+}
+
+/// Token view: each token's text, trained tokens in one colour, masked in another; a
+/// preference pair's prompt (never trained) above its two completions.
 pub fn token_lines<'a>(
     enc: &Encoder,
     rec: &Record,
     tool_format: crate::template::ToolFormat,
     theme: &Theme,
-) -> Result<(Vec<Line<'a>>, usize, usize), String> {
+) -> Result<TokenView<'a>, String> {
+    let trained_style = theme.trained_token.add_modifier(Modifier::BOLD);
     let ex = match enc
         .encode_with(rec, tool_format)
         .map_err(|e| e.to_string())?
     {
         Encoded::Skipped(_) => {
-            return Ok((
-                vec![Line::from(
+            return Ok(TokenView {
+                lines: vec![Line::from(
                     "left out: the record carries tool calls and data.tool_format is drop",
                 )],
-                0,
-                0,
-            ))
+                columns: None,
+                tokens: 0,
+                trained: 0,
+            })
         }
         Encoded::Sft(ex) => ex,
         Encoded::Preference(p) => {
-            return Ok((
-                vec![Line::from(format!(
-                    "preference pair: prompt {} tokens, chosen {}, rejected {}",
-                    p.prompt_ids.len(),
-                    p.chosen_ids.len(),
-                    p.rejected_ids.len()
-                ))],
-                p.prompt_ids.len() + p.chosen_ids.len(),
-                p.chosen_ids.len(),
-            ))
+            let tok = &enc.tokenizer;
+            let col = |ids: &[u32], label: &str, style| Column {
+                title: format!(" {label} · {} tokens ", ids.len()),
+                style,
+                lines: id_lines(tok, ids, trained_style),
+            };
+            return Ok(TokenView {
+                lines: id_lines(tok, &p.prompt_ids, theme.masked_token),
+                columns: Some([
+                    col(&p.chosen_ids, "chosen", theme.chosen),
+                    col(&p.rejected_ids, "rejected", theme.rejected),
+                ]),
+                tokens: p.prompt_ids.len() + p.chosen_ids.len() + p.rejected_ids.len(),
+                trained: p.chosen_ids.len() + p.rejected_ids.len(),
+            });
         }
     };
     let mut lines = vec![Line::default()];
     for (i, (s, e)) in ex.offsets.iter().enumerate() {
         let trained = ex.labels.get(i).is_some_and(|l| *l != IGNORE);
         let style = if trained {
-            theme.trained_token.add_modifier(Modifier::BOLD)
+            trained_style
         } else {
             theme.masked_token
         };
-        let text = ex.text.get(*s..*e).unwrap_or("");
-        let mut parts = text.split('\n').peekable();
-        while let Some(p) = parts.next() {
-            if !p.is_empty() {
-                if let Some(last) = lines.last_mut() {
-                    last.spans.push(Span::styled(p.to_string(), style));
-                }
-            }
-            if parts.peek().is_some() {
-                if let Some(last) = lines.last_mut() {
-                    last.spans.push(Span::styled("⏎", style));
-                }
-                lines.push(Line::default());
-            }
-        }
+        push_piece(&mut lines, ex.text.get(*s..*e).unwrap_or(""), style);
     }
-    Ok((lines, ex.len(), ex.trained()))
+    Ok(TokenView {
+        lines,
+        columns: None,
+        tokens: ex.len(),
+        trained: ex.trained(),
+    })
 }
 
 fn draw(
@@ -796,6 +856,7 @@ fn draw(
         }
     };
     let mut lines: Vec<Line> = vec![Line::styled(loc, theme.muted)];
+    let mut columns = None;
     match t.view {
         View::Problems => {
             let probs = l.problems();
@@ -820,7 +881,10 @@ fn draw(
             }
         }
         View::Text => match rec {
-            Ok(r) => lines.extend(record_lines(r, theme)),
+            Ok(r) => {
+                lines.extend(record_lines(r, theme));
+                columns = pair_columns(r, theme);
+            }
             Err(ps) => ps.iter().for_each(|p| {
                 lines.push(Line::styled(
                     format!("{} {}: {}", p.location, p.field, p.message),
@@ -834,16 +898,17 @@ fn draw(
                 theme.muted,
             )),
             (Ok(r), Some(Ok(enc))) => match token_lines(enc, r, tool_format, theme) {
-                Ok((tl, n, trained)) => {
+                Ok(v) => {
                     lines.push(Line::from(vec![
                         Span::styled("░masked░ ", theme.masked_token),
                         Span::styled("█trained█ ", theme.trained_token),
                         Span::styled(
-                            format!(" {n} tokens, {trained} trained · {model}"),
+                            format!(" {} tokens, {} trained · {model}", v.tokens, v.trained),
                             theme.muted,
                         ),
                     ]));
-                    lines.extend(tl);
+                    lines.extend(v.lines);
+                    columns = v.columns;
                 }
                 Err(e) => lines.push(Line::styled(e, theme.error)),
             },
@@ -893,10 +958,17 @@ fn draw(
             dialog,
         );
     }
-    f.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(block),
-        body,
-    );
+    match columns {
+        Some(cols) => {
+            let inner = block.inner(body);
+            f.render_widget(block, body);
+            columns::draw(f, inner, lines, cols, theme);
+        }
+        None => f.render_widget(
+            Paragraph::new(lines)
+                .wrap(Wrap { trim: false })
+                .block(block),
+            body,
+        ),
+    }
 }

@@ -11,7 +11,7 @@ use crate::tui::action::Action;
 use crate::tui::effect::Effect;
 use crate::tui::run_view::RunView;
 use crate::tui::theme::Theme;
-use crate::tui::widgets::loss_chart;
+use crate::tui::widgets::{line_chart, loss_chart, YRange};
 use crate::units::clock;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
@@ -134,7 +134,39 @@ fn draw(f: &mut Frame, area: Rect, t: &TrainTab, theme: &Theme, hint: &str) {
         title,
         theme,
     );
-    f.render_widget(chart, chart_area);
+    let r = &v.reward_series;
+    if r.is_empty() {
+        f.render_widget(chart, chart_area);
+    } else {
+        // A preference run: reward margins and accuracy under the loss.
+        let [loss_area, rewards_area] =
+            Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)])
+                .areas(chart_area);
+        f.render_widget(chart, loss_area);
+        let [margins_area, acc_area] =
+            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+                .areas(rewards_area);
+        let margins = line_chart(
+            vec![
+                ("train".into(), &r.margins.points, theme.loss_train),
+                ("eval".into(), &r.eval_margins.points, theme.loss_eval),
+            ],
+            " reward margins ".into(),
+            YRange::WithZero,
+            theme,
+        );
+        f.render_widget(margins, margins_area);
+        let accuracy = line_chart(
+            vec![
+                ("train".into(), &r.accuracy.points, theme.loss_train),
+                ("eval".into(), &r.eval_accuracy.points, theme.loss_eval),
+            ],
+            " reward accuracy ".into(),
+            YRange::Fixed(0.0, 1.0),
+            theme,
+        );
+        f.render_widget(accuracy, acc_area);
+    }
     let [prog, mem] = Layout::vertical([Constraint::Length(10), Constraint::Min(5)]).areas(side);
     let last = v.last.clone().unwrap_or_default();
     let (step, total) = v

@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""Copies the workbench snapshots (tests/it/snapshots, rendered by tests/it/tui.rs) into the
+README's screen captures, so the README shows what the tests check.
+
+    INSTA_UPDATE=always cargo test --test it tui:: && python3 scripts/readme_captures.py
+
+Each capture is the ```text block (or blocks) after a label line below.
+"""
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SNAPS = ROOT / "tests" / "it" / "snapshots"
+# label line -> [(snapshot, lines kept or None for all), ...] for the blocks that follow it
+CAPTURES = {
+    "Data tab (80×24):": [("data_80x24", None)],
+    "Token view:": [("data_tokens_80x24", None)],
+    "A preference pair in the token view (120×40, cut): the prompt above, each completion trained":
+        [("data_pair_tokens_120x40", 14)],
+    "Adapter tab:": [("adapter_120x40", None)],
+    "Train tab (a finished run):": [("train_120x40", None)],
+    "Chat tab and Runs tab:": [("chat_80x24", None), ("runs_80x24", None)],
+}
+
+
+def snapshot(name, keep):
+    text = (SNAPS / f"it__tui__{name}.snap").read_text()
+    body = text.split("---\n", 2)[2].rstrip("\n").split("\n")
+    return body[:keep] if keep else body
+
+
+def main():
+    path = ROOT / "README.md"
+    lines = path.read_text().split("\n")
+    for label, blocks in CAPTURES.items():
+        i = lines.index(label)
+        for name, keep in blocks:
+            while lines[i] != "```text":
+                i += 1
+            j = i + 1
+            while lines[j] != "```":
+                j += 1
+            lines[i + 1:j] = snapshot(name, keep)
+            i += 1 + len(snapshot(name, keep)) + 1
+    path.write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
