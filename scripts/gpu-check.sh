@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GPU check: CUDA build, GPU tests, and the SFT training benchmark against transformers + PEFT.
+# GPU check: CUDA build, GPU tests, the SFT training benchmark against transformers + PEFT, and
+# tunelab's DPO step.
 #
 #   scripts/gpu-check.sh build   # where cargo and a CUDA 13 toolkit are (nvcc; PyPI's
 #                                # nvidia-cuda-nvcc and friends work): builds the CUDA binary
@@ -83,6 +84,14 @@ for ckpt in "" "--checkpointing"; do
     | grep -v -i warn | tee "$OUT_DIR/$name.txt"
 done
 
+echo "== DPO step: $SHAPE, $((BATCH / 2)) pairs x ${SEQ}, bf16 (tunelab; same tokens as the SFT rows)"
+for pre in "" "--precompute-ref"; do
+  name=dpo${pre:+-pre}
+  "$GPU_DIR/tunelab" bench train --objective dpo $pre --device cuda --dtype bf16 --shape "$SHAPE" \
+    --batch "$((BATCH / 2 > 0 ? BATCH / 2 : 1))" --seq "$SEQ" --steps "$STEPS" --warmup 3 --json \
+    > "$OUT_DIR/$name.json" 2> "$OUT_DIR/$name.err" || echo "$name failed: $(tail -1 "$OUT_DIR/$name.err")"
+done
+
 echo "== summary"
 python3 - "$OUT_DIR" <<'PY'
 import json, pathlib, sys
@@ -97,5 +106,14 @@ for name in ("bench", "bench-ckpt"):
         v = r[who].get("peak_vram_bytes")
         label = f"{who}{' +ckpt' if name.endswith('ckpt') else ''}"
         print(f"{label:<28} {r[who]['tokens_per_s']:>10.0f} {v / 2**30 if v else float('nan'):>14.2f}")
+for name in ("dpo", "dpo-pre"):
+    p = d / f"{name}.json"
+    try:
+        r = json.loads(p.read_text())
+    except Exception:
+        print(f"{name}: missing"); continue
+    v = r.get("peak_vram_bytes")
+    label = f"tunelab DPO{' precomputed ref' if name.endswith('pre') else ''}"
+    print(f"{label:<28} {r['tokens_per_s']:>10.0f} {v / 2**30 if v else float('nan'):>14.2f}")
 PY
 exit "$tests_rc"
