@@ -16,6 +16,7 @@ CAPTURES = {
     "Token view:": [("data_tokens_80x24", None)],
     "A preference pair in the token view (120×40, cut): the prompt above, each completion trained":
         [("data_pair_tokens_120x40", 14)],
+    "A rated reply (KTO data) in the Data tab (120×40, cut):": [("data_kto_120x40", 8)],
     "Adapter tab:": [("adapter_120x40", None)],
     "Train tab (a finished run):": [("train_120x40", None)],
     "Chat tab and Runs tab:": [("chat_80x24", None), ("runs_80x24", None)],

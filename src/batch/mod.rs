@@ -4,6 +4,7 @@
 //! uninterrupted one would.
 
 pub mod pairs;
+pub mod rated;
 
 use crate::data::{DataError, Dataset, Item, Kind, Location, Record};
 use crate::model::Batch;
@@ -79,6 +80,11 @@ pub struct EncodeReport {
     pub tool_records: usize,
     /// Of those, left out by `data.tool_format: drop`.
     pub tool_skipped: usize,
+    /// Rated completions (KTO) kept, by label.
+    pub desirable: usize,
+    pub undesirable: usize,
+    /// Undesirable completions SFT left out (`data.train_undesirable: false`).
+    pub undesirable_skipped: usize,
 }
 
 impl std::ops::AddAssign for EncodeReport {
@@ -87,6 +93,9 @@ impl std::ops::AddAssign for EncodeReport {
         self.truncated += o.truncated;
         self.tool_records += o.tool_records;
         self.tool_skipped += o.tool_skipped;
+        self.desirable += o.desirable;
+        self.undesirable += o.undesirable;
+        self.undesirable_skipped += o.undesirable_skipped;
     }
 }
 
@@ -125,7 +134,9 @@ fn usable(path: &Path, item: Item) -> Result<(Location, Record), DatasetError> {
 }
 
 /// Encodes every SFT or text record of `path`; a record that cannot be used stops with its
-/// location. Preference records are refused (they need `train.method: dpo`). Records whose
+/// location. Preference records are refused (they need `train.method: dpo`). Of rated
+/// completions (KTO data) only the desirable ones train unless `train_undesirable`, and the
+/// others are counted. Records whose
 /// tool calls the template cannot render stop the encoding with the count of every record
 /// that carries tools, so the message says how much of the file is affected.
 pub fn encode_file(
@@ -134,6 +145,7 @@ pub fn encode_file(
     encoder: &Encoder,
     max_seq_len: usize,
     policy: LengthPolicy,
+    train_undesirable: bool,
 ) -> Result<(Vec<Example>, EncodeReport), DatasetError> {
     let ds = open_dataset(path, format)?;
     if ds.kind() == Kind::Preference {
@@ -150,11 +162,17 @@ pub fn encode_file(
     // The first record the template could not carry tools for: (location, message).
     let mut tools_failed: Option<(String, String)> = None;
     for item in ds.items()? {
-        let (location, record) = usable(path, item?)?;
-        if let crate::data::Body::Conversation(c) = &record.body {
-            if crate::template::tools::carries_tools(&c.messages, &c.tools) {
-                report.tool_records += 1;
+        let (location, mut record) = usable(path, item?)?;
+        if let crate::data::Body::Labeled(l) = &record.body {
+            if !l.desirable && !train_undesirable {
+                report.undesirable_skipped += 1;
+                continue;
             }
+            // A rated completion trains as the conversation it is.
+            record.body = crate::data::Body::Conversation(l.conversation.clone());
+        }
+        if crate::template::tools::record_carries_tools(&record) {
+            report.tool_records += 1;
         }
         if tools_failed.is_some() {
             // Only counting from here on.
@@ -180,7 +198,7 @@ pub fn encode_file(
                 report.tool_skipped += 1;
                 continue;
             }
-            Encoded::Preference(_) => continue,
+            Encoded::Preference(_) | Encoded::Labeled(_) => continue,
         };
         ex.prompt = first_user_text(&record);
         if fit_length(&mut ex, max_seq_len, policy) == Fit::Dropped || ex.trained() == 0 {
@@ -200,9 +218,18 @@ pub fn encode_file(
         });
     }
     if out.is_empty() {
+        let message = if report.undesirable_skipped > 0 {
+            format!(
+                "every completion is labelled undesirable ({}); SFT trains only desirable ones \
+                 (train.method: kto learns from both)",
+                report.undesirable_skipped
+            )
+        } else {
+            "no example with trained tokens fits data.max_seq_len".into()
+        };
         return Err(DatasetError::Unusable {
             file: path.into(),
-            message: "no example with trained tokens fits data.max_seq_len".into(),
+            message,
         });
     }
     Ok((out, report))
@@ -286,6 +313,49 @@ pub fn collate(rows: &[&Sequence], pad_id: u32) -> MicroBatch {
         mb.ids.push(ids);
         mb.labels.push(labels);
         positions.push(pos);
+        mask.push(m);
+    }
+    mb.batch = Batch {
+        position_ids: Some(positions),
+        attention_mask: Some(mask),
+    };
+    mb
+}
+
+/// Prompt + completion rows padded to the longest; only completion tokens are targets.
+/// Preference pairs and rated completions go through the model this way.
+pub fn collate_rows(rows: &[(&[u32], &[u32])], pad_id: u32) -> MicroBatch {
+    let t = rows
+        .iter()
+        .map(|(p, c)| p.len() + c.len())
+        .max()
+        .unwrap_or(0);
+    let mut mb = MicroBatch {
+        ids: Vec::new(),
+        labels: Vec::new(),
+        batch: Batch::default(),
+        tokens: 0,
+        targets: 0,
+    };
+    let mut positions = Vec::new();
+    let mut mask = Vec::new();
+    for (prompt, completion) in rows {
+        let n = prompt.len() + completion.len();
+        let mut ids: Vec<u32> = prompt.iter().chain(completion.iter()).copied().collect();
+        let mut labels: Vec<i64> = prompt
+            .iter()
+            .map(|_| IGNORE)
+            .chain(completion.iter().map(|&i| i64::from(i)))
+            .collect();
+        ids.resize(t, pad_id);
+        labels.resize(t, IGNORE);
+        let mut m = vec![1u8; n];
+        m.resize(t, 0);
+        mb.tokens += n;
+        mb.targets += completion.len();
+        mb.ids.push(ids);
+        mb.labels.push(labels);
+        positions.push((0..t as u32).collect());
         mask.push(m);
     }
     mb.batch = Batch {

@@ -5,8 +5,9 @@
 
 use super::{DatasetError, EncodeReport, MicroBatch};
 use crate::data::{Body, Kind};
-use crate::model::Batch;
-use crate::template::{fit_pair, Encoded, Encoder, Fit, PreferenceExample, IGNORE};
+#[cfg(test)]
+use crate::template::IGNORE;
+use crate::template::{fit_pair, Encoded, Encoder, Fit, PreferenceExample};
 use std::path::Path;
 
 /// One encoded pair.
@@ -37,11 +38,16 @@ pub fn encode_pairs(
 ) -> Result<(Vec<Pair>, EncodeReport), DatasetError> {
     let ds = super::open_dataset(path, format)?;
     if ds.kind() != Kind::Preference {
+        let hint = if ds.kind() == Kind::Unpaired {
+            "; completions rated one at a time train with train.method: kto"
+        } else {
+            ""
+        };
         return Err(DatasetError::Unusable {
             file: path.into(),
             message: format!(
                 "{} holds {} records; preference training (train.method: dpo) needs pairs: \
-                 preference, sharegpt-preference, alpaca-preference or hh-rlhf data",
+                 preference, sharegpt-preference, alpaca-preference or hh-rlhf data{hint}",
                 ds.format,
                 ds.kind().as_str()
             ),
@@ -76,7 +82,7 @@ pub fn encode_pairs(
                 report.tool_skipped += 1;
                 continue;
             }
-            Encoded::Sft(_) => continue,
+            Encoded::Sft(_) | Encoded::Labeled(_) => continue,
         };
         match fit_pair(&mut ex, max_prompt_len, max_seq_len) {
             Fit::Kept => {}
@@ -114,44 +120,7 @@ pub fn collate_pairs(pairs: &[&Pair], pad_id: u32) -> MicroBatch {
                 .map(|p| (p.prompt.as_slice(), p.rejected.as_slice())),
         )
         .collect();
-    let t = rows
-        .iter()
-        .map(|(p, c)| p.len() + c.len())
-        .max()
-        .unwrap_or(0);
-    let mut mb = MicroBatch {
-        ids: Vec::new(),
-        labels: Vec::new(),
-        batch: Batch::default(),
-        tokens: 0,
-        targets: 0,
-    };
-    let mut positions = Vec::new();
-    let mut mask = Vec::new();
-    for (prompt, completion) in rows {
-        let n = prompt.len() + completion.len();
-        let mut ids: Vec<u32> = prompt.iter().chain(completion).copied().collect();
-        let mut labels: Vec<i64> = prompt
-            .iter()
-            .map(|_| IGNORE)
-            .chain(completion.iter().map(|&i| i64::from(i)))
-            .collect();
-        ids.resize(t, pad_id);
-        labels.resize(t, IGNORE);
-        let mut m = vec![1u8; n];
-        m.resize(t, 0);
-        mb.tokens += n;
-        mb.targets += completion.len();
-        mb.ids.push(ids);
-        mb.labels.push(labels);
-        positions.push((0..t as u32).collect());
-        mask.push(m);
-    }
-    mb.batch = Batch {
-        position_ids: Some(positions),
-        attention_mask: Some(mask),
-    };
-    mb
+    super::collate_rows(&rows, pad_id)
 }
 
 #[cfg(test)]

@@ -221,7 +221,7 @@ fn inspect(input: &Input, as_json: bool, samples: usize) -> anyhow::Result<ExitC
             .iter()
             .map(|(r, n)| (r.as_str().to_string(), json!(n)))
             .collect();
-        let out = json!({
+        let mut out = json!({
             "file": ds.file.path,
             "container": ds.file.container.name(),
             "bytes": ds.file.bytes,
@@ -236,6 +236,9 @@ fn inspect(input: &Input, as_json: bool, samples: usize) -> anyhow::Result<ExitC
             "chars": summary_json(&s.chars),
             "samples": s.samples.iter().map(|(loc, r)| json!({"location": loc.to_string(), "record": r.to_canonical_json()})).collect::<Vec<_>>(),
         });
+        if ds.kind() == Kind::Unpaired {
+            out["labels"] = json!({"desirable": s.desirable, "undesirable": s.undesirable});
+        }
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::from(exit::OK));
     }
@@ -251,6 +254,13 @@ fn inspect(input: &Input, as_json: bool, samples: usize) -> anyhow::Result<ExitC
         "records   {} ({} valid, {} with problems)",
         s.records, s.valid, s.invalid
     );
+    if ds.kind() == Kind::Unpaired {
+        println!(
+            "labels    {} desirable (true) · {} undesirable (false): train.method kto learns \
+             from both; sft trains only the desirable ones",
+            s.desirable, s.undesirable
+        );
+    }
     if !s.roles.is_empty() {
         let roles: Vec<String> = s.roles.iter().map(|(r, n)| format!("{r} {n}")).collect();
         println!("roles     {}", roles.join(" · "));
@@ -360,14 +370,18 @@ fn convert_cmd(
         }
     };
     let secs = started.elapsed().as_secs_f64();
+    // A pair written as unpaired data becomes two records.
+    let counts = if report.written > report.read {
+        format!("{} records read, {} written", report.read, report.written)
+    } else {
+        format!("{} of {} records written", report.written, report.read)
+    };
     eprintln!(
-        "{} ({}) → {} ({}): {} of {} records written in {:.2}s ({:.1} MB/s)",
+        "{} ({}) → {} ({}): {counts} in {:.2}s ({:.1} MB/s)",
         ds.file.path.display(),
         ds.format,
         output.display(),
         to,
-        report.written,
-        report.read,
         secs,
         ds.file.bytes as f64 / 1e6 / secs.max(1e-9)
     );
@@ -722,6 +736,31 @@ fn preview(
                 println!(
                     "rejected  {open}{}{close}",
                     tok.decode(&p.rejected_ids).unwrap_or_default()
+                );
+                println!();
+            }
+            Encoded::Labeled(l) => {
+                if as_json {
+                    let out = json!({"location": item.location.to_string(), "label": l.desirable, "prompt_ids": l.prompt_ids, "completion_ids": l.completion_ids});
+                    println!("{out}");
+                    continue;
+                }
+                let tok = &encoder.tokenizer;
+                println!(
+                    "── {} · label {} · prompt {} tokens, completion {} ──",
+                    item.location,
+                    l.desirable,
+                    l.prompt_ids.len(),
+                    l.completion_ids.len()
+                );
+                let (open, close) = super::tokens::markers(color);
+                println!(
+                    "prompt      {}",
+                    tok.decode(&l.prompt_ids).unwrap_or_default()
+                );
+                println!(
+                    "completion  {open}{}{close}",
+                    tok.decode(&l.completion_ids).unwrap_or_default()
                 );
                 println!();
             }

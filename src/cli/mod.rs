@@ -214,6 +214,7 @@ fn presets(show: Option<&str>) -> anyhow::Result<ExitCode> {
                 match c.train.method {
                     tunelab::config::Method::Sft => "sft".to_string(),
                     tunelab::config::Method::Dpo => format!("dpo {} β{}", c.dpo.loss, c.dpo.beta),
+                    tunelab::config::Method::Kto => format!("kto β{}", c.kto.beta),
                 },
                 c.lora.r,
                 c.lora.alpha,

@@ -54,6 +54,16 @@ pub fn record(location: Location, r: &Record, max_chars: usize) -> String {
                 line("✗ rejected", &message(m));
             }
         }
+        Body::Labeled(l) => {
+            for m in l.prompt() {
+                line(m.role.as_str(), &message(m));
+            }
+            // Thumbs up or down, as the rating was given.
+            let tag = if l.desirable { "✓ good" } else { "✗ bad" };
+            for m in l.completion() {
+                line(tag, &message(m));
+            }
+        }
     }
     if !r.meta.is_empty() {
         let keys: Vec<String> = r

@@ -50,6 +50,16 @@ pub enum Method {
     Sft,
     /// Preference training on pairs: DPO and its variants (`dpo.loss`).
     Dpo,
+    /// Preference training on completions rated one at a time (KTO).
+    Kto,
+}
+
+impl Method {
+    /// Whether the method learns from preferences (pairs or rated completions) against a
+    /// reference, rather than imitating.
+    pub fn is_preference(self) -> bool {
+        matches!(self, Method::Dpo | Method::Kto)
+    }
 }
 
 /// The preference loss (`dpo.loss`), with TRL's names.

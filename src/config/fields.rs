@@ -45,22 +45,25 @@ pub struct FieldSpec {
     pub kind: FieldKind,
 }
 
-/// Fields only preference training reads.
-const DPO_ONLY: &[&str] = &["data.max_prompt_len"];
+/// Fields only preference training (DPO, KTO) reads.
+const PREFERENCE_ONLY: &[&str] = &["data.max_prompt_len"];
 /// Fields preference training ignores (completions are always trained, never packed).
-const SFT_ONLY: &[&str] = &["data.train_on", "data.packing"];
+const SFT_ONLY: &[&str] = &["data.train_on", "data.packing", "data.train_undesirable"];
 
 impl FieldSpec {
     /// Whether the field means anything under `config`'s method (the form hides the rest).
     pub fn applies(&self, config: &RunConfig) -> bool {
-        let dpo = config.train.method == Method::Dpo;
+        let method = config.train.method;
+        let dpo = method == Method::Dpo;
         let loss = config.dpo.loss;
         match self.path {
             "dpo.simpo_gamma" => dpo && loss == PrefLoss::Simpo,
             "dpo.label_smoothing" => dpo && matches!(loss, PrefLoss::Sigmoid | PrefLoss::Simpo),
             "dpo.precompute_ref" => dpo && loss.needs_reference(),
-            p if p.starts_with("dpo.") || DPO_ONLY.contains(&p) => dpo,
-            p => !(dpo && SFT_ONLY.contains(&p)),
+            p if p.starts_with("dpo.") => dpo,
+            p if p.starts_with("kto.") => method == Method::Kto,
+            p if PREFERENCE_ONLY.contains(&p) => method.is_preference(),
+            p => !(method.is_preference() && SFT_ONLY.contains(&p)),
         }
     }
 }
@@ -83,7 +86,7 @@ pub const FIELDS: &[FieldSpec] = &[
     },
     FieldSpec {
         path: "train.method",
-        help: "sft (supervised) or dpo (preference pairs)",
+        help: "sft (supervised), dpo (pairs) or kto (rated replies)",
         kind: FieldKind::Choice(Method::VARIANTS),
     },
     FieldSpec {
@@ -152,6 +155,45 @@ pub const FIELDS: &[FieldSpec] = &[
     FieldSpec {
         path: "dpo.precompute_ref",
         help: "reference log-probs once, reused on resume",
+        kind: FieldKind::Bool,
+    },
+    FieldSpec {
+        path: "kto.beta",
+        help: "β: how far from the reference",
+        kind: FieldKind::Float {
+            min: 1e-6,
+            max: 1000.0,
+        },
+    },
+    FieldSpec {
+        path: "kto.desirable_weight",
+        help: "λ_D: weight of desirable replies' loss",
+        kind: FieldKind::Float {
+            min: 1e-6,
+            max: 1000.0,
+        },
+    },
+    FieldSpec {
+        path: "kto.undesirable_weight",
+        help: "λ_U: aim for λ_D·n_D/(λ_U·n_U) in [1, 4/3]",
+        kind: FieldKind::Float {
+            min: 1e-6,
+            max: 1000.0,
+        },
+    },
+    FieldSpec {
+        path: "kto.init_adapter",
+        help: "start from this SFT run or adapter (empty: fresh)",
+        kind: FieldKind::Adapter,
+    },
+    FieldSpec {
+        path: "kto.precompute_ref",
+        help: "reference log-probs once, reused on resume",
+        kind: FieldKind::Bool,
+    },
+    FieldSpec {
+        path: "data.train_undesirable",
+        help: "SFT on rated data: train label-false replies too",
         kind: FieldKind::Bool,
     },
     FieldSpec {

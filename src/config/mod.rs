@@ -26,6 +26,39 @@ pub struct RunConfig {
     pub samples: SamplesSection,
     #[serde(default)]
     pub dpo: DpoSection,
+    #[serde(default)]
+    pub kto: KtoSection,
+}
+
+/// Unpaired preference training (`train.method: kto`), with TRL's `KTOConfig` defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KtoSection {
+    /// β: how far the policy may move from the reference.
+    pub beta: f64,
+    /// Weight of the desirable completions' losses (λ_D).
+    pub desirable_weight: f64,
+    /// Weight of the undesirable completions' losses (λ_U). TRL advises
+    /// `λ_D·n_D / (λ_U·n_U)` between 1 and 4/3; the run's log says when it is not.
+    pub undesirable_weight: f64,
+    /// Start from this adapter (an SFT run id, a run folder or a PEFT folder); the reference
+    /// is then a frozen copy of it.
+    pub init_adapter: Option<String>,
+    /// Compute the reference log-probs once, keep them in the run folder, and reuse them on
+    /// resume.
+    pub precompute_ref: bool,
+}
+
+impl Default for KtoSection {
+    fn default() -> Self {
+        KtoSection {
+            beta: 0.1,
+            desirable_weight: 1.0,
+            undesirable_weight: 1.0,
+            init_adapter: None,
+            precompute_ref: false,
+        }
+    }
 }
 
 /// Preference training (`train.method: dpo`), with TRL's defaults.
@@ -128,6 +161,10 @@ pub struct DataSection {
     /// (Hermes `<tool_call>` text) or `drop` (leave the records out).
     #[serde(default)]
     pub tool_format: crate::template::ToolFormat,
+    /// SFT on unpaired (KTO) data trains only the desirable completions; `true` trains the
+    /// undesirable ones too, as if they were good answers.
+    #[serde(default)]
+    pub train_undesirable: bool,
 }
 
 fn default_format() -> String {
@@ -260,6 +297,15 @@ pub enum ConfigError {
 }
 
 impl RunConfig {
+    /// The adapter the method starts from (`dpo.init_adapter` or `kto.init_adapter`).
+    pub fn init_adapter(&self) -> Option<&str> {
+        match self.train.method {
+            Method::Sft => None,
+            Method::Dpo => self.dpo.init_adapter.as_deref(),
+            Method::Kto => self.kto.init_adapter.as_deref(),
+        }
+    }
+
     /// The smallest config: a model and a dataset, every other field at its default.
     pub fn minimal(model: &str, train: &str) -> Self {
         Self::from_yaml(
@@ -350,6 +396,16 @@ impl RunConfig {
         }
         if dpo.rpo_alpha.is_some_and(|a| a < 0.0) {
             bad("dpo.rpo_alpha", "must be >= 0");
+        }
+        let kto = &self.kto;
+        if kto.beta <= 0.0 {
+            bad("kto.beta", "must be > 0");
+        }
+        if kto.desirable_weight <= 0.0 {
+            bad("kto.desirable_weight", "must be > 0");
+        }
+        if kto.undesirable_weight <= 0.0 {
+            bad("kto.undesirable_weight", "must be > 0");
         }
         if self.data.max_prompt_len == 0 {
             bad("data.max_prompt_len", "must be at least 1");

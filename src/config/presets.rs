@@ -8,6 +8,10 @@ pub const PRESETS: &[(&str, &str)] = &[
         include_str!("../../presets/tiny-demo-dpo.yaml"),
     ),
     (
+        "tiny-demo-kto",
+        include_str!("../../presets/tiny-demo-kto.yaml"),
+    ),
+    (
         "smollm2-135m-persona",
         include_str!("../../presets/smollm2-135m-persona.yaml"),
     ),

@@ -29,7 +29,10 @@ impl RunConfig {
             data("data.eval", e)?;
         }
         if let Some(a) = self.dpo.init_adapter.clone() {
-            self.dpo.init_adapter = Some(adapter_folder(&a, bases)?);
+            self.dpo.init_adapter = Some(adapter_folder("dpo.init_adapter", &a, bases)?);
+        }
+        if let Some(a) = self.kto.init_adapter.clone() {
+            self.kto.init_adapter = Some(adapter_folder("kto.init_adapter", &a, bases)?);
         }
         Ok(())
     }
@@ -37,7 +40,7 @@ impl RunConfig {
 
 /// A PEFT folder from a PEFT folder, a run folder (its `adapter/`) or a run id (under a
 /// base's `runs/` or `.tunelab/runs/`).
-fn adapter_folder(spec: &str, bases: &[&Path]) -> Result<String, ConfigIssue> {
+fn adapter_folder(field: &str, spec: &str, bases: &[&Path]) -> Result<String, ConfigIssue> {
     let p = Path::new(spec);
     let mut candidates: Vec<std::path::PathBuf> = Vec::new();
     if p.is_absolute() {
@@ -66,7 +69,7 @@ fn adapter_folder(spec: &str, bases: &[&Path]) -> Result<String, ConfigIssue> {
         }
     }
     Err(ConfigIssue {
-        path: "dpo.init_adapter".into(),
+        path: field.into(),
         message: format!(
             "{spec:?}: no PEFT adapter folder, run folder with an adapter/, or run id (looked at {})",
             seen.join(", ")

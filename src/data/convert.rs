@@ -64,33 +64,41 @@ pub enum ConvertError {
     },
 }
 
-/// True when records of `from` can be written as `to` (preference data can also become SFT).
+/// True when records of `from` can be written as `to`: preference pairs become SFT (the
+/// chosen reply) or unpaired data (two rated completions), unpaired data becomes SFT (the
+/// desirable completions) and SFT becomes unpaired data (every reply desirable).
 pub fn compatible(from: Kind, to: Kind) -> bool {
-    from == to || (from == Kind::Preference && to == Kind::Sft)
+    from == to
+        || matches!(
+            (from, to),
+            (Kind::Preference, Kind::Sft)
+                | (Kind::Preference, Kind::Unpaired)
+                | (Kind::Unpaired, Kind::Sft)
+                | (Kind::Sft, Kind::Unpaired)
+        )
 }
 
-/// One record's outcome: its serialised output with notes, or its problems.
-type Outcome = Result<(Vec<u8>, Notes), Vec<Problem>>;
+/// One record's outcome: its serialised output records (none, one or two) with notes, or
+/// its problems.
+type Outcome = Result<(Vec<Vec<u8>>, Notes), Vec<Problem>>;
 
 fn convert_one(from: Format, to: Format, raw: RawRecord) -> Outcome {
     let location = raw.location;
     let record = read_record(from, location, raw.value())?;
     let mut notes = Notes::default();
-    let obj = to.write(&record, &mut notes).map_err(|message| {
+    let problem = |message: String| {
         vec![Problem {
             location,
             field: String::new(),
             message,
         }]
-    })?;
-    let bytes = serde_json::to_vec(&obj).map_err(|e| {
-        vec![Problem {
-            location,
-            field: String::new(),
-            message: e.to_string(),
-        }]
-    })?;
-    Ok((bytes, notes))
+    };
+    let objs = to.write_records(&record, &mut notes).map_err(problem)?;
+    let mut out = Vec::with_capacity(objs.len());
+    for obj in objs {
+        out.push(serde_json::to_vec(&obj).map_err(|e| problem(e.to_string()))?);
+    }
+    Ok((out, notes))
 }
 
 /// Converts `dataset` into `output` as `to`.
@@ -142,8 +150,10 @@ pub fn convert(
             for outcome in outcomes {
                 report.read += 1;
                 let problems = match outcome {
-                    Ok((bytes, notes)) => {
-                        writer.write_serialized(&bytes)?;
+                    Ok((records, notes)) => {
+                        for bytes in &records {
+                            writer.write_serialized(bytes)?;
+                        }
                         report.notes.merge(notes);
                         continue;
                     }

@@ -19,6 +19,16 @@ pub fn candidates(obj: &Map<String, Value>) -> Vec<Format> {
             .and_then(|a| a.first())
             .is_some_and(|m| m.get(key).is_some())
     };
+    // A `label` beside a rated reply is unpaired preference data (KTO); a non-boolean label
+    // may be plain metadata, so it leaves the SFT reading open too.
+    let rated = !pair && (has("messages") || (has("prompt") && has("completion")));
+    let label = obj.get("label");
+    if rated && label.is_some() {
+        out.push(Format::Kto);
+        if label.is_some_and(Value::is_boolean) {
+            return out;
+        }
+    }
     if has("messages") && !pair {
         if first_message_has("messages", "from") {
             out.push(Format::Sharegpt);
@@ -191,8 +201,16 @@ mod tests {
             Ok(Format::Sharegpt)
         );
         assert_eq!(
-            one(json!({"messages": [{"role": "user", "content": "x"}], "label": true})),
+            one(json!({"messages": [{"role": "user", "content": "x"}]})),
             Ok(Format::Openai)
+        );
+        assert_eq!(
+            one(json!({"messages": [{"role": "user", "content": "x"}], "label": true})),
+            Ok(Format::Kto)
+        );
+        assert_eq!(
+            one(json!({"prompt": "a", "completion": "b", "label": false})),
+            Ok(Format::Kto)
         );
         assert_eq!(
             one(json!({"instruction": "a", "context": "", "response": "b", "category": "qa"})),
@@ -236,6 +254,16 @@ mod tests {
         let err = one(json!({"messages": [], "text": "x"})).unwrap_err();
         assert!(err.contains("openai and text"), "{err}");
         assert!(err.contains("--format"), "{err}");
+    }
+
+    #[test]
+    fn a_label_that_is_not_boolean_is_ambiguous_alone_and_located_among_booleans() {
+        let err = one(json!({"prompt": "a", "completion": "b", "label": "good"})).unwrap_err();
+        assert!(err.contains("prompt-completion and kto"), "{err}");
+        let a = obj(json!({"messages": [], "label": true}));
+        let b = obj(json!({"messages": [], "label": 1}));
+        let d = detect([("line 1".to_string(), &a), ("line 2".to_string(), &b)]);
+        assert_eq!(d.map(|d| d.format), Ok(Format::Kto));
     }
 
     #[test]

@@ -181,10 +181,57 @@ pub struct PreferencePair {
     pub plain: bool,
 }
 
+/// One completion rated on its own (KTO's unpaired data): desirable or not.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Labeled {
+    /// The prompt followed by the rated completion.
+    pub conversation: Conversation,
+    /// Messages of `conversation` before the completion.
+    pub prompt_len: usize,
+    /// `label: true`: an answer to learn from; `false`: one to move away from.
+    pub desirable: bool,
+    /// Read from `prompt`/`completion` (TRL) rather than `messages` (LLaMA-Factory); writing
+    /// keeps the shape.
+    pub split: bool,
+}
+
+impl PreferencePair {
+    /// The pair as two rated completions: chosen desirable, rejected undesirable.
+    pub fn unpaired(&self) -> [Labeled; 2] {
+        let side = |reply: &[Message], desirable: bool| {
+            let mut messages = self.prompt.clone();
+            messages.extend(reply.iter().cloned());
+            Labeled {
+                conversation: Conversation {
+                    messages,
+                    tools: self.tools.clone(),
+                    plain: self.plain,
+                },
+                prompt_len: self.prompt.len(),
+                desirable,
+                split: true,
+            }
+        };
+        [side(&self.chosen, true), side(&self.rejected, false)]
+    }
+}
+
+impl Labeled {
+    pub fn prompt(&self) -> &[Message] {
+        &self.conversation.messages[..self.prompt_len.min(self.conversation.messages.len())]
+    }
+
+    pub fn completion(&self) -> &[Message] {
+        &self.conversation.messages[self.prompt_len.min(self.conversation.messages.len())..]
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Body {
     Conversation(Conversation),
     Preference(PreferencePair),
+    /// A rated completion (KTO).
+    Labeled(Labeled),
     Text(String),
 }
 
@@ -202,6 +249,8 @@ pub struct Record {
 pub enum Kind {
     Sft,
     Preference,
+    /// Completions rated one at a time (KTO).
+    Unpaired,
     Text,
 }
 
@@ -210,6 +259,7 @@ impl Kind {
         match self {
             Kind::Sft => "sft",
             Kind::Preference => "preference",
+            Kind::Unpaired => "unpaired",
             Kind::Text => "text",
         }
     }
@@ -233,6 +283,7 @@ impl Record {
         match self.body {
             Body::Conversation(_) => Kind::Sft,
             Body::Preference(_) => Kind::Preference,
+            Body::Labeled(_) => Kind::Unpaired,
             Body::Text(_) => Kind::Text,
         }
     }
@@ -241,6 +292,7 @@ impl Record {
     pub fn messages(&self) -> Vec<&Message> {
         match &self.body {
             Body::Conversation(c) => c.messages.iter().collect(),
+            Body::Labeled(l) => l.conversation.messages.iter().collect(),
             Body::Preference(p) => p
                 .prompt
                 .iter()
@@ -271,6 +323,12 @@ impl Record {
                 h.write(b"C");
                 hash_messages(&mut h, &c.messages);
             }
+            Body::Labeled(l) => {
+                h.write(if l.desirable { b"L+" } else { b"L-" });
+                hash_messages(&mut h, l.prompt());
+                h.write(b"|");
+                hash_messages(&mut h, l.completion());
+            }
             Body::Preference(p) => {
                 h.write(b"P");
                 hash_messages(&mut h, &p.prompt);
@@ -295,6 +353,14 @@ impl Record {
                 out.insert("messages".into(), messages_json(&c.messages));
                 if !c.tools.is_empty() {
                     out.insert("tools".into(), Value::Array(c.tools.clone()));
+                }
+            }
+            Body::Labeled(l) => {
+                out.insert("prompt".into(), messages_json(l.prompt()));
+                out.insert("completion".into(), messages_json(l.completion()));
+                out.insert("label".into(), Value::Bool(l.desirable));
+                if !l.conversation.tools.is_empty() {
+                    out.insert("tools".into(), Value::Array(l.conversation.tools.clone()));
                 }
             }
             Body::Preference(p) => {

@@ -140,6 +140,9 @@ pub struct Scan {
     /// Characters per field: top-level string fields by key, messages by `messages: ROLE`.
     pub fields: Vec<(String, Lengths)>,
     pub duplicates: u64,
+    /// Unpaired (KTO) data: completions labelled desirable and undesirable.
+    pub desirable: u64,
+    pub undesirable: u64,
     /// (duplicate, first occurrence) pairs, the first few.
     pub duplicate_examples: Vec<(Location, Location)>,
     pub samples: Vec<(Location, Record)>,
@@ -201,6 +204,18 @@ pub fn scan(dataset: &Dataset, samples: usize) -> Result<Scan, DataError> {
                 for (name, side) in sides {
                     let n: usize = side.iter().map(|m| m.char_len()).sum();
                     s.field(&format!("pair: {name}")).add(n as u64);
+                }
+            }
+            Body::Labeled(l) => {
+                s.turns.add(l.prompt_len as u64);
+                if l.desirable {
+                    s.desirable += 1;
+                } else {
+                    s.undesirable += 1;
+                }
+                for (name, side) in [("prompt", l.prompt()), ("completion", l.completion())] {
+                    let n: usize = side.iter().map(|m| m.char_len()).sum();
+                    s.field(&format!("rated: {name}")).add(n as u64);
                 }
             }
             Body::Text(_) => {}

@@ -28,6 +28,28 @@ pub fn check(record: &Record, issues: &mut Issues) {
             check_empty(&c.messages, issues);
             check_turns(&c.messages, End::Assistant, issues);
         }
+        Body::Labeled(l) => {
+            let c = &l.conversation;
+            check_empty(&c.messages, issues);
+            let (prompt, completion) = (l.prompt(), l.completion());
+            if !c.plain {
+                check_turns(prompt, End::User, issues);
+            }
+            match completion.first() {
+                None => issues.push(
+                    "",
+                    "has no completion to rate; expected the last message to be the assistant's reply",
+                ),
+                Some(m) if m.role != Role::Assistant => issues.push(
+                    m.source.0.clone(),
+                    format!(
+                        "the completion starts with a {} message; expected the assistant's reply",
+                        m.role
+                    ),
+                ),
+                Some(_) => check_turns_after(prompt, completion, issues),
+            }
+        }
         Body::Preference(p) => {
             check_empty(&p.prompt, issues);
             if !p.plain {

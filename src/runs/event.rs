@@ -81,7 +81,7 @@ pub struct Start {
     pub device: String,
     pub dtype: String,
     pub name: Option<String>,
-    /// `sft` or `dpo` (absent in runs written before DPO).
+    /// `sft`, `dpo` or `kto` (absent in runs written before DPO).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     /// Records with tool calls or definitions, the policy that applied to them, and how
@@ -92,6 +92,14 @@ pub struct Start {
     pub tool_format: Option<String>,
     #[serde(skip_serializing_if = "is_zero")]
     pub tool_records_dropped: u64,
+    /// KTO: the rated completions that train, by label.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub desirable: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub undesirable: u64,
+    /// SFT on rated data: the undesirable completions left out.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub undesirable_skipped: u64,
     /// Which step implementation the run takes (`dense` or `quantized`), so its speed is
     /// no mystery.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -88,10 +88,19 @@ pub struct PreferenceExample {
     pub rejected_ids: Vec<u32>,
 }
 
+/// A rated completion (KTO) as a prompt and the completion; the boundary is exact in ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LabeledExample {
+    pub prompt_ids: Vec<u32>,
+    pub completion_ids: Vec<u32>,
+    pub desirable: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Encoded {
     Sft(Example),
     Preference(PreferenceExample),
+    Labeled(LabeledExample),
     /// Left out by policy (`data.tool_format: drop` and a record with tool calls).
     Skipped(Skip),
 }
@@ -358,28 +367,60 @@ impl Encoder {
                 }
             },
             Body::Conversation(c) => self.encode_conversation(c).map(Encoded::Sft),
-            Body::Preference(p) if pair_carries_tools(p) => match tool_format {
-                ToolFormat::Drop => Ok(Encoded::Skipped(Skip::ToolRecord)),
-                ToolFormat::Json => self
-                    .encode_preference(&super::tools::pair_as_text(p))
-                    .map(Encoded::Preference),
-                ToolFormat::Template => {
-                    // The prompt with the chosen reply is what a conversation would be.
-                    let mut messages = p.prompt.clone();
-                    messages.extend(p.chosen.iter().cloned());
-                    let c = Conversation {
-                        messages,
-                        tools: p.tools.clone(),
-                        plain: false,
-                    };
-                    let v: Vec<Value> = c.messages.iter().map(template_message).collect();
-                    let full = self.render(&v, template_tools(&c.tools).as_ref(), false)?;
-                    self.check_tools(&c, &full)?;
-                    self.encode_preference(p).map(Encoded::Preference)
-                }
-            },
-            Body::Preference(p) => self.encode_preference(p).map(Encoded::Preference),
+            Body::Preference(p) => Ok(match self.encode_pair_with(p, tool_format)? {
+                Some(ex) => Encoded::Preference(ex),
+                None => Encoded::Skipped(Skip::ToolRecord),
+            }),
+            Body::Labeled(l) => {
+                // A rated completion encodes as a pair with one side.
+                let view = PreferencePair {
+                    prompt: l.prompt().to_vec(),
+                    chosen: l.completion().to_vec(),
+                    rejected: Vec::new(),
+                    tools: l.conversation.tools.clone(),
+                    plain: l.conversation.plain,
+                };
+                Ok(match self.encode_pair_with(&view, tool_format)? {
+                    Some(ex) => Encoded::Labeled(LabeledExample {
+                        prompt_ids: ex.prompt_ids,
+                        completion_ids: ex.chosen_ids,
+                        desirable: l.desirable,
+                    }),
+                    None => Encoded::Skipped(Skip::ToolRecord),
+                })
+            }
             Body::Text(t) => self.encode_text(t).map(Encoded::Sft),
+        }
+    }
+
+    /// A pair under `tool_format`; `None` when the policy leaves it out.
+    fn encode_pair_with(
+        &self,
+        p: &PreferencePair,
+        tool_format: ToolFormat,
+    ) -> Result<Option<PreferenceExample>, TemplateError> {
+        if !pair_carries_tools(p) {
+            return self.encode_preference(p).map(Some);
+        }
+        match tool_format {
+            ToolFormat::Drop => Ok(None),
+            ToolFormat::Json => self
+                .encode_preference(&super::tools::pair_as_text(p))
+                .map(Some),
+            ToolFormat::Template => {
+                // The prompt with the chosen reply is what a conversation would be.
+                let mut messages = p.prompt.clone();
+                messages.extend(p.chosen.iter().cloned());
+                let c = Conversation {
+                    messages,
+                    tools: p.tools.clone(),
+                    plain: false,
+                };
+                let v: Vec<Value> = c.messages.iter().map(template_message).collect();
+                let full = self.render(&v, template_tools(&c.tools).as_ref(), false)?;
+                self.check_tools(&c, &full)?;
+                self.encode_preference(p).map(Some)
+            }
         }
     }
 
@@ -553,6 +594,9 @@ impl Encoder {
                 .join("\n");
             let prompt_ids = self.tokenizer.encode(&prompt, true)?.ids;
             let side = |m: &[Message]| -> Result<Vec<u32>, TemplateError> {
+                if m.is_empty() {
+                    return Ok(Vec::new());
+                }
                 let text = m.iter().map(Message::text).collect::<Vec<_>>().join("\n");
                 Ok(finish(self.tokenizer.encode(&text, false)?.ids))
             };
@@ -567,6 +611,9 @@ impl Encoder {
         let prompt_text = self.render(&prompt_msgs, tools.as_ref(), true)?;
         let prompt_ids = self.tokenizer.encode(&prompt_text, false)?.ids;
         let side = |reply: &[Message]| -> Result<Vec<u32>, TemplateError> {
+            if reply.is_empty() {
+                return Ok(Vec::new());
+            }
             let mut all = prompt_msgs.clone();
             all.extend(reply.iter().map(template_message));
             let text = self.render(&all, tools.as_ref(), false)?;

@@ -11,10 +11,11 @@ pub mod tools;
 
 pub use chat_template::ChatTemplate;
 pub use encode::{
-    Encoded, Encoder, Example, PreferenceExample, Skip, TemplateChoice, TrainOn, IGNORE,
+    Encoded, Encoder, Example, LabeledExample, PreferenceExample, Skip, TemplateChoice, TrainOn,
+    IGNORE,
 };
 pub use error::TemplateError;
-pub use pack::{fit_length, fit_pair, pack, Fit, LengthPolicy, Packed};
+pub use pack::{fit_labeled, fit_length, fit_pair, pack, Fit, LengthPolicy, Packed};
 pub use survey::{token_stats, tool_survey, Limits, TokenStats, ToolSurvey};
 pub use tokenizer::TextTokenizer;
 pub use tools::{Ignored, ToolFormat};

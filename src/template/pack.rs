@@ -2,7 +2,7 @@
 //! one sequence that keeps per-example position ids and boundaries, so packed examples never
 //! attend to each other.
 
-use super::encode::{Example, PreferenceExample, IGNORE};
+use super::encode::{Example, LabeledExample, PreferenceExample, IGNORE};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -66,17 +66,43 @@ pub fn fit_length(ex: &mut Example, max_seq_len: usize, policy: LengthPolicy) ->
 /// then each completion is cut so prompt plus completion fit `max_seq_len`. A pair whose
 /// prompt leaves no room for a completion token is dropped.
 pub fn fit_pair(p: &mut PreferenceExample, max_prompt_len: usize, max_seq_len: usize) -> Fit {
+    fit_prompt_and(
+        &mut p.prompt_ids,
+        &mut [&mut p.chosen_ids, &mut p.rejected_ids],
+        max_prompt_len,
+        max_seq_len,
+    )
+}
+
+/// [`fit_pair`] for a rated completion (KTO), which TRL truncates the same way.
+pub fn fit_labeled(l: &mut LabeledExample, max_prompt_len: usize, max_seq_len: usize) -> Fit {
+    fit_prompt_and(
+        &mut l.prompt_ids,
+        &mut [&mut l.completion_ids],
+        max_prompt_len,
+        max_seq_len,
+    )
+}
+
+/// Keeps the prompt's last `max_prompt_len` ids, then cuts each completion to what is left
+/// of `max_seq_len`; dropped when no completion token could be trained.
+fn fit_prompt_and(
+    prompt: &mut Vec<u32>,
+    completions: &mut [&mut Vec<u32>],
+    max_prompt_len: usize,
+    max_seq_len: usize,
+) -> Fit {
     let mut fit = Fit::Kept;
-    if p.prompt_ids.len() > max_prompt_len {
-        let cut = p.prompt_ids.len() - max_prompt_len;
-        p.prompt_ids.drain(..cut);
+    if prompt.len() > max_prompt_len {
+        let cut = prompt.len() - max_prompt_len;
+        prompt.drain(..cut);
         fit = Fit::Truncated;
     }
-    let room = max_seq_len.saturating_sub(p.prompt_ids.len());
-    if room == 0 || p.chosen_ids.is_empty() || p.rejected_ids.is_empty() {
+    let room = max_seq_len.saturating_sub(prompt.len());
+    if room == 0 || completions.iter().any(|c| c.is_empty()) {
         return Fit::Dropped;
     }
-    for side in [&mut p.chosen_ids, &mut p.rejected_ids] {
+    for side in completions.iter_mut() {
         if side.len() > room {
             side.truncate(room);
             fit = Fit::Truncated;

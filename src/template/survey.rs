@@ -3,7 +3,7 @@
 
 use super::encode::{Encoded, Encoder};
 use super::error::TemplateError;
-use super::pack::{fit_length, fit_pair, Fit, LengthPolicy};
+use super::pack::{fit_labeled, fit_length, fit_pair, Fit, LengthPolicy};
 use super::tools::Ignored;
 use crate::data::scan::Lengths;
 use crate::data::Body;
@@ -122,13 +122,7 @@ pub fn token_stats(
                 let Ok(record) = read_record(format, location, raw.value()) else {
                     return (location, Outcome::Invalid, notes);
                 };
-                if let Body::Conversation(c) = &record.body {
-                    notes.tools = super::tools::carries_tools(&c.messages, &c.tools);
-                }
-                if let Body::Preference(p) = &record.body {
-                    notes.tools = super::tools::carries_tools(&p.prompt, &p.tools)
-                        || super::tools::carries_tools(&p.chosen, &[]);
-                }
+                notes.tools = super::tools::record_carries_tools(&record);
                 let outcome = match encoder.encode(&record) {
                     Ok(Encoded::Sft(mut ex)) => {
                         if let Body::Conversation(c) = &record.body {
@@ -146,6 +140,12 @@ pub fn token_stats(
                         let len = p.prompt_ids.len() + p.chosen_ids.len().max(p.rejected_ids.len());
                         let trained = p.chosen_ids.len() + p.rejected_ids.len();
                         let fit = fit_pair(&mut p, max_prompt_len, max_seq_len);
+                        Outcome::Encoded { len, trained, fit }
+                    }
+                    Ok(Encoded::Labeled(mut l)) => {
+                        let len = l.prompt_ids.len() + l.completion_ids.len();
+                        let trained = l.completion_ids.len();
+                        let fit = fit_labeled(&mut l, max_prompt_len, max_seq_len);
                         Outcome::Encoded { len, trained, fit }
                     }
                     Ok(Encoded::Skipped(_)) => Outcome::Skipped,
@@ -237,15 +237,7 @@ pub fn tool_survey(dataset: &Dataset, encoder: &Encoder) -> Result<ToolSurvey, D
             continue;
         };
         s.records += 1;
-        let carries = match &record.body {
-            Body::Conversation(c) => super::tools::carries_tools(&c.messages, &c.tools),
-            Body::Preference(p) => {
-                super::tools::carries_tools(&p.prompt, &p.tools)
-                    || super::tools::carries_tools(&p.chosen, &[])
-            }
-            Body::Text(_) => false,
-        };
-        if !carries {
+        if !super::tools::record_carries_tools(&record) {
             continue;
         }
         s.with_tools += 1;

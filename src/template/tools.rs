@@ -51,6 +51,17 @@ pub fn carries_tools(messages: &[Message], tools: &[Value]) -> bool {
     !tools.is_empty() || messages.iter().any(|m| !m.tool_calls.is_empty())
 }
 
+/// Whether any message of `record` calls a tool, or the record defines tools.
+pub fn record_carries_tools(record: &crate::data::Record) -> bool {
+    use crate::data::Body;
+    match &record.body {
+        Body::Conversation(c) => carries_tools(&c.messages, &c.tools),
+        Body::Labeled(l) => carries_tools(&l.conversation.messages, &l.conversation.tools),
+        Body::Preference(p) => carries_tools(&p.prompt, &p.tools) || carries_tools(&p.chosen, &[]),
+        Body::Text(_) => false,
+    }
+}
+
 /// The conversation's tool calls and definitions, how many.
 pub fn count_calls(messages: &[Message]) -> usize {
     messages.iter().map(|m| m.tool_calls.len()).sum()

@@ -4,10 +4,8 @@
 //! loss enters the step only as a per-token weight on the completion log-probs, so the
 //! hand-written backward (and autograd, for quantized bases) serve it unchanged.
 //!
-//! The reference is the base with the adapter bypassed (a fresh adapter), or a frozen copy
-//! of the adapter training started from (`dpo.init_adapter`), swapped into the same LoRA
-//! parameters for its forward, so one base serves both. `dpo.precompute_ref` computes the
-//! reference log-probs once and keeps them in the run folder.
+//! The reference ([`Reference`]) is the base with the adapter bypassed, or a frozen copy of
+//! `dpo.init_adapter`; `dpo.precompute_ref` computes its log-probs once into the run folder.
 
 use super::grads::Grads;
 use super::micro::StepArgs;
@@ -18,27 +16,9 @@ use crate::config::{DpoSection, PrefLoss};
 use crate::model::Model;
 use crate::runs::event::Metrics;
 use crate::runs::RunDir;
-use candle_core::{Result, Tensor};
-use serde::{Deserialize, Serialize};
+use candle_core::Result;
 
-/// Where reference log-probs come from.
-pub enum Reference {
-    /// SimPO and ORPO need none.
-    None,
-    /// The base alone: the adapter switched off.
-    Bypass,
-    /// The adapter training started from, by parameter name.
-    Frozen(Vec<(String, Tensor)>),
-}
-
-/// Reference log-prob sums per pair (chosen, rejected), for the training and held-out pairs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Precomputed {
-    /// Identity of the data and the reference they were computed for.
-    pub hash: String,
-    pub train: Vec<(f64, f64)>,
-    pub eval: Vec<(f64, f64)>,
-}
+pub use super::reference::{Precomputed, Reference, REFERENCE_FILE};
 
 pub struct Dpo {
     pub train: Vec<Pair>,
@@ -51,16 +31,6 @@ pub struct Dpo {
     /// What identifies the reference in the precomputed file's hash.
     pub reference_id: String,
     precomputed: Option<Precomputed>,
-}
-
-/// The precomputed reference's file in a run folder.
-pub const REFERENCE_FILE: &str = "reference_logps.json";
-
-fn fnv(h: &mut u64, bytes: &[u8]) {
-    for b in bytes {
-        *h ^= u64::from(*b);
-        *h = h.wrapping_mul(0x0100_0000_01b3);
-    }
 }
 
 impl Dpo {
@@ -110,20 +80,13 @@ impl Dpo {
 
     /// The data and reference identity the precomputed log-probs belong to.
     fn hash(&self) -> String {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        fnv(&mut h, self.reference_id.as_bytes());
-        for set in [&self.train, &self.eval] {
-            fnv(&mut h, &(set.len() as u64).to_le_bytes());
-            for p in set {
-                for ids in [&p.prompt, &p.chosen, &p.rejected] {
-                    fnv(&mut h, &(ids.len() as u64).to_le_bytes());
-                    for id in ids {
-                        fnv(&mut h, &id.to_le_bytes());
-                    }
-                }
-            }
+        fn set(pairs: &[Pair]) -> Vec<Vec<&[u32]>> {
+            pairs
+                .iter()
+                .map(|p| vec![&p.prompt[..], &p.chosen[..], &p.rejected[..]])
+                .collect()
         }
-        format!("{h:016x}")
+        super::reference::hash_items(&self.reference_id, [set(&self.train), set(&self.eval)])
     }
 
     /// Reference sums (chosen, rejected) of `pairs`, computed now.
@@ -132,30 +95,7 @@ impl Dpo {
             return Ok(vec![(0.0, 0.0); pairs.len()]);
         }
         let mb = collate_pairs(pairs, self.pad_id);
-        let rows = match &self.reference {
-            Reference::None => unreachable!(),
-            Reference::Bypass => {
-                model.switch.set(false);
-                let r = crate::eval::row_logps(model, &mb);
-                model.switch.set(true);
-                r?
-            }
-            Reference::Frozen(saved) => {
-                let vars = model.lora_vars();
-                let mut current = Vec::with_capacity(saved.len());
-                for (name, frozen) in saved {
-                    if let Some((_, v)) = vars.iter().find(|(n, _)| n == name) {
-                        current.push((v.clone(), v.as_tensor().copy()?));
-                        v.set(frozen)?;
-                    }
-                }
-                let r = crate::eval::row_logps(model, &mb);
-                for (v, t) in current {
-                    v.set(&t)?;
-                }
-                r?
-            }
-        };
+        let rows = self.reference.row_logps(model, &mb)?;
         let n = pairs.len();
         Ok((0..n).map(|i| (rows[i].0, rows[n + i].0)).collect())
     }
@@ -233,6 +173,7 @@ impl Objective for Dpo {
         Window {
             units: items.len(),
             tokens: items.iter().map(|&i| self.train[i].chosen.len()).sum(),
+            desirable: 0,
         }
     }
 
@@ -358,32 +299,13 @@ pub fn evaluate_pairs(
 /// Computes (or loads, when the hash matches) the reference log-probs of every pair; true
 /// when they were loaded from the run folder.
 pub fn precompute(d: &mut Dpo, model: &Model, run: &RunDir, batch_size: usize) -> Result<bool> {
-    let hash = d.hash();
-    let path = run.root.join(REFERENCE_FILE);
-    if let Ok(bytes) = std::fs::read(&path) {
-        if let Ok(p) = serde_json::from_slice::<Precomputed>(&bytes) {
-            if p.hash == hash && p.train.len() == d.train.len() && p.eval.len() == d.eval.len() {
-                d.precomputed = Some(p);
-                return Ok(true);
-            }
-        }
-    }
-    let all = |pairs: &[Pair]| -> Result<Vec<(f64, f64)>> {
-        let mut out = Vec::with_capacity(pairs.len());
-        for chunk in pairs.chunks(batch_size.max(1)) {
-            let refs: Vec<&Pair> = chunk.iter().collect();
-            out.extend(d.reference_logps(model, &refs)?);
-        }
-        Ok(out)
-    };
-    let p = Precomputed {
-        hash,
-        train: all(&d.train)?,
-        eval: all(&d.eval)?,
-    };
-    let text = serde_json::to_vec(&p).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-    crate::files::write_atomic(&path, &text)
-        .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", path.display())))?;
+    let sizes = (d.train.len(), d.eval.len());
+    let (p, loaded) =
+        super::reference::load_or_compute(run, d.hash(), sizes, batch_size, |train, items| {
+            let set = if train { &d.train } else { &d.eval };
+            let pairs: Vec<&Pair> = items.iter().map(|&i| &set[i]).collect();
+            d.reference_logps(model, &pairs)
+        })?;
     d.precomputed = Some(p);
-    Ok(false)
+    Ok(loaded)
 }

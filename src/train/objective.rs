@@ -20,18 +20,21 @@ pub struct MicroOut {
     pub metrics: Metrics,
 }
 
-/// What an accumulation window averages over: `units` (targets for SFT, pairs for
-/// preference objectives) and the chosen tokens an SFT term averages over.
+/// What an accumulation window averages over: `units` (targets for SFT, pairs or rated
+/// completions for preference objectives), the chosen tokens an SFT term averages over, and
+/// the desirable completions KTO's per-label metrics average over.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Window {
     pub units: usize,
     pub tokens: usize,
+    pub desirable: usize,
 }
 
 impl std::ops::AddAssign for Window {
     fn add_assign(&mut self, o: Self) {
         self.units += o.units;
         self.tokens += o.tokens;
+        self.desirable += o.desirable;
     }
 }
 
@@ -97,6 +100,7 @@ impl Objective for Sft {
         Window {
             units: targets,
             tokens: targets,
+            desirable: 0,
         }
     }
 

@@ -5,14 +5,16 @@
 //! Whoever watches the run reads only the files.
 
 use super::checkpoint::{self, TrainerState};
-use super::dpo::{Dpo, Reference};
+use super::dpo::Dpo;
 use super::error::TrainError;
 use super::grads::Grads;
 use super::interrupt::Interrupter;
 use super::journal::{Journal, Observer};
+use super::kto::Kto;
 use super::micro::StepArgs;
 use super::objective::{Objective, Sft};
 use super::optim::{AdamW, AdamWConfig};
+use super::reference::Reference;
 use super::schedule::Scheduler;
 use crate::batch::{self, Order};
 use crate::config::{Method, RunConfig};
@@ -107,10 +109,7 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
     let device = cfg.train.device.open()?;
     let (mut model, tokenizer) =
         source::load_as(&cfg.model.path, &device, cfg.train.dtype.candle())?;
-    let init_adapter = match cfg.train.method {
-        Method::Dpo => cfg.dpo.init_adapter.as_deref(),
-        Method::Sft => None,
-    };
+    let init_adapter = cfg.init_adapter();
     match init_adapter {
         Some(dir) => crate::model::peft::load(&mut model, Path::new(dir))?,
         None => model.add_lora(&(&cfg.lora).into(), cfg.train.seed)?,
@@ -133,6 +132,7 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
                         &encoder,
                         d.max_seq_len,
                         d.length_policy,
+                        d.train_undesirable,
                     )
                 };
                 let (examples, mut report) = encode(&d.train)?;
@@ -183,26 +183,53 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
                 } else {
                     sample_prompts(cfg, &encoder, &[])
                 };
-                let (reference, reference_id) = if !cfg.dpo.loss.needs_reference() {
-                    (Reference::None, "none".to_string())
-                } else if let Some(dir) = init_adapter {
-                    let frozen = model
-                        .lora_vars()
-                        .into_iter()
-                        .map(|(n, v)| Ok((n, v.as_tensor().copy()?)))
-                        .collect::<candle_core::Result<Vec<_>>>()?;
-                    let file = Path::new(dir).join("adapter_model.safetensors");
-                    let digest = checkpoint::digest(&file).map_err(|e| TrainError::io(&file, e))?;
-                    (
-                        Reference::Frozen(frozen),
-                        format!("frozen:{}", digest.fnv1a64),
-                    )
-                } else {
-                    (Reference::Bypass, "base".to_string())
-                };
-                let id = format!("{reference_id}:{}:{}", cfg.model.path, cfg.train.dtype);
+                let (reference, id) = reference(cfg, &model, cfg.dpo.loss.needs_reference())?;
                 let dpo = Dpo::new(train, eval, pad_id, &cfg.dpo, reference, id);
                 (Box::new(dpo), report, samples)
+            }
+            Method::Kto => {
+                let encode = |path: &str| {
+                    batch::rated::encode_rated(
+                        Path::new(path),
+                        &d.format,
+                        &encoder,
+                        d.max_prompt_len,
+                        d.max_seq_len,
+                    )
+                };
+                let (rated, mut report) = encode(&d.train)?;
+                let (train, eval) = match &d.eval {
+                    Some(path) => {
+                        let (eval, r) = encode(path)?;
+                        report += r;
+                        (rated, eval)
+                    }
+                    None => batch::split(rated, d.eval_split, cfg.train.seed),
+                };
+                let samples = if cfg.samples.prompts.is_empty() {
+                    eval.iter()
+                        .filter(|r| !r.prompt_text.is_empty() && r.desirable)
+                        .take(cfg.samples.count)
+                        .map(|r| SamplePrompt {
+                            text: r.prompt_text.clone(),
+                            ids: r.prompt.clone(),
+                        })
+                        .collect()
+                } else {
+                    sample_prompts(cfg, &encoder, &[])
+                };
+                let (reference, id) = reference(cfg, &model, true)?;
+                let kto = Kto::new(
+                    train,
+                    eval,
+                    pad_id,
+                    &cfg.kto,
+                    cfg.train.batch_size,
+                    Some(cfg.train.seed),
+                    reference,
+                    id,
+                );
+                (Box::new(kto), report, samples)
             }
         };
     Ok(Prepared {
@@ -212,6 +239,31 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
         report,
         samples,
     })
+}
+
+/// The reference a preference run measures against (none, the bare base, or a frozen copy
+/// of the adapter it starts from) and its identity for the precomputed file's hash.
+fn reference(
+    cfg: &RunConfig,
+    model: &Model,
+    needed: bool,
+) -> Result<(Reference, String), TrainError> {
+    let (reference, id) = if !needed {
+        (Reference::None, "none".to_string())
+    } else if let Some(dir) = cfg.init_adapter() {
+        let file = Path::new(dir).join("adapter_model.safetensors");
+        let digest = checkpoint::digest(&file).map_err(|e| TrainError::io(&file, e))?;
+        (
+            Reference::frozen(model)?,
+            format!("frozen:{}", digest.fnv1a64),
+        )
+    } else {
+        (Reference::Bypass, "base".to_string())
+    };
+    Ok((
+        reference,
+        format!("{id}:{}:{}", cfg.model.path, cfg.train.dtype),
+    ))
 }
 
 /// AdamW and the gradient accumulator over the model's LoRA parameters.
@@ -409,6 +461,9 @@ impl<'a> Trainer<'a> {
             tool_format: (self.report.tool_records > 0)
                 .then(|| self.cfg.data.tool_format.to_string()),
             tool_records_dropped: self.report.tool_skipped as u64,
+            desirable: self.report.desirable as u64,
+            undesirable: self.report.undesirable as u64,
+            undesirable_skipped: self.report.undesirable_skipped as u64,
             micro_batches_per_epoch: self.order.micro_per_epoch(),
             warmup_steps: self.sched.warmup_steps,
             device: t.device.to_string(),

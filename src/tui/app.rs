@@ -333,10 +333,13 @@ impl App {
             }
             Effect::StartRun => self.start_run(),
             Effect::UseDataset(path) => match self.adapter.use_dataset(&path) {
-                Ok(()) => self.say(
-                    Level::Info,
-                    format!("the Adapter form trains on {} now", path.display()),
-                ),
+                Ok(job) => {
+                    self.say(
+                        Level::Info,
+                        format!("the Adapter form trains on {} now", path.display()),
+                    );
+                    self.apply_from(job, Update::Adapter);
+                }
                 Err(e) => self.say(Level::Error, e),
             },
             Effect::StopRun(dir) => self.stop_run(dir),
@@ -428,7 +431,9 @@ impl App {
                 if let super::tabs::data::Msg::Files(files) = &m {
                     if let Some(first) = files.first().filter(|_| self.ws.is_project()) {
                         if self.adapter.on_demo_data() {
-                            let _ = self.adapter.use_dataset(&first.path);
+                            if let Ok(job) = self.adapter.use_dataset(&first.path) {
+                                self.apply_from(job, Update::Adapter);
+                            }
                         }
                     }
                 }

@@ -61,37 +61,67 @@ impl Points {
     }
 }
 
-/// A preference run's reward metrics over steps: the margin between chosen and rejected
-/// rewards and how often the chosen one wins, on train and eval events.
+/// What the second preference chart shows: DPO's reward accuracy, or KTO's KL reference
+/// point (KTO has no pairs to be accurate on).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SecondMetric {
+    #[default]
+    Accuracy,
+    Kl,
+}
+
+impl SecondMetric {
+    pub fn title(self) -> &'static str {
+        match self {
+            SecondMetric::Accuracy => " reward accuracy ",
+            SecondMetric::Kl => " KL reference point ",
+        }
+    }
+}
+
+/// A preference run's reward metrics over steps: the margin between chosen (desirable) and
+/// rejected (undesirable) rewards, and the second metric, on train and eval events.
 #[derive(Debug, Clone, Default)]
 pub struct RewardSeries {
     pub margins: Points,
-    pub accuracy: Points,
+    pub second: Points,
     pub eval_margins: Points,
-    pub eval_accuracy: Points,
+    pub eval_second: Points,
+    pub second_metric: SecondMetric,
 }
 
 impl RewardSeries {
     pub fn is_empty(&self) -> bool {
-        self.margins.is_empty() && self.eval_margins.is_empty()
+        self.margins.is_empty()
+            && self.eval_margins.is_empty()
+            && self.second.is_empty()
+            && self.eval_second.is_empty()
     }
 
     /// Adds the metrics of one event (train when `eval` is false); ignores other objectives.
     fn add(&mut self, step: f64, metrics: &crate::runs::event::Metrics, eval: bool) {
-        let (Some(m), Some(a)) = (
-            metrics.get("rewards/margins"),
-            metrics.get("rewards/accuracies"),
-        ) else {
-            return;
-        };
-        let (margins, accuracy) = if eval {
-            (&mut self.eval_margins, &mut self.eval_accuracy)
+        let second = if let Some(a) = metrics.get("rewards/accuracies") {
+            self.second_metric = SecondMetric::Accuracy;
+            Some(*a)
+        } else if let Some(k) = metrics.get("kl") {
+            self.second_metric = SecondMetric::Kl;
+            Some(*k)
         } else {
-            (&mut self.margins, &mut self.accuracy)
+            None
         };
-        for (p, y) in [(margins, *m), (accuracy, *a)] {
-            p.cut_from(step);
-            p.push(step, y);
+        let (margins, second_points) = if eval {
+            (&mut self.eval_margins, &mut self.eval_second)
+        } else {
+            (&mut self.margins, &mut self.second)
+        };
+        for (p, y) in [
+            (margins, metrics.get("rewards/margins").copied()),
+            (second_points, second),
+        ] {
+            if let Some(y) = y {
+                p.cut_from(step);
+                p.push(step, y);
+            }
         }
     }
 }
@@ -211,6 +241,10 @@ impl RunView {
                     v.metrics.get("rewards/margins"),
                 ) {
                     line.push_str(&format!("  reward acc {a:.2}  margin {m:.3}"));
+                } else if let (Some(k), Some(m)) =
+                    (v.metrics.get("kl"), v.metrics.get("rewards/margins"))
+                {
+                    line.push_str(&format!("  margin {m:.3}  kl {k:.3}"));
                 }
                 line
             }
@@ -225,6 +259,18 @@ impl RunView {
                         s.tool_records,
                         s.tool_format.as_deref().unwrap_or("template"),
                         s.tool_records_dropped
+                    ));
+                }
+                if s.desirable + s.undesirable > 0 {
+                    line.push_str(&format!(
+                        ", {} desirable / {} undesirable",
+                        s.desirable, s.undesirable
+                    ));
+                }
+                if s.undesirable_skipped > 0 {
+                    line.push_str(&format!(
+                        ", {} undesirable completions left out (SFT trains only label true)",
+                        s.undesirable_skipped
                     ));
                 }
                 self.start = Some(s);

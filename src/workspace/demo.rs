@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 pub const PERSONA_SFT: &str = include_str!("../../demo/persona.jsonl");
 /// The same topics as preference pairs (chosen: the persona, rejected: a bland answer).
 pub const PERSONA_DPO: &str = include_str!("../../demo/persona_dpo.jsonl");
+/// The pairs as rated completions for KTO (`tunelab data convert persona_dpo.jsonl --to kto`).
+pub const PERSONA_KTO: &str = include_str!("../../demo/persona_kto.jsonl");
 
 /// Paths of the demo workspace under a data folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,16 +33,28 @@ impl Demo {
     pub fn dpo(&self) -> PathBuf {
         self.root.join("persona_dpo.jsonl")
     }
+    pub fn kto(&self) -> PathBuf {
+        self.root.join("persona_kto.jsonl")
+    }
 
+    /// Whether every part is there (a demo written by an older version may lack a dataset;
+    /// [`Demo::ensure`] adds it).
     pub fn exists(&self) -> bool {
-        self.model().join("model.safetensors").is_file() && self.sft().is_file()
+        self.model().join("model.safetensors").is_file()
+            && [self.sft(), self.dpo(), self.kto()]
+                .iter()
+                .all(|p| p.is_file())
     }
 
     /// Writes whatever part of the demo is missing; returns whether anything was written.
     pub fn ensure(&self) -> Result<bool, ModelError> {
         let mut wrote = false;
         std::fs::create_dir_all(&self.root).map_err(|e| ModelError::io(&self.root, e))?;
-        for (path, text) in [(self.sft(), PERSONA_SFT), (self.dpo(), PERSONA_DPO)] {
+        for (path, text) in [
+            (self.sft(), PERSONA_SFT),
+            (self.dpo(), PERSONA_DPO),
+            (self.kto(), PERSONA_KTO),
+        ] {
             if !path.is_file() {
                 crate::files::write_atomic(&path, text.as_bytes())
                     .map_err(|e| ModelError::io(&path, e))?;

@@ -14,6 +14,7 @@ mod dpo;
 mod eval;
 #[cfg(feature = "cuda")]
 mod gpu;
+mod kto;
 mod layers;
 mod model_infer;
 mod model_lora;

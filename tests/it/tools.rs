@@ -207,6 +207,7 @@ fn drop_leaves_tool_records_out_and_counts_them() {
         &enc,
         4096,
         tunelab::template::LengthPolicy::Truncate,
+        false,
     )
     .unwrap();
     assert_eq!(report.tool_records, with);

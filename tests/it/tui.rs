@@ -10,6 +10,7 @@ use ratatui::Terminal;
 use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use tunelab::config::Method;
 use tunelab::runs::{RunDir, RunState, Status};
 use tunelab::tui::action::Action;
 use tunelab::tui::app::{App, AppOptions, Workspace};
@@ -1039,4 +1040,73 @@ fn tool_calls_show_in_the_data_tab() {
     let screen = render(&mut a, 120, 40, &h);
     assert!(screen.contains("<tool_call>"), "{screen}");
     insta::assert_snapshot!("data_glaive_tokens_120x40", screen);
+}
+
+/// Rated replies (KTO data) in the Data tab: the label and what each method does with it,
+/// the completion in its label's colour in the token view; `u` on the file switches the
+/// form to `train.method: kto` and says why, and back to sft on conversations.
+#[test]
+fn rated_data_shows_its_label_and_the_form_follows_it() {
+    let h = home();
+    let mut a = app(&h, "dark", false);
+    let find = |a: &App, name: &str| {
+        a.data
+            .files
+            .iter()
+            .position(|f| f.path.ends_with(name))
+            .unwrap_or_else(|| panic!("{name} is listed"))
+    };
+    let (kto, sft) = (find(&a, "persona_kto.jsonl"), find(&a, "persona.jsonl"));
+    let walk = |a: &mut App, from: usize, to: usize| {
+        for _ in from.min(to)..from.max(to) {
+            a.handle(if to > from {
+                Action::Right
+            } else {
+                Action::Left
+            });
+        }
+        settle(a);
+    };
+    let here = a.data.file;
+    walk(&mut a, here, kto);
+    let screen = render(&mut a, 120, 40, &h);
+    assert!(
+        screen.contains("label       true · desirable: SFT and KTO learn from this reply"),
+        "{screen}"
+    );
+    assert!(screen.contains("assistant (desirable)"), "{screen}");
+    insta::assert_snapshot!("data_kto_120x40", screen);
+    // The second record is the same prompt's bland answer, rated down.
+    a.handle(Action::Down);
+    settle(&mut a);
+    let screen = render(&mut a, 120, 40, &h);
+    assert!(
+        screen.contains("label       false · undesirable"),
+        "{screen}"
+    );
+    a.handle(Action::TokenView);
+    settle(&mut a);
+    let screen = render(&mut a, 120, 40, &h);
+    assert!(
+        screen.contains("It is a concept in machine learning."),
+        "{screen}"
+    );
+    a.handle(Action::TokenView);
+
+    assert_eq!(a.adapter.config.train.method, Method::Sft);
+    a.handle(Action::UseDataset);
+    settle(&mut a);
+    assert_eq!(a.adapter.config.train.method, Method::Kto);
+    let status = a.message.clone().map(|(_, m)| m).unwrap_or_default();
+    assert!(status.contains("train.method is now kto"), "{status}");
+    a.tab = Tab::Adapter;
+    let screen = render(&mut a, 120, 40, &h);
+    assert!(screen.contains("data       kto · unpaired"), "{screen}");
+    assert!(screen.contains("method     kto β0.1"), "{screen}");
+    assert!(screen.contains("kto.undesirable_weight"), "{screen}");
+    a.tab = Tab::Data;
+    walk(&mut a, kto, sft);
+    a.handle(Action::UseDataset);
+    settle(&mut a);
+    assert_eq!(a.adapter.config.train.method, Method::Sft);
 }

@@ -8,6 +8,7 @@ mod dolly;
 pub mod fields;
 mod flan;
 mod hh_rlhf;
+mod kto;
 pub mod messages;
 mod openai;
 mod preference;
@@ -16,6 +17,7 @@ mod sharegpt;
 mod text;
 
 pub use hh_rlhf::is_transcript as hh_rlhf_transcript;
+pub use kto::from_conversation as labeled_from_conversation;
 
 use crate::data::problem::Issues;
 use crate::data::record::{Body, Conversation, Kind, Message, Record, Role};
@@ -40,6 +42,7 @@ pub enum Format {
     SharegptPreference,
     AlpacaPreference,
     HhRlhf,
+    Kto,
 }
 
 impl Format {
@@ -59,6 +62,7 @@ impl Format {
             | Format::SharegptPreference
             | Format::AlpacaPreference
             | Format::HhRlhf => Kind::Preference,
+            Format::Kto => Kind::Unpaired,
             _ => Kind::Sft,
         }
     }
@@ -77,6 +81,7 @@ impl Format {
             Format::SharegptPreference => "conversations plus chosen/rejected as single {from, value} messages (LLaMA-Factory)",
             Format::AlpacaPreference => "instruction, input, chosen, rejected",
             Format::HhRlhf => "chosen, rejected as \\n\\nHuman: … \\n\\nAssistant: … transcripts",
+            Format::Kto => "label (true: desirable, false: undesirable) with messages[{role, content}] ending on the rated reply (LLaMA-Factory), or prompt, completion (TRL: strings or message lists)",
         }
     }
 
@@ -94,6 +99,7 @@ impl Format {
             Format::SharegptPreference => sharegpt::PREFERENCE_KEYS,
             Format::AlpacaPreference => alpaca::PREFERENCE_KEYS,
             Format::HhRlhf => hh_rlhf::KEYS,
+            Format::Kto => kto::KEYS,
         }
     }
 
@@ -111,11 +117,41 @@ impl Format {
             Format::SharegptPreference => sharegpt::read_preference(obj, issues),
             Format::AlpacaPreference => alpaca::read_preference(obj, issues),
             Format::HhRlhf => hh_rlhf::read(obj, issues),
+            Format::Kto => kto::read(obj, issues),
         }?;
         Some(Record {
             body,
             meta: fields::extra_fields(obj, self.keys()),
         })
+    }
+
+    /// The records of this format that `record` becomes: usually one; a preference pair
+    /// written as unpaired data becomes two (chosen → label true, rejected → label false),
+    /// and an undesirable completion written as SFT data becomes none (counted in `notes`).
+    pub fn write_records(
+        self,
+        record: &Record,
+        notes: &mut Notes,
+    ) -> Result<Vec<Map<String, Value>>, String> {
+        match (self.kind(), &record.body) {
+            (Kind::Unpaired, Body::Preference(p)) => {
+                notes.note("preference pair became two rated completions (chosen → label true, rejected → label false)");
+                let mut out = Vec::with_capacity(2);
+                for labeled in p.unpaired() {
+                    let r = Record {
+                        body: Body::Labeled(labeled),
+                        meta: record.meta.clone(),
+                    };
+                    out.push(self.write(&r, notes)?);
+                }
+                Ok(out)
+            }
+            (Kind::Sft, Body::Labeled(l)) if !l.desirable => {
+                notes.note("undesirable completion (label false) left out: SFT trains only the desirable ones");
+                Ok(Vec::new())
+            }
+            _ => Ok(vec![self.write(record, notes)?]),
+        }
     }
 
     /// Writes one record in this format. `Err` says why this record cannot be held at all;
@@ -132,6 +168,18 @@ impl Format {
                     tools: p.tools.clone(),
                     plain: p.plain,
                 });
+                &converted
+            }
+            (Kind::Sft, Body::Labeled(l)) => {
+                if !l.desirable {
+                    return Err("an undesirable completion (label false) is not SFT data".into());
+                }
+                converted = Body::Conversation(l.conversation.clone());
+                &converted
+            }
+            (Kind::Unpaired, Body::Conversation(c)) => {
+                notes.note("conversation written as a desirable completion (label true)");
+                converted = Body::Labeled(kto::from_conversation(c, true));
                 &converted
             }
             (target, body) if target != record.kind() => {
@@ -159,6 +207,7 @@ impl Format {
             }
             (Format::AlpacaPreference, Body::Preference(p)) => alpaca::write_preference(p, notes),
             (Format::HhRlhf, Body::Preference(p)) => hh_rlhf::write(p, notes),
+            (Format::Kto, Body::Labeled(l)) => kto::write(l, notes),
             _ => Err(format!("{} cannot hold this record", self.name())),
         }?;
         for (k, v) in &record.meta {

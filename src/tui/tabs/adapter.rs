@@ -35,6 +35,7 @@ pub struct ModelInfo {
 /// Background results for this tab.
 pub enum Msg {
     ModelInfo(ModelInfo),
+    DataKind(DataKind),
     PresetSaved(Result<PathBuf, String>),
     /// Items for the open finder.
     Found(Finding, Vec<PickItem>),
@@ -47,8 +48,9 @@ pub enum Finding {
     Model,
     /// `data.train`: the workspace's datasets, or a typed path.
     Dataset,
-    /// `dpo.init_adapter`: the runs that wrote an adapter, or a typed path.
-    Adapter,
+    /// `dpo.init_adapter` or `kto.init_adapter` (the field): the runs that wrote an
+    /// adapter, or a typed path.
+    Adapter(&'static str),
 }
 
 impl Finding {
@@ -57,7 +59,7 @@ impl Finding {
         match self {
             Finding::Model => "model.path",
             Finding::Dataset => "data.train",
-            Finding::Adapter => "dpo.init_adapter",
+            Finding::Adapter(field) => field,
         }
     }
 }
@@ -100,7 +102,7 @@ pub fn find_job(
 ) -> Effect<Msg> {
     Effect::spawn(move || {
         let items = match what {
-            Finding::Adapter => adapter_items(&runs),
+            Finding::Adapter(_) => adapter_items(&runs),
             Finding::Model => model_items(&ws.models(), dtype.size() as f64, &dtype.to_string()),
             Finding::Dataset => {
                 let files: Vec<(PathBuf, u64)> =
@@ -137,6 +139,53 @@ pub struct AdapterTab {
     pub budget: Option<(u64, u64, String)>,
     pub model_info: Option<ModelInfo>,
     info_loading: Option<String>,
+    /// What `data.train` holds (detected on a worker), for the method it needs.
+    pub data_kind: Option<DataKind>,
+    kind_loading: Option<String>,
+    /// The dataset the user just chose: when its kind arrives, `train.method` follows it.
+    fit_method_to: Option<String>,
+}
+
+/// The detected format and kind of a dataset path, or why it could not be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataKind {
+    pub path: String,
+    pub found: Result<(crate::data::Format, crate::data::Kind), String>,
+}
+
+/// Detects the format of `path` (relative to `base`, then `data`); worker threads only.
+fn data_kind_job(path: String, base: PathBuf, data: PathBuf) -> Effect<Msg> {
+    Effect::spawn(move || {
+        let p = Path::new(&path);
+        let resolved = [base.join(p), data.join(p)]
+            .into_iter()
+            .find(|c| c.is_file())
+            .unwrap_or_else(|| p.to_path_buf());
+        let found = crate::data::Dataset::open(&resolved, None)
+            .map(|d| (d.format, d.kind()))
+            .map_err(|e| e.to_string());
+        Msg::DataKind(DataKind { path, found })
+    })
+}
+
+/// The method a dataset of `kind` trains with, when `current` cannot use it: rated
+/// completions → kto, pairs → dpo, conversations and text → sft.
+fn method_for(kind: crate::data::Kind, current: Method) -> Option<Method> {
+    use crate::data::Kind;
+    let fits = match kind {
+        Kind::Unpaired => current == Method::Kto,
+        // KTO also trains on pairs (each side rated on its own).
+        Kind::Preference => current.is_preference(),
+        Kind::Sft | Kind::Text => current == Method::Sft,
+    };
+    if fits {
+        return None;
+    }
+    Some(match kind {
+        Kind::Unpaired => Method::Kto,
+        Kind::Preference => Method::Dpo,
+        Kind::Sft | Kind::Text => Method::Sft,
+    })
 }
 
 /// The projections LoRA can target, by their HF names.
@@ -183,6 +232,9 @@ impl AdapterTab {
             budget: None,
             model_info: None,
             info_loading: None,
+            data_kind: None,
+            kind_loading: None,
+            fit_method_to: None,
         };
         t.localize();
         t
@@ -209,10 +261,13 @@ impl AdapterTab {
         self.config.data.train.ends_with("demo/persona.jsonl")
     }
 
-    /// Trains on `path` from now on.
-    pub fn use_dataset(&mut self, path: &Path) -> Result<(), String> {
+    /// Trains on `path` from now on; the method follows what the file holds once the
+    /// returned job has detected it.
+    pub fn use_dataset(&mut self, path: &Path) -> Result<Option<Effect<Msg>>, String> {
         self.config
-            .set_field("data.train", &path.display().to_string())
+            .set_field("data.train", &path.display().to_string())?;
+        self.fit_method_to = Some(self.config.data.train.clone());
+        Ok(self.want_model_info())
     }
 
     /// The memory the estimate is held against: the GPU, else system RAM.
@@ -220,9 +275,18 @@ impl AdapterTab {
         self.budget = Some((m.total, m.total.saturating_sub(m.used), m.device.clone()));
     }
 
-    /// The fields the form shows: those the method reads.
+    /// The fields the form shows: those the method reads (and `data.train_undesirable`
+    /// only for rated data).
     pub fn visible(&self) -> Vec<&'static FieldSpec> {
-        FIELDS.iter().filter(|f| f.applies(&self.config)).collect()
+        let rated = self.data_kind.as_ref().is_some_and(|k| {
+            k.path == self.config.data.train
+                && matches!(k.found, Ok((_, crate::data::Kind::Unpaired)))
+        });
+        FIELDS
+            .iter()
+            .filter(|f| f.applies(&self.config))
+            .filter(|f| rated || f.path != "data.train_undesirable")
+            .collect()
     }
 
     pub fn field(&self) -> &'static FieldSpec {
@@ -264,7 +328,12 @@ impl AdapterTab {
     }
 
     /// Reads the model's config.json unless it is read or being read.
+    /// Reads the model's config and the dataset's kind when they changed.
     fn want_model_info(&mut self) -> Option<Effect<Msg>> {
+        and(self.want_config_json(), self.want_data_kind())
+    }
+
+    fn want_config_json(&mut self) -> Option<Effect<Msg>> {
         let spec = &self.config.model.path;
         if self.model_info.as_ref().is_some_and(|i| i.spec == *spec)
             || self.info_loading.as_ref() == Some(spec)
@@ -273,6 +342,41 @@ impl AdapterTab {
         }
         self.info_loading = Some(spec.clone());
         Some(model_info_job(spec.clone(), self.base.clone()))
+    }
+
+    fn want_data_kind(&mut self) -> Option<Effect<Msg>> {
+        let path = &self.config.data.train;
+        if self.data_kind.as_ref().is_some_and(|k| k.path == *path)
+            || self.kind_loading.as_ref() == Some(path)
+        {
+            return None;
+        }
+        self.kind_loading = Some(path.clone());
+        Some(data_kind_job(
+            path.clone(),
+            self.base.clone(),
+            self.data.clone(),
+        ))
+    }
+
+    /// When the dataset the user chose needs another method, switches to it and says so.
+    fn fit_method(&mut self) -> Option<Effect<Msg>> {
+        let k = self.data_kind.as_ref()?;
+        if self.fit_method_to.as_ref() != Some(&k.path) {
+            return None;
+        }
+        self.fit_method_to = None;
+        let (format, kind) = k.found.clone().ok()?;
+        let method = method_for(kind, self.config.train.method)?;
+        self.config.set_field("train.method", method.into()).ok()?;
+        let why = match method {
+            Method::Kto => "completions rated one at a time: KTO learns from both labels (sft would train only the desirable ones)",
+            Method::Dpo => "preference pairs (kto also trains on them)",
+            Method::Sft => "conversations to imitate",
+        };
+        Some(Effect::info(format!(
+            "train.method is now {method}: {format} data holds {why}"
+        )))
     }
 
     /// Starts editing the selected field (booleans and choices cycle instead).
@@ -314,10 +418,14 @@ impl AdapterTab {
         let Some(buf) = self.editing.as_ref().map(|b| b.value().to_string()) else {
             return true;
         };
-        match self.config.set_field(self.field().path, &buf) {
+        let path = self.field().path;
+        match self.config.set_field(path, &buf) {
             Ok(()) => {
                 self.editing = None;
                 self.edit_error = None;
+                if path == "data.train" {
+                    self.fit_method_to = Some(self.config.data.train.clone());
+                }
                 true
             }
             Err(e) => {
@@ -402,6 +510,8 @@ impl AdapterTab {
         let rows = match t.method {
             Method::Sft => t.batch_size,
             Method::Dpo => 2 * t.batch_size,
+            // KTO's KL rows go through without a graph, before the rows that train.
+            Method::Kto => t.batch_size,
         };
         Some(estimate::memory(
             c,
@@ -414,10 +524,10 @@ impl AdapterTab {
         ))
     }
 
-    /// Opens the finder for `model.path`, `data.train` or `dpo.init_adapter`.
+    /// Opens the finder for `model.path`, `data.train` or an `init_adapter`.
     fn open_finder(&mut self, what: Finding, ctx: &Ctx) -> Effect<Msg> {
         let (title, hint) = match what {
-            Finding::Adapter => (
+            Finding::Adapter(_) => (
                 "start from: runs with an adapter",
                 "type to filter · Enter picks · a typed run id or PEFT folder is taken as it is · Esc",
             ),
@@ -443,9 +553,14 @@ impl AdapterTab {
         let path = self.field().path;
         match a {
             Action::Enter if self.modules.is_none() => {
-                let what = [Finding::Model, Finding::Dataset, Finding::Adapter]
-                    .into_iter()
-                    .find(|w| w.field() == path);
+                let what = [
+                    Finding::Model,
+                    Finding::Dataset,
+                    Finding::Adapter("dpo.init_adapter"),
+                    Finding::Adapter("kto.init_adapter"),
+                ]
+                .into_iter()
+                .find(|w| w.field() == path);
                 match what {
                     Some(w) => return Some(self.open_finder(w, ctx)),
                     None => self.begin_edit(),
@@ -503,6 +618,9 @@ impl Component for AdapterTab {
                 return Some(Effect::error(e));
             }
             self.edit_error = None;
+            if what == Finding::Dataset {
+                self.fit_method_to = Some(self.config.data.train.clone());
+            }
             return self.want_model_info();
         }
         let input = self.editing.as_mut()?;
@@ -537,6 +655,13 @@ impl Component for AdapterTab {
                 self.model_info = Some(info);
                 self.want_model_info()
             }
+            Msg::DataKind(k) => {
+                if self.kind_loading.as_ref() == Some(&k.path) {
+                    self.kind_loading = None;
+                }
+                self.data_kind = Some(k);
+                and(self.fit_method(), self.want_model_info())
+            }
             Msg::Found(what, items) => {
                 if let Some((w, f)) = self.finder.as_mut() {
                     if *w == what {
@@ -566,30 +691,49 @@ impl Component for AdapterTab {
     }
 }
 
+/// What `data.train` holds, as detected.
+fn data_line(t: &AdapterTab) -> String {
+    match t
+        .data_kind
+        .as_ref()
+        .filter(|k| k.path == t.config.data.train)
+    {
+        Some(DataKind {
+            found: Ok((format, kind)),
+            ..
+        }) => format!("data       {format} · {kind}"),
+        Some(DataKind { found: Err(_), .. }) => "data       unreadable (see data.train)".into(),
+        None => "data       …".into(),
+    }
+}
+
 /// What the run optimises: SFT, or the preference loss with its β and starting point.
 fn method_line(c: &RunConfig) -> String {
+    let from = || {
+        c.init_adapter().map_or("fresh adapter".into(), |a| {
+            // A run's adapter folder is named after the run.
+            let p = Path::new(a.trim_end_matches('/'));
+            let p = if p.ends_with("adapter") {
+                p.parent().unwrap_or(p)
+            } else {
+                p
+            };
+            let name = p
+                .file_name()
+                .map_or(a.to_string(), |n| n.to_string_lossy().into_owned());
+            format!("from {}", crate::units::truncate(&name, 16))
+        })
+    };
     match c.train.method {
         Method::Sft => "method     sft".into(),
-        Method::Dpo => {
-            let from = c
-                .dpo
-                .init_adapter
-                .as_deref()
-                .map_or("fresh adapter".into(), |a| {
-                    // A run's adapter folder is named after the run.
-                    let p = Path::new(a.trim_end_matches('/'));
-                    let p = if p.ends_with("adapter") {
-                        p.parent().unwrap_or(p)
-                    } else {
-                        p
-                    };
-                    let name = p
-                        .file_name()
-                        .map_or(a.to_string(), |n| n.to_string_lossy().into_owned());
-                    format!("from {}", crate::units::truncate(&name, 16))
-                });
-            format!("method     {} β{} · {from}", c.dpo.loss, c.dpo.beta)
-        }
+        Method::Dpo => format!("method     {} β{} · {}", c.dpo.loss, c.dpo.beta, from()),
+        Method::Kto => format!(
+            "method     kto β{} λD{} λU{} · {}",
+            c.kto.beta,
+            c.kto.desirable_weight,
+            c.kto.undesirable_weight,
+            from()
+        ),
     }
 }
 
@@ -632,7 +776,7 @@ fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
         &mut state,
     );
     let [info, mem, help] = Layout::vertical([
-        Constraint::Length(8),
+        Constraint::Length(9),
         Constraint::Length(9),
         Constraint::Min(4),
     ])
@@ -665,6 +809,7 @@ fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
             "modules    {}",
             t.config.lora.target_modules.join(",")
         )),
+        Line::from(data_line(t)),
         Line::from(method_line(&t.config)),
         Line::from(format!(
             "train      {} · lr {} · bs {}×{}",

@@ -531,6 +531,13 @@ fn record_text(r: &Result<Record, Vec<Problem>>) -> String {
                 .map(Message::text)
                 .collect::<Vec<_>>()
                 .join("\n"),
+            Body::Labeled(l) => l
+                .conversation
+                .messages
+                .iter()
+                .map(Message::text)
+                .collect::<Vec<_>>()
+                .join("\n"),
             Body::Text(t) => t.clone(),
         },
         Err(_) => String::new(),
@@ -596,6 +603,20 @@ fn record_lines<'a>(rec: &Record, theme: &Theme) -> Vec<Line<'a>> {
                 .iter()
                 .for_each(|m| message_lines(m, theme, None, &mut out))
         }
+        Body::Labeled(l) => {
+            out.push(label_line(l.desirable, theme));
+            l.prompt()
+                .iter()
+                .for_each(|m| message_lines(m, theme, None, &mut out));
+            let tag = if l.desirable {
+                "desirable"
+            } else {
+                "undesirable"
+            };
+            l.completion()
+                .iter()
+                .for_each(|m| message_lines(m, theme, Some(tag), &mut out));
+        }
         // The replies go in two columns (see `pair_columns`).
         Body::Preference(p) => p
             .prompt
@@ -606,6 +627,30 @@ fn record_lines<'a>(rec: &Record, theme: &Theme) -> Vec<Line<'a>> {
             .for_each(|l| out.push(Line::styled(l.to_string(), theme.foreground))),
     }
     out
+}
+
+/// A rated completion's label, and what each method does with it.
+fn label_line<'a>(desirable: bool, theme: &Theme) -> Line<'a> {
+    let (value, what, style) = if desirable {
+        (
+            "true",
+            "desirable: SFT and KTO learn from this reply",
+            theme.chosen,
+        )
+    } else {
+        (
+            "false",
+            "undesirable: KTO moves away from it; SFT leaves it out",
+            theme.rejected,
+        )
+    };
+    Line::from(vec![
+        Span::styled(
+            format!("{:<12}", "label"),
+            style.add_modifier(Modifier::BOLD),
+        ),
+        Span::styled(format!("{value} · {what}"), style),
+    ])
 }
 
 /// A preference record's chosen and rejected replies, as two columns.
@@ -655,16 +700,26 @@ fn id_lines<'a>(
     style: ratatui::style::Style,
 ) -> Vec<Line<'a>> {
     let mut lines = vec![Line::default()];
+    push_ids(&mut lines, tok, ids, style);
+    lines
+}
+
+/// Appends `ids` decoded piece by piece to `lines`.
+fn push_ids(
+    lines: &mut Vec<Line<'_>>,
+    tok: &crate::template::TextTokenizer,
+    ids: &[u32],
+    style: ratatui::style::Style,
+) {
     let mut stream = crate::infer::stream::TokenStream::new(tok);
     for &id in ids {
         if let Some(piece) = stream.push(id) {
-            push_piece(&mut lines, &piece, style);
+            push_piece(lines, &piece, style);
         }
     }
     if let Some(rest) = stream.finish() {
-        push_piece(&mut lines, &rest, style);
+        push_piece(lines, &rest, style);
     }
-    lines
 }
 
 /// What the token view shows of one record.
@@ -700,6 +755,29 @@ pub fn token_lines<'a>(
             })
         }
         Encoded::Sft(ex) => ex,
+        Encoded::Labeled(l) => {
+            // The prompt (never trained), then the rated completion in its label's colour.
+            let tok = &enc.tokenizer;
+            let mut lines = vec![label_line(l.desirable, theme), Line::default()];
+            push_ids(&mut lines, tok, &l.prompt_ids, theme.masked_token);
+            let style = if l.desirable {
+                theme.chosen
+            } else {
+                theme.rejected
+            };
+            push_ids(
+                &mut lines,
+                tok,
+                &l.completion_ids,
+                style.add_modifier(Modifier::BOLD),
+            );
+            return Ok(TokenView {
+                lines,
+                columns: None,
+                tokens: l.prompt_ids.len() + l.completion_ids.len(),
+                trained: l.completion_ids.len(),
+            });
+        }
         Encoded::Preference(p) => {
             let tok = &enc.tokenizer;
             let col = |ids: &[u32], label: &str, style| Column {

@@ -9,7 +9,7 @@ use crate::runs::{RunDir, RunState};
 use crate::telemetry::MemorySample;
 use crate::tui::action::Action;
 use crate::tui::effect::Effect;
-use crate::tui::run_view::RunView;
+use crate::tui::run_view::{RunView, SecondMetric};
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{line_chart, loss_chart, YRange};
 use crate::units::clock;
@@ -138,7 +138,7 @@ fn draw(f: &mut Frame, area: Rect, t: &TrainTab, theme: &Theme, hint: &str) {
     if r.is_empty() {
         f.render_widget(chart, chart_area);
     } else {
-        // A preference run: reward margins and accuracy under the loss.
+        // A preference run: reward margins and accuracy (DPO) or KL (KTO) under the loss.
         let [loss_area, rewards_area] =
             Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)])
                 .areas(chart_area);
@@ -156,13 +156,17 @@ fn draw(f: &mut Frame, area: Rect, t: &TrainTab, theme: &Theme, hint: &str) {
             theme,
         );
         f.render_widget(margins, margins_area);
+        let range = match r.second_metric {
+            SecondMetric::Accuracy => YRange::Fixed(0.0, 1.0),
+            SecondMetric::Kl => YRange::WithZero,
+        };
         let accuracy = line_chart(
             vec![
-                ("train".into(), &r.accuracy.points, theme.loss_train),
-                ("eval".into(), &r.eval_accuracy.points, theme.loss_eval),
+                ("train".into(), &r.second.points, theme.loss_train),
+                ("eval".into(), &r.eval_second.points, theme.loss_eval),
             ],
-            " reward accuracy ".into(),
-            YRange::Fixed(0.0, 1.0),
+            r.second_metric.title().into(),
+            range,
             theme,
         );
         f.render_widget(accuracy, acc_area);
