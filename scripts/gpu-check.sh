@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# GPU check: CUDA build, GPU tests, the SFT training benchmark against transformers + PEFT, and
-# tunelab's DPO step.
+# GPU check: CUDA build, GPU tests, the SFT training benchmark against transformers + PEFT,
+# tunelab's DPO step, and a QLoRA step on random Llama-3.1-8B-shaped weights (q4k base and
+# head, 1 x 2048, checkpointing) whose peak VRAM is held against the Adapter tab's estimate.
 #
 #   scripts/gpu-check.sh build   # where cargo and a CUDA 13 toolkit are (nvcc; PyPI's
 #                                # nvidia-cuda-nvcc and friends work): builds the CUDA binary
@@ -92,6 +93,11 @@ for pre in "" "--precompute-ref"; do
     > "$OUT_DIR/$name.json" 2> "$OUT_DIR/$name.err" || echo "$name failed: $(tail -1 "$OUT_DIR/$name.err")"
 done
 
+echo "== QLoRA step: llama-3.1-8b shape (random weights), q4k base + head, 1x2048, r16, bf16, checkpointing"
+"$GPU_DIR/tunelab" bench train --shape llama-3.1-8b --quantization q4k --quantize-head --device cuda \
+  --dtype bf16 --batch 1 --seq 2048 --rank 16 --checkpointing --steps 3 --warmup 1 --json \
+  > "$OUT_DIR/qlora-8b.json" 2> "$OUT_DIR/qlora-8b.err" || echo "qlora-8b failed: $(tail -1 "$OUT_DIR/qlora-8b.err")"
+
 echo "== summary"
 python3 - "$OUT_DIR" <<'PY'
 import json, pathlib, sys
@@ -115,5 +121,12 @@ for name in ("dpo", "dpo-pre"):
     v = r.get("peak_vram_bytes")
     label = f"tunelab DPO{' precomputed ref' if name.endswith('pre') else ''}"
     print(f"{label:<28} {r['tokens_per_s']:>10.0f} {v / 2**30 if v else float('nan'):>14.2f}")
+try:
+    r = json.loads((d / "qlora-8b.json").read_text())
+    v, e = r.get("peak_vram_bytes"), r.get("estimate_bytes")
+    print(f"{'tunelab QLoRA 8B q4k':<28} {r['tokens_per_s']:>10.0f} {v / 2**30 if v else float('nan'):>14.2f}"
+          f"   estimate {e / 2**30:.2f} GiB, base {r['base_bytes'] / 2**30:.2f} GiB")
+except Exception:
+    print("qlora-8b: missing")
 PY
 exit "$tests_rc"

@@ -248,6 +248,16 @@ fn first_user_text(r: &crate::data::Record) -> String {
     }
 }
 
+/// The last user message of a prompt (what a sample reply answers), or nothing.
+fn last_user_text(prompt: &[crate::data::Message]) -> String {
+    prompt
+        .iter()
+        .rev()
+        .find(|m| m.role == crate::data::Role::User)
+        .map(|m| m.text())
+        .unwrap_or_default()
+}
+
 /// Holds out `fraction` of `examples` (at least one) for evaluation, chosen by `seed`.
 pub fn split<T>(examples: Vec<T>, fraction: f64, seed: u64) -> (Vec<T>, Vec<T>) {
     if fraction <= 0.0 || examples.len() < 2 {

@@ -62,12 +62,7 @@ pub fn encode_pairs(
                 if crate::template::tools::carries_tools(&p.prompt, &p.tools) {
                     report.tool_records += 1;
                 }
-                p.prompt
-                    .iter()
-                    .rev()
-                    .find(|m| m.role == crate::data::Role::User)
-                    .map(|m| m.text())
-                    .unwrap_or_default()
+                super::last_user_text(&p.prompt)
             }
             _ => String::new(),
         };

@@ -3,7 +3,7 @@
 //! prompt and a completion with the boundary exact in ids and truncated as TRL truncates.
 
 use super::{DatasetError, EncodeReport};
-use crate::data::{Body, Kind, Record, Role};
+use crate::data::{Body, Kind, Record};
 use crate::template::{fit_labeled, Encoded, Encoder, Fit};
 use std::path::Path;
 
@@ -49,13 +49,7 @@ pub fn encode_rated(
             _ => continue,
         };
         for l in labeled {
-            let prompt_text = l
-                .prompt()
-                .iter()
-                .rev()
-                .find(|m| m.role == Role::User)
-                .map(|m| m.text())
-                .unwrap_or_default();
+            let prompt_text = super::last_user_text(l.prompt());
             let record = Record {
                 body: Body::Labeled(l),
                 meta: Default::default(),

@@ -89,6 +89,12 @@ pub enum BenchCommand {
         /// Use candle's autograd instead of the hand-written backward (for comparison).
         #[arg(long)]
         autograd: bool,
+        /// Quantize the base's projections (QLoRA): q8_0, q4_0 or q4k.
+        #[arg(long, default_value = "none")]
+        quantization: tunelab::model::Quantization,
+        /// Quantize an untied output head too.
+        #[arg(long)]
+        quantize_head: bool,
         #[arg(long)]
         json: bool,
     },
@@ -209,6 +215,8 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         dtype,
         checkpointing,
         autograd,
+        quantization,
+        quantize_head,
         json: as_json,
     } = cmd
     else {
@@ -232,17 +240,34 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             .map(|g| g.memory().iter().map(|m| m.used).sum::<u64>())
     };
     let gpu_before = gpu_used();
-    let mut model = random::random_model(&config, dt, &dev)?;
-    model.add_lora(
-        &LoraConfig {
-            r: rank,
-            alpha: 2.0 * rank as f64,
-            dropout: 0.0,
-            target_modules: vec!["all-linear".into()],
-            use_rslora: false,
-        },
-        0,
-    )?;
+    let plan = tunelab::model::QuantPlan {
+        quantization,
+        head: quantize_head,
+    };
+    let (mut model, quant) = random::random_model_quantized(&config, dt, &dev, plan)?;
+    let lora_cfg = LoraConfig {
+        r: rank,
+        alpha: 2.0 * rank as f64,
+        dropout: 0.0,
+        target_modules: vec!["all-linear".into()],
+        use_rslora: false,
+    };
+    // What the Adapter tab would estimate for this run, to hold against the measured peak.
+    let rows_per_step = if objective == tunelab::config::Method::Dpo {
+        2 * batch
+    } else {
+        batch
+    };
+    let estimate = tunelab::model::estimate::memory(
+        &model.config,
+        &lora_cfg,
+        tunelab::model::estimate::base_bytes(&model.config, plan, dt.size_in_bytes() as u64),
+        dt.size_in_bytes() as u64,
+        rows_per_step,
+        seq,
+        checkpointing,
+    );
+    model.add_lora(&lora_cfg, 0)?;
     let vocab = model.config.vocab_size;
     let rows: Vec<Sequence> = (0..batch)
         .map(|b| {
@@ -356,6 +381,8 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                    "shape": shape, "batch": batch, "seq": seq, "rank": rank,
                    "steps": steps, "seconds": secs, "device": device.to_string(), "dtype": dtype.to_string(),
                    "checkpointing": checkpointing, "autograd": autograd, "last_loss": loss,
+                   "quantization": quantization.to_string(), "base_bytes": quant.base_bytes,
+                   "estimate_bytes": estimate.total,
                    "trainable_params": model.trainable_parameters(),
                    "peak_vram_bytes": peak_vram, "rss_bytes": rss})
         );
@@ -370,6 +397,11 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 }
             ),
             None => format!("sft {batch}×{seq}: "),
+        };
+        let what = if quant.quantized_params > 0 {
+            format!("{what}{quantization} base, ")
+        } else {
+            what
         };
         println!(
             "train {shape} {what}r={rank} on {device} {dtype}: {tps:.0} tokens/s ({steps} steps, {secs:.2}s, loss {loss:.4}){}",

@@ -42,6 +42,12 @@ pub enum ModelCommand {
         model: PathBuf,
         #[arg(long)]
         json: bool,
+        /// Quantize the projections as QLoRA would (q8_0, q4_0, q4k) and report the bytes.
+        #[arg(long, default_value = "none")]
+        quantization: tunelab::model::Quantization,
+        /// Quantize an untied output head too.
+        #[arg(long)]
+        quantize_head: bool,
     },
 }
 
@@ -88,6 +94,8 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
         ModelCommand::Info {
             model,
             json: as_json,
+            quantization,
+            quantize_head,
         } => {
             let cfg = match ModelConfig::from_file(&model.join("config.json")) {
                 Ok(c) => c,
@@ -96,17 +104,29 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(exit::UNUSABLE));
                 }
             };
-            // Loading checks that the weights are all there and readable.
-            if let Err(e) = Model::load(&model, candle_core::DType::F32, &candle_core::Device::Cpu)
-            {
-                eprintln!("error: {e}");
-                return Ok(ExitCode::from(exit::UNUSABLE));
-            }
             let params = cfg.parameter_count();
             let dtype = cfg.torch_dtype.clone().unwrap_or_else(|| "float32".into());
-            let bytes_per = match dtype.as_str() {
-                "bfloat16" | "float16" => 2,
-                _ => 4,
+            let (bytes_per, candle_dtype) = match dtype.as_str() {
+                "bfloat16" => (2, candle_core::DType::BF16),
+                "float16" => (2, candle_core::DType::F16),
+                _ => (4, candle_core::DType::F32),
+            };
+            // Loading checks that the weights are all there and readable, and measures what
+            // the base occupies under the quantization.
+            let report = match Model::load_quantized(
+                &model,
+                candle_dtype,
+                &candle_core::Device::Cpu,
+                tunelab::model::QuantPlan {
+                    quantization,
+                    head: quantize_head,
+                },
+            ) {
+                Ok((_, r)) => r,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(exit::UNUSABLE));
+                }
             };
             let targets = ModelConfig::linear_modules();
             if as_json {
@@ -115,6 +135,9 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
                     "weights_bytes": params * bytes_per, "layers": cfg.num_hidden_layers, "hidden_size": cfg.hidden_size,
                     "attention_heads": cfg.num_attention_heads, "kv_heads": cfg.num_key_value_heads, "vocab_size": cfg.vocab_size,
                     "tie_word_embeddings": cfg.tie_word_embeddings, "lora_target_modules": targets,
+                    "quantization": report.quantization, "params": report.params, "base_bytes": report.base_bytes,
+                    "quantized_params": report.quantized_params, "quantized_bytes": report.quantized_bytes,
+                    "bits_per_quantized_weight": report.bits_per_quantized_weight(), "fallbacks": report.fallbacks,
                 });
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
@@ -142,6 +165,15 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
                     }
                 );
                 println!("lora targets  {}", targets.join(", "));
+                if report.quantized_params > 0 || !report.fallbacks.is_empty() {
+                    println!("base          {}", report.summary());
+                    for f in &report.fallbacks {
+                        println!(
+                            "  {}: {} → {} (input width {})",
+                            f.tensor, f.wanted, f.used, f.cols
+                        );
+                    }
+                }
             }
             Ok(ExitCode::from(exit::OK))
         }

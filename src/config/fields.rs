@@ -45,6 +45,9 @@ pub struct FieldSpec {
     pub kind: FieldKind,
 }
 
+/// The quantizations the form cycles through (nf4 is refused until it is supported).
+const QUANTIZATIONS: &[&str] = &["none", "q8_0", "q4_0", "q4k"];
+
 /// Fields only preference training (DPO, KTO) reads.
 const PREFERENCE_ONLY: &[&str] = &["data.max_prompt_len"];
 /// Fields preference training ignores (completions are always trained, never packed).
@@ -62,6 +65,7 @@ impl FieldSpec {
             "dpo.precompute_ref" => dpo && loss.needs_reference(),
             p if p.starts_with("dpo.") => dpo,
             p if p.starts_with("kto.") => method == Method::Kto,
+            "model.quantize_head" => config.model.quantization != crate::model::Quantization::None,
             p if PREFERENCE_ONLY.contains(&p) => method.is_preference(),
             p => !(method.is_preference() && SFT_ONLY.contains(&p)),
         }
@@ -78,6 +82,16 @@ pub const FIELDS: &[FieldSpec] = &[
         path: "model.path",
         help: "model folder, .gguf file or hub id",
         kind: FieldKind::Text,
+    },
+    FieldSpec {
+        path: "model.quantization",
+        help: "QLoRA base: q8_0, q4_0, q4k (nf4: not yet)",
+        kind: FieldKind::Choice(QUANTIZATIONS),
+    },
+    FieldSpec {
+        path: "model.quantize_head",
+        help: "quantize an untied output head too",
+        kind: FieldKind::Bool,
     },
     FieldSpec {
         path: "data.train",

@@ -126,6 +126,24 @@ pub struct ModelSection {
     /// `model` (its own), a built-in template name, or a .jinja file.
     #[serde(default = "default_template")]
     pub template: String,
+    /// QLoRA: store the frozen base's projections quantized (`q8_0`, `q4_0`, `q4k`);
+    /// `none` keeps `train.dtype`. A GGUF base keeps its own types.
+    #[serde(default)]
+    pub quantization: crate::model::Quantization,
+    /// Quantize an untied output head too (it is the size of the embeddings: 1 GB of an
+    /// 8B model in bf16); embeddings and norms always keep `train.dtype`.
+    #[serde(default)]
+    pub quantize_head: bool,
+}
+
+impl ModelSection {
+    /// How the base is to be stored.
+    pub fn quant_plan(&self) -> crate::model::QuantPlan {
+        crate::model::QuantPlan {
+            quantization: self.quantization,
+            head: self.quantize_head,
+        }
+    }
 }
 
 fn default_template() -> String {
@@ -396,6 +414,12 @@ impl RunConfig {
         }
         if dpo.rpo_alpha.is_some_and(|a| a < 0.0) {
             bad("dpo.rpo_alpha", "must be >= 0");
+        }
+        if self.model.quantization == crate::model::Quantization::Nf4 {
+            bad(
+                "model.quantization",
+                "nf4 is not supported yet; use q4k (4.5 bits per weight) or q4_0",
+            );
         }
         let kto = &self.kto;
         if kto.beta <= 0.0 {

@@ -27,4 +27,8 @@ pub const PRESETS: &[(&str, &str)] = &[
         "llama-3.1-8b-lora",
         include_str!("../../presets/llama-3.1-8b-lora.yaml"),
     ),
+    (
+        "llama-3.1-8b-qlora",
+        include_str!("../../presets/llama-3.1-8b-qlora.yaml"),
+    ),
 ];

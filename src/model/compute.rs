@@ -124,6 +124,21 @@ impl From<DeviceSpec> for String {
     }
 }
 
+/// Logits the LM head computes at once: beyond this many (256 MB in f32) the training step
+/// takes the target rows in chunks, so an 8B model's 2048 × 128,256 logits never exist at
+/// once.
+const HEAD_CHUNK_LOGITS: usize = 1 << 26;
+
+/// Target rows the head takes at once for a vocabulary of `vocab`.
+/// `TUNELAB_HEAD_CHUNK_ROWS=N` overrides it (a test hook: small models never need chunks).
+pub fn head_chunk_rows(vocab: usize) -> usize {
+    std::env::var("TUNELAB_HEAD_CHUNK_ROWS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or((HEAD_CHUNK_LOGITS / vocab.max(1)).max(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,20 +41,55 @@ pub struct MemoryEstimate {
     pub total: u64,
 }
 
-/// Bytes a LoRA SFT run needs. `weight_bits` is 16 for bf16, 32 for f32, ~4.5 for a 4-bit
-/// base. Activations: about 34·h + 5·a·t bytes per token per layer in 16-bit (the usual
+/// Bytes the frozen base occupies under `quant`: each projection at its block type's bits
+/// (after llama.cpp's fallbacks for widths a block cannot take), everything else in the
+/// compute dtype. Equals what loading measures (`QuantReport::base_bytes`).
+pub fn base_bytes(c: &ModelConfig, plan: super::QuantPlan, compute_bytes: u64) -> u64 {
+    let matrix = |inp: usize, out: usize| -> u64 {
+        let n = (inp * out) as u64;
+        match plan
+            .quantization
+            .ggml()
+            .and_then(|t| super::quant::block_type(t, inp))
+        {
+            Some(t) => n / t.block_size() as u64 * t.type_size() as u64,
+            None => n * compute_bytes,
+        }
+    };
+    let projections: u64 = projection_shapes(c)
+        .iter()
+        .map(|&(_, inp, out)| matrix(inp, out))
+        .sum::<u64>()
+        * c.num_hidden_layers as u64;
+    let head_params = (c.vocab_size * c.hidden_size) as u64;
+    // An untied head quantized like the projections.
+    let head_saving = if plan.head && !c.tie_word_embeddings {
+        head_params * compute_bytes - matrix(c.hidden_size, c.vocab_size)
+    } else {
+        0
+    };
+    let projection_params = projection_shapes(c)
+        .iter()
+        .map(|&(_, i, o)| (i * o) as u64)
+        .sum::<u64>()
+        * c.num_hidden_layers as u64;
+    let rest = c.parameter_count() as u64 - projection_params;
+    projections + rest * compute_bytes - head_saving
+}
+
+/// Bytes a LoRA SFT run needs, given the frozen base's `weights` bytes ([`base_bytes`]).
+/// Activations: about 34·h + 5·a·t bytes per token per layer in 16-bit (the usual
 /// transformer estimate), one layer's worth when checkpointing plus every layer's input.
 #[allow(clippy::too_many_arguments)]
 pub fn memory(
     c: &ModelConfig,
     lora: &LoraConfig,
-    weight_bits: f64,
+    weights: u64,
     compute_bytes: u64,
     batch: usize,
     seq: usize,
     checkpointing: bool,
 ) -> MemoryEstimate {
-    let weights = (c.parameter_count() as f64 * weight_bits / 8.0) as u64;
     let lora_state = trainable_parameters(c, lora) as u64 * 16;
     let tokens = (batch * seq) as u64;
     let h = c.hidden_size as u64;
@@ -66,8 +101,10 @@ pub fn memory(
     } else {
         layers * per_layer
     };
-    // Logits in the compute dtype, then f32 log-probabilities and their gradient.
-    let logits = tokens * c.vocab_size as u64 * (compute_bytes + 8);
+    // Logits in the compute dtype, then f32 log-probabilities, their exp and the gradient,
+    // for one chunk of target rows at a time.
+    let rows = tokens.min(super::compute::head_chunk_rows(c.vocab_size) as u64);
+    let logits = rows * c.vocab_size as u64 * (2 * compute_bytes + 8);
     let total = weights + lora_state + activations + logits;
     MemoryEstimate {
         weights,
@@ -82,6 +119,48 @@ pub fn memory(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The `llama-3.1-8b-qlora` preset's run (q4k base, r16 on all linear layers, seq 2048,
+    /// batch 1, checkpointing, bf16) is estimated under 8 GiB.
+    #[test]
+    fn an_8b_qlora_run_fits_8_gib() {
+        let shape = crate::model::random::shape("llama-3.1-8b").unwrap();
+        let c = ModelConfig::from_json(&shape).unwrap();
+        let lora = LoraConfig {
+            r: 16,
+            alpha: 32.0,
+            dropout: 0.05,
+            target_modules: vec!["all-linear".into()],
+            use_rslora: false,
+        };
+        let plan = crate::model::QuantPlan {
+            quantization: crate::model::Quantization::Q4k,
+            head: true,
+        };
+        let base = base_bytes(&c, plan, 2);
+        let e = memory(&c, &lora, base, 2, 1, 2048, true);
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        eprintln!(
+            "8B QLoRA: base {:.2} · LoRA state {:.2} · activations {:.2} · logits {:.2} · total {:.2} GiB",
+            gib(e.weights),
+            gib(e.lora_state),
+            gib(e.activations),
+            gib(e.logits),
+            gib(e.total)
+        );
+        assert!(gib(e.total) <= 8.0, "{e:?}: {:.2} GiB", gib(e.total));
+        // The same run on a bf16 base does not fit: the base alone is 15 GiB.
+        let none = crate::model::Quantization::None.into();
+        let dense = memory(&c, &lora, base_bytes(&c, none, 2), 2, 1, 2048, true);
+        eprintln!(
+            "8B LoRA, bf16 base: base {:.2} · total {:.2} GiB",
+            gib(dense.weights),
+            gib(dense.total)
+        );
+        assert!(gib(dense.weights) > 14.0, "{dense:?}");
+        // Without chunking the head, the logits alone would take 2048 × 128,256 × 12 bytes.
+        assert!(e.logits < 1 << 30);
+    }
 
     #[test]
     fn counts_match_a_built_model() {
@@ -104,9 +183,11 @@ mod tests {
         .unwrap();
         m.add_lora(&lora, 0).unwrap();
         assert_eq!(m.trainable_parameters(), trainable_parameters(&c, &lora));
-        let e = memory(&c, &lora, 32.0, 4, 2, 16, false);
-        assert_eq!(e.weights, c.parameter_count() as u64 * 4);
+        let weights = base_bytes(&c, crate::model::Quantization::None.into(), 4);
+        assert_eq!(weights, c.parameter_count() as u64 * 4);
+        assert_eq!(weights, m.resident_bytes());
+        let e = memory(&c, &lora, weights, 4, 2, 16, false);
         assert_eq!(e.total, e.weights + e.lora_state + e.activations + e.logits);
-        assert!(memory(&c, &lora, 32.0, 4, 2, 16, true).activations < e.activations);
+        assert!(memory(&c, &lora, weights, 4, 2, 16, true).activations < e.activations);
     }
 }

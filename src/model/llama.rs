@@ -28,6 +28,16 @@ impl Weight {
         }
     }
 
+    /// The weight as a dense matrix in `dtype`: the tensor itself, or a quantized weight
+    /// dequantized for this use only (the model keeps it quantized), so the hand-written
+    /// backward works on any base without a full-precision copy of the model.
+    pub fn matrix(&self, dtype: DType) -> Result<Tensor> {
+        match self {
+            Weight::Dense(t) => t.to_dtype(dtype),
+            Weight::Quantized(q) => q.dequantize(&q.device())?.to_dtype(dtype),
+        }
+    }
+
     /// `x · Wᵀ` with a gradient for `x` only.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
         match self {
@@ -35,6 +45,16 @@ impl Weight {
             Weight::Quantized(q) => ops::quantized_linear(x, q),
         }
     }
+}
+
+/// The inverse of an index map: `inv[perm[j]] = j`, so `y[.., perm]` indexed by `inv` is `y`.
+pub fn inverse_perm(perm: &Tensor) -> Result<Tensor> {
+    let p = perm.to_vec1::<u32>()?;
+    let mut inv = vec![0u32; p.len()];
+    for (j, &k) in p.iter().enumerate() {
+        inv[k as usize] = j as u32;
+    }
+    Tensor::new(inv, perm.device())
 }
 
 /// A frozen projection with an optional bias, an optional LoRA pair, and (for GGUF q/k
@@ -163,12 +183,53 @@ impl Model {
         dtype: DType,
         device: &Device,
     ) -> std::result::Result<Self, ModelError> {
+        Ok(Self::load_quantized(dir, dtype, device, super::Quantization::None.into())?.0)
+    }
+
+    /// [`Model::load`] with the seven projections of every layer quantized as `quant` asks
+    /// (QLoRA's frozen base): each is read in f32 on the CPU, quantized and placed on
+    /// `device`, so the dense model never exists in memory.
+    pub fn load_quantized(
+        dir: &Path,
+        dtype: DType,
+        device: &Device,
+        plan: super::QuantPlan,
+    ) -> std::result::Result<(Self, super::QuantReport), ModelError> {
+        let quant = plan.quantization;
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let w = Weights::open(dir)?;
         let get = |n: &str| w.get(n, dtype, device);
+        if quant == super::Quantization::Nf4 {
+            return Err(ModelError::Invalid {
+                path: dir.to_path_buf(),
+                message: "model.quantization nf4 is not supported yet; use q4k (4.5 bits per weight) or q4_0".into(),
+            });
+        }
+        let report = std::cell::RefCell::new(super::QuantReport {
+            quantization: quant.to_string(),
+            ..Default::default()
+        });
+        let matrix = |name: &str| -> std::result::Result<Weight, ModelError> {
+            if quant.ggml().is_none() {
+                return Ok(Weight::Dense(get(name)?));
+            }
+            let src = w.get(name, DType::F32, &Device::Cpu)?;
+            let q = super::quant::quantize_matrix(
+                name,
+                &src,
+                quant,
+                dtype,
+                device,
+                &mut report.borrow_mut(),
+            )?;
+            Ok(match q {
+                Some(q) => Weight::Quantized(q),
+                None => Weight::Dense(src.to_dtype(dtype)?.to_device(device)?),
+            })
+        };
         let linear = |prefix: &str, bias: bool| -> std::result::Result<Linear, ModelError> {
             Ok(Linear {
-                weight: Weight::Dense(get(&format!("{prefix}.weight"))?),
+                weight: matrix(&format!("{prefix}.weight"))?,
                 out_perm: None,
                 bias: if bias {
                     Some(get(&format!("{prefix}.bias"))?)
@@ -195,12 +256,14 @@ impl Model {
             });
         }
         let embed = get("model.embed_tokens.weight")?;
-        let lm_head = Weight::Dense(if config.tie_word_embeddings || !w.has("lm_head.weight") {
-            embed.clone()
+        let lm_head = if config.tie_word_embeddings || !w.has("lm_head.weight") {
+            Weight::Dense(embed.clone())
+        } else if plan.head {
+            matrix("lm_head.weight")?
         } else {
-            get("lm_head.weight")?
-        });
-        Ok(Self::assemble(
+            Weight::Dense(get("lm_head.weight")?)
+        };
+        let model = Self::assemble(
             config,
             embed,
             layers,
@@ -208,7 +271,78 @@ impl Model {
             lm_head,
             dtype,
             device,
-        ))
+        );
+        let mut report = report.into_inner();
+        report.params = model.config.parameter_count() as u64;
+        report.base_bytes = model.resident_bytes();
+        Ok((model, report))
+    }
+
+    /// Quantizes the dense projections of a model already in memory (a random benchmark
+    /// model; files load quantized with [`Model::load_quantized`] instead).
+    pub fn quantize(&mut self, plan: super::QuantPlan) -> Result<super::QuantReport> {
+        let quant = plan.quantization;
+        if quant == super::Quantization::Nf4 {
+            candle_core::bail!("nf4 is not supported yet; use q4k or q4_0");
+        }
+        let mut report = super::QuantReport {
+            quantization: quant.to_string(),
+            ..Default::default()
+        };
+        let (dtype, device) = (self.dtype, self.device.clone());
+        for (i, b) in self.layers.iter_mut().enumerate() {
+            for (group, name, l) in b.linears_mut() {
+                if let Weight::Dense(t) = &l.weight {
+                    let src = t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
+                    let full = format!("model.layers.{i}.{group}.{name}.weight");
+                    if let Some(q) = super::quant::quantize_matrix(
+                        &full,
+                        &src,
+                        quant,
+                        dtype,
+                        &device,
+                        &mut report,
+                    )? {
+                        l.weight = Weight::Quantized(q);
+                    }
+                }
+            }
+        }
+        report.params = self.config.parameter_count() as u64;
+        report.base_bytes = self.resident_bytes();
+        Ok(report)
+    }
+
+    /// Whether any frozen matrix is stored quantized (a GGUF base, or QLoRA).
+    pub fn is_quantized(&self) -> bool {
+        matches!(self.lm_head, Weight::Quantized(_))
+            || self.layers.iter().any(|b| {
+                b.linears()
+                    .iter()
+                    .any(|(_, _, l)| matches!(l.weight, Weight::Quantized(_)))
+            })
+    }
+
+    /// Bytes the frozen base occupies: quantized blocks as stored, dense tensors by dtype
+    /// (a tied head is counted once).
+    pub fn resident_bytes(&self) -> u64 {
+        let dense = |t: &Tensor| (t.elem_count() * t.dtype().size_in_bytes()) as u64;
+        let weight = |w: &Weight| match w {
+            Weight::Dense(t) => dense(t),
+            Weight::Quantized(q) => q.storage_size_in_bytes() as u64,
+        };
+        let mut total = dense(&self.embed) + dense(&self.norm);
+        let tied = matches!(&self.lm_head, Weight::Dense(t) if t.id() == self.embed.id());
+        if !tied {
+            total += weight(&self.lm_head);
+        }
+        for b in &self.layers {
+            total += dense(&b.input_norm) + dense(&b.post_norm);
+            for (_, _, l) in b.linears() {
+                total += weight(&l.weight) + l.bias.as_ref().map_or(0, dense);
+            }
+        }
+        total
     }
 
     pub fn assemble(
@@ -264,13 +398,7 @@ impl Model {
                 let mut delta = pair.merged_delta()?;
                 if let Some(p) = &l.out_perm {
                     // The delta is in HF row order; the base rows are in the file's order.
-                    let n = p.dim(0)?;
-                    let ids: Vec<u32> = p.to_vec1()?;
-                    let mut inverse = vec![0u32; n];
-                    for (hf, file) in ids.iter().enumerate() {
-                        inverse[*file as usize] = hf as u32;
-                    }
-                    delta = delta.index_select(&Tensor::new(inverse, &device)?, 0)?;
+                    delta = delta.index_select(&inverse_perm(p)?, 0)?;
                 }
                 l.weight = Weight::Dense((base.to_dtype(DType::F32)? + delta)?.to_dtype(dtype)?);
             }

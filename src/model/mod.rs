@@ -9,6 +9,7 @@ pub mod gguf;
 pub mod hub;
 pub mod llama;
 pub mod peft;
+pub mod quant;
 pub mod random;
 pub mod source;
 pub mod tiny;
@@ -17,6 +18,7 @@ pub mod weights;
 pub use compute::{DeviceSpec, Dtype};
 pub use config::{Arch, ModelConfig};
 pub use llama::{Batch, Model};
+pub use quant::{QuantPlan, QuantReport, Quantization};
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! Where a model comes from: a Hugging Face folder, a GGUF file, or a hub id resolved
 //! through the Hugging Face cache.
 
-use super::{gguf, hub, Model, ModelError};
+use super::{gguf, hub, Model, ModelError, QuantPlan, QuantReport, Quantization};
 use crate::template::TextTokenizer;
 use candle_core::{DType, Device};
 use std::path::Path;
@@ -18,6 +18,17 @@ pub fn load_as(
     device: &Device,
     dtype: DType,
 ) -> Result<(Model, TextTokenizer), ModelError> {
+    load_quantized(spec, device, dtype, Quantization::None.into()).map(|(m, t, _)| (m, t))
+}
+
+/// As [`load_as`], with a safetensors base's projections quantized as `quant` asks (a GGUF
+/// base keeps its own types; the report says what is resident either way).
+pub fn load_quantized(
+    spec: &str,
+    device: &Device,
+    dtype: DType,
+    plan: QuantPlan,
+) -> Result<(Model, TextTokenizer, QuantReport), ModelError> {
     let path = Path::new(spec);
     if path
         .extension()
@@ -29,7 +40,14 @@ pub fn load_as(
                 message: "no such GGUF file".into(),
             });
         }
-        return gguf::load(path, device);
+        let (model, tok) = gguf::load(path, device)?;
+        let report = QuantReport {
+            quantization: "gguf".into(),
+            params: model.config.parameter_count() as u64,
+            base_bytes: model.resident_bytes(),
+            ..Default::default()
+        };
+        return Ok((model, tok, report));
     }
     let dir = if path.exists() {
         path.to_path_buf()
@@ -41,12 +59,12 @@ pub fn load_as(
             message: "no such folder or file; expected a model folder, a .gguf file or a hub id like org/name".into(),
         });
     };
-    let model = Model::load(&dir, dtype, device)?;
+    let (model, report) = Model::load_quantized(&dir, dtype, device, plan)?;
     let tok = TextTokenizer::from_dir(&dir).map_err(|e| ModelError::Invalid {
         path: dir.clone(),
         message: e.to_string(),
     })?;
-    Ok((model, tok))
+    Ok((model, tok, report))
 }
 
 /// Only the tokenizer of `spec` (a folder, or a `.gguf` file).

@@ -100,6 +100,12 @@ pub struct Start {
     /// SFT on rated data: the undesirable completions left out.
     #[serde(skip_serializing_if = "is_zero")]
     pub undesirable_skipped: u64,
+    /// QLoRA: how the base was quantized (types, bits per weight, fallbacks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<String>,
+    /// Resident bytes of the frozen base.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub base_bytes: u64,
     /// Which step implementation the run takes (`dense` or `quantized`), so its speed is
     /// no mystery.
     #[serde(skip_serializing_if = "Option::is_none")]

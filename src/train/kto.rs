@@ -14,6 +14,7 @@
 use super::grads::Grads;
 use super::micro::StepArgs;
 use super::objective::{EvalOut, MicroOut, Objective, Window};
+use super::pref_loss::sigmoid;
 use super::reference::{self, Precomputed, Reference, REFERENCE_FILE};
 use crate::batch::rated::{kl_partners, Rated};
 use crate::batch::{collate_rows, MicroBatch};
@@ -49,15 +50,6 @@ pub struct RatedTerms {
     pub d_policy: f64,
     /// `β·r`.
     pub reward: f64,
-}
-
-fn sigmoid(x: f64) -> f64 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
 }
 
 /// One completion's loss, its derivative and reward, from its policy and reference sums

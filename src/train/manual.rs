@@ -9,27 +9,13 @@ use super::grads::Grads;
 use super::micro::{Head, MicroLoss, StepArgs, TargetLogps};
 use crate::batch::MicroBatch;
 use crate::lora::{dropout_mask, module_seed};
-use crate::model::llama::{repeat_kv, Block, Linear, Model, Prepared, Weight};
+use crate::model::llama::{repeat_kv, Block, Linear, Model, Prepared};
 use crate::ops::{rms_norm_backward, rms_norm_forward, softmax_backward};
 use candle_core::{DType, Result, Tensor, D};
 
-/// Whether the fast path applies: every frozen weight dense and in the HF row order.
-pub fn supported(model: &Model) -> bool {
-    matches!(model.lm_head, Weight::Dense(_))
-        && model.layers.iter().all(|b| {
-            b.linears()
-                .iter()
-                .all(|(_, _, l)| matches!(l.weight, Weight::Dense(_)) && l.out_perm.is_none())
-        })
-}
-
-fn dense(w: &Weight) -> Result<&Tensor> {
-    match w {
-        Weight::Dense(t) => Ok(t),
-        Weight::Quantized(_) => Err(candle_core::Error::Msg(
-            "quantized weight on the dense path".into(),
-        )),
-    }
+/// `dy` in the base product's order from `g` in the Hugging Face order `y_hf = y[.., perm]`.
+fn unpermute(g: &Tensor, perm: &Tensor) -> Result<Tensor> {
+    g.index_select(&crate::model::llama::inverse_perm(perm)?, D::Minus1)
 }
 
 /// What a projection keeps for its backward.
@@ -45,8 +31,11 @@ fn lin_forward(
     lora_on: bool,
     seed: Option<u64>,
 ) -> Result<(Tensor, LinSaved)> {
-    let w = dense(&l.weight)?;
+    let w = l.weight.matrix(x.dtype())?;
     let mut y = x.broadcast_matmul(&w.t()?)?;
+    if let Some(p) = &l.out_perm {
+        y = y.index_select(p, D::Minus1)?;
+    }
     if let Some(b) = &l.bias {
         y = y.broadcast_add(b)?;
     }
@@ -76,9 +65,12 @@ fn lin_forward(
 
 /// `dx` for upstream `g`; LoRA gradients go into `grads`.
 fn lin_backward(l: &Linear, s: &LinSaved, g: &Tensor, grads: &mut Grads) -> Result<Tensor> {
-    let w = dense(&l.weight)?;
+    let w = l.weight.matrix(g.dtype())?;
     let g = g.contiguous()?;
-    let mut dx = g.broadcast_matmul(w)?;
+    let mut dx = match &l.out_perm {
+        Some(p) => unpermute(&g, p)?.contiguous()?.broadcast_matmul(&w)?,
+        None => g.broadcast_matmul(&w)?,
+    };
     if let (Some(p), Some((xd, u, mask))) = (&l.lora, &s.lora) {
         let (r, inp, out) = (u.dim(D::Minus1)?, xd.dim(D::Minus1)?, g.dim(D::Minus1)?);
         let gf = g.to_dtype(DType::F32)?.reshape(((), out))?;
@@ -240,7 +232,10 @@ fn layer_backward(
 
 /// The head over the targets of `labels` (shifted, as `causal_lm_loss`): the targets'
 /// log-probs go to the objective's `head`, whose derivatives become `dh` for the last hidden
-/// state (`d logits = -w (onehot - softmax)` for a target with derivative `w`).
+/// state (`d logits = -w (onehot - softmax)` for a target with derivative `w`). Target rows
+/// are taken `model::compute::head_chunk_rows` at a time: a first pass gathers their log-probs for the
+/// objective, a second recomputes each chunk's logits for its gradient (one pass when they
+/// all fit).
 fn head_backward(
     m: &Model,
     h: &Tensor,
@@ -259,30 +254,62 @@ fn head_backward(
     let flat = h.reshape((b * t, hidden))?;
     let picked = flat.index_select(&rows_t, 0)?;
     let hn = rms_norm_forward(&picked, &m.norm, m.config.rms_norm_eps)?;
-    let w = dense(&m.lm_head)?;
-    let logits = hn.matmul(&w.t()?)?.to_dtype(DType::F32)?;
-    // log-softmax for the loss (no underflow for confident models), its exp for the gradient.
-    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let tgt = Tensor::new(targets, dev)?.unsqueeze(1)?;
-    let target_logp = logp.gather(&tgt, 1)?.flatten_all()?.to_vec1::<f32>()?;
+    let w = m.lm_head.matrix(hn.dtype())?;
+    let tgt_all = Tensor::new(targets, dev)?.unsqueeze(1)?;
+    let chunk = crate::model::compute::head_chunk_rows(m.config.vocab_size);
+    // Log-softmax of a chunk of rows (no underflow for confident models) and its targets.
+    let log_probs = |start: usize, len: usize| -> Result<(Tensor, Tensor)> {
+        let logits = hn
+            .narrow(0, start, len)?
+            .matmul(&w.t()?)?
+            .to_dtype(DType::F32)?;
+        Ok((
+            candle_nn::ops::log_softmax(&logits, D::Minus1)?,
+            tgt_all.narrow(0, start, len)?,
+        ))
+    };
+    let starts: Vec<(usize, usize)> = (0..n)
+        .step_by(chunk)
+        .map(|s| (s, chunk.min(n - s)))
+        .collect();
+    let mut target_logp = Vec::with_capacity(n);
+    let mut kept = None;
+    for &(start, len) in &starts {
+        let (logp, tgt) = log_probs(start, len)?;
+        target_logp.extend(logp.gather(&tgt, 1)?.flatten_all()?.to_vec1::<f32>()?);
+        if starts.len() == 1 {
+            kept = Some((logp, tgt));
+        }
+    }
     let (loss, weights) = head(&TargetLogps {
         logp: target_logp,
         row: row_of,
         rows: b,
     })?;
-    let minus = Tensor::full(-1f32, (n, 1), dev)?;
-    // (softmax - onehot) · (-w) per target row.
-    let scale = Tensor::from_vec(
-        weights.iter().map(|w| -w).collect::<Vec<f32>>(),
-        (n, 1),
-        dev,
-    )?;
-    let d_logits = logp
-        .exp()?
-        .scatter_add(&tgt, &minus, 1)?
-        .broadcast_mul(&scale)?
-        .to_dtype(hn.dtype())?;
-    let d_hn = d_logits.matmul(w)?;
+    let mut d_hn_parts = Vec::with_capacity(starts.len());
+    for &(start, len) in &starts {
+        let (logp, tgt) = match kept.take() {
+            Some(k) => k,
+            None => log_probs(start, len)?,
+        };
+        let minus = Tensor::full(-1f32, (len, 1), dev)?;
+        // (softmax - onehot) · (-w) per target row.
+        let scale = Tensor::from_vec(
+            weights[start..start + len]
+                .iter()
+                .map(|w| -w)
+                .collect::<Vec<f32>>(),
+            (len, 1),
+            dev,
+        )?;
+        let d_logits = logp
+            .exp()?
+            .scatter_add(&tgt, &minus, 1)?
+            .broadcast_mul(&scale)?
+            .to_dtype(hn.dtype())?;
+        d_hn_parts.push(d_logits.matmul(&w)?);
+    }
+    let d_hn = Tensor::cat(&d_hn_parts, 0)?;
     let d_picked = rms_norm_backward(&picked, &m.norm, m.config.rms_norm_eps, &d_hn)?;
     let dh = flat
         .zeros_like()?

@@ -64,6 +64,8 @@ pub struct Prepared {
     /// What encoding left out (length, tool policy).
     pub report: batch::EncodeReport,
     pub samples: Vec<SamplePrompt>,
+    /// How the frozen base is stored (QLoRA).
+    pub quant: crate::model::QuantReport,
 }
 
 /// The configured sample prompts rendered with the chat template, or the first held-out
@@ -107,8 +109,12 @@ fn sample_prompts(
 /// the config's method.
 pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
     let device = cfg.train.device.open()?;
-    let (mut model, tokenizer) =
-        source::load_as(&cfg.model.path, &device, cfg.train.dtype.candle())?;
+    let (mut model, tokenizer, quant) = source::load_quantized(
+        &cfg.model.path,
+        &device,
+        cfg.train.dtype.candle(),
+        cfg.model.quant_plan(),
+    )?;
     let init_adapter = cfg.init_adapter();
     match init_adapter {
         Some(dir) => crate::model::peft::load(&mut model, Path::new(dir))?,
@@ -238,6 +244,7 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
         objective,
         report,
         samples,
+        quant,
     })
 }
 
@@ -300,6 +307,7 @@ pub struct Trainer<'a> {
     objective: Box<dyn Objective>,
     report: batch::EncodeReport,
     samples: Vec<SamplePrompt>,
+    quant: crate::model::QuantReport,
     order: Order,
     sched: Scheduler,
     opt: AdamW,
@@ -341,6 +349,7 @@ impl<'a> Trainer<'a> {
             objective,
             report,
             samples,
+            quant,
         } = prepared;
         let order = Order {
             seed: t.seed,
@@ -371,6 +380,7 @@ impl<'a> Trainer<'a> {
             objective,
             report,
             samples,
+            quant,
             order,
             sched: Scheduler {
                 schedule: t.scheduler,
@@ -464,6 +474,8 @@ impl<'a> Trainer<'a> {
             desirable: self.report.desirable as u64,
             undesirable: self.report.undesirable as u64,
             undesirable_skipped: self.report.undesirable_skipped as u64,
+            quantization: (self.quant.quantized_params > 0).then(|| self.quant.summary()),
+            base_bytes: self.quant.base_bytes,
             micro_batches_per_epoch: self.order.micro_per_epoch(),
             warmup_steps: self.sched.warmup_steps,
             device: t.device.to_string(),
@@ -486,10 +498,10 @@ impl<'a> Trainer<'a> {
 
     /// Which step implementation this model takes.
     fn compute_path(&self) -> &'static str {
-        if super::manual::supported(&self.model) {
-            "dense base, hand-written backward"
+        if self.model.is_quantized() {
+            "quantized base, hand-written backward"
         } else {
-            "quantized base, autograd backward"
+            "dense base, hand-written backward"
         }
     }
 

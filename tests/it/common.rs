@@ -119,6 +119,30 @@ pub fn append_event_line(run: &tunelab::runs::RunDir, event: &serde_json::Value)
 }
 
 /// The largest absolute element of `t` (f32).
+/// Every LoRA parameter's gradient in `grads` matches the fixture file's (PEFT names)
+/// within 1e-4 of the fixture's largest entry.
+pub fn assert_grads_match_fixture(
+    vars: &[(String, candle_core::Var)],
+    grads: &tunelab::train::Grads,
+    fixture_file: &str,
+    what: &str,
+) {
+    use tunelab::train::grads::GradSource;
+    let reference: std::collections::HashMap<String, candle_core::Tensor> =
+        candle_core::safetensors::load(fixture(fixture_file), &candle_core::Device::Cpu).unwrap();
+    for (pname, var) in vars {
+        let g = grads
+            .grad(var)
+            .unwrap_or_else(|| panic!("{what}: {pname} has no gradient"));
+        let r = &reference[pname];
+        let (diff, scale) = (max_abs_diff(&g, r), max_abs(r));
+        assert!(
+            diff <= 1e-4 * scale.max(1e-6),
+            "{what}: {pname} gradient off by {diff} (scale {scale})"
+        );
+    }
+}
+
 pub fn max_abs(t: &candle_core::Tensor) -> f32 {
     t.abs()
         .and_then(|a| a.max_all())

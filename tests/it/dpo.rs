@@ -14,7 +14,6 @@ use tunelab::config::DpoSection;
 use tunelab::model::Model;
 use tunelab::runs::{RunDir, RunState};
 use tunelab::train::dpo::{Dpo, Reference};
-use tunelab::train::grads::GradSource;
 use tunelab::train::micro::StepArgs;
 use tunelab::train::objective::Objective;
 use tunelab::train::Grads;
@@ -126,12 +125,6 @@ fn losses_metrics_and_gradients_match_torch() {
             );
         }
         // One training micro-batch of every pair: the same loss, and LoRA gradients.
-        let reference: std::collections::HashMap<String, candle_core::Tensor> =
-            candle_core::safetensors::load(
-                common::fixture(&format!("dpo/grads_{name}.safetensors")),
-                &Device::Cpu,
-            )
-            .unwrap();
         for manual in [true, false] {
             let m = policy();
             let items: Vec<usize> = (0..ps.len()).collect();
@@ -150,17 +143,12 @@ fn losses_metrics_and_gradients_match_torch() {
                 "{name} (manual {manual}): step loss {} vs {want_loss}",
                 micro.loss
             );
-            for (pname, var) in &vars {
-                let g = grads
-                    .grad(var)
-                    .unwrap_or_else(|| panic!("{name}: {pname} has no gradient"));
-                let r = &reference[pname];
-                let (diff, scale) = (common::max_abs_diff(&g, r), common::max_abs(r));
-                assert!(
-                    diff <= 1e-4 * scale.max(1e-6),
-                    "{name} (manual {manual}): {pname} gradient off by {diff} (scale {scale})"
-                );
-            }
+            common::assert_grads_match_fixture(
+                &vars,
+                &grads,
+                &format!("dpo/grads_{name}.safetensors"),
+                &format!("{name} (manual {manual})"),
+            );
         }
     }
 }

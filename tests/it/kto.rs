@@ -12,7 +12,6 @@ use tunelab::batch::rated::Rated;
 use tunelab::config::KtoSection;
 use tunelab::model::Model;
 use tunelab::runs::RunDir;
-use tunelab::train::grads::GradSource;
 use tunelab::train::kto::Kto;
 use tunelab::train::micro::StepArgs;
 use tunelab::train::objective::Objective;
@@ -395,12 +394,6 @@ fn loss_kl_rewards_and_gradients_match_torch() {
                 "{name}: {k} {got} vs {want}"
             );
         }
-        let reference: std::collections::HashMap<String, candle_core::Tensor> =
-            candle_core::safetensors::load(
-                common::fixture(&format!("kto/grads_{name}.safetensors")),
-                &Device::Cpu,
-            )
-            .unwrap();
         for manual in [true, false] {
             let m = policy();
             let window = kto.window(&items);
@@ -427,17 +420,12 @@ fn loss_kl_rewards_and_gradients_match_torch() {
                     "{name}: train {k} {got} vs {v}"
                 );
             }
-            for (pname, var) in &vars {
-                let g = grads
-                    .grad(var)
-                    .unwrap_or_else(|| panic!("{name}: {pname} has no gradient"));
-                let r = &reference[pname];
-                let (diff, scale) = (common::max_abs_diff(&g, r), common::max_abs(r));
-                assert!(
-                    diff <= 1e-4 * scale.max(1e-6),
-                    "{name} (manual {manual}): {pname} gradient off by {diff} (scale {scale})"
-                );
-            }
+            common::assert_grads_match_fixture(
+                &vars,
+                &grads,
+                &format!("kto/grads_{name}.safetensors"),
+                &format!("{name} (manual {manual})"),
+            );
         }
         checked += 1;
     }

@@ -19,6 +19,7 @@ mod layers;
 mod model_infer;
 mod model_lora;
 mod model_parity;
+mod qlora;
 mod real_model;
 mod runs;
 mod template_fixtures;

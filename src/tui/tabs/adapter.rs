@@ -516,7 +516,7 @@ impl AdapterTab {
         Some(estimate::memory(
             c,
             &(&self.config.lora).into(),
-            bytes as f64 * 8.0,
+            estimate::base_bytes(c, self.config.model.quant_plan(), bytes),
             bytes,
             rows,
             self.config.data.max_seq_len,
