@@ -243,8 +243,9 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     let plan = tunelab::model::QuantPlan {
         quantization,
         head: quantize_head,
+        cache: None,
     };
-    let (mut model, quant) = random::random_model_quantized(&config, dt, &dev, plan)?;
+    let (mut model, quant) = random::random_model_quantized(&config, dt, &dev, plan.clone())?;
     let lora_cfg = LoraConfig {
         r: rank,
         alpha: 2.0 * rank as f64,
@@ -261,7 +262,7 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     let estimate = tunelab::model::estimate::memory(
         &model.config,
         &lora_cfg,
-        tunelab::model::estimate::base_bytes(&model.config, plan, dt.size_in_bytes() as u64),
+        tunelab::model::estimate::base_bytes(&model.config, &plan, dt.size_in_bytes() as u64),
         dt.size_in_bytes() as u64,
         rows_per_step,
         seq,

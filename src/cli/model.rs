@@ -48,6 +48,9 @@ pub enum ModelCommand {
         /// Quantize an untied output head too.
         #[arg(long)]
         quantize_head: bool,
+        /// Quantize now even when the cache holds this base (and do not write it).
+        #[arg(long)]
+        no_cache: bool,
     },
 }
 
@@ -96,6 +99,7 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
             json: as_json,
             quantization,
             quantize_head,
+            no_cache,
         } => {
             let cfg = match ModelConfig::from_file(&model.join("config.json")) {
                 Ok(c) => c,
@@ -120,6 +124,7 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
                 tunelab::model::QuantPlan {
                     quantization,
                     head: quantize_head,
+                    cache: (!no_cache).then(|| tunelab::paths::Paths::resolve().cache),
                 },
             ) {
                 Ok((_, r)) => r,
@@ -138,6 +143,7 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
                     "quantization": report.quantization, "params": report.params, "base_bytes": report.base_bytes,
                     "quantized_params": report.quantized_params, "quantized_bytes": report.quantized_bytes,
                     "bits_per_quantized_weight": report.bits_per_quantized_weight(), "fallbacks": report.fallbacks,
+                    "source": report.source,
                 });
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {

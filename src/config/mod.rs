@@ -142,6 +142,7 @@ impl ModelSection {
         crate::model::QuantPlan {
             quantization: self.quantization,
             head: self.quantize_head,
+            cache: None,
         }
     }
 }

@@ -124,10 +124,10 @@ impl From<DeviceSpec> for String {
     }
 }
 
-/// Logits the LM head computes at once: beyond this many (256 MB in f32) the training step
+/// Logits the LM head computes at once: beyond this many (128 MB in f32) the training step
 /// takes the target rows in chunks, so an 8B model's 2048 × 128,256 logits never exist at
 /// once.
-const HEAD_CHUNK_LOGITS: usize = 1 << 26;
+const HEAD_CHUNK_LOGITS: usize = 1 << 25;
 
 /// Target rows the head takes at once for a vocabulary of `vocab`.
 /// `TUNELAB_HEAD_CHUNK_ROWS=N` overrides it (a test hook: small models never need chunks).

@@ -44,7 +44,7 @@ pub struct MemoryEstimate {
 /// Bytes the frozen base occupies under `quant`: each projection at its block type's bits
 /// (after llama.cpp's fallbacks for widths a block cannot take), everything else in the
 /// compute dtype. Equals what loading measures (`QuantReport::base_bytes`).
-pub fn base_bytes(c: &ModelConfig, plan: super::QuantPlan, compute_bytes: u64) -> u64 {
+pub fn base_bytes(c: &ModelConfig, plan: &super::QuantPlan, compute_bytes: u64) -> u64 {
     let matrix = |inp: usize, out: usize| -> u64 {
         let n = (inp * out) as u64;
         match plan
@@ -77,9 +77,9 @@ pub fn base_bytes(c: &ModelConfig, plan: super::QuantPlan, compute_bytes: u64) -
     projections + rest * compute_bytes - head_saving
 }
 
-/// Bytes a LoRA SFT run needs, given the frozen base's `weights` bytes ([`base_bytes`]).
-/// Activations: about 34·h + 5·a·t bytes per token per layer in 16-bit (the usual
-/// transformer estimate), one layer's worth when checkpointing plus every layer's input.
+/// Bytes a LoRA SFT run needs, given the frozen base's `weights` bytes ([`base_bytes`]):
+/// the base, the LoRA state, the activations the hand-written backward keeps, and one chunk
+/// of the head's logits. Checked against measured peak RSS by `scripts/bench_memory.py`.
 #[allow(clippy::too_many_arguments)]
 pub fn memory(
     c: &ModelConfig,
@@ -93,18 +93,27 @@ pub fn memory(
     let lora_state = trainable_parameters(c, lora) as u64 * 16;
     let tokens = (batch * seq) as u64;
     let h = c.hidden_size as u64;
+    let q = (c.num_attention_heads * c.head_dim) as u64;
     let heads = c.num_attention_heads as u64;
-    let per_layer = tokens * (34 * h + 5 * heads * seq as u64) * compute_bytes / 2;
+    let inter = c.intermediate_size as u64;
+    // What `train::manual` keeps per token of a layer: its input and two normed copies, the
+    // rotated queries, keys and values repeated to every head, the attention output, the
+    // attention probabilities (one row of `seq` per head), and the MLP's gate, up and
+    // activated products.
+    let per_token = 4 * h + 4 * q + heads * seq as u64 + 3 * inter;
+    let layer = tokens * per_token * compute_bytes;
     let layers = c.num_hidden_layers as u64;
+    // Checkpointing keeps each layer's input and recomputes one layer at a time; either
+    // way one more layer's worth is in flight while a layer's backward runs.
     let activations = if checkpointing {
-        per_layer + layers * tokens * h * compute_bytes
+        layers * tokens * h * compute_bytes + 2 * layer
     } else {
-        layers * per_layer
+        (layers + 1) * layer
     };
-    // Logits in the compute dtype, then f32 log-probabilities, their exp and the gradient,
-    // for one chunk of target rows at a time.
+    // Per target row of one chunk: the logits and their gradient in the compute dtype, and
+    // five f32 copies on the way (cast, log-softmax, exp, the one-hot step, the scaling).
     let rows = tokens.min(super::compute::head_chunk_rows(c.vocab_size) as u64);
-    let logits = rows * c.vocab_size as u64 * (2 * compute_bytes + 8);
+    let logits = rows * c.vocab_size as u64 * (2 * compute_bytes + 20);
     let total = weights + lora_state + activations + logits;
     MemoryEstimate {
         weights,
@@ -136,8 +145,9 @@ mod tests {
         let plan = crate::model::QuantPlan {
             quantization: crate::model::Quantization::Q4k,
             head: true,
+            cache: None,
         };
-        let base = base_bytes(&c, plan, 2);
+        let base = base_bytes(&c, &plan, 2);
         let e = memory(&c, &lora, base, 2, 1, 2048, true);
         let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
         eprintln!(
@@ -151,7 +161,7 @@ mod tests {
         assert!(gib(e.total) <= 8.0, "{e:?}: {:.2} GiB", gib(e.total));
         // The same run on a bf16 base does not fit: the base alone is 15 GiB.
         let none = crate::model::Quantization::None.into();
-        let dense = memory(&c, &lora, base_bytes(&c, none, 2), 2, 1, 2048, true);
+        let dense = memory(&c, &lora, base_bytes(&c, &none, 2), 2, 1, 2048, true);
         eprintln!(
             "8B LoRA, bf16 base: base {:.2} · total {:.2} GiB",
             gib(dense.weights),
@@ -183,7 +193,7 @@ mod tests {
         .unwrap();
         m.add_lora(&lora, 0).unwrap();
         assert_eq!(m.trainable_parameters(), trainable_parameters(&c, &lora));
-        let weights = base_bytes(&c, crate::model::Quantization::None.into(), 4);
+        let weights = base_bytes(&c, &crate::model::Quantization::None.into(), 4);
         assert_eq!(weights, c.parameter_count() as u64 * 4);
         assert_eq!(weights, m.resident_bytes());
         let e = memory(&c, &lora, weights, 4, 2, 16, false);

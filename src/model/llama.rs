@@ -111,6 +111,17 @@ pub struct Block {
 }
 
 impl Block {
+    /// The seven projections' (group, module) names, in `linears` order.
+    pub const MODULES: [(&'static str, &'static str); 7] = [
+        ("self_attn", "q_proj"),
+        ("self_attn", "k_proj"),
+        ("self_attn", "v_proj"),
+        ("self_attn", "o_proj"),
+        ("mlp", "gate_proj"),
+        ("mlp", "up_proj"),
+        ("mlp", "down_proj"),
+    ];
+
     /// The linear layers by their HF module names.
     pub fn linears_mut(&mut self) -> [(&'static str, &'static str, &mut Linear); 7] {
         [
@@ -205,26 +216,22 @@ impl Model {
                 message: "model.quantization nf4 is not supported yet; use q4k (4.5 bits per weight) or q4_0".into(),
             });
         }
-        let report = std::cell::RefCell::new(super::QuantReport {
-            quantization: quant.to_string(),
-            ..Default::default()
-        });
+        let untied_head = !config.tie_word_embeddings && w.has("lm_head.weight");
+        let mut names: Vec<String> = (0..config.num_hidden_layers)
+            .flat_map(|i| {
+                Block::MODULES
+                    .iter()
+                    .map(move |(g, m)| format!("model.layers.{i}.{g}.{m}.weight"))
+            })
+            .collect();
+        if plan.head && untied_head {
+            names.push("lm_head.weight".into());
+        }
+        let (quantized, report) = super::quant::quantize_base(&w, &names, &plan, dtype, device)?;
         let matrix = |name: &str| -> std::result::Result<Weight, ModelError> {
-            if quant.ggml().is_none() {
-                return Ok(Weight::Dense(get(name)?));
-            }
-            let src = w.get(name, DType::F32, &Device::Cpu)?;
-            let q = super::quant::quantize_matrix(
-                name,
-                &src,
-                quant,
-                dtype,
-                device,
-                &mut report.borrow_mut(),
-            )?;
-            Ok(match q {
-                Some(q) => Weight::Quantized(q),
-                None => Weight::Dense(src.to_dtype(dtype)?.to_device(device)?),
+            Ok(match quantized.get(name) {
+                Some(q) => Weight::Quantized(q.clone()),
+                None => Weight::Dense(get(name)?),
             })
         };
         let linear = |prefix: &str, bias: bool| -> std::result::Result<Linear, ModelError> {
@@ -256,12 +263,10 @@ impl Model {
             });
         }
         let embed = get("model.embed_tokens.weight")?;
-        let lm_head = if config.tie_word_embeddings || !w.has("lm_head.weight") {
-            Weight::Dense(embed.clone())
-        } else if plan.head {
+        let lm_head = if untied_head {
             matrix("lm_head.weight")?
         } else {
-            Weight::Dense(get("lm_head.weight")?)
+            Weight::Dense(embed.clone())
         };
         let model = Self::assemble(
             config,
@@ -272,7 +277,7 @@ impl Model {
             dtype,
             device,
         );
-        let mut report = report.into_inner();
+        let mut report = report;
         report.params = model.config.parameter_count() as u64;
         report.base_bytes = model.resident_bytes();
         Ok((model, report))

@@ -10,6 +10,7 @@ pub mod hub;
 pub mod llama;
 pub mod peft;
 pub mod quant;
+pub mod quant_cache;
 pub mod random;
 pub mod source;
 pub mod tiny;

@@ -8,6 +8,7 @@
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 use std::sync::Arc;
 
 /// `model.quantization`: how the frozen base is stored.
@@ -60,12 +61,14 @@ impl Quantization {
     }
 }
 
-/// How a base is to be stored: the projections' quantization and whether an untied output
-/// head is quantized too (`model.quantize_head`; embeddings and norms never are).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How a base is to be stored: the projections' quantization, whether an untied output
+/// head is quantized too (`model.quantize_head`; embeddings and norms never are), and the
+/// cache folder quantized bases are kept in (none: quantize on every load).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct QuantPlan {
     pub quantization: Quantization,
     pub head: bool,
+    pub cache: Option<std::path::PathBuf>,
 }
 
 impl From<Quantization> for QuantPlan {
@@ -73,6 +76,7 @@ impl From<Quantization> for QuantPlan {
         QuantPlan {
             quantization,
             head: false,
+            cache: None,
         }
     }
 }
@@ -126,6 +130,10 @@ pub struct QuantReport {
     pub quantized_params: u64,
     pub quantized_bytes: u64,
     pub fallbacks: Vec<Fallback>,
+    /// Where the quantized matrices came from: `quantized now`, `cache <file>`, or
+    /// `quantized now; cache entry rebuilt (<why>)`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub source: String,
 }
 
 impl QuantReport {
@@ -154,6 +162,9 @@ impl QuantReport {
             self.bits_per_quantized_weight(),
             crate::units::bytes(self.base_bytes)
         );
+        if !self.source.is_empty() {
+            s.push_str(&format!(" ({})", self.source));
+        }
         if !self.fallbacks.is_empty() {
             let mut used: Vec<&str> = self.fallbacks.iter().map(|f| f.used.as_str()).collect();
             used.sort();
@@ -199,6 +210,117 @@ pub fn quantize_matrix(
     report.quantized_params += src.elem_count() as u64;
     report.quantized_bytes += q.storage_size_in_bytes() as u64;
     Ok(Some(Arc::new(q)))
+}
+
+/// The quantized matrices among `names` of the weight files `w` under `plan`, by name (the
+/// others stay dense), and the report. Read from the cache when an entry matches; otherwise
+/// every matrix is quantized in parallel and the entry is written.
+pub fn quantize_base(
+    w: &super::weights::Weights,
+    names: &[String],
+    plan: &QuantPlan,
+    dtype: DType,
+    device: &Device,
+) -> Result<(std::collections::HashMap<String, Arc<QTensor>>, QuantReport), super::ModelError> {
+    use super::quant_cache::{self as cache, Lookup};
+    use rayon::prelude::*;
+    let mut report = QuantReport {
+        quantization: plan.quantization.to_string(),
+        ..Default::default()
+    };
+    let Some(wanted) = plan.quantization.ggml() else {
+        return Ok((Default::default(), report));
+    };
+    // The type each matrix should get, from the header's shapes.
+    let mut expected: Vec<(String, usize, Option<GgmlDType>)> = Vec::with_capacity(names.len());
+    for n in names {
+        let shape = w.shape(n).ok_or_else(|| super::ModelError::MissingTensor {
+            name: n.clone(),
+            message: "not in the weight files".into(),
+        })?;
+        let cols = shape.get(1).copied().unwrap_or(0);
+        expected.push((n.clone(), cols, block_type(wanted, cols)));
+    }
+    let entry = plan.cache.as_ref().and_then(|c| {
+        let id = (plan.quantization.to_string(), plan.head);
+        cache::entry(c, w.files(), (id.0.as_str(), id.1), dtype).ok()
+    });
+    let mut rebuilt = None;
+    let mut map = None;
+    if let Some(e) = &entry {
+        match cache::read(e, device) {
+            Lookup::Hit(m) => {
+                let complete = expected.iter().all(|(n, _, t)| match t {
+                    Some(t) => m.get(n).is_some_and(|q| q.dtype() == *t),
+                    None => !m.contains_key(n),
+                });
+                if complete {
+                    report.source = format!("cache {}", e.gguf.display());
+                    map = Some(m);
+                } else {
+                    rebuilt = Some("its matrices do not match the plan".to_string());
+                }
+            }
+            Lookup::Missing => {}
+            Lookup::Damaged(why) => rebuilt = Some(why),
+        }
+    }
+    let map = match map {
+        Some(m) => m,
+        None => {
+            let made: Vec<(String, Arc<QTensor>)> = expected
+                .par_iter()
+                .filter(|(_, _, t)| t.is_some())
+                .map(|(n, _, _)| {
+                    let src = w.get(n, DType::F32, &Device::Cpu)?;
+                    let mut scratch = QuantReport::default();
+                    let q =
+                        quantize_matrix(n, &src, plan.quantization, dtype, device, &mut scratch)?
+                            .ok_or_else(|| candle_core::Error::Msg(format!("{n}: not quantized")))?;
+                    Ok((n.clone(), q))
+                })
+                .collect::<Result<_, super::ModelError>>()?;
+            report.source = match &rebuilt {
+                Some(why) => format!("quantized now; cache entry rebuilt ({why})"),
+                None => "quantized now".into(),
+            };
+            if let Some(e) = &entry {
+                let dir = w
+                    .files()
+                    .first()
+                    .and_then(|f| f.parent())
+                    .unwrap_or(Path::new("."));
+                let name = plan.quantization.to_string();
+                if let Err(err) = cache::write(e, &made, dir, &name) {
+                    report.source.push_str(&format!("; not cached: {err}"));
+                }
+            }
+            made.into_iter().collect()
+        }
+    };
+    for (n, cols, t) in &expected {
+        match (t, map.get(n)) {
+            (Some(t), Some(q)) => {
+                report.quantized_params += q.shape().elem_count() as u64;
+                report.quantized_bytes += q.storage_size_in_bytes() as u64;
+                if *t != wanted {
+                    report.fallbacks.push(Fallback {
+                        tensor: n.clone(),
+                        wanted: type_name(wanted),
+                        used: type_name(*t),
+                        cols: *cols,
+                    });
+                }
+            }
+            _ => report.fallbacks.push(Fallback {
+                tensor: n.clone(),
+                wanted: type_name(wanted),
+                used: format!("{dtype:?}").to_lowercase(),
+                cols: *cols,
+            }),
+        }
+    }
+    Ok((map, report))
 }
 
 #[cfg(test)]

@@ -66,6 +66,11 @@ impl Weights {
         &self.files
     }
 
+    /// A tensor's shape, read from the header alone.
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.st.get(name).ok().map(|v| v.shape().to_vec())
+    }
+
     pub fn has(&self, name: &str) -> bool {
         self.st.get(name).is_ok()
     }

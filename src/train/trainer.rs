@@ -113,7 +113,10 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
         &cfg.model.path,
         &device,
         cfg.train.dtype.candle(),
-        cfg.model.quant_plan(),
+        crate::model::QuantPlan {
+            cache: Some(crate::paths::Paths::resolve().cache),
+            ..cfg.model.quant_plan()
+        },
     )?;
     let init_adapter = cfg.init_adapter();
     match init_adapter {

@@ -177,7 +177,7 @@ fn model_info_reports_the_quantized_bytes_and_fallbacks() {
         let cfg = tunelab::model::ModelConfig::from_file(&dir.join("config.json")).unwrap();
         let quant: Quantization = q.parse().unwrap();
         assert_eq!(
-            tunelab::model::estimate::base_bytes(&cfg, quant.into(), 4),
+            tunelab::model::estimate::base_bytes(&cfg, &quant.into(), 4),
             measured,
             "{q}"
         );
@@ -203,9 +203,10 @@ fn model_info_reports_the_quantized_bytes_and_fallbacks() {
     let plan = tunelab::model::QuantPlan {
         quantization: Quantization::Q4k,
         head: true,
+        cache: None,
     };
     assert_eq!(
-        tunelab::model::estimate::base_bytes(&cfg, plan, 4),
+        tunelab::model::estimate::base_bytes(&cfg, &plan, 4),
         v["base_bytes"].as_u64().unwrap()
     );
     let demo = tempfile::tempdir().unwrap();
@@ -219,7 +220,7 @@ fn model_info_reports_the_quantized_bytes_and_fallbacks() {
     assert_eq!(f[0]["wanted"], "q4k");
     let cfg = tunelab::model::ModelConfig::from_file(&tiny.join("config.json")).unwrap();
     assert_eq!(
-        tunelab::model::estimate::base_bytes(&cfg, Quantization::Q4k.into(), 4),
+        tunelab::model::estimate::base_bytes(&cfg, &Quantization::Q4k.into(), 4),
         v["base_bytes"].as_u64().unwrap(),
         "fallbacks included"
     );
@@ -374,4 +375,80 @@ fn the_head_in_chunks_trains_as_in_one_pass() {
             assert!((a - b).abs() <= 1e-5 * a.abs(), "{preset}: {a} vs {b}");
         }
     }
+}
+
+/// The quantized base is written once into the cache and read back on later loads (the same
+/// blocks); a truncated or corrupted entry is detected, reported and rebuilt.
+#[test]
+fn quantized_bases_are_cached_and_damaged_entries_rebuilt() {
+    let h = tempfile::tempdir().unwrap();
+    let dir = wide_model(h.path());
+    let info = |extra: &[&str]| -> Value {
+        let mut args = vec![
+            "model",
+            "info",
+            dir.to_str().unwrap(),
+            "--quantization",
+            "q4k",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let (code, out, err) = common::run(&h, &args);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let first = info(&[]);
+    assert_eq!(first["source"], "quantized now");
+    let second = info(&[]);
+    let source = second["source"].as_str().unwrap().to_string();
+    assert!(source.starts_with("cache "), "{source}");
+    assert_eq!(first["quantized_bytes"], second["quantized_bytes"]);
+    assert_eq!(first["base_bytes"], second["base_bytes"]);
+    let gguf = PathBuf::from(source.trim_start_matches("cache "));
+    // The cached blocks are the ones quantizing gives.
+    let plan = tunelab::model::QuantPlan {
+        quantization: Quantization::Q4k,
+        head: false,
+        cache: Some(h.path().join("cache")),
+    };
+    let (cached, r) = Model::load_quantized(&dir, DType::F32, &Device::Cpu, plan).unwrap();
+    assert!(r.source.starts_with("cache "), "{}", r.source);
+    let (fresh, _) =
+        Model::load_quantized(&dir, DType::F32, &Device::Cpu, Quantization::Q4k.into()).unwrap();
+    for (a, b) in cached.layers.iter().zip(&fresh.layers) {
+        for ((_, _, x), (_, _, y)) in a.linears().iter().zip(b.linears().iter()) {
+            let (x, y) = (
+                x.weight.matrix(DType::F32).unwrap(),
+                y.weight.matrix(DType::F32).unwrap(),
+            );
+            assert_eq!(common::max_abs_diff(&x, &y), 0.0);
+        }
+    }
+    // Truncated: detected by its size, rebuilt, then read again.
+    let len = std::fs::metadata(&gguf).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&gguf)
+        .unwrap()
+        .set_len(len - 100)
+        .unwrap();
+    let v = info(&[]);
+    let s = v["source"].as_str().unwrap();
+    assert!(
+        s.contains("cache entry rebuilt") && s.contains("expected"),
+        "{s}"
+    );
+    assert!(info(&[])["source"].as_str().unwrap().starts_with("cache "));
+    // One flipped byte in the middle: the checksum catches it.
+    let mut bytes = std::fs::read(&gguf).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    std::fs::write(&gguf, &bytes).unwrap();
+    let v = info(&[]);
+    assert!(
+        v["source"].as_str().unwrap().contains("checksum mismatch"),
+        "{v}"
+    );
+    // --no-cache quantizes and leaves the entry alone.
+    assert_eq!(info(&["--no-cache"])["source"], "quantized now");
 }

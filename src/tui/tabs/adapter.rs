@@ -516,7 +516,7 @@ impl AdapterTab {
         Some(estimate::memory(
             c,
             &(&self.config.lora).into(),
-            estimate::base_bytes(c, self.config.model.quant_plan(), bytes),
+            estimate::base_bytes(c, &self.config.model.quant_plan(), bytes),
             bytes,
             rows,
             self.config.data.max_seq_len,
