@@ -27,15 +27,23 @@ pub struct EvalArgs {
     pub max_seq_len: usize,
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
-    /// Print {"loss", "tokens", "perplexity", "examples"} as JSON (with --dpo: the loss and
-    /// TRL's reward metrics).
+    /// Print {"loss", "tokens", "perplexity", "examples"} as JSON (with --dpo or --kto: the
+    /// loss and TRL's reward metrics).
     #[arg(long)]
     pub json: bool,
+    /// Rated completions (or pairs, unpaired): the KTO loss, KL point and reward metrics of
+    /// the file, no training (`--beta`, `--desirable-weight`, `--undesirable-weight`).
+    #[arg(long, conflicts_with = "dpo")]
+    pub kto: bool,
+    #[arg(long, default_value_t = 1.0, value_parser = super::args::positive)]
+    pub desirable_weight: f64,
+    #[arg(long, default_value_t = 1.0, value_parser = super::args::positive)]
+    pub undesirable_weight: f64,
     /// Preference pairs: the DPO-family loss and reward metrics of the file, no training.
     #[arg(long)]
     pub dpo: bool,
-    /// With --dpo: the reference's adapter (default: the base model alone).
-    #[arg(long, requires = "dpo")]
+    /// With --dpo or --kto: the reference's adapter (default: the base model alone).
+    #[arg(long)]
     pub ref_adapter: Option<PathBuf>,
     /// With --dpo: sigmoid, ipo, hinge, simpo or orpo.
     #[arg(long, default_value = "sigmoid")]
@@ -58,6 +66,9 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: {e}");
         Ok(ExitCode::from(exit::UNUSABLE))
     };
+    if a.ref_adapter.is_some() && !(a.dpo || a.kto) {
+        return fail(&"--ref-adapter needs --dpo or --kto");
+    }
     let train_on: TrainOn = match a.train_on.parse() {
         Ok(t) => t,
         Err(e) => return fail(&e),
@@ -77,6 +88,9 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
     };
     if a.dpo {
         return preference(&a, model, encoder);
+    }
+    if a.kto {
+        return rated(&a, model, encoder);
     }
     let ds = match Dataset::open(&a.data, None) {
         Ok(d) => d,
@@ -98,6 +112,81 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
         println!(
             "loss {:.6} · perplexity {:.3} · {} trained tokens in {} examples",
             r.loss, r.perplexity, r.tokens, r.examples
+        );
+    }
+    Ok(ExitCode::from(exit::OK))
+}
+
+/// `eval --kto`: the rated completions' loss, KL point and metrics under the policy (model +
+/// adapter) and the reference (the base, or the base + `--ref-adapter`). KL partners rotate
+/// within blocks of `--batch-size` in file order, as TRL pairs them.
+fn rated(a: &EvalArgs, model: tunelab::model::Model, encoder: Encoder) -> anyhow::Result<ExitCode> {
+    use tunelab::batch::rated::encode_rated;
+    use tunelab::train::kto::Kto;
+    use tunelab::train::reference::Reference;
+    let (examples, report) =
+        match encode_rated(&a.data, "auto", &encoder, a.max_prompt_len, a.max_seq_len) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(exit::UNUSABLE));
+            }
+        };
+    let cfg = tunelab::config::KtoSection {
+        beta: a.beta,
+        desirable_weight: a.desirable_weight,
+        undesirable_weight: a.undesirable_weight,
+        ..Default::default()
+    };
+    let n = examples.len();
+    let pad = encoder.tokenizer.pad_id();
+    let batch = a.batch_size.max(1);
+    let mut k = Kto::new(
+        Vec::new(),
+        examples,
+        pad,
+        &cfg,
+        batch,
+        None,
+        Reference::Bypass,
+        String::new(),
+    );
+    if let Some(ra) = &a.ref_adapter {
+        let (mut r, _) = tunelab::model::source::load(&a.model, &candle_core::Device::Cpu)
+            .map_err(anyhow::Error::msg)?;
+        if let Err(e) = tunelab::model::peft::load(&mut r, ra) {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(exit::UNUSABLE));
+        }
+        let items: Vec<usize> = (0..n).collect();
+        let mut refs = Vec::with_capacity(n);
+        for chunk in items.chunks(batch) {
+            refs.extend(k.own_logps(&r, chunk)?);
+        }
+        k.set_eval_reference(refs);
+    }
+    let items: Vec<usize> = (0..n).collect();
+    let out = k.evaluate_items(&model, &items, batch)?;
+    let m = |key: &str| out.metrics.get(key).copied().unwrap_or(f64::NAN);
+    if a.json {
+        let mut v = json!({"loss": out.loss, "examples": n, "desirable": report.desirable,
+            "undesirable": report.undesirable, "truncated": report.truncated, "dropped": report.dropped});
+        for (key, x) in &out.metrics {
+            v[key] = json!(x);
+        }
+        println!("{v}");
+    } else {
+        println!(
+            "kto loss {:.6} over {n} completions ({} desirable, {} undesirable) · kl {:.4} · rewards chosen {:.4} rejected {:.4} margins {:.4} · logps chosen {:.3} rejected {:.3}",
+            out.loss,
+            report.desirable,
+            report.undesirable,
+            m("kl"),
+            m("rewards/chosen"),
+            m("rewards/rejected"),
+            m("rewards/margins"),
+            m("logps/chosen"),
+            m("logps/rejected")
         );
     }
     Ok(ExitCode::from(exit::OK))

@@ -241,6 +241,27 @@ impl Kto {
         self.reference_logps(model, train, items)
     }
 
+    /// Uses `refs` (completion, KL row per held-out example) as the reference log-probs, as
+    /// `tunelab eval --kto` does with a reference model of its own.
+    pub fn set_eval_reference(&mut self, refs: Vec<(f64, f64)>) {
+        self.precomputed = Some(Precomputed {
+            hash: String::new(),
+            train: Vec::new(),
+            eval: refs,
+        });
+    }
+
+    /// `model`'s own sums (completion, KL row) of held-out `items`, one forward: what a
+    /// separate reference model contributes.
+    pub fn own_logps(&self, model: &Model, items: &[usize]) -> Result<Vec<(f64, f64)>> {
+        let (own, kl) = self.rows(false, items);
+        let (a, b) = (
+            crate::eval::row_logps(model, &own)?,
+            crate::eval::row_logps(model, &kl)?,
+        );
+        Ok(a.iter().zip(&b).map(|(x, y)| (x.0, y.0)).collect())
+    }
+
     /// Reference sums (completion, KL row) of `items`, computed now in one forward.
     pub fn reference_logps(
         &self,

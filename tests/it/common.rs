@@ -155,3 +155,25 @@ pub fn max_abs(t: &candle_core::Tensor) -> f32 {
 pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
     max_abs(&(a - b).unwrap())
 }
+
+/// The fixture model with a word-level tokenizer that maps `w<id>` to `<id>`, so plain
+/// prompt/chosen/rejected strings encode to exactly the fixture's token ids.
+pub fn fixture_model_with_ids_tokenizer(dir: &std::path::Path) -> PathBuf {
+    let m = dir.join("model");
+    std::fs::create_dir_all(&m).unwrap();
+    let src = fixture("models/llama/model");
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(src.join(f), m.join(f)).unwrap();
+    }
+    let vocab: serde_json::Map<String, serde_json::Value> = (0..96)
+        .map(|i| (format!("w{i}"), serde_json::Value::from(i)))
+        .collect();
+    let tok = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "WhitespaceSplit"},
+        "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "w0"}
+    });
+    std::fs::write(m.join("tokenizer.json"), tok.to_string()).unwrap();
+    m
+}

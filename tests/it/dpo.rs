@@ -153,34 +153,13 @@ fn losses_metrics_and_gradients_match_torch() {
     }
 }
 
-/// The fixture model with a word-level tokenizer that maps `w<id>` to `<id>`, so plain
-/// prompt/chosen/rejected strings encode to exactly the fixture's token ids.
-fn fixture_model_with_ids_tokenizer(dir: &Path) -> PathBuf {
-    let m = dir.join("model");
-    std::fs::create_dir_all(&m).unwrap();
-    let src = common::fixture("models/llama/model");
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(src.join(f), m.join(f)).unwrap();
-    }
-    let vocab: serde_json::Map<String, Value> =
-        (0..96).map(|i| (format!("w{i}"), Value::from(i))).collect();
-    let tok = serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
-        "normalizer": null, "pre_tokenizer": {"type": "WhitespaceSplit"},
-        "post_processor": null, "decoder": null,
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "w0"}
-    });
-    std::fs::write(m.join("tokenizer.json"), tok.to_string()).unwrap();
-    m
-}
-
 /// Through `tunelab eval --dpo`: every case's loss and metrics equal torch's; with the
 /// reference adapter equal to the policy's, the loss is ln 2 and the rewards are 0.
 #[test]
 fn eval_dpo_matches_torch_on_every_loss() {
     let exp = fixture();
     let h = tempfile::tempdir().unwrap();
-    let model = fixture_model_with_ids_tokenizer(h.path());
+    let model = common::fixture_model_with_ids_tokenizer(h.path());
     let words = |k: &str, p: &Value| -> String {
         p[k].as_array()
             .unwrap()
