@@ -45,8 +45,8 @@ pub struct FieldSpec {
     pub kind: FieldKind,
 }
 
-/// The quantizations the form cycles through (nf4 is refused until it is supported).
-const QUANTIZATIONS: &[&str] = &["none", "q8_0", "q4_0", "q4k"];
+/// The quantizations the form cycles through.
+const QUANTIZATIONS: &[&str] = &["none", "q8_0", "q4_0", "q4k", "nf4"];
 
 /// Fields only preference training (DPO, KTO) reads.
 const PREFERENCE_ONLY: &[&str] = &["data.max_prompt_len"];
@@ -85,7 +85,7 @@ pub const FIELDS: &[FieldSpec] = &[
     },
     FieldSpec {
         path: "model.quantization",
-        help: "QLoRA base: q8_0, q4_0, q4k (nf4: not yet)",
+        help: "QLoRA base: q8_0, q4_0, q4k, nf4 (CPU-dequantized)",
         kind: FieldKind::Choice(QUANTIZATIONS),
     },
     FieldSpec {

@@ -126,7 +126,7 @@ pub struct ModelSection {
     /// `model` (its own), a built-in template name, or a .jinja file.
     #[serde(default = "default_template")]
     pub template: String,
-    /// QLoRA: store the frozen base's projections quantized (`q8_0`, `q4_0`, `q4k`);
+    /// QLoRA: store the frozen base's projections quantized (`q8_0`, `q4_0`, `q4k`, `nf4`);
     /// `none` keeps `train.dtype`. A GGUF base keeps its own types.
     #[serde(default)]
     pub quantization: crate::model::Quantization,
@@ -415,12 +415,6 @@ impl RunConfig {
         }
         if dpo.rpo_alpha.is_some_and(|a| a < 0.0) {
             bad("dpo.rpo_alpha", "must be >= 0");
-        }
-        if self.model.quantization == crate::model::Quantization::Nf4 {
-            bad(
-                "model.quantization",
-                "nf4 is not supported yet; use q4k (4.5 bits per weight) or q4_0",
-            );
         }
         let kto = &self.kto;
         if kto.beta <= 0.0 {

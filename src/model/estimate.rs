@@ -47,6 +47,13 @@ pub struct MemoryEstimate {
 pub fn base_bytes(c: &ModelConfig, plan: &super::QuantPlan, compute_bytes: u64) -> u64 {
     let matrix = |inp: usize, out: usize| -> u64 {
         let n = (inp * out) as u64;
+        if plan.quantization == super::Quantization::Nf4 {
+            return if super::nf4::Nf4Tensor::fits(inp) {
+                super::nf4::bytes(out, inp)
+            } else {
+                n * compute_bytes
+            };
+        }
         match plan
             .quantization
             .ggml()

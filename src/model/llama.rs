@@ -17,6 +17,17 @@ use std::sync::Arc;
 pub enum Weight {
     Dense(Tensor),
     Quantized(Arc<QTensor>),
+    /// NormalFloat4 (QLoRA's type), dequantized on the CPU for each use.
+    Nf4(Arc<super::nf4::Nf4Tensor>),
+}
+
+impl From<super::quant::Stored> for Weight {
+    fn from(s: super::quant::Stored) -> Self {
+        match s {
+            super::quant::Stored::Ggml(q) => Weight::Quantized(q),
+            super::quant::Stored::Nf4(q) => Weight::Nf4(q),
+        }
+    }
 }
 
 impl Weight {
@@ -25,6 +36,7 @@ impl Weight {
         match self {
             Weight::Dense(t) => t.dims2(),
             Weight::Quantized(q) => q.shape().dims2(),
+            Weight::Nf4(q) => Ok((q.rows, q.cols)),
         }
     }
 
@@ -35,6 +47,7 @@ impl Weight {
         match self {
             Weight::Dense(t) => t.to_dtype(dtype),
             Weight::Quantized(q) => q.dequantize(&q.device())?.to_dtype(dtype),
+            Weight::Nf4(q) => q.dequantize(dtype),
         }
     }
 
@@ -43,6 +56,7 @@ impl Weight {
         match self {
             Weight::Dense(w) => ops::frozen_linear(x, w),
             Weight::Quantized(q) => ops::quantized_linear(x, q),
+            Weight::Nf4(q) => ops::frozen_linear(x, &q.dequantize(x.dtype())?),
         }
     }
 }
@@ -206,16 +220,9 @@ impl Model {
         device: &Device,
         plan: super::QuantPlan,
     ) -> std::result::Result<(Self, super::QuantReport), ModelError> {
-        let quant = plan.quantization;
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let w = Weights::open(dir)?;
         let get = |n: &str| w.get(n, dtype, device);
-        if quant == super::Quantization::Nf4 {
-            return Err(ModelError::Invalid {
-                path: dir.to_path_buf(),
-                message: "model.quantization nf4 is not supported yet; use q4k (4.5 bits per weight) or q4_0".into(),
-            });
-        }
         let untied_head = !config.tie_word_embeddings && w.has("lm_head.weight");
         let mut names: Vec<String> = (0..config.num_hidden_layers)
             .flat_map(|i| {
@@ -230,7 +237,7 @@ impl Model {
         let (quantized, report) = super::quant::quantize_base(&w, &names, &plan, dtype, device)?;
         let matrix = |name: &str| -> std::result::Result<Weight, ModelError> {
             Ok(match quantized.get(name) {
-                Some(q) => Weight::Quantized(q.clone()),
+                Some(q) => Weight::from(q.clone()),
                 None => Weight::Dense(get(name)?),
             })
         };
@@ -287,9 +294,6 @@ impl Model {
     /// model; files load quantized with [`Model::load_quantized`] instead).
     pub fn quantize(&mut self, plan: super::QuantPlan) -> Result<super::QuantReport> {
         let quant = plan.quantization;
-        if quant == super::Quantization::Nf4 {
-            candle_core::bail!("nf4 is not supported yet; use q4k or q4_0");
-        }
         let mut report = super::QuantReport {
             quantization: quant.to_string(),
             ..Default::default()
@@ -308,7 +312,7 @@ impl Model {
                         &device,
                         &mut report,
                     )? {
-                        l.weight = Weight::Quantized(q);
+                        l.weight = Weight::from(q);
                     }
                 }
             }
@@ -320,12 +324,12 @@ impl Model {
 
     /// Whether any frozen matrix is stored quantized (a GGUF base, or QLoRA).
     pub fn is_quantized(&self) -> bool {
-        matches!(self.lm_head, Weight::Quantized(_))
-            || self.layers.iter().any(|b| {
-                b.linears()
-                    .iter()
-                    .any(|(_, _, l)| matches!(l.weight, Weight::Quantized(_)))
-            })
+        let q = |w: &Weight| !matches!(w, Weight::Dense(_));
+        q(&self.lm_head)
+            || self
+                .layers
+                .iter()
+                .any(|b| b.linears().iter().any(|(_, _, l)| q(&l.weight)))
     }
 
     /// Bytes the frozen base occupies: quantized blocks as stored, dense tensors by dtype
@@ -335,6 +339,7 @@ impl Model {
         let weight = |w: &Weight| match w {
             Weight::Dense(t) => dense(t),
             Weight::Quantized(q) => q.storage_size_in_bytes() as u64,
+            Weight::Nf4(q) => q.storage_size_in_bytes() as u64,
         };
         let mut total = dense(&self.embed) + dense(&self.norm);
         let tied = matches!(&self.lm_head, Weight::Dense(t) if t.id() == self.embed.id());
@@ -399,6 +404,7 @@ impl Model {
                 let base = match &l.weight {
                     Weight::Dense(w) => w.clone(),
                     Weight::Quantized(q) => q.dequantize(&device)?,
+                    Weight::Nf4(q) => q.dequantize(DType::F32)?,
                 };
                 let mut delta = pair.merged_delta()?;
                 if let Some(p) = &l.out_perm {
@@ -417,7 +423,9 @@ impl Model {
         let mut n = 0;
         for b in &self.layers {
             for (_, _, l) in b.linears() {
-                if let (Weight::Quantized(_), Ok((o, i))) = (&l.weight, l.weight.dims()) {
+                if let (Weight::Quantized(_) | Weight::Nf4(_), Ok((o, i))) =
+                    (&l.weight, l.weight.dims())
+                {
                     n += o * i * self.dtype.size_in_bytes();
                 }
             }
@@ -429,16 +437,15 @@ impl Model {
     /// then skips the per-call dequantization. Training keeps the quantized base.
     pub fn densify(&mut self) -> Result<()> {
         let dtype = self.dtype;
-        let device = self.device.clone();
         for b in &mut self.layers {
             for (_, _, l) in b.linears_mut() {
-                if let Weight::Quantized(q) = &l.weight {
-                    l.weight = Weight::Dense(q.dequantize(&device)?.to_dtype(dtype)?);
+                if !matches!(l.weight, Weight::Dense(_)) {
+                    l.weight = Weight::Dense(l.weight.matrix(dtype)?);
                 }
             }
         }
-        if let Weight::Quantized(q) = &self.lm_head {
-            self.lm_head = Weight::Dense(q.dequantize(&device)?.to_dtype(dtype)?);
+        if !matches!(self.lm_head, Weight::Dense(_)) {
+            self.lm_head = Weight::Dense(self.lm_head.matrix(dtype)?);
         }
         Ok(())
     }

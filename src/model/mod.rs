@@ -8,6 +8,7 @@ pub mod estimate;
 pub mod gguf;
 pub mod hub;
 pub mod llama;
+pub mod nf4;
 pub mod peft;
 pub mod quant;
 pub mod quant_cache;

@@ -38,7 +38,8 @@ pub enum Quantization {
     Q4_0,
     /// 4.5 bits per weight: 256-weight super-blocks with 6-bit sub-block scales and mins.
     Q4k,
-    /// NormalFloat4, as bitsandbytes stores it.
+    /// 4.13 bits per weight: NormalFloat4 in 64-weight blocks with double-quantized scales
+    /// (the QLoRA paper's type); dequantized on the CPU.
     Nf4,
 }
 
@@ -78,6 +79,39 @@ impl From<Quantization> for QuantPlan {
             head: false,
             cache: None,
         }
+    }
+}
+
+/// A quantized matrix: one of candle's (llama.cpp's) block formats, or NF4.
+#[derive(Debug, Clone)]
+pub enum Stored {
+    Ggml(Arc<QTensor>),
+    Nf4(Arc<super::nf4::Nf4Tensor>),
+}
+
+impl Stored {
+    pub fn storage_size_in_bytes(&self) -> usize {
+        match self {
+            Stored::Ggml(q) => q.storage_size_in_bytes(),
+            Stored::Nf4(q) => q.storage_size_in_bytes(),
+        }
+    }
+
+    /// The type's name (`q4k`, `q5_0`, `nf4`).
+    pub fn type_name(&self) -> String {
+        match self {
+            Stored::Ggml(q) => type_name(q.dtype()),
+            Stored::Nf4(_) => "nf4".into(),
+        }
+    }
+}
+
+/// The type a matrix with `cols` inputs gets under `quant` (its name), or `None` when it
+/// stays dense.
+pub fn stored_type(quant: Quantization, cols: usize) -> Option<String> {
+    match quant {
+        Quantization::Nf4 => super::nf4::Nf4Tensor::fits(cols).then(|| "nf4".to_string()),
+        q => q.ggml().and_then(|t| block_type(t, cols)).map(type_name),
     }
 }
 
@@ -189,7 +223,23 @@ pub fn quantize_matrix(
     dtype: DType,
     device: &Device,
     report: &mut QuantReport,
-) -> candle_core::Result<Option<Arc<QTensor>>> {
+) -> candle_core::Result<Option<Stored>> {
+    if quant == Quantization::Nf4 {
+        let cols = src.dim(1)?;
+        if !super::nf4::Nf4Tensor::fits(cols) {
+            report.fallbacks.push(Fallback {
+                tensor: name.to_string(),
+                wanted: "nf4".into(),
+                used: format!("{dtype:?}").to_lowercase(),
+                cols,
+            });
+            return Ok(None);
+        }
+        let q = super::nf4::Nf4Tensor::quantize(src, device)?;
+        report.quantized_params += src.elem_count() as u64;
+        report.quantized_bytes += q.storage_size_in_bytes() as u64;
+        return Ok(Some(Stored::Nf4(Arc::new(q))));
+    }
     let Some(wanted) = quant.ggml() else {
         return Ok(None);
     };
@@ -209,7 +259,7 @@ pub fn quantize_matrix(
     let q = QTensor::quantize_onto(src, t, device)?;
     report.quantized_params += src.elem_count() as u64;
     report.quantized_bytes += q.storage_size_in_bytes() as u64;
-    Ok(Some(Arc::new(q)))
+    Ok(Some(Stored::Ggml(Arc::new(q))))
 }
 
 /// The quantized matrices among `names` of the weight files `w` under `plan`, by name (the
@@ -221,42 +271,45 @@ pub fn quantize_base(
     plan: &QuantPlan,
     dtype: DType,
     device: &Device,
-) -> Result<(std::collections::HashMap<String, Arc<QTensor>>, QuantReport), super::ModelError> {
+) -> Result<(std::collections::HashMap<String, Stored>, QuantReport), super::ModelError> {
     use super::quant_cache::{self as cache, Lookup};
     use rayon::prelude::*;
     let mut report = QuantReport {
         quantization: plan.quantization.to_string(),
         ..Default::default()
     };
-    let Some(wanted) = plan.quantization.ggml() else {
+    if plan.quantization == Quantization::None {
         return Ok((Default::default(), report));
-    };
+    }
+    let wanted = plan.quantization.to_string();
     // The type each matrix should get, from the header's shapes.
-    let mut expected: Vec<(String, usize, Option<GgmlDType>)> = Vec::with_capacity(names.len());
+    let mut expected: Vec<(String, usize, Option<String>)> = Vec::with_capacity(names.len());
     for n in names {
         let shape = w.shape(n).ok_or_else(|| super::ModelError::MissingTensor {
             name: n.clone(),
             message: "not in the weight files".into(),
         })?;
         let cols = shape.get(1).copied().unwrap_or(0);
-        expected.push((n.clone(), cols, block_type(wanted, cols)));
+        expected.push((n.clone(), cols, stored_type(plan.quantization, cols)));
     }
-    let entry = plan.cache.as_ref().and_then(|c| {
+    // NF4 is not a GGUF type: it is quantized on every load.
+    let cacheable = plan.quantization.ggml().is_some();
+    let entry = plan.cache.as_ref().filter(|_| cacheable).and_then(|c| {
         let id = (plan.quantization.to_string(), plan.head);
         cache::entry(c, w.files(), (id.0.as_str(), id.1), dtype).ok()
     });
     let mut rebuilt = None;
-    let mut map = None;
+    let mut map: Option<std::collections::HashMap<String, Stored>> = None;
     if let Some(e) = &entry {
         match cache::read(e, device) {
             Lookup::Hit(m) => {
                 let complete = expected.iter().all(|(n, _, t)| match t {
-                    Some(t) => m.get(n).is_some_and(|q| q.dtype() == *t),
+                    Some(t) => m.get(n).is_some_and(|q| type_name(q.dtype()) == *t),
                     None => !m.contains_key(n),
                 });
                 if complete {
                     report.source = format!("cache {}", e.gguf.display());
-                    map = Some(m);
+                    map = Some(m.into_iter().map(|(n, q)| (n, Stored::Ggml(q))).collect());
                 } else {
                     rebuilt = Some("its matrices do not match the plan".to_string());
                 }
@@ -268,7 +321,7 @@ pub fn quantize_base(
     let map = match map {
         Some(m) => m,
         None => {
-            let made: Vec<(String, Arc<QTensor>)> = expected
+            let made: Vec<(String, Stored)> = expected
                 .par_iter()
                 .filter(|(_, _, t)| t.is_some())
                 .map(|(n, _, _)| {
@@ -291,7 +344,14 @@ pub fn quantize_base(
                     .and_then(|f| f.parent())
                     .unwrap_or(Path::new("."));
                 let name = plan.quantization.to_string();
-                if let Err(err) = cache::write(e, &made, dir, &name) {
+                let ggml: Vec<(String, Arc<QTensor>)> = made
+                    .iter()
+                    .filter_map(|(n, s)| match s {
+                        Stored::Ggml(q) => Some((n.clone(), q.clone())),
+                        Stored::Nf4(_) => None,
+                    })
+                    .collect();
+                if let Err(err) = cache::write(e, &ggml, dir, &name) {
                     report.source.push_str(&format!("; not cached: {err}"));
                 }
             }
@@ -301,20 +361,21 @@ pub fn quantize_base(
     for (n, cols, t) in &expected {
         match (t, map.get(n)) {
             (Some(t), Some(q)) => {
-                report.quantized_params += q.shape().elem_count() as u64;
+                let rows = w.shape(n).and_then(|s| s.first().copied()).unwrap_or(0);
+                report.quantized_params += (rows * cols) as u64;
                 report.quantized_bytes += q.storage_size_in_bytes() as u64;
                 if *t != wanted {
                     report.fallbacks.push(Fallback {
                         tensor: n.clone(),
-                        wanted: type_name(wanted),
-                        used: type_name(*t),
+                        wanted: wanted.clone(),
+                        used: t.clone(),
                         cols: *cols,
                     });
                 }
             }
             _ => report.fallbacks.push(Fallback {
                 tensor: n.clone(),
-                wanted: type_name(wanted),
+                wanted: wanted.clone(),
                 used: format!("{dtype:?}").to_lowercase(),
                 cols: *cols,
             }),

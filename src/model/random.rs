@@ -59,23 +59,17 @@ pub fn random_model_quantized(
         message: format!("{field}: {message}"),
     })?;
     let quant = plan.quantization;
-    if quant == super::Quantization::Nf4 {
-        return Err(ModelError::Invalid {
-            path: "random model".into(),
-            message: "nf4 is not supported yet; use q4k or q4_0".into(),
-        });
-    }
     // One matrix as the plan stores it, with its share of the report.
     let matrix = |name: String, o: usize, i: usize| -> Result<(Weight, QuantReport), ModelError> {
         let mut r = QuantReport::default();
-        if quant.ggml().is_none() {
+        if quant == super::Quantization::None {
             let t = Tensor::randn(0f32, 0.02, (o, i), device)?.to_dtype(dtype)?;
             return Ok((Weight::Dense(t), r));
         }
         let src = Tensor::randn(0f32, 0.02, (o, i), &Device::Cpu)?;
         Ok(
             match super::quant::quantize_matrix(&name, &src, quant, dtype, device, &mut r)? {
-                Some(q) => (Weight::Quantized(q), r),
+                Some(q) => (Weight::from(q), r),
                 None => (Weight::Dense(src.to_dtype(dtype)?.to_device(device)?), r),
             },
         )
