@@ -13,6 +13,51 @@ use std::sync::Arc;
 /// Instructions one render may execute before it is stopped.
 pub const FUEL: u64 = 20_000_000;
 
+/// Rendered bytes one render may produce: this much plus `OUTPUT_PER_INPUT` times the size
+/// of what it renders (messages and tools as JSON), never more than `OUTPUT_CEILING`. A
+/// chat template adds markers and perhaps a tools block around the conversation; a
+/// template that writes gigabytes is hostile or broken, and is stopped as it writes.
+pub const OUTPUT_BASE: usize = 64 << 10;
+pub const OUTPUT_PER_INPUT: usize = 8;
+pub const OUTPUT_CEILING: usize = 64 << 20;
+/// Wall time one render may take, checked as it writes.
+pub const RENDER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Collects a render's output and stops it past its byte or time budget, remembering why.
+struct Bounded {
+    out: Vec<u8>,
+    limit: usize,
+    /// Bytes of conversation (messages and tools as JSON) the limit was set for.
+    input: usize,
+    started: std::time::Instant,
+    stopped: Option<String>,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.out.len() + buf.len() > self.limit {
+            self.stopped = Some(format!(
+                "the rendered text passed the {} bytes allowed for {} bytes of conversation; the template writes far more than what it renders",
+                self.limit, self.input
+            ));
+            return Err(std::io::Error::other("output budget"));
+        }
+        if self.started.elapsed() > RENDER_TIME {
+            self.stopped = Some(format!(
+                "rendering took longer than {} s",
+                RENDER_TIME.as_secs()
+            ));
+            return Err(std::io::Error::other("time budget"));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The templates tunelab ships for models that carry none.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("chatml", include_str!("builtin/chatml.jinja")),
@@ -147,12 +192,32 @@ impl ChatTemplate {
         for (k, v) in vars {
             ctx.insert((*k).into(), Value::String(v.clone()));
         }
-        tmpl.render(JValue::from_serialize(&ctx))
-            .map_err(|e| TemplateError::Render {
+        let input = serde_json::to_vec(&ctx).map_or(0, |v| v.len());
+        let mut out = Bounded {
+            out: Vec::new(),
+            limit: (OUTPUT_BASE + OUTPUT_PER_INPUT * input).min(OUTPUT_CEILING),
+            input,
+            started: std::time::Instant::now(),
+            stopped: None,
+        };
+        let result = tmpl.render_captured_to(JValue::from_serialize(&ctx), &mut out);
+        if let Some(why) = out.stopped {
+            return Err(TemplateError::Render {
                 name: self.name.clone(),
-                line: e.line(),
-                message: describe(&e),
-            })
+                line: None,
+                message: why,
+            });
+        }
+        result.map_err(|e| TemplateError::Render {
+            name: self.name.clone(),
+            line: e.line(),
+            message: describe(&e),
+        })?;
+        String::from_utf8(out.out).map_err(|e| TemplateError::Render {
+            name: self.name.clone(),
+            line: None,
+            message: format!("the rendered text is not UTF-8: {e}"),
+        })
     }
 }
 
@@ -232,11 +297,34 @@ mod tests {
         assert_eq!(t.render(&[], None, false, &[]).unwrap(), year);
     }
 
+    /// The hostile template of issue #20: 10⁸ iterations each writing 1,000 bytes. It is
+    /// stopped by the output budget within milliseconds, having held at most the budget.
+    #[test]
+    fn templates_that_write_without_end_are_stopped_by_their_output_budget() {
+        let t = ChatTemplate::compile(
+            "bomb",
+            "{% for i in range(10000) %}{% for j in range(10000) %}{{ 'x' * 1000 }}{% endfor %}{% endfor %}",
+        )
+        .unwrap();
+        let start = std::time::Instant::now();
+        let msgs = [json!({"role": "user", "content": "hi"})];
+        let err = t.render(&msgs, None, false, &[]).unwrap_err().to_string();
+        let took = start.elapsed();
+        assert!(err.contains("chat template bomb"), "{err}");
+        assert!(err.contains("the rendered text passed"), "{err}");
+        assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+        // An ordinary conversation renders untouched by the budget.
+        let c = ChatTemplate::builtin("chatml").unwrap();
+        let long = "word ".repeat(200_000);
+        let msgs = [json!({"role": "user", "content": long})];
+        assert!(c.render(&msgs, None, true, &[]).unwrap().len() > 1_000_000);
+    }
+
     #[test]
     fn runaway_templates_are_stopped_by_fuel() {
         let t = ChatTemplate::compile(
             "loop",
-            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% set k = j %}{% endfor %}{% endfor %}",
         )
         .unwrap();
         let err = t.render(&[], None, false, &[]).unwrap_err().to_string();

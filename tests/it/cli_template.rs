@@ -181,3 +181,40 @@ fn template_problems_are_reported_per_record() {
     assert_eq!(code, 2);
     assert!(err.contains("no tokenizer.json in this folder"), "{err}");
 }
+
+/// A hostile chat template (issue #20: 10⁸ iterations writing 1,000 bytes each) in a model's
+/// `tokenizer_config.json` fails `data preview` at once, naming the template and the budget,
+/// instead of growing for gigabytes.
+#[test]
+fn a_template_that_writes_without_end_fails_fast() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("hostile");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = common::fixture("templates/qwen2_5");
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+    }
+    let cfg_path = dir.join("tokenizer_config.json");
+    let mut cfg: Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    cfg["chat_template"] = Value::String(
+        "{% for i in range(10000) %}{% for j in range(10000) %}{{ 'x' * 1000 }}{% endfor %}{% endfor %}"
+            .into(),
+    );
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let f = write(
+        &home,
+        "d.jsonl",
+        "{\"instruction\": \"Hi\", \"input\": \"\", \"output\": \"Hello.\"}\n",
+    );
+    let start = std::time::Instant::now();
+    let (code, out, err) = run(
+        &home,
+        &["data", "preview", &f, "--model", dir.to_str().unwrap()],
+    );
+    let took = start.elapsed();
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("the rendered text passed"), "{err}");
+    assert!(err.contains("line 1"), "the record is named: {err}");
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+}
