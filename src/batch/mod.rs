@@ -87,6 +87,33 @@ pub struct EncodeReport {
     pub undesirable_skipped: usize,
 }
 
+impl EncodeReport {
+    /// Counts how a preference or rated example fit the length limits; false when it was
+    /// dropped.
+    fn keeps(&mut self, fit: Fit) -> bool {
+        match fit {
+            Fit::Kept => true,
+            Fit::Truncated => {
+                self.truncated += 1;
+                true
+            }
+            Fit::Dropped => {
+                self.dropped += 1;
+                false
+            }
+        }
+    }
+}
+
+/// A record's encoding error, located in its file.
+fn record_error(path: &Path, location: Location, e: impl std::fmt::Display) -> DatasetError {
+    DatasetError::Record {
+        file: path.into(),
+        location: location.to_string(),
+        message: e.to_string(),
+    }
+}
+
 impl std::ops::AddAssign for EncodeReport {
     fn add_assign(&mut self, o: Self) {
         self.dropped += o.dropped;
@@ -184,13 +211,7 @@ pub fn encode_file(
                 tools_failed = Some((location.to_string(), e.to_string()));
                 continue;
             }
-            Err(e) => {
-                return Err(DatasetError::Record {
-                    file: path.into(),
-                    location: location.to_string(),
-                    message: e.to_string(),
-                })
-            }
+            Err(e) => return Err(record_error(path, location, e)),
         };
         let mut ex = match encoded {
             Encoded::Sft(ex) => ex,

@@ -7,7 +7,7 @@ use super::{DatasetError, EncodeReport, MicroBatch};
 use crate::data::{Body, Kind};
 #[cfg(test)]
 use crate::template::IGNORE;
-use crate::template::{fit_pair, Encoded, Encoder, Fit, PreferenceExample};
+use crate::template::{fit_pair, Encoded, Encoder, PreferenceExample};
 use std::path::Path;
 
 /// One encoded pair.
@@ -66,11 +66,9 @@ pub fn encode_pairs(
             }
             _ => String::new(),
         };
-        let encoded = encoder.encode(&record).map_err(|e| DatasetError::Record {
-            file: path.into(),
-            location: location.to_string(),
-            message: e.to_string(),
-        })?;
+        let encoded = encoder
+            .encode(&record)
+            .map_err(|e| super::record_error(path, location, e))?;
         let mut ex: PreferenceExample = match encoded {
             Encoded::Preference(p) => p,
             Encoded::Skipped(_) => {
@@ -79,13 +77,8 @@ pub fn encode_pairs(
             }
             Encoded::Sft(_) | Encoded::Labeled(_) => continue,
         };
-        match fit_pair(&mut ex, max_prompt_len, max_seq_len) {
-            Fit::Kept => {}
-            Fit::Truncated => report.truncated += 1,
-            Fit::Dropped => {
-                report.dropped += 1;
-                continue;
-            }
+        if !report.keeps(fit_pair(&mut ex, max_prompt_len, max_seq_len)) {
+            continue;
         }
         out.push(Pair {
             prompt: ex.prompt_ids,

@@ -4,7 +4,7 @@
 
 use super::{DatasetError, EncodeReport};
 use crate::data::{Body, Kind, Record};
-use crate::template::{fit_labeled, Encoded, Encoder, Fit};
+use crate::template::{fit_labeled, Encoded, Encoder};
 use std::path::Path;
 
 /// One encoded rated completion.
@@ -57,11 +57,9 @@ pub fn encode_rated(
             if crate::template::tools::record_carries_tools(&record) {
                 report.tool_records += 1;
             }
-            let encoded = encoder.encode(&record).map_err(|e| DatasetError::Record {
-                file: path.into(),
-                location: location.to_string(),
-                message: e.to_string(),
-            })?;
+            let encoded = encoder
+                .encode(&record)
+                .map_err(|e| super::record_error(path, location, e))?;
             let mut ex = match encoded {
                 Encoded::Labeled(ex) => ex,
                 Encoded::Skipped(_) => {
@@ -70,13 +68,8 @@ pub fn encode_rated(
                 }
                 Encoded::Sft(_) | Encoded::Preference(_) => continue,
             };
-            match fit_labeled(&mut ex, max_prompt_len, max_seq_len) {
-                Fit::Kept => {}
-                Fit::Truncated => report.truncated += 1,
-                Fit::Dropped => {
-                    report.dropped += 1;
-                    continue;
-                }
+            if !report.keeps(fit_labeled(&mut ex, max_prompt_len, max_seq_len)) {
+                continue;
             }
             if ex.desirable {
                 report.desirable += 1;

@@ -267,7 +267,7 @@ impl AdapterTab {
         self.config
             .set_field("data.train", &path.display().to_string())?;
         self.fit_method_to = Some(self.config.data.train.clone());
-        Ok(self.want_model_info())
+        Ok(self.want_info())
     }
 
     /// The memory the estimate is held against: the GPU, else system RAM.
@@ -329,7 +329,7 @@ impl AdapterTab {
 
     /// Reads the model's config.json unless it is read or being read.
     /// Reads the model's config and the dataset's kind when they changed.
-    fn want_model_info(&mut self) -> Option<Effect<Msg>> {
+    fn want_info(&mut self) -> Option<Effect<Msg>> {
         and(self.want_config_json(), self.want_data_kind())
     }
 
@@ -621,7 +621,7 @@ impl Component for AdapterTab {
             if what == Finding::Dataset {
                 self.fit_method_to = Some(self.config.data.train.clone());
             }
-            return self.want_model_info();
+            return self.want_info();
         }
         let input = self.editing.as_mut()?;
         match input.handle(key) {
@@ -629,7 +629,7 @@ impl Component for AdapterTab {
                 if !self.commit_edit() {
                     return Some(Effect::error(self.edit_error.clone().unwrap_or_default()));
                 }
-                return self.want_model_info();
+                return self.want_info();
             }
             InputEvent::Cancel => {
                 self.editing = None;
@@ -643,7 +643,7 @@ impl Component for AdapterTab {
 
     fn handle(&mut self, a: Action, ctx: &Ctx) -> Option<Effect<Msg>> {
         let e = self.act(a, ctx);
-        and(e, self.want_model_info())
+        and(e, self.want_info())
     }
 
     fn update(&mut self, msg: Msg, _ctx: &Ctx) -> Option<Effect<Msg>> {
@@ -653,14 +653,14 @@ impl Component for AdapterTab {
                     self.info_loading = None;
                 }
                 self.model_info = Some(info);
-                self.want_model_info()
+                self.want_info()
             }
             Msg::DataKind(k) => {
                 if self.kind_loading.as_ref() == Some(&k.path) {
                     self.kind_loading = None;
                 }
                 self.data_kind = Some(k);
-                and(self.fit_method(), self.want_model_info())
+                and(self.fit_method(), self.want_info())
             }
             Msg::Found(what, items) => {
                 if let Some((w, f)) = self.finder.as_mut() {
@@ -676,7 +676,7 @@ impl Component for AdapterTab {
     }
 
     fn tick(&mut self, _ctx: &Ctx) -> Option<Effect<Msg>> {
-        self.want_model_info()
+        self.want_info()
     }
 
     fn back(&mut self) {
