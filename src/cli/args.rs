@@ -34,3 +34,20 @@ pub fn at_least_one(s: &str) -> Result<usize, String> {
         n => Err(format!("must be at least 1 (got {n})")),
     }
 }
+
+/// `KEY=VALUE` for the chat template (`enable_thinking=false`): VALUE is JSON when it
+/// parses, else a string; names `apply_chat_template` fills itself are refused.
+pub fn template_kwarg(s: &str) -> Result<(String, serde_json::Value), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, found {s:?}"))?;
+    let k = k.trim();
+    if k.is_empty() {
+        return Err(format!("expected KEY=VALUE, found {s:?}"));
+    }
+    if tunelab::template::chat_template::RESERVED_KWARGS.contains(&k) {
+        return Err(format!("{k} is set by tunelab itself"));
+    }
+    let v = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
+    Ok((k.to_string(), v))
+}

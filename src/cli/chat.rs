@@ -40,6 +40,10 @@ pub struct ChatArgs {
     pub seed: u64,
     #[arg(long, default_value = "model")]
     pub template: String,
+    /// An extra chat-template argument, KEY=VALUE (`enable_thinking=false` for Qwen3's
+    /// non-thinking mode); repeatable.
+    #[arg(long = "template-kwarg", value_name = "KEY=VALUE", value_parser = super::args::template_kwarg)]
+    pub template_kwargs: Vec<(String, serde_json::Value)>,
     /// Print tokens/s to stderr.
     #[arg(long)]
     pub stats: bool,
@@ -66,7 +70,7 @@ pub fn run(a: ChatArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let encoder = match Encoder::new(tok, &TemplateChoice::parse(&a.template), TrainOn::Assistant) {
-        Ok(e) => e,
+        Ok(e) => e.with_template_kwargs(a.template_kwargs.iter().cloned().collect()),
         Err(e) => return fail(&e),
     };
     let mut messages = Vec::new();

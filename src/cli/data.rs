@@ -85,10 +85,12 @@ pub struct TokenArgs {
     /// A model or tokenizer folder (tokenizer.json, tokenizer_config.json).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// The chat template: `model` (its own), chatml, llama3, mistral, alpaca, or a .jinja file.
+    /// The chat template: `model` (its own), a built-in (chatml, llama3, mistral, alpaca, qwen3,
+    /// gemma, phi4, phi4-mini), or a .jinja file.
     #[arg(long, default_value = "model")]
     pub template: String,
-    /// Which tokens are trained: assistant, last_assistant or all.
+    /// Which tokens are trained: assistant, answers (assistant turns without their reasoning),
+    /// last_assistant or all.
     #[arg(long, default_value = "assistant", value_parser = parse_train_on)]
     pub train_on: TrainOn,
     /// The sequence length to check examples against.
@@ -105,6 +107,10 @@ pub struct TokenArgs {
     /// <tool_call> text) or drop (leave the records out).
     #[arg(long, default_value = "template")]
     pub tool_format: tunelab::template::ToolFormat,
+    /// An extra chat-template argument, KEY=VALUE with VALUE as JSON or plain text
+    /// (`enable_thinking=false`), as `data.template_kwargs` passes it; repeatable.
+    #[arg(long = "template-kwarg", value_name = "KEY=VALUE", value_parser = super::args::template_kwarg)]
+    pub template_kwargs: Vec<(String, serde_json::Value)>,
 }
 
 fn parse_train_on(s: &str) -> Result<TrainOn, String> {
@@ -123,8 +129,10 @@ impl TokenArgs {
             Err(e) => return Some(Err(TemplateError::NoTemplate(e.to_string()))),
         };
         Some(
-            Encoder::new(tok, &TemplateChoice::parse(&self.template), self.train_on)
-                .map(|e| e.with_tool_format(self.tool_format)),
+            Encoder::new(tok, &TemplateChoice::parse(&self.template), self.train_on).map(|e| {
+                e.with_tool_format(self.tool_format)
+                    .with_template_kwargs(self.template_kwargs.iter().cloned().collect())
+            }),
         )
     }
 }

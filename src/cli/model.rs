@@ -12,7 +12,11 @@ use tunelab::model::{Arch, Model, ModelConfig};
 pub enum TinyArch {
     Llama,
     Qwen2,
+    Qwen3,
     Mistral,
+    Gemma2,
+    Gemma3,
+    Phi3,
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,7 +79,11 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
             let arch = match arch {
                 TinyArch::Llama => Arch::Llama,
                 TinyArch::Qwen2 => Arch::Qwen2,
+                TinyArch::Qwen3 => Arch::Qwen3,
                 TinyArch::Mistral => Arch::Mistral,
+                TinyArch::Gemma2 => Arch::Gemma2,
+                TinyArch::Gemma3 => Arch::Gemma3,
+                TinyArch::Phi3 => Arch::Phi3,
             };
             let spec = TinySpec {
                 arch,
@@ -133,7 +141,8 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(exit::UNUSABLE));
                 }
             };
-            let targets = ModelConfig::linear_modules();
+            let targets = cfg.linear_modules();
+            let windows = cfg.sliding_layers.iter().filter(|s| **s).count();
             if as_json {
                 let out = json!({
                     "architecture": cfg.arch.hf_class(), "parameters": params, "dtype": dtype,
@@ -143,7 +152,10 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
                     "quantization": report.quantization, "params": report.params, "base_bytes": report.base_bytes,
                     "quantized_params": report.quantized_params, "quantized_bytes": report.quantized_bytes,
                     "bits_per_quantized_weight": report.bits_per_quantized_weight(), "fallbacks": report.fallbacks,
-                    "source": report.source,
+                    "source": report.source, "family": cfg.family().covers,
+                    "sliding_window": cfg.sliding_window, "sliding_layers": windows,
+                    "attn_logit_softcapping": cfg.attn_logit_softcapping,
+                    "final_logit_softcapping": cfg.final_logit_softcapping,
                 });
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
@@ -170,6 +182,13 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
                         ""
                     }
                 );
+                println!("family        {}", cfg.family().covers);
+                if let Some(w) = cfg.sliding_window {
+                    println!(
+                        "attention     sliding window {w} on {windows} of {} layers",
+                        cfg.num_hidden_layers
+                    );
+                }
                 println!("lora targets  {}", targets.join(", "));
                 if report.quantized_params > 0 || !report.fallbacks.is_empty() {
                     println!("base          {}", report.summary());

@@ -184,6 +184,10 @@ pub struct DataSection {
     /// undesirable ones too, as if they were good answers.
     #[serde(default)]
     pub train_undesirable: bool,
+    /// Extra arguments for the chat template, as `apply_chat_template(..., **kwargs)` passes
+    /// them: `{enable_thinking: false}` for Qwen3's non-thinking mode, say.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub template_kwargs: serde_json::Map<String, serde_json::Value>,
 }
 
 fn default_format() -> String {
@@ -406,6 +410,14 @@ impl RunConfig {
         if !(0.0..0.5).contains(&self.data.eval_split) {
             bad("data.eval_split", "must be at least 0 and below 0.5");
         }
+        for k in self.data.template_kwargs.keys() {
+            if crate::template::chat_template::RESERVED_KWARGS.contains(&k.as_str()) {
+                bad(
+                    &format!("data.template_kwargs.{k}"),
+                    "is apply_chat_template's own argument, which tunelab sets; name another",
+                );
+            }
+        }
         let dpo = &self.dpo;
         if dpo.beta <= 0.0 {
             bad("dpo.beta", "must be > 0");
@@ -451,7 +463,7 @@ impl RunConfig {
                 "must name at least one module (or all-linear)",
             );
         }
-        let known = crate::model::ModelConfig::linear_modules();
+        let known = crate::model::ModelConfig::all_linear_modules();
         for (i, m) in l.target_modules.iter().enumerate() {
             if m != "all-linear" && !known.contains(&m.as_str()) {
                 v.push(ConfigIssue {
@@ -635,6 +647,36 @@ mod tests {
         assert!(
             err.contains("c.yaml") && err.contains("unknown field `learning_rate`"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn template_kwargs_reach_the_template_and_keep_its_own_names() {
+        let cfg = RunConfig::from_yaml(
+            "model: {path: m}\ndata: {train: d, template_kwargs: {enable_thinking: false}}\n",
+            "c",
+        )
+        .unwrap();
+        assert_eq!(cfg.validate(), vec![]);
+        assert_eq!(
+            cfg.data.template_kwargs.get("enable_thinking"),
+            Some(&serde_json::Value::Bool(false))
+        );
+        let yaml = cfg.to_yaml();
+        assert!(yaml.contains("enable_thinking: false"), "{yaml}");
+        assert_eq!(RunConfig::from_yaml(&yaml, "back").unwrap(), cfg);
+        // None set: nothing written, so configs without it read and write as before.
+        let plain = RunConfig::minimal("m", "d.jsonl").to_yaml();
+        assert!(!plain.contains("template_kwargs"), "{plain}");
+        let cfg = RunConfig::from_yaml(
+            "model: {path: m}\ndata: {train: d, template_kwargs: {add_generation_prompt: true}}\n",
+            "c",
+        )
+        .unwrap();
+        let got: Vec<String> = cfg.validate().iter().map(|i| i.to_string()).collect();
+        assert_eq!(
+            got,
+            ["data.template_kwargs.add_generation_prompt: is apply_chat_template's own argument, which tunelab sets; name another"]
         );
     }
 }

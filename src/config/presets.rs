@@ -24,6 +24,22 @@ pub const PRESETS: &[(&str, &str)] = &[
         include_str!("../../presets/qwen2.5-0.5b-lora.yaml"),
     ),
     (
+        "qwen3-0.6b-lora",
+        include_str!("../../presets/qwen3-0.6b-lora.yaml"),
+    ),
+    (
+        "qwen3-0.6b-qlora",
+        include_str!("../../presets/qwen3-0.6b-qlora.yaml"),
+    ),
+    (
+        "gemma-3-1b-lora",
+        include_str!("../../presets/gemma-3-1b-lora.yaml"),
+    ),
+    (
+        "gemma-3-1b-qlora",
+        include_str!("../../presets/gemma-3-1b-qlora.yaml"),
+    ),
+    (
         "llama-3.1-8b-lora",
         include_str!("../../presets/llama-3.1-8b-lora.yaml"),
     ),

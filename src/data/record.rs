@@ -80,6 +80,12 @@ pub struct Message {
     pub name: Option<String>,
     /// Per-message loss weight (OpenAI's `weight`, LLaMA-Factory's `loss_weight`); overrides the masking policy.
     pub weight: Option<f32>,
+    /// An assistant message's reasoning (its "thinking"): read from `reasoning_content` (or
+    /// `reasoning`), or split off a leading `<think>…</think>` block of the content in the
+    /// message-list formats. Chat templates get it as `reasoning_content`, which is what Qwen3's
+    /// reads; formats without such a field write it back in front of the text
+    /// ([`Message::text_with_reasoning`]).
+    pub reasoning: Option<String>,
     pub source: SourcePath,
 }
 
@@ -117,6 +123,7 @@ impl Message {
             tool_call_id: None,
             name: None,
             weight: None,
+            reasoning: None,
             source: SourcePath::default(),
         }
     }
@@ -134,10 +141,42 @@ impl Message {
     pub fn char_len(&self) -> usize {
         self.parts.iter().map(|p| p.chars().count()).sum::<usize>()
             + self.parts.len().saturating_sub(1)
+            + self.reasoning.as_ref().map_or(0, |r| r.chars().count())
     }
 
-    /// Adds OpenAI's optional message keys that are set: `tool_calls`, `tool_call_id`, `name`.
+    /// An assistant message whose text starts with a `<think>…</think>` block (Qwen3,
+    /// DeepSeek-R1 style data) with that block as its reasoning: what the readers of formats
+    /// rendered through a chat template do (plain prompt/completion strings, trained without
+    /// one, keep their text).
+    pub fn with_inline_reasoning(mut self) -> Self {
+        if self.role != Role::Assistant || self.reasoning.is_some() || self.parts.len() != 1 {
+            return self;
+        }
+        if let Some((reasoning, answer)) = split_reasoning(&self.parts[0]) {
+            if !reasoning.trim().is_empty() {
+                self.reasoning = Some(reasoning);
+            }
+            self.parts = vec![answer];
+        }
+        self
+    }
+
+    /// The text with the reasoning (when there is some) written in front as Qwen3's template
+    /// renders it, `<think>\n…\n</think>\n\n`: what formats without a reasoning field hold, and
+    /// what [`split_reasoning`] reads back.
+    pub fn text_with_reasoning(&self) -> String {
+        match &self.reasoning {
+            Some(r) => format!("{THINK_OPEN}\n{r}\n{THINK_CLOSE}\n\n{}", self.text()),
+            None => self.text(),
+        }
+    }
+
+    /// Adds OpenAI's optional message keys that are set: `reasoning_content`, `tool_calls`,
+    /// `tool_call_id`, `name`.
     pub fn insert_openai_extras(&self, o: &mut Map<String, Value>, arguments_as_string: bool) {
+        if let Some(r) = &self.reasoning {
+            o.insert("reasoning_content".into(), Value::String(r.clone()));
+        }
         if !self.tool_calls.is_empty() {
             let calls = self
                 .tool_calls
@@ -154,10 +193,33 @@ impl Message {
         }
     }
 
-    /// True when there is neither text nor a tool call.
+    /// True when there is neither text nor a tool call (nor reasoning).
     pub fn is_empty(&self) -> bool {
-        self.tool_calls.is_empty() && self.parts.iter().all(|p| p.trim().is_empty())
+        self.tool_calls.is_empty()
+            && self.parts.iter().all(|p| p.trim().is_empty())
+            && self
+                .reasoning
+                .as_deref()
+                .is_none_or(|r| r.trim().is_empty())
     }
+}
+
+/// The tags Qwen3 (and DeepSeek-R1, QwQ and the models distilled from them) put around reasoning.
+pub const THINK_OPEN: &str = "<think>";
+pub const THINK_CLOSE: &str = "</think>";
+
+/// Splits a leading `<think>…</think>` block off `text`: `(reasoning, answer)`, read the way
+/// Qwen3's chat template reads it (the reasoning without the newlines next to its tags, the
+/// answer without the newlines that start it), so that rendering the two parts gives what the
+/// template renders from the whole text. `None` when `text` does not start (after whitespace)
+/// with `<think>` or has no `</think>`.
+pub fn split_reasoning(text: &str) -> Option<(String, String)> {
+    let rest = text.trim_start().strip_prefix(THINK_OPEN)?;
+    let (reasoning, answer) = rest.split_once(THINK_CLOSE)?;
+    Some((
+        reasoning.trim_matches('\n').to_string(),
+        answer.trim_start_matches('\n').to_string(),
+    ))
 }
 
 /// Multi-turn supervised data.
@@ -388,6 +450,9 @@ fn messages_json(messages: &[Message]) -> Value {
                     let calls = serde_json::to_value(&m.tool_calls).unwrap_or(Value::Null);
                     o.insert("tool_calls".into(), calls);
                 }
+                if let Some(r) = &m.reasoning {
+                    o.insert("reasoning_content".into(), Value::String(r.clone()));
+                }
                 if let Some(w) = m.weight {
                     o.insert("weight".into(), Value::from(w));
                 }
@@ -409,6 +474,11 @@ fn hash_messages(h: &mut Fnv, messages: &[Message]) {
             h.write(c.name.as_bytes());
             h.write(c.arguments.to_string().as_bytes());
         }
+        // Only when present, so records without reasoning keep their fingerprints.
+        if let Some(r) = &m.reasoning {
+            h.write(&[3]);
+            h.write(r.as_bytes());
+        }
         h.write(&[2]);
     }
 }
@@ -428,5 +498,41 @@ impl Fnv {
             self.0 ^= u64::from(*b);
             self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leading_think_block_splits_as_qwen3_reads_it() {
+        let s = |t: &str| split_reasoning(t);
+        assert_eq!(
+            s("<think>\nStep one.\n</think>\n\nAnswer."),
+            Some(("Step one.".into(), "Answer.".into()))
+        );
+        assert_eq!(s("  <think>a</think>b"), Some(("a".into(), "b".into())));
+        // Spaces are the text's own; only the newlines beside the tags go.
+        assert_eq!(
+            s("<think> a </think>\n b"),
+            Some((" a ".into(), " b".into()))
+        );
+        assert_eq!(s("Answer <think>a</think>"), None);
+        assert_eq!(s("<think>unfinished"), None);
+        let mut m = Message::new(Role::Assistant, "x");
+        m.reasoning = Some("r".into());
+        assert_eq!(m.text_with_reasoning(), "<think>\nr\n</think>\n\nx");
+        let back = Message::new(Role::Assistant, m.text_with_reasoning()).with_inline_reasoning();
+        assert_eq!(
+            (back.reasoning.as_deref(), back.text().as_str()),
+            (Some("r"), "x")
+        );
+        // Users' <think> is their text.
+        let u = Message::new(Role::User, "<think>a</think>b").with_inline_reasoning();
+        assert_eq!(
+            (u.reasoning.as_deref(), u.text().as_str()),
+            (None, "<think>a</think>b")
+        );
     }
 }

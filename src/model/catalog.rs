@@ -80,8 +80,13 @@ fn folder_entry(dir: &Path, spec: String, name: String, source: Source) -> Model
 fn gguf_entry(path: &Path) -> ModelEntry {
     let (arch, params, unsupported) = match super::gguf::summary(path) {
         Ok((a, p)) => {
-            let ok = ["llama", "qwen2"].contains(&a.as_str());
-            let why = (!ok).then(|| format!("GGUF architecture {a:?}; expected llama or qwen2"));
+            let ok = super::config::Arch::from_gguf(&a).is_some();
+            let why = (!ok).then(|| {
+                format!(
+                    "GGUF architecture {a:?}; expected one of {}",
+                    super::config::Arch::supported_gguf()
+                )
+            });
             (Some(a), Some(p), why)
         }
         Err(e) => (None, None, Some(e.to_string())),

@@ -5,25 +5,10 @@ use super::config::ModelConfig;
 use crate::lora::LoraConfig;
 use serde::Serialize;
 
-/// (in, out) of each of the seven projections, by HF name.
-pub fn projection_shapes(c: &ModelConfig) -> [(&'static str, usize, usize); 7] {
-    let (h, i) = (c.hidden_size, c.intermediate_size);
-    let q = c.num_attention_heads * c.head_dim;
-    let kv = c.num_key_value_heads * c.head_dim;
-    [
-        ("q_proj", h, q),
-        ("k_proj", h, kv),
-        ("v_proj", h, kv),
-        ("o_proj", q, h),
-        ("gate_proj", h, i),
-        ("up_proj", h, i),
-        ("down_proj", i, h),
-    ]
-}
-
 /// LoRA parameters `lora` adds to a model of shape `c`: r·(in + out) per targeted projection.
 pub fn trainable_parameters(c: &ModelConfig, lora: &LoraConfig) -> usize {
-    let per_layer: usize = projection_shapes(c)
+    let per_layer: usize = c
+        .projection_shapes()
         .iter()
         .filter(|(n, _, _)| lora.targets(n))
         .map(|(_, i, o)| lora.r * (i + o))
@@ -63,7 +48,8 @@ pub fn base_bytes(c: &ModelConfig, plan: &super::QuantPlan, compute_bytes: u64) 
             None => n * compute_bytes,
         }
     };
-    let projections: u64 = projection_shapes(c)
+    let projections: u64 = c
+        .projection_shapes()
         .iter()
         .map(|&(_, inp, out)| matrix(inp, out))
         .sum::<u64>()
@@ -75,7 +61,8 @@ pub fn base_bytes(c: &ModelConfig, plan: &super::QuantPlan, compute_bytes: u64) 
     } else {
         0
     };
-    let projection_params = projection_shapes(c)
+    let projection_params = c
+        .projection_shapes()
         .iter()
         .map(|&(_, i, o)| (i * o) as u64)
         .sum::<u64>()
@@ -106,8 +93,19 @@ pub fn memory(
     // What `train::manual` keeps per token of a layer: its input and two normed copies, the
     // rotated queries, keys and values repeated to every head, the attention output, the
     // attention probabilities (one row of `seq` per head), and the MLP's gate, up and
-    // activated products.
-    let per_token = 4 * h + 4 * q + heads * seq as u64 + 3 * inter;
+    // activated products. Families add: q and k before their norms (Qwen3, Gemma 3), the
+    // attention and MLP outputs before Gemma's sandwich norms, and the tanh of soft-capped
+    // scores (another row of `seq` per head).
+    let f = c.family();
+    let kv = (c.num_key_value_heads * c.head_dim) as u64;
+    let qk_norm = if f.qk_norm { q + kv } else { 0 };
+    let sandwich = if f.sandwich_norms { 2 * h } else { 0 };
+    let capped = if c.attn_logit_softcapping.is_some() {
+        2
+    } else {
+        1
+    };
+    let per_token = 4 * h + 4 * q + capped * heads * seq as u64 + 3 * inter + qk_norm + sandwich;
     let layer = tokens * per_token * compute_bytes;
     let layers = c.num_hidden_layers as u64;
     // Checkpointing keeps each layer's input and recomputes one layer at a time; either

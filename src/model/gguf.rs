@@ -81,8 +81,19 @@ pub fn summary(path: &Path) -> Result<(String, u64), ModelError> {
     Ok((m.s("general.architecture").unwrap_or_default(), params))
 }
 
-/// Loads a GGUF model (Llama/SmolLM/Mistral as `llama`, or `qwen2`) and its tokenizer.
+/// Loads a GGUF model and its tokenizer.
 pub fn load(path: &Path, device: &Device) -> Result<(Model, TextTokenizer), ModelError> {
+    let (model, content) = load_model(path, device)?;
+    let m = Meta {
+        path,
+        md: &content.metadata,
+    };
+    Ok((model, tokenizer(path, &m)?))
+}
+
+/// The weights of a GGUF file of any family in `model::family` (Mistral's files say
+/// `llama`), kept quantized, with llama.cpp's names and metadata mapped to the HF layout.
+pub fn load_model(path: &Path, device: &Device) -> Result<(Model, Content), ModelError> {
     let mut file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
     let content = Content::read(&mut file)
         .map_err(|e| invalid(path, format!("not a readable GGUF file: {e}")))?;
@@ -91,21 +102,20 @@ pub fn load(path: &Path, device: &Device) -> Result<(Model, TextTokenizer), Mode
         md: &content.metadata,
     };
     let arch_name = m.s("general.architecture").unwrap_or_default();
-    let arch = match arch_name.as_str() {
-        "llama" => Arch::Llama,
-        "qwen2" => Arch::Qwen2,
-        other => {
-            return Err(invalid(
-                path,
-                format!(
-                    "metadata general.architecture: unsupported {other:?}; expected llama or qwen2"
-                ),
-            ))
-        }
-    };
+    let arch = Arch::from_gguf(&arch_name).ok_or_else(|| {
+        invalid(
+            path,
+            format!(
+                "metadata general.architecture: unsupported {arch_name:?}; expected one of {}",
+                Arch::supported_gguf()
+            ),
+        )
+    })?;
+    let family = arch.family();
     let a = &arch_name;
-    let heads = m.u(&format!("{a}.attention.head_count"))?;
-    let hidden = m.u(&format!("{a}.embedding_length"))?;
+    let key = |k: &str| format!("{a}.{k}");
+    let heads = m.u(&key("attention.head_count"))?;
+    let hidden = m.u(&key("embedding_length"))?;
     let tensor = |name: &str| -> Result<Arc<candle_core::quantized::QTensor>, ModelError> {
         let mut f = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
         content
@@ -122,32 +132,115 @@ pub fn load(path: &Path, device: &Device) -> Result<(Model, TextTokenizer), Mode
     let has = |name: &str| content.tensor_infos.contains_key(name);
     let embed_q = tensor("token_embd.weight")?;
     let vocab = embed_q.shape().dims2()?.0;
-    let config = ModelConfig {
+    let layers_n = m.u(&key("block_count"))?;
+    // Phi-3's `rope.dimension_count` is the rotated part of a head; the head itself is
+    // `attention.key_length` when present.
+    let head_dim = m.u(&key("attention.key_length")).unwrap_or(hidden / heads);
+    let mut config = ModelConfig::plain(
         arch,
-        vocab_size: vocab,
-        hidden_size: hidden,
-        intermediate_size: m.u(&format!("{a}.feed_forward_length"))?,
-        num_hidden_layers: m.u(&format!("{a}.block_count"))?,
-        num_attention_heads: heads,
-        num_key_value_heads: m
-            .u(&format!("{a}.attention.head_count_kv"))
-            .unwrap_or(heads),
-        head_dim: m
-            .u(&format!("{a}.rope.dimension_count"))
-            .unwrap_or(hidden / heads),
-        rms_norm_eps: m
-            .f(&format!("{a}.attention.layer_norm_rms_epsilon"))
-            .unwrap_or(1e-5),
-        rope_theta: m.f(&format!("{a}.rope.freq_base")).unwrap_or(10_000.0),
-        rope_scaling: None,
-        max_position_embeddings: m.u(&format!("{a}.context_length")).unwrap_or(4096),
-        tie_word_embeddings: !has("output.weight"),
-        qkv_bias: has("blk.0.attn_q.bias"),
-        torch_dtype: Some("gguf".into()),
+        vocab,
+        hidden,
+        m.u(&key("feed_forward_length"))?,
+        layers_n,
+        heads,
+        m.u(&key("attention.head_count_kv")).unwrap_or(heads),
+        head_dim,
+    );
+    config.rms_norm_eps = m
+        .f(&key("attention.layer_norm_rms_epsilon"))
+        .unwrap_or(1e-5);
+    config.rope.theta = m.f(&key("rope.freq_base")).unwrap_or(10_000.0);
+    config.rotary_dim = m.u(&key("rope.dimension_count")).unwrap_or(head_dim);
+    config.max_position_embeddings = m.u(&key("context_length")).unwrap_or(4096);
+    config.tie_word_embeddings = !has("output.weight");
+    config.qkv_bias = has("blk.0.attn_q.bias");
+    config.torch_dtype = Some("gguf".into());
+    config.attn_logit_softcapping = m.f(&key("attn_logit_softcapping"));
+    config.final_logit_softcapping = m.f(&key("final_logit_softcapping"));
+    config.sliding_window = m.u(&key("attention.sliding_window")).ok();
+    // Which layers slide: the file's `attention.sliding_window_pattern` (one bool per layer,
+    // or a period n: every n-th layer is global), else llama.cpp's fixed pattern per family
+    // (Gemma 2 alternates from a sliding first layer, Gemma 3 has five sliding layers per
+    // global one).
+    let pattern_key = key("attention.sliding_window_pattern");
+    let period =
+        |n: usize| -> Vec<bool> { (0..layers_n).map(|i| (i + 1) % n.max(1) != 0).collect() };
+    let pattern: Vec<bool> = match m.md.get(&pattern_key) {
+        Some(v) => match v.to_vec() {
+            Ok(items) => items
+                .iter()
+                .map(|x| x.to_bool())
+                .collect::<Result<Vec<bool>, _>>()
+                .ok()
+                .filter(|p| p.len() == layers_n)
+                .ok_or_else(|| {
+                    invalid(
+                        path,
+                        format!("metadata {pattern_key}: expected {layers_n} booleans"),
+                    )
+                })?,
+            Err(_) => period(m.u(&pattern_key)?),
+        },
+        None => match arch {
+            Arch::Gemma2 => period(2),
+            Arch::Gemma3 => period(6),
+            _ => vec![true; layers_n],
+        },
     };
+    config.sliding_layers = pattern
+        .into_iter()
+        .map(|p| p && config.sliding_window.is_some())
+        .collect();
+    if m.s(&key("rope.scaling.type")).as_deref() == Some("linear") {
+        if let Some(factor) = m.f(&key("rope.scaling.factor")) {
+            config.rope.scaling = Some(super::config::RopeScaling::Linear { factor });
+        }
+    }
+    if arch == Arch::Gemma3 {
+        config.rope_local = Some(super::config::Rope {
+            theta: m.f(&key("rope.freq_base_swa")).unwrap_or(10_000.0),
+            scaling: None,
+        });
+    }
+    if matches!(arch, Arch::Gemma2 | Arch::Gemma3) {
+        // `attention.scale` when the file has it, else llama.cpp's 1/√head_dim.
+        config.query_pre_attn_scalar = Some(match m.f(&key("attention.scale")) {
+            Some(scale) if scale > 0.0 => 1.0 / (scale * scale),
+            _ => head_dim as f64,
+        });
+    }
+    if has("rope_factors_long.weight") && has("rope_factors_short.weight") {
+        let factors = |n: &str| -> Result<Vec<f64>, ModelError> {
+            Ok(dense(n)?
+                .flatten_all()?
+                .to_vec1::<f32>()?
+                .into_iter()
+                .map(f64::from)
+                .collect())
+        };
+        let original = m
+            .u(&key("rope.scaling.original_context_length"))
+            .unwrap_or(config.max_position_embeddings);
+        let factor = config.max_position_embeddings as f64 / original as f64;
+        config.rope.scaling = Some(super::config::RopeScaling::LongRope(
+            super::config::LongRope {
+                short_factor: factors("rope_factors_short.weight")?,
+                long_factor: factors("rope_factors_long.weight")?,
+                original_max_position_embeddings: original,
+                attention_factor: m.f(&key("rope.scaling.attn_factor")).unwrap_or(
+                    if factor <= 1.0 {
+                        1.0
+                    } else {
+                        (1.0 + factor.ln() / (original as f64).ln()).sqrt()
+                    },
+                ),
+            },
+        ));
+    }
     let (hd, kvh) = (config.head_dim, config.num_key_value_heads);
+    // llama.cpp permutes q/k rows for the `llama` architecture only.
     let perm = |n: usize| -> Result<Option<Tensor>, ModelError> {
-        Ok(if arch == Arch::Llama {
+        Ok(if arch_name == "llama" {
             Some(Tensor::new(unpermute_rows(n, hd), device)?)
         } else {
             None
@@ -175,17 +268,47 @@ pub fn load(path: &Path, device: &Device) -> Result<(Model, TextTokenizer), Mode
     let mut layers = Vec::with_capacity(config.num_hidden_layers);
     for i in 0..config.num_hidden_layers {
         let b = format!("blk.{i}");
-        layers.push(Block {
-            input_norm: dense(&format!("{b}.attn_norm.weight"))?,
-            q: linear(&format!("{b}.attn_q"), q_perm.clone())?,
-            k: linear(&format!("{b}.attn_k"), k_perm.clone())?,
-            v: linear(&format!("{b}.attn_v"), None)?,
-            o: linear(&format!("{b}.attn_output"), None)?,
-            post_norm: dense(&format!("{b}.ffn_norm.weight"))?,
-            gate: linear(&format!("{b}.ffn_gate"), None)?,
-            up: linear(&format!("{b}.ffn_up"), None)?,
-            down: linear(&format!("{b}.ffn_down"), None)?,
-        });
+        // Phi-3's fused gate and up rows are llama.cpp's `ffn_up`.
+        let projections = if family.fused {
+            vec![
+                linear(&format!("{b}.attn_qkv"), None)?,
+                linear(&format!("{b}.attn_output"), None)?,
+                linear(&format!("{b}.ffn_up"), None)?,
+                linear(&format!("{b}.ffn_down"), None)?,
+            ]
+        } else {
+            vec![
+                linear(&format!("{b}.attn_q"), q_perm.clone())?,
+                linear(&format!("{b}.attn_k"), k_perm.clone())?,
+                linear(&format!("{b}.attn_v"), None)?,
+                linear(&format!("{b}.attn_output"), None)?,
+                linear(&format!("{b}.ffn_gate"), None)?,
+                linear(&format!("{b}.ffn_up"), None)?,
+                linear(&format!("{b}.ffn_down"), None)?,
+            ]
+        };
+        // llama.cpp stores Gemma's norms already as `1 + w`.
+        let optional = |name: &str, on: bool| -> Result<Option<Tensor>, ModelError> {
+            Ok(if on {
+                Some(dense(&format!("{b}.{name}.weight"))?)
+            } else {
+                None
+            })
+        };
+        let sandwich = family.sandwich_norms;
+        layers.push(Block::assemble(
+            projections,
+            family.modules(),
+            dense(&format!("{b}.attn_norm.weight"))?,
+            dense(&format!("{b}.ffn_norm.weight"))?,
+            [
+                optional("attn_q_norm", family.qk_norm)?,
+                optional("attn_k_norm", family.qk_norm)?,
+                optional("post_attention_norm", sandwich)?,
+                optional("post_ffw_norm", sandwich)?,
+            ],
+            config.sliding_layers[i],
+        ));
     }
     let embed = embed_q.dequantize(device)?.to_dtype(DType::F32)?;
     // Tied: the dense embedding (already in memory for lookups) is the head, so no per-token
@@ -204,7 +327,7 @@ pub fn load(path: &Path, device: &Device) -> Result<(Model, TextTokenizer), Mode
         DType::F32,
         device,
     );
-    Ok((model, tokenizer(path, &m)?))
+    Ok((model, content))
 }
 
 /// Only the tokenizer and chat template of a GGUF file (no weights are read).

@@ -2,7 +2,8 @@
 //! has a backward: frozen projections go through `ops::frozen_linear`, and norms, RoPE and
 //! softmax through the spliced fused kernels of `ops`.
 
-use super::config::ModelConfig;
+use super::config::{Activation, ModelConfig, Rope};
+use super::family::Modules;
 use super::weights::Weights;
 use super::ModelError;
 use crate::lora::{LoraConfig, LoraPair, LoraSwitch};
@@ -111,63 +112,193 @@ impl Linear {
     }
 }
 
+/// One decoder layer. The projections are listed as the family names them: Llama's seven
+/// (`q, k, v, o, gate, up, down`), or Phi-3's four with `qkv_proj` and `gate_up_proj` fused,
+/// whose outputs are split into q, k, v and gate, up.
 #[derive(Debug, Clone)]
 pub struct Block {
     pub input_norm: Tensor,
-    pub q: Linear,
-    pub k: Linear,
-    pub v: Linear,
+    /// `[q, k, v]`, or one fused `[qkv]`.
+    pub attn_in: Vec<Linear>,
     pub o: Linear,
+    /// The norm before the MLP (Llama's `post_attention_layernorm`, Gemma's
+    /// `pre_feedforward_layernorm`).
     pub post_norm: Tensor,
-    pub gate: Linear,
-    pub up: Linear,
+    /// `[gate, up]`, or one fused `[gate_up]`.
+    pub mlp_in: Vec<Linear>,
     pub down: Linear,
+    /// Per-head norms of q and k before RoPE (Qwen3, Gemma 3).
+    pub q_norm: Option<Tensor>,
+    pub k_norm: Option<Tensor>,
+    /// Gemma's norm of the attention output before the residual add.
+    pub attn_out_norm: Option<Tensor>,
+    /// Gemma's norm of the MLP output before the residual add.
+    pub mlp_out_norm: Option<Tensor>,
+    /// Attends within the config's sliding window (and Gemma 3's local RoPE).
+    pub sliding: bool,
+    /// (group, module) of each projection, in `linears` order.
+    pub modules: Modules,
 }
 
 impl Block {
-    /// The seven projections' (group, module) names, in `linears` order.
-    pub const MODULES: [(&'static str, &'static str); 7] = [
-        ("self_attn", "q_proj"),
-        ("self_attn", "k_proj"),
-        ("self_attn", "v_proj"),
-        ("self_attn", "o_proj"),
-        ("mlp", "gate_proj"),
-        ("mlp", "up_proj"),
-        ("mlp", "down_proj"),
-    ];
-
-    /// The linear layers by their HF module names.
-    pub fn linears_mut(&mut self) -> [(&'static str, &'static str, &mut Linear); 7] {
-        [
-            ("self_attn", "q_proj", &mut self.q),
-            ("self_attn", "k_proj", &mut self.k),
-            ("self_attn", "v_proj", &mut self.v),
-            ("self_attn", "o_proj", &mut self.o),
-            ("mlp", "gate_proj", &mut self.gate),
-            ("mlp", "up_proj", &mut self.up),
-            ("mlp", "down_proj", &mut self.down),
-        ]
+    /// The projections with their HF (group, module) names; a module's index here seeds its
+    /// dropout mask.
+    pub fn linears(&self) -> Vec<(&'static str, &'static str, &Linear)> {
+        let all = self
+            .attn_in
+            .iter()
+            .chain([&self.o])
+            .chain(self.mlp_in.iter())
+            .chain([&self.down]);
+        self.modules
+            .iter()
+            .zip(all)
+            .map(|((g, m), l)| (*g, *m, l))
+            .collect()
     }
 
-    pub fn linears(&self) -> [(&'static str, &'static str, &Linear); 7] {
-        [
-            ("self_attn", "q_proj", &self.q),
-            ("self_attn", "k_proj", &self.k),
-            ("self_attn", "v_proj", &self.v),
-            ("self_attn", "o_proj", &self.o),
-            ("mlp", "gate_proj", &self.gate),
-            ("mlp", "up_proj", &self.up),
-            ("mlp", "down_proj", &self.down),
-        ]
+    pub fn linears_mut(&mut self) -> Vec<(&'static str, &'static str, &mut Linear)> {
+        let all = self
+            .attn_in
+            .iter_mut()
+            .chain([&mut self.o])
+            .chain(self.mlp_in.iter_mut())
+            .chain([&mut self.down]);
+        self.modules
+            .iter()
+            .zip(all)
+            .map(|((g, m), l)| (*g, *m, l))
+            .collect()
+    }
+
+    /// A layer from its projections in `modules` order (fused or not) and its norms:
+    /// `[q_norm, k_norm, attn_out_norm, mlp_out_norm]`.
+    pub fn assemble(
+        projections: Vec<Linear>,
+        modules: Modules,
+        input_norm: Tensor,
+        post_norm: Tensor,
+        [q_norm, k_norm, attn_out_norm, mlp_out_norm]: [Option<Tensor>; 4],
+        sliding: bool,
+    ) -> Self {
+        let fused = modules.len() == 4;
+        let mut it = projections.into_iter();
+        let mut take = |n: usize| -> Vec<Linear> { it.by_ref().take(n).collect() };
+        let attn_in = take(if fused { 1 } else { 3 });
+        let o = take(1).remove(0);
+        let mlp_in = take(if fused { 1 } else { 2 });
+        let down = take(1).remove(0);
+        Block {
+            input_norm,
+            attn_in,
+            o,
+            post_norm,
+            mlp_in,
+            down,
+            q_norm,
+            k_norm,
+            attn_out_norm,
+            mlp_out_norm,
+            sliding,
+            modules,
+        }
+    }
+
+    /// Dropout-seed index of `o_proj`, the first MLP projection and `down_proj`.
+    pub fn module_index(&self) -> (u64, u64, u64) {
+        let a = self.attn_in.len() as u64;
+        (a, a + 1, a + 1 + self.mlp_in.len() as u64)
+    }
+
+    /// The norms every layer has and the optional ones, for byte counts.
+    pub fn norms(&self) -> impl Iterator<Item = &Tensor> {
+        [&self.input_norm, &self.post_norm]
+            .into_iter()
+            .chain(self.q_norm.iter())
+            .chain(self.k_norm.iter())
+            .chain(self.attn_out_norm.iter())
+            .chain(self.mlp_out_norm.iter())
     }
 }
 
-/// Per-batch tables every layer shares.
+/// Splits fused outputs: one tensor whose last dimension holds `widths` side by side, or
+/// already one tensor per width.
+pub fn split_last(outs: Vec<Tensor>, widths: &[usize]) -> Result<Vec<Tensor>> {
+    if outs.len() == widths.len() {
+        return Ok(outs);
+    }
+    let fused = &outs[0];
+    let mut start = 0;
+    let mut parts = Vec::with_capacity(widths.len());
+    for &w in widths {
+        parts.push(fused.narrow(D::Minus1, start, w)?);
+        start += w;
+    }
+    Ok(parts)
+}
+
+/// RoPE tables and the attention mask of one attention kind.
 #[derive(Debug, Clone)]
-pub struct Prepared {
+pub struct Tables {
     pub cos: Tensor,
     pub sin: Tensor,
+    /// `-sin`: the backward rotates by the opposite angle.
+    pub nsin: Tensor,
     pub mask: Tensor,
+}
+
+/// Per-batch tables every layer shares: full attention's, and the sliding-window layers'
+/// when the model has any.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub global: Tables,
+    pub local: Option<Tables>,
+}
+
+impl Prepared {
+    pub fn for_block(&self, b: &Block) -> &Tables {
+        match (&self.local, b.sliding) {
+            (Some(l), true) => l,
+            _ => &self.global,
+        }
+    }
+}
+
+/// RoPE on the first `rotary_dim` dimensions of each head ([b, h, t, d]); the rest pass
+/// through (Phi-4-mini's partial rotary).
+pub fn rope_partial(
+    x: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    rotary_dim: usize,
+    rope: fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let d = x.dim(D::Minus1)?;
+    if rotary_dim == d {
+        return rope(x, cos, sin);
+    }
+    let rot = rope(&x.narrow(D::Minus1, 0, rotary_dim)?.contiguous()?, cos, sin)?;
+    Tensor::cat(
+        &[&rot, &x.narrow(D::Minus1, rotary_dim, d - rotary_dim)?],
+        D::Minus1,
+    )?
+    .contiguous()
+}
+
+/// `cap · tanh(x / cap)` (Gemma 2's soft-capping of attention scores and logits).
+pub fn softcap(x: &Tensor, cap: Option<f64>) -> Result<Tensor> {
+    match cap {
+        None => Ok(x.clone()),
+        Some(c) => (x / c)?.tanh()? * c,
+    }
+}
+
+/// The MLP's gate activation, differentiable (autograd path).
+pub fn activate(x: &Tensor, a: Activation) -> Result<Tensor> {
+    match a {
+        Activation::Silu => candle_nn::ops::silu(x),
+        Activation::GeluTanh => x.gelu(),
+    }
 }
 
 /// Keys and values of the tokens seen so far, per layer ([1, kv_heads, len, head_dim]).
@@ -198,7 +329,6 @@ pub struct Model {
     pub dtype: DType,
     pub lora: Option<LoraConfig>,
     pub switch: LoraSwitch,
-    inv_freq: Vec<f32>,
 }
 
 impl Model {
@@ -224,9 +354,11 @@ impl Model {
         let w = Weights::open(dir)?;
         let get = |n: &str| w.get(n, dtype, device);
         let untied_head = !config.tie_word_embeddings && w.has("lm_head.weight");
+        let family = config.family();
+        let modules = family.modules();
         let mut names: Vec<String> = (0..config.num_hidden_layers)
             .flat_map(|i| {
-                Block::MODULES
+                modules
                     .iter()
                     .map(move |(g, m)| format!("model.layers.{i}.{g}.{m}.weight"))
             })
@@ -253,21 +385,55 @@ impl Model {
                 lora: None,
             })
         };
+        // Gemma stores norm weights as `w` and scales by `1 + w`: folded in once here.
+        let norm = |name: &str| -> std::result::Result<Tensor, ModelError> {
+            if family.norm_plus_one {
+                Ok(w.get(name, DType::F32, device)?
+                    .affine(1.0, 1.0)?
+                    .to_dtype(dtype)?)
+            } else {
+                get(name)
+            }
+        };
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let p = format!("model.layers.{i}");
             let b = config.qkv_bias;
-            layers.push(Block {
-                input_norm: get(&format!("{p}.input_layernorm.weight"))?,
-                q: linear(&format!("{p}.self_attn.q_proj"), b)?,
-                k: linear(&format!("{p}.self_attn.k_proj"), b)?,
-                v: linear(&format!("{p}.self_attn.v_proj"), b)?,
-                o: linear(&format!("{p}.self_attn.o_proj"), false)?,
-                post_norm: get(&format!("{p}.post_attention_layernorm.weight"))?,
-                gate: linear(&format!("{p}.mlp.gate_proj"), false)?,
-                up: linear(&format!("{p}.mlp.up_proj"), false)?,
-                down: linear(&format!("{p}.mlp.down_proj"), false)?,
-            });
+            let mut projections = Vec::with_capacity(modules.len());
+            for (g, m) in modules.iter() {
+                let bias = b && *g == "self_attn" && *m != "o_proj";
+                projections.push(linear(&format!("{p}.{g}.{m}"), bias)?);
+            }
+            let optional =
+                |name: &str, on: bool| -> std::result::Result<Option<Tensor>, ModelError> {
+                    Ok(if on {
+                        Some(norm(&format!("{p}.{name}.weight"))?)
+                    } else {
+                        None
+                    })
+                };
+            let sandwich = family.sandwich_norms;
+            let (post_norm, attn_out_norm) = if sandwich {
+                (
+                    norm(&format!("{p}.pre_feedforward_layernorm.weight"))?,
+                    optional("post_attention_layernorm", true)?,
+                )
+            } else {
+                (norm(&format!("{p}.post_attention_layernorm.weight"))?, None)
+            };
+            layers.push(Block::assemble(
+                projections,
+                modules,
+                norm(&format!("{p}.input_layernorm.weight"))?,
+                post_norm,
+                [
+                    optional("self_attn.q_norm", family.qk_norm)?,
+                    optional("self_attn.k_norm", family.qk_norm)?,
+                    attn_out_norm,
+                    optional("post_feedforward_layernorm", sandwich)?,
+                ],
+                config.sliding_layers.get(i).copied().unwrap_or(false),
+            ));
         }
         let embed = get("model.embed_tokens.weight")?;
         let lm_head = if untied_head {
@@ -279,7 +445,7 @@ impl Model {
             config,
             embed,
             layers,
-            get("model.norm.weight")?,
+            norm("model.norm.weight")?,
             lm_head,
             dtype,
             device,
@@ -347,7 +513,7 @@ impl Model {
             total += weight(&self.lm_head);
         }
         for b in &self.layers {
-            total += dense(&b.input_norm) + dense(&b.post_norm);
+            total += b.norms().map(dense).sum::<u64>();
             for (_, _, l) in b.linears() {
                 total += weight(&l.weight) + l.bias.as_ref().map_or(0, dense);
             }
@@ -364,7 +530,6 @@ impl Model {
         dtype: DType,
         device: &Device,
     ) -> Self {
-        let inv_freq = config.inv_freq().into_iter().map(|f| f as f32).collect();
         Model {
             config,
             embed,
@@ -375,7 +540,6 @@ impl Model {
             dtype,
             lora: None,
             switch: LoraSwitch::default(),
-            inv_freq,
         }
     }
 
@@ -493,24 +657,39 @@ impl Model {
         self.lora_vars().iter().map(|(_, v)| v.elem_count()).sum()
     }
 
-    fn rope_tables(&self, positions: &[Vec<u32>]) -> Result<(Tensor, Tensor)> {
-        let half = self.inv_freq.len();
+    /// cos and sin [b, t, rotary_dim / 2] of `rope` at `positions` (LongRoPE's factors and
+    /// scale chosen by the largest position, as transformers does).
+    fn rope_tables(&self, positions: &[Vec<u32>], rope: &Rope) -> Result<(Tensor, Tensor)> {
+        let max = positions.iter().flatten().copied().max().unwrap_or(0) as usize;
+        let (freqs, scale) = self
+            .config
+            .rope_frequencies(rope, self.config.wants_long_rope(max));
+        let freqs: Vec<f32> = freqs.into_iter().map(|f| f as f32).collect();
+        let half = freqs.len();
         let (b, t) = (positions.len(), positions.first().map_or(0, Vec::len));
         let mut angles = Vec::with_capacity(b * t * half);
         for row in positions {
             for &p in row {
-                angles.extend(self.inv_freq.iter().map(|f| p as f32 * f));
+                angles.extend(freqs.iter().map(|f| p as f32 * f));
             }
         }
         let a = Tensor::from_vec(angles, (b, t, half), &self.device)?;
-        Ok((
-            a.cos()?.to_dtype(self.dtype)?,
-            a.sin()?.to_dtype(self.dtype)?,
-        ))
+        let (cos, sin) = if scale == 1.0 {
+            (a.cos()?, a.sin()?)
+        } else {
+            ((a.cos()? * scale)?, (a.sin()? * scale)?)
+        };
+        Ok((cos.to_dtype(self.dtype)?, sin.to_dtype(self.dtype)?))
     }
 
-    /// Additive mask [b, 1, t, t]: causal, within one packed example, and not onto padding.
-    fn mask(&self, positions: &[Vec<u32>], attention: Option<&Vec<Vec<u8>>>) -> Result<Tensor> {
+    /// Additive mask [b, 1, t, t]: causal, within one packed example, not onto padding, and
+    /// within `window` tokens (a query sees itself and the `window - 1` before it).
+    fn mask(
+        &self,
+        positions: &[Vec<u32>],
+        attention: Option<&Vec<Vec<u8>>>,
+        window: Option<usize>,
+    ) -> Result<Tensor> {
         let (b, t) = (positions.len(), positions.first().map_or(0, Vec::len));
         let mut m = vec![0f32; b * t * t];
         for r in 0..b {
@@ -520,8 +699,10 @@ impl Model {
             }
             for i in 0..t {
                 for j in 0..t {
-                    let visible =
-                        j <= i && seg[i] == seg[j] && attention.is_none_or(|a| a[r][j] != 0);
+                    let visible = j <= i
+                        && seg[i] == seg[j]
+                        && attention.is_none_or(|a| a[r][j] != 0)
+                        && window.is_none_or(|w| i - j < w);
                     if !visible && i != j {
                         m[(r * t + i) * t + j] = -1e9;
                     }
@@ -531,23 +712,56 @@ impl Model {
         Tensor::from_vec(m, (b, 1, t, t), &self.device)?.to_dtype(self.dtype)
     }
 
-    /// Rotary tables and the attention mask for one batch, shared by every layer.
+    fn tables(&self, positions: &[Vec<u32>], rope: &Rope, mask: Tensor) -> Result<Tables> {
+        let (cos, sin) = self.rope_tables(positions, rope)?;
+        Ok(Tables {
+            nsin: sin.neg()?,
+            cos,
+            sin,
+            mask,
+        })
+    }
+
+    /// Whether any layer attends within a sliding window.
+    fn has_sliding(&self) -> bool {
+        self.config.sliding_window.is_some() && self.layers.iter().any(|b| b.sliding)
+    }
+
+    /// Rotary tables and attention masks for one batch, shared by every layer.
     pub fn prepare(&self, b: usize, t: usize, batch: &Batch) -> Result<Prepared> {
         let positions = batch
             .position_ids
             .clone()
             .unwrap_or_else(|| vec![(0..t as u32).collect(); b]);
-        let (cos, sin) = self.rope_tables(&positions)?;
-        let mask = self.mask(&positions, batch.attention_mask.as_ref())?;
-        Ok(Prepared { cos, sin, mask })
+        let attention = batch.attention_mask.as_ref();
+        let c = &self.config;
+        let global = self.tables(&positions, &c.rope, self.mask(&positions, attention, None)?)?;
+        let local = if self.has_sliding() {
+            let mask = self.mask(&positions, attention, c.sliding_window)?;
+            Some(self.tables(&positions, c.rope_of(true), mask)?)
+        } else {
+            None
+        };
+        Ok(Prepared { global, local })
     }
 
-    /// Token embeddings [b, t, hidden] (frozen: no gradient flows into them).
+    /// Token embeddings [b, t, hidden], scaled by √hidden in Gemma (frozen: no gradient
+    /// flows into them).
     pub fn embed(&self, input_ids: &Tensor) -> Result<Tensor> {
         let (b, t) = input_ids.dims2()?;
-        self.embed
+        let e = self
+            .embed
             .index_select(&input_ids.flatten_all()?, 0)?
-            .reshape((b, t, self.config.hidden_size))
+            .reshape((b, t, self.config.hidden_size))?;
+        self.scale_embedding(e)
+    }
+
+    fn scale_embedding(&self, e: Tensor) -> Result<Tensor> {
+        if self.config.family().embed_scale {
+            e * (self.config.hidden_size as f64).sqrt()
+        } else {
+            Ok(e)
+        }
     }
 
     /// One decoder layer; `dropout_seed` enables LoRA dropout (training).
@@ -563,13 +777,17 @@ impl Model {
             dropout_seed,
             layer: i,
         };
-        self.block_kv(&self.layers[i], h, &p.cos, &p.sin, &p.mask, &ctx, None)
+        let block = &self.layers[i];
+        self.block_kv(block, h, p.for_block(block), &ctx, None)
     }
 
     /// Final norm and LM head: logits [b, t, vocab].
     pub fn head(&self, h: &Tensor) -> Result<Tensor> {
         let h = ops::rms_norm(h, &self.norm, self.config.rms_norm_eps)?;
-        self.lm_head.apply(&h)
+        softcap(
+            &self.lm_head.apply(&h)?,
+            self.config.final_logit_softcapping,
+        )
     }
 
     /// Logits [b, t, vocab] at every position. `dropout_seed` enables LoRA dropout.
@@ -597,17 +815,30 @@ impl Model {
             cache.layers = vec![None; self.layers.len()];
         }
         let positions = vec![(start as u32..(start + t) as u32).collect::<Vec<u32>>()];
-        let (cos, sin) = self.rope_tables(&positions)?;
         let total = start + t;
-        let mut m = vec![0f32; t * total];
-        for i in 0..t {
-            for j in (start + i + 1)..total {
-                m[i * total + j] = -1e9;
+        let mask = |window: Option<usize>| -> Result<Tensor> {
+            let mut m = vec![0f32; t * total];
+            for i in 0..t {
+                let q = start + i;
+                for j in 0..total {
+                    if j > q || window.is_some_and(|w| q - j >= w) {
+                        m[i * total + j] = -1e9;
+                    }
+                }
             }
-        }
-        let mask = Tensor::from_vec(m, (1, 1, t, total), &self.device)?.to_dtype(self.dtype)?;
+            Tensor::from_vec(m, (1, 1, t, total), &self.device)?.to_dtype(self.dtype)
+        };
+        let c = &self.config;
+        let p = Prepared {
+            global: self.tables(&positions, &c.rope, mask(None)?)?,
+            local: if self.has_sliding() {
+                Some(self.tables(&positions, c.rope_of(true), mask(c.sliding_window)?)?)
+            } else {
+                None
+            },
+        };
         let input = Tensor::new(ids, &self.device)?;
-        let mut h = self.embed.index_select(&input, 0)?.unsqueeze(0)?;
+        let mut h = self.scale_embedding(self.embed.index_select(&input, 0)?.unsqueeze(0)?)?;
         for (i, (layer, kv)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
             let ctx = Ctx {
                 lora_on: self.lora.is_some() && self.switch.is_on(),
@@ -615,41 +846,45 @@ impl Model {
                 layer: i,
             };
             h = self
-                .block_kv(layer, &h, &cos, &sin, &mask, &ctx, Some(kv))?
+                .block_kv(layer, &h, p.for_block(layer), &ctx, Some(kv))?
                 .detach();
         }
         cache.len = total;
-        let h = ops::rms_norm(
-            &h.i((.., t - 1..t, ..))?,
-            &self.norm,
-            self.config.rms_norm_eps,
-        )?;
-        self.lm_head
-            .apply(&h)?
+        self.head(&h.i((.., t - 1..t, ..))?)?
             .flatten_all()?
             .detach()
             .to_dtype(DType::F32)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn block_kv(
         &self,
         l: &Block,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: &Tensor,
+        tables: &Tables,
         ctx: &Ctx,
         kv: Option<&mut Option<(Tensor, Tensor)>>,
     ) -> Result<Tensor> {
         let c = &self.config;
         let (b, t, _) = x.dims3()?;
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
-        let hn = ops::rms_norm(x, &l.input_norm, c.rms_norm_eps)?;
-        let heads = |y: Tensor, n: usize| y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous();
-        let q = ops::rope(&heads(l.q.forward(&hn, ctx, 0)?, nh)?, cos, sin)?;
-        let mut k = ops::rope(&heads(l.k.forward(&hn, ctx, 1)?, nkv)?, cos, sin)?;
-        let mut v = heads(l.v.forward(&hn, ctx, 2)?, nkv)?;
+        let eps = c.rms_norm_eps;
+        let hn = ops::rms_norm(x, &l.input_norm, eps)?;
+        let heads = |y: &Tensor, n: usize| y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous();
+        let outs = l
+            .attn_in
+            .iter()
+            .enumerate()
+            .map(|(j, lin)| lin.forward(&hn, ctx, j as u64))
+            .collect::<Result<Vec<_>>>()?;
+        let qkv = split_last(outs, &[nh * hd, nkv * hd, nkv * hd])?;
+        let (mut q, mut k) = (heads(&qkv[0], nh)?, heads(&qkv[1], nkv)?);
+        if let (Some(qn), Some(kn)) = (&l.q_norm, &l.k_norm) {
+            q = ops::rms_norm(&q, qn, eps)?;
+            k = ops::rms_norm(&k, kn, eps)?;
+        }
+        let q = rope_partial(&q, &tables.cos, &tables.sin, c.rotary_dim, ops::rope)?;
+        let mut k = rope_partial(&k, &tables.cos, &tables.sin, c.rotary_dim, ops::rope)?;
+        let mut v = heads(&qkv[2], nkv)?;
         if let Some(slot) = kv {
             if let Some((pk, pv)) = slot.as_ref() {
                 k = Tensor::cat(&[pk, &k.detach()], 2)?;
@@ -658,18 +893,33 @@ impl Model {
             *slot = Some((k.detach(), v.detach()));
         }
         let (k, v) = (repeat_kv(&k, nh / nkv)?, repeat_kv(&v, nh / nkv)?);
-        let scores =
-            (q.matmul(&k.t()?.contiguous()?)? * (1.0 / (hd as f64).sqrt()))?.broadcast_add(mask)?;
+        let scores = (q.matmul(&k.t()?.contiguous()?)? * c.attention_scale())?;
+        let scores = softcap(&scores, c.attn_logit_softcapping)?.broadcast_add(&tables.mask)?;
         let probs = ops::softmax_last_dim(&scores)?;
         let attn = probs
             .matmul(&v)?
             .transpose(1, 2)?
             .reshape((b, t, nh * hd))?;
-        let x = (x + l.o.forward(&attn, ctx, 3)?)?;
-        let hn = ops::rms_norm(&x, &l.post_norm, c.rms_norm_eps)?;
-        let act =
-            (candle_nn::ops::silu(&l.gate.forward(&hn, ctx, 4)?)? * l.up.forward(&hn, ctx, 5)?)?;
-        x + l.down.forward(&act, ctx, 6)?
+        let (o_ix, mlp_ix, down_ix) = l.module_index();
+        let mut a = l.o.forward(&attn, ctx, o_ix)?;
+        if let Some(n) = &l.attn_out_norm {
+            a = ops::rms_norm(&a, n, eps)?;
+        }
+        let x = (x + a)?;
+        let hn = ops::rms_norm(&x, &l.post_norm, eps)?;
+        let outs = l
+            .mlp_in
+            .iter()
+            .enumerate()
+            .map(|(j, lin)| lin.forward(&hn, ctx, mlp_ix + j as u64))
+            .collect::<Result<Vec<_>>>()?;
+        let gu = split_last(outs, &[c.intermediate_size, c.intermediate_size])?;
+        let act = (activate(&gu[0], c.activation)? * &gu[1])?;
+        let mut m = l.down.forward(&act, ctx, down_ix)?;
+        if let Some(n) = &l.mlp_out_norm {
+            m = ops::rms_norm(&m, n, eps)?;
+        }
+        x + m
     }
 }
 

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod compute;
 pub mod config;
 pub mod estimate;
+pub mod family;
 pub mod gguf;
 pub mod hub;
 pub mod llama;

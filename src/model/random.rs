@@ -8,7 +8,8 @@ use candle_core::{DType, Device, Tensor};
 use serde_json::{json, Value};
 
 /// Named shapes: `bench-tiny` (the SFT benchmark's Llama), `qwen2.5-0.5b`, `smollm2-135m`,
-/// `llama-3.1-8b` (the QLoRA GPU check).
+/// `llama-3.1-8b` (the QLoRA GPU check), `qwen3-0.6b`, `gemma-3-1b`, `phi-4-mini` (the
+/// published configs' shapes and switches).
 pub fn shape(name: &str) -> Option<Value> {
     Some(match name {
         "bench-tiny" => json!({
@@ -34,6 +35,28 @@ pub fn shape(name: &str) -> Option<Value> {
             "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
             "num_key_value_heads": 8, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
             "max_position_embeddings": 131072, "tie_word_embeddings": false,
+        }),
+        "qwen3-0.6b" => json!({
+            "model_type": "qwen3", "vocab_size": 151936, "hidden_size": 1024,
+            "intermediate_size": 3072, "num_hidden_layers": 28, "num_attention_heads": 16,
+            "num_key_value_heads": 8, "head_dim": 128, "rms_norm_eps": 1e-6,
+            "rope_theta": 1000000.0, "max_position_embeddings": 40960, "tie_word_embeddings": true,
+        }),
+        "gemma-3-1b" => json!({
+            "model_type": "gemma3_text", "vocab_size": 262144, "hidden_size": 1152,
+            "intermediate_size": 6912, "num_hidden_layers": 26, "num_attention_heads": 4,
+            "num_key_value_heads": 1, "head_dim": 256, "rms_norm_eps": 1e-6,
+            "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "sliding_window": 512,
+            "sliding_window_pattern": 6, "query_pre_attn_scalar": 256,
+            "hidden_activation": "gelu_pytorch_tanh", "max_position_embeddings": 32768,
+            "tie_word_embeddings": true,
+        }),
+        "phi-4-mini" => json!({
+            "model_type": "phi3", "vocab_size": 200064, "hidden_size": 3072,
+            "intermediate_size": 8192, "num_hidden_layers": 32, "num_attention_heads": 24,
+            "num_key_value_heads": 8, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+            "partial_rotary_factor": 0.75, "max_position_embeddings": 131072,
+            "tie_word_embeddings": true,
         }),
         _ => return None,
     })
@@ -78,27 +101,23 @@ pub fn random_model_quantized(
         Ok(Tensor::randn(0f32, 0.02, (o, i), device)?.to_dtype(dtype)?)
     };
     let ones = |n: usize| -> Result<Tensor, ModelError> { Ok(Tensor::ones(n, dtype, device)?) };
-    let (h, inter) = (cfg.hidden_size, cfg.intermediate_size);
-    let q = cfg.num_attention_heads * cfg.head_dim;
-    let kv = cfg.num_key_value_heads * cfg.head_dim;
+    let h = cfg.hidden_size;
+    let family = cfg.family();
     // Every projection of every layer, (out, in), made and quantized in parallel.
-    let shapes = [
-        ("self_attn.q_proj", q, h),
-        ("self_attn.k_proj", kv, h),
-        ("self_attn.v_proj", kv, h),
-        ("self_attn.o_proj", h, q),
-        ("mlp.gate_proj", inter, h),
-        ("mlp.up_proj", inter, h),
-        ("mlp.down_proj", h, inter),
-    ];
+    let shapes: Vec<(String, usize, usize)> = family
+        .modules()
+        .iter()
+        .zip(cfg.projection_shapes())
+        .map(|((g, m), (_, i, o))| (format!("{g}.{m}"), o, i))
+        .collect();
     let jobs: Vec<(usize, usize)> = (0..cfg.num_hidden_layers)
         .flat_map(|l| (0..shapes.len()).map(move |k| (l, k)))
         .collect();
     let made: Vec<(Weight, QuantReport)> = jobs
         .par_iter()
         .map(|&(l, k)| {
-            let (name, o, i) = shapes[k];
-            matrix(format!("model.layers.{l}.{name}.weight"), o, i)
+            let (name, o, i) = &shapes[k];
+            matrix(format!("model.layers.{l}.{name}.weight"), *o, *i)
         })
         .collect::<Result<_, _>>()?;
     let mut report = QuantReport {
@@ -124,19 +143,29 @@ pub fn random_model_quantized(
         })
     };
     let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-    for _ in 0..cfg.num_hidden_layers {
-        let b = cfg.qkv_bias;
-        layers.push(Block {
-            input_norm: ones(h)?,
-            q: next(b, q)?,
-            k: next(b, kv)?,
-            v: next(b, kv)?,
-            o: next(false, h)?,
-            post_norm: ones(h)?,
-            gate: next(false, inter)?,
-            up: next(false, inter)?,
-            down: next(false, h)?,
-        });
+    let hd = cfg.head_dim;
+    for i in 0..cfg.num_hidden_layers {
+        let mut projections = Vec::with_capacity(shapes.len());
+        for (name, o, _) in &shapes {
+            let bias = cfg.qkv_bias && name.starts_with("self_attn") && name != "self_attn.o_proj";
+            projections.push(next(bias, *o)?);
+        }
+        let opt = |on: bool, n: usize| -> Result<Option<Tensor>, ModelError> {
+            Ok(if on { Some(ones(n)?) } else { None })
+        };
+        layers.push(Block::assemble(
+            projections,
+            family.modules(),
+            ones(h)?,
+            ones(h)?,
+            [
+                opt(family.qk_norm, hd)?,
+                opt(family.qk_norm, hd)?,
+                opt(family.sandwich_norms, h)?,
+                opt(family.sandwich_norms, h)?,
+            ],
+            cfg.sliding_layers.get(i).copied().unwrap_or(false),
+        ));
     }
     let embed = w(cfg.vocab_size, h)?;
     let head = if cfg.tie_word_embeddings {
@@ -153,4 +182,36 @@ pub fn random_model_quantized(
     report.params = model.config.parameter_count() as u64;
     report.base_bytes = model.resident_bytes();
     Ok((model, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::config::{Activation, Arch};
+
+    /// The published parameter totals of Qwen3-0.6B and Gemma-3-1B (q/k norms, sandwich
+    /// norms, tied embeddings) from their configs' shapes.
+    #[test]
+    fn new_families_count_their_published_parameters() {
+        for (name, want) in [("qwen3-0.6b", 596_049_920), ("gemma-3-1b", 999_885_952)] {
+            let c = ModelConfig::from_json(&shape(name).unwrap()).unwrap();
+            assert_eq!(c.parameter_count(), want, "{name}");
+        }
+    }
+
+    /// Gemma-3-1B's hub config (no `layer_types`, `rope_local_base_freq`) resolves to its
+    /// switches.
+    #[test]
+    fn gemma3_hub_config_resolves_its_switches() {
+        let gemma3 = ModelConfig::from_json(&shape("gemma-3-1b").unwrap()).unwrap();
+        assert_eq!(gemma3.arch, Arch::Gemma3);
+        assert_eq!(gemma3.activation, Activation::GeluTanh);
+        assert_eq!(gemma3.sliding_window, Some(512));
+        let pattern: Vec<bool> = gemma3.sliding_layers[..6].to_vec();
+        assert_eq!(pattern, [true, true, true, true, true, false]);
+        assert_eq!(gemma3.rope_of(true).theta, 10_000.0);
+        assert_eq!(gemma3.rope_of(false).theta, 1_000_000.0);
+        assert!((gemma3.attention_scale() - 1.0 / 16.0).abs() < 1e-12);
+        assert!(gemma3.tie_word_embeddings);
+    }
 }

@@ -60,10 +60,11 @@ pub fn load_quantized(
         });
     };
     let (model, report) = Model::load_quantized(&dir, dtype, device, plan)?;
-    let tok = TextTokenizer::from_dir(&dir).map_err(|e| ModelError::Invalid {
+    let mut tok = TextTokenizer::from_dir(&dir).map_err(|e| ModelError::Invalid {
         path: dir.clone(),
         message: e.to_string(),
     })?;
+    apply_family(&mut tok, model.config.arch);
     Ok((model, tok, report))
 }
 
@@ -75,8 +76,39 @@ pub fn load_tokenizer(spec: &Path) -> Result<TextTokenizer, ModelError> {
     {
         return gguf::load_tokenizer(spec);
     }
-    TextTokenizer::from_dir(spec).map_err(|e| ModelError::Invalid {
+    let mut tok = TextTokenizer::from_dir(spec).map_err(|e| ModelError::Invalid {
         path: spec.to_path_buf(),
         message: e.to_string(),
-    })
+    })?;
+    if let Ok(c) = super::ModelConfig::from_file(&spec.join("config.json")) {
+        apply_family(&mut tok, c.arch);
+    }
+    Ok(tok)
+}
+
+/// What the family knows and a model folder may lack: its end-of-turn tokens become stop
+/// ids (when the vocabulary has them), and its chat template is used when the tokenizer
+/// brings none (Phi-3's family: Phi-4's `<|im_sep|>` layout when the vocabulary has that
+/// token, else Phi-3's and Phi-4-mini's `<|user|>` one).
+pub fn apply_family(tok: &mut TextTokenizer, arch: super::Arch) {
+    let family = arch.family();
+    for t in family.stop_tokens {
+        if let Some(id) = tok.inner.token_to_id(t) {
+            tok.stop_ids.insert(id);
+        }
+    }
+    if tok.chat_templates.is_empty() {
+        let name = if arch == super::Arch::Phi3 && tok.inner.token_to_id("<|im_sep|>").is_none() {
+            "phi4-mini"
+        } else {
+            family.template
+        };
+        if let Some((_, src)) = crate::template::chat_template::BUILTIN
+            .iter()
+            .find(|(n, _)| *n == name)
+        {
+            tok.chat_templates
+                .push(("default".to_string(), src.to_string()));
+        }
+    }
 }

@@ -1,6 +1,8 @@
-//! `tunelab model init-tiny`: a small random Llama-family model with its own trained BPE
-//! tokenizer and a ChatML template, written as an ordinary Hugging Face folder. Tests and the
-//! demo workspace use it; it trains on a CPU in seconds.
+//! `tunelab model init-tiny`: a small random model of any family in `model::family` with its
+//! own trained BPE tokenizer and a ChatML template, written as an ordinary Hugging Face
+//! folder. Tests and the demo workspace use it; it trains on a CPU in seconds. Each family's
+//! distinctive switches are on (Gemma's soft-caps and sliding windows, q/k norms, fused
+//! projections), so a tiny run exercises them.
 
 use super::config::Arch;
 use super::ModelError;
@@ -118,10 +120,12 @@ pub fn init_tiny(dir: &Path, spec: &TinySpec) -> Result<(), ModelError> {
     let vocab = train_tokenizer(dir, spec.vocab, &spec.extra_corpus)?;
     let id = |t: &str| SPECIAL_TOKENS.iter().position(|s| *s == t).unwrap_or(0);
     let head_dim = spec.hidden / spec.heads;
-    let tied = spec.arch == Arch::Qwen2;
-    let config = json!({
+    let family = spec.arch.family();
+    let gemma = matches!(spec.arch, Arch::Gemma2 | Arch::Gemma3);
+    let tied = spec.arch == Arch::Qwen2 || gemma;
+    let mut config = json!({
         "architectures": [spec.arch.hf_class()],
-        "model_type": spec.arch.name(),
+        "model_type": family.model_type,
         "vocab_size": vocab,
         "hidden_size": spec.hidden,
         "intermediate_size": spec.intermediate,
@@ -129,7 +133,7 @@ pub fn init_tiny(dir: &Path, spec: &TinySpec) -> Result<(), ModelError> {
         "num_attention_heads": spec.heads,
         "num_key_value_heads": spec.kv_heads,
         "head_dim": head_dim,
-        "hidden_act": "silu",
+        "hidden_act": if gemma { "gelu_pytorch_tanh" } else { "silu" },
         "max_position_embeddings": 2048,
         "rms_norm_eps": 1e-6,
         "rope_theta": 10000.0,
@@ -139,6 +143,36 @@ pub fn init_tiny(dir: &Path, spec: &TinySpec) -> Result<(), ModelError> {
         "eos_token_id": id("<|im_end|>"),
         "torch_dtype": "float32",
     });
+    if gemma {
+        // Every other layer (Gemma 2) or all but the last (Gemma 3) attends within 64 tokens.
+        let layer_types: Vec<&str> = (0..spec.layers)
+            .map(|i| {
+                let sliding = if spec.arch == Arch::Gemma2 {
+                    i % 2 == 0
+                } else {
+                    i + 1 < spec.layers
+                };
+                if sliding {
+                    "sliding_attention"
+                } else {
+                    "full_attention"
+                }
+            })
+            .collect();
+        config["hidden_activation"] = json!("gelu_pytorch_tanh");
+        config["query_pre_attn_scalar"] = json!(head_dim);
+        config["sliding_window"] = json!(64);
+        config["layer_types"] = json!(layer_types);
+        if spec.arch == Arch::Gemma2 {
+            config["attn_logit_softcapping"] = json!(50.0);
+            config["final_logit_softcapping"] = json!(30.0);
+        } else {
+            config["rope_parameters"] = json!({
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                "full_attention": {"rope_type": "default", "rope_theta": 1000000.0},
+            });
+        }
+    }
     let mut rng = rand::rngs::StdRng::seed_from_u64(spec.seed);
     let dev = Device::Cpu;
     let mut t: HashMap<String, Tensor> = HashMap::new();
@@ -167,18 +201,35 @@ pub fn init_tiny(dir: &Path, spec: &TinySpec) -> Result<(), ModelError> {
             rand_t(&mut rng, (vocab, h))?
         },
     );
+    // Gemma stores norm weights as `w` for a `1 + w` scale: zeros are the identity there.
+    let norm = |n: usize| {
+        if family.norm_plus_one {
+            Tensor::zeros(n, candle_core::DType::F32, &dev)
+        } else {
+            ones(n)
+        }
+    };
+    let shapes = {
+        let mut c = super::config::ModelConfig::plain(
+            spec.arch,
+            vocab,
+            h,
+            i,
+            spec.layers,
+            spec.heads,
+            spec.kv_heads,
+            head_dim,
+        );
+        c.qkv_bias = spec.arch == Arch::Qwen2;
+        c.projection_shapes()
+    };
     for l in 0..spec.layers {
         let p = format!("model.layers.{l}");
-        for (name, shape) in [
-            ("self_attn.q_proj", (q, h)),
-            ("self_attn.k_proj", (kv, h)),
-            ("self_attn.v_proj", (kv, h)),
-            ("self_attn.o_proj", (h, q)),
-            ("mlp.gate_proj", (i, h)),
-            ("mlp.up_proj", (i, h)),
-            ("mlp.down_proj", (h, i)),
-        ] {
-            t.insert(format!("{p}.{name}.weight"), rand_t(&mut rng, shape)?);
+        for ((group, module), (_, inp, out)) in family.modules().iter().zip(&shapes) {
+            t.insert(
+                format!("{p}.{group}.{module}.weight"),
+                rand_t(&mut rng, (*out, *inp))?,
+            );
         }
         if spec.arch == Arch::Qwen2 {
             for (name, n) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
@@ -188,10 +239,18 @@ pub fn init_tiny(dir: &Path, spec: &TinySpec) -> Result<(), ModelError> {
                 );
             }
         }
-        t.insert(format!("{p}.input_layernorm.weight"), ones(h)?);
-        t.insert(format!("{p}.post_attention_layernorm.weight"), ones(h)?);
+        t.insert(format!("{p}.input_layernorm.weight"), norm(h)?);
+        t.insert(format!("{p}.post_attention_layernorm.weight"), norm(h)?);
+        if family.sandwich_norms {
+            t.insert(format!("{p}.pre_feedforward_layernorm.weight"), norm(h)?);
+            t.insert(format!("{p}.post_feedforward_layernorm.weight"), norm(h)?);
+        }
+        if family.qk_norm {
+            t.insert(format!("{p}.self_attn.q_norm.weight"), norm(head_dim)?);
+            t.insert(format!("{p}.self_attn.k_norm.weight"), norm(head_dim)?);
+        }
     }
-    t.insert("model.norm.weight".into(), ones(h)?);
+    t.insert("model.norm.weight".into(), norm(h)?);
     if !tied {
         t.insert("lm_head.weight".into(), head_t(&mut rng)?);
     }

@@ -7,7 +7,7 @@ use super::error::TemplateError;
 use crate::pyjson::{dumps_with, DumpOptions};
 use minijinja::value::{Kwargs, Value as JValue};
 use minijinja::{Environment, Error, ErrorKind};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// Instructions one render may execute before it is stopped.
@@ -58,12 +58,38 @@ impl std::io::Write for Bounded {
     }
 }
 
-/// The templates tunelab ships for models that carry none.
+/// The templates tunelab ships for models that carry none. `qwen3`, `gemma` (Gemma 3's),
+/// `phi4` and `phi4-mini` are the published templates of those models, unchanged but for a
+/// leading comment (`tests/reference/templates/` holds the originals, and the fixture tests check
+/// that these render what they render).
 pub const BUILTIN: &[(&str, &str)] = &[
     ("chatml", include_str!("builtin/chatml.jinja")),
     ("llama3", include_str!("builtin/llama3.jinja")),
     ("mistral", include_str!("builtin/mistral.jinja")),
     ("alpaca", include_str!("builtin/alpaca.jinja")),
+    ("qwen3", include_str!("builtin/qwen3.jinja")),
+    ("gemma", include_str!("builtin/gemma.jinja")),
+    ("phi4", include_str!("builtin/phi4.jinja")),
+    ("phi4-mini", include_str!("builtin/phi4-mini.jinja")),
+];
+
+/// The built-in templates' names, for messages (`chatml, llama3, …`).
+pub fn builtin_names() -> String {
+    BUILTIN
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Names a chat template reads that `apply_chat_template`'s own arguments fill, so extra
+/// template arguments (`data.template_kwargs`) cannot take them.
+pub const RESERVED_KWARGS: &[&str] = &[
+    "messages",
+    "tools",
+    "documents",
+    "add_generation_prompt",
+    "continue_final_message",
 ];
 
 #[derive(Clone)]
@@ -158,7 +184,7 @@ impl ChatTemplate {
         })
     }
 
-    /// A built-in template by name (`chatml`, `llama3`, `mistral`, `alpaca`).
+    /// A built-in template by name (see [`BUILTIN`]).
     pub fn builtin(name: &str) -> Option<Self> {
         BUILTIN
             .iter()
@@ -173,6 +199,20 @@ impl ChatTemplate {
         tools: Option<&Value>,
         add_generation_prompt: bool,
         vars: &[(&'static str, String)],
+    ) -> Result<String, TemplateError> {
+        self.render_with(messages, tools, add_generation_prompt, vars, &Map::new())
+    }
+
+    /// [`ChatTemplate::render`] with extra template arguments, as `apply_chat_template(...,
+    /// **kwargs)` passes them (`enable_thinking`, say): they may replace the special tokens
+    /// in `vars`, not the [`RESERVED_KWARGS`].
+    pub fn render_with(
+        &self,
+        messages: &[Value],
+        tools: Option<&Value>,
+        add_generation_prompt: bool,
+        vars: &[(&'static str, String)],
+        kwargs: &Map<String, Value>,
     ) -> Result<String, TemplateError> {
         let tmpl = self
             .env
@@ -191,6 +231,11 @@ impl ChatTemplate {
         );
         for (k, v) in vars {
             ctx.insert((*k).into(), Value::String(v.clone()));
+        }
+        for (k, v) in kwargs {
+            if !RESERVED_KWARGS.contains(&k.as_str()) {
+                ctx.insert(k.clone(), v.clone());
+            }
         }
         let input = serde_json::to_vec(&ctx).map_or(0, |v| v.len());
         let mut out = Bounded {
@@ -407,5 +452,45 @@ mod tests {
             text.contains("<|start_header_id|>ipython<|end_header_id|>\n\n{\"t\": 3}<|eot_id|>"),
             "{text}"
         );
+    }
+
+    /// Qwen3's, Gemma 3's, Phi-4's and Phi-4-mini's published templates as built-ins (the
+    /// fixture tests compare them with transformers on every case).
+    #[test]
+    fn builtins_of_the_new_families() {
+        let m = [
+            json!({"role": "system", "content": "Be brief."}),
+            json!({"role": "user", "content": "hi"}),
+            json!({"role": "assistant", "content": "yo", "reasoning_content": "Greet back."}),
+        ];
+        let qwen3 = ChatTemplate::builtin("qwen3").unwrap();
+        assert_eq!(
+            qwen3.render(&m, None, false, &[]).unwrap(),
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\nGreet back.\n</think>\n\nyo<|im_end|>\n"
+        );
+        let mut off = Map::new();
+        off.insert("enable_thinking".into(), Value::Bool(false));
+        assert!(qwen3
+            .render_with(&m[..2], None, true, &[], &off)
+            .unwrap()
+            .ends_with("<|im_start|>assistant\n<think>\n\n</think>\n\n"));
+        let gemma = ChatTemplate::builtin("gemma").unwrap();
+        let bos = [("bos_token", "<bos>".to_string())];
+        assert_eq!(
+            gemma.render(&m, None, true, &bos).unwrap(),
+            "<bos><start_of_turn>user\nBe brief.\n\nhi<end_of_turn>\n<start_of_turn>model\nyo<end_of_turn>\n<start_of_turn>model\n"
+        );
+        let phi4 = ChatTemplate::builtin("phi4").unwrap();
+        assert_eq!(
+            phi4.render(&m, None, false, &[]).unwrap(),
+            "<|im_start|>system<|im_sep|>Be brief.<|im_end|><|im_start|>user<|im_sep|>hi<|im_end|><|im_start|>assistant<|im_sep|>yo<|im_end|>"
+        );
+        let mini = ChatTemplate::builtin("phi4-mini").unwrap();
+        let eos = [("eos_token", "<|endoftext|>".to_string())];
+        assert_eq!(
+            mini.render(&m, None, false, &eos).unwrap(),
+            "<|system|>Be brief.<|end|><|user|>hi<|end|><|assistant|>yo<|end|><|endoftext|>"
+        );
+        assert!(builtin_names().contains("qwen3, gemma, phi4, phi4-mini"));
     }
 }

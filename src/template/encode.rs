@@ -1,5 +1,33 @@
 //! Records become token ids with labels: the chat template is rendered turn by turn to find
 //! each message's span, so the loss mask never depends on searching for strings.
+//!
+//! # Assistant spans and reasoning
+//!
+//! A trained assistant message's span is what transformers' `{% generation %}` block marks in
+//! a template that has one (TRL's `assistant_only_loss`): everything the template writes for
+//! the turn after its generation prompt, through the first stop token. It starts where the
+//! conversation rendered up to the message with `add_generation_prompt` ends, and ends where
+//! the conversation rendered through the message stops agreeing with the whole rendering. So a
+//! reasoning block the template renders (Qwen3's `<think>\n…\n</think>\n\n`, from the
+//! message's `reasoning_content`) is in the span, and one it leaves out is not: Qwen3 drops
+//! the reasoning of assistant turns before the last user query and writes an empty thinking
+//! block in the last turns that have none, and the masks follow what is rendered. When the
+//! template rewrites a turn once later messages follow (Qwen3's earlier turns lose their
+//! reasoning), the span is read from the whole rendering instead: from the same start through
+//! the first stop token.
+//!
+//! `train_on: answers` trains the same turns without the reasoning the template rendered for
+//! them: the span of a message whose reasoning changes the rendering starts where its answer
+//! starts (found by rendering with another answer), so the `<think>` block is context, not
+//! target. A turn whose reasoning is not rendered trains as under `assistant` (Qwen3's empty
+//! thinking block included, as its `{% generation %}` masks would).
+//!
+//! Template arguments (`data.template_kwargs`, such as Qwen3's `enable_thinking`) go to every
+//! render. With `enable_thinking: false`, Qwen3's generation prompt ends in an empty thinking
+//! block; the last turn has it too, and it is then prompt, not target (as at inference, where
+//! the template writes it), which is the one place these masks differ from `{% generation %}`
+//! masks. Earlier turns, which do not have it, start where generation prompt and conversation
+//! part.
 
 use super::chat_template::ChatTemplate;
 use super::error::TemplateError;
@@ -30,9 +58,13 @@ pub const IGNORE: i64 = -100;
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 pub enum TrainOn {
-    /// Every assistant turn's content and its end-of-turn token.
+    /// Every assistant turn's content and its end-of-turn token, with any reasoning the
+    /// template renders for it (Qwen3's `<think>` block).
     #[default]
     Assistant,
+    /// Every assistant turn without its rendered reasoning: the `<think>` block is context,
+    /// the answer after it (and the end-of-turn token) is trained.
+    Answers,
     /// Only the final assistant turn.
     LastAssistant,
     /// Every token.
@@ -144,7 +176,11 @@ pub struct Encoder {
     pub train_on: TrainOn,
     /// What happens to tool calls and definitions the template cannot render.
     pub tool_format: ToolFormat,
+    /// Extra template arguments, as `apply_chat_template(..., **kwargs)` (`enable_thinking`).
+    pub template_kwargs: Map<String, Value>,
     vars: Vec<(&'static str, String)>,
+    /// The stop tokens' text, to tell where a rendered turn ends.
+    stop_texts: Vec<String>,
 }
 
 fn pair_carries_tools(p: &PreferencePair) -> bool {
@@ -153,7 +189,8 @@ fn pair_carries_tools(p: &PreferencePair) -> bool {
         || carries_tools(&p.rejected, &[])
 }
 
-/// A message as chat templates expect it (only the keys that are set, as transformers passes them).
+/// A message as chat templates expect it (only the keys that are set, as transformers passes them;
+/// the reasoning as `reasoning_content`, the key Qwen3's template reads).
 pub fn template_message(m: &Message) -> Value {
     let mut o = Map::new();
     o.insert("role".into(), Value::String(m.role.as_str().into()));
@@ -180,6 +217,20 @@ fn common_prefix(a: &str, b: &str) -> usize {
         n -= 1;
     }
     n
+}
+
+/// An answer no template writes on its own: rendering a message with it in place of its
+/// content shows where the template puts the content.
+const PROBE: &str = "\u{1}";
+
+/// A byte range of the rendered text to train.
+struct Span {
+    range: Range<usize>,
+    /// Ends at the first stop token in `range` (an assistant turn).
+    cut_at_stop: bool,
+    /// `train_on: answers`: tokens that end at or before this offset (the rendered reasoning)
+    /// are left out.
+    answer_from: Option<usize>,
 }
 
 impl Encoder {
@@ -211,13 +262,27 @@ impl Encoder {
             }
         };
         let vars = tokenizer.template_vars();
+        let stop_texts = tokenizer
+            .stop_ids
+            .iter()
+            .filter_map(|&id| tokenizer.inner.id_to_token(id))
+            .filter(|t| !t.is_empty())
+            .collect();
         Ok(Encoder {
             tokenizer,
             template,
             train_on,
             tool_format: ToolFormat::default(),
+            template_kwargs: Map::new(),
             vars,
+            stop_texts,
         })
+    }
+
+    /// The same encoder with extra template arguments (`data.template_kwargs`).
+    pub fn with_template_kwargs(mut self, kwargs: Map<String, Value>) -> Self {
+        self.template_kwargs = kwargs;
+        self
     }
 
     /// The same encoder with another tool policy.
@@ -274,6 +339,19 @@ impl Encoder {
                 out.push(Ignored::ToolNames);
             }
         }
+        if c.messages.iter().any(|m| m.reasoning.is_some()) {
+            let without: Vec<Message> = c
+                .messages
+                .iter()
+                .map(|m| Message {
+                    reasoning: None,
+                    ..m.clone()
+                })
+                .collect();
+            if same(without, tools.as_ref()) {
+                out.push(Ignored::Reasoning);
+            }
+        }
         if c.messages
             .iter()
             .any(|m| m.role == Role::System && !m.text().trim().is_empty())
@@ -312,8 +390,9 @@ impl Encoder {
     fn template(&self) -> Result<&ChatTemplate, TemplateError> {
         self.template.as_ref().ok_or_else(|| {
             TemplateError::NoTemplate(format!(
-                "{} has no chat template; pass --template with chatml, llama3, mistral, alpaca or a .jinja file",
-                self.tokenizer.dir.display()
+                "{} has no chat template; pass --template with {} or a .jinja file",
+                self.tokenizer.dir.display(),
+                super::chat_template::builtin_names()
             ))
         })
     }
@@ -325,8 +404,13 @@ impl Encoder {
         tools: Option<&Value>,
         add_generation_prompt: bool,
     ) -> Result<String, TemplateError> {
-        self.template()?
-            .render(messages, tools, add_generation_prompt, &self.vars)
+        self.template()?.render_with(
+            messages,
+            tools,
+            add_generation_prompt,
+            &self.vars,
+            &self.template_kwargs,
+        )
     }
 
     /// Messages whose text the template left out of `rendered` (a template that silently drops
@@ -492,7 +576,7 @@ impl Encoder {
                 Some(w) => w > 0.0,
                 None => match self.train_on {
                     TrainOn::All => false, // handled as one span
-                    TrainOn::Assistant => messages[i].role == Role::Assistant,
+                    TrainOn::Assistant | TrainOn::Answers => messages[i].role == Role::Assistant,
                     TrainOn::LastAssistant => Some(i) == last_assistant,
                 },
             })
@@ -502,45 +586,31 @@ impl Encoder {
     pub fn encode_conversation(&self, c: &Conversation) -> Result<Example, TemplateError> {
         if c.plain {
             if let [user, assistant] = c.messages.as_slice() {
-                return self.encode_plain(&user.text(), &assistant.text());
+                return self.encode_plain(&user.text(), &assistant.text_with_reasoning());
             }
         }
         let msgs: Vec<Value> = c.messages.iter().map(template_message).collect();
         let tools = template_tools(&c.tools);
         let full = self.render(&msgs, tools.as_ref(), false)?;
-        let name = self.template()?.name.clone();
-        // Byte spans of `full` to train, and whether each ends at a stop token.
-        let mut spans: Vec<(Range<usize>, bool)> = Vec::new();
+        let mut spans: Vec<Span> = Vec::new();
         if self.train_on == TrainOn::All && c.messages.iter().all(|m| m.weight.is_none()) {
-            spans.push((0..full.len(), false));
+            spans.push(Span {
+                range: 0..full.len(),
+                cut_at_stop: false,
+                answer_from: None,
+            });
         } else {
             for i in self.trained_messages(&c.messages) {
-                let is_assistant = c.messages[i].role == Role::Assistant;
-                let before = if i == 0 {
-                    self.render(&[], tools.as_ref(), is_assistant)
-                        .unwrap_or_default()
-                } else {
-                    self.render(&msgs[..i], tools.as_ref(), is_assistant)?
-                };
-                if !full.starts_with(&before) {
-                    return Err(TemplateError::NotPrefixStable {
-                        name,
-                        index: i,
-                        role: c.messages[i].role.to_string(),
-                    });
-                }
-                let through = self.render(&msgs[..=i], tools.as_ref(), false)?;
-                let end = common_prefix(&through, &full).max(before.len());
-                spans.push((before.len()..end, is_assistant));
+                spans.push(self.message_span(c, &msgs, i, tools.as_ref(), &full)?);
             }
         }
         let enc = self.tokenizer.encode(&full, false)?;
         let mut labels = vec![IGNORE; enc.ids.len()];
-        for (span, cut_at_stop) in &spans {
+        for span in &spans {
             let mut idx: Vec<usize> = (0..enc.ids.len())
-                .filter(|&t| span.contains(&enc.offsets[t].0))
+                .filter(|&t| span.range.contains(&enc.offsets[t].0))
                 .collect();
-            if *cut_at_stop {
+            if span.cut_at_stop {
                 if let Some(k) = idx
                     .iter()
                     .position(|&t| self.tokenizer.stop_ids.contains(&enc.ids[t]))
@@ -557,6 +627,11 @@ impl Encoder {
                     }
                 }
             }
+            if let Some(a) = span.answer_from {
+                // A token that straddles the answer's start is trained, as transformers marks
+                // every token overlapping a generation span.
+                idx.retain(|&t| enc.offsets[t].1 > a);
+            }
             for t in idx {
                 labels[t] = i64::from(enc.ids[t]);
             }
@@ -568,6 +643,103 @@ impl Encoder {
             offsets: enc.offsets,
             prompt: String::new(),
         })
+    }
+
+    /// The byte span of `full` (the whole conversation rendered) that message `i` trains.
+    fn message_span(
+        &self,
+        c: &Conversation,
+        msgs: &[Value],
+        i: usize,
+        tools: Option<&Value>,
+        full: &str,
+    ) -> Result<Span, TemplateError> {
+        let m = &c.messages[i];
+        let is_assistant = m.role == Role::Assistant;
+        let prefix = |gen: bool| {
+            if i == 0 {
+                Ok(self.render(&[], tools, gen).unwrap_or_default())
+            } else {
+                self.render(&msgs[..i], tools, gen)
+            }
+        };
+        let unstable = || TemplateError::NotPrefixStable {
+            name: self.template_name(),
+            index: i,
+            role: m.role.to_string(),
+        };
+        let before = prefix(is_assistant)?;
+        let start = if full.starts_with(&before) {
+            before.len()
+        } else if is_assistant {
+            // The generation prompt is not all in the conversation (Qwen3 with
+            // `enable_thinking: false` ends it in an empty thinking block that only the last
+            // turn has): when what precedes it is, the span starts where the two part.
+            let plain = prefix(false)?;
+            if !full.starts_with(&plain) {
+                return Err(unstable());
+            }
+            common_prefix(&before, full).max(plain.len())
+        } else {
+            return Err(unstable());
+        };
+        let through = self.render(&msgs[..=i], tools, false)?;
+        let agreed = common_prefix(&through, full).max(start);
+        let mut end = agreed;
+        if is_assistant {
+            // The turn as rendered last ends at a stop token that the whole rendering does not
+            // share: the template writes this turn differently once more messages follow
+            // (Qwen3 drops an earlier turn's reasoning). The whole rendering's turn, through
+            // its first stop token, is the span.
+            let tail = through.get(start..).unwrap_or_default();
+            if let Some(stop) = self
+                .stop_texts
+                .iter()
+                .filter_map(|t| tail.find(t.as_str()))
+                .min()
+            {
+                let stop = start + stop;
+                if agreed <= stop && !through[agreed..stop].trim().is_empty() {
+                    end = full.len();
+                }
+            }
+        }
+        let answer_from =
+            if self.train_on == TrainOn::Answers && is_assistant && m.reasoning.is_some() {
+                self.answer_start(msgs, i, tools, full)?
+            } else {
+                None
+            };
+        Ok(Span {
+            range: start..end,
+            cut_at_stop: is_assistant,
+            answer_from,
+        })
+    }
+
+    /// Where message `i`'s answer starts in `full`, when the template renders its reasoning
+    /// (`None` when the rendering does not change without it): the whole conversation rendered
+    /// with another answer agrees with `full` up to there.
+    fn answer_start(
+        &self,
+        msgs: &[Value],
+        i: usize,
+        tools: Option<&Value>,
+        full: &str,
+    ) -> Result<Option<usize>, TemplateError> {
+        let mut without = msgs.to_vec();
+        if let Some(o) = without[i].as_object_mut() {
+            o.remove("reasoning_content");
+        }
+        if self.render(&without, tools, false)? == full {
+            return Ok(None);
+        }
+        let mut probe = msgs.to_vec();
+        if let Some(o) = probe[i].as_object_mut() {
+            o.insert("content".into(), Value::String(PROBE.into()));
+        }
+        let probed = self.render(&probe, tools, false)?;
+        Ok(Some(common_prefix(&probed, full)))
     }
 
     /// TRL's split: the prompt rendered with the generation prompt, each completion the rest of
@@ -597,7 +769,11 @@ impl Encoder {
                 if m.is_empty() {
                     return Ok(Vec::new());
                 }
-                let text = m.iter().map(Message::text).collect::<Vec<_>>().join("\n");
+                let text = m
+                    .iter()
+                    .map(Message::text_with_reasoning)
+                    .collect::<Vec<_>>()
+                    .join("\n");
                 Ok(finish(self.tokenizer.encode(&text, false)?.ids))
             };
             return Ok(PreferenceExample {

@@ -129,7 +129,14 @@ pub fn token_stats(
                             notes.ignored = encoder
                                 .ignored(c, &ex.text)
                                 .into_iter()
-                                .filter(|i| matches!(i, Ignored::ToolNames | Ignored::SystemPrompt))
+                                .filter(|i| {
+                                    matches!(
+                                        i,
+                                        Ignored::ToolNames
+                                            | Ignored::SystemPrompt
+                                            | Ignored::Reasoning
+                                    )
+                                })
                                 .collect();
                         }
                         let (len, trained) = (ex.len(), ex.trained());

@@ -162,6 +162,9 @@ pub enum Ignored {
     /// A `tool` message's `name`.
     ToolNames,
     SystemPrompt,
+    /// Assistant messages' reasoning (`reasoning_content`): a template without reasoning
+    /// support renders only the answers.
+    Reasoning,
 }
 
 impl Ignored {
@@ -171,6 +174,7 @@ impl Ignored {
             Ignored::ToolDefinitions => "tool definitions",
             Ignored::ToolNames => "tool message names",
             Ignored::SystemPrompt => "the system prompt",
+            Ignored::Reasoning => "the reasoning (reasoning_content, <think>)",
         }
     }
 }

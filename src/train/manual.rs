@@ -9,7 +9,8 @@ use super::grads::Grads;
 use super::micro::{Head, MicroLoss, StepArgs, TargetLogps};
 use crate::batch::MicroBatch;
 use crate::lora::{dropout_mask, module_seed};
-use crate::model::llama::{repeat_kv, Block, Linear, Model, Prepared};
+use crate::model::config::Activation;
+use crate::model::llama::{repeat_kv, rope_partial, split_last, Block, Linear, Model, Prepared};
 use crate::ops::{rms_norm_backward, rms_norm_forward, softmax_backward};
 use candle_core::{DType, Result, Tensor, D};
 
@@ -92,20 +93,118 @@ fn lin_backward(l: &Linear, s: &LinSaved, g: &Tensor, grads: &mut Grads) -> Resu
 /// Everything one layer keeps for its backward.
 struct LayerSaved {
     x: Tensor,
-    q: LinSaved,
-    k: LinSaved,
-    v: LinSaved,
+    attn_in: Vec<LinSaved>,
+    /// q and k per head before their norms, kept only when there are norms (Qwen3,
+    /// Gemma 3), [b, h, t, d].
+    q_pre: Option<Tensor>,
+    k_pre: Option<Tensor>,
     qr: Tensor,
     kx: Tensor,
     vx: Tensor,
     probs: Tensor,
+    /// `tanh(scores / cap)` when attention scores are soft-capped.
+    capped: Option<Tensor>,
     o: LinSaved,
+    /// The attention output before Gemma's post-attention norm (kept only for that norm).
+    o_out: Option<Tensor>,
     x1: Tensor,
-    gate: LinSaved,
-    up: LinSaved,
+    mlp_in: Vec<LinSaved>,
     gate_out: Tensor,
     up_out: Tensor,
     down: LinSaved,
+    /// The MLP output before Gemma's post-feed-forward norm (kept only for that norm).
+    down_out: Option<Tensor>,
+}
+
+/// The forward of a projection group (`[q, k, v]` or fused `[qkv]`), split into `widths`.
+fn group_forward(
+    lins: &[Linear],
+    x: &Tensor,
+    on: bool,
+    seed: impl Fn(u64) -> Option<u64>,
+    first: u64,
+    widths: &[usize],
+) -> Result<(Vec<Tensor>, Vec<LinSaved>)> {
+    let mut outs = Vec::with_capacity(lins.len());
+    let mut saved = Vec::with_capacity(lins.len());
+    for (j, l) in lins.iter().enumerate() {
+        let (y, s) = lin_forward(l, x, on, seed(first + j as u64))?;
+        outs.push(y);
+        saved.push(s);
+    }
+    Ok((split_last(outs, widths)?, saved))
+}
+
+/// `dx` of a projection group from the gradients of its split outputs.
+fn group_backward(
+    lins: &[Linear],
+    saved: &[LinSaved],
+    grads_out: Vec<Tensor>,
+    grads: &mut Grads,
+) -> Result<Tensor> {
+    let gs = if lins.len() == 1 && grads_out.len() > 1 {
+        vec![Tensor::cat(&grads_out, D::Minus1)?]
+    } else {
+        grads_out
+    };
+    let mut dx: Option<Tensor> = None;
+    for ((l, s), g) in lins.iter().zip(saved).zip(&gs) {
+        let d = lin_backward(l, s, g, grads)?;
+        dx = Some(match dx {
+            Some(acc) => (acc + d)?,
+            None => d,
+        });
+    }
+    dx.ok_or_else(|| candle_core::Error::Msg("a projection group is empty".into()))
+}
+
+/// The activation and its derivative at `z`. The value comes from the same kernel as the
+/// autograd forward (`model::llama::activate`), so both paths give identical outputs (DPO's
+/// first loss is exactly ln 2 only if policy and reference agree to the bit).
+fn activation_and_grad(z: &Tensor, a: Activation) -> Result<(Tensor, Tensor)> {
+    let y = crate::model::llama::activate(z, a)?;
+    let d = match a {
+        Activation::Silu => {
+            // silu'(z) = σ(z)(1 + z(1 − σ(z)))
+            let sig = candle_nn::ops::sigmoid(z)?;
+            (&sig * ((z * sig.affine(-1.0, 1.0)?)? + 1.0)?)?
+        }
+        Activation::GeluTanh => {
+            // gelu(z) = ½z(1 + tanh u), u = √(2/π)(z + 0.044715 z³):
+            // gelu'(z) = ½(1 + tanh u) + ½z(1 − tanh² u)·u'
+            let c = (2.0 / std::f64::consts::PI).sqrt();
+            let th = ((z + (z.powf(3.0)? * 0.044715)?)? * c)?.tanh()?;
+            let du = ((z.sqr()? * (3.0 * 0.044715))? + 1.0)? * c;
+            let sech2 = th.sqr()?.affine(-1.0, 1.0)?;
+            (((&th + 1.0)? * 0.5)? + ((z * 0.5)? * (sech2 * du?)?)?)?
+        }
+    };
+    Ok((y, d))
+}
+
+fn norm_opt(x: &Tensor, w: &Option<Tensor>, eps: f64) -> Result<Tensor> {
+    match w {
+        Some(w) => rms_norm_forward(x, w, eps),
+        None => Ok(x.clone()),
+    }
+}
+
+/// `dx` of [`norm_opt`]: `x` is kept exactly when there is a norm.
+fn norm_opt_backward(
+    x: &Option<Tensor>,
+    w: &Option<Tensor>,
+    eps: f64,
+    g: &Tensor,
+) -> Result<Tensor> {
+    match (x, w) {
+        (Some(x), Some(w)) => rms_norm_backward(x, w, eps, g),
+        _ => Ok(g.clone()),
+    }
+}
+
+/// `x` when a norm follows it (its backward needs the input), else nothing.
+fn keep_for(x: Tensor, w: &Option<Tensor>) -> Option<Tensor> {
+    w.as_ref().map(|_| x)
 }
 
 fn layer_forward(
@@ -117,52 +216,68 @@ fn layer_forward(
 ) -> Result<(Tensor, LayerSaved)> {
     let c = &m.config;
     let l: &Block = &m.layers[i];
+    let tb = p.for_block(l);
     let on = m.lora.is_some() && m.switch.is_on();
     let sd = |module: u64| seed.map(|s| module_seed(s, i, module));
     let (b, t, _) = x.dims3()?;
     let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
-    let h1 = rms_norm_forward(x, &l.input_norm, c.rms_norm_eps)?;
-    let (q, qs) = lin_forward(&l.q, &h1, on, sd(0))?;
-    let (k, ks) = lin_forward(&l.k, &h1, on, sd(1))?;
-    let (v, vs) = lin_forward(&l.v, &h1, on, sd(2))?;
-    let heads = |y: Tensor, n: usize| y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous();
-    let qr = candle_nn::rotary_emb::rope(&heads(q, nh)?, &p.cos, &p.sin)?;
-    let kr = candle_nn::rotary_emb::rope(&heads(k, nkv)?, &p.cos, &p.sin)?;
+    let eps = c.rms_norm_eps;
+    let h1 = rms_norm_forward(x, &l.input_norm, eps)?;
+    let (qkv, attn_in) = group_forward(&l.attn_in, &h1, on, sd, 0, &[nh * hd, nkv * hd, nkv * hd])?;
+    let heads = |y: &Tensor, n: usize| y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous();
+    let (q_pre, k_pre) = (heads(&qkv[0], nh)?, heads(&qkv[1], nkv)?);
+    let q = norm_opt(&q_pre, &l.q_norm, eps)?;
+    let k = norm_opt(&k_pre, &l.k_norm, eps)?;
+    let rope = candle_nn::rotary_emb::rope;
+    let qr = rope_partial(&q, &tb.cos, &tb.sin, c.rotary_dim, rope)?;
+    let kr = rope_partial(&k, &tb.cos, &tb.sin, c.rotary_dim, rope)?;
     let kx = repeat_kv(&kr, nh / nkv)?.contiguous()?;
-    let vx = repeat_kv(&heads(v, nkv)?, nh / nkv)?.contiguous()?;
-    let scale = 1.0 / (hd as f64).sqrt();
-    let scores = (qr.matmul(&kx.t()?.contiguous()?)? * scale)?.broadcast_add(&p.mask)?;
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    let vx = repeat_kv(&heads(&qkv[2], nkv)?, nh / nkv)?.contiguous()?;
+    let raw = (qr.matmul(&kx.t()?.contiguous()?)? * c.attention_scale())?;
+    let (scores, capped) = match c.attn_logit_softcapping {
+        Some(cap) => {
+            let th = (raw / cap)?.tanh()?;
+            ((&th * cap)?, Some(th))
+        }
+        None => (raw, None),
+    };
+    let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&tb.mask)?)?;
     let attn = probs
         .matmul(&vx)?
         .transpose(1, 2)?
         .reshape((b, t, nh * hd))?;
-    let (o, os) = lin_forward(&l.o, &attn, on, sd(3))?;
-    let x1 = (x + o)?;
-    let h2 = rms_norm_forward(&x1, &l.post_norm, c.rms_norm_eps)?;
-    let (gate_out, gs) = lin_forward(&l.gate, &h2, on, sd(4))?;
-    let (up_out, us) = lin_forward(&l.up, &h2, on, sd(5))?;
-    let act = (candle_nn::ops::silu(&gate_out)? * &up_out)?;
-    let (down, ds) = lin_forward(&l.down, &act, on, sd(6))?;
-    let y = (&x1 + down)?;
+    let (o_ix, mlp_ix, down_ix) = l.module_index();
+    let (o_out, os) = lin_forward(&l.o, &attn, on, sd(o_ix))?;
+    let x1 = (x + norm_opt(&o_out, &l.attn_out_norm, eps)?)?;
+    let o_out = keep_for(o_out, &l.attn_out_norm);
+    let h2 = rms_norm_forward(&x1, &l.post_norm, eps)?;
+    let inter = c.intermediate_size;
+    let (gu, mlp_in) = group_forward(&l.mlp_in, &h2, on, sd, mlp_ix, &[inter, inter])?;
+    let (gate_out, up_out) = (gu[0].contiguous()?, gu[1].contiguous()?);
+    let act = (activation_and_grad(&gate_out, c.activation)?.0 * &up_out)?;
+    let (down_out, ds) = lin_forward(&l.down, &act, on, sd(down_ix))?;
+    let y = (&x1 + norm_opt(&down_out, &l.mlp_out_norm, eps)?)?;
+    let down_out = keep_for(down_out, &l.mlp_out_norm);
     Ok((
         y,
         LayerSaved {
             x: x.clone(),
-            q: qs,
-            k: ks,
-            v: vs,
+            attn_in,
+            q_pre: keep_for(q_pre, &l.q_norm),
+            k_pre: keep_for(k_pre, &l.k_norm),
             qr,
             kx,
             vx,
             probs,
+            capped,
             o: os,
+            o_out,
             x1,
-            gate: gs,
-            up: us,
+            mlp_in,
             gate_out,
             up_out,
             down: ds,
+            down_out,
         },
     ))
 }
@@ -182,52 +297,55 @@ fn layer_backward(
     s: &LayerSaved,
     gy: &Tensor,
     p: &Prepared,
-    nsin: &Tensor,
     grads: &mut Grads,
 ) -> Result<Tensor> {
     let c = &m.config;
     let l = &m.layers[i];
+    let tb = p.for_block(l);
     let (b, t, _) = s.x.dims3()?;
     let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+    let eps = c.rms_norm_eps;
     // MLP
-    let d_act = lin_backward(&l.down, &s.down, gy, grads)?;
-    let sig = candle_nn::ops::sigmoid(&s.gate_out)?;
-    let silu = (&s.gate_out * &sig)?;
-    let d_up = (&d_act * &silu)?;
-    // silu'(z) = σ(z)(1 + z(1 − σ(z)))
-    let dsilu = (&sig * ((&s.gate_out * sig.affine(-1.0, 1.0)?)? + 1.0)?)?;
-    let d_gate = ((&d_act * &s.up_out)? * dsilu)?;
-    let dh2 = (lin_backward(&l.gate, &s.gate, &d_gate, grads)?
-        + lin_backward(&l.up, &s.up, &d_up, grads)?)?;
-    let gx1 = (gy + rms_norm_backward(&s.x1, &l.post_norm, c.rms_norm_eps, &dh2)?)?;
+    let d_down = norm_opt_backward(&s.down_out, &l.mlp_out_norm, eps, gy)?;
+    let d_act = lin_backward(&l.down, &s.down, &d_down, grads)?;
+    let (act, dact) = activation_and_grad(&s.gate_out, c.activation)?;
+    let d_up = (&d_act * &act)?;
+    let d_gate = ((&d_act * &s.up_out)? * dact)?;
+    let dh2 = group_backward(&l.mlp_in, &s.mlp_in, vec![d_gate, d_up], grads)?;
+    let gx1 = (gy + rms_norm_backward(&s.x1, &l.post_norm, eps, &dh2)?)?;
     // Attention
-    let d_attn = lin_backward(&l.o, &s.o, &gx1, grads)?;
+    let d_o = norm_opt_backward(&s.o_out, &l.attn_out_norm, eps, &gx1)?;
+    let d_attn = lin_backward(&l.o, &s.o, &d_o, grads)?;
     let d_o = d_attn
         .reshape((b, t, nh, hd))?
         .transpose(1, 2)?
         .contiguous()?;
     let d_probs = d_o.matmul(&s.vx.t()?.contiguous()?)?;
     let d_vx = s.probs.t()?.contiguous()?.matmul(&d_o)?;
-    let scale = 1.0 / (hd as f64).sqrt();
-    let d_scores = (softmax_backward(&s.probs, &d_probs)? * scale)?;
+    let mut d_scores = softmax_backward(&s.probs, &d_probs)?;
+    if let Some(th) = &s.capped {
+        // d/ds cap·tanh(s/cap) = 1 − tanh²
+        d_scores = (d_scores * th.sqr()?.affine(-1.0, 1.0)?)?;
+    }
+    let d_scores = (d_scores * c.attention_scale())?;
     let d_qr = d_scores.matmul(&s.kx)?;
     let d_kx = d_scores.t()?.contiguous()?.matmul(&s.qr)?;
     let n = nh / nkv;
     let d_kr = unrepeat(&d_kx, n)?;
     let d_v = unrepeat(&d_vx, n)?;
+    let rope = candle_nn::rotary_emb::rope;
+    let d_q = rope_partial(&d_qr.contiguous()?, &tb.cos, &tb.nsin, c.rotary_dim, rope)?;
+    let d_k = rope_partial(&d_kr.contiguous()?, &tb.cos, &tb.nsin, c.rotary_dim, rope)?;
+    let d_q = norm_opt_backward(&s.q_pre, &l.q_norm, eps, &d_q)?;
+    let d_k = norm_opt_backward(&s.k_pre, &l.k_norm, eps, &d_k)?;
     let merge = |y: Tensor, heads: usize| y.transpose(1, 2)?.reshape((b, t, heads * hd));
-    let d_q = merge(
-        candle_nn::rotary_emb::rope(&d_qr.contiguous()?, &p.cos, nsin)?,
-        nh,
+    let dh1 = group_backward(
+        &l.attn_in,
+        &s.attn_in,
+        vec![merge(d_q, nh)?, merge(d_k, nkv)?, merge(d_v, nkv)?],
+        grads,
     )?;
-    let d_k = merge(
-        candle_nn::rotary_emb::rope(&d_kr.contiguous()?, &p.cos, nsin)?,
-        nkv,
-    )?;
-    let d_v = merge(d_v, nkv)?;
-    let dh1 = ((lin_backward(&l.q, &s.q, &d_q, grads)? + lin_backward(&l.k, &s.k, &d_k, grads)?)?
-        + lin_backward(&l.v, &s.v, &d_v, grads)?)?;
-    gx1 + rms_norm_backward(&s.x, &l.input_norm, c.rms_norm_eps, &dh1)?
+    gx1 + rms_norm_backward(&s.x, &l.input_norm, eps, &dh1)?
 }
 
 /// The head over the targets of `labels` (shifted, as `causal_lm_loss`): the targets'
@@ -257,15 +375,25 @@ fn head_backward(
     let w = m.lm_head.matrix(hn.dtype())?;
     let tgt_all = Tensor::new(targets, dev)?.unsqueeze(1)?;
     let chunk = crate::model::compute::head_chunk_rows(m.config.vocab_size);
-    // Log-softmax of a chunk of rows (no underflow for confident models) and its targets.
-    let log_probs = |start: usize, len: usize| -> Result<(Tensor, Tensor)> {
-        let logits = hn
+    let cap = m.config.final_logit_softcapping;
+    // Log-softmax of a chunk of rows (no underflow for confident models), its targets, and
+    // with soft-capped logits the cap's derivative `1 − tanh²`.
+    let log_probs = |start: usize, len: usize| -> Result<(Tensor, Tensor, Option<Tensor>)> {
+        let raw = hn
             .narrow(0, start, len)?
             .matmul(&w.t()?)?
             .to_dtype(DType::F32)?;
+        let (logits, dcap) = match cap {
+            Some(c) => {
+                let th = (raw / c)?.tanh()?;
+                ((&th * c)?, Some(th.sqr()?.affine(-1.0, 1.0)?))
+            }
+            None => (raw, None),
+        };
         Ok((
             candle_nn::ops::log_softmax(&logits, D::Minus1)?,
             tgt_all.narrow(0, start, len)?,
+            dcap,
         ))
     };
     let starts: Vec<(usize, usize)> = (0..n)
@@ -275,10 +403,10 @@ fn head_backward(
     let mut target_logp = Vec::with_capacity(n);
     let mut kept = None;
     for &(start, len) in &starts {
-        let (logp, tgt) = log_probs(start, len)?;
+        let (logp, tgt, dcap) = log_probs(start, len)?;
         target_logp.extend(logp.gather(&tgt, 1)?.flatten_all()?.to_vec1::<f32>()?);
         if starts.len() == 1 {
-            kept = Some((logp, tgt));
+            kept = Some((logp, tgt, dcap));
         }
     }
     let (loss, weights) = head(&TargetLogps {
@@ -288,7 +416,7 @@ fn head_backward(
     })?;
     let mut d_hn_parts = Vec::with_capacity(starts.len());
     for &(start, len) in &starts {
-        let (logp, tgt) = match kept.take() {
+        let (logp, tgt, dcap) = match kept.take() {
             Some(k) => k,
             None => log_probs(start, len)?,
         };
@@ -302,11 +430,14 @@ fn head_backward(
             (len, 1),
             dev,
         )?;
-        let d_logits = logp
+        let mut d_logits = logp
             .exp()?
             .scatter_add(&tgt, &minus, 1)?
-            .broadcast_mul(&scale)?
-            .to_dtype(hn.dtype())?;
+            .broadcast_mul(&scale)?;
+        if let Some(d) = dcap {
+            d_logits = (d_logits * d)?;
+        }
+        let d_logits = d_logits.to_dtype(hn.dtype())?;
         d_hn_parts.push(d_logits.matmul(&w)?);
     }
     let d_hn = Tensor::cat(&d_hn_parts, 0)?;
@@ -336,7 +467,6 @@ pub fn forward_backward_with(
     let ids = Tensor::new(mb.ids.clone(), &model.device)?;
     let (b, t) = ids.dims2()?;
     let p = model.prepare(b, t, &mb.batch)?;
-    let nsin = p.sin.neg()?;
     let mut h = model.embed(&ids)?;
     let mut saved: Vec<Option<LayerSaved>> = Vec::with_capacity(model.layers.len());
     let mut inputs: Vec<Tensor> = Vec::new();
@@ -359,7 +489,7 @@ pub fn forward_backward_with(
             Some(s) => s,
             None => layer_forward(model, i, &inputs[i], &p, dropout_seed)?.1,
         };
-        g = layer_backward(model, i, &s, &g, &p, &nsin, grads)?;
+        g = layer_backward(model, i, &s, &g, &p, grads)?;
     }
     Ok(MicroLoss { loss, targets: n })
 }

@@ -128,7 +128,8 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
         &TemplateChoice::parse(&cfg.model.template),
         cfg.data.train_on,
     )?
-    .with_tool_format(cfg.data.tool_format);
+    .with_tool_format(cfg.data.tool_format)
+    .with_template_kwargs(cfg.data.template_kwargs.clone());
     let d = &cfg.data;
     let pad_id = encoder.tokenizer.pad_id();
     let (objective, report, samples): (Box<dyn Objective>, batch::EncodeReport, Vec<SamplePrompt>) =

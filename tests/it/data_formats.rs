@@ -330,3 +330,135 @@ fn writers_refuse_what_they_cannot_hold() {
         "alpaca cannot hold tool calls, tool messages or tool definitions"
     );
 }
+
+/// An assistant's reasoning: `reasoning_content` (or `reasoning`), or a leading
+/// `<think>…</think>` block, which the message-list formats and the chat-rendered string
+/// formats split off the answer the way Qwen3's template reads it.
+#[test]
+fn reasoning_is_read_from_its_field_or_a_leading_think_block() {
+    let r = read(
+        Format::Openai,
+        json!({"messages": [
+            {"role": "user", "content": "2+2?"},
+            {"role": "assistant", "reasoning_content": "Two and two.", "content": "4"},
+            {"role": "user", "content": "3+3?"},
+            {"role": "assistant", "content": "<think>\nThree and three.\n</think>\n\n6"},
+            {"role": "user", "content": "4+4?"},
+            {"role": "assistant", "reasoning": "Four and four.", "content": "8"},
+            {"role": "user", "content": "Why <think>?"},
+            {"role": "assistant", "content": "Because <think>…</think> marks reasoning."}
+        ]}),
+    );
+    let m = r.messages();
+    assert_eq!(
+        (m[1].reasoning.as_deref(), m[1].text().as_str()),
+        (Some("Two and two."), "4")
+    );
+    assert_eq!(
+        (m[3].reasoning.as_deref(), m[3].text().as_str()),
+        (Some("Three and three."), "6")
+    );
+    assert_eq!(m[5].reasoning.as_deref(), Some("Four and four."));
+    // Only a leading block is reasoning; user messages keep theirs.
+    assert_eq!(m[6].text(), "Why <think>?");
+    assert_eq!(m[7].reasoning, None);
+    assert_eq!(m[7].text(), "Because <think>…</think> marks reasoning.");
+    // An explicit field (even empty) leaves the content as it is.
+    let r = read(
+        Format::Openai,
+        json!({"messages": [{"role": "user", "content": "q"},
+            {"role": "assistant", "reasoning_content": null, "content": "<think>x</think>y"}]}),
+    );
+    assert_eq!(r.messages()[1].reasoning, None);
+    assert_eq!(r.messages()[1].text(), "<think>x</think>y");
+    // ShareGPT and alpaca carry it inline.
+    let r = read(
+        Format::Sharegpt,
+        json!({"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "<think>hmm</think>a"}]}),
+    );
+    assert_eq!(
+        (
+            r.messages()[1].reasoning.as_deref(),
+            r.messages()[1].text().as_str()
+        ),
+        (Some("hmm"), "a")
+    );
+    let r = read(
+        Format::Alpaca,
+        json!({"instruction": "q", "input": "", "output": "<think>\nhmm\n</think>\n\na"}),
+    );
+    assert_eq!(r.messages()[1].reasoning.as_deref(), Some("hmm"));
+    // Plain prompt/completion strings are trained without a template: their text stays whole.
+    let r = read(
+        Format::PromptCompletion,
+        json!({"prompt": "q", "completion": "<think>hmm</think>a"}),
+    );
+    assert_eq!(r.messages()[1].reasoning, None);
+}
+
+#[test]
+fn reasoning_round_trips_through_every_writer() {
+    let src = json!({"messages": [
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": "4", "reasoning_content": "Two and two."}
+    ]});
+    let r = read(Format::Openai, src.clone());
+    let (back, notes) = write(Format::Openai, &r);
+    assert_eq!(back, src);
+    assert!(notes.is_empty(), "{notes:?}");
+    // Formats without a reasoning field write it inline, as Qwen3's template renders it, and
+    // read it back.
+    for format in [
+        Format::Sharegpt,
+        Format::Alpaca,
+        Format::Dolly,
+        Format::Flan,
+    ] {
+        let (v, _) = write(format, &r);
+        let text = v.to_string();
+        assert!(
+            text.contains(r"<think>\nTwo and two.\n</think>\n\n4"),
+            "{format}: {text}"
+        );
+        let again = read(format, v);
+        assert_eq!(
+            again.messages()[1].reasoning.as_deref(),
+            Some("Two and two."),
+            "{format}"
+        );
+        assert_eq!(again.messages()[1].text(), "4", "{format}");
+    }
+    // A single exchange with reasoning stays a message list in prompt-completion.
+    let (v, _) = write(Format::PromptCompletion, &r);
+    assert_eq!(v["completion"][0]["reasoning_content"], "Two and two.");
+    assert_eq!(read(Format::PromptCompletion, v), r);
+    // The canonical JSON shows it.
+    assert_eq!(
+        r.to_canonical_json()["messages"][1]["reasoning_content"],
+        "Two and two."
+    );
+}
+
+#[test]
+fn misplaced_or_mistyped_reasoning_is_reported_with_its_path() {
+    assert_eq!(
+        problems(
+            Format::Openai,
+            json!({"messages": [{"role": "user", "content": "q", "reasoning_content": "no"}, {"role": "assistant", "content": "a"}]})
+        ),
+        ["line 7: messages[0].reasoning_content: only an assistant message carries reasoning; this is a user message"]
+    );
+    assert_eq!(
+        problems(
+            Format::Openai,
+            json!({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "reasoning": {"effort": "high"}}]})
+        ),
+        ["line 7: messages[1].reasoning: expected the reasoning as a string, found an object"]
+    );
+    // Reasoning alone is not an empty message; nothing at all is.
+    assert!(problems(
+        Format::Openai,
+        json!({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "reasoning_content": "r"}]})
+    )
+    .is_empty());
+}

@@ -12,6 +12,7 @@ mod data_formats;
 mod data_streaming;
 mod dpo;
 mod eval;
+mod families;
 #[cfg(feature = "cuda")]
 mod gpu;
 mod kto;

@@ -102,52 +102,60 @@ fn a_fresh_adapter_changes_nothing_and_counts_its_parameters() {
     }
 }
 
+/// Every family's PEFT fixture adapter, written by tunelab's writer, holds PEFT's tensors
+/// under PEFT's names (Phi-3's fused `qkv_proj` and `gate_up_proj` included) and loads back
+/// to the same logits. tests/reference/check_peft_roundtrip.py sets TUNELAB_KEEP_ADAPTER to
+/// load these files in PEFT itself.
 #[test]
 fn saved_adapters_round_trip_in_peft_format() {
-    let fixture = common::fixture("models/qwen2");
-    let mut model = Model::load(&fixture.join("model"), DType::F32, &Device::Cpu).unwrap();
-    peft::load(&mut model, &fixture.join("adapter")).unwrap();
-    let input = Tensor::new(&[[5u32, 17, 42, 8, 91]], &Device::Cpu).unwrap();
-    let want = model.forward(&input, &Batch::default(), None).unwrap();
-    let out = tempfile::tempdir().unwrap();
-    peft::save(&model, out.path(), "tests/fixtures/models/qwen2/model").unwrap();
-    // tests/reference/check_peft_roundtrip.py sets this to load tunelab's files in PEFT.
-    if let Some(keep) = std::env::var_os("TUNELAB_KEEP_ADAPTER") {
-        peft::save(
-            &model,
-            std::path::Path::new(&keep),
-            "tests/fixtures/models/qwen2/model",
+    for name in crate::model_parity::MODELS {
+        let fixture = common::fixture(&format!("models/{name}"));
+        let mut model = Model::load(&fixture.join("model"), DType::F32, &Device::Cpu).unwrap();
+        peft::load(&mut model, &fixture.join("adapter")).unwrap();
+        let input = Tensor::new(&[[5u32, 17, 42, 8, 91]], &Device::Cpu).unwrap();
+        let want = model.forward(&input, &Batch::default(), None).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let base = format!("tests/fixtures/models/{name}/model");
+        peft::save(&model, out.path(), &base).unwrap();
+        if let Some(keep) = std::env::var_os("TUNELAB_KEEP_ADAPTER") {
+            peft::save(&model, &std::path::Path::new(&keep).join(name), &base).unwrap();
+        }
+        let cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.path().join("adapter_config.json")).unwrap())
+                .unwrap();
+        assert_eq!(cfg["peft_type"], "LORA");
+        assert_eq!(cfg["task_type"], "CAUSAL_LM");
+        assert_eq!(cfg["r"], 4);
+        assert_eq!(cfg["lora_alpha"], 8.0);
+        let modules: Vec<String> = serde_json::from_value(cfg["target_modules"].clone()).unwrap();
+        assert_eq!(modules, model.config.linear_modules(), "{name}");
+        let saved = candle_core::safetensors::load(
+            out.path().join("adapter_model.safetensors"),
+            &Device::Cpu,
         )
         .unwrap();
+        let original = candle_core::safetensors::load(
+            fixture.join("adapter/adapter_model.safetensors"),
+            &Device::Cpu,
+        )
+        .unwrap();
+        assert_eq!(saved.len(), original.len(), "{name}");
+        for (tensor, t) in &original {
+            let s = saved
+                .get(tensor)
+                .unwrap_or_else(|| panic!("{name}: {tensor} missing from the saved adapter"));
+            assert_eq!(s.dims(), t.dims(), "{tensor}");
+            assert_eq!(common::max_abs_diff(s, t), 0.0, "{tensor}");
+        }
+        let mut fresh = Model::load(&fixture.join("model"), DType::F32, &Device::Cpu).unwrap();
+        peft::load(&mut fresh, out.path()).unwrap();
+        let got = fresh.forward(&input, &Batch::default(), None).unwrap();
+        assert_eq!(
+            row(&got, 0, 4).unwrap(),
+            row(&want, 0, 4).unwrap(),
+            "{name}"
+        );
     }
-    let cfg: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("adapter_config.json")).unwrap())
-            .unwrap();
-    assert_eq!(cfg["peft_type"], "LORA");
-    assert_eq!(cfg["task_type"], "CAUSAL_LM");
-    assert_eq!(cfg["r"], 4);
-    assert_eq!(cfg["lora_alpha"], 8.0);
-    assert_eq!(cfg["target_modules"].as_array().unwrap().len(), 7);
-    let saved =
-        candle_core::safetensors::load(out.path().join("adapter_model.safetensors"), &Device::Cpu)
-            .unwrap();
-    let original = candle_core::safetensors::load(
-        fixture.join("adapter/adapter_model.safetensors"),
-        &Device::Cpu,
-    )
-    .unwrap();
-    assert_eq!(saved.len(), original.len());
-    for (name, t) in &original {
-        let s = saved
-            .get(name)
-            .unwrap_or_else(|| panic!("{name} missing from the saved adapter"));
-        assert_eq!(s.dims(), t.dims(), "{name}");
-        assert_eq!(common::max_abs_diff(s, t), 0.0, "{name}");
-    }
-    let mut fresh = Model::load(&fixture.join("model"), DType::F32, &Device::Cpu).unwrap();
-    peft::load(&mut fresh, out.path()).unwrap();
-    let got = fresh.forward(&input, &Batch::default(), None).unwrap();
-    assert_eq!(row(&got, 0, 4).unwrap(), row(&want, 0, 4).unwrap());
 }
 
 #[test]
@@ -206,7 +214,7 @@ fn unsupported_adapter_options_are_refused_by_name() {
 
 #[test]
 fn merging_an_adapter_keeps_the_logits() {
-    for name in ["llama", "qwen2"] {
+    for name in crate::model_parity::MODELS {
         let fixture = common::fixture(&format!("models/{name}"));
         let mut model = Model::load(&fixture.join("model"), DType::F32, &Device::Cpu).unwrap();
         peft::load(&mut model, &fixture.join("adapter")).unwrap();

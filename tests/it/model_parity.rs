@@ -9,7 +9,18 @@ use serde_json::Value;
 use tunelab::model::llama::{causal_lm_loss, row};
 use tunelab::model::{Batch, Model};
 
-const MODELS: &[&str] = &["llama", "qwen2", "mistral"];
+/// Llama, Qwen2 and Mistral from make_model_fixtures.py; the newer families (and Mistral with
+/// a sliding window) from make_family_fixtures.py.
+pub const MODELS: &[&str] = &[
+    "llama",
+    "qwen2",
+    "mistral",
+    "qwen3",
+    "gemma2",
+    "gemma3",
+    "phi3",
+    "mistral_window",
+];
 
 struct Fixture {
     model: Model,
@@ -87,7 +98,12 @@ fn peft_adapter_logits_loss_and_gradients_match() {
         let dir = common::fixture(&format!("models/{name}"));
         tunelab::model::peft::load(&mut f.model, &dir.join("adapter"))
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(f.model.lora_vars().len(), 28);
+        let per_layer = f.model.layers[0].linears().len();
+        assert_eq!(
+            f.model.lora_vars().len(),
+            2 * per_layer * f.model.layers.len(),
+            "{name}"
+        );
         let logits = f.model.forward(&f.ids, &f.batch, None).unwrap();
         compare_logits(name, "adapter", &logits, &f.expected["adapter_logits"]);
         let (loss, _) = causal_lm_loss(&logits, &f.labels).unwrap();

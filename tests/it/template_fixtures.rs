@@ -4,14 +4,33 @@
 
 use crate::common;
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use tunelab::data::problem::Issues;
 use tunelab::data::{Body, Conversation, Format, Role};
 use tunelab::template::{
     Encoder, Example, TemplateChoice, TemplateError, TextTokenizer, TrainOn, IGNORE,
 };
 
-const FAMILIES: &[&str] = &["llama3_1", "qwen2_5", "mistral_v0_3", "gemma", "phi3"];
+const FAMILIES: &[&str] = &[
+    "llama3_1",
+    "qwen2_5",
+    "mistral_v0_3",
+    "gemma",
+    "phi3",
+    "qwen3",
+    "gemma3",
+    "phi4",
+    "phi4_mini",
+];
+
+/// The template arguments a case passes beside its messages (`enable_thinking`).
+fn kwargs(case: &Value) -> Map<String, Value> {
+    let mut k = Map::new();
+    if let Some(v) = case.get("enable_thinking") {
+        k.insert("enable_thinking".into(), v.clone());
+    }
+    k
+}
 
 fn load(family: &str) -> (Encoder, Value) {
     let dir = common::fixture(&format!("templates/{family}"));
@@ -53,6 +72,7 @@ fn rendered_text_and_token_ids_match_transformers() {
                 .collect();
             let tools = case.get("tools").cloned();
             let gen = case["add_generation_prompt"].as_bool().unwrap_or(false);
+            let enc = enc.clone().with_template_kwargs(kwargs(case));
             let rendered = enc.render(&msgs, tools.as_ref(), gen);
             if let Some(err) = case.get("error").and_then(Value::as_str) {
                 let got = rendered
@@ -92,7 +112,9 @@ fn rendered_text_and_token_ids_match_transformers() {
             "{family}: add_special_tokens=False"
         );
     }
-    assert_eq!(compared, 30);
+    // Five families with 6 cases; Qwen3 with 14 (reasoning, tool calls while thinking,
+    // enable_thinking, inline <think>), Gemma 3, Phi-4 and Phi-4-mini with 13.
+    assert_eq!(compared, 5 * 6 + 14 + 3 * 13);
 }
 
 /// The text each trained run of tokens covers, in order.
@@ -123,8 +145,9 @@ fn expected_turn(family: &str, content: &str) -> String {
         "llama3_1" => format!("{}<|eot_id|>", content.trim()),
         "qwen2_5" => format!("{content}<|im_end|>"),
         "mistral_v0_3" => format!(" {}</s>", content.trim()),
-        "gemma" => format!("{}<end_of_turn>", content.trim()),
-        "phi3" => format!("{content}<|end|>"),
+        "gemma" | "gemma3" => format!("{}<end_of_turn>", content.trim()),
+        "phi3" | "phi4_mini" => format!("{content}<|end|>"),
+        "phi4" => format!("{content}<|im_end|>"),
         _ => unreachable!(),
     }
 }
@@ -132,7 +155,8 @@ fn expected_turn(family: &str, content: &str) -> String {
 #[test]
 fn masks_train_exactly_the_assistant_turns_and_their_end_tokens() {
     let mut checked = 0;
-    for family in FAMILIES {
+    // Qwen3's turns carry thinking blocks: `qwen3_masks_are_transformers_generation_masks`.
+    for family in FAMILIES.iter().filter(|f| **f != "qwen3") {
         let (enc, cases) = load(family);
         for case in cases["cases"].as_array().unwrap() {
             let name = case["name"].as_str().unwrap();
@@ -146,7 +170,14 @@ fn masks_train_exactly_the_assistant_turns_and_their_end_tokens() {
                 .iter()
                 .filter(|m| m.role == Role::Assistant)
                 .collect();
-            for policy in [TrainOn::Assistant, TrainOn::LastAssistant, TrainOn::All] {
+            // Templates that render no reasoning train the same under `answers` as under
+            // `assistant`.
+            for policy in [
+                TrainOn::Assistant,
+                TrainOn::Answers,
+                TrainOn::LastAssistant,
+                TrainOn::All,
+            ] {
                 let mut e = enc.clone();
                 e.train_on = policy;
                 let result = e.encode_conversation(&conv);
@@ -167,9 +198,9 @@ fn masks_train_exactly_the_assistant_turns_and_their_end_tokens() {
                 let runs = trained_runs(&ex);
                 match policy {
                     TrainOn::All => assert_eq!(ex.trained(), ex.len(), "{family}/{name}"),
-                    TrainOn::Assistant | TrainOn::LastAssistant => {
+                    TrainOn::Assistant | TrainOn::Answers | TrainOn::LastAssistant => {
                         let which: Vec<&&tunelab::data::Message> = match policy {
-                            TrainOn::Assistant => assistants.iter().collect(),
+                            TrainOn::Assistant | TrainOn::Answers => assistants.iter().collect(),
                             _ => assistants.last().into_iter().collect(),
                         };
                         assert_eq!(
@@ -191,7 +222,8 @@ fn masks_train_exactly_the_assistant_turns_and_their_end_tokens() {
                                     run.ends_with(end.trim_start()),
                                     "{family}/{name}: {run:?}"
                                 );
-                                if *family != "phi3" {
+                                // Phi-3 and Phi-4 render no tool calls: the turn is empty.
+                                if !family.starts_with("phi") {
                                     assert!(
                                         run.contains("get_weather") && run.contains("Oslo"),
                                         "{family}/{name}: {run:?}"
@@ -205,7 +237,7 @@ fn masks_train_exactly_the_assistant_turns_and_their_end_tokens() {
             }
         }
     }
-    assert!(checked >= 50, "{checked}");
+    assert!(checked >= 100, "{checked}");
 }
 
 #[test]
@@ -339,4 +371,204 @@ fn builtin_templates_mask_their_assistant_turns() {
         ex.text
     );
     assert_eq!(trained_runs(&ex), ["4<|im_end|>"]);
+}
+
+/// The ids tunelab trains under `policy`, as a 0/1 mask over the tokens.
+fn trained_mask(ex: &Example) -> Vec<u8> {
+    ex.labels.iter().map(|l| u8::from(*l != IGNORE)).collect()
+}
+
+/// Qwen3's masks against transformers' own: the fixtures hold `return_assistant_tokens_mask`
+/// from the real template with `{% generation %}` blocks added around each assistant turn
+/// (`assistant`: thinking block included) or around its answer (`answers`: a rendered
+/// reasoning block left out). Earlier turns lose their reasoning and last turns gain an empty
+/// thinking block, and the masks follow. The one documented difference: with
+/// `enable_thinking: false` the last turn's empty thinking block is in the generation prompt,
+/// so tunelab keeps it out of the loss.
+#[test]
+fn qwen3_masks_are_transformers_generation_masks() {
+    let (enc, cases) = load("qwen3");
+    let mut compared = 0;
+    for case in cases["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let Some(masks) = case.get("assistant_masks") else {
+            continue;
+        };
+        let conv = conversation(case);
+        let want_ids: Vec<u32> = serde_json::from_value(case["input_ids"].clone()).unwrap();
+        for (policy, key) in [
+            (TrainOn::Assistant, "assistant"),
+            (TrainOn::Answers, "answers"),
+        ] {
+            let mut e = enc.clone().with_template_kwargs(kwargs(case));
+            e.train_on = policy;
+            let ex = e
+                .encode_conversation(&conv)
+                .unwrap_or_else(|err| panic!("{name}/{key}: {err}"));
+            assert_eq!(ex.input_ids, want_ids, "{name}: ids");
+            let want: Vec<u8> = serde_json::from_value(masks[key].clone()).unwrap();
+            let got = trained_mask(&ex);
+            if case.get("enable_thinking") == Some(&json!(false)) {
+                let runs = trained_runs(&ex);
+                assert_eq!(
+                    runs,
+                    ["Hello! How can I help?<|im_end|>", "4<|im_end|>"],
+                    "{name}/{key}"
+                );
+                // transformers' mask is tunelab's plus the empty thinking block's tokens.
+                let extra: Vec<usize> = (0..want.len()).filter(|&t| want[t] != got[t]).collect();
+                assert!(extra.iter().all(|&t| want[t] == 1), "{name}/{key}");
+                let text: String = extra
+                    .iter()
+                    .map(|&t| &ex.text[ex.offsets[t].0..ex.offsets[t].1])
+                    .collect();
+                assert_eq!(text, "<think>\n\n</think>\n\n", "{name}/{key}");
+            } else {
+                assert_eq!(got, want, "{name}/{key}: {:?}", trained_runs(&ex));
+            }
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 2 * 11, "cases with masks");
+}
+
+/// What the two policies train for Qwen3's thinking turns, spelled out.
+#[test]
+fn train_on_answers_leaves_the_reasoning_out_of_the_loss() {
+    let (enc, cases) = load("qwen3");
+    let case = |name: &str| {
+        cases["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let runs = |policy: TrainOn, name: &str| {
+        let mut e = enc.clone();
+        e.train_on = policy;
+        trained_runs(&e.encode_conversation(&conversation(&case(name))).unwrap())
+    };
+    // The first turn's reasoning is dropped by the template (a later user query follows), the
+    // last one's is rendered and trained.
+    assert_eq!(
+        runs(TrainOn::Assistant, "reasoning_multi_turn"),
+        [
+            "4<|im_end|>",
+            "<think>\nFour times three is twelve.\n</think>\n\n12<|im_end|>"
+        ]
+    );
+    assert_eq!(
+        runs(TrainOn::Answers, "reasoning_multi_turn"),
+        ["4<|im_end|>", "12<|im_end|>"]
+    );
+    assert_eq!(
+        runs(TrainOn::LastAssistant, "reasoning_multi_turn"),
+        ["<think>\nFour times three is twelve.\n</think>\n\n12<|im_end|>"]
+    );
+    // Inline <think> blocks read as reasoning train the same.
+    assert_eq!(
+        runs(TrainOn::Answers, "reasoning_inline"),
+        runs(TrainOn::Answers, "reasoning_multi_turn")
+    );
+    // Thinking before a tool call: both turns follow the last user query and keep theirs.
+    assert_eq!(
+        runs(TrainOn::Answers, "reasoning_tool_chain"),
+        [
+            "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call><|im_end|>",
+            "Yes, it is raining in Oslo.<|im_end|>"
+        ]
+    );
+    assert!(runs(TrainOn::Assistant, "reasoning_tool_chain")[0]
+        .starts_with("<think>\nI need the weather in Oslo first.\n</think>\n\n<tool_call>"));
+    // A last turn without reasoning gets Qwen3's empty thinking block, trained under both.
+    for policy in [TrainOn::Assistant, TrainOn::Answers] {
+        assert_eq!(
+            runs(policy, "single_turn"),
+            ["<think>\n\n</think>\n\nParis.<|im_end|>"]
+        );
+    }
+}
+
+/// `enable_thinking: false` reaches the template through the encoder's template arguments: the
+/// generation prompt gets the empty thinking block, as transformers renders it.
+#[test]
+fn enable_thinking_is_passed_to_the_template() {
+    let (enc, _) = load("qwen3");
+    let msgs = [json!({"role": "user", "content": "2+2?"})];
+    let plain = enc.render(&msgs, None, true).unwrap();
+    assert!(plain.ends_with("<|im_start|>assistant\n"), "{plain:?}");
+    let mut kw = Map::new();
+    kw.insert("enable_thinking".into(), json!(false));
+    let off = enc.clone().with_template_kwargs(kw);
+    let text = off.render(&msgs, None, true).unwrap();
+    assert!(
+        text.ends_with("<|im_start|>assistant\n<think>\n\n</think>\n\n"),
+        "{text:?}"
+    );
+    // Reserved names stay apply_chat_template's own.
+    let mut kw = Map::new();
+    kw.insert("add_generation_prompt".into(), json!(false));
+    let e = enc.clone().with_template_kwargs(kw);
+    assert_eq!(e.render(&msgs, None, true).unwrap(), plain);
+}
+
+/// The built-in qwen3, gemma, phi4 and phi4-mini templates are the published ones: with the
+/// fixture tokenizers they render every fixture case as the models' own templates do.
+#[test]
+fn builtin_family_templates_render_as_the_published_ones() {
+    for (family, builtin) in [
+        ("qwen3", "qwen3"),
+        ("gemma3", "gemma"),
+        ("phi4", "phi4"),
+        ("phi4_mini", "phi4-mini"),
+    ] {
+        let (model, cases) = load(family);
+        let b = Encoder::new(
+            model.tokenizer.clone(),
+            &TemplateChoice::parse(builtin),
+            TrainOn::Assistant,
+        )
+        .unwrap();
+        assert_eq!(b.template_name(), builtin);
+        for case in cases["cases"].as_array().unwrap() {
+            let conv = conversation(case);
+            let msgs: Vec<Value> = conv
+                .messages
+                .iter()
+                .map(tunelab::template::encode::template_message)
+                .collect();
+            let tools = case.get("tools").cloned();
+            let gen = case["add_generation_prompt"].as_bool().unwrap_or(false);
+            let b = b.clone().with_template_kwargs(kwargs(case));
+            let got = b.render(&msgs, tools.as_ref(), gen);
+            match case.get("text").and_then(Value::as_str) {
+                Some(want) => assert_eq!(got.unwrap(), want, "{family}/{}", case["name"]),
+                None => assert!(got.is_err(), "{family}/{}", case["name"]),
+            }
+        }
+    }
+}
+
+/// A template that renders no reasoning is reported (the data survey warns), Qwen3's is not.
+#[test]
+fn templates_without_reasoning_support_are_reported() {
+    use tunelab::template::Ignored;
+    for (family, ignores) in [("qwen3", false), ("gemma3", true), ("phi4", true)] {
+        let (enc, cases) = load(family);
+        let case = cases["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "reasoning_single")
+            .unwrap();
+        let conv = conversation(case);
+        let ex = enc.encode_conversation(&conv).unwrap();
+        assert_eq!(
+            enc.ignored(&conv, &ex.text).contains(&Ignored::Reasoning),
+            ignores,
+            "{family}"
+        );
+    }
 }

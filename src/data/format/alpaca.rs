@@ -39,7 +39,9 @@ fn read_prompt(obj: &Map<String, Value>, issues: &mut Issues) -> Option<Vec<Mess
                                 Message::new(Role::User, q).with_source(format!("{path}[0]")),
                             );
                             messages.push(
-                                Message::new(Role::Assistant, a).with_source(format!("{path}[1]")),
+                                Message::new(Role::Assistant, a)
+                                    .with_source(format!("{path}[1]"))
+                                    .with_inline_reasoning(),
                             );
                         }
                     }
@@ -75,7 +77,11 @@ pub fn read(obj: &Map<String, Value>, issues: &mut Issues) -> Option<Body> {
     let prompt = read_prompt(obj, issues);
     let output = req_str(obj, "output", issues);
     let mut messages = prompt?;
-    messages.push(Message::new(Role::Assistant, output?).with_source("output"));
+    messages.push(
+        Message::new(Role::Assistant, output?)
+            .with_source("output")
+            .with_inline_reasoning(),
+    );
     Some(Body::Conversation(Conversation {
         messages,
         ..Default::default()
@@ -146,8 +152,12 @@ pub fn read_preference(obj: &Map<String, Value>, issues: &mut Issues) -> Option<
     let rejected = req_str(obj, "rejected", issues);
     Some(Body::Preference(PreferencePair {
         prompt: prompt?,
-        chosen: vec![Message::new(Role::Assistant, chosen?).with_source("chosen")],
-        rejected: vec![Message::new(Role::Assistant, rejected?).with_source("rejected")],
+        chosen: vec![Message::new(Role::Assistant, chosen?)
+            .with_source("chosen")
+            .with_inline_reasoning()],
+        rejected: vec![Message::new(Role::Assistant, rejected?)
+            .with_source("rejected")
+            .with_inline_reasoning()],
         ..Default::default()
     }))
 }

@@ -18,7 +18,9 @@ pub fn read(obj: &Map<String, Value>, issues: &mut Issues) -> Option<Body> {
     if let Some(ctx) = context.filter(|c| !c.is_empty()) {
         user.parts.push(ctx);
     }
-    let assistant = Message::new(Role::Assistant, response?).with_source("response");
+    let assistant = Message::new(Role::Assistant, response?)
+        .with_source("response")
+        .with_inline_reasoning();
     Some(Body::Conversation(Conversation {
         messages: vec![user, assistant],
         ..Default::default()

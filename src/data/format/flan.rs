@@ -14,7 +14,9 @@ pub fn read(obj: &Map<String, Value>, issues: &mut Issues) -> Option<Body> {
     Some(Body::Conversation(Conversation {
         messages: vec![
             Message::new(Role::User, inputs?).with_source("inputs"),
-            Message::new(Role::Assistant, targets?).with_source("targets"),
+            Message::new(Role::Assistant, targets?)
+                .with_source("targets")
+                .with_inline_reasoning(),
         ],
         ..Default::default()
     }))

@@ -113,7 +113,10 @@ pub fn write(l: &Labeled, notes: &mut Notes) -> Result<Map<String, Value>, Strin
         if plain {
             note_dropped_weights(&c.messages, "plain prompt/completion", notes);
             out.insert("prompt".into(), Value::String(prompt[0].text()));
-            out.insert("completion".into(), Value::String(completion[0].text()));
+            out.insert(
+                "completion".into(),
+                Value::String(completion[0].text_with_reasoning()),
+            );
         } else {
             out.insert("prompt".into(), write_openai(prompt));
             out.insert("completion".into(), write_openai(completion));

@@ -19,7 +19,51 @@ fn openai_role(s: &str) -> Option<Role> {
     })
 }
 
-/// Reads `[{role, content, tool_calls?, tool_call_id?, name?, weight?}, ...]`.
+/// The keys a message's reasoning is read from: `reasoning_content` (DeepSeek's and vLLM's API,
+/// what Qwen3's chat template reads), or `reasoning` (OpenRouter's, newer vLLM's).
+pub const REASONING_KEYS: &[&str] = &["reasoning_content", "reasoning"];
+
+/// A message's reasoning: the first of [`REASONING_KEYS`] present (`Some(None)` when it is
+/// null or empty), or `None` when there is none of them. Only an assistant message may carry it.
+fn read_reasoning(
+    obj: &Map<String, Value>,
+    mpath: &str,
+    role: Option<Role>,
+    issues: &mut Issues,
+) -> Option<Option<String>> {
+    let (key, v) = REASONING_KEYS
+        .iter()
+        .find_map(|k| obj.get(*k).map(|v| (*k, v)))?;
+    let text = match v {
+        Value::Null => return Some(None),
+        Value::String(s) => s,
+        other => {
+            issues.push(
+                format!("{mpath}.{key}"),
+                format!(
+                    "expected the reasoning as a string, found {}",
+                    describe(other)
+                ),
+            );
+            return Some(None);
+        }
+    };
+    if text.trim().is_empty() {
+        return Some(None);
+    }
+    match role {
+        Some(Role::Assistant) | None => Some(Some(text.clone())),
+        Some(r) => {
+            issues.push(
+                format!("{mpath}.{key}"),
+                format!("only an assistant message carries reasoning; this is a {r} message"),
+            );
+            Some(None)
+        }
+    }
+}
+
+/// Reads `[{role, content, reasoning_content?, tool_calls?, tool_call_id?, name?, weight?}, ...]`.
 pub fn read_openai(list: &[Value], path: &str, issues: &mut Issues) -> Vec<Message> {
     let mut out = Vec::with_capacity(list.len());
     for (i, m) in list.iter().enumerate() {
@@ -65,10 +109,11 @@ pub fn read_openai(list: &[Value], path: &str, issues: &mut Issues) -> Vec<Messa
             issues,
         );
         let weight = opt_weight(obj, &mpath, issues);
+        let reasoning = read_reasoning(obj, &mpath, role, issues);
         let (Some(role), Some(parts)) = (role, parts) else {
             continue;
         };
-        out.push(Message {
+        let mut m = Message {
             role,
             parts,
             tool_calls,
@@ -78,8 +123,15 @@ pub fn read_openai(list: &[Value], path: &str, issues: &mut Issues) -> Vec<Messa
                 .map(str::to_string),
             name: obj.get("name").and_then(Value::as_str).map(str::to_string),
             weight,
+            reasoning: reasoning.clone().flatten(),
             source: SourcePath(mpath.clone()),
-        });
+        };
+        // A reasoning field, even an empty one, says where the reasoning is: the content is
+        // then left as it is.
+        if reasoning.is_none() {
+            m = m.with_inline_reasoning();
+        }
+        out.push(m);
     }
     out
 }
@@ -302,8 +354,9 @@ pub fn read_sharegpt_message(m: &Value, mpath: &str, issues: &mut Issues) -> Opt
         let text = msg.text();
         msg.tool_calls = parse_function_call(&text, &vpath, issues);
         msg.parts = vec![String::new()];
+        return Some(msg);
     }
-    Some(msg)
+    Some(msg.with_inline_reasoning())
 }
 
 /// A `function_call` value: a JSON object `{name, arguments}`, or a list of them.
@@ -342,10 +395,14 @@ pub fn write_sharegpt_message(m: &Message, notes: &mut Notes) -> Value {
         Role::User => ("human", m.text()),
         Role::System => ("system", m.text()),
         Role::Tool => ("observation", m.text()),
-        Role::Assistant if m.tool_calls.is_empty() => ("gpt", m.text()),
+        // ShareGPT has no reasoning field: it goes back in front of the reply as `<think>…</think>`.
+        Role::Assistant if m.tool_calls.is_empty() => ("gpt", m.text_with_reasoning()),
         Role::Assistant => {
             if !m.text().trim().is_empty() {
                 notes.note("assistant text beside a tool call dropped (ShareGPT's function_call turn holds only the call)");
+            }
+            if m.reasoning.is_some() {
+                notes.note("reasoning of a tool-calling turn dropped (ShareGPT's function_call turn holds only the call)");
             }
             let calls: Vec<Value> = m
                 .tool_calls

@@ -71,8 +71,8 @@ impl Format {
     pub fn shape(self) -> &'static str {
         match self {
             Format::Alpaca => "instruction, input, output, optional system, optional history [[user, assistant], …]",
-            Format::Sharegpt => "conversations[{from, value}] (human/gpt/system/function_call/observation/tool), optional system, optional tools",
-            Format::Openai => "messages[{role, content}]; content is a string or a list of {type: text, text} parts; tool_calls and tool messages kept",
+            Format::Sharegpt => "conversations[{from, value}] (human/gpt/system/function_call/observation/tool), optional system, optional tools; a gpt value's leading <think>…</think> is its reasoning",
+            Format::Openai => "messages[{role, content}]; content is a string or a list of {type: text, text} parts; tool_calls and tool messages kept; an assistant's reasoning_content (or reasoning, or a leading <think>…</think>) is its reasoning",
             Format::Dolly => "instruction, context, response, category",
             Format::Flan => "inputs, targets (extra columns kept as metadata)",
             Format::PromptCompletion => "prompt, completion (strings, or message lists)",
@@ -343,10 +343,10 @@ pub(crate) fn note_dropped_weights(messages: &[Message], format: &str, notes: &m
     }
 }
 
-/// Notes text parts joined into one string.
+/// Notes text parts joined into one string; reasoning goes in front as `<think>…</think>`.
 pub(crate) fn joined(m: &Message, notes: &mut Notes) -> String {
     if m.parts.len() > 1 {
         notes.note("text parts (such as alpaca's input) joined into one message with a newline");
     }
-    m.text()
+    m.text_with_reasoning()
 }

@@ -94,7 +94,7 @@ pub fn write(p: &PreferencePair, notes: &mut Notes) -> Result<Map<String, Value>
     let mut out = Map::new();
     if p.plain {
         let text = |m: &[Message], field: &str| match m {
-            [one] => Ok(Value::String(one.text())),
+            [one] => Ok(Value::String(one.text_with_reasoning())),
             _ => Err(format!(
                 "plain preference data holds one string in {field}; found {} messages",
                 m.len()

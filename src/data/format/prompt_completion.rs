@@ -83,6 +83,7 @@ pub fn write(c: &Conversation, notes: &mut Notes) -> Result<Map<String, Value>, 
         && prompt[0].role == Role::User
         && c.tools.is_empty()
         && last.tool_calls.is_empty()
+        && last.reasoning.is_none()
         && prompt[0].parts.len() == 1;
     let mut out = Map::new();
     if simple {

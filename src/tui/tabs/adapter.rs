@@ -34,7 +34,8 @@ pub struct ModelInfo {
 
 /// Background results for this tab.
 pub enum Msg {
-    ModelInfo(ModelInfo),
+    /// Boxed: a model's config is large beside the other messages.
+    ModelInfo(Box<ModelInfo>),
     DataKind(DataKind),
     PresetSaved(Result<PathBuf, String>),
     /// Items for the open finder.
@@ -188,11 +189,6 @@ fn method_for(kind: crate::data::Kind, current: Method) -> Option<Method> {
     })
 }
 
-/// The projections LoRA can target, by their HF names.
-fn modules() -> &'static [&'static str] {
-    ModelConfig::linear_modules()
-}
-
 /// Resolves `spec` against `base` and reads its config.json; worker threads only.
 fn model_info_job(spec: String, base: PathBuf) -> Effect<Msg> {
     Effect::spawn(move || {
@@ -203,11 +199,11 @@ fn model_info_job(spec: String, base: PathBuf) -> Effect<Msg> {
             base.join(p).display().to_string()
         };
         let config = ModelConfig::from_file(&Path::new(&resolved).join("config.json")).ok();
-        Msg::ModelInfo(ModelInfo {
+        Msg::ModelInfo(Box::new(ModelInfo {
             spec,
             resolved,
             config,
-        })
+        }))
     })
 }
 
@@ -295,8 +291,9 @@ impl AdapterTab {
     }
 
     pub fn move_sel(&mut self, d: isize) {
+        let n = self.module_names().len();
         if let Some(p) = self.modules.as_mut() {
-            *p = (*p as isize + d).clamp(0, modules().len() as isize) as usize;
+            *p = (*p as isize + d).clamp(0, n as isize) as usize;
             return;
         }
         let n = self.visible().len() as isize;
@@ -318,6 +315,15 @@ impl AdapterTab {
         } else {
             self.base.join(p).display().to_string()
         }
+    }
+
+    /// The projections LoRA can target in the chosen model's family (Llama's seven until
+    /// its config is read), by their HF names.
+    pub fn module_names(&self) -> Vec<&'static str> {
+        self.model_config().map_or_else(
+            || crate::model::Arch::Llama.family().module_names(),
+            ModelConfig::linear_modules,
+        )
     }
 
     pub fn model_config(&self) -> Option<&ModelConfig> {
@@ -439,7 +445,8 @@ impl AdapterTab {
     pub fn toggle_module(&mut self) {
         let Some(i) = self.modules else { return };
         let mut mods = self.config.lora.target_modules.clone();
-        if i == modules().len() {
+        let modules = self.module_names();
+        if i == modules.len() {
             mods = if mods == ["all-linear"] {
                 vec!["q_proj".into(), "v_proj".into()]
             } else {
@@ -447,15 +454,15 @@ impl AdapterTab {
             };
         } else {
             if mods == ["all-linear"] {
-                mods = modules().iter().map(|m| m.to_string()).collect();
+                mods = modules.iter().map(|m| m.to_string()).collect();
             }
-            let m = modules()[i].to_string();
+            let m = modules[i].to_string();
             if let Some(k) = mods.iter().position(|x| *x == m) {
                 mods.remove(k);
             } else {
                 mods.push(m);
             }
-            mods.sort_by_key(|m| modules().iter().position(|x| x == m));
+            mods.sort_by_key(|m| modules.iter().position(|x| x == m));
         }
         let text = mods.join(" ");
         if let Err(e) = self.config.set_field("lora.target_modules", &text) {
@@ -652,7 +659,7 @@ impl Component for AdapterTab {
                 if self.info_loading.as_ref() == Some(&info.spec) {
                     self.info_loading = None;
                 }
-                self.model_info = Some(info);
+                self.model_info = Some(*info);
                 self.want_info()
             }
             Msg::DataKind(k) => {
@@ -914,7 +921,12 @@ fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
     if let Some(p) = t.modules {
         let mods = &t.config.lora.target_modules;
         let all = mods.iter().any(|m| m == "all-linear");
-        for (i, m) in modules().iter().chain(["all-linear"].iter()).enumerate() {
+        for (i, m) in t
+            .module_names()
+            .iter()
+            .chain(["all-linear"].iter())
+            .enumerate()
+        {
             let on = all || mods.iter().any(|x| x == m);
             let line = format!(
                 "{} [{}] {m}",
