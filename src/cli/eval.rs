@@ -23,6 +23,9 @@ pub struct EvalArgs {
     pub template: String,
     #[arg(long, default_value = "assistant")]
     pub train_on: String,
+    /// An extra chat-template argument, KEY=VALUE (`enable_thinking=false`); repeatable.
+    #[arg(long = "template-kwarg", value_name = "KEY=VALUE", value_parser = super::args::template_kwarg)]
+    pub template_kwargs: Vec<(String, serde_json::Value)>,
     #[arg(long, default_value_t = 2048)]
     pub max_seq_len: usize,
     #[arg(long, default_value_t = 8)]
@@ -83,7 +86,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let encoder = match Encoder::new(tok, &TemplateChoice::parse(&a.template), train_on) {
-        Ok(e) => e,
+        Ok(e) => e.with_template_kwargs(a.template_kwargs.iter().cloned().collect()),
         Err(e) => return fail(&e),
     };
     if a.dpo {

@@ -8,9 +8,12 @@ mod bench_tui;
 pub mod chat;
 pub mod data;
 pub mod eval;
+mod export;
 pub mod model;
+mod plot;
 mod render;
 pub mod runs;
+mod scaleout;
 mod tokens;
 pub mod train;
 
@@ -85,6 +88,10 @@ pub enum Command {
     /// Model tools: init-tiny, info.
     #[command(subcommand)]
     Model(model::ModelCommand),
+    /// A run's or adapter's result for other tools: a merged model folder, GGUF, LoRA GGUF.
+    Export(export::ExportArgs),
+    /// A run as the equivalent Axolotl, TRL or LLaMA-Factory experiment.
+    ExportConfig(scaleout::ExportConfigArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -94,6 +101,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Model(cmd)) => model::run(cmd),
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Runs(cmd)) => runs::run(cmd),
+        Some(Command::Export(args)) => export::run(args),
+        Some(Command::ExportConfig(args)) => scaleout::export_config(args),
         Some(Command::Demo) => {
             let demo = tunelab::workspace::Demo::new(&tunelab::paths::Paths::resolve().data);
             match demo.ensure() {

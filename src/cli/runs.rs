@@ -31,6 +31,10 @@ pub enum RunsCommand {
         #[arg(long, default_value_t = 60.0)]
         wait: f64,
     },
+    /// Loss curves (train, smoothed, eval, learning rate; DPO rewards) of runs as SVG or PNG.
+    Plot(super::plot::PlotArgs),
+    /// Bring a finished TRL / Axolotl / LLaMA-Factory run back as a tunelab run.
+    Import(super::scaleout::ImportArgs),
 }
 
 fn find(spec: &str) -> Result<RunDir, ExitCode> {
@@ -52,6 +56,8 @@ use tunelab::units::clock as fmt_duration;
 
 pub fn run(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        RunsCommand::Plot(a) => super::plot::run(a),
+        RunsCommand::Import(a) => super::scaleout::import(a),
         RunsCommand::List { json } => {
             let all = runs::list(&runs::runs_root(&Paths::resolve().data));
             if json {

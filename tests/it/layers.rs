@@ -27,6 +27,8 @@ const ORDER: &[&str] = &[
     "eval",
     "config",
     "runs",
+    "export",
+    "scaleout",
     "train",
     "workspace",
     "tui",
