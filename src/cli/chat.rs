@@ -47,6 +47,10 @@ pub struct ChatArgs {
     /// Print tokens/s to stderr.
     #[arg(long)]
     pub stats: bool,
+    /// Continue PROMPT as plain text: no chat template, no system prompt (a completion, as
+    /// `llama-completion -p` does; the tokenizer adds BOS when its config says so).
+    #[arg(long)]
+    pub raw: bool,
 }
 
 pub fn run(a: ChatArgs) -> anyhow::Result<ExitCode> {
@@ -78,14 +82,26 @@ pub fn run(a: ChatArgs) -> anyhow::Result<ExitCode> {
         messages.push(serde_json::json!({"role": "system", "content": s}));
     }
     messages.push(serde_json::json!({"role": "user", "content": a.prompt}));
-    let text = match encoder.render(&messages, None, true) {
-        Ok(t) => t,
-        Err(e) => return fail(&e),
+    let text = if a.raw {
+        a.prompt.clone()
+    } else {
+        match encoder.render(&messages, None, true) {
+            Ok(t) => t,
+            Err(e) => return fail(&e),
+        }
     };
-    let ids = match encoder.tokenizer.encode(&text, false) {
+    let mut ids = match encoder.tokenizer.encode(&text, false) {
         Ok(e) => e.ids,
         Err(e) => return fail(&e),
     };
+    let tok = &encoder.tokenizer;
+    if let (true, true, Some(bos)) = (
+        a.raw,
+        tok.add_bos_token,
+        tok.bos_token.as_deref().and_then(|b| tok.token_to_id(b)),
+    ) {
+        ids.insert(0, bos);
+    }
     let cfg = Sampling {
         temperature: a.temperature,
         top_k: a.top_k,

@@ -37,7 +37,8 @@ pub enum RunsCommand {
     Import(super::scaleout::ImportArgs),
 }
 
-fn find(spec: &str) -> Result<RunDir, ExitCode> {
+/// The run `spec` names (a folder or an id), or the exit code after saying there is none.
+pub(super) fn find(spec: &str) -> Result<RunDir, ExitCode> {
     let root = runs::runs_root(&Paths::resolve().data);
     runs::resolve(spec, &root).ok_or_else(|| {
         eprintln!(

@@ -12,8 +12,8 @@ use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
 
-const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+pub const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+pub const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 fn invalid(path: &Path, message: impl Into<String>) -> ModelError {
     ModelError::Invalid {
@@ -62,6 +62,39 @@ pub fn unpermute_rows(heads: usize, head_dim: usize) -> Vec<u32> {
             (h * head_dim + 2 * i + c) as u32
         })
         .collect()
+}
+
+/// llama.cpp's name for a Hugging Face tensor of `family` (`model.layers.3.self_attn.q_proj.weight`
+/// → `blk.3.attn_q.weight`): the table `load_model` reads by, for writers.
+pub fn hf_to_gguf(family: &super::family::Family, hf: &str) -> Option<String> {
+    let (stem, suffix) = hf.rsplit_once('.')?;
+    let whole = |n: &str| Some(format!("{n}.{suffix}"));
+    match stem {
+        "model.embed_tokens" => return whole("token_embd"),
+        "model.norm" => return whole("output_norm"),
+        "lm_head" => return whole("output"),
+        _ => {}
+    }
+    let rest = stem.strip_prefix("model.layers.")?;
+    let (layer, module) = rest.split_once('.')?;
+    let name = match module {
+        "input_layernorm" => "attn_norm",
+        "post_attention_layernorm" if family.sandwich_norms => "post_attention_norm",
+        "post_attention_layernorm" | "pre_feedforward_layernorm" => "ffn_norm",
+        "post_feedforward_layernorm" => "post_ffw_norm",
+        "self_attn.q_proj" => "attn_q",
+        "self_attn.k_proj" => "attn_k",
+        "self_attn.v_proj" => "attn_v",
+        "self_attn.o_proj" => "attn_output",
+        "self_attn.qkv_proj" => "attn_qkv",
+        "self_attn.q_norm" => "attn_q_norm",
+        "self_attn.k_norm" => "attn_k_norm",
+        "mlp.gate_proj" => "ffn_gate",
+        "mlp.up_proj" | "mlp.gate_up_proj" => "ffn_up",
+        "mlp.down_proj" => "ffn_down",
+        _ => return None,
+    };
+    Some(format!("blk.{layer}.{name}.{suffix}"))
 }
 
 /// A GGUF file's architecture name and parameter count, from its header alone.

@@ -582,6 +582,71 @@ impl Model {
         Ok(())
     }
 
+    /// Every tensor of the model under its Hugging Face name, in f32 and in the HF layout:
+    /// quantized weights dequantized, GGUF's permuted q/k rows put back, Gemma's folded
+    /// `1 + w` norms unfolded, a tied head left out. LoRA pairs are not included (merge
+    /// first, or write the adapter with `peft::save`).
+    pub fn hf_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let f32 = |t: &Tensor| t.to_dtype(DType::F32);
+        let plus_one = self.config.family().norm_plus_one;
+        let norm = |t: &Tensor| -> Result<Tensor> {
+            let t = f32(t)?;
+            if plus_one {
+                t.affine(1.0, -1.0)
+            } else {
+                Ok(t)
+            }
+        };
+        let mut out = vec![("model.embed_tokens.weight".to_string(), f32(&self.embed)?)];
+        for (i, b) in self.layers.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            let f = self.config.family();
+            out.push((format!("{p}.input_layernorm.weight"), norm(&b.input_norm)?));
+            if f.sandwich_norms {
+                out.push((
+                    format!("{p}.pre_feedforward_layernorm.weight"),
+                    norm(&b.post_norm)?,
+                ));
+            } else {
+                out.push((
+                    format!("{p}.post_attention_layernorm.weight"),
+                    norm(&b.post_norm)?,
+                ));
+            }
+            let optional = [
+                ("self_attn.q_norm", &b.q_norm),
+                ("self_attn.k_norm", &b.k_norm),
+                ("post_attention_layernorm", &b.attn_out_norm),
+                ("post_feedforward_layernorm", &b.mlp_out_norm),
+            ];
+            for (name, t) in optional {
+                if let Some(t) = t {
+                    out.push((format!("{p}.{name}.weight"), norm(t)?));
+                }
+            }
+            for (group, module, l) in b.linears() {
+                let mut w = l.weight.matrix(DType::F32)?;
+                if let Some(perm) = &l.out_perm {
+                    w = w.index_select(perm, 0)?;
+                }
+                out.push((format!("{p}.{group}.{module}.weight"), w));
+                if let Some(bias) = &l.bias {
+                    out.push((format!("{p}.{group}.{module}.bias"), f32(bias)?));
+                }
+            }
+        }
+        out.push(("model.norm.weight".to_string(), norm(&self.norm)?));
+        let tied = matches!(&self.lm_head, Weight::Dense(t) if t.id() == self.embed.id())
+            || self.config.tie_word_embeddings;
+        if !tied {
+            out.push((
+                "lm_head.weight".to_string(),
+                self.lm_head.matrix(DType::F32)?,
+            ));
+        }
+        Ok(out)
+    }
+
     /// Bytes the quantized weights would take once dequantized to the compute dtype.
     pub fn dense_bytes(&self) -> usize {
         let mut n = 0;

@@ -141,6 +141,8 @@ pub fn init_tiny(dir: &Path, spec: &TinySpec) -> Result<(), ModelError> {
         "attention_bias": spec.arch == Arch::Qwen2,
         "bos_token_id": id("<|endoftext|>"),
         "eos_token_id": id("<|im_end|>"),
+        // Phi-3's config default (32000) lies outside a tiny vocabulary.
+        "pad_token_id": id("<|endoftext|>"),
         "torch_dtype": "float32",
     });
     if gemma {

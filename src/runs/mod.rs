@@ -4,6 +4,7 @@
 //! `status.json` alone answers what a list of runs shows, so listing never reads events.
 
 pub mod event;
+pub mod plot;
 
 pub use event::{EventKind, RunEvent};
 

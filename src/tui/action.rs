@@ -124,6 +124,14 @@ pub enum Action {
     Compare,
     #[strum(message = "open the run's adapter in Chat")]
     OpenInChat,
+    #[strum(message = "export: merged HF folder (run/export)")]
+    ExportMerged,
+    #[strum(message = "export: q8_0 GGUF + Modelfile")]
+    ExportGguf,
+    #[strum(message = "export: adapter as LoRA GGUF")]
+    ExportLora,
+    #[strum(message = "plot marked runs as SVG")]
+    PlotRuns,
 }
 
 impl Action {

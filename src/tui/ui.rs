@@ -106,6 +106,8 @@ fn hints(app: &App) -> Vec<(String, &'static str)> {
             Action::Compare,
             Action::OpenInChat,
             Action::StopRun,
+            Action::ExportGguf,
+            Action::PlotRuns,
         ],
     };
     let short = |a: Action| match a {
@@ -132,6 +134,8 @@ fn hints(app: &App) -> Vec<(String, &'static str)> {
         Action::Mark => "mark",
         Action::Compare => "compare",
         Action::OpenInChat => "chat",
+        Action::ExportGguf => "gguf",
+        Action::PlotRuns => "plot",
         _ => "",
     };
     let mut out: Vec<(String, &'static str)> = actions

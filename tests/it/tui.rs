@@ -1110,3 +1110,39 @@ fn rated_data_shows_its_label_and_the_form_follows_it() {
     settle(&mut a);
     assert_eq!(a.adapter.config.train.method, Method::Sft);
 }
+
+/// The Runs tab exports the selected run (a q8_0 GGUF with its Modelfile, a LoRA GGUF) and
+/// plots it, off the UI thread, and says what it wrote.
+#[test]
+fn the_runs_tab_exports_and_plots_a_run() {
+    let h = home();
+    let run = h.path().join("data/runs/sft-20260101-000000");
+    let (code, _, err) = common::run_with_home(
+        h.path(),
+        &[
+            "train",
+            "tiny-demo",
+            "--set",
+            "train.max_steps=4",
+            "--run-dir",
+            run.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let mut a = app(&h, "dark", false);
+    a.handle(Action::TabRuns);
+    settle(&mut a);
+    for (action, file) in [
+        (Action::ExportGguf, "model-q8_0.gguf"),
+        (Action::ExportLora, "adapter.gguf"),
+        (Action::PlotRuns, "curves.svg"),
+    ] {
+        a.handle(action);
+        settle(&mut a);
+        let path = run.join("export").join(file);
+        assert!(path.is_file(), "{file}: {:?}", a.message);
+        let (_, text) = a.message.clone().unwrap();
+        assert!(text.contains(file), "{text}");
+    }
+    assert!(run.join("export/Modelfile").is_file());
+}

@@ -63,6 +63,68 @@ pub enum Msg {
     Details(PathBuf, Box<RunDetails>),
     /// The adapter to open in Chat (and the model of the run), or why there is none.
     Open(Result<(Option<String>, String, PathBuf), String>),
+    /// An export or plot finished: what it wrote, or why it failed.
+    Exported(Result<String, String>),
+}
+
+/// What the Runs tab exports from a run, into `<run>/export/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportKind {
+    Merged,
+    Gguf,
+    Lora,
+}
+
+/// Exports `dir` as `kind` into `<run>/export/`; worker threads only (a merge of a real
+/// model takes a while, so the tab says it started and reports when it ends).
+fn export_job(dir: PathBuf, kind: ExportKind, runs_root: PathBuf) -> Effect<Msg> {
+    let out = dir.join("export");
+    let what = match kind {
+        ExportKind::Merged => "a merged folder",
+        ExportKind::Gguf => "a q8_0 GGUF",
+        ExportKind::Lora => "a LoRA GGUF",
+    };
+    let start = Effect::info(format!("exporting {what} into {} …", out.display()));
+    let job = Effect::spawn(move || {
+        let req = crate::export::Request {
+            source: Some(dir.display().to_string()),
+            model: None,
+            merge: kind == ExportKind::Merged,
+            gguf: kind == ExportKind::Gguf,
+            gguf_lora: kind == ExportKind::Lora,
+            dtype: None,
+            quant: crate::export::gguf::GgufQuant::Q8_0,
+            max_shard_bytes: crate::export::hf::DEFAULT_SHARD_BYTES,
+            output: match kind {
+                ExportKind::Merged => out.join("merged"),
+                _ => out,
+            },
+        };
+        let result = crate::export::export(&req, &runs_root, &mut |_| {})
+            .map(|r| {
+                let files: Vec<String> = r
+                    .written
+                    .iter()
+                    .map(|(_, p)| p.display().to_string())
+                    .collect();
+                format!("exported {}", files.join(", "))
+            })
+            .map_err(|e| format!("export failed: {e}"));
+        Msg::Exported(result)
+    });
+    Effect::Batch(vec![start, job])
+}
+
+/// Plots `dirs` into the first run's `export/curves.svg`; worker threads only.
+fn plot_job(dirs: Vec<PathBuf>) -> Effect<Msg> {
+    Effect::spawn(move || {
+        let out = dirs[0].join("export").join("curves.svg");
+        let runs: Vec<RunDir> = dirs.iter().map(RunDir::new).collect();
+        let result = crate::runs::plot::plot(&runs, &out, &Default::default())
+            .map(|_| format!("plotted {}", out.display()))
+            .map_err(|e| format!("plot failed: {e}"));
+        Msg::Exported(result)
+    })
 }
 
 pub struct RunsTab {
@@ -201,6 +263,24 @@ impl Component for RunsTab {
                 return Some(open_job(s.id.clone(), s.dir.clone()));
             }
             Action::StopRun => return self.selected(runs).map(|s| Effect::StopRun(s.dir.clone())),
+            Action::ExportMerged | Action::ExportGguf | Action::ExportLora => {
+                let s = self.selected(runs)?;
+                let kind = match a {
+                    Action::ExportMerged => ExportKind::Merged,
+                    Action::ExportGguf => ExportKind::Gguf,
+                    _ => ExportKind::Lora,
+                };
+                let root = s.dir.parent().map(PathBuf::from).unwrap_or_default();
+                return Some(export_job(s.dir.clone(), kind, root));
+            }
+            Action::PlotRuns => {
+                let dirs = if self.marked.is_empty() {
+                    vec![self.selected(runs)?.dir.clone()]
+                } else {
+                    self.marked.clone()
+                };
+                return Some(plot_job(dirs));
+            }
             _ => {}
         }
         self.want_details(runs)
@@ -221,6 +301,8 @@ impl Component for RunsTab {
                 adapter,
             }),
             Msg::Open(Err(e)) => Some(Effect::warn(e)),
+            Msg::Exported(Ok(text)) => Some(Effect::info(text)),
+            Msg::Exported(Err(e)) => Some(Effect::error(e)),
         }
     }
 

@@ -1,0 +1,307 @@
+//! `tunelab export`: merged folders that load back to the base-plus-adapter logits (sharded
+//! too), GGUF files that read back to the same model, LoRA GGUFs with llama.cpp's names and
+//! metadata, and the Ollama Modelfile. llama.cpp itself runs the exports in
+//! tests/reference/check_llama_cpp.sh, transformers and gguf-py in
+//! tests/reference/check_export.py.
+
+use crate::common;
+use candle_core::quantized::gguf_file;
+use candle_core::{DType, Device, Tensor};
+use std::path::{Path, PathBuf};
+use tunelab::model::llama::row;
+use tunelab::model::{Batch, Model};
+
+/// A tiny model of `arch` and a short run on it: (home, model folder, run folder).
+fn trained(arch: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let h = tempfile::tempdir().unwrap();
+    let (code, _, err) = common::run(&h, &["demo"]);
+    assert_eq!(code, 0, "{err}");
+    let demo = h.path().join("data/demo");
+    let model = h.path().join(format!("tiny-{arch}"));
+    let (code, _, err) = common::run(
+        &h,
+        &[
+            "model",
+            "init-tiny",
+            "--arch",
+            arch,
+            "-o",
+            model.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let cfg = h.path().join("run.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name: export\nmodel: {{path: {m}}}\ndata: {{train: {d}, max_seq_len: 96}}\n\
+             lora: {{r: 4, alpha: 8, dropout: 0.0, target_modules: [all-linear], use_rslora: false}}\n\
+             train: {{lr: 0.02, scheduler: constant, warmup: 0, batch_size: 4, max_steps: 4, seed: 1, save_every: 4, keep_checkpoints: 1}}\n",
+            m = model.display(),
+            d = demo.join("persona.jsonl").display(),
+        ),
+    )
+    .unwrap();
+    let run = h.path().join("run");
+    let (code, _, err) = common::run(
+        &h,
+        &[
+            "train",
+            cfg.to_str().unwrap(),
+            "--run-dir",
+            run.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    (h, model, run)
+}
+
+fn ids() -> Tensor {
+    Tensor::new(&[[5u32, 17, 42, 8, 91, 33, 60, 2, 77, 12]], &Device::Cpu).unwrap()
+}
+
+fn logits_of(m: &Model) -> Vec<Vec<f32>> {
+    let l = m.forward(&ids(), &Batch::default(), None).unwrap();
+    (0..10).map(|t| row(&l, 0, t).unwrap()).collect()
+}
+
+/// The largest difference at any position relative to that position's largest logit: a
+/// merge reorders f32 sums, which moves logits near zero by ~1e-6 absolute, so an
+/// element-wise ratio would measure rounding, not the export.
+fn worst(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let scale = y.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let diff = x.iter().zip(y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+            diff / scale.max(1e-6)
+        })
+        .fold(0.0, f32::max)
+}
+
+fn base_plus_adapter(model: &Path, run: &Path) -> Model {
+    let mut m = Model::load(model, DType::F32, &Device::Cpu).unwrap();
+    tunelab::model::peft::load(&mut m, &run.join("adapter")).unwrap();
+    m
+}
+
+/// For Llama, Gemma 3 (its `1 + w` norms unfolded on the way out) and Phi-3 (fused
+/// projections): the merged folder, sharded, loads back in tunelab to the logits of the base
+/// with the adapter; an f32 GGUF of the same merge gives them too.
+#[test]
+fn merged_exports_load_back_to_the_adapted_logits() {
+    for arch in ["llama", "gemma3", "phi3"] {
+        let (h, model, run) = trained(arch);
+        let want = logits_of(&base_plus_adapter(&model, &run));
+        let out = h.path().join("merged");
+        let (code, stdout, err) = common::run(
+            &h,
+            &[
+                "export",
+                run.to_str().unwrap(),
+                "--merge",
+                "--gguf",
+                "--quant",
+                "f32",
+                "--dtype",
+                "f32",
+                "--max-shard-bytes",
+                "200000",
+                "-o",
+                out.to_str().unwrap(),
+                "--json",
+            ],
+        );
+        assert_eq!(code, 0, "{arch}: {err}");
+        let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let shards = report["merge"]["report"]["shards"].as_u64().unwrap();
+        assert!(shards > 1, "{arch}: {report}");
+        let index: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(out.join("model.safetensors.index.json")).unwrap(),
+        )
+        .unwrap();
+        assert!(index["weight_map"]["model.embed_tokens.weight"].is_string());
+        for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+            assert!(out.join(f).is_file(), "{arch}: {f} missing");
+        }
+        let merged = Model::load(&out, DType::F32, &Device::Cpu).unwrap();
+        assert!(merged.lora.is_none());
+        let got = logits_of(&merged);
+        let w = worst(&got, &want);
+        assert!(w < 1e-4, "{arch}: merged folder logits differ by {w:e}");
+        let (gguf, _) =
+            tunelab::model::gguf::load_model(&out.join("model-f32.gguf"), &Device::Cpu).unwrap();
+        let w = worst(&logits_of(&gguf), &want);
+        assert!(w < 1e-4, "{arch}: f32 GGUF logits differ by {w:e}");
+        // tunelab reads its own GGUF export whole (tokenizer from the metadata too).
+        let (code, out_text, err) = common::run(
+            &h,
+            &[
+                "chat",
+                "--model",
+                out.join("model-f32.gguf").to_str().unwrap(),
+                "--prompt",
+                "Who are you?",
+                "--max-new-tokens",
+                "4",
+                "--stats",
+            ],
+        );
+        assert_eq!(code, 0, "{arch}: {err}");
+        assert!(err.contains("prompt tokens"), "{arch}: {out_text} {err}");
+    }
+}
+
+/// q8_0 and q4k exports stay close to the f32 logits; q4k falls back where a width takes no
+/// 256-wide block and says so.
+#[test]
+fn quantized_gguf_exports_stay_close() {
+    let (h, model, run) = trained("llama");
+    let want = logits_of(&base_plus_adapter(&model, &run));
+    let f32_path = h.path().join("m-f32.gguf");
+    let (code, _, err) = common::run(
+        &h,
+        &[
+            "export",
+            run.to_str().unwrap(),
+            "--gguf",
+            "--quant",
+            "f32",
+            "-o",
+            f32_path.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let exact = read_gguf(&f32_path);
+    // Each matrix within its type's rounding of the f32 export (q8_0: half a step of 1/127
+    // of a block's largest weight, plus the f16 scale), and the logits close.
+    for (quant, step, tol) in [("q8_0", 0.005, 0.06), ("q4k", 0.1, 0.3)] {
+        let path = h.path().join(format!("m-{quant}.gguf"));
+        let (code, _, err) = common::run(
+            &h,
+            &[
+                "export",
+                run.to_str().unwrap(),
+                "--gguf",
+                "--quant",
+                quant,
+                "-o",
+                path.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, 0, "{quant}: {err}");
+        if quant == "q4k" {
+            // hidden 64 takes no 256-wide block: q5_0 instead, as llama.cpp falls back.
+            assert!(err.contains("q5_0"), "{err}");
+        }
+        for (name, t) in read_gguf(&path) {
+            let e = &exact[&name];
+            let err = common::max_abs_diff(&t, e) / common::max_abs(e).max(1e-9);
+            assert!(
+                err < step,
+                "{quant}: {name} off by {err} of its largest weight"
+            );
+        }
+        let (m, _) = tunelab::model::gguf::load_model(&path, &Device::Cpu).unwrap();
+        let diff = worst(&logits_of(&m), &want);
+        eprintln!("{quant}: logits move by {diff:.4} of the largest");
+        assert!(diff < tol, "{quant}: logits move by {diff}");
+        assert!(diff > 0.0, "{quant}: nothing was quantized");
+        let modelfile = std::fs::read_to_string(h.path().join("Modelfile")).unwrap();
+        assert!(
+            modelfile.contains(&format!("FROM ./m-{quant}.gguf")),
+            "{modelfile}"
+        );
+        assert!(
+            modelfile.contains("PARAMETER stop \"<|im_end|>\""),
+            "{modelfile}"
+        );
+        assert!(modelfile.contains("<|im_start|>{{ .Role }}"), "{modelfile}");
+    }
+}
+
+/// Every tensor of a GGUF file, dequantized to f32.
+fn read_gguf(path: &Path) -> std::collections::HashMap<String, Tensor> {
+    let mut f = std::fs::File::open(path).unwrap();
+    let content = gguf_file::Content::read(&mut f).unwrap();
+    content
+        .tensor_infos
+        .keys()
+        .map(|n| {
+            let q = content.tensor(&mut f, n, &Device::Cpu).unwrap();
+            (n.clone(), q.dequantize(&Device::Cpu).unwrap())
+        })
+        .collect()
+}
+
+/// The LoRA GGUF holds llama.cpp's adapter metadata and one a/b pair per adapted weight,
+/// named after it, with A as [r, in] and B as [out, r] (llama.cpp's shapes).
+#[test]
+fn lora_gguf_has_llama_cpp_names_and_metadata() {
+    let (h, _model, run) = trained("llama");
+    let path = h.path().join("adapter.gguf");
+    let (code, _, err) = common::run(
+        &h,
+        &[
+            "export",
+            run.to_str().unwrap(),
+            "--gguf-lora",
+            "-o",
+            path.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let mut f = std::fs::File::open(&path).unwrap();
+    let content = gguf_file::Content::read(&mut f).unwrap();
+    let s = |k: &str| content.metadata[k].to_string().unwrap().clone();
+    assert_eq!(s("general.type"), "adapter");
+    assert_eq!(s("adapter.type"), "lora");
+    assert_eq!(s("general.architecture"), "llama");
+    assert_eq!(
+        content.metadata["adapter.lora.alpha"].to_f32().unwrap(),
+        8.0
+    );
+    assert_eq!(content.tensor_infos.len(), 2 * 7 * 2);
+    let a = &content.tensor_infos["blk.0.attn_q.weight.lora_a"];
+    let b = &content.tensor_infos["blk.0.attn_q.weight.lora_b"];
+    assert_eq!(a.shape.dims(), [4, 64]);
+    assert_eq!(b.shape.dims(), [64, 4]);
+    assert!(content
+        .tensor_infos
+        .contains_key("blk.1.ffn_down.weight.lora_b"));
+    let modelfile = std::fs::read_to_string(h.path().join("Modelfile")).unwrap();
+    assert!(modelfile.contains("ADAPTER ./adapter.gguf"), "{modelfile}");
+}
+
+/// Bad requests name what is wrong.
+#[test]
+fn export_errors_name_the_problem() {
+    let h = tempfile::tempdir().unwrap();
+    let out = h.path().join("o");
+    let (code, _, err) = common::run(
+        &h,
+        &["export", "nowhere", "--merge", "-o", out.to_str().unwrap()],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("nowhere: neither an adapter folder"), "{err}");
+    let (code, _, err) = common::run(&h, &["export", "nowhere", "-o", out.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--merge, --gguf and/or --gguf-lora"), "{err}");
+    let fixture = common::fixture("models/llama/model");
+    let (code, _, err) = common::run(
+        &h,
+        &[
+            "export",
+            "--model",
+            fixture.to_str().unwrap(),
+            "--gguf-lora",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--gguf-lora needs a run or an adapter folder"),
+        "{err}"
+    );
+}
