@@ -6,7 +6,7 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tunelab::model::tiny::{init_tiny, TinySpec};
-use tunelab::model::{Arch, Model, ModelConfig};
+use tunelab::model::Arch;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum TinyArch {
@@ -41,9 +41,10 @@ pub enum ModelCommand {
         #[arg(long)]
         corpus: Option<PathBuf>,
     },
-    /// Architecture, parameter count, dtype, memory and LoRA target modules of a model folder.
+    /// Architecture, parameter count, dtype, memory and LoRA target modules of a model: a
+    /// folder, a .gguf file or a hub id.
     Info {
-        model: PathBuf,
+        model: String,
         #[arg(long)]
         json: bool,
         /// Quantize the projections as QLoRA would (q8_0, q4_0, q4k) and report the bytes.
@@ -109,7 +110,7 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
             quantize_head,
             no_cache,
         } => {
-            let cfg = match ModelConfig::from_file(&model.join("config.json")) {
+            let cfg = match tunelab::model::source::config(&model) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -125,17 +126,17 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
             };
             // Loading checks that the weights are all there and readable, and measures what
             // the base occupies under the quantization.
-            let report = match Model::load_quantized(
+            let report = match tunelab::model::source::load_quantized(
                 &model,
-                candle_dtype,
                 &candle_core::Device::Cpu,
+                candle_dtype,
                 tunelab::model::QuantPlan {
                     quantization,
                     head: quantize_head,
                     cache: (!no_cache).then(|| tunelab::paths::Paths::resolve().cache),
                 },
             ) {
-                Ok((_, r)) => r,
+                Ok((_, _, r)) => r,
                 Err(e) => {
                     eprintln!("error: {e}");
                     return Ok(ExitCode::from(exit::UNUSABLE));

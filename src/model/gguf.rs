@@ -124,12 +124,9 @@ pub fn load(path: &Path, device: &Device) -> Result<(Model, TextTokenizer), Mode
     Ok((model, tokenizer(path, &m)?))
 }
 
-/// The weights of a GGUF file of any family in `model::family` (Mistral's files say
-/// `llama`), kept quantized, with llama.cpp's names and metadata mapped to the HF layout.
-pub fn load_model(path: &Path, device: &Device) -> Result<(Model, Content), ModelError> {
-    let mut file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
-    let content = Content::read(&mut file)
-        .map_err(|e| invalid(path, format!("not a readable GGUF file: {e}")))?;
+/// A GGUF file's model config from its metadata (and LongRoPE's two factor tensors), without
+/// reading the weights: `model info` and the Adapter tab describe a GGUF this way.
+pub fn config_of(path: &Path, content: &Content) -> Result<ModelConfig, ModelError> {
     let m = Meta {
         path,
         md: &content.metadata,
@@ -144,27 +141,31 @@ pub fn load_model(path: &Path, device: &Device) -> Result<(Model, Content), Mode
             ),
         )
     })?;
-    let family = arch.family();
     let a = &arch_name;
     let key = |k: &str| format!("{a}.{k}");
     let heads = m.u(&key("attention.head_count"))?;
     let hidden = m.u(&key("embedding_length"))?;
-    let tensor = |name: &str| -> Result<Arc<candle_core::quantized::QTensor>, ModelError> {
-        let mut f = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
-        content
-            .tensor(&mut f, name, device)
-            .map(Arc::new)
-            .map_err(|e| ModelError::MissingTensor {
-                name: name.into(),
-                message: e.to_string(),
-            })
-    };
+    // Small tensors the config needs (LongRoPE's factors), read on the CPU.
     let dense = |name: &str| -> Result<Tensor, ModelError> {
-        Ok(tensor(name)?.dequantize(device)?.to_dtype(DType::F32)?)
+        let mut f = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+        let q =
+            content
+                .tensor(&mut f, name, &Device::Cpu)
+                .map_err(|e| ModelError::MissingTensor {
+                    name: name.into(),
+                    message: e.to_string(),
+                })?;
+        Ok(q.dequantize(&Device::Cpu)?.to_dtype(DType::F32)?)
     };
     let has = |name: &str| content.tensor_infos.contains_key(name);
-    let embed_q = tensor("token_embd.weight")?;
-    let vocab = embed_q.shape().dims2()?.0;
+    let vocab = content
+        .tensor_infos
+        .get("token_embd.weight")
+        .and_then(|t| t.shape.dims().first().copied())
+        .ok_or_else(|| ModelError::MissingTensor {
+            name: "token_embd.weight".into(),
+            message: "not in the file".into(),
+        })?;
     let layers_n = m.u(&key("block_count"))?;
     // Phi-3's `rope.dimension_count` is the rotated part of a head; the head itself is
     // `attention.key_length` when present.
@@ -270,6 +271,47 @@ pub fn load_model(path: &Path, device: &Device) -> Result<(Model, Content), Mode
             },
         ));
     }
+    Ok(config)
+}
+
+/// Reads only a GGUF file's header and returns its model config.
+pub fn read_config(path: &Path) -> Result<ModelConfig, ModelError> {
+    let mut file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+    let content = Content::read(&mut file)
+        .map_err(|e| invalid(path, format!("not a readable GGUF file: {e}")))?;
+    config_of(path, &content)
+}
+
+/// The weights of a GGUF file of any family in `model::family` (Mistral's files say
+/// `llama`), kept quantized, with llama.cpp's names and metadata mapped to the HF layout.
+pub fn load_model(path: &Path, device: &Device) -> Result<(Model, Content), ModelError> {
+    let mut file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+    let content = Content::read(&mut file)
+        .map_err(|e| invalid(path, format!("not a readable GGUF file: {e}")))?;
+    let m = Meta {
+        path,
+        md: &content.metadata,
+    };
+    let config = config_of(path, &content)?;
+    let arch = config.arch;
+    let family = arch.family();
+    let arch_name = m.s("general.architecture").unwrap_or_default();
+    let heads = config.num_attention_heads;
+    let tensor = |name: &str| -> Result<Arc<candle_core::quantized::QTensor>, ModelError> {
+        let mut f = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+        content
+            .tensor(&mut f, name, device)
+            .map(Arc::new)
+            .map_err(|e| ModelError::MissingTensor {
+                name: name.into(),
+                message: e.to_string(),
+            })
+    };
+    let dense = |name: &str| -> Result<Tensor, ModelError> {
+        Ok(tensor(name)?.dequantize(device)?.to_dtype(DType::F32)?)
+    };
+    let has = |name: &str| content.tensor_infos.contains_key(name);
+    let embed_q = tensor("token_embd.weight")?;
     let (hd, kvh) = (config.head_dim, config.num_key_value_heads);
     // llama.cpp permutes q/k rows for the `llama` architecture only.
     let perm = |n: usize| -> Result<Option<Tensor>, ModelError> {

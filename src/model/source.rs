@@ -4,7 +4,59 @@
 use super::{gguf, hub, Model, ModelError, QuantPlan, QuantReport, Quantization};
 use crate::template::TextTokenizer;
 use candle_core::{DType, Device};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// What a model spec names: every command (model info, eval, chat, bench, train, the
+/// Adapter tab) goes through [`resolve`], so they accept the same specs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    /// A Hugging Face folder (config.json, safetensors, tokenizer), local or in the hub cache.
+    Folder(PathBuf),
+    Gguf(PathBuf),
+}
+
+/// Resolves `spec`: a model folder, a `.gguf` file, or a hub id (`org/name`) in the Hugging
+/// Face cache.
+pub fn resolve(spec: &str) -> Result<Resolved, ModelError> {
+    let path = Path::new(spec);
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
+        if !path.is_file() {
+            return Err(ModelError::Invalid {
+                path: path.to_path_buf(),
+                message: "no such GGUF file".into(),
+            });
+        }
+        return Ok(Resolved::Gguf(path.to_path_buf()));
+    }
+    if path.is_dir() {
+        return Ok(Resolved::Folder(path.to_path_buf()));
+    }
+    if path.is_file() {
+        return Err(ModelError::Invalid {
+            path: path.to_path_buf(),
+            message: "a file that is not a .gguf; expected a model folder, a .gguf file or a hub id like org/name".into(),
+        });
+    }
+    if hub::looks_like_repo_id(spec) {
+        return Ok(Resolved::Folder(hub::resolve(spec)?));
+    }
+    Err(ModelError::Invalid {
+        path: path.to_path_buf(),
+        message: "no such folder or file; expected a model folder, a .gguf file or a hub id like org/name".into(),
+    })
+}
+
+/// The model config of `spec` without reading its weights (a folder's config.json, a GGUF
+/// file's metadata).
+pub fn config(spec: &str) -> Result<super::ModelConfig, ModelError> {
+    match resolve(spec)? {
+        Resolved::Folder(dir) => Ok(super::ModelConfig::from_file(&dir.join("config.json"))?),
+        Resolved::Gguf(path) => gguf::read_config(&path),
+    }
+}
 
 /// Loads `spec` (a folder, a `.gguf` file, or `org/name`) with its tokenizer, in f32.
 pub fn load(spec: &str, device: &Device) -> Result<(Model, TextTokenizer), ModelError> {
@@ -29,35 +81,18 @@ pub fn load_quantized(
     dtype: DType,
     plan: QuantPlan,
 ) -> Result<(Model, TextTokenizer, QuantReport), ModelError> {
-    let path = Path::new(spec);
-    if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
-    {
-        if !path.is_file() {
-            return Err(ModelError::Invalid {
-                path: path.to_path_buf(),
-                message: "no such GGUF file".into(),
-            });
+    let dir = match resolve(spec)? {
+        Resolved::Gguf(path) => {
+            let (model, tok) = gguf::load(&path, device)?;
+            let report = QuantReport {
+                quantization: "gguf".into(),
+                params: model.config.parameter_count() as u64,
+                base_bytes: model.resident_bytes(),
+                ..Default::default()
+            };
+            return Ok((model, tok, report));
         }
-        let (model, tok) = gguf::load(path, device)?;
-        let report = QuantReport {
-            quantization: "gguf".into(),
-            params: model.config.parameter_count() as u64,
-            base_bytes: model.resident_bytes(),
-            ..Default::default()
-        };
-        return Ok((model, tok, report));
-    }
-    let dir = if path.exists() {
-        path.to_path_buf()
-    } else if hub::looks_like_repo_id(spec) {
-        hub::resolve(spec)?
-    } else {
-        return Err(ModelError::Invalid {
-            path: path.to_path_buf(),
-            message: "no such folder or file; expected a model folder, a .gguf file or a hub id like org/name".into(),
-        });
+        Resolved::Folder(dir) => dir,
     };
     let (model, report) = Model::load_quantized(&dir, dtype, device, plan)?;
     let mut tok = TextTokenizer::from_dir(&dir).map_err(|e| ModelError::Invalid {
@@ -70,17 +105,15 @@ pub fn load_quantized(
 
 /// Only the tokenizer of `spec` (a folder, or a `.gguf` file).
 pub fn load_tokenizer(spec: &Path) -> Result<TextTokenizer, ModelError> {
-    if spec
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
-    {
-        return gguf::load_tokenizer(spec);
-    }
-    let mut tok = TextTokenizer::from_dir(spec).map_err(|e| ModelError::Invalid {
-        path: spec.to_path_buf(),
+    let dir = match resolve(&spec.to_string_lossy())? {
+        Resolved::Gguf(path) => return gguf::load_tokenizer(&path),
+        Resolved::Folder(dir) => dir,
+    };
+    let mut tok = TextTokenizer::from_dir(&dir).map_err(|e| ModelError::Invalid {
+        path: dir.clone(),
         message: e.to_string(),
     })?;
-    if let Ok(c) = super::ModelConfig::from_file(&spec.join("config.json")) {
+    if let Ok(c) = super::ModelConfig::from_file(&dir.join("config.json")) {
         apply_family(&mut tok, c.arch);
     }
     Ok(tok)

@@ -19,6 +19,7 @@ mod gpu;
 mod kto;
 mod layers;
 mod model_infer;
+mod model_kinds;
 mod model_lora;
 mod model_parity;
 mod plot;

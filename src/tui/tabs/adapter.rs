@@ -193,12 +193,13 @@ fn method_for(kind: crate::data::Kind, current: Method) -> Option<Method> {
 fn model_info_job(spec: String, base: PathBuf) -> Effect<Msg> {
     Effect::spawn(move || {
         let p = Path::new(&spec);
-        let resolved = if p.is_absolute() || p.exists() {
+        // Relative to the workspace when it is there; else as given (a hub id).
+        let resolved = if p.is_absolute() || p.exists() || !base.join(p).exists() {
             spec.clone()
         } else {
             base.join(p).display().to_string()
         };
-        let config = ModelConfig::from_file(&Path::new(&resolved).join("config.json")).ok();
+        let config = crate::model::source::config(&resolved).ok();
         Msg::ModelInfo(Box::new(ModelInfo {
             spec,
             resolved,
