@@ -89,3 +89,27 @@ mod tests {
         assert!(leftovers.is_empty());
     }
 }
+
+thread_local! {
+    static CONTAINED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic inside it into an error message: for third-party decoders
+/// (Parquet) that panic on hostile files instead of returning an error. Panic hooks that
+/// check [`panic_is_contained`] stay quiet for these (no stderr line, no terminal restore).
+pub fn contain<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    let was = CONTAINED.with(|c| c.replace(true));
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CONTAINED.with(|c| c.set(was));
+    out.map_err(|p| {
+        p.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the decoder failed".into())
+    })
+}
+
+/// Whether the current thread is inside [`contain`] (its panic is handled as an error).
+pub fn panic_is_contained() -> bool {
+    CONTAINED.with(|c| c.get())
+}

@@ -21,6 +21,9 @@ pub mod paths;
 pub mod pyjson;
 pub mod runs;
 pub mod scaleout;
+#[cfg(feature = "serve")]
+pub mod serve;
+pub mod synth;
 pub mod telemetry;
 pub mod template;
 pub mod train;

@@ -32,6 +32,14 @@ fn main() -> ExitCode {
     if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
         std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
+    // Panics a decoder raises on a hostile file are contained and reported as errors
+    // (`files::contain`): they print nothing.
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !tunelab::files::panic_is_contained() {
+            prev(info);
+        }
+    }));
     let args = cli::Cli::parse();
     if matches!(
         args.command,

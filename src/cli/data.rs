@@ -1,4 +1,4 @@
-//! `tunelab data …`: inspect, validate, convert, stats and formats.
+//! `tunelab data …`: inspect, validate, convert, stats, formats, synth and pull.
 
 use super::exit;
 use super::render;
@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use tunelab::data::convert::{self, ConvertError, OnError};
 use tunelab::data::scan::{self, Lengths};
 use tunelab::data::{DataError, Dataset, Format, Kind};
+use tunelab::synth::{Provider, SeedKind, SynthKind};
 use tunelab::template::{
     fit_length, Encoded, Encoder, Fit, LengthPolicy, TemplateChoice, TemplateError, TrainOn,
 };
@@ -78,6 +79,115 @@ pub enum DataCommand {
     },
     /// List the supported formats and their record shapes.
     Formats,
+    /// Write SFT records or preference pairs with a strong model (Anthropic or any
+    /// OpenAI-compatible server) from seed topics or prompts and a persona. Appends to a
+    /// .jsonl output and resumes where a killed run stopped; exit 0 when the output holds -n
+    /// records, 1 when some could not be made, 2 when the input or the provider is unusable.
+    Synth(SynthArgs),
+    /// Download a Hugging Face dataset's data files (.parquet, .jsonl, .json) through the hub
+    /// cache into a folder, then inspect them. Offline (HF_HUB_OFFLINE=1, or no network) it
+    /// uses the cached snapshot.
+    Pull {
+        /// The dataset, OWNER/NAME.
+        id: String,
+        /// Only this split's files (train, test, validation, …); default every data file.
+        #[arg(long)]
+        split: Option<String>,
+        /// A branch, tag or commit (default main).
+        #[arg(long)]
+        revision: Option<String>,
+        /// The folder the files go into (their repository paths kept).
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+        /// Hard-link the cached files instead of copying them (an in-place edit then
+        /// changes the cache too).
+        #[arg(long)]
+        link: bool,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// The strong model's API: anthropic (the Messages API; key from ANTHROPIC_API_KEY) or
+    /// openai (any OpenAI-compatible chat-completions server: OpenAI, vLLM, llama.cpp,
+    /// Ollama, `tunelab serve`; OPENAI_API_KEY sent when set).
+    #[arg(long)]
+    pub provider: Provider,
+    /// The API's base URL (default https://api.anthropic.com, or https://api.openai.com/v1;
+    /// a local server: e.g. http://127.0.0.1:8000/v1).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// The model (default claude-sonnet-4-5, or gpt-4.1-mini; with --base-url, the first
+    /// model the server lists).
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+    /// sft (prompt and the persona's answer) or preference (the persona's answer chosen, a
+    /// plain or base model's answer rejected).
+    #[arg(long, default_value = "sft")]
+    pub kind: SynthKind,
+    /// Topics or prompts, one per line (a line ending in ? is a prompt), or JSON Lines with a
+    /// "prompt" or "topic" field.
+    #[arg(long, value_name = "FILE")]
+    pub seed_file: PathBuf,
+    /// How seed lines are read: auto, topic (the model writes the prompts) or prompt.
+    #[arg(long, default_value = "auto")]
+    pub seed_kind: SeedKind,
+    /// The task description or persona the answers follow: the text, or @FILE.
+    #[arg(long, value_name = "TEXT|@FILE")]
+    pub persona: String,
+    /// Records the output holds at the end (those already there count); seeds are cycled,
+    /// each round asking for a new prompt.
+    #[arg(short = 'n', long = "count", value_name = "N")]
+    pub n: usize,
+    /// The output, .jsonl (appended to, one record a line). Turned-away model output goes to
+    /// OUT's name with .rejected.jsonl.
+    #[arg(short = 'o', long, value_name = "OUT")]
+    pub output: PathBuf,
+    /// The output format (default openai for sft, preference — TRL's conversational
+    /// prompt/chosen/rejected — for preference); any format of `tunelab data formats` that
+    /// holds the kind.
+    #[arg(long, value_parser = parse_format)]
+    pub format: Option<Format>,
+    /// Where rejected answers come from (default: the strong model asked for a plain answer;
+    /// --rejected-base-url alone means openai, e.g. the base model through `tunelab serve`).
+    #[arg(long)]
+    pub rejected_provider: Option<Provider>,
+    #[arg(long, value_name = "URL")]
+    pub rejected_base_url: Option<String>,
+    #[arg(long, value_name = "NAME")]
+    pub rejected_model: Option<String>,
+    /// Requests in flight at once (threads).
+    #[arg(long, default_value_t = 4, value_name = "K")]
+    pub concurrency: usize,
+    /// Requests per minute over all threads; 0 for no limit.
+    #[arg(long, default_value_t = 50)]
+    pub rpm: u32,
+    /// Seconds each request may take, connection to the end of the reply.
+    #[arg(long, default_value_t = 120.0, value_name = "SECS")]
+    pub timeout: f64,
+    /// Tries per request (429, 5xx, timeouts are retried with backoff, honouring
+    /// Retry-After) and per record (turned-away output is asked for again).
+    #[arg(long, default_value_t = 5)]
+    pub attempts: u32,
+    /// The token limit of each reply; replies cut off at it are turned away.
+    #[arg(long, default_value_t = 1024)]
+    pub max_tokens: u32,
+    /// Sampling temperature (default: the provider's).
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Put the persona into each record as its system message (by default the records have
+    /// none, so the persona is learned rather than prompted).
+    #[arg(long)]
+    pub include_system: bool,
+    /// Print the final report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// The first retry's backoff in milliseconds (doubles per retry, with jitter).
+    #[arg(long, default_value_t = 1000, hide = true)]
+    pub backoff_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -191,6 +301,15 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
             samples,
             json,
         } => preview(&input, &tokens, samples, json),
+        DataCommand::Synth(args) => synth(args),
+        DataCommand::Pull {
+            id,
+            split,
+            revision,
+            output,
+            link,
+            json,
+        } => pull(id, split, revision, output, link, json),
         DataCommand::Formats => {
             for f in Format::all() {
                 println!("{:<20} {:<11} {}", f.name(), f.kind().as_str(), f.shape());
@@ -224,32 +343,41 @@ fn inspect(input: &Input, as_json: bool, samples: usize) -> anyhow::Result<ExitC
         Err(e) => return Ok(unusable(&e)),
     };
     if as_json {
-        let roles: serde_json::Map<String, Value> = s
-            .roles
-            .iter()
-            .map(|(r, n)| (r.as_str().to_string(), json!(n)))
-            .collect();
-        let mut out = json!({
-            "file": ds.file.path,
-            "container": ds.file.container.name(),
-            "bytes": ds.file.bytes,
-            "format": ds.format.name(),
-            "evidence": ds.evidence,
-            "kind": ds.kind().as_str(),
-            "records": s.records,
-            "valid": s.valid,
-            "invalid": s.invalid,
-            "roles": roles,
-            "turns": summary_json(&s.turns),
-            "chars": summary_json(&s.chars),
-            "samples": s.samples.iter().map(|(loc, r)| json!({"location": loc.to_string(), "record": r.to_canonical_json()})).collect::<Vec<_>>(),
-        });
-        if ds.kind() == Kind::Unpaired {
-            out["labels"] = json!({"desirable": s.desirable, "undesirable": s.undesirable});
-        }
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(ExitCode::from(exit::OK));
+        println!("{}", serde_json::to_string_pretty(&inspect_json(&ds, &s))?);
+    } else {
+        print_inspect(&ds, &s);
     }
+    Ok(ExitCode::from(exit::OK))
+}
+
+fn inspect_json(ds: &Dataset, s: &scan::Scan) -> Value {
+    let roles: serde_json::Map<String, Value> = s
+        .roles
+        .iter()
+        .map(|(r, n)| (r.as_str().to_string(), json!(n)))
+        .collect();
+    let mut out = json!({
+        "file": ds.file.path,
+        "container": ds.file.container.name(),
+        "bytes": ds.file.bytes,
+        "format": ds.format.name(),
+        "evidence": ds.evidence,
+        "kind": ds.kind().as_str(),
+        "records": s.records,
+        "valid": s.valid,
+        "invalid": s.invalid,
+        "roles": roles,
+        "turns": summary_json(&s.turns),
+        "chars": summary_json(&s.chars),
+        "samples": s.samples.iter().map(|(loc, r)| json!({"location": loc.to_string(), "record": r.to_canonical_json()})).collect::<Vec<_>>(),
+    });
+    if ds.kind() == Kind::Unpaired {
+        out["labels"] = json!({"desirable": s.desirable, "undesirable": s.undesirable});
+    }
+    out
+}
+
+fn print_inspect(ds: &Dataset, s: &scan::Scan) {
     println!(
         "file      {} ({}, {})",
         ds.file.path.display(),
@@ -284,7 +412,6 @@ fn inspect(input: &Input, as_json: bool, samples: usize) -> anyhow::Result<ExitC
         println!();
         print!("{}", render::record(*loc, r, 400));
     }
-    Ok(ExitCode::from(exit::OK))
 }
 
 fn validate(input: &Input, as_json: bool, limit: usize) -> anyhow::Result<ExitCode> {
@@ -773,6 +900,309 @@ fn preview(
                 println!();
             }
         }
+    }
+    Ok(ExitCode::from(if failed {
+        exit::PROBLEMS
+    } else {
+        exit::OK
+    }))
+}
+
+fn synth(a: SynthArgs) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tunelab::synth::{self, Endpoint, Event, Options, Policy, SynthError};
+
+    let input_error = |m: String| {
+        eprintln!("error: {m}");
+        Ok(ExitCode::from(exit::UNUSABLE))
+    };
+    let strong = match Endpoint::from_env(a.provider, a.base_url.clone(), a.model.clone()) {
+        Ok(e) => e,
+        Err(m) => return input_error(m),
+    };
+    let rejected_wanted = a.rejected_provider.is_some()
+        || a.rejected_base_url.is_some()
+        || a.rejected_model.is_some();
+    let rejected = if rejected_wanted {
+        let provider = a
+            .rejected_provider
+            .unwrap_or(if a.rejected_base_url.is_some() {
+                Provider::Openai
+            } else {
+                a.provider
+            });
+        match Endpoint::from_env(
+            provider,
+            a.rejected_base_url.clone(),
+            a.rejected_model.clone(),
+        ) {
+            Ok(e) => Some(e),
+            Err(m) => return input_error(format!("the rejected provider: {m}")),
+        }
+    } else {
+        None
+    };
+    if !(a.timeout > 0.0 && a.timeout.is_finite()) {
+        return input_error("--timeout must be a positive number of seconds".into());
+    }
+    let prepared = synth::read_seeds(&a.seed_file, a.seed_kind)
+        .and_then(|seeds| synth::persona(&a.persona).map(|p| (seeds, p)));
+    let (seeds, persona) = match prepared {
+        Ok(x) => x,
+        Err(e) => return input_error(e.to_string()),
+    };
+    let opts = Options {
+        kind: a.kind,
+        strong,
+        rejected,
+        seeds,
+        persona,
+        n: a.n,
+        format: a.format.unwrap_or(a.kind.default_format()),
+        output: a.output.clone(),
+        concurrency: a.concurrency.max(1),
+        policy: Policy {
+            timeout: std::time::Duration::from_secs_f64(a.timeout),
+            attempts: a.attempts.max(1),
+            backoff: std::time::Duration::from_millis(a.backoff_ms),
+            rpm: (a.rpm > 0).then_some(a.rpm),
+        },
+        max_tokens: a.max_tokens.max(1),
+        temperature: a.temperature,
+        include_system: a.include_system,
+    };
+    let tty = std::io::stderr().is_terminal();
+    let bar = tty.then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+        ) {
+            b.set_style(style.progress_chars("█▉▊▋▌▍▎▏ "));
+        }
+        b
+    });
+    let (retries, rejects, failures) = (
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    );
+    let observer = |e: &Event| {
+        let counters = || {
+            format!(
+                "retries {} · rejected {} · failed {}",
+                retries.load(Ordering::Relaxed),
+                rejects.load(Ordering::Relaxed),
+                failures.load(Ordering::Relaxed)
+            )
+        };
+        match e {
+            Event::Start {
+                target,
+                done,
+                strong,
+                rejected,
+            } => {
+                let line = match rejected {
+                    Some(r) => format!("synth: {strong}; rejected answers from {r}"),
+                    None => format!("synth: {strong}"),
+                };
+                match &bar {
+                    Some(b) => {
+                        b.set_length(*target as u64);
+                        b.set_position(*done as u64);
+                        b.println(line);
+                    }
+                    None => eprintln!("{line}"),
+                }
+            }
+            Event::Written { done } => {
+                if let Some(b) = &bar {
+                    b.set_position(*done as u64);
+                }
+            }
+            Event::Retry { reason, wait } => {
+                retries.fetch_add(1, Ordering::Relaxed);
+                if let Some(b) = &bar {
+                    b.set_message(format!(
+                        "{} · retrying in {:.1}s: {reason}",
+                        counters(),
+                        wait.as_secs_f64()
+                    ));
+                }
+            }
+            Event::Rejected { .. } | Event::Duplicate { .. } => {
+                if matches!(e, Event::Rejected { .. }) {
+                    rejects.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(b) = &bar {
+                    b.set_message(counters());
+                }
+            }
+            Event::Failed { reason } => {
+                let n = failures.fetch_add(1, Ordering::Relaxed);
+                if n < 10 {
+                    match &bar {
+                        Some(b) => b.println(format!("failed: {reason}")),
+                        None => eprintln!("failed: {reason}"),
+                    }
+                }
+                if let Some(b) = &bar {
+                    b.set_message(counters());
+                }
+            }
+        }
+    };
+    let result = synth::synthesize(&opts, &observer);
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let report = match result {
+        Ok(r) => r,
+        Err(e @ SynthError::Input(_)) | Err(e @ SynthError::Io { .. }) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(exit::UNUSABLE));
+        }
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_synth_report(&report);
+    }
+    if let Some(why) = &report.stopped {
+        eprintln!("error: stopped: {why}");
+        return Ok(ExitCode::from(exit::UNUSABLE));
+    }
+    Ok(ExitCode::from(if report.complete() {
+        exit::OK
+    } else {
+        exit::PROBLEMS
+    }))
+}
+
+fn print_synth_report(r: &tunelab::synth::Report) {
+    println!(
+        "{}: {} of {} records ({} written now, {} already there) · {} as {}",
+        r.output.display(),
+        r.records.min(r.target),
+        r.target,
+        r.written,
+        r.skipped,
+        r.kind,
+        r.format
+    );
+    let mut line = format!(
+        "requests {} · retries {} · request errors {}",
+        r.requests, r.retries, r.request_errors
+    );
+    if r.timeouts > 0 {
+        line.push_str(&format!(" ({} timed out)", r.timeouts));
+    }
+    line.push_str(&format!(
+        " · failed {} · duplicates {} · rejected {}",
+        r.failed, r.duplicates, r.rejected
+    ));
+    if r.rejected > 0 {
+        line.push_str(&format!(" (logged to {})", r.rejected_log.display()));
+    }
+    println!("{line}");
+    println!(
+        "tokens {} in · {} out · {:.1}s",
+        r.tokens.input, r.tokens.output, r.seconds
+    );
+    if r.repaired_bytes > 0 {
+        println!(
+            "note: cut a torn last line ({} bytes) before resuming",
+            r.repaired_bytes
+        );
+    }
+    for e in &r.errors {
+        println!("error: {e}");
+    }
+    if !r.complete() && r.stopped.is_none() {
+        let missing = r.target - r.records.min(r.target);
+        println!(
+            "{missing} record{} missing; run the same command again to make {} (records done are kept)",
+            if missing == 1 { "" } else { "s" },
+            if missing == 1 { "it" } else { "them" }
+        );
+    }
+}
+
+fn pull(
+    id: String,
+    split: Option<String>,
+    revision: Option<String>,
+    output: PathBuf,
+    link: bool,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    use tunelab::data::pull::{self, PullRequest};
+    let req = PullRequest {
+        id,
+        split,
+        revision,
+        dest: output,
+        link,
+        progress: !as_json && std::io::stderr().is_terminal(),
+    };
+    let pulled = match pull::pull(&req) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(exit::UNUSABLE));
+        }
+    };
+    if let Some(note) = &pulled.note {
+        eprintln!("offline: {note}");
+    }
+    let mut failed = false;
+    let mut files = Vec::new();
+    if !as_json {
+        let short = &pulled.commit[..pulled.commit.len().min(12)];
+        println!(
+            "{}@{short}: {} file{} into {}",
+            pulled.id,
+            pulled.files.len(),
+            if pulled.files.len() == 1 { "" } else { "s" },
+            req.dest.display()
+        );
+    }
+    for f in &pulled.files {
+        let summary = Dataset::open(&f.path, None).and_then(|ds| {
+            let s = scan::scan(&ds, 0)?;
+            Ok((ds, s))
+        });
+        match (summary, as_json) {
+            (Ok((ds, s)), true) => {
+                files.push(json!({"repo_path": f.repo_path, "path": f.path, "bytes": f.bytes, "inspect": inspect_json(&ds, &s)}))
+            }
+            (Ok((ds, s)), false) => {
+                println!();
+                print_inspect(&ds, &s);
+            }
+            (Err(e), true) => {
+                failed = true;
+                files.push(json!({"repo_path": f.repo_path, "path": f.path, "bytes": f.bytes, "error": e.to_string()}));
+            }
+            (Err(e), false) => {
+                failed = true;
+                println!();
+                println!("file      {} ({})", f.path.display(), f.repo_path);
+                println!("error     {e}");
+            }
+        }
+    }
+    if as_json {
+        let out = json!({
+            "dataset": pulled.id,
+            "commit": pulled.commit,
+            "offline": pulled.offline,
+            "note": pulled.note,
+            "files": files,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(ExitCode::from(if failed {
         exit::PROBLEMS

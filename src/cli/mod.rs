@@ -14,6 +14,8 @@ mod plot;
 mod render;
 pub mod runs;
 mod scaleout;
+#[cfg(feature = "serve")]
+mod serve;
 mod tokens;
 pub mod train;
 
@@ -60,7 +62,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Dataset tools: inspect, validate, convert, stats, formats.
+    /// Dataset tools: inspect, validate, convert, stats, formats, synth, pull.
     #[command(subcommand)]
     Data(data::DataCommand),
     /// One reply from a model (and adapter) to a prompt, streamed to stdout.
@@ -92,6 +94,10 @@ pub enum Command {
     Export(export::ExportArgs),
     /// A run as the equivalent Axolotl, TRL or LLaMA-Factory experiment.
     ExportConfig(scaleout::ExportConfigArgs),
+    /// An OpenAI-compatible server (/v1/chat/completions, /v1/models) for a model and its
+    /// adapters.
+    #[cfg(feature = "serve")]
+    Serve(serve::ServeArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -103,6 +109,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Runs(cmd)) => runs::run(cmd),
         Some(Command::Export(args)) => export::run(args),
         Some(Command::ExportConfig(args)) => scaleout::export_config(args),
+        #[cfg(feature = "serve")]
+        Some(Command::Serve(args)) => serve::run(args),
         Some(Command::Demo) => {
             let demo = tunelab::workspace::Demo::new(&tunelab::paths::Paths::resolve().data);
             match demo.ensure() {

@@ -8,6 +8,7 @@ pub mod error;
 pub mod format;
 pub mod parallel;
 pub mod problem;
+pub mod pull;
 pub mod record;
 pub mod scan;
 pub mod validate;

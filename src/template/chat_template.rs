@@ -142,7 +142,8 @@ fn strip_generation_tags(source: &str) -> String {
     let mut out = String::with_capacity(source.len());
     let mut rest = source;
     while let Some(start) = rest.find("{%") {
-        let Some(len) = rest[start..].find("%}") else {
+        // The closing `%}` after the opening `{%` (in `{%}` they overlap: no tag).
+        let Some(len) = rest[start + 2..].find("%}").map(|l| l + 2) else {
             break;
         };
         let tag = &rest[start..start + len + 2];
@@ -388,6 +389,19 @@ mod tests {
             t.render(&[json!({"content": "hi"})], None, false, &[])
                 .unwrap(),
             "hi"
+        );
+    }
+
+    /// Found by examples/fuzz.rs: `{%}` (an opening and a closing delimiter overlapping)
+    /// made the generation-tag pass slice backwards and panic.
+    #[test]
+    fn overlapping_delimiters_are_an_error_not_a_panic() {
+        for src in ["{%}", "a{%}b{% generation %}x{% endgeneration %}", "{%-}"] {
+            let _ = ChatTemplate::compile("fuzz", src);
+        }
+        assert_eq!(
+            strip_generation_tags("{% generation %}x{% endgeneration %}"),
+            "{% if true %}x{% endif %}"
         );
     }
 

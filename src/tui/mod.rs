@@ -106,6 +106,9 @@ impl TerminalGuard {
         }
         let prev = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
+            if crate::files::panic_is_contained() {
+                return;
+            }
             restore(mouse);
             prev(info);
         }));

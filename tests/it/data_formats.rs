@@ -462,3 +462,30 @@ fn misplaced_or_mistyped_reasoning_is_reported_with_its_path() {
     )
     .is_empty());
 }
+
+/// Parquet files found by the fuzzer (examples/fuzz.rs) on which the parquet crate panics
+/// (an unwrap in the footer's thrift decoder, an index out of bounds and an assertion in row
+/// decoding): each is one clean malformed-file error naming the file, exit 2, nothing on
+/// stderr but that line.
+#[test]
+fn fuzzed_parquet_panics_are_malformed_file_errors() {
+    let h = tempfile::tempdir().unwrap();
+    for (name, location) in [
+        ("footer-panic.parquet", "footer"),
+        ("row-index-panic.parquet", "record"),
+        ("row-assert-panic.parquet", "record"),
+    ] {
+        let path = crate::common::fixture(&format!("data/fuzz/{name}"));
+        let (code, _, err) = crate::common::run(&h, &["data", "validate", path.to_str().unwrap()]);
+        assert_eq!(code, 2, "{name}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{name}: {err}");
+        assert!(
+            err.contains(name) && err.contains(location),
+            "{name}: {err}"
+        );
+        assert!(
+            !err.contains("panicked") && !err.contains("backtrace"),
+            "{err}"
+        );
+    }
+}

@@ -9,6 +9,7 @@ mod cli_template;
 mod cli_train;
 mod data_datasets;
 mod data_formats;
+mod data_pull;
 mod data_streaming;
 mod dpo;
 mod eval;
@@ -27,6 +28,11 @@ mod qlora;
 mod real_model;
 mod runs;
 mod scaleout;
+#[cfg(feature = "serve")]
+mod serve;
+#[cfg(feature = "serve")]
+mod serve_synth;
+mod synth;
 mod template_fixtures;
 mod themes;
 mod tools;

@@ -10,11 +10,16 @@ use std::fs::File;
 use std::path::Path;
 
 pub fn open(path: &Path, file: File) -> Result<RawRecords> {
-    let reader = SerializedFileReader::new(file).map_err(|e| DataError::Malformed {
+    // The parquet crate panics on some hostile files (found by examples/fuzz.rs): contained,
+    // they are malformed-file errors like the rest.
+    let malformed = |location: String, message: String| DataError::Malformed {
         path: path.to_path_buf(),
-        location: "footer".into(),
-        message: format!("not a readable Parquet file: {e}"),
-    })?;
+        location,
+        message,
+    };
+    let reader = crate::files::contain(|| SerializedFileReader::new(file))
+        .map_err(|p| malformed("footer".into(), format!("not a readable Parquet file: {p}")))?
+        .map_err(|e| malformed("footer".into(), format!("not a readable Parquet file: {e}")))?;
     let rows = reader.metadata().file_metadata().num_rows();
     if rows == 0 {
         return Ok(Box::new(std::iter::empty()));
@@ -22,11 +27,17 @@ pub fn open(path: &Path, file: File) -> Result<RawRecords> {
     let path = path.to_path_buf();
     let mut index = 0u64;
     let mut failed = false;
-    let iter = reader.into_iter().map_while(move |row| {
+    let mut rows = reader.into_iter();
+    let iter = std::iter::from_fn(move || {
         if failed {
             return None;
         }
         index += 1;
+        let row = match crate::files::contain(|| rows.next()) {
+            Ok(None) => return None,
+            Ok(Some(r)) => r,
+            Err(p) => Err(parquet::errors::ParquetError::General(p)),
+        };
         Some(match row {
             Ok(row) => Ok(RawRecord {
                 location: Location::Record(index),
