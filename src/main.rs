@@ -32,6 +32,13 @@ fn main() -> ExitCode {
     if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
         std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
+    // candle asks for the thread count on every op, and without RAYON_NUM_THREADS that means
+    // reading /proc/cpuinfo (about 250 times per generated token): answer once, here, before
+    // any thread starts. An explicit RAYON_NUM_THREADS still wins.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
     // Panics a decoder raises on a hostile file are contained and reported as errors
     // (`files::contain`): they print nothing.
     let prev = std::panic::take_hook();
