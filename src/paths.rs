@@ -49,3 +49,21 @@ impl Paths {
         self.state.join("tunelab.log")
     }
 }
+
+/// The Hugging Face hub cache: `$HF_HOME/hub`, else `~/.cache/huggingface/hub` (models and
+/// datasets alike, as huggingface_hub lays it out).
+pub fn hf_hub_cache() -> PathBuf {
+    if let Some(home) = std::env::var_os("HF_HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(home).join("hub");
+    }
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(".cache/huggingface/hub")
+}
+
+/// Whether `HF_HUB_OFFLINE` asks for the cache only.
+pub fn hf_hub_offline() -> bool {
+    std::env::var("HF_HUB_OFFLINE")
+        .is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes" | "ON" | "on"))
+}

@@ -62,11 +62,8 @@ pub fn run(a: ChatArgs) -> anyhow::Result<ExitCode> {
         Ok(m) => m,
         Err(e) => return fail(&e),
     };
-    // Generation is memory-bound: dequantize once when that stays small.
-    if model.dense_bytes() < (2usize << 30) {
-        if let Err(e) = model.densify() {
-            return fail(&e);
-        }
+    if let Err(e) = model.prepare_for_generation() {
+        return fail(&e);
     }
     if let Some(ad) = &a.adapter {
         if let Err(e) = tunelab::model::peft::load(&mut model, ad) {
@@ -82,16 +79,13 @@ pub fn run(a: ChatArgs) -> anyhow::Result<ExitCode> {
         messages.push(serde_json::json!({"role": "system", "content": s}));
     }
     messages.push(serde_json::json!({"role": "user", "content": a.prompt}));
-    let text = if a.raw {
-        a.prompt.clone()
+    let ids = if a.raw {
+        encoder.tokenizer.encode(&a.prompt, false).map(|e| e.ids)
     } else {
-        match encoder.render(&messages, None, true) {
-            Ok(t) => t,
-            Err(e) => return fail(&e),
-        }
+        encoder.generation_prompt_ids(&messages)
     };
-    let mut ids = match encoder.tokenizer.encode(&text, false) {
-        Ok(e) => e.ids,
+    let mut ids = match ids {
+        Ok(ids) => ids,
         Err(e) => return fail(&e),
     };
     let tok = &encoder.tokenizer;

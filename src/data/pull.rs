@@ -79,22 +79,6 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> PullError + '_ {
     }
 }
 
-/// The hub cache folder: `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
-pub fn cache_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("HF_HOME").filter(|h| !h.is_empty()) {
-        return PathBuf::from(home).join("hub");
-    }
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir)
-        .join(".cache/huggingface/hub")
-}
-
-pub fn offline() -> bool {
-    std::env::var("HF_HUB_OFFLINE")
-        .is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes" | "ON" | "on"))
-}
-
 fn valid_id(s: &str) -> bool {
     let parts: Vec<&str> = s.split('/').collect();
     parts.len() == 2
@@ -199,7 +183,7 @@ pub fn pull(req: &PullRequest) -> Result<Pulled, PullError> {
     if !valid_id(&req.id) {
         return Err(PullError::BadId(req.id.clone()));
     }
-    let cache = cache_dir();
+    let cache = crate::paths::hf_hub_cache();
     let revision = req.revision.clone().unwrap_or_else(|| "main".into());
     let repo = Repo::with_revision(req.id.clone(), RepoType::Dataset, revision.clone());
     let what = match &req.split {
@@ -235,7 +219,7 @@ pub fn pull(req: &PullRequest) -> Result<Pulled, PullError> {
             note,
         })
     };
-    if offline() {
+    if crate::paths::hf_hub_offline() {
         return from_cache(
             "HF_HUB_OFFLINE is set; download it where there is a network (huggingface-cli download --repo-type dataset …) and copy the cache, or unset HF_HUB_OFFLINE".into(),
             Some("HF_HUB_OFFLINE is set: using the cached snapshot".into()),

@@ -166,16 +166,9 @@ impl ChatModel {
 
     /// Prompt ids for `messages` (role/content JSON) with the generation prompt.
     pub fn prompt(&self, messages: &[serde_json::Value]) -> Result<Vec<u32>, String> {
-        let text = self
-            .encoder
-            .render(messages, None, true)
-            .map_err(|e| e.to_string())?;
-        Ok(self
-            .encoder
-            .tokenizer
-            .encode(&text, false)
-            .map_err(|e| e.to_string())?
-            .ids)
+        self.encoder
+            .generation_prompt_ids(messages)
+            .map_err(|e| e.to_string())
     }
 
     /// Streams a reply of `voice` on its own thread.

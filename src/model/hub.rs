@@ -24,25 +24,9 @@ pub fn looks_like_repo_id(s: &str) -> bool {
         })
 }
 
-/// The hub cache folder: `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
-pub fn cache_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("HF_HOME").filter(|h| !h.is_empty()) {
-        return PathBuf::from(home).join("hub");
-    }
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir)
-        .join(".cache/huggingface/hub")
-}
-
-pub fn offline() -> bool {
-    std::env::var("HF_HUB_OFFLINE")
-        .is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes" | "ON" | "on"))
-}
-
 /// The snapshot folder holding `id`'s files, downloading what is missing unless offline.
 pub fn resolve(id: &str) -> Result<PathBuf, ModelError> {
-    let cache = Cache::new(cache_dir());
+    let cache = Cache::new(crate::paths::hf_hub_cache());
     let repo = cache.repo(Repo::model(id.to_string()));
     let cached = |f: &str| repo.get(f);
     if let Some(config) = cached("config.json") {
@@ -58,9 +42,9 @@ pub fn resolve(id: &str) -> Result<PathBuf, ModelError> {
                 });
         }
     }
-    if offline() {
+    if crate::paths::hf_hub_offline() {
         return Err(ModelError::Invalid {
-            path: cache_dir(),
+            path: crate::paths::hf_hub_cache(),
             message: format!(
                 "{id} is not in the Hugging Face cache and HF_HUB_OFFLINE is set; download it where there is a network (huggingface-cli download {id}) and copy the cache, or unset HF_HUB_OFFLINE"
             ),
@@ -71,11 +55,11 @@ pub fn resolve(id: &str) -> Result<PathBuf, ModelError> {
 
 fn download(id: &str) -> Result<PathBuf, ModelError> {
     let fail = |message: String| ModelError::Invalid {
-        path: cache_dir(),
+        path: crate::paths::hf_hub_cache(),
         message,
     };
     let mut builder = hf_hub::api::sync::ApiBuilder::new()
-        .with_cache_dir(cache_dir())
+        .with_cache_dir(crate::paths::hf_hub_cache())
         .with_progress(true);
     if let Ok(token) = std::env::var("HF_TOKEN") {
         builder = builder.with_token(Some(token));

@@ -662,6 +662,17 @@ impl Model {
         n
     }
 
+    /// For generation: dequantizes a quantized base once when its dense copy stays under
+    /// 2 GiB (decode is memory-bound and per-call dequantization dominates it), else keeps
+    /// it quantized. `chat` and `serve` both load this way.
+    pub fn prepare_for_generation(&mut self) -> Result<()> {
+        const DENSIFY_BELOW: usize = 2 << 30;
+        if self.dense_bytes() < DENSIFY_BELOW {
+            self.densify()?;
+        }
+        Ok(())
+    }
+
     /// Dequantizes every quantized weight once (for inference when memory allows): generation
     /// then skips the per-call dequantization. Training keeps the quantized base.
     pub fn densify(&mut self) -> Result<()> {

@@ -76,17 +76,11 @@ pub fn start(
     Ok(rx)
 }
 
-/// The prompt's token ids, as `tunelab chat` makes them: the chat template with the
-/// generation prompt, tokenized without adding special tokens.
+/// The prompt's token ids, as `tunelab chat` makes them.
 pub fn prompt_ids(encoder: &Encoder, messages: &[serde_json::Value]) -> Result<Vec<u32>, String> {
-    let text = encoder
-        .render(messages, None, true)
-        .map_err(|e| e.to_string())?;
-    Ok(encoder
-        .tokenizer
-        .encode(&text, false)
-        .map_err(|e| e.to_string())?
-        .ids)
+    encoder
+        .generation_prompt_ids(messages)
+        .map_err(|e| e.to_string())
 }
 
 /// Runs `job`, handing each step to `send` (false: nobody listens, stop).

@@ -10,10 +10,6 @@ use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Below this many bytes dequantized, the base is dequantized once at load (as `tunelab
-/// chat` does): generation is memory-bound and skips the per-call dequantization.
-const DENSIFY_BELOW: usize = 2 << 30;
-
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error(transparent)]
@@ -133,9 +129,7 @@ impl Registry {
     /// Loads the base (CPU), then each adapter onto a shared-storage copy of it.
     pub fn load(spec: &ServeSpec) -> Result<Registry, LoadError> {
         let (mut base, tok) = source::load(&spec.model, &candle_core::Device::Cpu)?;
-        if base.dense_bytes() < DENSIFY_BELOW {
-            base.densify().map_err(ModelError::from)?;
-        }
+        base.prepare_for_generation().map_err(ModelError::from)?;
         let encoder = Encoder::new(
             tok,
             &TemplateChoice::parse(&spec.template),

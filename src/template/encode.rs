@@ -413,6 +413,14 @@ impl Encoder {
         )
     }
 
+    /// The ids a reply to `messages` continues: the template with its generation prompt,
+    /// tokenized without adding special tokens (the template writes them). `chat`, the Chat
+    /// tab and `serve` all prompt this way.
+    pub fn generation_prompt_ids(&self, messages: &[Value]) -> Result<Vec<u32>, TemplateError> {
+        let text = self.render(messages, None, true)?;
+        Ok(self.tokenizer.encode(&text, false)?.ids)
+    }
+
     /// Messages whose text the template left out of `rendered` (a template that silently drops
     /// a system prompt, say): a warning worth showing before training.
     pub fn dropped_messages(&self, messages: &[Message], rendered: &str) -> Vec<usize> {

@@ -29,7 +29,7 @@ impl Workspace {
             runs: crate::runs::runs_root(&data),
             data,
             exe,
-            hf_cache: crate::model::hub::cache_dir(),
+            hf_cache: crate::paths::hf_hub_cache(),
         }
     }
 
@@ -40,7 +40,7 @@ impl Workspace {
             runs: p.runs.clone(),
             data,
             exe,
-            hf_cache: crate::model::hub::cache_dir(),
+            hf_cache: crate::paths::hf_hub_cache(),
         }
     }
 
