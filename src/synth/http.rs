@@ -5,7 +5,7 @@
 
 use super::message::{ChatRequest, Reply, Usage};
 use super::provider::{clip, Endpoint};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -63,6 +63,9 @@ pub enum CallError {
     GaveUp { attempts: u32, last: String },
     /// A client error a retry cannot fix (400, 401, 403, 404, …).
     Refused { status: u16, message: String },
+    /// The caller's stop flag was set before the request went out or while it waited to
+    /// retry.
+    Cancelled,
 }
 
 impl std::fmt::Display for CallError {
@@ -73,6 +76,7 @@ impl std::fmt::Display for CallError {
                 write!(f, "gave up after {attempts} attempts: {last}")
             }
             CallError::Refused { status, message } => write!(f, "HTTP {status}: {message}"),
+            CallError::Cancelled => f.write_str("cancelled"),
         }
     }
 }
@@ -97,6 +101,11 @@ impl Pace {
 
     /// Waits for this thread's turn.
     pub fn acquire(&self) {
+        self.acquire_unless(&AtomicBool::new(false));
+    }
+
+    /// Waits for this thread's turn; false when `stop` was set meanwhile (the turn is spent).
+    pub fn acquire_unless(&self, stop: &AtomicBool) -> bool {
         let at = {
             let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
@@ -104,10 +113,7 @@ impl Pace {
             *next = at + self.interval.unwrap_or_default();
             at
         };
-        let now = Instant::now();
-        if at > now {
-            std::thread::sleep(at - now);
-        }
+        sleep_unless(at.saturating_duration_since(Instant::now()), stop)
     }
 
     /// No request starts before `until`.
@@ -142,6 +148,22 @@ pub fn backoff(base: Duration, retry: u32, jitter: f64) -> Duration {
         .saturating_mul(1u32 << retry.saturating_sub(1).min(16))
         .min(Duration::from_secs(60));
     full.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+}
+
+/// Sleeps for `wait` in short slices, waking early when `stop` is set; false if it was.
+pub fn sleep_unless(wait: Duration, stop: &AtomicBool) -> bool {
+    const SLICE: Duration = Duration::from_millis(50);
+    let until = Instant::now() + wait;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(SLICE));
+    }
 }
 
 /// Statuses worth another try.
@@ -200,11 +222,26 @@ impl Client {
         req: &ChatRequest,
         on_retry: &dyn Fn(&str, Duration),
     ) -> Result<Reply, CallError> {
+        self.chat_unless(ep, req, on_retry, &AtomicBool::new(false))
+    }
+
+    /// [`Client::chat`] that gives up with [`CallError::Cancelled`] once `stop` is set: no
+    /// request starts after it, and a wait to retry ends early. A request already sent runs
+    /// to its end (or the policy's timeout).
+    pub fn chat_unless(
+        &self,
+        ep: &Endpoint,
+        req: &ChatRequest,
+        on_retry: &dyn Fn(&str, Duration),
+        stop: &AtomicBool,
+    ) -> Result<Reply, CallError> {
         let body = ep.body(req).to_string();
         let attempts = self.policy.attempts.max(1);
         let mut last = String::new();
         for attempt in 1..=attempts {
-            self.pace.acquire();
+            if !self.pace.acquire_unless(stop) || stop.load(Ordering::Relaxed) {
+                return Err(CallError::Cancelled);
+            }
             Stats::bump(&self.stats.requests);
             match self.attempt(ep, &body) {
                 Attempt::Done(r) => {
@@ -225,7 +262,9 @@ impl Client {
                     let wait = wait.min(MAX_WAIT);
                     Stats::bump(&self.stats.retries);
                     on_retry(&last, wait);
-                    std::thread::sleep(wait);
+                    if !sleep_unless(wait, stop) {
+                        return Err(CallError::Cancelled);
+                    }
                 }
             }
         }
@@ -340,6 +379,37 @@ mod tests {
         assert_eq!(backoff(base, 3, 1.0), Duration::from_secs(2));
         assert_eq!(backoff(base, 30, 1.0), Duration::from_secs(60));
         assert!(retryable(429) && retryable(529) && retryable(500) && !retryable(401));
+    }
+
+    #[test]
+    fn a_stop_flag_ends_waits_early() {
+        let stop = AtomicBool::new(false);
+        assert!(sleep_unless(Duration::from_millis(20), &stop));
+        let pace = Pace::new(Some(6)); // 10 s apart
+        assert!(pace.acquire_unless(&stop));
+        stop.store(true, Ordering::Relaxed);
+        let t = Instant::now();
+        assert!(!pace.acquire_unless(&stop));
+        assert!(!sleep_unless(Duration::from_secs(60), &stop));
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        let client = Client::new(Policy {
+            timeout: Duration::from_secs(1),
+            attempts: 3,
+            backoff: Duration::from_secs(1),
+            rpm: None,
+        });
+        let ep = Endpoint {
+            provider: super::super::Provider::Openai,
+            base_url: "http://127.0.0.1:9/v1".into(),
+            model: Some("m".into()),
+            key: None,
+        };
+        let req = ChatRequest::user(None, "hi", 8);
+        assert_eq!(
+            client.chat_unless(&ep, &req, &|_, _| {}, &stop),
+            Err(CallError::Cancelled)
+        );
+        assert_eq!(Stats::get(&client.stats.requests), 0, "nothing was sent");
     }
 
     #[test]

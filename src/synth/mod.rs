@@ -19,5 +19,5 @@ pub mod seeds;
 pub use error::SynthError;
 pub use http::Policy;
 pub use provider::{Endpoint, Provider};
-pub use run::{synthesize, Event, Observer, Options, Report, SynthKind};
+pub use run::{synthesize, synthesize_unless, Event, Observer, Options, Report, SynthKind, Tokens};
 pub use seeds::{persona, read_seeds, Seed, SeedKind};

@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -102,6 +103,10 @@ pub enum Event {
 /// Hears a run's events, from any worker thread.
 pub trait Observer: Sync {
     fn event(&self, e: &Event);
+
+    /// The tokens the run has used so far, after each reply (a live count for a watcher;
+    /// the report has the final one).
+    fn usage(&self, _total: Tokens) {}
 }
 
 impl<F: Fn(&Event) + Sync> Observer for F {
@@ -151,6 +156,9 @@ pub struct Report {
     /// Set when the run stopped early because a provider refused it (a bad key, model or
     /// URL): nothing more could succeed.
     pub stopped: Option<String>,
+    /// The caller stopped the run ([`synthesize_unless`]); what was written is kept.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
     pub seconds: f64,
 }
 
@@ -209,6 +217,8 @@ enum Outcome {
         reason: String,
         fatal: bool,
     },
+    /// The caller stopped the run before the job was done.
+    Cancelled,
 }
 
 /// Shared between the workers.
@@ -241,6 +251,7 @@ struct Run<'a> {
     appender: Mutex<Appender>,
     rejects: Mutex<(RejectLog, usize)>,
     observer: &'a dyn Observer,
+    stop: &'a AtomicBool,
 }
 
 /// Checks what can be checked before any request.
@@ -287,6 +298,17 @@ pub fn check(opts: &Options) -> Result<(), SynthError> {
 
 /// Runs synthesis until the output holds `opts.n` records, or nothing more can be done.
 pub fn synthesize(opts: &Options, observer: &dyn Observer) -> Result<Report, SynthError> {
+    synthesize_unless(opts, observer, &AtomicBool::new(false))
+}
+
+/// [`synthesize`] that a caller can stop from another thread by setting `stop`: no job
+/// starts after it, waits end early, requests already sent finish (within the policy's
+/// timeout) and their records are kept, so the output resumes like any interrupted run.
+pub fn synthesize_unless(
+    opts: &Options,
+    observer: &dyn Observer,
+    stop: &AtomicBool,
+) -> Result<Report, SynthError> {
     check(opts)?;
     let started = Instant::now();
     let existing = output::read_existing(&opts.output, opts.format)?;
@@ -336,6 +358,7 @@ pub fn synthesize(opts: &Options, observer: &dyn Observer) -> Result<Report, Syn
         appender: Mutex::new(Appender::open(&opts.output)?),
         rejects: Mutex::new((RejectLog::new(output::rejected_path(&opts.output)), 0)),
         observer,
+        stop,
         strong,
         rejected,
     };
@@ -390,6 +413,7 @@ pub fn synthesize(opts: &Options, observer: &dyn Observer) -> Result<Report, Syn
         repaired_bytes: repaired,
         errors: state.errors,
         stopped: state.stopped,
+        cancelled: stop.load(Ordering::Relaxed) && state.done < opts.n,
         seconds: started.elapsed().as_secs_f64(),
     };
     tracing::info!(
@@ -408,6 +432,10 @@ impl Run<'_> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn cancelled(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
     fn worker(&self) {
         while let Some(job) = self.take() {
             let outcome = self.work(&job);
@@ -419,6 +447,7 @@ impl Run<'_> {
     fn take(&self) -> Option<Job> {
         let mut st = self.lock();
         if st.stopped.is_some()
+            || self.cancelled()
             || st.io_error.is_some()
             || st.done + st.in_flight + st.given_up >= self.opts.n
         {
@@ -524,6 +553,7 @@ impl Run<'_> {
                 drop(st);
                 self.observer.event(&Event::Failed { reason });
             }
+            Outcome::Cancelled => st.given_up += 1,
         }
     }
 
@@ -567,7 +597,15 @@ impl Run<'_> {
                 wait,
             });
         };
-        self.client.chat(ep, req, &on_retry)
+        let reply = self.client.chat_unless(ep, req, &on_retry, self.stop);
+        if reply.is_ok() {
+            let st = &self.client.stats;
+            self.observer.usage(Tokens {
+                input: Stats::get(&st.input_tokens),
+                output: Stats::get(&st.output_tokens),
+            });
+        }
+        reply
     }
 
     /// Produces the job's record, retrying turned-away output (and prompts the output
@@ -582,6 +620,9 @@ impl Run<'_> {
         };
         let mut last = String::new();
         for _ in 0..self.opts.policy.attempts.max(1) {
+            if self.cancelled() {
+                return Outcome::Cancelled;
+            }
             match self.stages(job, &mut parts) {
                 Ok(()) => {
                     let prompt = parts.prompt.unwrap_or_default();
@@ -679,6 +720,11 @@ impl Run<'_> {
         req.temperature = self.opts.temperature;
         match self.call(ep, &req) {
             Ok(r) => Ok(r),
+            // A request that failed for good while the caller was stopping is no failure.
+            Err(CallError::Cancelled) | Err(CallError::GaveUp { .. }) if self.cancelled() => {
+                Err(StageError::End(Box::new(Outcome::Cancelled)))
+            }
+            Err(CallError::Cancelled) => Err(StageError::End(Box::new(Outcome::Cancelled))),
             Err(CallError::Malformed { message, body }) => Err(StageError::TurnedAway {
                 stage,
                 reason: format!("malformed response: {message}"),

@@ -74,6 +74,8 @@ pub enum Action {
     OpenFile,
     #[strum(message = "train on this dataset (sets the Adapter form's data.train)")]
     UseDataset,
+    #[strum(message = "synthesize a dataset with a strong model")]
+    Synthesize,
     #[strum(message = "edit the field")]
     Edit,
     #[strum(message = "toggle (target module, switch)")]
@@ -118,6 +120,8 @@ pub enum Action {
     MaxTokens,
     #[strum(message = "where saved exchanges go (file and format)")]
     SaveTarget,
+    #[strum(message = "remote column (OpenAI-compatible): add/remove")]
+    RemoteColumn,
     #[strum(message = "mark a run for comparison")]
     Mark,
     #[strum(message = "compare the marked runs' curves")]

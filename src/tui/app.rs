@@ -141,7 +141,12 @@ impl App {
     pub fn with_options(ws: Workspace, theme: Theme, keymap: Keymap, opts: AppOptions) -> App {
         let mut bg = Background::new(vec![ws.all_runs(), ws.runs_root()], opts.telemetry);
         let adapter = AdapterTab::new(&ws);
-        let (data, scan) = DataTab::new(&ws.root, ws.scan_depth());
+        let streamer = bg.streamer();
+        let (data, scan) = DataTab::new(
+            &ws.root,
+            ws.scan_depth(),
+            std::sync::Arc::new(move |m| streamer.send(Update::Data(m))),
+        );
         let streamer = bg.streamer();
         let mut chat = ChatTab::new(
             adapter.model_path(),

@@ -19,7 +19,7 @@ pub(crate) struct Seen {
     pub(crate) path: String,
     /// Header names lowercased.
     headers: Vec<(String, String)>,
-    body: Value,
+    pub(crate) body: Value,
     at: Instant,
 }
 
@@ -32,7 +32,7 @@ impl Seen {
     }
 
     /// The system text: Anthropic's `system`, or an OpenAI system message.
-    fn system(&self) -> Option<String> {
+    pub(crate) fn system(&self) -> Option<String> {
         if let Some(s) = self.body.get("system").and_then(Value::as_str) {
             return Some(s.to_string());
         }
@@ -43,7 +43,7 @@ impl Seen {
             .and_then(|m| m["content"].as_str().map(String::from))
     }
 
-    fn last_user(&self) -> String {
+    pub(crate) fn last_user(&self) -> String {
         self.body["messages"]
             .as_array()
             .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
@@ -154,7 +154,7 @@ fn respond(mut out: TcpStream, status: u16, extra: Vec<(&'static str, String)>, 
 }
 
 /// A chat-completions success with `usage` (10 in, 5 out).
-fn openai_ok(content: &str) -> Answer {
+pub(crate) fn openai_ok(content: &str) -> Answer {
     let body = json!({
         "id": "chatcmpl-test",
         "object": "chat.completion",
@@ -167,7 +167,7 @@ fn openai_ok(content: &str) -> Answer {
 
 /// What a well-behaved model answers: a JSON prompt when asked to write one (numbered from
 /// `counter`, so each is new), else an answer naming the voice it was asked for.
-fn content(req: &Seen, counter: &AtomicUsize) -> String {
+pub(crate) fn content(req: &Seen, counter: &AtomicUsize) -> String {
     let system = req.system().unwrap_or_default();
     let user = req.last_user();
     if system.contains("realistic messages") {
@@ -187,7 +187,7 @@ fn content(req: &Seen, counter: &AtomicUsize) -> String {
     format!("Arr! Pirate answer to: {user}")
 }
 
-fn well_behaved() -> impl Fn(&Seen, usize) -> Answer + Send + Sync + 'static {
+pub(crate) fn well_behaved() -> impl Fn(&Seen, usize) -> Answer + Send + Sync + 'static {
     let counter = AtomicUsize::new(0);
     move |req, _| openai_ok(&content(req, &counter))
 }

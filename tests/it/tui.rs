@@ -4,6 +4,8 @@
 
 use crate::common;
 
+mod remote;
+
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;

@@ -4,7 +4,9 @@
 //! one prompt), sampling settings, a system prompt, and "save this exchange to a dataset". The
 //! model loads, the lists of models, adapters and save targets are read, and exchanges are
 //! saved on worker threads; tokens arrive through the background channel as they are made.
+//! A remote OpenAI-compatible endpoint can answer beside them as one more column.
 
+use super::chat_remote::{Remote, RemoteReply};
 use super::{Component, Ctx};
 use crate::infer::sampling::Sampling;
 use crate::infer::{ChatModel, GenEvent, Voice};
@@ -28,6 +30,9 @@ use std::path::{Path, PathBuf};
 pub enum InputFor {
     Message,
     System,
+    /// The remote column's base URL, then its model name.
+    RemoteUrl,
+    RemoteModel,
 }
 
 /// Background results for this tab.
@@ -42,6 +47,8 @@ pub enum Msg {
     /// Files an exchange can be appended to; pick the one after the current.
     SaveTargets(Vec<(PathBuf, crate::data::Format)>),
     Saved(Result<PathBuf, String>),
+    /// The remote column's reply to a prompt.
+    Remote(RemoteReply),
 }
 
 /// Which adapter a pick is for.
@@ -89,6 +96,12 @@ pub struct ChatTab {
     default_save: PathBuf,
     /// Delivers generation events to this tab from the generation thread.
     sink: Sink<Msg>,
+    /// The remote column (`R`), answering every prompt beside the local model.
+    pub remote: Option<Remote>,
+    /// The remote's base URL while its model name is asked for.
+    remote_url: Option<String>,
+    /// Columns added so far, to number the next one.
+    remotes: u64,
 }
 
 /// SFT JSONL files in the workspace that exchanges can be appended to, with their formats;
@@ -161,6 +174,9 @@ impl ChatTab {
             save_path,
             save_format: crate::data::Format::Openai,
             sink,
+            remote: None,
+            remote_url: None,
+            remotes: 0,
         }
     }
 
@@ -170,7 +186,7 @@ impl ChatTab {
     }
 
     pub fn busy(&self) -> bool {
-        self.loading || self.stream.is_some()
+        self.loading || self.stream.is_some() || self.remote.as_ref().is_some_and(Remote::busy)
     }
 
     pub fn adapter_path(&self) -> Option<&Path> {
@@ -247,11 +263,12 @@ impl ChatTab {
             .model_override
             .clone()
             .unwrap_or_else(|| model.to_string());
+        let remote = self.ask_remote(&text);
         self.history.push(("user".into(), text));
         self.compare = None;
         if !self.needs_load() {
             self.start_replies();
-            return None;
+            return remote;
         }
         let (spec, adapter, second) = (
             self.model_spec.clone(),
@@ -260,14 +277,49 @@ impl ChatTab {
         );
         self.loading = true;
         self.status = format!("loading {}…", self.model_spec);
-        Some(Effect::spawn(move || {
+        let load = Effect::spawn(move || {
             Msg::Loaded(load_checked(
                 &spec,
                 adapter.as_deref(),
                 second.as_deref(),
                 training_active,
             ))
-        }))
+        });
+        Some(Effect::Batch(remote.into_iter().chain([load]).collect()))
+    }
+
+    /// The remote column's request for `prompt`, on a worker, when there is a column.
+    fn ask_remote(&mut self, prompt: &str) -> Option<Effect<Msg>> {
+        let remote = self.remote.as_mut()?;
+        let job = remote.ask(
+            &self.system,
+            prompt,
+            self.sampling.max_new_tokens as u32,
+            self.sampling.temperature,
+        );
+        Some(Effect::spawn(move || Msg::Remote(job())))
+    }
+
+    /// `R`: asks for a remote column's URL (then its model), or removes the column.
+    fn toggle_remote(&mut self) -> Option<Effect<Msg>> {
+        if self.remote.take().is_some() {
+            return Some(Effect::info("remote column removed"));
+        }
+        let url = self
+            .remote_url
+            .take()
+            .unwrap_or_else(|| "http://127.0.0.1:8000/v1".into());
+        self.input = Some((InputFor::RemoteUrl, TextInput::new(url)));
+        None
+    }
+
+    /// Who answers when replies are not side by side.
+    pub fn single_voice(&self) -> Voice {
+        if self.adapter_on && self.adapter.is_some() {
+            Voice::Adapter
+        } else {
+            Voice::Base
+        }
     }
 
     fn start_replies(&mut self) {
@@ -276,8 +328,7 @@ impl ChatTab {
                 self.compare = Some((String::new(), String::new()));
                 vec![l, r]
             }
-            None if self.adapter_on && self.adapter.is_some() => vec![Voice::Adapter],
-            None => vec![Voice::Base],
+            None => vec![self.single_voice()],
         };
         self.next_stream();
     }
@@ -446,7 +497,11 @@ impl ChatTab {
             Action::ClearChat => {
                 self.history.clear();
                 self.compare = None;
+                if let Some(r) = self.remote.as_mut() {
+                    r.clear();
+                }
             }
+            Action::RemoteColumn => return self.toggle_remote(),
             Action::TopP => {
                 self.sampling.top_p = match self.sampling.top_p {
                     None => Some(0.9),
@@ -564,6 +619,22 @@ impl Component for ChatTab {
                     }
                     InputFor::Message => {}
                     InputFor::System => self.system = text,
+                    InputFor::RemoteUrl => {
+                        self.remote_url = Some(text.trim().to_string());
+                        self.input = Some((InputFor::RemoteModel, TextInput::default()));
+                    }
+                    InputFor::RemoteModel => {
+                        let url = self.remote_url.clone().unwrap_or_default();
+                        self.remotes += 1;
+                        return Some(match Remote::new(self.remotes, &url, &text) {
+                            Ok(r) => {
+                                let title = r.title();
+                                self.remote = Some(r);
+                                Effect::info(format!("{title} answers beside the local model"))
+                            }
+                            Err(e) => Effect::error(format!("remote column: {e}")),
+                        });
+                    }
                 }
             }
             InputEvent::Cancel => self.input = None,
@@ -648,6 +719,11 @@ impl Component for ChatTab {
             }
             Msg::Saved(Ok(p)) => return Some(Effect::info(format!("appended to {}", p.display()))),
             Msg::Saved(Err(e)) => return Some(Effect::warn(e)),
+            Msg::Remote(r) => {
+                if let Some(remote) = self.remote.as_mut() {
+                    remote.receive(r);
+                }
+            }
         }
         None
     }
@@ -738,9 +814,58 @@ fn draw(f: &mut Frame, area: Rect, t: &ChatTab, theme: &Theme, input: Option<&st
         Paragraph::new(info).block(Block::default().borders(Borders::ALL).title(" chat ")),
         head,
     );
+    // Replies side by side: a pair of local voices, and the remote column when there is one.
+    let col = |text: &str, title: String, style, body| Column {
+        title: format!(" {title} "),
+        style,
+        lines: text
+            .split('\n')
+            .map(|l| Line::styled(l.to_string(), body))
+            .collect(),
+    };
+    let mut cols = Vec::new();
     match (&t.compare, t.pair) {
         (Some((left, right)), Some((lv, rv))) => {
-            // The prompt above, the two replies beside each other.
+            cols.push(col(
+                left,
+                t.voice_label(lv),
+                theme.foreground,
+                theme.foreground,
+            ));
+            cols.push(col(
+                right,
+                t.voice_label(rv),
+                theme.accent,
+                theme.foreground,
+            ));
+        }
+        _ if t.remote.is_some() => {
+            let reply = match t.history.last() {
+                Some((role, text)) if role == "assistant" => text.as_str(),
+                _ => "",
+            };
+            let v = t.single_voice();
+            cols.push(col(
+                reply,
+                t.voice_label(v),
+                theme.foreground,
+                theme.foreground,
+            ));
+        }
+        _ => {}
+    }
+    if let Some(r) = &t.remote {
+        let text = r.last_text();
+        let body = if text.starts_with("error: ") {
+            theme.error
+        } else {
+            theme.foreground
+        };
+        cols.push(col(&text, r.title(), theme.info, body));
+    }
+    match cols.len() {
+        2.. => {
+            // The prompt above, the replies beside each other.
             let prompt = t
                 .history
                 .iter()
@@ -748,33 +873,20 @@ fn draw(f: &mut Frame, area: Rect, t: &ChatTab, theme: &Theme, input: Option<&st
                 .find(|(r, _)| r == "user")
                 .map(|(_, p)| p.clone())
                 .unwrap_or_default();
-            let head = vec![Line::from(vec![
-                Span::styled("user       ", theme.user.add_modifier(Modifier::BOLD)),
-                Span::raw(prompt),
-            ])];
-            let col = |text: &str, v: Voice, style| Column {
-                title: format!(" {} ", t.voice_label(v)),
-                style,
-                lines: text
-                    .split('\n')
-                    .map(|l| Line::from(l.to_string()))
-                    .collect(),
+            let head = if prompt.is_empty() {
+                Vec::new()
+            } else {
+                vec![Line::from(vec![
+                    Span::styled("user       ", theme.user.add_modifier(Modifier::BOLD)),
+                    Span::raw(prompt),
+                ])]
             };
             let block = Block::default()
                 .borders(Borders::ALL)
                 .title(" side by side ");
             let inner = block.inner(body);
             f.render_widget(block, body);
-            columns::draw(
-                f,
-                inner,
-                head,
-                [
-                    col(left, lv, theme.foreground),
-                    col(right, rv, theme.accent),
-                ],
-                theme,
-            );
+            columns::draw(f, inner, head, cols, theme);
         }
         _ => {
             let mut lines = transcript(&t.history, theme);
@@ -823,10 +935,20 @@ fn draw(f: &mut Frame, area: Rect, t: &ChatTab, theme: &Theme, input: Option<&st
             theme.muted,
         ),
     };
+    // The remote column's questions say what they ask for.
+    let title = match t.input.as_ref().map(|(w, _)| *w) {
+        Some(InputFor::RemoteUrl) => {
+            " remote column: base URL of an OpenAI-compatible server (…/v1) · Enter · Esc "
+        }
+        Some(InputFor::RemoteModel) => {
+            " remote column: model name (empty: the server's first) · Enter · Esc "
+        }
+        _ => "",
+    };
     f.render_widget(
         Paragraph::new(text)
             .style(style)
-            .block(Block::default().borders(Borders::ALL)),
+            .block(Block::default().borders(Borders::ALL).title(title)),
         foot,
     );
 }

@@ -1,13 +1,15 @@
 //! Data tab: the workspace's dataset files, the detected format with its evidence, a pager
 //! of records rendered by role, search, validation errors to jump to, a convert dialog, and
-//! the token view (trained and masked tokens of the chat template). Files are listed,
-//! datasets read and tokenizers loaded on worker threads.
+//! the token view (trained and masked tokens of the chat template) and the Synthesize
+//! dialog. Files are listed, datasets read, tokenizers loaded and synthesis run on worker
+//! threads.
 
+use super::synth_dialog::{Finished, Reply, SynthDialog, SynthMsg};
 use super::{Component, Ctx};
 use crate::data::{Body, Dataset, Format, Message, Problem, Record};
 use crate::template::{Encoded, Encoder, IGNORE};
 use crate::tui::action::Action;
-use crate::tui::effect::Effect;
+use crate::tui::effect::{Effect, Sink};
 use crate::tui::theme::Theme;
 use crate::tui::widgets::columns::{self, Column};
 use crate::tui::widgets::{InputEvent, TextInput};
@@ -90,6 +92,8 @@ pub enum Msg {
         result: Result<Arc<Encoder>, String>,
     },
     Converted(Result<(String, PathBuf), String>),
+    /// Progress or the end of a synthesis run.
+    Synth(SynthMsg),
 }
 
 pub struct DataTab {
@@ -114,6 +118,10 @@ pub struct DataTab {
     /// The token view's encoder, for one model path.
     pub encoder: Option<(String, Result<Arc<Encoder>, String>)>,
     encoder_loading: Option<String>,
+    /// The Synthesize dialog (`S`) while it is open; it stays open while its run goes on.
+    pub synth: Option<SynthDialog>,
+    /// Delivers a synthesis run's progress to this tab from its worker threads.
+    sink: Sink<Msg>,
 }
 
 /// The workspace's dataset files with sizes, as a job.
@@ -155,8 +163,9 @@ fn encoder_job(model: String) -> Effect<Msg> {
 }
 
 impl DataTab {
-    /// The tab for the workspace at `root`, and the job that lists its files.
-    pub fn new(root: &Path, depth: usize) -> (Self, Effect<Msg>) {
+    /// The tab for the workspace at `root`, and the job that lists its files; `sink`
+    /// carries a synthesis run's progress back.
+    pub fn new(root: &Path, depth: usize, sink: Sink<Msg>) -> (Self, Effect<Msg>) {
         let t = DataTab {
             root: root.to_path_buf(),
             depth,
@@ -174,6 +183,8 @@ impl DataTab {
             convert: None,
             encoder: None,
             encoder_loading: None,
+            synth: None,
+            sink,
         };
         (t, scan_job(root.to_path_buf(), depth))
     }
@@ -305,6 +316,20 @@ impl DataTab {
         }))
     }
 
+    /// A synthesis run ended: say how it went, list the files again and show the output.
+    fn synth_finished(&mut self, done: Finished) -> Effect<Msg> {
+        let say = if done.ok {
+            Effect::info(done.summary)
+        } else {
+            Effect::warn(done.summary)
+        };
+        let mut effects = vec![say, scan_job(self.root.clone(), self.depth)];
+        if let Some(path) = done.output {
+            effects.extend(self.open_path(path));
+        }
+        Effect::Batch(effects)
+    }
+
     /// The token view's encoder for `model`, once it is loaded.
     fn encoder_for(&self, model: &str) -> Option<&Result<Arc<Encoder>, String>> {
         self.encoder
@@ -330,10 +355,25 @@ impl Component for DataTab {
     type Msg = Msg;
 
     fn editing(&self) -> bool {
-        self.search_input.is_some() || self.finder.is_some()
+        self.search_input.is_some() || self.finder.is_some() || self.synth.is_some()
     }
 
     fn key(&mut self, key: &KeyEvent, _ctx: &Ctx) -> Option<Effect<Msg>> {
+        if let Some(dialog) = self.synth.as_mut() {
+            let out = self.sink.clone();
+            let sink: Sink<SynthMsg> = Arc::new(move |m| out(Msg::Synth(m)));
+            return match dialog.key(key, &self.root, sink) {
+                Reply::Nothing => None,
+                Reply::Start(run) => Some(Effect::Batch(vec![
+                    Effect::info("synthesizing…"),
+                    Effect::spawn(move || Msg::Synth(run())),
+                ])),
+                Reply::Close => {
+                    self.synth = None;
+                    None
+                }
+            };
+        }
         if let Some(f) = self.finder.as_mut() {
             use crate::tui::widgets::Picked;
             let path = match f.key(key) {
@@ -433,6 +473,9 @@ impl Component for DataTab {
                 return Some(Effect::UseDataset(path));
             }
             Action::SearchNext if !self.search_next() => return Some(Effect::warn("no match")),
+            Action::Synthesize => {
+                self.synth.get_or_insert_with(SynthDialog::default);
+            }
             Action::Convert => {
                 if self.targets().is_empty() {
                     return Some(Effect::warn("nothing to convert to"));
@@ -447,11 +490,20 @@ impl Component for DataTab {
     fn update(&mut self, msg: Msg, ctx: &Ctx) -> Option<Effect<Msg>> {
         match msg {
             Msg::Files(files) => {
-                let current = self.files.get(self.file).map(|f| f.path.clone());
+                let current = self.files.get(self.file).cloned();
                 self.files = files;
-                self.file = current
-                    .and_then(|c| self.files.iter().position(|f| f.path == c))
-                    .unwrap_or(0);
+                self.file = match current {
+                    Some(c) => match self.files.iter().position(|f| f.path == c.path) {
+                        Some(i) => i,
+                        // A file opened from outside the workspace stays listed.
+                        None if self.loaded.as_ref().is_some_and(|l| l.path == c.path) => {
+                            self.files.push(c);
+                            self.files.len() - 1
+                        }
+                        None => 0,
+                    },
+                    None => 0,
+                };
                 if self.loaded.is_none() && self.loading.is_none() {
                     return self.load();
                 }
@@ -478,6 +530,10 @@ impl Component for DataTab {
                 }
                 self.encoder = Some((model, result));
                 return self.want_encoder(ctx.model);
+            }
+            Msg::Synth(m) => {
+                let finished = self.synth.as_mut().and_then(|d| d.receive(m))?;
+                return Some(self.synth_finished(finished));
             }
             Msg::Converted(result) => {
                 return Some(match result {
@@ -510,6 +566,9 @@ impl Component for DataTab {
         draw(f, area, self, ctx.theme, ctx.model, ctx.tool_format);
         if let Some(finder) = &self.finder {
             finder.draw(f, area, ctx.theme);
+        }
+        if let Some(dialog) = &self.synth {
+            dialog.draw(f, area, ctx.theme);
         }
     }
 }
@@ -894,7 +953,7 @@ fn draw(
             (Some(p), _) => format!("reading {}…", p.display()),
             (None, Some(e)) => e.clone(),
             (None, None) => format!(
-                "No dataset files in {}. Put .jsonl, .json or .parquet files there (or in data/), press o to open any file by its path, or run `tunelab DIR` in a project folder.",
+                "No dataset files in {}. Put .jsonl, .json or .parquet files there (or in data/), press o to open any file by its path, S to synthesize one with a strong model, or run `tunelab DIR` in a project folder.",
                 t.root.display()
             ),
         };
@@ -1040,7 +1099,7 @@ fn draw(
         Some(cols) => {
             let inner = block.inner(body);
             f.render_widget(block, body);
-            columns::draw(f, inner, lines, cols, theme);
+            columns::draw(f, inner, lines, cols.into(), theme);
         }
         None => f.render_widget(
             Paragraph::new(lines)

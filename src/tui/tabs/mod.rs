@@ -5,8 +5,10 @@
 
 pub mod adapter;
 pub mod chat;
+pub mod chat_remote;
 pub mod data;
 pub mod runs;
+pub mod synth_dialog;
 pub mod train;
 
 pub use super::context::Ctx;

@@ -1,5 +1,6 @@
-//! Text above two bordered columns: a preference pair's prompt over its chosen and rejected
-//! replies (Data tab), a prompt over two models' replies (Chat tab).
+//! Text above bordered columns: a preference pair's prompt over its chosen and rejected
+//! replies (Data tab), a prompt over two or three models' replies (Chat tab, with a remote
+//! column).
 
 use crate::tui::theme::Theme;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -27,16 +28,16 @@ pub fn wrapped_rows(lines: &[Line], width: u16) -> u16 {
 }
 
 /// Draws `head` at the top of `area` (at most half of it when the columns need room), then
-/// the two columns side by side in what is left.
-pub fn draw(f: &mut Frame, area: Rect, head: Vec<Line>, cols: [Column; 2], theme: &Theme) {
+/// the columns side by side, of equal width, in what is left.
+pub fn draw(f: &mut Frame, area: Rect, head: Vec<Line>, cols: Vec<Column>, theme: &Theme) {
     let want = wrapped_rows(&head, area.width);
     let most = (area.height / 2).max(area.height.saturating_sub(8));
     let [top, bottom] =
         Layout::vertical([Constraint::Length(want.min(most)), Constraint::Min(3)]).areas(area);
     f.render_widget(Paragraph::new(head).wrap(Wrap { trim: false }), top);
-    let areas: [Rect; 2] =
-        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(bottom);
-    for (c, a) in cols.into_iter().zip(areas) {
+    let n = cols.len().max(1) as u32;
+    let areas = Layout::horizontal((0..n).map(|_| Constraint::Ratio(1, n))).split(bottom);
+    for (c, a) in cols.into_iter().zip(areas.iter().copied()) {
         f.render_widget(
             Paragraph::new(c.lines).wrap(Wrap { trim: false }).block(
                 Block::default()
