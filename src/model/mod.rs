@@ -8,6 +8,7 @@ pub mod estimate;
 pub mod family;
 pub mod gguf;
 pub mod hub;
+pub mod kv_cache;
 pub mod llama;
 pub mod nf4;
 pub mod peft;

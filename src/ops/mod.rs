@@ -13,6 +13,8 @@ use candle_core::{
 };
 use std::sync::Arc;
 
+pub mod qmatmul;
+
 type BwdFn = dyn Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor> + Send + Sync;
 
 /// An op whose forward is a precomputed `y` and whose backward is `bwd(x, y, dy)`.
@@ -115,7 +117,9 @@ pub fn quantized_linear(x: &Tensor, w: &Arc<QTensor>) -> Result<Tensor> {
     // candle's quantized kernels quantize the activations to 8 bits, which moves SmolLM2's
     // logits by ~0.1 and flips greedy answers; dequantizing per call is exact (the weights
     // stay quantized in memory). TUNELAB_QMATMUL=1 opts into the faster approximate kernel.
-    let y = if approximate_qmatmul() {
+    let y = if let Some(y) = qmatmul::matmul(&xd, w)? {
+        y
+    } else if approximate_qmatmul() {
         let qm = QMatMul::from_arc(w.clone())?;
         candle_core::Module::forward(&qm, &xd)?
     } else {

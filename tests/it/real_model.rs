@@ -263,3 +263,68 @@ fn smollm2_requantized_eval_loss_stays_near_full_precision() {
         assert!(rel < margin, "{q}: {l} vs {full}: {rel:.2e} ≥ {margin:.0e}");
     }
 }
+
+/// Generation keeps the Q4_1/Q8_0 blocks and reads them with the block kernel
+/// (`ops::qmatmul`): each cached decode step's logits equal the dequantized model's full
+/// forward at that position, across the KV cache's first growth (64 rows).
+#[test]
+fn smollm2_block_kernel_decode_equals_the_dense_forward() {
+    use tunelab::model::llama::KvCache;
+    let Some(gguf) = common::smollm2_gguf("smollm2_block_kernel_decode_equals_the_dense_forward")
+    else {
+        return;
+    };
+    let dev = candle_core::Device::Cpu;
+    let (mut kept, tok) = tunelab::model::source::load(gguf.to_str().unwrap(), &dev).unwrap();
+    let mut dense = kept.clone();
+    dense.densify().unwrap();
+    kept.prepare_for_generation().unwrap();
+    assert!(
+        kept.dense_bytes() > 0,
+        "Q4_1 and Q8_0 have a block kernel: the base stays quantized"
+    );
+    let mut ids = tok
+        .encode("The Eiffel Tower is a wrought-iron lattice tower in", true)
+        .unwrap()
+        .ids;
+    let mut cache = KvCache::default();
+    let mut logits = kept.forward_cached(&ids, &mut cache).unwrap();
+    while ids.len() < 66 {
+        let v: Vec<f32> = logits.to_vec1().unwrap();
+        let next = v
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0 as u32;
+        ids.push(next);
+        logits = kept.forward_cached(&[next], &mut cache).unwrap();
+        if ids.len() == 30 || ids.len() == 66 {
+            let input = candle_core::Tensor::new(ids.as_slice(), &dev)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            let full = dense
+                .forward(&input, &tunelab::model::Batch::default(), None)
+                .unwrap();
+            let want: Vec<f32> = full
+                .get(0)
+                .unwrap()
+                .get(ids.len() - 1)
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let got: Vec<f32> = logits.to_vec1().unwrap();
+            let scale = want.iter().fold(0f32, |a, x| a.max(x.abs()));
+            let err = got
+                .iter()
+                .zip(&want)
+                .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+            assert!(
+                err <= 1e-4 * scale,
+                "position {}: {err} against the largest logit {scale}",
+                ids.len()
+            );
+        }
+    }
+}
