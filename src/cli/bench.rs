@@ -109,7 +109,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     let device = candle_core::Device::Cpu;
     let spec = match &cmd {
         BenchCommand::Forward { model, .. } | BenchCommand::Generate { model, .. } => model.clone(),
-        BenchCommand::Train { .. } => return train(cmd),
+        BenchCommand::Train { .. } => return tunelab::ops::on_pool(|| train(cmd)),
         #[cfg(feature = "tui")]
         BenchCommand::Tui {
             frames,

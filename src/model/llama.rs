@@ -894,10 +894,8 @@ impl Model {
     /// Logits [vocab] of the last new token, with keys and values of earlier tokens from
     /// `cache` (inference: no dropout, and the cache holds no autograd graph).
     pub fn forward_cached(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
-        // Run on a pool thread: the many small parallel products of a decode step then
-        // share the caller's thread instead of parking it and waking a worker for each.
         if rayon::current_thread_index().is_none() {
-            return rayon::join(|| self.forward_cached(ids, cache), || ()).0;
+            return ops::on_pool(|| self.forward_cached(ids, cache));
         }
         let t = ids.len();
         let start = cache.len;

@@ -47,7 +47,7 @@ pub struct EvalOut {
     pub metrics: Metrics,
 }
 
-pub trait Objective {
+pub trait Objective: Send + Sync {
     /// Training items (sequences, pairs); the data order permutes their indices.
     fn train_items(&self) -> usize;
     /// Held-out items.

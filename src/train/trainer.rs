@@ -19,6 +19,7 @@ use super::schedule::Scheduler;
 use crate::batch::{self, Order};
 use crate::config::{Method, RunConfig};
 use crate::model::{source, Model};
+use crate::ops;
 use crate::runs::event::{Eval, Metrics, Start, Train};
 use crate::runs::{EventKind, RunDir, RunState, Status};
 use crate::telemetry;
@@ -533,9 +534,8 @@ impl<'a> Trainer<'a> {
                 checkpointing: t.gradient_checkpointing,
                 autograd: false,
             };
-            let out =
-                self.objective
-                    .micro_step(&self.model, items, window, &args, &mut self.grads)?;
+            let (objective, model, grads) = (&self.objective, &self.model, &mut self.grads);
+            let out = ops::on_pool(|| objective.micro_step(model, items, window, &args, grads))?;
             loss += out.loss;
             tokens += out.tokens;
             for (name, v) in out.metrics {
@@ -546,7 +546,8 @@ impl<'a> Trainer<'a> {
         if injected_nan(next) {
             loss = f64::NAN;
         }
-        let norm = self.grads.clip(t.max_grad_norm)?;
+        let grads = &mut self.grads;
+        let norm = ops::on_pool(|| grads.clip(t.max_grad_norm))?;
         if !loss.is_finite() || !norm.is_finite() {
             let why = format!(
                 "{} at step {next}; the last good checkpoint is step-{}",
@@ -567,7 +568,8 @@ impl<'a> Trainer<'a> {
         }
         let lr = self.sched.lr(self.state.step);
         self.opt.set_lr(lr);
-        self.opt.step(&self.grads)?;
+        let (opt, grads) = (&mut self.opt, &self.grads);
+        ops::on_pool(|| opt.step(grads))?;
         self.grads.clear();
         let s = &mut self.state;
         s.step = next;
