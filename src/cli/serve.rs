@@ -30,9 +30,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 8000)]
     pub port: u16,
     /// Completions generated at once (each on its own thread, sharing the weights); more
-    /// wait in the queue. Decoding one stream leaves CPU cores idle: on 2 cores, 2 streams
-    /// give about 1.8x the tokens/s of one (scripts/bench_serve.py).
-    #[arg(long, default_value_t = 2, value_parser = super::args::at_least_one)]
+    /// wait in the queue. One decode stream already uses every core: on 2 cores one slot
+    /// gives 65 tok/s and two give 50 (scripts/bench_serve.py); more slots help on a GPU or
+    /// a many-core CPU.
+    #[arg(long, default_value_t = 1, value_parser = super::args::at_least_one)]
     pub parallel: usize,
     /// Completions that may wait for a generation slot; past that the server answers 503.
     #[arg(long, default_value_t = 64)]
