@@ -26,20 +26,31 @@ def tunelab(*args):
     return json.loads(out.stdout)
 
 
+def load_hf(gguf=GGUF):
+    """The GGUF through transformers, dequantized to f32, in eval mode."""
+    return AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()
+
+
+def hf_forward(model, ids, iters=ITERS):
+    """Forward tokens/s over `iters` passes on `ids` after one untimed warm-up pass."""
+    with torch.no_grad():
+        model(ids)
+        start = time.perf_counter()
+        for _ in range(iters):
+            model(ids)
+        return ids.numel() * iters / (time.perf_counter() - start)
+
+
 def main():
     torch.set_num_threads(2)
     fwd = tunelab("forward", "--batch", str(B), "--seq", str(T), "--iters", str(ITERS))
     gen = tunelab("generate", "--prompt-len", str(PROMPT), "--new-tokens", str(NEW))
-    model = AutoModelForCausalLM.from_pretrained(str(GGUF.parent), gguf_file=GGUF.name, dtype=torch.float32).eval()
+    model = load_hf()
     vocab = model.config.vocab_size
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, vocab, (B, T), generator=g)
+    hf_fwd = hf_forward(model, ids)
     with torch.no_grad():
-        model(ids)
-        start = time.perf_counter()
-        for _ in range(ITERS):
-            model(ids)
-        hf_fwd = B * T * ITERS / (time.perf_counter() - start)
         prompt = torch.randint(0, vocab, (1, PROMPT), generator=g)
         start = time.perf_counter()
         model.generate(prompt, max_new_tokens=1, min_new_tokens=1, do_sample=False)
