@@ -10,7 +10,9 @@ use super::micro::{Head, MicroLoss, StepArgs, TargetLogps};
 use crate::batch::MicroBatch;
 use crate::lora::{dropout_mask, module_seed};
 use crate::model::config::Activation;
-use crate::model::llama::{repeat_kv, rope_partial, split_last, Block, Linear, Model, Prepared};
+use crate::model::llama::{
+    repeat_kv, rope_partial, split_last, Block, Linear, Model, Prepared, Weight,
+};
 use crate::ops::{rms_norm_backward, rms_norm_forward, softmax_backward};
 use candle_core::{DType, Result, Tensor, D};
 
@@ -32,8 +34,16 @@ fn lin_forward(
     lora_on: bool,
     seed: Option<u64>,
 ) -> Result<(Tensor, LinSaved)> {
-    let w = l.weight.matrix(x.dtype())?;
-    let mut y = x.broadcast_matmul(&w.t()?)?;
+    // Q4_0/Q4_1/Q8_0 blocks are multiplied as they are (no dequantized copy); the rest
+    // dequantize for this product only.
+    let fast = match &l.weight {
+        Weight::Quantized(q) => crate::ops::qmatmul::matmul(x, q)?,
+        _ => None,
+    };
+    let mut y = match fast {
+        Some(y) => y,
+        None => x.broadcast_matmul(&l.weight.matrix(x.dtype())?.t()?)?,
+    };
     if let Some(p) = &l.out_perm {
         y = y.index_select(p, D::Minus1)?;
     }
