@@ -1081,16 +1081,7 @@ fn synth(a: SynthArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_synth_report(r: &tunelab::synth::Report) {
-    println!(
-        "{}: {} of {} records ({} written now, {} already there) · {} as {}",
-        r.output.display(),
-        r.records.min(r.target),
-        r.target,
-        r.written,
-        r.skipped,
-        r.kind,
-        r.format
-    );
+    println!("{}", r.headline());
     let mut line = format!(
         "requests {} · retries {} · request errors {}",
         r.requests, r.retries, r.request_errors

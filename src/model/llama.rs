@@ -894,9 +894,11 @@ impl Model {
     /// Logits [vocab] of the last new token, with keys and values of earlier tokens from
     /// `cache` (inference: no dropout, and the cache holds no autograd graph).
     pub fn forward_cached(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
-        if rayon::current_thread_index().is_none() {
-            return ops::on_pool(|| self.forward_cached(ids, cache));
-        }
+        ops::on_pool(|| self.cached_step(ids, cache))
+    }
+
+    /// [`Model::forward_cached`]'s work, on a pool thread.
+    fn cached_step(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
         let t = ids.len();
         let start = cache.len;
         cache.ensure_layers(self.layers.len());

@@ -163,6 +163,21 @@ pub struct Report {
 }
 
 impl Report {
+    /// `out.jsonl: 3 of 3 records (3 written now, 0 already there) · sft as openai`: the
+    /// first line of the report in the CLI and the workbench.
+    pub fn headline(&self) -> String {
+        format!(
+            "{}: {} of {} records ({} written now, {} already there) · {} as {}",
+            self.output.display(),
+            self.records.min(self.target),
+            self.target,
+            self.written,
+            self.skipped,
+            self.kind,
+            self.format
+        )
+    }
+
     /// Every asked-for record is in the output.
     pub fn complete(&self) -> bool {
         self.records >= self.target

@@ -501,7 +501,7 @@ impl SynthDialog {
                         self.progress.done = r.records.min(r.target);
                         self.progress.tokens = r.tokens;
                         Finished {
-                            summary: format!("synth: {}", headline(r)),
+                            summary: format!("synth: {}", r.headline()),
                             output: (r.records > 0).then(|| r.output.clone()),
                             ok: r.complete(),
                         }
@@ -694,7 +694,7 @@ impl SynthDialog {
         } else {
             ("incomplete", theme.warning)
         };
-        let mut lines = vec![Line::styled(format!("{what}: {}", headline(r)), style)];
+        let mut lines = vec![Line::styled(format!("{what}: {}", r.headline()), style)];
         lines.push(Line::default());
         lines.extend(self.counts(theme));
         lines.push(Line::from(format!(
@@ -720,18 +720,4 @@ impl SynthDialog {
         ));
         lines
     }
-}
-
-/// `out.jsonl: 3 of 3 records (3 written now, 0 already there) · sft as openai`.
-fn headline(r: &Report) -> String {
-    format!(
-        "{}: {} of {} records ({} written now, {} already there) · {} as {}",
-        r.output.display(),
-        r.records.min(r.target),
-        r.target,
-        r.written,
-        r.skipped,
-        r.kind,
-        r.format
-    )
 }
