@@ -25,9 +25,14 @@ pub struct ExportArgs {
     /// The adapter alone as a llama.cpp LoRA GGUF (`llama-cli --lora`, Ollama `ADAPTER`).
     #[arg(long)]
     pub gguf_lora: bool,
-    /// The merged folder's weights: bf16, f16 or f32 (default: the base's dtype).
+    /// The merged folder's weights: bf16, f16 or f32 (default: the base's dtype; bf16 for
+    /// a quantized base).
     #[arg(long, value_parser = parse_dtype)]
     pub dtype: Option<DType>,
+    /// For a QLoRA run: merge into the dequantized quantized weights the run trained on,
+    /// not into the full-precision base.
+    #[arg(long)]
+    pub as_trained: bool,
     /// The GGUF's tensor type: f32, f16, q8_0, q4_0 or q4k.
     #[arg(long, default_value = "f16")]
     pub quant: GgufQuant,
@@ -59,6 +64,7 @@ pub fn run(a: ExportArgs) -> anyhow::Result<ExitCode> {
         gguf: a.gguf,
         gguf_lora: a.gguf_lora,
         dtype: a.dtype,
+        as_trained: a.as_trained,
         quant: a.quant,
         max_shard_bytes: a.max_shard_bytes,
         output: a.output.clone(),

@@ -85,7 +85,7 @@ pub const FIELDS: &[FieldSpec] = &[
     },
     FieldSpec {
         path: "model.quantization",
-        help: "QLoRA base: q8_0, q4_0, q4k, nf4 (CPU-dequantized)",
+        help: "QLoRA base: q8_0, q4_0, q4k (block kernels), nf4 (dequantized per use)",
         kind: FieldKind::Choice(QUANTIZATIONS),
     },
     FieldSpec {

@@ -9,7 +9,7 @@ pub mod lora_gguf;
 pub mod modelfile;
 
 use crate::lora::LoraConfig;
-use crate::model::{Model, ModelError};
+use crate::model::{Model, ModelError, QuantPlan, Quantization};
 use crate::template::TextTokenizer;
 use candle_core::{DType, Device};
 use std::path::{Path, PathBuf};
@@ -47,6 +47,9 @@ pub struct Source {
     /// A model folder, a .gguf file or a hub id.
     pub base: String,
     pub adapter: Option<PathBuf>,
+    /// How the run stored its base while it trained (`model.quantization`), when it
+    /// quantized a full-precision one.
+    pub trained_on: Option<QuantPlan>,
 }
 
 /// Finds the base and adapter of `spec`: a run (folder or id: its adapter and the base its
@@ -66,11 +69,12 @@ pub fn locate(
         return Ok(Source {
             base: base.to_string(),
             adapter: None,
+            trained_on: None,
         });
     };
     let path = Path::new(spec);
-    let (adapter, run_base) = if path.join("adapter_config.json").is_file() {
-        (path.to_path_buf(), None)
+    let (adapter, run_base, trained_on) = if path.join("adapter_config.json").is_file() {
+        (path.to_path_buf(), None, None)
     } else if let Some(run) = crate::runs::resolve(spec, runs_root) {
         let adapter = run.adapter();
         if !adapter.join("adapter_config.json").is_file() {
@@ -79,11 +83,14 @@ pub fn locate(
                 run.root.display()
             )));
         }
-        let base = std::fs::read_to_string(run.config())
+        let cfg = std::fs::read_to_string(run.config())
             .ok()
-            .and_then(|t| crate::config::RunConfig::from_yaml(&t, "config.yaml").ok())
-            .map(|c| c.model.path);
-        (adapter, base)
+            .and_then(|t| crate::config::RunConfig::from_yaml(&t, "config.yaml").ok());
+        let trained_on = cfg
+            .as_ref()
+            .map(|c| c.model.quant_plan())
+            .filter(|p| p.quantization != Quantization::None);
+        (adapter, cfg.map(|c| c.model.path), trained_on)
     } else {
         return Err(ExportError::Invalid(format!(
             "{spec}: neither an adapter folder (adapter_config.json) nor a run under {}",
@@ -115,6 +122,7 @@ pub fn locate(
     Ok(Source {
         base,
         adapter: Some(adapter),
+        trained_on,
     })
 }
 
@@ -127,14 +135,26 @@ pub struct Loaded {
     /// The base's GGUF file (its tokenizer metadata is copied from it).
     pub base_gguf: Option<PathBuf>,
     pub lora: Option<LoraConfig>,
+    /// Whether the weights merged into are quantized ones, dequantized (a GGUF base, or
+    /// `as_trained` on a QLoRA run): the merged folder then defaults to bf16.
+    pub quantized: bool,
     /// Things the user should know (a quantized base dequantized, …).
     pub warnings: Vec<String>,
 }
 
-/// Reads the base in f32 on the CPU and attaches the adapter.
-pub fn load(src: &Source) -> Result<Loaded, ExportError> {
-    let (mut model, tokenizer) =
-        crate::model::source::load_as(&src.base, &Device::Cpu, DType::F32)?;
+/// Reads the base in f32 on the CPU and attaches the adapter. A QLoRA run's base is read
+/// at full precision unless `as_trained`, which quantizes it as the run did (from the
+/// quantized-base cache when the run left an entry there).
+pub fn load(src: &Source, as_trained: bool) -> Result<Loaded, ExportError> {
+    let plan = match (&src.trained_on, as_trained) {
+        (Some(p), true) => QuantPlan {
+            cache: Some(crate::paths::Paths::resolve().cache),
+            ..p.clone()
+        },
+        _ => QuantPlan::default(),
+    };
+    let (mut model, tokenizer, _) =
+        crate::model::source::load_quantized(&src.base, &Device::Cpu, DType::F32, plan)?;
     let path = Path::new(&src.base);
     let gguf = path
         .extension()
@@ -147,10 +167,23 @@ pub fn load(src: &Source) -> Result<Loaded, ExportError> {
         crate::model::hub::resolve(&src.base).ok()
     };
     let mut warnings = Vec::new();
-    if model.is_quantized() {
+    let quantized = model.is_quantized();
+    if quantized {
+        let what = match (&src.trained_on, as_trained) {
+            (Some(p), true) => format!("the {} base the run trained on", p.quantization),
+            _ => "the quantized base".into(),
+        };
         warnings.push(format!(
-            "{}: the base is quantized; it is dequantized for the export (its rounding stays)",
+            "{}: {what} is dequantized for the export, and merging changes its numbers (the \
+             merged weights leave the quantized grid; a merged folder is bf16 unless --dtype)",
             src.base
+        ));
+    } else if let Some(p) = &src.trained_on {
+        warnings.push(format!(
+            "{}: the run trained on a {} base; the adapter is merged into the full-precision \
+             weights (as QLoRA merges usually are), so outputs differ slightly from the run's \
+             evals; --as-trained merges into the dequantized {} weights the run saw",
+            src.base, p.quantization, p.quantization
         ));
     }
     if let Some(a) = &src.adapter {
@@ -163,6 +196,7 @@ pub fn load(src: &Source) -> Result<Loaded, ExportError> {
         base_dir,
         base_gguf: gguf.then(|| path.to_path_buf()),
         lora,
+        quantized,
         warnings,
     })
 }
@@ -185,8 +219,11 @@ pub struct Request {
     pub merge: bool,
     pub gguf: bool,
     pub gguf_lora: bool,
-    /// The merged folder's dtype; `None`: the base's.
+    /// The merged folder's dtype; `None`: the base's (bf16 for a quantized one).
     pub dtype: Option<DType>,
+    /// A QLoRA run's adapter merges into the dequantized quantized base it trained on,
+    /// rather than into the full-precision base.
+    pub as_trained: bool,
     pub quant: gguf::GgufQuant,
     pub max_shard_bytes: u64,
     /// A folder, or with one GGUF mode a `.gguf` file.
@@ -201,7 +238,7 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
-/// The base's dtype from its config.json (`torch_dtype`), else f32 (GGUF bases).
+/// The base's dtype from its config.json (`torch_dtype`), else f32.
 fn base_dtype(base_dir: Option<&Path>) -> DType {
     let t = base_dir
         .and_then(|d| std::fs::read_to_string(d.join("config.json")).ok())
@@ -271,7 +308,14 @@ pub fn export(
             .map(|p| format!(" + {}", p.display()))
             .unwrap_or_default()
     ));
-    let mut loaded = load(&src)?;
+    if req.as_trained && src.trained_on.is_none() {
+        return Err(ExportError::Invalid(format!(
+            "--as-trained: {} did not train on a quantized base (its config has no \
+             model.quantization)",
+            req.source.as_deref().unwrap_or(&src.base)
+        )));
+    }
+    let mut loaded = load(&src, req.as_trained)?;
     let mut report = Report {
         warnings: loaded.warnings.clone(),
         ..Default::default()
@@ -311,9 +355,13 @@ pub fn export(
         loaded.merge()?;
     }
     if req.merge {
-        let dtype = req
-            .dtype
-            .unwrap_or_else(|| base_dtype(loaded.base_dir.as_deref()));
+        let dtype = req.dtype.unwrap_or_else(|| {
+            if loaded.quantized {
+                DType::BF16
+            } else {
+                base_dtype(loaded.base_dir.as_deref())
+            }
+        });
         progress(format!(
             "writing {} ({})",
             dir.display(),

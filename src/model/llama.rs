@@ -18,15 +18,15 @@ use std::sync::Arc;
 pub enum Weight {
     Dense(Tensor),
     Quantized(Arc<QTensor>),
-    /// NormalFloat4 (QLoRA's type), dequantized on the CPU for each use.
+    /// NormalFloat4 (QLoRA's type), dequantized on its own device for each use.
     Nf4(Arc<super::nf4::Nf4Tensor>),
 }
 
-impl From<super::quant::Stored> for Weight {
-    fn from(s: super::quant::Stored) -> Self {
+impl From<super::stored::Stored> for Weight {
+    fn from(s: super::stored::Stored) -> Self {
         match s {
-            super::quant::Stored::Ggml(q) => Weight::Quantized(q),
-            super::quant::Stored::Nf4(q) => Weight::Nf4(q),
+            super::stored::Stored::Ggml(q) => Weight::Quantized(q),
+            super::stored::Stored::Nf4(q) => Weight::Nf4(q),
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod quant;
 pub mod quant_cache;
 pub mod random;
 pub mod source;
+pub mod stored;
 pub mod tiny;
 pub mod weights;
 

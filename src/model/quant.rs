@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
 
+pub use super::stored::{type_name, Stored};
+
 /// `model.quantization`: how the frozen base is stored.
 #[derive(
     Debug,
@@ -39,7 +41,7 @@ pub enum Quantization {
     /// 4.5 bits per weight: 256-weight super-blocks with 6-bit sub-block scales and mins.
     Q4k,
     /// 4.13 bits per weight: NormalFloat4 in 64-weight blocks with double-quantized scales
-    /// (the QLoRA paper's type); dequantized on the CPU.
+    /// (the QLoRA paper's type); dequantized on the device it lives on.
     Nf4,
 }
 
@@ -82,30 +84,6 @@ impl From<Quantization> for QuantPlan {
     }
 }
 
-/// A quantized matrix: one of candle's (llama.cpp's) block formats, or NF4.
-#[derive(Debug, Clone)]
-pub enum Stored {
-    Ggml(Arc<QTensor>),
-    Nf4(Arc<super::nf4::Nf4Tensor>),
-}
-
-impl Stored {
-    pub fn storage_size_in_bytes(&self) -> usize {
-        match self {
-            Stored::Ggml(q) => q.storage_size_in_bytes(),
-            Stored::Nf4(q) => q.storage_size_in_bytes(),
-        }
-    }
-
-    /// The type's name (`q4k`, `q5_0`, `nf4`).
-    pub fn type_name(&self) -> String {
-        match self {
-            Stored::Ggml(q) => type_name(q.dtype()),
-            Stored::Nf4(_) => "nf4".into(),
-        }
-    }
-}
-
 /// The type a matrix with `cols` inputs gets under `quant` (its name), or `None` when it
 /// stays dense.
 pub fn stored_type(quant: Quantization, cols: usize) -> Option<String> {
@@ -135,11 +113,6 @@ pub fn block_type(wanted: GgmlDType, cols: usize) -> Option<GgmlDType> {
 /// Bits per weight of a block type (its block's bytes over its weights).
 pub fn bits_per_weight(t: GgmlDType) -> f64 {
     t.type_size() as f64 * 8.0 / t.block_size() as f64
-}
-
-/// The name tunelab and llama.cpp use for a block type.
-pub fn type_name(t: GgmlDType) -> String {
-    format!("{t:?}").to_lowercase()
 }
 
 /// A matrix that did not get the requested type, and why.
@@ -292,9 +265,7 @@ pub fn quantize_base(
         let cols = shape.get(1).copied().unwrap_or(0);
         expected.push((n.clone(), cols, stored_type(plan.quantization, cols)));
     }
-    // NF4 is not a GGUF type: it is quantized on every load.
-    let cacheable = plan.quantization.ggml().is_some();
-    let entry = plan.cache.as_ref().filter(|_| cacheable).and_then(|c| {
+    let entry = plan.cache.as_ref().and_then(|c| {
         let id = (plan.quantization.to_string(), plan.head);
         cache::entry(c, w.files(), (id.0.as_str(), id.1), dtype).ok()
     });
@@ -304,12 +275,12 @@ pub fn quantize_base(
         match cache::read(e, device) {
             Lookup::Hit(m) => {
                 let complete = expected.iter().all(|(n, _, t)| match t {
-                    Some(t) => m.get(n).is_some_and(|q| type_name(q.dtype()) == *t),
+                    Some(t) => m.get(n).is_some_and(|q| q.type_name() == *t),
                     None => !m.contains_key(n),
                 });
                 if complete {
-                    report.source = format!("cache {}", e.gguf.display());
-                    map = Some(m.into_iter().map(|(n, q)| (n, Stored::Ggml(q))).collect());
+                    report.source = format!("cache {}", e.file.display());
+                    map = Some(m);
                 } else {
                     rebuilt = Some("its matrices do not match the plan".to_string());
                 }
@@ -344,14 +315,7 @@ pub fn quantize_base(
                     .and_then(|f| f.parent())
                     .unwrap_or(Path::new("."));
                 let name = plan.quantization.to_string();
-                let ggml: Vec<(String, Arc<QTensor>)> = made
-                    .iter()
-                    .filter_map(|(n, s)| match s {
-                        Stored::Ggml(q) => Some((n.clone(), q.clone())),
-                        Stored::Nf4(_) => None,
-                    })
-                    .collect();
-                if let Err(err) = cache::write(e, &ggml, dir, &name) {
+                if let Err(err) = cache::write(e, &made, dir, &name) {
                     report.source.push_str(&format!("; not cached: {err}"));
                 }
             }

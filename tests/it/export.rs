@@ -9,10 +9,15 @@ use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
 use std::path::{Path, PathBuf};
 use tunelab::model::llama::row;
-use tunelab::model::{Batch, Model};
+use tunelab::model::{Batch, Model, Quantization};
 
 /// A tiny model of `arch` and a short run on it: (home, model folder, run folder).
 fn trained(arch: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    trained_on(arch, "none")
+}
+
+/// As [`trained`], the run's base stored as `quantization` asks (QLoRA).
+fn trained_on(arch: &str, quantization: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let h = tempfile::tempdir().unwrap();
     let (code, _, err) = common::run(&h, &["demo"]);
     assert_eq!(code, 0, "{err}");
@@ -34,7 +39,7 @@ fn trained(arch: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
     std::fs::write(
         &cfg,
         format!(
-            "name: export\nmodel: {{path: {m}}}\ndata: {{train: {d}, max_seq_len: 96}}\n\
+            "name: export\nmodel: {{path: {m}, quantization: {quantization}}}\ndata: {{train: {d}, max_seq_len: 96}}\n\
              lora: {{r: 4, alpha: 8, dropout: 0.0, target_modules: [all-linear], use_rslora: false}}\n\
              train: {{lr: 0.02, scheduler: constant, warmup: 0, batch_size: 4, max_steps: 4, seed: 1, save_every: 4, keep_checkpoints: 1}}\n",
             m = model.display(),
@@ -150,6 +155,85 @@ fn merged_exports_load_back_to_the_adapted_logits() {
         assert_eq!(code, 0, "{arch}: {err}");
         assert!(err.contains("prompt tokens"), "{arch}: {out_text} {err}");
     }
+}
+
+/// A QLoRA run's adapter merges into the full-precision base by default (with a warning
+/// that the run trained on q4_0), or with `--as-trained` into the dequantized q4_0 weights
+/// the run saw, saved in bf16 unless `--dtype`; each loads back to its own logits, and the
+/// two differ by the quantization.
+#[test]
+fn a_qlora_run_merges_into_the_full_or_the_trained_base() {
+    let (h, model, run) = trained_on("llama", "q4_0");
+    let export = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["export", run.to_str().unwrap(), "--merge"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["-o", out.to_str().unwrap()]);
+        let (code, _, err) = common::run(&h, &args);
+        assert_eq!(code, 0, "{err}");
+        err
+    };
+    let full = h.path().join("merged-full");
+    let err = export(&full, &["--dtype", "f32"]);
+    assert!(
+        err.contains("the run trained on a q4_0 base") && err.contains("--as-trained"),
+        "{err}"
+    );
+    let merged = Model::load(&full, DType::F32, &Device::Cpu).unwrap();
+    let w = worst(
+        &logits_of(&merged),
+        &logits_of(&base_plus_adapter(&model, &run)),
+    );
+    assert!(w < 1e-4, "full-precision merge differs by {w:e}");
+
+    let mut seen =
+        Model::load_quantized(&model, DType::F32, &Device::Cpu, Quantization::Q4_0.into())
+            .unwrap()
+            .0;
+    assert!(seen.is_quantized());
+    tunelab::model::peft::load(&mut seen, &run.join("adapter")).unwrap();
+    let want = logits_of(&seen);
+    let as_trained = h.path().join("merged-as-trained");
+    let err = export(&as_trained, &["--as-trained", "--dtype", "f32"]);
+    assert!(
+        err.contains("the q4_0 base the run trained on is dequantized")
+            && err.contains("changes its numbers"),
+        "{err}"
+    );
+    let merged_q = Model::load(&as_trained, DType::F32, &Device::Cpu).unwrap();
+    assert!(!merged_q.is_quantized());
+    let got = logits_of(&merged_q);
+    let w = worst(&got, &want);
+    assert!(w < 1e-4, "as-trained merge differs by {w:e}");
+    let apart = worst(&got, &logits_of(&merged));
+    assert!(apart > 1e-3, "q4_0 should move the logits, got {apart:e}");
+
+    // Without --dtype a quantized base's merge is bf16.
+    let bf16 = h.path().join("merged-bf16");
+    export(&bf16, &["--as-trained"]);
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bf16.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["torch_dtype"], "bfloat16", "{cfg}");
+    let bytes = std::fs::read(bf16.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, t) = st.tensors().into_iter().next().unwrap();
+    assert_eq!(t.dtype(), safetensors::Dtype::BF16);
+
+    // --as-trained on a run that did not quantize says so.
+    let (h2, _, plain) = trained("llama");
+    let out = h2.path().join("m");
+    let (code, _, err) = common::run(
+        &h2,
+        &[
+            "export",
+            plain.to_str().unwrap(),
+            "--merge",
+            "--as-trained",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("did not train on a quantized base"), "{err}");
 }
 
 /// q8_0 and q4k exports stay close to the f32 logits; q4k falls back where a width takes no

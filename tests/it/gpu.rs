@@ -223,3 +223,34 @@ fn trainer_runs_the_demo_preset_on_cuda_in_bf16() {
     assert!(last < 0.7 * first, "eval loss {first} -> {last}");
     assert!(run.adapter().join("adapter_model.safetensors").is_file());
 }
+
+/// NF4 on CUDA: the codes live on the device and are dequantized there (tensor ops, in
+/// panels); the result carries the CPU loop's bits, for a matrix of several panels.
+#[test]
+fn nf4_dequantizes_on_the_device_to_the_cpu_bits() {
+    use tunelab::model::nf4::Nf4Tensor;
+    let dev = cuda();
+    let t = Tensor::randn(0f32, 0.02, (1100, 4096), &Device::Cpu).unwrap();
+    let on_cpu = Nf4Tensor::quantize(&t, &Device::Cpu).unwrap();
+    let on_gpu = Nf4Tensor::quantize(&t, &dev).unwrap();
+    assert_eq!(
+        on_gpu.storage_size_in_bytes(),
+        on_cpu.storage_size_in_bytes()
+    );
+    let want = on_cpu.dequantize(DType::F32).unwrap();
+    let got = on_gpu.dequantize(DType::F32).unwrap();
+    assert!(got.device().is_cuda());
+    let got = got.to_device(&Device::Cpu).unwrap();
+    let differ = (got - &want)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert_eq!(differ, 0.0, "CUDA and CPU NF4 dequantization differ");
+    let bf16 = on_gpu.dequantize(DType::BF16).unwrap();
+    assert_eq!(bf16.dtype(), DType::BF16);
+    assert_eq!(bf16.dims(), &[1100, 4096]);
+}

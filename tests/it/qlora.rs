@@ -380,10 +380,20 @@ fn the_head_in_chunks_trains_as_in_one_pass() {
     }
 }
 
-/// The quantized base is written once into the cache and read back on later loads (the same
-/// blocks); a truncated or corrupted entry is detected, reported and rebuilt.
+/// The quantized base is written once into the cache (a GGUF for q4k, a safetensors file of
+/// its parts for nf4) and read back on later loads (the same blocks); a truncated or
+/// corrupted entry is detected, reported and rebuilt.
 #[test]
 fn quantized_bases_are_cached_and_damaged_entries_rebuilt() {
+    for (name, quantization, ext) in [
+        ("q4k", Quantization::Q4k, "gguf"),
+        ("nf4", Quantization::Nf4, "safetensors"),
+    ] {
+        cached_and_rebuilt(name, quantization, ext);
+    }
+}
+
+fn cached_and_rebuilt(name: &str, quantization: Quantization, ext: &str) {
     let h = tempfile::tempdir().unwrap();
     let dir = wide_model(h.path());
     let info = |extra: &[&str]| -> Value {
@@ -392,7 +402,7 @@ fn quantized_bases_are_cached_and_damaged_entries_rebuilt() {
             "info",
             dir.to_str().unwrap(),
             "--quantization",
-            "q4k",
+            name,
             "--json",
         ];
         args.extend_from_slice(extra);
@@ -408,16 +418,17 @@ fn quantized_bases_are_cached_and_damaged_entries_rebuilt() {
     assert_eq!(first["quantized_bytes"], second["quantized_bytes"]);
     assert_eq!(first["base_bytes"], second["base_bytes"]);
     let gguf = PathBuf::from(source.trim_start_matches("cache "));
+    assert_eq!(gguf.extension().unwrap(), ext, "{source}");
     // The cached blocks are the ones quantizing gives.
     let plan = tunelab::model::QuantPlan {
-        quantization: Quantization::Q4k,
+        quantization,
         head: false,
         cache: Some(h.path().join("cache")),
     };
     let (cached, r) = Model::load_quantized(&dir, DType::F32, &Device::Cpu, plan).unwrap();
     assert!(r.source.starts_with("cache "), "{}", r.source);
     let (fresh, _) =
-        Model::load_quantized(&dir, DType::F32, &Device::Cpu, Quantization::Q4k.into()).unwrap();
+        Model::load_quantized(&dir, DType::F32, &Device::Cpu, quantization.into()).unwrap();
     for (a, b) in cached.layers.iter().zip(&fresh.layers) {
         for ((_, _, x), (_, _, y)) in a.linears().iter().zip(b.linears().iter()) {
             let (x, y) = (

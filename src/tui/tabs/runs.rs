@@ -93,6 +93,7 @@ fn export_job(dir: PathBuf, kind: ExportKind, runs_root: PathBuf) -> Effect<Msg>
             gguf: kind == ExportKind::Gguf,
             gguf_lora: kind == ExportKind::Lora,
             dtype: None,
+            as_trained: false,
             quant: crate::export::gguf::GgufQuant::Q8_0,
             max_shard_bytes: crate::export::hf::DEFAULT_SHARD_BYTES,
             output: match kind {
@@ -107,7 +108,11 @@ fn export_job(dir: PathBuf, kind: ExportKind, runs_root: PathBuf) -> Effect<Msg>
                     .iter()
                     .map(|(_, p)| p.display().to_string())
                     .collect();
-                format!("exported {}", files.join(", "))
+                let mut line = format!("exported {}", files.join(", "));
+                for w in &r.warnings {
+                    line.push_str(&format!(" (warning: {w})"));
+                }
+                line
             })
             .map_err(|e| format!("export failed: {e}"));
         Msg::Exported(result)
