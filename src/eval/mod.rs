@@ -37,7 +37,7 @@ pub fn target_logps(
     logits: &Tensor,
     labels: &[Vec<i64>],
 ) -> candle_core::Result<Option<(Tensor, Vec<usize>)>> {
-    use candle_core::{DType, D};
+    use candle_core::DType;
     let (b, t, v) = logits.dims3()?;
     let (rows, targets) = crate::model::llama::target_positions(labels, b, t);
     if rows.is_empty() {
@@ -49,7 +49,7 @@ pub fn target_logps(
         .reshape((b * t, v))?
         .index_select(&Tensor::new(rows, dev)?, 0)?
         .to_dtype(DType::F32)?;
-    let logp = candle_nn::ops::log_softmax(&picked, D::Minus1)?;
+    let logp = crate::ops::log_softmax_last_dim(&picked)?;
     let tgt = Tensor::new(targets, dev)?.unsqueeze(1)?;
     Ok(Some((logp.gather(&tgt, 1)?.flatten_all()?, row_of)))
 }

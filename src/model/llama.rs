@@ -296,7 +296,7 @@ pub fn softcap(x: &Tensor, cap: Option<f64>) -> Result<Tensor> {
 /// The MLP's gate activation, differentiable (autograd path).
 pub fn activate(x: &Tensor, a: Activation) -> Result<Tensor> {
     match a {
-        Activation::Silu => candle_nn::ops::silu(x),
+        Activation::Silu => crate::ops::silu(x),
         Activation::GeluTanh => x.gelu(),
     }
 }

@@ -13,6 +13,7 @@ use candle_core::{
 };
 use std::sync::Arc;
 
+pub mod fastmath;
 pub mod qmatmul;
 
 /// Runs `f` on a rayon worker thread. Compute made of many small parallel ops (a decode
@@ -97,6 +98,10 @@ pub fn with_grad(
     y: &Tensor,
     bwd: impl Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor> + Send + Sync + 'static,
 ) -> Result<Tensor> {
+    if !x.track_op() {
+        // Nothing records a graph (inference, the hand-written backward): no splice, no copy.
+        return Ok(y.clone());
+    }
     x.apply_op2(
         &y.detach(),
         Splice {
@@ -195,9 +200,83 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     })
 }
 
+/// Whether `x` takes the vectorized CPU paths of [`fastmath`]: f32 on the CPU.
+fn host_f32(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32
+}
+
+/// Softmax over the last dimension, no gradient: [`fastmath::softmax_rows`] for f32 on the
+/// CPU, candle's kernel elsewhere.
+pub fn softmax_last_dim_plain(x: &Tensor) -> Result<Tensor> {
+    if !host_f32(x) {
+        return candle_nn::ops::softmax_last_dim(x);
+    }
+    let dims = x.dims().to_vec();
+    let cols = dims.last().copied().unwrap_or(1);
+    let mut v = x.flatten_all()?.to_vec1::<f32>()?;
+    fastmath::softmax_rows(&mut v, cols);
+    Tensor::from_vec(v, dims, x.device())
+}
+
+/// SiLU and its derivative `σ(z)(1 + z(1 − σ(z)))`, no gradient: one vectorized pass for
+/// f32 on the CPU, candle's ops elsewhere.
+pub fn silu_and_grad(z: &Tensor) -> Result<(Tensor, Tensor)> {
+    if !host_f32(z) {
+        let sig = candle_nn::ops::sigmoid(z)?;
+        let y = (z * &sig)?;
+        let d = (&sig * ((z * sig.affine(-1.0, 1.0)?)? + 1.0)?)?;
+        return Ok((y, d));
+    }
+    let (y, d) = fastmath::silu_and_grad(&z.flatten_all()?.to_vec1::<f32>()?);
+    Ok((
+        Tensor::from_vec(y, z.shape(), z.device())?,
+        Tensor::from_vec(d, z.shape(), z.device())?,
+    ))
+}
+
+/// SiLU `x σ(x)`, differentiable: the forward is [`silu_and_grad`]'s value (so the autograd
+/// path, inference and the hand-written backward agree to the bit), the backward candle's ops.
+pub fn silu(x: &Tensor) -> Result<Tensor> {
+    if !host_f32(x) {
+        return candle_nn::ops::silu(x);
+    }
+    let xd = x.detach();
+    let mut y = vec![0f32; xd.elem_count()];
+    fastmath::silu_into(&xd.flatten_all()?.to_vec1::<f32>()?, &mut y);
+    let y = Tensor::from_vec(y, x.shape(), x.device())?;
+    with_grad("silu", x, &y, |x, _y, g| {
+        let sig = candle_nn::ops::sigmoid(x)?;
+        g * (&sig * ((x * sig.affine(-1.0, 1.0)?)? + 1.0)?)?
+    })
+}
+
+/// Log-softmax over the last dimension, differentiable (`dx = dy − softmax · Σ dy`): for
+/// f32 on the CPU the log-normalizers come from [`fastmath::log_normalizers`], the bits the
+/// hand-written head uses, so a reference model's log-probs equal the policy's; elsewhere
+/// candle's kernel.
+pub fn log_softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if !host_f32(x) {
+        return candle_nn::ops::log_softmax(x, D::Minus1);
+    }
+    let xd = x.detach();
+    let dims = xd.dims().to_vec();
+    let cols = dims.last().copied().unwrap_or(1);
+    let mut v = xd.flatten_all()?.to_vec1::<f32>()?;
+    let lse = fastmath::log_normalizers(&v, cols);
+    for (row, l) in v.chunks_mut(cols.max(1)).zip(&lse) {
+        for x in row {
+            *x -= l;
+        }
+    }
+    let y = Tensor::from_vec(v, dims, x.device())?;
+    with_grad("log-softmax", x, &y, |_x, y, g| {
+        g - y.exp()?.broadcast_mul(&g.sum_keepdim(D::Minus1)?)?
+    })
+}
+
 /// Softmax over the last dimension: `dx = y · (dy − Σ dy·y)`.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    let y = candle_nn::ops::softmax_last_dim(&x.detach().contiguous()?)?;
+    let y = softmax_last_dim_plain(&x.detach().contiguous()?)?;
     with_grad("softmax", x, &y, |_x, y, g| softmax_backward(y, g))
 }
 
@@ -353,5 +432,52 @@ mod tests {
     #[test]
     fn softmax_backward_matches_finite_differences() {
         check("softmax_last_dim", &[2, 3, 5], softmax_last_dim);
+        check("log_softmax_last_dim", &[2, 3, 5], log_softmax_last_dim);
+    }
+
+    /// The f32 CPU paths (vectorized forward, spliced backward) against candle's own ops
+    /// under autograd: values within 1e-6, gradients within 1e-5 of the largest.
+    #[test]
+    fn fast_f32_paths_match_candles_ops_and_gradients() {
+        type Op = fn(&Tensor) -> Result<Tensor>;
+        let pairs: [(&str, Op, Op); 3] = [
+            ("log_softmax", log_softmax_last_dim, |x| {
+                candle_nn::ops::log_softmax(x, D::Minus1)
+            }),
+            ("softmax", softmax_last_dim, |x| {
+                // candle's fused softmax has no backward: its primitive form.
+                let e = x.broadcast_sub(&x.max_keepdim(D::Minus1)?)?.exp()?;
+                e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+            }),
+            ("silu", silu, candle_nn::ops::silu),
+        ];
+        for (name, ours, theirs) in pairs {
+            let x0 = (tensor(&[3, 37], 11) * 6.0)
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap();
+            let w = tensor(&[3, 37], 12).to_dtype(DType::F32).unwrap();
+            let run = |f: Op| {
+                let x = Var::from_tensor(&x0).unwrap();
+                let y = f(x.as_tensor()).unwrap();
+                let g = (&y * &w).unwrap().sum_all().unwrap().backward().unwrap();
+                let dx = g.get(&x).unwrap().flatten_all().unwrap();
+                (
+                    y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                    dx.to_vec1::<f32>().unwrap(),
+                )
+            };
+            let ((ya, ga), (yb, gb)) = (run(ours), run(theirs));
+            let worst = |a: &[f32], b: &[f32]| {
+                let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+                a.iter().zip(b).fold(0f32, |m, (p, q)| m.max((p - q).abs())) / scale
+            };
+            assert!(worst(&ya, &yb) < 1e-6, "{name} values: {}", worst(&ya, &yb));
+            assert!(
+                worst(&ga, &gb) < 1e-5,
+                "{name} gradients: {}",
+                worst(&ga, &gb)
+            );
+        }
     }
 }

@@ -172,24 +172,21 @@ fn group_backward(
 /// autograd forward (`model::llama::activate`), so both paths give identical outputs (DPO's
 /// first loss is exactly ln 2 only if policy and reference agree to the bit).
 fn activation_and_grad(z: &Tensor, a: Activation) -> Result<(Tensor, Tensor)> {
-    let y = crate::model::llama::activate(z, a)?;
-    let d = match a {
-        Activation::Silu => {
-            // silu'(z) = σ(z)(1 + z(1 − σ(z)))
-            let sig = candle_nn::ops::sigmoid(z)?;
-            (&sig * ((z * sig.affine(-1.0, 1.0)?)? + 1.0)?)?
-        }
+    match a {
+        // silu'(z) = σ(z)(1 + z(1 − σ(z))), in one pass with the value on the CPU.
+        Activation::Silu => crate::ops::silu_and_grad(z),
         Activation::GeluTanh => {
             // gelu(z) = ½z(1 + tanh u), u = √(2/π)(z + 0.044715 z³):
             // gelu'(z) = ½(1 + tanh u) + ½z(1 − tanh² u)·u'
+            let y = crate::model::llama::activate(z, a)?;
             let c = (2.0 / std::f64::consts::PI).sqrt();
             let th = ((z + (z.powf(3.0)? * 0.044715)?)? * c)?.tanh()?;
             let du = ((z.sqr()? * (3.0 * 0.044715))? + 1.0)? * c;
             let sech2 = th.sqr()?.affine(-1.0, 1.0)?;
-            (((&th + 1.0)? * 0.5)? + ((z * 0.5)? * (sech2 * du?)?)?)?
+            let d = (((&th + 1.0)? * 0.5)? + ((z * 0.5)? * (sech2 * du?)?)?)?;
+            Ok((y, d))
         }
-    };
-    Ok((y, d))
+    }
 }
 
 fn norm_opt(x: &Tensor, w: &Option<Tensor>, eps: f64) -> Result<Tensor> {
@@ -251,7 +248,7 @@ fn layer_forward(
         }
         None => (raw, None),
     };
-    let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&tb.mask)?)?;
+    let probs = crate::ops::softmax_last_dim_plain(&scores.broadcast_add(&tb.mask)?)?;
     let attn = probs
         .matmul(&vx)?
         .transpose(1, 2)?
@@ -358,6 +355,80 @@ fn layer_backward(
     gx1 + rms_norm_backward(&s.x, &l.input_norm, eps, &dh1)?
 }
 
+/// One chunk of the head's rows: softmax over the vocabulary and the targets' log-probs.
+/// f32 on the CPU takes one vectorized pass per row (`ops::fastmath::softmax_rows`), kept
+/// as a host vector the gradient is then written into; elsewhere candle's log-softmax.
+struct HeadChunk {
+    probs: ChunkProbs,
+    target_logp: Vec<f32>,
+    /// The soft cap's derivative, when logits are capped.
+    dcap: Option<Tensor>,
+    device: candle_core::Device,
+}
+
+enum ChunkProbs {
+    Host { probs: Vec<f32>, vocab: usize },
+    Device(Tensor),
+}
+
+impl HeadChunk {
+    fn new(logits: &Tensor, targets: &[u32], dcap: Option<Tensor>) -> Result<Self> {
+        let device = logits.device().clone();
+        let (rows, vocab) = logits.dims2()?;
+        if device.is_cpu() {
+            let mut probs = logits.flatten_all()?.to_vec1::<f32>()?;
+            let picked: Vec<f32> = targets
+                .iter()
+                .enumerate()
+                .map(|(r, &t)| probs[r * vocab + t as usize])
+                .collect();
+            let lse = crate::ops::fastmath::softmax_rows(&mut probs, vocab);
+            let target_logp = picked.iter().zip(&lse).map(|(x, l)| x - l).collect();
+            return Ok(HeadChunk {
+                probs: ChunkProbs::Host { probs, vocab },
+                target_logp,
+                dcap,
+                device,
+            });
+        }
+        let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+        let tgt = Tensor::new(targets, &device)?.unsqueeze(1)?;
+        let target_logp = logp.gather(&tgt, 1)?.flatten_all()?.to_vec1::<f32>()?;
+        debug_assert_eq!(target_logp.len(), rows);
+        Ok(HeadChunk {
+            probs: ChunkProbs::Device(logp.exp()?),
+            target_logp,
+            dcap,
+            device,
+        })
+    }
+
+    /// `d logits = (softmax − onehot) · (−w)` per row, for targets with derivatives `w`.
+    fn d_logits(self, targets: &[u32], weights: &[f32]) -> Result<Tensor> {
+        let rows = targets.len();
+        let d = match self.probs {
+            ChunkProbs::Host { mut probs, vocab } => {
+                for ((row, &t), &w) in probs.chunks_mut(vocab).zip(targets).zip(weights) {
+                    crate::ops::fastmath::scale_in_place(row, -w);
+                    row[t as usize] += w;
+                }
+                Tensor::from_vec(probs, (rows, vocab), &self.device)?
+            }
+            ChunkProbs::Device(p) => {
+                let tgt = Tensor::new(targets, &self.device)?.unsqueeze(1)?;
+                let minus = Tensor::full(-1f32, (rows, 1), &self.device)?;
+                let scale: Vec<f32> = weights.iter().map(|w| -w).collect();
+                let scale = Tensor::from_vec(scale, (rows, 1), &self.device)?;
+                p.scatter_add(&tgt, &minus, 1)?.broadcast_mul(&scale)?
+            }
+        };
+        match self.dcap {
+            Some(c) => d * c,
+            None => Ok(d),
+        }
+    }
+}
+
 /// The head over the targets of `labels` (shifted, as `causal_lm_loss`): the targets'
 /// log-probs go to the objective's `head`, whose derivatives become `dh` for the last hidden
 /// state (`d logits = -w (onehot - softmax)` for a target with derivative `w`). Target rows
@@ -383,12 +454,11 @@ fn head_backward(
     let picked = flat.index_select(&rows_t, 0)?;
     let hn = rms_norm_forward(&picked, &m.norm, m.config.rms_norm_eps)?;
     let w = m.lm_head.matrix(hn.dtype())?;
-    let tgt_all = Tensor::new(targets, dev)?.unsqueeze(1)?;
     let chunk = crate::model::compute::head_chunk_rows(m.config.vocab_size);
     let cap = m.config.final_logit_softcapping;
-    // Log-softmax of a chunk of rows (no underflow for confident models), its targets, and
+    // A chunk's softmax, its targets' log-probs (no underflow for confident models), and
     // with soft-capped logits the cap's derivative `1 − tanh²`.
-    let log_probs = |start: usize, len: usize| -> Result<(Tensor, Tensor, Option<Tensor>)> {
+    let chunk_probs = |start: usize, len: usize| -> Result<HeadChunk> {
         let raw = hn
             .narrow(0, start, len)?
             .matmul(&w.t()?)?
@@ -400,11 +470,8 @@ fn head_backward(
             }
             None => (raw, None),
         };
-        Ok((
-            candle_nn::ops::log_softmax(&logits, D::Minus1)?,
-            tgt_all.narrow(0, start, len)?,
-            dcap,
-        ))
+        let tgt = &targets[start..start + len];
+        HeadChunk::new(&logits, tgt, dcap)
     };
     let starts: Vec<(usize, usize)> = (0..n)
         .step_by(chunk)
@@ -413,10 +480,10 @@ fn head_backward(
     let mut target_logp = Vec::with_capacity(n);
     let mut kept = None;
     for &(start, len) in &starts {
-        let (logp, tgt, dcap) = log_probs(start, len)?;
-        target_logp.extend(logp.gather(&tgt, 1)?.flatten_all()?.to_vec1::<f32>()?);
+        let c = chunk_probs(start, len)?;
+        target_logp.extend_from_slice(&c.target_logp);
         if starts.len() == 1 {
-            kept = Some((logp, tgt, dcap));
+            kept = Some(c);
         }
     }
     let (loss, weights) = head(&TargetLogps {
@@ -426,28 +493,13 @@ fn head_backward(
     })?;
     let mut d_hn_parts = Vec::with_capacity(starts.len());
     for &(start, len) in &starts {
-        let (logp, tgt, dcap) = match kept.take() {
+        let c = match kept.take() {
             Some(k) => k,
-            None => log_probs(start, len)?,
+            None => chunk_probs(start, len)?,
         };
-        let minus = Tensor::full(-1f32, (len, 1), dev)?;
-        // (softmax - onehot) · (-w) per target row.
-        let scale = Tensor::from_vec(
-            weights[start..start + len]
-                .iter()
-                .map(|w| -w)
-                .collect::<Vec<f32>>(),
-            (len, 1),
-            dev,
-        )?;
-        let mut d_logits = logp
-            .exp()?
-            .scatter_add(&tgt, &minus, 1)?
-            .broadcast_mul(&scale)?;
-        if let Some(d) = dcap {
-            d_logits = (d_logits * d)?;
-        }
-        let d_logits = d_logits.to_dtype(hn.dtype())?;
+        let d_logits = c
+            .d_logits(&targets[start..start + len], &weights[start..start + len])?
+            .to_dtype(hn.dtype())?;
         d_hn_parts.push(d_logits.matmul(&w)?);
     }
     let d_hn = Tensor::cat(&d_hn_parts, 0)?;
