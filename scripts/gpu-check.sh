@@ -4,8 +4,10 @@
 # head, 1 x 2048, checkpointing) whose peak VRAM is held against the Adapter tab's estimate.
 #
 #   scripts/gpu-check.sh build   # where cargo and a CUDA 13 toolkit are (nvcc; PyPI's
-#                                # nvidia-cuda-nvcc and friends work): builds the CUDA binary
-#                                # and the GPU test binary into .gpu/
+#                                # nvidia-cuda-nvcc, -nvvm and -crt of one version, plus
+#                                # -runtime, -cublas, -curand, -nvrtc, -cccl: set CUDA_LIB,
+#                                # see link_stubs): builds the CUDA binary and the GPU test
+#                                # binary into .gpu/ and bundles them (about 44 MB)
 #   scripts/gpu-check.sh         # on the GPU machine (torch, transformers, peft installed):
 #                                # builds first if .gpu/ is missing and cargo exists, then runs
 #                                # the GPU tests and the benchmark and prints a table.
@@ -22,8 +24,27 @@ SHAPE=${SHAPE:-qwen2.5-0.5b}
 BATCH=${BATCH:-8}
 SEQ=${SEQ:-512}
 
+# Where the toolkit has no unversioned libraries and no driver (PyPI's CUDA wheels on a
+# machine without a GPU): a folder of links to libcublas.so.13 & co. and a stub libcuda.so.1
+# that defines the driver symbols cudarc links against (scripts/cuda-driver-symbols.txt).
+# The binary then loads the real driver on the GPU machine. CUDA_LIB names the wheels' lib
+# folder (…/site-packages/nvidia/cu13/lib).
+link_stubs() {
+  [ -n "${CUDA_LIB:-}" ] || return 0
+  local dir=$GPU_DIR/link
+  mkdir -p "$dir"
+  for f in "$CUDA_LIB"/lib*.so.*; do
+    local base=${f##*/}
+    ln -sf "$f" "$dir/${base%%.so.*}.so"
+  done
+  sed 's/.*/void &(void){}/' scripts/cuda-driver-symbols.txt > "$dir/stub.c"
+  gcc -shared -o "$dir/libcuda.so" -Wl,-soname,libcuda.so.1 "$dir/stub.c" || exit 1
+  export LIBRARY_PATH="$dir:$CUDA_LIB:${LIBRARY_PATH:-}"
+}
+
 build() {
   export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
+  link_stubs
   cargo build --release --features cuda --bin tunelab || exit 1
   local test_bin
   test_bin=$(cargo test --release --features cuda --test it --no-run --message-format=json 2>/dev/null \
