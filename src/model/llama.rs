@@ -297,7 +297,7 @@ pub fn softcap(x: &Tensor, cap: Option<f64>) -> Result<Tensor> {
 pub fn activate(x: &Tensor, a: Activation) -> Result<Tensor> {
     match a {
         Activation::Silu => crate::ops::silu(x),
-        Activation::GeluTanh => x.gelu(),
+        Activation::GeluTanh => crate::ops::gelu_tanh(x),
     }
 }
 

@@ -274,6 +274,41 @@ pub fn log_softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     })
 }
 
+/// The tanh-approximated GELU and its derivative, no gradient: one vectorized pass for f32
+/// on the CPU, candle's ops elsewhere.
+pub fn gelu_tanh_and_grad(z: &Tensor) -> Result<(Tensor, Tensor)> {
+    if !host_f32(z) {
+        return Ok((z.gelu()?, gelu_tanh_grad(z)?));
+    }
+    let (y, d) = fastmath::gelu_and_grad(&z.flatten_all()?.to_vec1::<f32>()?);
+    Ok((
+        Tensor::from_vec(y, z.shape(), z.device())?,
+        Tensor::from_vec(d, z.shape(), z.device())?,
+    ))
+}
+
+/// gelu'(z) = ½(1 + tanh u) + ½z(1 − tanh² u)·u', u = √(2/π)(z + 0.044715 z³), by tensor ops.
+fn gelu_tanh_grad(z: &Tensor) -> Result<Tensor> {
+    let c = (2.0 / std::f64::consts::PI).sqrt();
+    let th = ((z + (z.powf(3.0)? * 0.044715)?)? * c)?.tanh()?;
+    let du = ((z.sqr()? * (3.0 * 0.044715))? + 1.0)? * c;
+    let sech2 = th.sqr()?.affine(-1.0, 1.0)?;
+    ((&th + 1.0)? * 0.5)? + ((z * 0.5)? * (sech2 * du?)?)?
+}
+
+/// The tanh-approximated GELU (Gemma's), differentiable: the forward is
+/// [`gelu_tanh_and_grad`]'s value, the backward tensor ops.
+pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
+    if !host_f32(x) {
+        return x.gelu();
+    }
+    let xd = x.detach();
+    let mut y = vec![0f32; xd.elem_count()];
+    fastmath::gelu_into(&xd.flatten_all()?.to_vec1::<f32>()?, &mut y);
+    let y = Tensor::from_vec(y, x.shape(), x.device())?;
+    with_grad("gelu", x, &y, |x, _y, g| g * gelu_tanh_grad(x)?)
+}
+
 /// Softmax over the last dimension: `dx = y · (dy − Σ dy·y)`.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     let y = softmax_last_dim_plain(&x.detach().contiguous()?)?;
@@ -440,7 +475,7 @@ mod tests {
     #[test]
     fn fast_f32_paths_match_candles_ops_and_gradients() {
         type Op = fn(&Tensor) -> Result<Tensor>;
-        let pairs: [(&str, Op, Op); 3] = [
+        let pairs: [(&str, Op, Op); 4] = [
             ("log_softmax", log_softmax_last_dim, |x| {
                 candle_nn::ops::log_softmax(x, D::Minus1)
             }),
@@ -450,6 +485,7 @@ mod tests {
                 e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
             }),
             ("silu", silu, candle_nn::ops::silu),
+            ("gelu", gelu_tanh, |x| x.gelu()),
         ];
         for (name, ours, theirs) in pairs {
             let x0 = (tensor(&[3, 37], 11) * 6.0)

@@ -168,24 +168,14 @@ fn group_backward(
     dx.ok_or_else(|| candle_core::Error::Msg("a projection group is empty".into()))
 }
 
-/// The activation and its derivative at `z`. The value comes from the same kernel as the
-/// autograd forward (`model::llama::activate`), so both paths give identical outputs (DPO's
-/// first loss is exactly ln 2 only if policy and reference agree to the bit).
+/// The activation and its derivative at `z`, in one pass on the CPU. The value has the bits
+/// of the autograd forward's (`model::llama::activate` uses the same kernels), so both paths
+/// give identical outputs (DPO's first loss is exactly ln 2 only if policy and reference agree
+/// to the bit).
 fn activation_and_grad(z: &Tensor, a: Activation) -> Result<(Tensor, Tensor)> {
     match a {
-        // silu'(z) = σ(z)(1 + z(1 − σ(z))), in one pass with the value on the CPU.
         Activation::Silu => crate::ops::silu_and_grad(z),
-        Activation::GeluTanh => {
-            // gelu(z) = ½z(1 + tanh u), u = √(2/π)(z + 0.044715 z³):
-            // gelu'(z) = ½(1 + tanh u) + ½z(1 − tanh² u)·u'
-            let y = crate::model::llama::activate(z, a)?;
-            let c = (2.0 / std::f64::consts::PI).sqrt();
-            let th = ((z + (z.powf(3.0)? * 0.044715)?)? * c)?.tanh()?;
-            let du = ((z.sqr()? * (3.0 * 0.044715))? + 1.0)? * c;
-            let sech2 = th.sqr()?.affine(-1.0, 1.0)?;
-            let d = (((&th + 1.0)? * 0.5)? + ((z * 0.5)? * (sech2 * du?)?)?)?;
-            Ok((y, d))
-        }
+        Activation::GeluTanh => crate::ops::gelu_tanh_and_grad(z),
     }
 }
 
