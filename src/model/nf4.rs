@@ -176,30 +176,13 @@ impl Nf4Tensor {
 
     /// The packed parts in host memory (read back from the device if they live there).
     pub fn parts(&self) -> Result<Nf4Parts> {
-        let (codes, scales_q, scales_scale) = match &self.storage {
-            Storage::Host {
-                codes,
-                scales_q,
-                scales_scale,
-            } => (codes.clone(), scales_q.clone(), scales_scale.clone()),
-            Storage::Device {
-                codes,
-                scales_q,
-                scales_scale,
-                ..
-            } => (
-                codes.to_vec1::<u8>()?,
-                unshift(scales_q.to_vec1::<u8>()?),
-                scales_scale.flatten_all()?.to_vec1::<f32>()?,
-            ),
+        let codes = match &self.storage {
+            Storage::Host { codes, .. } => codes.clone(),
+            Storage::Device { codes, .. } => codes.to_vec1::<u8>()?,
         };
         Ok(Nf4Parts {
-            rows: self.rows,
-            cols: self.cols,
             codes,
-            scales_q,
-            scales_scale,
-            mean: self.mean,
+            ..self.parts_without_codes()?
         })
     }
 
@@ -436,6 +419,10 @@ pub fn bytes(rows: usize, cols: usize) -> u64 {
 mod tests {
     use super::*;
 
+    fn flat(t: Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    }
+
     #[test]
     fn the_device_path_gives_the_cpu_loops_bits() {
         // The tensor-op path (what a GPU runs), here on the CPU, in panels of 3 rows and in
@@ -459,20 +446,11 @@ mod tests {
             else {
                 unreachable!()
             };
-            let got = ops
-                .dequantize_by_ops(codes, scales_q, scales_scale, levels, DType::F32, panel)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
-            let want = host
-                .dequantize(DType::F32)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
+            let got = flat(
+                ops.dequantize_by_ops(codes, scales_q, scales_scale, levels, DType::F32, panel)
+                    .unwrap(),
+            );
+            let want = flat(host.dequantize(DType::F32).unwrap());
             assert_eq!(got.len(), rows * cols);
             let differ = got
                 .iter()
@@ -495,13 +473,7 @@ mod tests {
         v.extend(LEVELS.iter().map(|l| l * 2.0));
         let t = Tensor::from_vec(v.clone(), (1, 64), &Device::Cpu).unwrap();
         let q = Nf4Tensor::quantize(&t, &Device::Cpu).unwrap();
-        let back = q
-            .dequantize(DType::F32)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
+        let back = flat(q.dequantize(DType::F32).unwrap());
         for (a, b) in v.iter().zip(&back) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }

@@ -200,40 +200,45 @@ pub fn log_normalizers(x: &[f32], cols: usize) -> Vec<f32> {
 /// Parallel pieces of this many elements.
 const PIECE: usize = 1 << 14;
 
-/// SiLU `z σ(z)` into `y` (the same bits as [`silu_and_grad`]'s value), in parallel.
-pub fn silu_into(z: &[f32], y: &mut [f32]) {
+/// Runs an element-wise slice kernel over `z` into `y`, in parallel pieces.
+fn in_pieces(z: &[f32], y: &mut [f32], kernel: fn(&[f32], &mut [f32])) {
     z.par_chunks(PIECE)
         .zip(y.par_chunks_mut(PIECE))
-        .for_each(|(z, y)| silu_piece(z, y));
+        .for_each(|(z, y)| kernel(z, y));
 }
 
-/// The tanh-approximated GELU into `y` (the same bits as [`gelu_and_grad`]'s value).
-pub fn gelu_into(z: &[f32], y: &mut [f32]) {
-    z.par_chunks(PIECE)
-        .zip(y.par_chunks_mut(PIECE))
-        .for_each(|(z, y)| gelu_piece(z, y));
-}
+/// An element-wise function's values and derivatives over a slice.
+pub type ValueAndGrad = fn(&[f32]) -> (Vec<f32>, Vec<f32>);
 
-/// The tanh-approximated GELU and its derivative in one pass, in parallel.
-pub fn gelu_and_grad(z: &[f32]) -> (Vec<f32>, Vec<f32>) {
+/// Runs a value-and-derivative slice kernel over `z`, in parallel pieces.
+fn in_pieces2(z: &[f32], kernel: fn(&[f32], &mut [f32], &mut [f32])) -> (Vec<f32>, Vec<f32>) {
     let mut y = vec![0f32; z.len()];
     let mut d = vec![0f32; z.len()];
     z.par_chunks(PIECE)
         .zip(y.par_chunks_mut(PIECE))
         .zip(d.par_chunks_mut(PIECE))
-        .for_each(|((z, y), d)| gelu_and_grad_into(z, y, d));
+        .for_each(|((z, y), d)| kernel(z, y, d));
     (y, d)
+}
+
+/// SiLU `z σ(z)` into `y` (the same bits as [`silu_and_grad`]'s value), in parallel.
+pub fn silu_into(z: &[f32], y: &mut [f32]) {
+    in_pieces(z, y, silu_piece)
 }
 
 /// SiLU `z σ(z)` and its derivative `σ(z)(1 + z(1 − σ(z)))` in one pass, in parallel.
 pub fn silu_and_grad(z: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    let mut y = vec![0f32; z.len()];
-    let mut d = vec![0f32; z.len()];
-    z.par_chunks(PIECE)
-        .zip(y.par_chunks_mut(PIECE))
-        .zip(d.par_chunks_mut(PIECE))
-        .for_each(|((z, y), d)| silu_and_grad_into(z, y, d));
-    (y, d)
+    in_pieces2(z, silu_and_grad_into)
+}
+
+/// The tanh-approximated GELU into `y` (the same bits as [`gelu_and_grad`]'s value).
+pub fn gelu_into(z: &[f32], y: &mut [f32]) {
+    in_pieces(z, y, gelu_piece)
+}
+
+/// The tanh-approximated GELU and its derivative in one pass, in parallel.
+pub fn gelu_and_grad(z: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    in_pieces2(z, gelu_and_grad_into)
 }
 
 #[cfg(test)]

@@ -218,36 +218,53 @@ pub fn softmax_last_dim_plain(x: &Tensor) -> Result<Tensor> {
     Tensor::from_vec(v, dims, x.device())
 }
 
-/// SiLU and its derivative `σ(z)(1 + z(1 − σ(z)))`, no gradient: one vectorized pass for
-/// f32 on the CPU, candle's ops elsewhere.
-pub fn silu_and_grad(z: &Tensor) -> Result<(Tensor, Tensor)> {
-    if !host_f32(z) {
-        let sig = candle_nn::ops::sigmoid(z)?;
-        let y = (z * &sig)?;
-        let d = (&sig * ((z * sig.affine(-1.0, 1.0)?)? + 1.0)?)?;
-        return Ok((y, d));
-    }
-    let (y, d) = fastmath::silu_and_grad(&z.flatten_all()?.to_vec1::<f32>()?);
+/// An element-wise activation's value and derivative for f32 on the CPU, from one
+/// `fastmath` pass, as tensors shaped like `z`.
+fn host_value_and_grad(z: &Tensor, kernel: fastmath::ValueAndGrad) -> Result<(Tensor, Tensor)> {
+    let (y, d) = kernel(&z.flatten_all()?.to_vec1::<f32>()?);
     Ok((
         Tensor::from_vec(y, z.shape(), z.device())?,
         Tensor::from_vec(d, z.shape(), z.device())?,
     ))
 }
 
+/// An element-wise activation for f32 on the CPU, differentiable: the forward is the
+/// `fastmath` kernel, the backward `dy · grad(x)` by tensor ops.
+fn host_activation(
+    x: &Tensor,
+    name: &'static str,
+    kernel: fn(&[f32], &mut [f32]),
+    grad: fn(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let xd = x.detach();
+    let mut y = vec![0f32; xd.elem_count()];
+    kernel(&xd.flatten_all()?.to_vec1::<f32>()?, &mut y);
+    let y = Tensor::from_vec(y, x.shape(), x.device())?;
+    with_grad(name, x, &y, move |x, _y, g| g * grad(x)?)
+}
+
+/// silu'(z) = σ(z)(1 + z(1 − σ(z))), by tensor ops.
+fn silu_grad(z: &Tensor) -> Result<Tensor> {
+    let sig = candle_nn::ops::sigmoid(z)?;
+    &sig * ((z * sig.affine(-1.0, 1.0)?)? + 1.0)?
+}
+
+/// SiLU and its derivative, no gradient: one vectorized pass for f32 on the CPU; elsewhere
+/// candle's kernel for the value (the bits the autograd forward has) and tensor ops.
+pub fn silu_and_grad(z: &Tensor) -> Result<(Tensor, Tensor)> {
+    if !host_f32(z) {
+        return Ok((candle_nn::ops::silu(z)?, silu_grad(z)?));
+    }
+    host_value_and_grad(z, fastmath::silu_and_grad)
+}
+
 /// SiLU `x σ(x)`, differentiable: the forward is [`silu_and_grad`]'s value (so the autograd
-/// path, inference and the hand-written backward agree to the bit), the backward candle's ops.
+/// path, inference and the hand-written backward agree to the bit).
 pub fn silu(x: &Tensor) -> Result<Tensor> {
     if !host_f32(x) {
         return candle_nn::ops::silu(x);
     }
-    let xd = x.detach();
-    let mut y = vec![0f32; xd.elem_count()];
-    fastmath::silu_into(&xd.flatten_all()?.to_vec1::<f32>()?, &mut y);
-    let y = Tensor::from_vec(y, x.shape(), x.device())?;
-    with_grad("silu", x, &y, |x, _y, g| {
-        let sig = candle_nn::ops::sigmoid(x)?;
-        g * (&sig * ((x * sig.affine(-1.0, 1.0)?)? + 1.0)?)?
-    })
+    host_activation(x, "silu", fastmath::silu_into, silu_grad)
 }
 
 /// Log-softmax over the last dimension, differentiable (`dx = dy − softmax · Σ dy`): for
@@ -280,11 +297,7 @@ pub fn gelu_tanh_and_grad(z: &Tensor) -> Result<(Tensor, Tensor)> {
     if !host_f32(z) {
         return Ok((z.gelu()?, gelu_tanh_grad(z)?));
     }
-    let (y, d) = fastmath::gelu_and_grad(&z.flatten_all()?.to_vec1::<f32>()?);
-    Ok((
-        Tensor::from_vec(y, z.shape(), z.device())?,
-        Tensor::from_vec(d, z.shape(), z.device())?,
-    ))
+    host_value_and_grad(z, fastmath::gelu_and_grad)
 }
 
 /// gelu'(z) = ½(1 + tanh u) + ½z(1 − tanh² u)·u', u = √(2/π)(z + 0.044715 z³), by tensor ops.
@@ -297,16 +310,12 @@ fn gelu_tanh_grad(z: &Tensor) -> Result<Tensor> {
 }
 
 /// The tanh-approximated GELU (Gemma's), differentiable: the forward is
-/// [`gelu_tanh_and_grad`]'s value, the backward tensor ops.
+/// [`gelu_tanh_and_grad`]'s value.
 pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
     if !host_f32(x) {
         return x.gelu();
     }
-    let xd = x.detach();
-    let mut y = vec![0f32; xd.elem_count()];
-    fastmath::gelu_into(&xd.flatten_all()?.to_vec1::<f32>()?, &mut y);
-    let y = Tensor::from_vec(y, x.shape(), x.device())?;
-    with_grad("gelu", x, &y, |x, _y, g| g * gelu_tanh_grad(x)?)
+    host_activation(x, "gelu", fastmath::gelu_into, gelu_tanh_grad)
 }
 
 /// Softmax over the last dimension: `dx = y · (dy − Σ dy·y)`.
