@@ -46,18 +46,6 @@ pub fn clock(seconds: f64) -> String {
     format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
-/// At most `n` characters, with `…` when cut.
-pub fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        format!(
-            "{}…",
-            s.chars().take(n.saturating_sub(1)).collect::<String>()
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,7 +60,5 @@ mod tests {
         assert_eq!(count(134_515_008), "135M");
         assert_eq!(count(7_615_616_512), "7.6B");
         assert_eq!(clock(3725.0), "01:02:05");
-        assert_eq!(truncate("abcdef", 4), "abc…");
-        assert_eq!(truncate("abc", 4), "abc");
     }
 }

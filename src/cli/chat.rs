@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tunelab::infer::sampling::Sampling;
 use tunelab::infer::{spawn, GenEvent};
-use tunelab::template::{Encoder, TemplateChoice, TrainOn};
 
 #[derive(Debug, Args)]
 pub struct ChatArgs {
@@ -58,22 +57,17 @@ pub fn run(a: ChatArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: {e}");
         Ok(ExitCode::from(exit::UNUSABLE))
     };
-    let (mut model, tok) = match tunelab::model::source::load(&a.model, &candle_core::Device::Cpu) {
-        Ok(m) => m,
+    let kwargs = a.template_kwargs.iter().cloned().collect();
+    let mut base = match tunelab::infer::load::base(&a.model, &a.template, kwargs) {
+        Ok(b) => b,
         Err(e) => return fail(&e),
     };
-    if let Err(e) = model.prepare_for_generation() {
-        return fail(&e);
-    }
     if let Some(ad) = &a.adapter {
-        if let Err(e) = tunelab::model::peft::load(&mut model, ad) {
+        if let Err(e) = base.attach(ad) {
             return fail(&e);
         }
     }
-    let encoder = match Encoder::new(tok, &TemplateChoice::parse(&a.template), TrainOn::Assistant) {
-        Ok(e) => e.with_template_kwargs(a.template_kwargs.iter().cloned().collect()),
-        Err(e) => return fail(&e),
-    };
+    let (model, encoder) = (base.model, base.encoder);
     let mut messages = Vec::new();
     if let Some(s) = &a.system {
         messages.push(serde_json::json!({"role": "system", "content": s}));

@@ -126,7 +126,7 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
             };
             // Loading checks that the weights are all there and readable, and measures what
             // the base occupies under the quantization.
-            let report = match tunelab::model::source::load_quantized(
+            let report = match tunelab::model::source::load_weights(
                 &model,
                 &candle_core::Device::Cpu,
                 candle_dtype,
@@ -136,7 +136,7 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
                     cache: (!no_cache).then(|| tunelab::paths::Paths::resolve().cache),
                 },
             ) {
-                Ok((_, _, r)) => r,
+                Ok((_, r)) => r,
                 Err(e) => {
                     eprintln!("error: {e}");
                     return Ok(ExitCode::from(exit::UNUSABLE));

@@ -8,12 +8,17 @@ impl RunConfig {
     /// Makes relative paths absolute: each is looked up against `bases` in order and the
     /// first that exists wins; hub ids that exist nowhere locally are left alone.
     pub fn resolve_paths(&mut self, bases: &[&Path]) -> Result<(), ConfigIssue> {
+        // An absolute path names the one place it was looked for: say so once.
         let missing = |field: &str, p: &str| ConfigIssue {
             path: field.into(),
-            message: format!(
-                "{p:?}: no such folder or file (looked at {})",
-                tried(p, bases)
-            ),
+            message: if Path::new(p).is_absolute() {
+                format!("{p:?}: no such folder or file")
+            } else {
+                format!(
+                    "{p:?}: no such folder or file (looked at {})",
+                    tried(p, bases)
+                )
+            },
         };
         match find(&self.model.path, bases) {
             Some(p) => self.model.path = p,

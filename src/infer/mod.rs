@@ -1,6 +1,7 @@
 //! Generation: a KV-cached decode loop on its own thread that streams text over a channel,
 //! so no caller (CLI, TUI, server) ever runs compute on its own runtime.
 
+pub mod load;
 pub mod sampling;
 pub mod stream;
 
@@ -121,27 +122,21 @@ pub struct ChatModel {
 }
 
 impl ChatModel {
-    /// Loads `spec` (folder, GGUF or hub id) on the CPU, with a PEFT adapter when given.
+    /// Loads `spec` (folder, GGUF or hub id) on the CPU for generation, with a PEFT adapter
+    /// when given (refused, naming both bases, when it was trained on another model).
     pub fn load(
         spec: &str,
         adapter: Option<&std::path::Path>,
         template: &str,
     ) -> Result<Self, String> {
-        let (mut model, tok) = crate::model::source::load(spec, &candle_core::Device::Cpu)
-            .map_err(|e| e.to_string())?;
+        let mut b = load::base(spec, template, Default::default()).map_err(|e| e.to_string())?;
         if let Some(a) = adapter {
-            crate::model::peft::load(&mut model, a).map_err(|e| e.to_string())?;
+            b.attach(a).map_err(|e| e.to_string())?;
         }
-        let encoder = crate::template::Encoder::new(
-            tok,
-            &crate::template::TemplateChoice::parse(template),
-            crate::template::TrainOn::Assistant,
-        )
-        .map_err(|e| e.to_string())?;
         Ok(ChatModel {
             spec: spec.to_string(),
-            model: Arc::new(model),
-            encoder: Arc::new(encoder),
+            model: Arc::new(b.model),
+            encoder: Arc::new(b.encoder),
             adapter: adapter.map(std::path::Path::to_path_buf),
             second: None,
         })
@@ -153,7 +148,7 @@ impl ChatModel {
             None => None,
             Some(a) => {
                 let mut m = self.model.bare_base();
-                crate::model::peft::load(&mut m, a).map_err(|e| e.to_string())?;
+                load::attach(&mut m, &self.spec, a).map_err(|e| e.to_string())?;
                 Some((a.to_path_buf(), Arc::new(m)))
             }
         };

@@ -24,6 +24,17 @@ pub fn looks_like_repo_id(s: &str) -> bool {
         })
 }
 
+/// The cached snapshot folder holding `id`'s `config.json`, without downloading anything
+/// (`None` for a spec that is not a hub id, or not in the cache).
+pub fn cached_snapshot(id: &str) -> Option<PathBuf> {
+    if !looks_like_repo_id(id) {
+        return None;
+    }
+    let cache = Cache::new(crate::paths::hf_hub_cache());
+    let config = cache.repo(Repo::model(id.to_string())).get("config.json")?;
+    config.parent().map(|p| p.to_path_buf())
+}
+
 /// The snapshot folder holding `id`'s files, downloading what is missing unless offline.
 pub fn resolve(id: &str) -> Result<PathBuf, ModelError> {
     let cache = Cache::new(crate::paths::hf_hub_cache());

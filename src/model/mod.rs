@@ -1,6 +1,7 @@
 //! The Llama-family model: configuration, weights, and a differentiable forward pass that
 //! returns logits at every position, with LoRA layers over a frozen base.
 
+pub mod base;
 pub mod catalog;
 pub mod compute;
 pub mod config;
@@ -43,8 +44,14 @@ pub enum ModelError {
     MissingTensor { name: String, message: String },
     #[error("adapter {}: {message}", path.display())]
     Adapter { path: PathBuf, message: String },
+    /// An adapter whose tensors do not fit this model's layers (trained on another base).
+    #[error("adapter {}: {message}", path.display())]
+    AdapterMisfit { path: PathBuf, message: String },
     #[error("device: {0}")]
     Device(String),
+    /// The model's tokenizer (its message names the file).
+    #[error(transparent)]
+    Tokenizer(#[from] crate::template::TemplateError),
     #[error("compute: {0}")]
     Candle(#[from] candle_core::Error),
 }

@@ -18,6 +18,13 @@ fn adapter_err(path: &Path, message: impl Into<String>) -> ModelError {
     }
 }
 
+fn misfit(path: &Path, message: impl Into<String>) -> ModelError {
+    ModelError::AdapterMisfit {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
 /// Reads `adapter_config.json`; unknown keys are ignored, unsupported options refused.
 pub fn read_config(dir: &Path) -> Result<LoraConfig, ModelError> {
     let path = dir.join("adapter_config.json");
@@ -178,7 +185,7 @@ pub fn load(model: &mut Model, dir: &Path) -> Result<(), ModelError> {
                 (Some(a), Some(b)) => {
                     let (out, inp) = lin.weight.dims()?;
                     if a.dims() != [cfg.r, inp] || b.dims() != [out, cfg.r] {
-                        return Err(adapter_err(&path, format!(
+                        return Err(misfit(&path, format!(
                             "{p}: lora_A {:?} / lora_B {:?} do not fit the base layer [{out}, {inp}] with r = {}", a.dims(), b.dims(), cfg.r
                         )));
                     }
@@ -196,10 +203,7 @@ pub fn load(model: &mut Model, dir: &Path) -> Result<(), ModelError> {
         }
     }
     if used == 0 {
-        return Err(adapter_err(
-            &path,
-            "no LoRA tensor matches this model's layers",
-        ));
+        return Err(misfit(&path, "no LoRA tensor matches this model's layers"));
     }
     if used != tensors.len() {
         let extra: Vec<&String> = tensors
@@ -207,7 +211,7 @@ pub fn load(model: &mut Model, dir: &Path) -> Result<(), ModelError> {
             .filter(|k| !k.contains(".layers."))
             .take(3)
             .collect();
-        return Err(adapter_err(
+        return Err(misfit(
             &path,
             format!(
                 "{} tensors do not belong to this model's layers (e.g. {extra:?})",

@@ -58,6 +58,23 @@ pub fn config(spec: &str) -> Result<super::ModelConfig, ModelError> {
     }
 }
 
+/// As [`config`], but a hub id is read from the cache only: nothing is downloaded (for
+/// checks that must stay quick, such as which base an adapter belongs to).
+pub fn config_cached(spec: &str) -> Result<super::ModelConfig, ModelError> {
+    if !Path::new(spec).exists() {
+        if let Some(dir) = hub::cached_snapshot(spec) {
+            return Ok(super::ModelConfig::from_file(&dir.join("config.json"))?);
+        }
+        if hub::looks_like_repo_id(spec) {
+            return Err(ModelError::Invalid {
+                path: PathBuf::from(spec),
+                message: "not in the Hugging Face cache".into(),
+            });
+        }
+    }
+    config(spec)
+}
+
 /// Loads `spec` (a folder, a `.gguf` file, or `org/name`) with its tokenizer, in f32.
 pub fn load(spec: &str, device: &Device) -> Result<(Model, TextTokenizer), ModelError> {
     load_as(spec, device, DType::F32)
@@ -84,23 +101,44 @@ pub fn load_quantized(
     let dir = match resolve(spec)? {
         Resolved::Gguf(path) => {
             let (model, tok) = gguf::load(&path, device)?;
-            let report = QuantReport {
-                quantization: "gguf".into(),
-                params: model.config.parameter_count() as u64,
-                base_bytes: model.resident_bytes(),
-                ..Default::default()
-            };
+            let report = gguf_report(&model);
             return Ok((model, tok, report));
         }
         Resolved::Folder(dir) => dir,
     };
     let (model, report) = Model::load_quantized(&dir, dtype, device, plan)?;
-    let mut tok = TextTokenizer::from_dir(&dir).map_err(|e| ModelError::Invalid {
-        path: dir.clone(),
-        message: e.to_string(),
-    })?;
+    let mut tok = TextTokenizer::from_dir(&dir)?;
     apply_family(&mut tok, model.config.arch);
     Ok((model, tok, report))
+}
+
+/// The weights of `spec` alone, as [`load_quantized`] reads them, without the tokenizer: a
+/// folder holding only `config.json` and the weights (a model saved without its tokenizer,
+/// a checkpoint) is enough.
+pub fn load_weights(
+    spec: &str,
+    device: &Device,
+    dtype: DType,
+    plan: QuantPlan,
+) -> Result<(Model, QuantReport), ModelError> {
+    match resolve(spec)? {
+        Resolved::Gguf(path) => {
+            let (model, _) = gguf::load_model(&path, device)?;
+            let report = gguf_report(&model);
+            Ok((model, report))
+        }
+        Resolved::Folder(dir) => Model::load_quantized(&dir, dtype, device, plan),
+    }
+}
+
+/// What a GGUF base holds (it keeps its own types).
+fn gguf_report(model: &Model) -> QuantReport {
+    QuantReport {
+        quantization: "gguf".into(),
+        params: model.config.parameter_count() as u64,
+        base_bytes: model.resident_bytes(),
+        ..Default::default()
+    }
 }
 
 /// Only the tokenizer of `spec` (a folder, or a `.gguf` file).
@@ -109,10 +147,7 @@ pub fn load_tokenizer(spec: &Path) -> Result<TextTokenizer, ModelError> {
         Resolved::Gguf(path) => return gguf::load_tokenizer(&path),
         Resolved::Folder(dir) => dir,
     };
-    let mut tok = TextTokenizer::from_dir(&dir).map_err(|e| ModelError::Invalid {
-        path: dir.clone(),
-        message: e.to_string(),
-    })?;
+    let mut tok = TextTokenizer::from_dir(&dir)?;
     if let Ok(c) = super::ModelConfig::from_file(&dir.join("config.json")) {
         apply_family(&mut tok, c.arch);
     }

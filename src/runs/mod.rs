@@ -3,6 +3,7 @@
 //! [`RunEvent`]s to `events.jsonl`; readers only read, and tolerate a half-written last line.
 //! `status.json` alone answers what a list of runs shows, so listing never reads events.
 
+pub mod adapters;
 pub mod event;
 pub mod plot;
 

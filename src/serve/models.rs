@@ -4,8 +4,9 @@
 //! a [`Model::bare_base`] of it with the adapter loaded, so its tensors are shared and an
 //! adapter costs only its LoRA weights.
 
-use crate::model::{peft, source, Model, ModelError};
-use crate::template::{Encoder, TemplateChoice, TemplateError, TrainOn};
+use crate::infer::load;
+use crate::model::Model;
+use crate::template::Encoder;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,9 +14,7 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error(transparent)]
-    Model(#[from] ModelError),
-    #[error("chat template: {0}")]
-    Template(#[from] TemplateError),
+    Load(#[from] load::LoadError),
     #[error("two models would be served as {0:?}; name one with NAME=PATH")]
     DuplicateId(String),
 }
@@ -126,21 +125,14 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Loads the base (CPU), then each adapter onto a shared-storage copy of it.
+    /// Loads the base (CPU), then each adapter onto a shared-storage copy of it; an adapter
+    /// trained on another model is refused, naming both bases.
     pub fn load(spec: &ServeSpec) -> Result<Registry, LoadError> {
-        let (mut base, tok) = source::load(&spec.model, &candle_core::Device::Cpu)?;
-        base.prepare_for_generation().map_err(ModelError::from)?;
-        let encoder = Encoder::new(
-            tok,
-            &TemplateChoice::parse(&spec.template),
-            TrainOn::Assistant,
-        )?
-        .with_template_kwargs(spec.template_kwargs.clone());
+        let base = load::base(&spec.model, &spec.template, spec.template_kwargs.clone())?;
         let base_id = spec.base_id();
         let mut models = Vec::with_capacity(1 + spec.adapters.len());
         for a in &spec.adapters {
-            let mut m = base.bare_base();
-            peft::load(&mut m, &a.path)?;
+            let m = base.with_adapter(&a.path)?;
             let id = a.id();
             if id == base_id || models.iter().any(|s: &Served| s.id == id) {
                 return Err(LoadError::DuplicateId(id));
@@ -152,19 +144,19 @@ impl Registry {
                 model: Arc::new(m),
             });
         }
-        let context = base.config.max_position_embeddings;
+        let context = base.model.config.max_position_embeddings;
         models.insert(
             0,
             Served {
                 id: base_id,
                 parent: None,
                 adapter: None,
-                model: Arc::new(base),
+                model: Arc::new(base.model),
             },
         );
         Ok(Registry {
             models,
-            encoder: Arc::new(encoder),
+            encoder: Arc::new(base.encoder),
             context,
             created: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

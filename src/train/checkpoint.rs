@@ -171,18 +171,7 @@ pub fn verify(dir: &Path) -> Result<TrainerState, CheckpointError> {
 
 /// Finished checkpoints (`step-N`), oldest first. Temporary folders are not listed.
 pub fn list(checkpoints: &Path) -> Vec<(u64, PathBuf)> {
-    let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(checkpoints)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let step = name.strip_prefix("step-")?.parse().ok()?;
-            Some((step, e.path()))
-        })
-        .collect();
-    out.sort();
-    out
+    crate::runs::adapters::checkpoint_dirs(checkpoints)
 }
 
 /// A usable checkpoint: its folder and state.

@@ -26,6 +26,8 @@ pub enum Action {
     Help,
     #[strum(message = "command palette")]
     Palette,
+    #[strum(message = "every message so far, in full")]
+    Messages,
     #[strum(message = "next tab")]
     NextTab,
     #[strum(message = "previous tab")]

@@ -34,6 +34,23 @@ pub enum Overlay {
         query: TextInput,
         selected: usize,
     },
+    /// Every message of this session in full, newest last.
+    Messages {
+        /// Rows scrolled up from the bottom.
+        scroll: u16,
+    },
+}
+
+/// Messages kept for the log (`!`).
+const LOG_LEN: usize = 500;
+
+/// One message on the status line, kept in the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    /// Local time, `HH:MM:SS`.
+    pub time: String,
+    pub level: Level,
+    pub text: String,
 }
 
 /// How an app starts.
@@ -52,6 +69,9 @@ pub struct App {
     pub ws: Workspace,
     pub overlay: Overlay,
     pub message: Option<(Level, String)>,
+    /// Every message so far, for the log overlay (`!`): the status line shows one at a
+    /// time and cuts it at the screen's width.
+    pub log: std::collections::VecDeque<LogLine>,
     pub quit: bool,
     pub data: DataTab,
     pub adapter: AdapterTab,
@@ -150,7 +170,7 @@ impl App {
         let streamer = bg.streamer();
         let mut chat = ChatTab::new(
             adapter.model_path(),
-            ws.data.join("saved/chat-exchanges.jsonl"),
+            ws.outputs().join("chat-exchanges.jsonl"),
             std::sync::Arc::new(move |m| streamer.send(Update::Chat(m))),
         );
         let list_adapters = chat.start(&ws.runs_root());
@@ -179,6 +199,7 @@ impl App {
             },
             tour_marker: opts.tour,
             message: None,
+            log: Default::default(),
             quit: false,
             last_slow_tick: Instant::now(),
             dirty: true,
@@ -191,7 +212,16 @@ impl App {
     }
 
     fn say(&mut self, level: Level, text: impl Into<String>) {
-        self.message = Some((level, text.into()));
+        let text = text.into();
+        if self.log.len() == LOG_LEN {
+            self.log.pop_front();
+        }
+        self.log.push_back(LogLine {
+            time: chrono::Local::now().format("%H:%M:%S").to_string(),
+            level,
+            text: text.clone(),
+        });
+        self.message = Some((level, text));
     }
 
     /// A key from the terminal: the palette and a tab's focused text field take keys first,
@@ -271,9 +301,21 @@ impl App {
             }
             return;
         }
+        if let Overlay::Messages { scroll } = &mut self.overlay {
+            match a {
+                Action::Up => *scroll = scroll.saturating_add(1),
+                Action::Down => *scroll = scroll.saturating_sub(1),
+                Action::PageUp => *scroll = scroll.saturating_add(10),
+                Action::PageDown => *scroll = scroll.saturating_sub(10),
+                Action::Quit => self.quit = true,
+                _ => self.overlay = Overlay::None,
+            }
+            return;
+        }
         match a {
             Action::Quit => self.quit = true,
             Action::Help => self.overlay = Overlay::Help { scroll: 0 },
+            Action::Messages => self.overlay = Overlay::Messages { scroll: 0 },
             Action::Palette => {
                 self.overlay = Overlay::Palette {
                     query: TextInput::default(),
@@ -324,16 +366,9 @@ impl App {
                 self.train.attach(RunDir::new(dir));
                 self.tab = Tab::Train;
             }
-            Effect::OpenInChat {
-                model,
-                label,
-                adapter,
-            } => {
-                if let Some(m) = model {
-                    self.chat.model_spec = m.clone();
-                    self.chat.model_override = Some(m);
-                }
-                self.chat.use_adapter(label, adapter);
+            Effect::OpenInChat(run) => {
+                let e = self.chat.follow_run(run, &self.ws.runs_root());
+                self.apply_from(Some(e), Update::Chat);
                 self.tab = Tab::Chat;
             }
             Effect::StartRun => self.start_run(),
@@ -481,18 +516,19 @@ impl App {
             }
             Update::RunList(list) => {
                 self.run_list = list;
-                // Runs gain adapters while the workbench is open.
-                let refresh = self.chat.adapters.is_empty() && !self.run_list.is_empty();
-                if refresh {
-                    let e = self.chat.start(&self.ws.runs_root());
-                    self.apply_from(Some(e), Update::Chat);
-                }
                 if self.auto_attach && self.train.view.is_none() {
                     if let Some(r) = self.run_list.first() {
                         self.train.attach(RunDir::new(&r.dir));
                     }
                 }
                 self.auto_attach = false;
+                // Runs gain checkpoints and adapters while the workbench is open; Chat
+                // follows the watched run to its newest.
+                let active = self.train.view.as_ref().map(|v| v.run.root.clone());
+                let e = self
+                    .chat
+                    .on_runs(&self.run_list, active.as_deref(), &self.ws.runs_root());
+                self.apply_from(e, Update::Chat);
                 // The selected run's details follow the list.
                 let e = on!(self, runs, tick());
                 self.apply_from(e, Update::Runs);
@@ -505,6 +541,8 @@ impl App {
             }
             Update::RunStarted(Ok((id, dir))) => {
                 self.train.attach(RunDir::new(dir));
+                // Chat follows the run just started, whatever was picked before.
+                self.chat.chosen = false;
                 self.tab = Tab::Train;
                 Some(Effect::info(format!(
                     "started {id} (detached: it keeps going after you quit)"

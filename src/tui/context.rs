@@ -58,6 +58,17 @@ impl Workspace {
         crate::runs::runs_root(&self.data)
     }
 
+    /// Where the workbench writes what it makes when nothing else says where (chat
+    /// exchanges, a converted copy of a file from outside the workspace, synthesized data):
+    /// a project keeps its own files in its `data/` folder; the data folder uses `saved/`.
+    pub fn outputs(&self) -> PathBuf {
+        if self.is_project() {
+            self.root.join("data")
+        } else {
+            self.data.join("saved")
+        }
+    }
+
     /// Where the workbench writes the configs of the runs it starts.
     pub fn configs(&self) -> PathBuf {
         match self.runs.parent() {

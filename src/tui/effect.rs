@@ -27,12 +27,9 @@ pub enum Effect<M> {
     Switch(Tab),
     /// Watch this run in the Train tab (and switch to it).
     Attach(PathBuf),
-    /// Open an adapter in the Chat tab, with the model it was trained on when known.
-    OpenInChat {
-        model: Option<String>,
-        label: String,
-        adapter: PathBuf,
-    },
+    /// Chat with this run: adapter A follows it (its newest adapter) and the model becomes
+    /// the base it was trained on.
+    OpenInChat(PathBuf),
     /// Start a detached run from the Adapter form.
     StartRun,
     /// Train on this dataset: the Adapter form's `data.train`.

@@ -13,6 +13,7 @@ pub mod model_list;
 pub mod run_view;
 pub mod tab;
 pub mod tabs;
+pub mod text;
 pub mod theme;
 pub mod ui;
 pub mod widgets;

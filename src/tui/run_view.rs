@@ -291,8 +291,8 @@ impl RunView {
             } => {
                 let line = format!(
                     "{stamp}  sample {} → {}",
-                    crate::units::truncate(&prompt, 30),
-                    crate::units::truncate(&reply.replace('\n', " "), 60)
+                    crate::tui::text::truncate(&crate::tui::text::one_line(&prompt), 30),
+                    crate::tui::text::truncate(&crate::tui::text::one_line(&reply), 60)
                 );
                 match self.samples.iter_mut().find(|(_, p, _)| *p == prompt) {
                     Some(s) => *s = (step, prompt, reply),

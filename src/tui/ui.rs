@@ -5,6 +5,7 @@ use super::action::Action;
 use super::app::{palette_matches, App, Overlay};
 use super::effect::Level;
 use super::tabs::Tab;
+use super::text;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
@@ -29,6 +30,7 @@ pub fn draw(f: &mut Frame, app: &mut App) {
         Overlay::Palette { query, selected } => {
             draw_palette(f, area, app, &query.display(), query.value(), *selected)
         }
+        Overlay::Messages { scroll } => draw_messages(f, area, app, *scroll),
         Overlay::None => {}
     }
 }
@@ -50,23 +52,28 @@ fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
             Span::styled(label, t.muted)
         });
     }
+    // The run's id (cut in the middle: runs of one config differ in their time) and its
+    // state fit in what the tab names leave, after at least one space.
+    let used: usize = spans.iter().map(|s| text::width(&s.content)).sum();
+    let room = (area.width as usize).saturating_sub(used + 1);
     let run = app
         .train
         .view
         .as_ref()
         .map(|v| {
-            let st = v.status.as_ref().map_or("…".into(), |s| {
-                format!("{:?} · step {}/{}", s.state, s.step, s.total_steps).to_lowercase()
+            let st = v.status.as_ref().map_or(" · …".into(), |s| {
+                format!(" · {:?} · step {}/{}", s.state, s.step, s.total_steps).to_lowercase()
             });
-            format!("run {} · {st} ", v.id())
+            let id_room = room.saturating_sub(4 + st.chars().count());
+            if id_room >= 12 {
+                format!("run {}{st}", text::middle(&v.id(), id_room))
+            } else {
+                text::middle(&format!("run {}", v.id()), room)
+            }
         })
         .unwrap_or_default();
-    // The run's name fits in what the tab names leave, after at least one space.
-    let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
-    let room = (area.width as usize).saturating_sub(used + 1);
-    let run = crate::units::truncate(run.trim_end(), room);
     let pad = (area.width as usize)
-        .saturating_sub(used + run.chars().count())
+        .saturating_sub(used + text::width(&run))
         .max(1);
     spans.push(Span::raw(" ".repeat(pad)));
     spans.push(Span::styled(run, t.info));
@@ -155,12 +162,21 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App) {
         return;
     }
     if let Some((level, msg)) = &app.message {
-        let style = match level {
-            Level::Info => t.info,
-            Level::Warning => t.warning,
-            Level::Error => t.error,
+        let style = level_style(t, *level);
+        // A message wider than the line is cut, and says where to read it whole.
+        let width = usize::from(area.width);
+        let msg = text::clean(msg);
+        let line = if text::width(&msg) < width {
+            format!(" {msg}")
+        } else {
+            let more = match app.keymap.keys_for(app.tab, Action::Messages) {
+                Some(k) => format!("  [{k}: full text]"),
+                None => String::new(),
+            };
+            let room = width.saturating_sub(1 + text::width(&more));
+            format!(" {}{more}", text::truncate(&msg, room))
         };
-        f.render_widget(Paragraph::new(format!(" {msg}")).style(style), area);
+        f.render_widget(Paragraph::new(line).style(style), area);
         return;
     }
     let mut spans = Vec::new();
@@ -172,6 +188,94 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App) {
         spans.push(Span::styled(format!("{what} "), t.muted));
     }
     f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn level_style(t: &super::theme::Theme, level: Level) -> ratatui::style::Style {
+    match level {
+        Level::Info => t.info,
+        Level::Warning => t.warning,
+        Level::Error => t.error,
+    }
+}
+
+/// The message log: every message of the session, wrapped to the overlay's width, newest
+/// at the bottom; `scroll` rows up from there.
+fn draw_messages(f: &mut Frame, area: Rect, app: &App, scroll: u16) {
+    let t = &app.theme;
+    let r = centered(
+        area,
+        area.width.saturating_sub(4).max(20),
+        area.height.saturating_sub(2),
+    );
+    f.render_widget(Clear, r);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(" messages · j/k scroll · any other key closes ")
+        .border_style(t.accent);
+    let inner = block.inner(r);
+    let width = usize::from(inner.width.max(1));
+    let mut rows: Vec<Line> = Vec::new();
+    if app.log.is_empty() {
+        rows.push(Line::styled("No messages yet.", t.muted));
+    }
+    for m in &app.log {
+        let head = format!("{}  ", m.time);
+        let indent = " ".repeat(head.len());
+        let body = text::clean(&m.text);
+        for (i, piece) in wrap(&body, width.saturating_sub(head.len()).max(8))
+            .into_iter()
+            .enumerate()
+        {
+            let lead = if i == 0 { head.clone() } else { indent.clone() };
+            rows.push(Line::from(vec![
+                Span::styled(lead, t.muted),
+                Span::styled(piece, level_style(t, m.level)),
+            ]));
+        }
+    }
+    let height = usize::from(inner.height);
+    let end = rows.len().saturating_sub(usize::from(scroll));
+    let start = end.saturating_sub(height);
+    f.render_widget(block, r);
+    f.render_widget(Paragraph::new(rows[start..end].to_vec()), inner);
+}
+
+/// `s` cut into pieces of at most `width` columns (at spaces where it can).
+fn wrap(s: &str, width: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut line = String::new();
+    for word in s.split(' ') {
+        let sep = usize::from(!line.is_empty());
+        if text::width(&line) + sep + text::width(word) <= width {
+            if sep == 1 {
+                line.push(' ');
+            }
+            line.push_str(word);
+            continue;
+        }
+        if !line.is_empty() {
+            out.push(std::mem::take(&mut line));
+        }
+        // A word longer than the line is cut wherever it must be.
+        let mut rest = word.to_string();
+        while text::width(&rest) > width {
+            let mut head = String::new();
+            for c in rest.chars() {
+                if text::width(&head) + text::width(&c.to_string()) > width {
+                    break;
+                }
+                head.push(c);
+            }
+            if head.is_empty() {
+                head.extend(rest.chars().next());
+            }
+            rest = rest[head.len()..].to_string();
+            out.push(head);
+        }
+        line = rest;
+    }
+    out.push(line);
+    out
 }
 
 fn centered(area: Rect, w: u16, h: u16) -> Rect {
@@ -240,7 +344,7 @@ fn draw_tour(f: &mut Frame, area: Rect, app: &App) {
         Line::styled(
             format!(
                 " Workspace {}",
-                crate::units::truncate(&app.ws.root.display().to_string(), 60)
+                text::middle(&app.ws.root.display().to_string(), 60)
             ),
             t.muted,
         ),

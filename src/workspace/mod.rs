@@ -113,3 +113,20 @@ pub fn datasets(root: &Path, depth: usize) -> Vec<PathBuf> {
     });
     out
 }
+
+/// SFT JSON Lines files under `root` that a chat exchange can be appended to, with their
+/// formats; `default` (OpenAI format) first.
+pub fn exchange_targets(root: &Path, default: &Path) -> Vec<(PathBuf, crate::data::Format)> {
+    let mut out = vec![(default.to_path_buf(), crate::data::Format::Openai)];
+    for p in datasets(root, 6) {
+        if p == default || p.extension().is_none_or(|e| e != "jsonl") {
+            continue;
+        }
+        if let Ok(ds) = crate::data::Dataset::open(&p, None) {
+            if ds.kind() == crate::data::Kind::Sft {
+                out.push((p, ds.format));
+            }
+        }
+    }
+    out
+}

@@ -95,6 +95,14 @@ pub fn run_with_home(home: &std::path::Path, args: &[&str]) -> (i32, String, Str
     )
 }
 
+/// Runs `tunelab ARGS` (a `train`, usually) with `home` as its home and fails the test with
+/// its stderr unless it succeeds; returns stdout.
+pub fn ok(home: &std::path::Path, args: &[&str]) -> String {
+    let (code, out, err) = run_with_home(home, args);
+    assert_eq!(code, 0, "tunelab {}: {err}", args.join(" "));
+    out
+}
+
 /// Every line of a run's `events.jsonl` as plain JSON: tests check the on-disk shape, not
 /// only what the typed reader makes of it.
 pub fn event_lines(path: &std::path::Path) -> Vec<serde_json::Value> {

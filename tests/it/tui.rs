@@ -4,7 +4,10 @@
 
 use crate::common;
 
+mod chat_follows;
+mod hostile;
 mod remote;
+mod tour;
 
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -444,20 +447,21 @@ fn chat_compares_two_adapters_side_by_side() {
     a.chat.sampling.max_new_tokens = 16;
     let label = |a: &App, v| a.chat.voice_label(v);
     use tunelab::infer::Voice;
-    for _ in 0..a.chat.adapters.len() {
-        if label(&a, Voice::Adapter).contains("dpo-20260101-000001/adapter") {
-            break;
+    // A and B from the adapter picker: type to filter, Enter picks.
+    let pick = |a: &mut App, action, name: &str| {
+        a.handle(action);
+        settle(a);
+        for c in name.chars() {
+            a.on_key(key(c));
         }
-        a.handle(Action::PickAdapter);
-        settle(&mut a);
-    }
-    for _ in 0..a.chat.adapters.len() {
-        if label(&a, Voice::Second).contains("sft-20260101-000000/adapter") {
-            break;
-        }
-        a.handle(Action::PickSecondAdapter);
-        settle(&mut a);
-    }
+        a.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    };
+    pick(&mut a, Action::PickAdapter, "dpo-20260101-000001/adapter");
+    pick(
+        &mut a,
+        Action::PickSecondAdapter,
+        "sft-20260101-000000/adapter",
+    );
     assert_eq!(label(&a, Voice::Adapter), "A dpo-20260101-000001/adapter");
     assert_eq!(label(&a, Voice::Second), "B sft-20260101-000000/adapter");
     // b cycles: base | A, base | B, A | B.
@@ -528,12 +532,12 @@ fn chat_starts_in_the_message_field() {
     let h = home();
     let mut a = app(&h, "dark", false);
     a.handle(Action::TabChat);
-    let before = (a.chat.save_path.clone(), a.chat.adapter);
+    let before = (a.chat.save_path.clone(), a.chat.adapter.clone());
     for c in "What WAS that?".chars() {
         a.on_key(key(c));
     }
     settle(&mut a);
-    assert_eq!((a.chat.save_path.clone(), a.chat.adapter), before);
+    assert_eq!((a.chat.save_path.clone(), a.chat.adapter.clone()), before);
     assert_eq!(
         a.chat.input.as_ref().map(|(_, i)| i.value().to_string()),
         Some("What WAS that?".to_string())

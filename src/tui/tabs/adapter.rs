@@ -729,7 +729,7 @@ fn method_line(c: &RunConfig) -> String {
             let name = p
                 .file_name()
                 .map_or(a.to_string(), |n| n.to_string_lossy().into_owned());
-            format!("from {}", crate::units::truncate(&name, 16))
+            format!("from {}", crate::tui::text::middle(&name, 16))
         })
     };
     match c.train.method {
@@ -795,7 +795,7 @@ fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
         Line::from(vec![
             Span::raw("model      "),
             Span::styled(
-                crate::units::truncate(&t.config.model.path, 30),
+                crate::tui::text::middle(&t.config.model.path, 30),
                 theme.accent,
             ),
         ]),

@@ -281,12 +281,14 @@ impl DataTab {
             .collect()
     }
 
-    /// Converts the loaded file to the dialog's format, next to the source, on a worker.
-    fn run_convert(&mut self) -> Result<Effect<Msg>, String> {
+    /// Converts the loaded file to the dialog's format on a worker: beside the source when
+    /// it is in the workspace (`root`), else into the workspace's `outputs` folder.
+    fn run_convert(&mut self, root: &Path, outputs: &Path) -> Result<Effect<Msg>, String> {
         let idx = self.convert.take().ok_or("no conversion chosen")?;
         let to = *self.targets().get(idx).ok_or("no such format")?;
         let l = self.loaded.as_ref().ok_or("no dataset loaded")?;
         let (path, format) = (l.path.clone(), l.format);
+        let folder = convert_folder(&path, root, outputs);
         Ok(Effect::spawn(move || {
             let result = (|| {
                 let ds = Dataset::open(&path, Some(format)).map_err(|e| e.to_string())?;
@@ -294,7 +296,9 @@ impl DataTab {
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                let out = path.with_file_name(format!("{stem}.{}.jsonl", to.name()));
+                std::fs::create_dir_all(&folder)
+                    .map_err(|e| format!("{}: {e}", folder.display()))?;
+                let out = folder.join(format!("{stem}.{}.jsonl", to.name()));
                 let report = crate::data::convert::convert(
                     &ds,
                     &out,
@@ -314,6 +318,12 @@ impl DataTab {
             })();
             Msg::Converted(result)
         }))
+    }
+
+    /// Where a converted copy of the loaded file goes (for the dialog's hint).
+    pub fn convert_target(&self, root: &Path, outputs: &Path) -> Option<PathBuf> {
+        let l = self.loaded.as_ref()?;
+        Some(convert_folder(&l.path, root, outputs))
     }
 
     /// A synthesis run ended: say how it went, list the files again and show the output.
@@ -419,7 +429,7 @@ impl Component for DataTab {
                 Action::Left | Action::Up => *sel = (*sel + n - 1) % n,
                 Action::Right | Action::Down => *sel = (*sel + 1) % n,
                 Action::Enter => {
-                    return Some(match self.run_convert() {
+                    return Some(match self.run_convert(&ctx.ws.root, &ctx.ws.outputs()) {
                         Ok(job) => Effect::Batch(vec![Effect::info("converting…"), job]),
                         Err(e) => Effect::error(e),
                     })
@@ -474,7 +484,13 @@ impl Component for DataTab {
             }
             Action::SearchNext if !self.search_next() => return Some(Effect::warn("no match")),
             Action::Synthesize => {
-                self.synth.get_or_insert_with(SynthDialog::default);
+                let output = if ctx.ws.is_project() {
+                    "data/synth.jsonl"
+                } else {
+                    "synth.jsonl"
+                };
+                self.synth
+                    .get_or_insert_with(|| SynthDialog::writing_to(output));
             }
             Action::Convert => {
                 if self.targets().is_empty() {
@@ -563,7 +579,18 @@ impl Component for DataTab {
     }
 
     fn draw(&mut self, f: &mut Frame, area: Rect, ctx: &Ctx) {
-        draw(f, area, self, ctx.theme, ctx.model, ctx.tool_format);
+        let convert_to = self
+            .convert
+            .and_then(|_| self.convert_target(&ctx.ws.root, &ctx.ws.outputs()));
+        draw(
+            f,
+            area,
+            self,
+            ctx.theme,
+            ctx.model,
+            ctx.tool_format,
+            convert_to.as_deref(),
+        );
         if let Some(finder) = &self.finder {
             finder.draw(f, area, ctx.theme);
         }
@@ -603,6 +630,15 @@ fn record_text(r: &Result<Record, Vec<Problem>>) -> String {
     }
 }
 
+/// Beside `source` when it is in the workspace at `root`, else `outputs`: a project keeps
+/// its own files, even when the source is the global demo.
+fn convert_folder(source: &Path, root: &Path, outputs: &Path) -> PathBuf {
+    match source.parent() {
+        Some(dir) if source.starts_with(root) => dir.to_path_buf(),
+        _ => outputs.to_path_buf(),
+    }
+}
+
 fn message_lines<'a>(m: &Message, theme: &Theme, label: Option<&str>, out: &mut Vec<Line<'a>>) {
     let role = m.role.as_str();
     let style = match m.role {
@@ -622,7 +658,7 @@ fn message_lines<'a>(m: &Message, theme: &Theme, label: Option<&str>, out: &mut 
     }
     // At least one space after the tag, however long (`assistant (chosen)`).
     let width = (tag.chars().count() + 1).max(12);
-    for (i, line) in text.split('\n').enumerate() {
+    for (i, line) in crate::tui::text::lines(&text).enumerate() {
         let head = if i == 0 {
             format!("{tag:<width$}")
         } else {
@@ -630,7 +666,7 @@ fn message_lines<'a>(m: &Message, theme: &Theme, label: Option<&str>, out: &mut 
         };
         out.push(Line::from(vec![
             Span::styled(head, style.add_modifier(Modifier::BOLD)),
-            Span::styled(line.to_string(), theme.foreground),
+            Span::styled(line, theme.foreground),
         ]));
     }
 }
@@ -655,7 +691,10 @@ fn record_lines<'a>(rec: &Record, theme: &Theme) -> Vec<Line<'a>> {
                         format!("{:<12}", "tools"),
                         theme.tool.add_modifier(Modifier::BOLD),
                     ),
-                    Span::styled(names.join(", "), theme.foreground),
+                    Span::styled(
+                        crate::tui::text::clean(&names.join(", ")).into_owned(),
+                        theme.foreground,
+                    ),
                 ]));
             }
             c.messages
@@ -681,9 +720,9 @@ fn record_lines<'a>(rec: &Record, theme: &Theme) -> Vec<Line<'a>> {
             .prompt
             .iter()
             .for_each(|m| message_lines(m, theme, None, &mut out)),
-        Body::Text(t) => t
-            .split('\n')
-            .for_each(|l| out.push(Line::styled(l.to_string(), theme.foreground))),
+        Body::Text(t) => {
+            crate::tui::text::lines(t).for_each(|l| out.push(Line::styled(l, theme.foreground)))
+        }
     }
     out
 }
@@ -739,7 +778,12 @@ fn push_piece(lines: &mut Vec<Line<'_>>, text: &str, style: ratatui::style::Styl
     while let Some(p) = parts.next() {
         if !p.is_empty() {
             if let Some(last) = lines.last_mut() {
-                last.spans.push(Span::styled(p.to_string(), style));
+                let p = match parts.peek() {
+                    Some(_) => p.strip_suffix('\r').unwrap_or(p),
+                    None => p,
+                };
+                last.spans
+                    .push(Span::styled(crate::tui::text::clean(p).into_owned(), style));
             }
         }
         if parts.peek().is_some() {
@@ -880,6 +924,7 @@ fn draw(
     theme: &Theme,
     model: &str,
     tool_format: crate::template::ToolFormat,
+    convert_to: Option<&Path>,
 ) {
     let [left, right] =
         Layout::horizontal([Constraint::Length(30), Constraint::Min(20)]).areas(area);
@@ -892,9 +937,11 @@ fn draw(
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
+            let name = crate::tui::text::middle(&name, 16);
+            let pad = 17usize.saturating_sub(crate::tui::text::width(&name));
             ListItem::new(format!(
-                "{:<17}{:>9}",
-                crate::units::truncate(&name, 16),
+                "{name}{}{:>9}",
+                " ".repeat(pad),
                 crate::units::bytes(e.bytes)
             ))
         })
@@ -930,7 +977,7 @@ fn draw(
                     format!("errors  {bad}"),
                     if bad > 0 { theme.error } else { theme.success },
                 ),
-                Line::styled(crate::units::truncate(&l.evidence, 26), theme.muted),
+                Line::styled(crate::tui::text::truncate(&l.evidence, 26), theme.muted),
             ]
         }
         None if t.loading.is_some() => vec![Line::styled("reading…", theme.muted)],
@@ -965,21 +1012,24 @@ fn draw(
         );
         return;
     };
-    let name = l
-        .path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
     let view = match t.view {
         View::Text => "[text] tokens problems",
         View::Tokens => "text [tokens] problems",
         View::Problems => "text tokens [problems]",
     };
-    let title = format!(
-        " {name} · {} · record {}/{} · {view} ",
+    let rest = format!(
+        " · {} · record {}/{} · {view} ",
         l.format,
         t.record + 1,
         l.records.len()
+    );
+    // The file's path in the workspace first (cut in the middle only when it alone is
+    // wider than the pane); the border cuts what does not fit after it.
+    let shown = l.path.strip_prefix(&t.root).unwrap_or(&l.path);
+    let room = usize::from(right.width.saturating_sub(4));
+    let title = format!(
+        " {}{rest}",
+        crate::tui::text::middle(&shown.display().to_string(), room)
     );
     let block = Block::default()
         .borders(Borders::ALL)
@@ -1012,7 +1062,13 @@ fn draw(
                     theme.error
                 };
                 lines.push(Line::styled(
-                    format!("{} (#{}) {field}{}", p.location, i + 1, p.message),
+                    crate::tui::text::clean(&format!(
+                        "{} (#{}) {field}{}",
+                        p.location,
+                        i + 1,
+                        p.message
+                    ))
+                    .into_owned(),
                     style,
                 ));
             }
@@ -1024,7 +1080,8 @@ fn draw(
             }
             Err(ps) => ps.iter().for_each(|p| {
                 lines.push(Line::styled(
-                    format!("{} {}: {}", p.location, p.field, p.message),
+                    crate::tui::text::clean(&format!("{} {}: {}", p.location, p.field, p.message))
+                        .into_owned(),
                     theme.error,
                 ))
             }),
@@ -1081,7 +1138,13 @@ fn draw(
             Paragraph::new(vec![
                 Line::from(opts),
                 Line::styled(
-                    "h/l choose · Enter convert (writes <name>.<format>.jsonl) · Esc cancel",
+                    format!(
+                        "h/l choose · Enter writes <name>.<format>.jsonl into {} · Esc cancel",
+                        crate::tui::text::middle(
+                            &convert_to.map_or(String::new(), |p| p.display().to_string()),
+                            usize::from(right.width).saturating_sub(58).max(12)
+                        )
+                    ),
                     theme.muted,
                 ),
             ])

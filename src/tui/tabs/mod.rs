@@ -5,7 +5,6 @@
 
 pub mod adapter;
 pub mod chat;
-pub mod chat_remote;
 pub mod data;
 pub mod runs;
 pub mod synth_dialog;

@@ -61,8 +61,6 @@ impl RunDetails {
 /// Background results for this tab.
 pub enum Msg {
     Details(PathBuf, Box<RunDetails>),
-    /// The adapter to open in Chat (and the model of the run), or why there is none.
-    Open(Result<(Option<String>, String, PathBuf), String>),
     /// An export or plot finished: what it wrote, or why it failed.
     Exported(Result<String, String>),
 }
@@ -221,33 +219,6 @@ impl Default for RunsTab {
 
 /// Finds the adapter of `dir` (the final one, else the newest checkpoint) and the run's
 /// model; worker threads only.
-fn open_job(id: String, dir: PathBuf) -> Effect<Msg> {
-    Effect::spawn(move || {
-        let run = RunDir::new(&dir);
-        let adapter = if run.adapter().is_dir() {
-            Some(run.adapter())
-        } else {
-            crate::train::checkpoint::list(&run.checkpoints())
-                .last()
-                .map(|(_, d)| d.clone())
-        };
-        let result = match adapter {
-            Some(d) => {
-                let label = format!(
-                    "{id}/{}",
-                    d.file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default()
-                );
-                let model = RunConfig::load(&run.config()).ok().map(|c| c.model.path);
-                Ok((model, label, d))
-            }
-            None => Err("this run has no adapter or checkpoint yet".to_string()),
-        };
-        Msg::Open(result)
-    })
-}
-
 impl Component for RunsTab {
     type Msg = Msg;
 
@@ -264,8 +235,9 @@ impl Component for RunsTab {
             }
             Action::Enter => return self.selected(runs).map(|s| Effect::Attach(s.dir.clone())),
             Action::OpenInChat => {
-                let s = self.selected(runs)?;
-                return Some(open_job(s.id.clone(), s.dir.clone()));
+                return self
+                    .selected(runs)
+                    .map(|s| Effect::OpenInChat(s.dir.clone()))
             }
             Action::StopRun => return self.selected(runs).map(|s| Effect::StopRun(s.dir.clone())),
             Action::ExportMerged | Action::ExportGguf | Action::ExportLora => {
@@ -300,12 +272,6 @@ impl Component for RunsTab {
                 self.details = Some((dir, *d));
                 self.want_details(ctx.runs)
             }
-            Msg::Open(Ok((model, label, adapter))) => Some(Effect::OpenInChat {
-                model,
-                label,
-                adapter,
-            }),
-            Msg::Open(Err(e)) => Some(Effect::warn(e)),
             Msg::Exported(Ok(text)) => Some(Effect::info(text)),
             Msg::Exported(Err(e)) => Some(Effect::error(e)),
         }
@@ -338,6 +304,8 @@ fn fmt(l: Option<f64>) -> String {
 fn draw(f: &mut Frame, area: Rect, t: &RunsTab, runs: &[RunSummary], theme: &Theme) {
     let [list, detail] =
         Layout::vertical([Constraint::Percentage(45), Constraint::Min(6)]).areas(area);
+    // Run ids share their name and differ in the time at the end: cut them in the middle.
+    let id_width = usize::from(list.width.saturating_sub(2 + 8 + 11 + 8 + 9 + 7 + 5 + 2)).max(12);
     let rows: Vec<Row> = runs
         .iter()
         .map(|r| {
@@ -353,7 +321,10 @@ fn draw(f: &mut Frame, area: Rect, t: &RunsTab, runs: &[RunSummary], theme: &The
                 _ => theme.warning,
             };
             Row::new(vec![
-                Cell::from(format!("{mark} {}", r.id)),
+                Cell::from(format!(
+                    "{mark} {}",
+                    crate::tui::text::middle(&r.id, id_width)
+                )),
                 Cell::from(r.state_label()).style(state_style),
                 Cell::from(format!("{}/{}", r.step, r.total_steps)),
                 Cell::from(fmt(r.last_loss)),
@@ -406,39 +377,50 @@ fn draw(f: &mut Frame, area: Rect, t: &RunsTab, runs: &[RunSummary], theme: &The
         f.render_widget(chart, detail);
         return;
     }
+    use crate::tui::text::one_line as clean;
     let lines: Vec<Line> = match runs.get(t.selected) {
         None => vec![Line::from("No runs yet. Start one from the Adapter or Train tab (r), or `tunelab train tiny-demo`.")],
         Some(r) => {
             let details = t.details.as_ref().filter(|(d, _)| *d == r.dir).map(|(_, d)| d);
-            let mut l = vec![Line::from(format!("folder  {}", r.dir.display()))];
+            let mut l = vec![Line::from(format!("folder  {}", clean(&r.dir.display().to_string())))];
             if let Some(c) = details.and_then(|d| d.config.as_ref()) {
-                l.push(Line::from(format!("model   {}", c.model.path)));
-                l.push(Line::from(format!("data    {}", c.data.train)));
+                l.push(Line::from(format!("model   {}", clean(&c.model.path))));
+                l.push(Line::from(format!("data    {}", clean(&c.data.train))));
                 l.push(Line::from(format!("lora    r{} α{} {}", c.lora.r, c.lora.alpha, c.lora.target_modules.join(","))));
                 l.push(Line::from(format!("train   lr {} {:?} bs {}×{} {} {}", c.train.lr, c.train.scheduler, c.train.batch_size, c.train.grad_accum, c.train.dtype, c.train.device).to_lowercase()));
             }
             let ckpts: Vec<String> = details.map(|d| d.checkpoints.iter().map(|s| format!("step-{s}")).collect()).unwrap_or_default();
             l.push(Line::from(format!("ckpts   {}", if ckpts.is_empty() { "-".into() } else { ckpts.join(" ") })));
             if let Some((prompt, replies)) = details.and_then(|d| d.samples.as_ref()) {
-                l.push(Line::styled(format!("sample  {}", crate::units::truncate(prompt, 70)), theme.user));
+                l.push(Line::styled(format!("sample  {}", crate::tui::text::truncate(&clean(prompt), 70)), theme.user));
                 // Six evaluations spread from the first to the last: how the answer changed.
                 let n = replies.len();
                 let picks: Vec<usize> = if n <= 6 { (0..n).collect() } else { (0..6).map(|i| i * (n - 1) / 5).collect() };
                 for (step, reply) in picks.into_iter().map(|i| &replies[i]) {
-                    l.push(Line::from(format!("  step {step:>6} → {}", crate::units::truncate(&reply.replace('\n', " "), 90))));
+                    l.push(Line::from(format!("  step {step:>6} → {}", crate::tui::text::truncate(&clean(reply), 90))));
                 }
             }
             if details.is_some_and(|d| d.adapter) {
                 l.push(Line::styled("adapter ready · o opens it in Chat", theme.success));
             }
             if let Some(e) = &r.error {
-                l.push(Line::styled(e.clone(), theme.error));
+                l.push(Line::styled(clean(e), theme.error));
             }
             l
         }
     };
+    // The selected run's full folder in the title; long errors wrap.
+    let title = runs.get(t.selected).map_or(" details ".to_string(), |r| {
+        let room = usize::from(detail.width.saturating_sub(14));
+        format!(
+            " details · {} ",
+            crate::tui::text::middle(&r.dir.display().to_string(), room.max(10))
+        )
+    });
     f.render_widget(
-        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" details ")),
+        Paragraph::new(lines)
+            .wrap(ratatui::widgets::Wrap { trim: false })
+            .block(Block::default().borders(Borders::ALL).title(title)),
         detail,
     );
 }

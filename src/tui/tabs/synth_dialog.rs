@@ -6,6 +6,7 @@ use crate::synth::{
     self, Endpoint, Event, Observer, Options, Policy, Provider, Report, SeedKind, SynthKind, Tokens,
 };
 use crate::tui::effect::Sink;
+use crate::tui::text::one_line as clean;
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{InputEvent, TextInput};
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
@@ -397,6 +398,16 @@ impl Default for SynthDialog {
 }
 
 impl SynthDialog {
+    /// A dialog whose output defaults to `output` (relative to the workspace: a project
+    /// writes into its own `data/`).
+    pub fn writing_to(output: &str) -> Self {
+        let mut d = SynthDialog::default();
+        d.form.output = TextInput::new(output);
+        d
+    }
+}
+
+impl SynthDialog {
     pub fn running(&self) -> bool {
         matches!(self.phase, Phase::Running { .. })
     }
@@ -594,7 +605,7 @@ impl SynthDialog {
         lines.push(Line::default());
         lines.push(Line::styled(form.focus.help(), theme.muted));
         if let Some(e) = error {
-            lines.push(Line::styled(e.clone(), theme.error));
+            lines.push(Line::styled(clean(e), theme.error));
         }
         lines.push(Line::styled(
             "↑/↓ field · h/l choice · Enter start · Esc close",
@@ -649,14 +660,14 @@ impl SynthDialog {
             if p.source.is_empty() {
                 "starting…".to_string()
             } else {
-                format!("from {}", p.source)
+                format!("from {}", clean(&p.source))
             },
             theme.muted,
         )];
         lines.push(Line::default());
         lines.extend(self.counts(theme));
         if let Some(last) = &p.last {
-            lines.push(Line::styled(last.clone(), theme.warning));
+            lines.push(Line::styled(clean(last), theme.warning));
         }
         lines.push(Line::default());
         lines.push(Line::styled(
@@ -679,7 +690,7 @@ impl SynthDialog {
             Ok(r) => r,
             Err(e) => {
                 return vec![
-                    Line::styled(format!("cannot synthesize: {e}"), theme.error),
+                    Line::styled(format!("cannot synthesize: {}", clean(e)), theme.error),
                     Line::default(),
                     Line::styled("Enter or Esc: back to the form", theme.info),
                 ]
@@ -694,7 +705,10 @@ impl SynthDialog {
         } else {
             ("incomplete", theme.warning)
         };
-        let mut lines = vec![Line::styled(format!("{what}: {}", r.headline()), style)];
+        let mut lines = vec![Line::styled(
+            format!("{what}: {}", clean(&r.headline())),
+            style,
+        )];
         lines.push(Line::default());
         lines.extend(self.counts(theme));
         lines.push(Line::from(format!(
@@ -708,10 +722,16 @@ impl SynthDialog {
             ));
         }
         if let Some(why) = &r.stopped {
-            lines.push(Line::styled(format!("stopped: {why}"), theme.error));
+            lines.push(Line::styled(
+                format!("stopped: {}", clean(why)),
+                theme.error,
+            ));
         }
         for e in r.errors.iter().take(3) {
-            lines.push(Line::styled(format!("error: {e}"), theme.error));
+            lines.push(Line::styled(
+                format!("error: {}", clean(&e.to_string())),
+                theme.error,
+            ));
         }
         lines.push(Line::default());
         lines.push(Line::styled(

@@ -201,8 +201,8 @@ fn draw(f: &mut Frame, area: Rect, t: &TrainTab, theme: &Theme, hint: &str) {
             v.eval.last().map_or("-".into(), |(_, l)| format!("{l:.4}"))
         )),
     ];
-    if let Some(c) = v.start.as_ref().and_then(|s| s.compute.as_ref()) {
-        lines.push(Line::styled(c.clone(), theme.muted));
+    if let Some(c) = v.start.as_ref().and_then(|s| s.compute.as_deref()) {
+        lines.push(Line::styled(crate::tui::text::one_line(c), theme.muted));
     }
     if let Some(r) = &v.rewards {
         let m = |k: &str| r.metrics.get(k).copied().unwrap_or(0.0);
@@ -213,8 +213,8 @@ fn draw(f: &mut Frame, area: Rect, t: &TrainTab, theme: &Theme, hint: &str) {
             m("rewards/accuracies")
         )));
     }
-    if let Some(err) = v.status.as_ref().and_then(|s| s.error.clone()) {
-        lines.push(Line::styled(err, theme.error));
+    if let Some(err) = v.status.as_ref().and_then(|s| s.error.as_deref()) {
+        lines.push(Line::styled(crate::tui::text::one_line(err), theme.error));
     }
     let pblock = Block::default().borders(Borders::ALL).title(" progress ");
     let inner = pblock.inner(prog);
@@ -231,7 +231,10 @@ fn draw(f: &mut Frame, area: Rect, t: &TrainTab, theme: &Theme, hint: &str) {
             .gauge_style(gs),
         g,
     );
-    f.render_widget(Paragraph::new(lines), rest);
+    f.render_widget(
+        Paragraph::new(lines).wrap(ratatui::widgets::Wrap { trim: false }),
+        rest,
+    );
     let m = &t.memory;
     let mblock = Block::default()
         .borders(Borders::ALL)
@@ -294,7 +297,7 @@ fn draw(f: &mut Frame, area: Rect, t: &TrainTab, theme: &Theme, hint: &str) {
         .rev()
         .map(|l| {
             Line::styled(
-                l.clone(),
+                crate::tui::text::clean(l).into_owned(),
                 if l.contains("failed") {
                     theme.error
                 } else {
@@ -318,13 +321,14 @@ fn draw(f: &mut Frame, area: Rect, t: &TrainTab, theme: &Theme, hint: &str) {
 fn draw_samples(f: &mut Frame, area: Rect, v: &RunView, theme: &Theme) {
     let step = v.samples.iter().map(|(s, _, _)| *s).max().unwrap_or(0);
     let mut lines = Vec::new();
+    use crate::tui::text::one_line;
     for (_, prompt, reply) in &v.samples {
         lines.push(Line::styled(
-            prompt.replace('\n', " "),
+            one_line(prompt),
             theme.user.add_modifier(Modifier::BOLD),
         ));
         lines.push(Line::styled(
-            format!("→ {}", reply.replace('\n', " ")),
+            format!("→ {}", one_line(reply)),
             theme.assistant,
         ));
     }

@@ -153,7 +153,7 @@ impl Picker {
                 let start = sel.saturating_sub(rows.saturating_sub(1));
                 let longest = matches
                     .iter()
-                    .map(|m| m.label.chars().count())
+                    .map(|m| crate::tui::text::width(&m.label))
                     .max()
                     .unwrap_or(0);
                 let label_w = longest.clamp(10, (w as usize * 2 / 5).max(10));
@@ -165,9 +165,11 @@ impl Picker {
                     } else {
                         theme.muted
                     };
+                    let label = crate::tui::text::middle(&it.label, label_w);
+                    let pad = label_w.saturating_sub(crate::tui::text::width(&label));
                     lines.push(Line::from(vec![
                         Span::styled(
-                            format!("{:<label_w$} ", crate::units::truncate(&it.label, label_w)),
+                            format!("{label}{} ", " ".repeat(pad)),
                             style.add_modifier(if i == sel {
                                 Modifier::BOLD
                             } else {
@@ -175,7 +177,7 @@ impl Picker {
                             }),
                         ),
                         Span::styled(
-                            it.detail.clone(),
+                            crate::tui::text::clean(&it.detail).into_owned(),
                             if it.ok { theme.muted } else { theme.error },
                         ),
                     ]));
