@@ -5,6 +5,7 @@
 mod common;
 
 mod cli_data;
+mod cli_help;
 mod cli_template;
 mod cli_train;
 mod data_datasets;
