@@ -250,6 +250,10 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     else {
         return Ok(ExitCode::from(exit::UNUSABLE));
     };
+    if objective == tunelab::config::Method::Kto {
+        eprintln!("error: --objective kto is not benchmarked (sft or dpo)");
+        return Ok(ExitCode::from(exit::UNUSABLE));
+    }
     let Some(config) = random::shape(&shape) else {
         eprintln!("error: --shape {shape:?}: expected bench-tiny, qwen2.5-0.5b or smollm2-135m");
         return Ok(ExitCode::from(exit::UNUSABLE));

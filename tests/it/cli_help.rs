@@ -104,3 +104,13 @@ fn train_help_names_every_method_and_preference_loss() {
         );
     }
 }
+
+/// `bench train` measures what its help names (sft, dpo); a method it has no measurement for
+/// is refused instead of silently timed as SFT.
+#[test]
+fn bench_train_refuses_an_objective_it_does_not_measure() {
+    let home = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(&home, &["bench", "train", "--objective", "kto"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("kto is not benchmarked"), "{err}");
+}
