@@ -9,6 +9,7 @@ pub mod chat;
 pub mod data;
 pub mod eval;
 mod export;
+mod manual;
 pub mod model;
 mod plot;
 mod render;
@@ -108,6 +109,18 @@ pub enum Command {
     /// and its adapters (on the CPU).
     #[cfg(feature = "serve")]
     Serve(serve::ServeArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish) to stdout.
+    ///
+    /// Install it where the shell looks, e.g. bash: `tunelab completions bash >
+    /// ~/.local/share/bash-completion/completions/tunelab`; zsh: `tunelab completions zsh >
+    /// ~/.zfunc/_tunelab` (with `fpath+=~/.zfunc` before `compinit` in ~/.zshrc); fish:
+    /// `tunelab completions fish > ~/.config/fish/completions/tunelab.fish`.
+    Completions(manual::CompletionsArgs),
+    /// Print the man page to stdout, or write one page per command into a folder.
+    ///
+    /// Install them with `tunelab man --out-dir ~/.local/share/man/man1`, then `man tunelab`,
+    /// `man tunelab-train`.
+    Man(manual::ManArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -121,6 +134,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::ExportConfig(args)) => scaleout::export_config(args),
         #[cfg(feature = "serve")]
         Some(Command::Serve(args)) => serve::run(args),
+        Some(Command::Completions(args)) => manual::completions(args),
+        Some(Command::Man(args)) => manual::man(args),
         Some(Command::Demo) => {
             let demo = tunelab::workspace::Demo::new(&tunelab::paths::Paths::resolve().data);
             match demo.ensure() {

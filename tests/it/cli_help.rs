@@ -1,5 +1,6 @@
 //! The command line's own documentation: every command's `--help` (walked from the
-//! binary's "Commands:" lists), and help texts that say what the commands do.
+//! binary's "Commands:" lists), the shell completions and the man pages made from the same
+//! definitions, and help texts that say what the commands do.
 
 use crate::common::run;
 use std::collections::BTreeSet;
@@ -46,6 +47,8 @@ fn every_command_has_help_that_says_what_it_does() {
     // The walk sees the whole tree, nested commands included.
     for expected in [
         "train",
+        "completions",
+        "man",
         "export-config",
         "data convert",
         "data synth",
@@ -103,6 +106,95 @@ fn train_help_names_every_method_and_preference_loss() {
             "train --help lacks dpo.loss {loss}:\n{about}"
         );
     }
+}
+
+#[test]
+fn bash_completion_names_the_commands_and_parses() {
+    let home = tempfile::tempdir().unwrap();
+    let (code, script, err) = run(&home, &["completions", "bash"]);
+    assert_eq!(code, 0, "{err}");
+    for name in subcommands(&[]) {
+        assert!(script.contains(&name), "bash completion lacks {name}");
+    }
+    for nested in ["convert", "synth", "init-tiny", "--out-dir", "--json"] {
+        assert!(script.contains(nested), "bash completion lacks {nested}");
+    }
+    if std::process::Command::new("bash")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        let file = home.path().join("tunelab.bash");
+        std::fs::write(&file, &script).unwrap();
+        let check = std::process::Command::new("bash")
+            .arg("-n")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "bash -n: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+    } else {
+        eprintln!("SKIPPED the bash -n check: no bash");
+    }
+    for shell in ["zsh", "fish", "powershell", "elvish"] {
+        let (code, script, err) = run(&home, &["completions", shell]);
+        assert_eq!(code, 0, "{shell}: {err}");
+        assert!(script.contains("export-config"), "{shell}");
+    }
+    let (code, _, err) = run(&home, &["completions", "tcsh"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+/// A man page opens with its title (`.TH NAME 1`), after only clap_mangen's definition of
+/// the apostrophe string (`.ie` / `.el`), and names the command.
+fn assert_title(page: &str, name: &str) {
+    let mut lines = page
+        .lines()
+        .skip_while(|l| l.starts_with(".ie ") || l.starts_with(".el "));
+    let title = lines.next().unwrap_or("");
+    assert!(
+        title.starts_with(&format!(".TH {name} 1")),
+        "{}",
+        &page[..page.len().min(300)]
+    );
+    assert!(
+        title.contains(concat!("\"tunelab ", env!("CARGO_PKG_VERSION"))),
+        "{title}"
+    );
+    let roff_name = name.replace('-', "\\-");
+    assert!(page.contains(&format!("\n{roff_name} \\- ")), "{page}");
+}
+
+#[test]
+fn man_pages_cover_every_command() {
+    let home = tempfile::tempdir().unwrap();
+    let (code, page, err) = run(&home, &["man"]);
+    assert_eq!(code, 0, "{err}");
+    assert_title(&page, "tunelab");
+    for name in subcommands(&[]) {
+        let entry = format!("tunelab\\-{}(1)", name.replace('-', "\\-"));
+        assert!(page.contains(&entry), "the top page lacks {entry}");
+    }
+
+    let dir = home.path().join("man/man1");
+    let (code, _, err) = run(&home, &["man", "--out-dir", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let written: BTreeSet<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut expected: BTreeSet<String> = command_tree()
+        .iter()
+        .map(|p| format!("tunelab-{}.1", p.join("-")))
+        .collect();
+    expected.insert("tunelab.1".into());
+    assert_eq!(written, expected);
+    let convert = std::fs::read_to_string(dir.join("tunelab-data-convert.1")).unwrap();
+    assert_title(&convert, "tunelab-data-convert");
+    assert!(convert.contains("\\-\\-on\\-error"), "{convert}");
 }
 
 /// `bench train` measures what its help names (sft, dpo); a method it has no measurement for
