@@ -7,6 +7,7 @@ pub mod bench;
 mod bench_tui;
 pub mod chat;
 pub mod data;
+mod doctor;
 pub mod eval;
 mod export;
 mod manual;
@@ -109,6 +110,12 @@ pub enum Command {
     /// and its adapters (on the CPU).
     #[cfg(feature = "serve")]
     Serve(serve::ServeArgs),
+    /// Check this machine and build (CPU, CUDA, GPUs, memory, disk, HF cache, API keys,
+    /// llama.cpp) and say how to fix what is missing.
+    ///
+    /// Run it first on a new machine. API keys are reported by name only, never their
+    /// values. Always exits 0: it is a diagnosis.
+    Doctor(doctor::DoctorArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish) to stdout.
     ///
     /// Install it where the shell looks, e.g. bash: `tunelab completions bash >
@@ -134,6 +141,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::ExportConfig(args)) => scaleout::export_config(args),
         #[cfg(feature = "serve")]
         Some(Command::Serve(args)) => serve::run(args),
+        Some(Command::Doctor(args)) => doctor::run(args),
         Some(Command::Completions(args)) => manual::completions(args),
         Some(Command::Man(args)) => manual::man(args),
         Some(Command::Demo) => {

@@ -47,6 +47,7 @@ fn every_command_has_help_that_says_what_it_does() {
     // The walk sees the whole tree, nested commands included.
     for expected in [
         "train",
+        "doctor",
         "completions",
         "man",
         "export-config",

@@ -5,6 +5,7 @@
 mod common;
 
 mod cli_data;
+mod cli_doctor;
 mod cli_help;
 mod cli_template;
 mod cli_train;
