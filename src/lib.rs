@@ -9,6 +9,7 @@ pub mod batch;
 pub mod choice;
 pub mod config;
 pub mod data;
+pub mod doctor;
 pub mod eval;
 pub mod export;
 pub mod files;

@@ -35,6 +35,20 @@ pub fn system_memory() -> Option<(u64, u64)> {
     Some((field("MemTotal:")?, field("MemAvailable:")?))
 }
 
+/// (total, available to this user) bytes of the file system holding `path`, or of its
+/// nearest existing ancestor (a data folder not created yet lands where it will be).
+// c_ulong and fsblkcnt_t are u64 on 64-bit Linux, narrower elsewhere.
+#[allow(clippy::useless_conversion)]
+pub fn disk_space(path: &std::path::Path) -> Option<(u64, u64)> {
+    let existing = path.ancestors().find(|p| p.exists())?;
+    let s = nix::sys::statvfs::statvfs(existing).ok()?;
+    let unit = u64::from(s.fragment_size());
+    Some((
+        u64::from(s.blocks()).saturating_mul(unit),
+        u64::from(s.blocks_available()).saturating_mul(unit),
+    ))
+}
+
 /// Whether process `pid` is alive (a zombie counts as gone).
 pub fn process_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -69,7 +83,35 @@ pub struct Gpus {
 impl Gpus {
     /// `None` on machines without an NVIDIA driver.
     pub fn open() -> Option<Gpus> {
-        nvml_wrapper::Nvml::init().ok().map(|nvml| Gpus { nvml })
+        Gpus::try_open().ok()
+    }
+
+    /// NVML, or why it cannot be used, in words a person can act on (`tunelab doctor`).
+    pub fn try_open() -> Result<Gpus, String> {
+        use nvml_wrapper::error::NvmlError;
+        nvml_wrapper::Nvml::init()
+            .map(|nvml| Gpus { nvml })
+            .map_err(|e| match e {
+                NvmlError::LibloadingError(_) | NvmlError::LibraryNotFound => {
+                    "no NVIDIA driver library (libnvidia-ml.so.1 is not installed)".to_string()
+                }
+                NvmlError::DriverNotLoaded => {
+                    "the NVIDIA driver library is installed but the driver is not loaded".into()
+                }
+                NvmlError::NoPermission => "no permission to query the NVIDIA driver".into(),
+                e => format!("NVML did not start: {e}"),
+            })
+    }
+
+    /// The NVIDIA driver's version (`550.54.15`).
+    pub fn driver_version(&self) -> Option<String> {
+        self.nvml.sys_driver_version().ok()
+    }
+
+    /// The newest CUDA version the driver runs, as (major, minor).
+    pub fn cuda_driver_version(&self) -> Option<(i32, i32)> {
+        let v = self.nvml.sys_cuda_driver_version().ok()?;
+        Some((v / 1000, (v % 1000) / 10))
     }
 
     pub fn memory(&self) -> Vec<GpuMemory> {
@@ -150,5 +192,15 @@ mod tests {
         assert!(process_alive(std::process::id()));
         let (total, avail) = system_memory().unwrap();
         assert!(avail <= total && total > 1 << 28);
+    }
+
+    #[test]
+    fn disk_space_is_read_for_a_folder_not_created_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let (total, free) = disk_space(&dir.path().join("not/yet")).unwrap();
+        assert!(total > 0 && free <= total, "{total} {free}");
+        // The same file system as the folder that exists (free space may move between reads).
+        assert_eq!(disk_space(dir.path()).map(|(t, _)| t), Some(total));
+        assert_eq!(disk_space(std::path::Path::new("")), None);
     }
 }

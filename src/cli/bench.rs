@@ -12,27 +12,37 @@ use tunelab::model::Batch;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// Forward pass tokens/s (logits at every position, no gradient) on random ids.
+    /// Forward pass tokens/s on the CPU (logits at every position, no gradient) on random ids.
     Forward {
+        /// A model folder, a .gguf file, or a hub id (org/name).
         #[arg(long)]
         model: String,
+        /// Rows per forward pass.
         #[arg(long, default_value_t = 4)]
         batch: usize,
+        /// Tokens per row.
         #[arg(long, default_value_t = 128)]
         seq: usize,
+        /// Timed passes (after one untimed warm-up).
         #[arg(long, default_value_t = 5)]
         iters: usize,
+        /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
-    /// Greedy generation tokens/s with a KV cache (prefill and decode reported apart).
+    /// Greedy generation tokens/s on the CPU with a KV cache (prefill and decode reported
+    /// apart).
     Generate {
+        /// A model folder, a .gguf file, or a hub id (org/name).
         #[arg(long)]
         model: String,
+        /// Random prompt tokens to prefill.
         #[arg(long, default_value_t = 32)]
         prompt_len: usize,
+        /// Tokens to decode after the prompt.
         #[arg(long, default_value_t = 64)]
         new_tokens: usize,
+        /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -42,6 +52,7 @@ pub enum BenchCommand {
     /// the data folder (`--runs 50 --steps 100000`).
     #[cfg(feature = "tui")]
     Tui {
+        /// Frames to time in each measurement.
         #[arg(long, default_value_t = 200)]
         frames: usize,
         /// Finished runs to create in the data folder first.
@@ -50,6 +61,7 @@ pub enum BenchCommand {
         /// Steps of each of those runs (one train event per step, eval every 100).
         #[arg(long, default_value_t = 100_000)]
         steps: u64,
+        /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -68,19 +80,25 @@ pub enum BenchCommand {
         /// bench-tiny (vocab 4096, hidden 256, 4 layers), qwen2.5-0.5b or smollm2-135m.
         #[arg(long, default_value = "bench-tiny")]
         shape: String,
+        /// Rows (sft) or pairs (dpo) per step.
         #[arg(long, default_value_t = 4)]
         batch: usize,
+        /// Tokens per row.
         #[arg(long, default_value_t = 128)]
         seq: usize,
+        /// The LoRA rank (alpha is twice it), on every linear layer.
         #[arg(long, default_value_t = 8)]
         rank: usize,
         /// Timed optimizer steps (after `--warmup` untimed ones).
         #[arg(long, default_value_t = 10)]
         steps: usize,
+        /// Untimed optimizer steps first.
         #[arg(long, default_value_t = 2)]
         warmup: usize,
+        /// cpu, cuda or cuda:N (a CUDA build).
         #[arg(long, default_value = "cpu")]
         device: tunelab::model::DeviceSpec,
+        /// The compute dtype: f32, bf16 or f16.
         #[arg(long, default_value = "f32")]
         dtype: tunelab::model::Dtype,
         /// Per-layer activation checkpointing.
@@ -89,12 +107,13 @@ pub enum BenchCommand {
         /// Use candle's autograd instead of the hand-written backward (for comparison).
         #[arg(long)]
         autograd: bool,
-        /// Quantize the base's projections (QLoRA): q8_0, q4_0 or q4k.
+        /// Quantize the base's projections (QLoRA): q8_0, q4_0, q4k or nf4.
         #[arg(long, default_value = "none")]
         quantization: tunelab::model::Quantization,
         /// Quantize an untied output head too.
         #[arg(long)]
         quantize_head: bool,
+        /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -231,6 +250,10 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     else {
         return Ok(ExitCode::from(exit::UNUSABLE));
     };
+    if objective == tunelab::config::Method::Kto {
+        eprintln!("error: --objective kto is not benchmarked (sft or dpo)");
+        return Ok(ExitCode::from(exit::UNUSABLE));
+    }
     let Some(config) = random::shape(&shape) else {
         eprintln!("error: --shape {shape:?}: expected bench-tiny, qwen2.5-0.5b or smollm2-135m");
         return Ok(ExitCode::from(exit::UNUSABLE));

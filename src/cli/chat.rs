@@ -16,27 +16,34 @@ pub struct ChatArgs {
     /// A PEFT adapter folder.
     #[arg(long)]
     pub adapter: Option<std::path::PathBuf>,
+    /// The user's message (with --raw, the text to continue).
     #[arg(long)]
     pub prompt: String,
+    /// A system message before the prompt.
     #[arg(long)]
     pub system: Option<String>,
-    /// At least 1.
+    /// The most tokens to generate (at least 1).
     #[arg(long, default_value_t = 256, value_parser = super::args::at_least_one)]
     pub max_new_tokens: usize,
-    /// 0 is greedy; at least 0.
+    /// Sampling temperature; 0 is greedy.
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = super::args::non_negative)]
     pub temperature: f64,
-    /// At least 1.
-    #[arg(long, value_parser = super::args::at_least_one)]
+    /// Sample only from the K most likely tokens (at least 1).
+    #[arg(long, value_name = "K", value_parser = super::args::at_least_one)]
     pub top_k: Option<usize>,
-    /// Above 0, at most 1.
-    #[arg(long, allow_negative_numbers = true, value_parser = super::args::probability)]
+    /// Sample only from the most likely tokens whose probabilities add up to P (above 0, at
+    /// most 1).
+    #[arg(long, value_name = "P", allow_negative_numbers = true, value_parser = super::args::probability)]
     pub top_p: Option<f64>,
-    /// 1 is none; above 0.
+    /// Make tokens already in the text less likely (as transformers' repetition_penalty): 1
+    /// is none; above 0.
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = super::args::positive)]
     pub repetition_penalty: f64,
+    /// The sampling seed: the same seed gives the same reply.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// The chat template: `model` (its own), a built-in (chatml, llama3, mistral, alpaca,
+    /// qwen3, gemma, phi4, phi4-mini), or a .jinja file.
     #[arg(long, default_value = "model")]
     pub template: String,
     /// An extra chat-template argument, KEY=VALUE (`enable_thinking=false` for Qwen3's

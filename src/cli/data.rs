@@ -39,7 +39,8 @@ pub enum DataCommand {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
-    /// Convert to another format (.json writes an array, .jsonl JSON Lines).
+    /// Convert to another format (.json writes an array, .jsonl JSON Lines); exit 1 when a
+    /// bad record stops it, 2 when the input is unreadable.
     Convert {
         #[command(flatten)]
         input: Input,
@@ -155,8 +156,10 @@ pub struct SynthArgs {
     /// --rejected-base-url alone means openai, e.g. the base model through `tunelab serve`).
     #[arg(long)]
     pub rejected_provider: Option<Provider>,
+    /// The rejected answers' API base URL (as --base-url).
     #[arg(long, value_name = "URL")]
     pub rejected_base_url: Option<String>,
+    /// The model that writes the rejected answers (as --model).
     #[arg(long, value_name = "NAME")]
     pub rejected_model: Option<String>,
     /// Requests in flight at once (threads).

@@ -19,15 +19,21 @@ pub struct EvalArgs {
     /// The dataset (any format tunelab reads).
     #[arg(long)]
     pub data: PathBuf,
+    /// The chat template: `model` (its own), a built-in (chatml, llama3, mistral, alpaca,
+    /// qwen3, gemma, phi4, phi4-mini), or a .jinja file.
     #[arg(long, default_value = "model")]
     pub template: String,
+    /// Which tokens the loss counts: assistant, answers (assistant turns without their
+    /// reasoning), last_assistant or all.
     #[arg(long, default_value = "assistant")]
     pub train_on: String,
     /// An extra chat-template argument, KEY=VALUE (`enable_thinking=false`); repeatable.
     #[arg(long = "template-kwarg", value_name = "KEY=VALUE", value_parser = super::args::template_kwarg)]
     pub template_kwargs: Vec<(String, serde_json::Value)>,
+    /// Examples are cut to this many tokens.
     #[arg(long, default_value_t = 2048)]
     pub max_seq_len: usize,
+    /// Examples per forward pass (with --kto, also the blocks KL partners rotate within).
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
     /// Print {"loss", "tokens", "perplexity", "examples"} as JSON (with --dpo or --kto: the
@@ -38,8 +44,10 @@ pub struct EvalArgs {
     /// the file, no training (`--beta`, `--desirable-weight`, `--undesirable-weight`).
     #[arg(long, conflicts_with = "dpo")]
     pub kto: bool,
+    /// With --kto: the weight of the desirable completions' losses (λ_D).
     #[arg(long, default_value_t = 1.0, value_parser = super::args::positive)]
     pub desirable_weight: f64,
+    /// With --kto: the weight of the undesirable completions' losses (λ_U).
     #[arg(long, default_value_t = 1.0, value_parser = super::args::positive)]
     pub undesirable_weight: f64,
     /// Preference pairs: the DPO-family loss and reward metrics of the file, no training.
@@ -51,15 +59,19 @@ pub struct EvalArgs {
     /// With --dpo: sigmoid, ipo, hinge, simpo or orpo.
     #[arg(long, default_value = "sigmoid")]
     pub loss: tunelab::config::PrefLoss,
+    /// With --dpo or --kto: β, how far the policy may move from the reference (λ for orpo).
     #[arg(long, default_value_t = 0.1, value_parser = super::args::positive)]
     pub beta: f64,
+    /// With --dpo: ε of the conservative loss (sigmoid and simpo).
     #[arg(long, default_value_t = 0.0)]
     pub label_smoothing: f64,
+    /// With --dpo --loss simpo: the target margin γ.
     #[arg(long, default_value_t = 0.5)]
     pub simpo_gamma: f64,
+    /// With --dpo: add this times the SFT loss on the chosen replies (RPO).
     #[arg(long)]
     pub rpo_alpha: Option<f64>,
-    /// With --dpo: prompts keep their last this many tokens.
+    /// With --dpo or --kto: prompts keep their last this many tokens.
     #[arg(long, default_value_t = 512)]
     pub max_prompt_len: usize,
 }

@@ -7,8 +7,10 @@ pub mod bench;
 mod bench_tui;
 pub mod chat;
 pub mod data;
+mod doctor;
 pub mod eval;
 mod export;
+mod manual;
 pub mod model;
 mod plot;
 mod render;
@@ -62,42 +64,70 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Dataset tools: inspect, validate, convert, stats, formats, synth, pull.
+    /// Dataset tools: inspect, validate, convert, stats, preview, formats, synth, pull.
     #[command(subcommand)]
     Data(data::DataCommand),
-    /// One reply from a model (and adapter) to a prompt, streamed to stdout.
+    /// One reply from a model (and adapter) to a prompt, streamed to stdout (on the CPU).
     Chat(chat::ChatArgs),
-    /// Mean loss over trained tokens and perplexity of a model (and adapter) on a dataset.
+    /// Loss and perplexity of a model (and adapter) on a dataset; with --dpo or --kto, the
+    /// preference loss and rewards (on the CPU).
     Eval(eval::EvalArgs),
-    /// List the built-in training presets, or print one with every field (`--show NAME`;
-    /// `--show default` prints the defaults a minimal config takes).
+    /// List the built-in training presets, or print one as a complete config (`--show NAME`;
+    /// `--show default`: the defaults).
     Presets {
-        #[arg(long)]
+        /// A preset's name, or `default`.
+        #[arg(long, value_name = "NAME")]
         show: Option<String>,
     },
-    /// Throughput benchmarks: forward, generate.
+    /// Throughput benchmarks: forward, generate, train, tui.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
-    /// Fine-tune a LoRA adapter (SFT) from a config file or preset.
+    /// Fine-tune a LoRA adapter (SFT, DPO and its variants, or KTO: train.method) from a
+    /// config file or preset.
+    ///
+    /// train.method picks the objective: sft (cross-entropy on the trained tokens), dpo
+    /// (preference pairs; dpo.loss: sigmoid, ipo, hinge, simpo or orpo) or kto (completions
+    /// rated one at a time). Exit 0 when done, 3 when stopped with a checkpoint (continue with
+    /// --resume), 1 when the run failed, 2 when the config cannot be used.
     Train(train::TrainArgs),
-    /// Training runs: list, show, watch, stop.
+    /// Training runs: list, show, watch, stop, plot, import.
     #[command(subcommand)]
     Runs(runs::RunsCommand),
     /// Print the workbench's key bindings (defaults plus <config>/keys.yaml) as Markdown.
     Keys,
-    /// Create the demo workspace (tiny model, persona datasets) in the data folder.
+    /// Create the demo workspace (a tiny model, SFT/DPO/KTO persona data) in the data folder.
     Demo,
     /// Model tools: init-tiny, info.
     #[command(subcommand)]
     Model(model::ModelCommand),
-    /// A run's or adapter's result for other tools: a merged model folder, GGUF, LoRA GGUF.
+    /// A run's, adapter's or base model's weights for other tools: a merged folder, a GGUF
+    /// (with an Ollama Modelfile) or a LoRA GGUF.
     Export(export::ExportArgs),
-    /// A run as the equivalent Axolotl, TRL or LLaMA-Factory experiment.
+    /// A run or config as the equivalent Axolotl, TRL or LLaMA-Factory experiment (config,
+    /// data, launch commands).
     ExportConfig(scaleout::ExportConfigArgs),
-    /// An OpenAI-compatible server (/v1/chat/completions, /v1/models) for a model and its
-    /// adapters.
+    /// An OpenAI-compatible server (/v1/chat/completions, /v1/models, /health) for a model
+    /// and its adapters (on the CPU).
     #[cfg(feature = "serve")]
     Serve(serve::ServeArgs),
+    /// Check this machine and build (CPU, CUDA, GPUs, memory, disk, HF cache, API keys,
+    /// llama.cpp) and say how to fix what is missing.
+    ///
+    /// Run it first on a new machine. API keys are reported by name only, never their
+    /// values. Always exits 0: it is a diagnosis.
+    Doctor(doctor::DoctorArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish) to stdout.
+    ///
+    /// Install it where the shell looks, e.g. bash: `tunelab completions bash >
+    /// ~/.local/share/bash-completion/completions/tunelab`; zsh: `tunelab completions zsh >
+    /// ~/.zfunc/_tunelab` (with `fpath+=~/.zfunc` before `compinit` in ~/.zshrc); fish:
+    /// `tunelab completions fish > ~/.config/fish/completions/tunelab.fish`.
+    Completions(manual::CompletionsArgs),
+    /// Print the man page to stdout, or write one page per command into a folder.
+    ///
+    /// Install them with `tunelab man --out-dir ~/.local/share/man/man1`, then `man tunelab`,
+    /// `man tunelab-train`.
+    Man(manual::ManArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -111,6 +141,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::ExportConfig(args)) => scaleout::export_config(args),
         #[cfg(feature = "serve")]
         Some(Command::Serve(args)) => serve::run(args),
+        Some(Command::Doctor(args)) => doctor::run(args),
+        Some(Command::Completions(args)) => manual::completions(args),
+        Some(Command::Man(args)) => manual::man(args),
         Some(Command::Demo) => {
             let demo = tunelab::workspace::Demo::new(&tunelab::paths::Paths::resolve().data);
             match demo.ensure() {
@@ -244,4 +277,38 @@ fn presets(show: Option<&str>) -> anyhow::Result<ExitCode> {
         println!("{name:<24} {summary}");
     }
     Ok(ExitCode::from(exit::OK))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command has an about line and every argument a help line (clap's own `help`
+    /// and `version` and hidden arguments aside), so `--help`, the man pages and the
+    /// completions' descriptions say what each one is.
+    #[test]
+    fn every_command_and_argument_is_documented() {
+        fn walk(cmd: &clap::Command, path: &str, bad: &mut Vec<String>) {
+            if !path.is_empty() && cmd.get_about().is_none_or(|a| a.to_string().is_empty()) {
+                bad.push(format!("`{path}` has no about"));
+            }
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if a.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none_or(|h| h.to_string().is_empty()) {
+                    bad.push(format!("`{path}` argument {id} has no help"));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                walk(sub, format!("{path} {}", sub.get_name()).trim(), bad);
+            }
+        }
+        let cmd = super::Cli::command();
+        cmd.clone().debug_assert();
+        let mut bad = Vec::new();
+        walk(&cmd, "", &mut bad);
+        assert!(bad.is_empty(), "undocumented:\n{}", bad.join("\n"));
+    }
 }

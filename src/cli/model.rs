@@ -26,14 +26,19 @@ pub enum ModelCommand {
         /// The folder to create.
         #[arg(short = 'o', long)]
         output: PathBuf,
+        /// The architecture to imitate.
         #[arg(long, value_enum, default_value = "llama")]
         arch: TinyArch,
+        /// The hidden size (the MLP is twice as wide).
         #[arg(long, default_value_t = 64)]
         hidden: usize,
+        /// Transformer layers.
         #[arg(long, default_value_t = 2)]
         layers: usize,
+        /// The tokenizer's vocabulary size.
         #[arg(long, default_value_t = 512)]
         vocab: usize,
+        /// The seed of the random weights.
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// A text file whose words the tokenizer should also learn (blank lines separate
@@ -44,10 +49,12 @@ pub enum ModelCommand {
     /// Architecture, parameter count, dtype, memory and LoRA target modules of a model: a
     /// folder, a .gguf file or a hub id.
     Info {
+        /// A model folder, a .gguf file, or a hub id (org/name).
         model: String,
+        /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
-        /// Quantize the projections as QLoRA would (q8_0, q4_0, q4k) and report the bytes.
+        /// Quantize the projections as QLoRA would (q8_0, q4_0, q4k, nf4) and report the bytes.
         #[arg(long, default_value = "none")]
         quantization: tunelab::model::Quantization,
         /// Quantize an untied output head too.

@@ -12,13 +12,19 @@ use tunelab::runs::{self, read_events, EventKind, RunDir, RunEvent, RunState};
 pub enum RunsCommand {
     /// Every run in the workspace: state, steps, last loss, best eval loss, duration.
     List {
+        /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// One run: status, checkpoints and its latest events.
-    Show { run: String },
-    /// Follow a run live until it ends (reattach after a dropped connection).
+    Show {
+        /// A run folder or id.
+        run: String,
+    },
+    /// Follow a run's events live until it ends (reattach after a dropped connection); exit
+    /// 0 when done, 3 when stopped, 1 when it failed.
     Watch {
+        /// A run folder or id.
         run: String,
         /// Seconds between polls.
         #[arg(long, default_value_t = 0.5)]
@@ -26,6 +32,7 @@ pub enum RunsCommand {
     },
     /// Ask a run to stop: it writes a checkpoint and ends `stopped`.
     Stop {
+        /// A run folder or id.
         run: String,
         /// Seconds to wait for it to finish stopping (0: do not wait).
         #[arg(long, default_value_t = 60.0)]

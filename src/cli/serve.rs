@@ -44,6 +44,8 @@ pub struct ServeArgs {
     /// Seconds running requests may go on after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 10)]
     pub grace: u64,
+    /// The chat template: `model` (its own), a built-in (chatml, llama3, mistral, alpaca,
+    /// qwen3, gemma, phi4, phi4-mini), or a .jinja file.
     #[arg(long, default_value = "model")]
     pub template: String,
     /// An extra chat-template argument, KEY=VALUE (`enable_thinking=false` for Qwen3's

@@ -1,5 +1,5 @@
-//! `tunelab train`: one SFT run in this process (with a progress bar), or detached into its
-//! own session with `--detach` so it survives the terminal.
+//! `tunelab train`: one run (SFT, DPO or KTO) in this process, with a progress bar, or
+//! detached into its own session with `--detach` so it survives the terminal.
 
 use super::exit;
 use clap::Args;

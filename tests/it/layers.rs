@@ -33,6 +33,7 @@ const ORDER: &[&str] = &[
     "serve",
     "train",
     "workspace",
+    "doctor",
     "tui",
 ];
 

@@ -5,7 +5,9 @@
 mod common;
 
 mod cli_data;
+mod cli_doctor;
 mod cli_errors;
+mod cli_help;
 mod cli_template;
 mod cli_train;
 mod data_datasets;
