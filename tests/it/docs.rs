@@ -421,6 +421,50 @@ fn every_config_field_has_help_and_is_in_the_guide() {
     }
 }
 
+/// The bodies of a page's fenced code blocks in `lang`.
+fn code_blocks(md: &str, lang: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    // Inside a block: whether it is in `lang`, and its body so far.
+    let mut block: Option<(bool, String)> = None;
+    for line in md.lines() {
+        let fence = line.trim_start().strip_prefix("```");
+        match (block.as_mut(), fence) {
+            (None, Some(info)) => block = Some((info.trim() == lang, String::new())),
+            (Some(_), Some(_)) => {
+                if let Some((true, body)) = block.take() {
+                    out.push(body);
+                }
+            }
+            (Some((_, body)), None) => {
+                body.push_str(line);
+                body.push('\n');
+            }
+            (None, None) => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn yaml_examples_are_valid_run_configs() {
+    let mut checked = 0;
+    for page in guide_pages() {
+        for block in code_blocks(&read(&format!("docs/src/{page}")), "yaml") {
+            if !block.lines().any(|l| l.starts_with("model:")) {
+                continue;
+            }
+            let cfg = RunConfig::from_yaml(&block, &page)
+                .unwrap_or_else(|e| panic!("docs/src/{page}: a YAML example does not parse: {e}"));
+            assert_eq!(cfg.validate(), vec![], "docs/src/{page}: {block}");
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 2,
+        "only {checked} run configs found in the guide"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Commands
 // ---------------------------------------------------------------------------------------
