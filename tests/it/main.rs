@@ -14,6 +14,7 @@ mod data_datasets;
 mod data_formats;
 mod data_pull;
 mod data_streaming;
+mod docs;
 mod dpo;
 mod eval;
 mod export;
