@@ -27,6 +27,26 @@ fn keep_freed_memory() {
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
 }
 
+/// Whether the command is `serve` (when it is compiled in).
+fn is_serve(args: &cli::Cli) -> bool {
+    #[cfg(feature = "serve")]
+    {
+        matches!(args.command, Some(cli::Command::Serve(_)))
+    }
+    #[cfg(not(feature = "serve"))]
+    {
+        let _ = args;
+        false
+    }
+}
+
+/// SIGPIPE back to its default: the process ends when its reader goes away.
+fn quiet_on_closed_pipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: no other thread runs yet, and SigDfl installs no Rust code as a handler.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
+
 fn main() -> ExitCode {
     // Errors a user sees are one line: libraries (candle) must not capture backtraces into
     // them when RUST_BACKTRACE is set. Panics still honour RUST_BACKTRACE; set
@@ -58,6 +78,17 @@ fn main() -> ExitCode {
         }
     }));
     let args = cli::Cli::parse();
+    // Commands whose output goes into pipes end quietly when the reader closes
+    // (`tunelab data inspect f --json | head -1`), as Unix tools do, instead of panicking
+    // in println!. The server (its sockets), the workbench and the trainer keep Rust's
+    // default, where a closed pipe is an error they handle.
+    if !matches!(
+        args.command,
+        None | Some(cli::Command::Train(_))
+    ) && !is_serve(&args)
+    {
+        quiet_on_closed_pipe();
+    }
     if matches!(
         args.command,
         Some(cli::Command::Train(_)) | Some(cli::Command::Bench(_)) | Some(cli::Command::Data(_))

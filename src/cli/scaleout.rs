@@ -53,32 +53,24 @@ pub struct ImportArgs {
 /// (paths resolved as `tunelab train` resolves them).
 fn load(spec: &str, paths: &Paths, set: &[String]) -> Result<RunConfig, String> {
     let root = runs::runs_root(&paths.data);
-    let mut cfg = if let Some(run) = runs::resolve(spec, &root).filter(|r| r.config().is_file()) {
-        RunConfig::load(&run.config()).map_err(|e| e.to_string())?
-    } else {
-        let (mut cfg, bases) = super::train::load_config(spec, paths)?;
-        apply_sets(&mut cfg, set)?;
-        let base_refs: Vec<&Path> = bases.iter().map(PathBuf::as_path).collect();
+    if let Some(run) = runs::resolve(spec, &root).filter(|r| r.config().is_file()) {
+        // A run's config: its paths are absolute already; overrides are checked all the same.
+        let mut cfg = RunConfig::load(&run.config()).map_err(|e| e.to_string())?;
+        cfg.apply_sets(set)?;
         if let Some(i) = cfg.validate().first() {
             return Err(format!("{spec}: {i}"));
         }
-        cfg.resolve_paths(&base_refs)
-            .map_err(|e| format!("{spec}: {e}"))?;
         return Ok(cfg);
-    };
-    apply_sets(&mut cfg, set)?;
-    Ok(cfg)
-}
-
-fn apply_sets(cfg: &mut RunConfig, set: &[String]) -> Result<(), String> {
-    for kv in set {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| format!("--set {kv:?}: expected PATH=VALUE, e.g. train.lr=1e-4"))?;
-        cfg.set_path(k.trim(), v)
-            .map_err(|e| format!("--set {kv}: {e}"))?;
     }
-    Ok(())
+    let (mut cfg, bases) = super::train::load_config(spec, paths)?;
+    cfg.apply_sets(set)?;
+    let base_refs: Vec<&Path> = bases.iter().map(PathBuf::as_path).collect();
+    if let Some(i) = cfg.validate().first() {
+        return Err(format!("{spec}: {i}"));
+    }
+    cfg.resolve_paths(&base_refs)
+        .map_err(|e| format!("{spec}: {e}"))?;
+    Ok(cfg)
 }
 
 pub fn export_config(a: ExportConfigArgs) -> anyhow::Result<ExitCode> {

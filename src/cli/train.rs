@@ -99,15 +99,9 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(exit::UNUSABLE));
             }
         };
-        for kv in &a.set {
-            let Some((k, v)) = kv.split_once('=') else {
-                eprintln!("error: --set {kv:?}: expected PATH=VALUE, e.g. train.lr=1e-4");
-                return Ok(ExitCode::from(exit::UNUSABLE));
-            };
-            if let Err(e) = cfg.set_path(k.trim(), v) {
-                eprintln!("error: --set {kv}: {e}");
-                return Ok(ExitCode::from(exit::UNUSABLE));
-            }
+        if let Err(e) = cfg.apply_sets(&a.set) {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(exit::UNUSABLE));
         }
         let issues = cfg.validate();
         if !issues.is_empty() {

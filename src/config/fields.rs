@@ -385,6 +385,19 @@ impl RunConfig {
         }
     }
 
+    /// Applies `--set PATH=VALUE` overrides in order (`train` and `export-config` take
+    /// them); each error names the override.
+    pub fn apply_sets(&mut self, sets: &[String]) -> Result<(), String> {
+        for kv in sets {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("--set {kv:?}: expected PATH=VALUE, e.g. train.lr=1e-4"))?;
+            self.set_path(k.trim(), v)
+                .map_err(|e| format!("--set {kv}: {e}"))?;
+        }
+        Ok(())
+    }
+
     /// Sets any field by its YAML path (`dpo.init_adapter`, `train.lr`) to `value`, read as
     /// YAML (so `3`, `true`, `null` and `[q_proj, v_proj]` keep their types); the config
     /// must still parse. `tunelab train --set` uses it.

@@ -70,7 +70,7 @@ pub struct Family {
     pub hf_class: &'static str,
     /// `general.architecture` in GGUF.
     pub gguf_arch: &'static str,
-    /// Which published models this entry covers (README, `model info`).
+    /// Which published models this entry covers (the guide's models page, `model info`).
     pub covers: &'static str,
     /// q/k/v projections carry a bias whatever `attention_bias` says (Qwen2).
     pub qkv_bias: bool,

@@ -1,5 +1,5 @@
 //! Everything the workbench can do, as one enum. Keys map to actions (keymap.rs); the help
-//! overlay, the command palette and the README's key table list actions with these names
+//! overlay, the command palette and the guide's key table list actions with these names
 //! (snake_case) and descriptions.
 
 use strum::{EnumMessage, IntoEnumIterator};

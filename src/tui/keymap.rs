@@ -57,7 +57,7 @@ impl Keymap {
             .copied()
     }
 
-    /// (scope, keys, action) for the help overlay and the README table, grouped by action.
+    /// (scope, keys, action) for the help overlay and the guide's table, grouped by action.
     pub fn rows(&self) -> Vec<(String, String, Action)> {
         let mut out = Vec::new();
         for (scope, keys) in &self.scopes {
@@ -89,7 +89,7 @@ impl Keymap {
         None
     }
 
-    /// The key table as Markdown (the README's is generated with this).
+    /// The key table as Markdown (the guide's, docs/src/workbench.md, is generated with this).
     pub fn markdown(&self) -> String {
         let mut s = String::from("| where | keys | action |\n|---|---|---|\n");
         for (scope, keys, a) in self.rows() {

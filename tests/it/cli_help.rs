@@ -207,3 +207,26 @@ fn bench_train_refuses_an_objective_it_does_not_measure() {
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains("kto is not benchmarked"), "{err}");
 }
+
+/// Output into a pipe whose reader has gone (`| head -1`) ends the command quietly, as
+/// Unix tools do, instead of a panic about a broken pipe.
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    let h = tempfile::tempdir().unwrap();
+    for args in [&["data", "formats"][..], &["presets"][..], &["completions", "bash"][..]] {
+        let mut child = crate::common::tunelab(&h)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "tunelab {}: {err}",
+            args.join(" ")
+        );
+    }
+}

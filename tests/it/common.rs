@@ -126,7 +126,6 @@ pub fn append_event_line(run: &tunelab::runs::RunDir, event: &serde_json::Value)
     writeln!(f, "{event}").unwrap();
 }
 
-/// The largest absolute element of `t` (f32).
 /// Every LoRA parameter's gradient in `grads` matches the fixture file's (PEFT names)
 /// within 1e-4 of the fixture's largest entry.
 pub fn assert_grads_match_fixture(
@@ -151,6 +150,7 @@ pub fn assert_grads_match_fixture(
     }
 }
 
+/// The largest absolute element of `t` (f32).
 pub fn max_abs(t: &candle_core::Tensor) -> f32 {
     t.abs()
         .and_then(|a| a.max_all())

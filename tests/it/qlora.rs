@@ -254,7 +254,7 @@ fn model_info_reports_the_quantized_bytes_and_fallbacks() {
 
 /// Mean loss of a fixed batch through each quantized base of a 256-wide random model,
 /// against full precision, within about twice the measured margins (q8_0 1.9e-4, q4_0
-/// 7.0e-3, q4k 1.2e-3, nf4 5.2e-3 relative; README, QLoRA).
+/// 7.0e-3, q4k 1.2e-3, nf4 5.2e-3 relative; docs/src/qlora.md).
 #[test]
 fn eval_loss_through_each_quantized_base_stays_near_full_precision() {
     let h = tempfile::tempdir().unwrap();

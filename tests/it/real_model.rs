@@ -216,7 +216,7 @@ fn smollm2_dpo_preset_takes_real_steps() {
 /// Eval loss of a passage through SmolLM2 requantized in each format, against its
 /// dequantized Q4_1 weights as full precision (hidden 576: q4k falls back to q5_0 except
 /// down_proj, whose 1536 inputs take q4k), within about twice the measured margins:
-/// q8_0 8.5e-4, q4_0 0.112, q4k 0.040, nf4 0.167 relative (README, QLoRA). Requantizing
+/// q8_0 8.5e-4, q4_0 0.112, q4k 0.040, nf4 0.167 relative (docs/src/qlora.md). Requantizing
 /// weights that were already 4-bit compounds the error (most for nf4, whose levels sit at
 /// normal quantiles, not on Q4_1's uniform grid), so these are upper bounds for a bf16
 /// original.
