@@ -82,11 +82,7 @@ fn main() -> ExitCode {
     // (`tunelab data inspect f --json | head -1`), as Unix tools do, instead of panicking
     // in println!. The server (its sockets), the workbench and the trainer keep Rust's
     // default, where a closed pipe is an error they handle.
-    if !matches!(
-        args.command,
-        None | Some(cli::Command::Train(_))
-    ) && !is_serve(&args)
-    {
+    if !matches!(args.command, None | Some(cli::Command::Train(_))) && !is_serve(&args) {
         quiet_on_closed_pipe();
     }
     if matches!(

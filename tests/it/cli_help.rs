@@ -213,7 +213,11 @@ fn bench_train_refuses_an_objective_it_does_not_measure() {
 #[test]
 fn a_closed_pipe_ends_output_quietly() {
     let h = tempfile::tempdir().unwrap();
-    for args in [&["data", "formats"][..], &["presets"][..], &["completions", "bash"][..]] {
+    for args in [
+        &["data", "formats"][..],
+        &["presets"][..],
+        &["completions", "bash"][..],
+    ] {
         let mut child = crate::common::tunelab(&h)
             .args(args)
             .stdout(std::process::Stdio::piped())

@@ -150,8 +150,9 @@ fn smollm2_gguf_backward_matches_autograd() {
     }
 }
 
-/// The SmolLM2 DPO preset on the real model (its quantized base, hand-written backward):
-/// a fresh adapter's first step is ln 2, and the second step already moves.
+/// The SmolLM2 DPO preset on the real model (its quantized base, hand-written backward),
+/// as plain DPO (the preset's `rpo_alpha` off): a fresh adapter's first step is ln 2, and
+/// the second step already moves.
 #[test]
 fn smollm2_dpo_preset_takes_real_steps() {
     let Some(gguf) = common::smollm2_gguf("smollm2_dpo_preset_takes_real_steps") else {
@@ -189,6 +190,8 @@ fn smollm2_dpo_preset_takes_real_steps() {
             "train.warmup=0",
             "--set",
             "dpo.precompute_ref=false",
+            "--set",
+            "dpo.rpo_alpha=null",
             "--set",
             "data.max_seq_len=96",
             "--run-dir",
