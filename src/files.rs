@@ -21,6 +21,15 @@ pub fn temp_beside(path: &Path) -> std::io::Result<NamedTempFile> {
         .prefix(".tunelab-")
         .suffix(".tmp")
         .tempfile_in(folder_of(path))
+        // The caller names the file it writes; the temporary's random name (tempfile adds
+        // `at path "…"`) is noise there.
+        .map_err(|e| {
+            let text = e.to_string();
+            match text.rfind(" at path \"") {
+                Some(i) => std::io::Error::new(e.kind(), text[..i].to_string()),
+                None => e,
+            }
+        })
 }
 
 /// Gives `tmp` ordinary permissions (temporary files are created 0600), syncs it, and

@@ -21,6 +21,13 @@ pub enum DataError {
         #[source]
         source: std::io::Error,
     },
+    /// An output that cannot be written (its folder missing, no permission, a full disk).
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The container itself is broken (an unclosed array, a file that is not Parquet):
     /// reading cannot go on past `location`.
     #[error("{}: {location}: {message}", path.display())]
@@ -36,6 +43,14 @@ pub enum DataError {
 }
 
 impl DataError {
+    /// An error writing `path` (an output file), whatever its kind.
+    pub fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        DataError::Write {
+            path: path.into(),
+            source,
+        }
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         let path = path.into();
         match source.kind() {

@@ -47,10 +47,11 @@ impl RecordWriter {
         if dest.is_dir() {
             return Err(DataError::IsDirectory { path: dest });
         }
-        let tmp = crate::files::temp_beside(&dest).map_err(|e| DataError::io(&dest, e))?;
+        let tmp = crate::files::temp_beside(&dest).map_err(|e| DataError::write(&dest, e))?;
         let mut out = BufWriter::with_capacity(1 << 20, tmp);
         if container == OutputContainer::JsonArray {
-            out.write_all(b"[").map_err(|e| DataError::io(&dest, e))?;
+            out.write_all(b"[")
+                .map_err(|e| DataError::write(&dest, e))?;
         }
         Ok(RecordWriter {
             dest,
@@ -61,7 +62,8 @@ impl RecordWriter {
     }
 
     pub fn write(&mut self, record: &Map<String, Value>) -> Result<(), DataError> {
-        let bytes = serde_json::to_vec(record).map_err(|e| DataError::io(&self.dest, e.into()))?;
+        let bytes =
+            serde_json::to_vec(record).map_err(|e| DataError::write(&self.dest, e.into()))?;
         self.write_serialized(&bytes)
     }
 
@@ -73,7 +75,7 @@ impl RecordWriter {
             (OutputContainer::Jsonl, _) => b"",
         };
         let dest = &self.dest;
-        let io = |e| DataError::io(dest, e);
+        let io = |e| DataError::write(dest, e);
         self.out.write_all(sep).map_err(io)?;
         self.out.write_all(json).map_err(io)?;
         if self.container == OutputContainer::Jsonl {
@@ -94,13 +96,13 @@ impl RecordWriter {
             let tail: &[u8] = if self.count == 0 { b"]\n" } else { b"\n]\n" };
             self.out
                 .write_all(tail)
-                .map_err(|e| DataError::io(&dest, e))?;
+                .map_err(|e| DataError::write(&dest, e))?;
         }
         let tmp = self
             .out
             .into_inner()
-            .map_err(|e| DataError::io(&dest, e.into_error()))?;
-        crate::files::publish(tmp, &dest).map_err(|e| DataError::io(&dest, e))?;
+            .map_err(|e| DataError::write(&dest, e.into_error()))?;
+        crate::files::publish(tmp, &dest).map_err(|e| DataError::write(&dest, e))?;
         Ok(self.count)
     }
 }

@@ -28,6 +28,14 @@ fn misfit(path: &Path, message: impl Into<String>) -> ModelError {
 /// Reads `adapter_config.json`; unknown keys are ignored, unsupported options refused.
 pub fn read_config(dir: &Path) -> Result<LoraConfig, ModelError> {
     let path = dir.join("adapter_config.json");
+    if !path.is_file() {
+        let why = if dir.is_dir() {
+            "no adapter_config.json in this folder; expected a PEFT adapter folder (a run's adapter/ or checkpoints/step-N)"
+        } else {
+            "no such folder; expected a PEFT adapter folder (a run's adapter/ or checkpoints/step-N)"
+        };
+        return Err(adapter_err(dir, why));
+    }
     let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
     let v: Value = serde_json::from_str(&text)
         .map_err(|e| adapter_err(&path, format!("invalid JSON: {e}")))?;

@@ -122,6 +122,46 @@ fn errors_name_each_file_once() {
             once(&err, p);
         }
     }
+    // An output that cannot be written says so (not "no such file", which reads as the input).
+    let out = missing.join("x.json");
+    let (code, _, err) = common::run_with_home(
+        h.path(),
+        &[
+            "data",
+            "convert",
+            data.to_str().unwrap(),
+            "--to",
+            "alpaca",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("cannot write {}", out.display())),
+        "{err}"
+    );
+    assert!(
+        !err.contains(".tunelab-"),
+        "the temporary's name is noise: {err}"
+    );
+    // An adapter folder that is not one says what was expected.
+    let tiny = h.path().join("data/demo/tiny-model");
+    let (code, _, err) = common::run_with_home(
+        h.path(),
+        &[
+            "chat",
+            "--model",
+            tiny.to_str().unwrap(),
+            "--adapter",
+            missing.to_str().unwrap(),
+            "--prompt",
+            "hi",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("expected a PEFT adapter folder"), "{err}");
+    once(&err, &missing);
     // The missing tokenizer is named as what is missing.
     let (_, _, err) = common::run_with_home(
         h.path(),
