@@ -6,7 +6,9 @@
 //! to a reader: the JSON-array scanner and JSONL reader with format detection and every
 //! format reader, the Parquet row reader, the GGUF header and metadata reader, the
 //! safetensors header reader, the PEFT `adapter_config.json` reader, the run-config YAML,
-//! `events.jsonl` tailing, and chat-template compiling and rendering. A reader may return an
+//! `events.jsonl` tailing, chat-template compiling and rendering, and `tunelab serve`'s
+//! request side (a chat-completion body read and checked, then its messages rendered through
+//! a chat template as a server would). A reader may return an
 //! error; it must not panic. Panics are caught, their input saved under `fuzz-crashes/`.
 //!
 //!     cargo run --release --example fuzz -- [--seconds 30] [--target NAME] [--seed N]
@@ -139,7 +141,61 @@ const TARGETS: &[Target] = &[
             }
         },
     },
+    Target {
+        name: "serve-request",
+        seeds: &[("tests/fixtures/serve", &["json"])],
+        run: |b, _| serve_request(b),
+    },
 ];
+
+/// A request body as `tunelab serve` reads it, then its messages rendered.
+#[cfg(feature = "serve")]
+fn serve_request(b: &[u8]) {
+    if let Ok(req) = tunelab::serve::openai::parse_chat(b) {
+        for enc in serve_encoders() {
+            let _ = tunelab::serve::generate::prompt_ids(enc, &req.messages);
+        }
+    }
+}
+
+/// Without the server there is no request side to fuzz.
+#[cfg(not(feature = "serve"))]
+fn serve_request(_: &[u8]) {}
+
+/// Encoders a server renders client messages with: the demo model's ChatML and the built-in
+/// Llama 3 template on its tokenizer (made once per process).
+#[cfg(feature = "serve")]
+fn serve_encoders() -> &'static [tunelab::template::Encoder] {
+    static ENCODERS: std::sync::OnceLock<Vec<tunelab::template::Encoder>> =
+        std::sync::OnceLock::new();
+    ENCODERS.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("tunelab-fuzz-demo-{}", std::process::id()));
+        let demo = tunelab::workspace::Demo::new(&dir);
+        let Ok(_) = demo.ensure() else {
+            return Vec::new();
+        };
+        let Ok(tok) = tunelab::model::source::load_tokenizer(&demo.model()) else {
+            return Vec::new();
+        };
+        let encoders: Vec<_> = ["model", "llama3"]
+            .iter()
+            .filter_map(|t| {
+                tunelab::template::Encoder::new(
+                    tok.clone(),
+                    &tunelab::template::TemplateChoice::parse(t),
+                    tunelab::template::TrainOn::Assistant,
+                )
+                .ok()
+            })
+            .collect();
+        let _ = std::fs::remove_dir_all(&dir);
+        eprintln!(
+            "serve-request: rendering through {} templates",
+            encoders.len()
+        );
+        encoders
+    })
+}
 
 fn seeds(t: &Target) -> Vec<Vec<u8>> {
     let mut out = Vec::new();

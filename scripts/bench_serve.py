@@ -12,6 +12,16 @@ request, then RUNS timed rounds; the median and the spread (min to max) are prin
     cargo build --release && python scripts/bench_serve.py
     python scripts/bench_serve.py --clients 8 --requests 2 --max-tokens 64 --runs 3 --parallel 1,2
 
+`--load SECONDS` is the shared-box test instead (issue #33): CLIENTS clients (default 64) for
+SECONDS, each sending a mix of valid requests (greedy, streamed or not, checked against the
+answer the same question got alone before the load) and hostile ones (bad JSON, wrong types,
+huge n, out-of-range sampling values, unknown models, a wrong key, max_tokens over the cap,
+a client that leaves mid-stream) to a server started with an API key. It prints requests
+served, answers by kind, p50/p99 latency of the valid ones, the server's peak RSS, and
+exits 1 on a crash, a wrong answer to a valid request, or an unexpected status.
+
+    python scripts/bench_serve.py --load 60 --clients 64
+
 TUNELAB_BIN picks the binary (default target/release/tunelab); TUNELAB_SMOLLM2_GGUF or
 TUNELAB_MODEL_CACHE (default ~/.cache/tunelab-ci) the model.
 """
@@ -45,10 +55,10 @@ QUESTIONS = [
 ]
 
 
-def start(home, parallel):
+def start(home, parallel, extra=()):
     env = dict(os.environ, TUNELAB_HOME=str(home))
     proc = subprocess.Popen(
-        [TUNELAB, "serve", "--model", str(GGUF), "--port", "0", "--parallel", str(parallel)],
+        [TUNELAB, "serve", "--model", str(GGUF), "--port", "0", "--parallel", str(parallel), *extra],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline().strip()
     if not line.startswith("listening on http://"):
@@ -128,6 +138,157 @@ def spread(values, fmt):
     return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}–{fmt.format(max(values))})"
 
 
+KEY = "sk-bench-0123456789"
+
+
+def call(host, port, body, key=KEY, timeout=600):
+    """A non-streamed request: (status, parsed body or text, seconds)."""
+    start = time.perf_counter()
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    conn.request("POST", "/v1/chat/completions", body if isinstance(body, (str, bytes)) else json.dumps(body), headers)
+    resp = conn.getresponse()
+    raw = resp.read()
+    conn.close()
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = raw[:200]
+    return resp.status, data, time.perf_counter() - start
+
+
+def ask(question, max_tokens=24, **extra):
+    return {"model": GGUF.stem, "messages": [{"role": "user", "content": question}],
+            "temperature": 0, "max_tokens": max_tokens, **extra}
+
+
+# Hostile requests and the status each must get.
+HOSTILE = [
+    ("bad_json", "{\"model\": \"x\", \"messages\": [", KEY, 400),
+    ("wrong_type", {"model": None, "messages": [{"role": "user", "content": 5}]}, KEY, 400),
+    ("huge_n", {**ask("Hi"), "n": 100000}, KEY, 400),
+    ("negative_top_p", {**ask("Hi"), "top_p": -1}, KEY, 400),
+    ("temperature_out_of_range", {**ask("Hi"), "temperature": 99}, KEY, 400),
+    ("unknown_model", {**ask("Hi"), "model": "no-such-adapter"}, KEY, 404),
+    ("wrong_key", ask("Hi"), "sk-wrong-0123456789", 401),
+    ("no_key", ask("Hi"), None, 401),
+    ("over_the_cap", ask("Hi", max_tokens=100000), KEY, 400),
+]
+
+
+def rss_kib(pid):
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def load(a):
+    """The shared-box load test; returns the process exit code."""
+    with tempfile.TemporaryDirectory() as home:
+        proc, host, port = start(home, a.parallel_load, ["--api-key", KEY, "--queue", "256", "--max-tokens-cap", "512"])
+        try:
+            # The answer each question gets alone: what every valid answer under load must equal.
+            expected = {}
+            for q in QUESTIONS:
+                status, data, _ = call(host, port, ask(q))
+                if status != 200:
+                    sys.exit(f"warm-up: {status} {data}")
+                expected[q] = data["choices"][0]["message"]["content"]
+            kinds, latencies, wrong, unexpected = {}, [], [], []
+            lock = threading.Lock()
+            stop_at = time.perf_counter() + a.load
+
+            def note(kind):
+                with lock:
+                    kinds[kind] = kinds.get(kind, 0) + 1
+
+            def client(i):
+                n = 0
+                while time.perf_counter() < stop_at:
+                    n += 1
+                    pick = (i * 7 + n) % 10
+                    try:
+                        if pick < 4:
+                            q = QUESTIONS[(i + n) % len(QUESTIONS)]
+                            status, data, secs = call(host, port, ask(q))
+                            if status == 200:
+                                got = data["choices"][0]["message"]["content"]
+                                with lock:
+                                    latencies.append(secs)
+                                if got != expected[q]:
+                                    with lock:
+                                        wrong.append((q, got, expected[q]))
+                                note("valid_ok")
+                            elif status == 429:
+                                note("valid_429_busy")
+                            else:
+                                with lock:
+                                    unexpected.append(("valid", status, str(data)[:200]))
+                        elif pick < 5:
+                            # A client that leaves after the first chunks of a stream.
+                            conn = http.client.HTTPConnection(host, port, timeout=600)
+                            conn.request("POST", "/v1/chat/completions",
+                                         json.dumps({**ask("Tell me a long story.", 256), "stream": True}),
+                                         {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"})
+                            resp = conn.getresponse()
+                            if resp.status == 200:
+                                resp.readline()
+                            conn.close()
+                            note(f"left_mid_stream_{resp.status}")
+                        else:
+                            name, body, key, want = HOSTILE[(i + n) % len(HOSTILE)]
+                            status, data, _ = call(host, port, body, key)
+                            if status == want and isinstance(data, dict) and "error" in data:
+                                note(f"{name}_{status}")
+                            else:
+                                with lock:
+                                    unexpected.append((name, status, str(data)[:200]))
+                    except Exception as e:  # noqa: BLE001 — a dropped connection is a finding
+                        with lock:
+                            unexpected.append(("exception", 0, repr(e)))
+
+            threads = [threading.Thread(target=client, args=(i,)) for i in range(a.clients)]
+            start_t = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wall = time.perf_counter() - start_t
+            alive = proc.poll() is None
+            status, health, _ = 0, None, 0
+            if alive:
+                conn = http.client.HTTPConnection(host, port, timeout=30)
+                conn.request("GET", "/health")
+                health = json.loads(conn.getresponse().read())
+                conn.close()
+            peak = rss_kib(proc.pid)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+    lat = sorted(latencies)
+    p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")  # noqa: E731
+    total = sum(kinds.values())
+    print(f"{a.clients} clients for {wall:.0f} s against `tunelab serve --parallel {a.parallel_load}` "
+          f"(SmolLM2-135M Q4_1, an API key, queue 256, max-tokens-cap 512)")
+    print(f"requests answered: {total} ({total / wall:.1f}/s); the server {'kept running' if alive else 'DIED'}; "
+          f"peak RSS {peak / 1024:.0f} MiB; /health after: {health}")
+    print(f"valid requests: {kinds.get('valid_ok', 0)} answered, p50 {p(0.5):.2f} s, p99 {p(0.99):.2f} s; "
+          f"wrong answers: {len(wrong)}")
+    for k in sorted(kinds):
+        print(f"  {k:<34} {kinds[k]}")
+    if unexpected:
+        print(f"unexpected: {len(unexpected)}, e.g. {unexpected[:3]}")
+    if wrong:
+        print(f"wrong answers, e.g. {wrong[:2]}")
+    return 0 if alive and not wrong and not unexpected else 1
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clients", type=int, default=8)
@@ -136,9 +297,15 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--parallel", default="1,2", help="comma-separated --parallel settings")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--load", type=float, default=0, help="seconds of the shared-box load test instead")
+    ap.add_argument("--parallel-load", type=int, default=1, help="--parallel of the load test's server")
     a = ap.parse_args()
     if not GGUF.is_file():
         sys.exit(f"missing {GGUF}")
+    if a.load:
+        if a.clients == 8:
+            a.clients = 64
+        sys.exit(load(a))
     peer = json.loads(subprocess.run(
         [TUNELAB, "bench", "generate", "--model", str(GGUF), "--prompt-len", "32", "--new-tokens", str(a.max_tokens),
          "--json"], check=True, capture_output=True, text=True).stdout)

@@ -11,7 +11,7 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 echo "budget: ${SECONDS_PER_TARGET} s per target, seed 1"
 status=0
 printf '%-16s %10s %8s %10s %12s\n' target execs crashes execs/s "peak MiB"
-for t in jsonl json-array parquet gguf safetensors adapter-config run-config events template; do
+for t in jsonl json-array parquet gguf safetensors adapter-config run-config events template serve-request; do
   # One process per target, so each peak-memory figure is that target's own.
   ./target/release/examples/fuzz --seconds "$SECONDS_PER_TARGET" --target "$t" 2>>fuzz-crashes.log | tail -n +2 || status=1
 done

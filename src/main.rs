@@ -47,6 +47,27 @@ fn quiet_on_closed_pipe() {
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
+/// The command line for the log, with secrets (`--api-key VALUE`, `--api-key=VALUE`)
+/// replaced: a key must never reach a file.
+fn redacted_args() -> Vec<String> {
+    let mut out = Vec::new();
+    let mut hide_next = false;
+    for a in std::env::args() {
+        if hide_next {
+            out.push("<redacted>".into());
+            hide_next = false;
+        } else if a == "--api-key" {
+            out.push(a);
+            hide_next = true;
+        } else if a.starts_with("--api-key=") {
+            out.push("--api-key=<redacted>".into());
+        } else {
+            out.push(a);
+        }
+    }
+    out
+}
+
 fn main() -> ExitCode {
     // Errors a user sees are one line: libraries (candle) must not capture backtraces into
     // them when RUST_BACKTRACE is set. Panics still honour RUST_BACKTRACE; set
@@ -93,7 +114,7 @@ fn main() -> ExitCode {
     }
     let paths = tunelab::paths::Paths::resolve();
     tunelab::logging::init(&paths);
-    tracing::info!(args = ?std::env::args().collect::<Vec<_>>(), "start");
+    tracing::info!(args = ?redacted_args(), "start");
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {

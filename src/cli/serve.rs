@@ -7,7 +7,7 @@ use clap::Args;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
-use tunelab::serve::{AdapterSpec, Options, Registry, ServeSpec};
+use tunelab::serve::{AdapterSpec, Keys, Options, Registry, ServeSpec};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -23,9 +23,38 @@ pub struct ServeArgs {
     /// folder's name).
     #[arg(long)]
     pub served_model_name: Option<String>,
-    /// The address to listen on; 0.0.0.0 listens on every interface.
+    /// The address to listen on. Beyond this machine (0.0.0.0 listens on every interface),
+    /// give an API key: without one, anyone who can reach the port can use the model.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
+    /// An API key clients must send as `Authorization: Bearer KEY` on every route but
+    /// /health; repeatable (at least 8 characters). Never logged.
+    #[arg(long = "api-key", value_name = "KEY")]
+    pub api_keys: Vec<String>,
+    /// A file of API keys, one per line (blank lines and # comments skipped). The
+    /// TUNELAB_API_KEY environment variable (comma-separated) adds more.
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<std::path::PathBuf>,
+    /// Requests per minute per key (per client address without keys); 0 is no limit. Past
+    /// it: 429 with Retry-After.
+    #[arg(long, default_value_t = 0)]
+    pub requests_per_minute: usize,
+    /// The most max_tokens a request may ask for (more is a 400).
+    #[arg(long, default_value_t = 4096, value_parser = super::args::at_least_one)]
+    pub max_tokens_cap: usize,
+    /// The largest request body, in bytes (more is a 413).
+    #[arg(long, default_value_t = 16 << 20, value_parser = super::args::at_least_one)]
+    pub max_body_bytes: usize,
+    /// Connections open at once; more wait to be accepted.
+    #[arg(long, default_value_t = 256, value_parser = super::args::at_least_one)]
+    pub max_connections: usize,
+    /// Seconds a connection has to send a request's headers before it is closed (a slow
+    /// client never holds a slot).
+    #[arg(long, default_value_t = 10, value_parser = super::args::at_least_one)]
+    pub header_timeout: usize,
+    /// Seconds a request's body has to arrive (more is a 408).
+    #[arg(long, default_value_t = 30, value_parser = super::args::at_least_one)]
+    pub body_timeout: usize,
     /// 0 picks a free port (the address is printed on stdout).
     #[arg(long, default_value_t = 8000)]
     pub port: u16,
@@ -35,7 +64,8 @@ pub struct ServeArgs {
     /// a many-core CPU.
     #[arg(long, default_value_t = 1, value_parser = super::args::at_least_one)]
     pub parallel: usize,
-    /// Completions that may wait for a generation slot; past that the server answers 503.
+    /// Completions that may wait for a generation slot; past that the server answers 429
+    /// with Retry-After.
     #[arg(long, default_value_t = 64)]
     pub queue: usize,
     /// max_tokens for requests that leave it out (the context still bounds it).
@@ -55,6 +85,14 @@ pub struct ServeArgs {
 }
 
 pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
+    let env = std::env::var("TUNELAB_API_KEY").ok();
+    let keys = match Keys::gather(&a.api_keys, a.api_key_file.as_deref(), env.as_deref()) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(exit::UNUSABLE));
+        }
+    };
     let spec = ServeSpec {
         model: a.model.clone(),
         name: a.served_model_name.clone(),
@@ -89,9 +127,21 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         parallel: a.parallel,
         queue: a.queue,
         default_max_tokens: a.default_max_tokens,
+        max_tokens_cap: a.max_tokens_cap,
         grace: Duration::from_secs(a.grace),
-        ..Options::default()
+        max_body_bytes: a.max_body_bytes,
+        max_connections: a.max_connections,
+        header_timeout: Duration::from_secs(a.header_timeout as u64),
+        body_timeout: Duration::from_secs(a.body_timeout as u64),
+        requests_per_minute: a.requests_per_minute,
+        keys,
     };
+    if opts.keys.is_empty() && opts.beyond_loopback() {
+        eprintln!(
+            "warning: listening on {} without an API key: anyone who can reach the port can use the model; start with --api-key (or TUNELAB_API_KEY)",
+            opts.host
+        );
+    }
     let served = tunelab::serve::run(registry, &opts, |addr| {
         let mut out = std::io::stdout();
         let _ = writeln!(out, "listening on http://{addr}");

@@ -106,11 +106,26 @@ pub fn run(model: &Model, encoder: &Encoder, job: &Job, mut send: impl FnMut(Out
         ));
         return;
     }
-    let max = job
-        .request
-        .max_tokens
-        .unwrap_or(job.default_max_tokens)
-        .min(job.context - prompt_tokens);
+    // Asked for: prompt and completion must fit the context, or the request is refused (a
+    // silent cut would surprise the client). Left out: the default, as far as it fits.
+    let max = match job.request.max_tokens {
+        Some(asked) if prompt_tokens + asked > job.context => {
+            send(Out::Rejected(
+                ApiError::invalid(
+                    "max_tokens",
+                    format!(
+                        "the model's context is {} tokens, and this request asks for {} ({prompt_tokens} in the messages, {asked} in the completion)",
+                        job.context,
+                        prompt_tokens + asked
+                    ),
+                )
+                .with_code("context_length_exceeded"),
+            ));
+            return;
+        }
+        Some(asked) => asked,
+        None => job.default_max_tokens.min(job.context - prompt_tokens),
+    };
     if !send(Out::Started { prompt_tokens }) {
         return;
     }

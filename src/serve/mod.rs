@@ -9,11 +9,13 @@
 //! told the bound address through a callback.
 
 pub mod generate;
+pub mod guard;
 pub mod http;
 pub mod models;
 pub mod openai;
 pub mod slots;
 pub mod stop;
 
+pub use guard::Keys;
 pub use http::{run, Options, ServeError};
 pub use models::{AdapterSpec, LoadError, Registry, ServeSpec};

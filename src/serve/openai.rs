@@ -50,10 +50,10 @@ impl ApiError {
         }
     }
 
-    /// 503: every slot is busy and the queue is full.
+    /// 429: every slot is busy and the queue is full (sent with `Retry-After`).
     pub fn busy(queue: usize) -> Self {
         ApiError {
-            status: 503,
+            status: 429,
             message: format!(
                 "the server is busy: all generation slots are taken and {queue} requests are \
                  already queued; retry later"
@@ -61,6 +61,30 @@ impl ApiError {
             kind: "server_error",
             param: None,
             code: Some("server_busy"),
+        }
+    }
+
+    /// 401: a missing or wrong API key (the message never repeats what was sent).
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError {
+            status: 401,
+            message: message.into(),
+            kind: "invalid_request_error",
+            param: None,
+            code: Some("invalid_api_key"),
+        }
+    }
+
+    /// 429: the key's requests-per-minute window is full (sent with `Retry-After`).
+    pub fn rate_limited(per_minute: usize) -> Self {
+        ApiError {
+            status: 429,
+            message: format!(
+                "rate limit reached: at most {per_minute} requests per minute for this key (--requests-per-minute); retry after the time in Retry-After"
+            ),
+            kind: "requests",
+            param: None,
+            code: Some("rate_limit_exceeded"),
         }
     }
 

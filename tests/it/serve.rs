@@ -5,6 +5,8 @@
 
 use crate::common;
 
+mod guard;
+
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -87,7 +89,7 @@ impl Server {
             .unwrap_or_else(|| panic!("first line {line:?}"))
             .to_string();
         assert!(
-            addr.starts_with("127.0.0.1:"),
+            addr.starts_with("127.0.0.1:") || args.contains(&"--host"),
             "binds loopback by default: {addr}"
         );
         Server {
@@ -404,7 +406,7 @@ fn concurrent_requests_queue_and_all_succeed() {
 #[test]
 fn a_client_that_leaves_frees_its_slot() {
     let (h, model, _) = home_with_adapter();
-    // One slot, no queue: a wedged slot would refuse the next request with 503.
+    // One slot, no queue: a wedged slot would refuse the next request with 429.
     let s = Server::start(
         &h,
         &[
@@ -436,7 +438,7 @@ fn a_client_that_leaves_frees_its_slot() {
     }
     // While it streams, the only slot is taken and the queue holds none.
     let (status, busy) = s.post(&ask("tiny-model", "Hi", 4));
-    assert_eq!(status, 503, "{busy}");
+    assert_eq!(status, 429, "{busy}");
     assert_eq!(busy["error"]["code"], "server_busy", "{busy}");
     assert_eq!(busy["error"]["type"], "server_error");
     drop(conn);
