@@ -7,7 +7,6 @@ pub mod adapter;
 pub mod chat;
 pub mod data;
 pub mod runs;
-pub mod synth_dialog;
 pub mod train;
 
 pub use super::context::Ctx;
