@@ -7,10 +7,11 @@ use crate::config::{FieldKind, Method, RunConfig, PRESETS};
 use crate::lora::LoraConfig;
 use crate::tui::text;
 use crate::tui::theme::Theme;
+use crate::tui::widgets::gauge;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Gauge, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, TableState, Wrap};
 use ratatui::Frame;
 use std::path::Path;
 
@@ -175,18 +176,9 @@ pub fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
                 ]),
                 lines_area,
             );
-            let ratio = (m.total as f64 / (*total).max(1) as f64).min(1.0);
-            let style = if ratio > 0.9 {
-                theme.gauge_high
-            } else if ratio > 0.7 {
-                theme.gauge_warn
-            } else {
-                theme.gauge_ok
-            };
+            let ratio = gauge::usage(m.total, *total);
             f.render_widget(
-                Gauge::default()
-                    .ratio(ratio)
-                    .gauge_style(style)
+                gauge::memory_gauge(m.total, *total, theme)
                     .label(format!("{:.0}% of {}", ratio * 100.0, gib(*total))),
                 gauge_area,
             );
