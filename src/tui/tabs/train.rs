@@ -70,6 +70,14 @@ impl TrainTab {
 impl Component for TrainTab {
     type Msg = ();
 
+    fn hints(&self) -> &'static [(Action, &'static str)] {
+        &[
+            (Action::StartRun, "start run"),
+            (Action::StopRun, "stop"),
+            (Action::AttachNext, "attach"),
+        ]
+    }
+
     fn handle(&mut self, a: Action, ctx: &Ctx) -> Option<Effect<()>> {
         if a != Action::AttachNext {
             return None;

@@ -140,6 +140,15 @@ fn and(a: Option<Effect<Msg>>, b: Option<Effect<Msg>>) -> Option<Effect<Msg>> {
 impl Component for AdapterTab {
     type Msg = Msg;
 
+    fn hints(&self) -> &'static [(Action, &'static str)] {
+        &[
+            (Action::Edit, "edit"),
+            (Action::LoadPreset, "preset"),
+            (Action::SavePreset, "save"),
+            (Action::StartRun, "start run"),
+        ]
+    }
+
     fn editing(&self) -> bool {
         self.editing.is_some() || self.finder.is_some()
     }

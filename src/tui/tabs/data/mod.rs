@@ -113,6 +113,18 @@ impl DataTab {
 impl Component for DataTab {
     type Msg = Msg;
 
+    fn hints(&self) -> &'static [(Action, &'static str)] {
+        &[
+            (Action::Down, "record"),
+            (Action::Right, "file"),
+            (Action::Search, "search"),
+            (Action::TokenView, "tokens"),
+            (Action::Validation, "errors"),
+            (Action::Convert, "convert"),
+            (Action::OpenFile, "open"),
+        ]
+    }
+
     fn editing(&self) -> bool {
         self.search_input.is_some() || self.finder.is_some() || self.synth.is_some()
     }
