@@ -65,9 +65,25 @@ fn gib(b: u64) -> String {
     format!("{} GiB", crate::units::gib(b, 2))
 }
 
+/// The whole tab: the form on the left, beside it the adapter, the memory estimate and the
+/// selected field's help.
 pub fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
     let [form, side] =
         Layout::horizontal([Constraint::Min(40), Constraint::Length(44)]).areas(area);
+    draw_form(f, form, t, theme);
+    let [info, mem, help] = Layout::vertical([
+        Constraint::Length(9),
+        Constraint::Length(9),
+        Constraint::Min(4),
+    ])
+    .areas(side);
+    draw_adapter(f, info, t, theme);
+    draw_memory(f, mem, t, theme);
+    draw_field(f, help, t, theme);
+}
+
+/// The visible fields and their values (the edit buffer in the selected one's place).
+fn draw_form(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
     let rows: Vec<Row> = t
         .visible()
         .into_iter()
@@ -96,15 +112,13 @@ pub fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
                 .title(title)
                 .border_style(theme.border_focused),
         ),
-        form,
+        area,
         &mut state,
     );
-    let [info, mem, help] = Layout::vertical([
-        Constraint::Length(9),
-        Constraint::Length(9),
-        Constraint::Min(4),
-    ])
-    .areas(side);
+}
+
+/// What the form trains: the model, the trainable parameters, LoRA, the data and method.
+fn draw_adapter(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
     let trainable = t.trainable();
     let total = t.model_config().map(|c| c.parameter_count());
     let info_lines = vec![
@@ -142,8 +156,12 @@ pub fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
     ];
     f.render_widget(
         Paragraph::new(info_lines).block(Block::default().borders(Borders::ALL).title(" adapter ")),
-        info,
+        area,
     );
+}
+
+/// The memory estimate, each part and the whole against the budget, with the gauge.
+fn draw_memory(f: &mut Frame, mem: Rect, t: &AdapterTab, theme: &Theme) {
     let mem_block = Block::default()
         .borders(Borders::ALL)
         .title(" memory estimate ");
@@ -192,6 +210,11 @@ pub fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
             mem,
         ),
     }
+}
+
+/// The selected field's help and kind, the module picker when it is open, the edit's
+/// verdict and the form's first issues.
+fn draw_field(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
     let fs = t.field();
     let mut help_lines = vec![
         Line::styled(fs.path, theme.title.add_modifier(Modifier::BOLD)),
@@ -265,6 +288,6 @@ pub fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
         Paragraph::new(help_lines)
             .wrap(Wrap { trim: false })
             .block(Block::default().borders(Borders::ALL).title(" field ")),
-        help,
+        area,
     );
 }

@@ -5,26 +5,39 @@
 use super::records::{pair_columns, record_lines};
 use super::state::{DataTab, View};
 use super::tokens::token_lines;
+use crate::data::{Preview, Problem, Record};
+use crate::template::ToolFormat;
 use crate::tui::text;
 use crate::tui::theme::Theme;
-use crate::tui::widgets::columns;
+use crate::tui::widgets::columns::{self, Column};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, List, ListItem, ListState, Paragraph, Wrap};
 use ratatui::Frame;
 use std::path::Path;
 
+/// The whole tab: `model` is the form's (the token view's tokenizer), `convert_to` where
+/// the open convert dialog writes.
 pub fn draw(
     f: &mut Frame,
     area: Rect,
     t: &DataTab,
     theme: &Theme,
     model: &str,
-    tool_format: crate::template::ToolFormat,
+    tool_format: ToolFormat,
     convert_to: Option<&Path>,
 ) {
     let [left, right] =
         Layout::horizontal([Constraint::Length(30), Constraint::Min(20)]).areas(area);
+    let [files_area, stats_area] =
+        Layout::vertical([Constraint::Min(3), Constraint::Length(7)]).areas(left);
+    draw_files(f, files_area, t, theme);
+    draw_stats(f, stats_area, t, theme);
+    draw_pager(f, right, t, theme, model, tool_format, convert_to);
+}
+
+/// The listed files with their sizes, the selected one marked.
+fn draw_files(f: &mut Frame, area: Rect, t: &DataTab, theme: &Theme) {
     let items: Vec<ListItem> = t
         .files
         .iter()
@@ -44,8 +57,6 @@ pub fn draw(
         })
         .collect();
     let mut state = ListState::default().with_selected(Some(t.file));
-    let [files_area, stats_area] =
-        Layout::vertical([Constraint::Min(3), Constraint::Length(7)]).areas(left);
     f.render_stateful_widget(
         List::new(items)
             .block(
@@ -56,9 +67,13 @@ pub fn draw(
             )
             .highlight_style(theme.selection)
             .highlight_symbol("▸ "),
-        files_area,
+        area,
         &mut state,
     );
+}
+
+/// The loaded file's format, kind, record and error counts and the detection's evidence.
+fn draw_stats(f: &mut Frame, area: Rect, t: &DataTab, theme: &Theme) {
     let stats: Vec<Line> = match &t.loaded {
         Some(l) => {
             let bad = l.records.iter().filter(|(_, r)| r.is_err()).count();
@@ -90,23 +105,41 @@ pub fn draw(
                 .title(" stats ")
                 .border_style(theme.border),
         ),
-        stats_area,
+        area,
     );
+}
+
+/// Why no records show: the file is being read, could not be, or there is none.
+fn draw_nothing_loaded(f: &mut Frame, area: Rect, t: &DataTab) {
+    let msg = match (&t.loading, &t.error) {
+        (Some(p), _) => format!("reading {}…", p.display()),
+        (None, Some(e)) => e.clone(),
+        (None, None) => format!(
+            "No dataset files in {}. Put .jsonl, .json or .parquet files there (or in data/), press o to open any file by its path, S to synthesize one with a strong model, or run `tunelab DIR` in a project folder.",
+            t.root.display()
+        ),
+    };
+    f.render_widget(
+        Paragraph::new(msg)
+            .wrap(Wrap { trim: false })
+            .block(Block::default().borders(Borders::ALL).title(" dataset ")),
+        area,
+    );
+}
+
+/// The record under the cursor as the view shows it, under a title that says where it is,
+/// with the convert dialog below when it is open (or why there is no record).
+fn draw_pager(
+    f: &mut Frame,
+    right: Rect,
+    t: &DataTab,
+    theme: &Theme,
+    model: &str,
+    tool_format: ToolFormat,
+    convert_to: Option<&Path>,
+) {
     let Some(l) = &t.loaded else {
-        let msg = match (&t.loading, &t.error) {
-            (Some(p), _) => format!("reading {}…", p.display()),
-            (None, Some(e)) => e.clone(),
-            (None, None) => format!(
-                "No dataset files in {}. Put .jsonl, .json or .parquet files there (or in data/), press o to open any file by its path, S to synthesize one with a strong model, or run `tunelab DIR` in a project folder.",
-                t.root.display()
-            ),
-        };
-        f.render_widget(
-            Paragraph::new(msg)
-                .wrap(Wrap { trim: false })
-                .block(Block::default().borders(Borders::ALL).title(" dataset ")),
-            right,
-        );
+        draw_nothing_loaded(f, right, t);
         return;
     };
     let view = match t.view {
@@ -139,6 +172,40 @@ pub fn draw(
             return;
         }
     };
+    let (lines, columns) = record_body(t, l, loc, rec, theme, model, tool_format);
+    let mut body = right;
+    if let Some(sel) = t.convert {
+        let [main, dialog] =
+            Layout::vertical([Constraint::Min(3), Constraint::Length(5)]).areas(right);
+        body = main;
+        draw_convert(f, dialog, t, sel, theme, convert_to, right.width);
+    }
+    match columns {
+        Some(cols) => {
+            let inner = block.inner(body);
+            f.render_widget(block, body);
+            columns::draw(f, inner, lines, cols.into(), theme);
+        }
+        None => f.render_widget(
+            Paragraph::new(lines)
+                .wrap(Wrap { trim: false })
+                .block(block),
+            body,
+        ),
+    }
+}
+
+/// The pager's lines for record `rec` (at `loc`) in the tab's view, and a preference
+/// pair's two columns when it has them.
+fn record_body<'a>(
+    t: &DataTab,
+    l: &Preview,
+    loc: String,
+    rec: &Result<Record, Vec<Problem>>,
+    theme: &Theme,
+    model: &str,
+    tool_format: ToolFormat,
+) -> (Vec<Line<'a>>, Option<[Column<'a>; 2]>) {
     let mut lines: Vec<Line> = vec![Line::styled(loc, theme.muted)];
     let mut columns = None;
     match t.view {
@@ -207,59 +274,54 @@ pub fn draw(
             )),
         },
     }
-    let mut body = right;
-    if let Some(sel) = t.convert {
-        let [main, dialog] =
-            Layout::vertical([Constraint::Min(3), Constraint::Length(5)]).areas(right);
-        body = main;
-        let targets = t.targets();
-        let opts: Vec<Span> = targets
-            .iter()
-            .enumerate()
-            .flat_map(|(i, f)| {
-                let s = if i == sel {
-                    theme.selection
-                } else {
-                    theme.foreground
-                };
-                [Span::styled(format!(" {} ", f.name()), s), Span::raw(" ")]
-            })
-            .collect();
-        f.render_widget(
-            Paragraph::new(vec![
-                Line::from(opts),
-                Line::styled(
-                    format!(
-                        "h/l choose · Enter writes <name>.<format>.jsonl into {} · Esc cancel",
-                        text::middle(
-                            &convert_to.map_or(String::new(), |p| p.display().to_string()),
-                            usize::from(right.width).saturating_sub(58).max(12)
-                        )
-                    ),
-                    theme.muted,
+    (lines, columns)
+}
+
+/// The convert dialog: the formats the file converts to, the chosen one marked, and where
+/// the copy goes (`width`: the pane's, which the path is cut to).
+fn draw_convert(
+    f: &mut Frame,
+    area: Rect,
+    t: &DataTab,
+    sel: usize,
+    theme: &Theme,
+    convert_to: Option<&Path>,
+    width: u16,
+) {
+    let targets = t.targets();
+    let opts: Vec<Span> = targets
+        .iter()
+        .enumerate()
+        .flat_map(|(i, f)| {
+            let s = if i == sel {
+                theme.selection
+            } else {
+                theme.foreground
+            };
+            [Span::styled(format!(" {} ", f.name()), s), Span::raw(" ")]
+        })
+        .collect();
+    f.render_widget(
+        Paragraph::new(vec![
+            Line::from(opts),
+            Line::styled(
+                format!(
+                    "h/l choose · Enter writes <name>.<format>.jsonl into {} · Esc cancel",
+                    text::middle(
+                        &convert_to.map_or(String::new(), |p| p.display().to_string()),
+                        usize::from(width).saturating_sub(58).max(12)
+                    )
                 ),
-            ])
-            .wrap(Wrap { trim: false })
-            .block(
-                Block::default()
-                    .borders(Borders::ALL)
-                    .title(" convert to ")
-                    .border_style(theme.accent),
+                theme.muted,
             ),
-            dialog,
-        );
-    }
-    match columns {
-        Some(cols) => {
-            let inner = block.inner(body);
-            f.render_widget(block, body);
-            columns::draw(f, inner, lines, cols.into(), theme);
-        }
-        None => f.render_widget(
-            Paragraph::new(lines)
-                .wrap(Wrap { trim: false })
-                .block(block),
-            body,
+        ])
+        .wrap(Wrap { trim: false })
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" convert to ")
+                .border_style(theme.accent),
         ),
-    }
+        area,
+    );
 }
