@@ -187,3 +187,26 @@ pub fn convert(
     report.written = writer.finish()?;
     Ok(report)
 }
+
+/// Converts the dataset at `path` (read as `from`) into `folder/<stem>.<to>.jsonl`, making
+/// the folder and leaving out the records that cannot be carried. Returns the file written
+/// and the report.
+pub fn convert_into(
+    path: &Path,
+    from: Format,
+    to: Format,
+    folder: &Path,
+) -> Result<(std::path::PathBuf, ConvertReport), ConvertError> {
+    let ds = Dataset::open(path, Some(from))?;
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    std::fs::create_dir_all(folder).map_err(|source| DataError::Io {
+        path: folder.to_path_buf(),
+        source,
+    })?;
+    let out = folder.join(format!("{stem}.{}.jsonl", to.name()));
+    let report = convert(&ds, &out, to, OnError::Skip)?;
+    Ok((out, report))
+}

@@ -7,6 +7,7 @@ pub mod detect;
 pub mod error;
 pub mod format;
 pub mod parallel;
+pub mod preview;
 pub mod problem;
 pub mod pull;
 pub mod record;
@@ -17,6 +18,7 @@ pub mod writer;
 pub use container::{Container, DatasetFile};
 pub use error::DataError;
 pub use format::{Format, Notes};
+pub use preview::Preview;
 pub use problem::{Location, Problem};
 pub use record::{Body, Conversation, Kind, Message, PreferencePair, Record, Role, ToolCall};
 

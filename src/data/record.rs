@@ -365,6 +365,19 @@ impl Record {
         }
     }
 
+    /// The record's text: every message's, one per line in reading order, or the raw text.
+    pub fn text(&self) -> String {
+        match &self.body {
+            Body::Text(t) => t.clone(),
+            _ => self
+                .messages()
+                .iter()
+                .map(|m| m.text())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
     /// Characters of text in the record (message texts, or the raw text).
     pub fn char_len(&self) -> usize {
         match &self.body {

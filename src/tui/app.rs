@@ -1,4 +1,4 @@
-//! The workbench: the five tabs, the overlays and the status line, and the one place that
+//! The workbench: the tabs, the overlays and the status line, and the one place that
 //! applies [`Effect`]s and routes background [`Update`]s. Keys become actions through the
 //! keymap (a tab whose text field has focus takes raw keys first); tests drive the app with
 //! actions and keys alone, no terminal.
@@ -12,7 +12,7 @@ use super::tabs::chat::ChatTab;
 use super::tabs::data::DataTab;
 use super::tabs::runs::RunsTab;
 use super::tabs::train::{MemoryMonitor, TrainTab};
-use super::tabs::{Component, Ctx, Tab};
+use super::tabs::{Component, Ctx, Tab, TabMsg};
 use super::theme::Theme;
 use super::widgets::{InputEvent, TextInput};
 use crate::runs::{RunDir, RunSummary};
@@ -108,41 +108,44 @@ macro_rules! ctx {
     };
 }
 
-/// Calls `$method` on the tab in field `$field` with a context.
+/// Calls `$method` on the tab in field `$field` with a context (`$variant`, its
+/// [`TabMsg`], is there for [`for_tab!`]).
 macro_rules! on {
-    ($app:ident, $field:ident, $method:ident ( $($arg:expr),* )) => {{
+    ($field:ident, $variant:ident, $app:ident, $method:ident ( $($arg:expr),* )) => {{
         let model = $app.adapter.model_path();
         let training = $app.train.training();
         $app.$field.$method($($arg,)* &ctx!($app, &model, training))
     }};
 }
 
-/// Calls `$method` on the tab `$tab` with a context and applies the effect it returns.
-macro_rules! on_tab {
-    ($app:ident, $tab:expr, $method:ident ( $($arg:expr),* )) => {{
+/// Expands `$then!(field, Variant, args…)` for the tab `$tab`: the app's one list of its
+/// tabs, by field and [`TabMsg`] variant (the compiler makes it name every [`Tab`]).
+macro_rules! for_tab {
+    ($tab:expr, $then:ident!($($args:tt)*)) => {
         match $tab {
-            Tab::Data => {
-                let e = on!($app, data, $method($($arg),*));
-                $app.apply_from(e, Update::Data);
-            }
-            Tab::Adapter => {
-                let e = on!($app, adapter, $method($($arg),*));
-                $app.apply_from(e, Update::Adapter);
-            }
-            Tab::Train => {
-                let e = on!($app, train, $method($($arg),*));
-                $app.apply_from(e, Update::Train);
-            }
-            Tab::Chat => {
-                let e = on!($app, chat, $method($($arg),*));
-                $app.apply_from(e, Update::Chat);
-            }
-            Tab::Runs => {
-                let e = on!($app, runs, $method($($arg),*));
-                $app.apply_from(e, Update::Runs);
-            }
+            Tab::Data => $then!(data, Data, $($args)*),
+            Tab::Adapter => $then!(adapter, Adapter, $($args)*),
+            Tab::Train => $then!(train, Train, $($args)*),
+            Tab::Chat => $then!(chat, Chat, $($args)*),
+            Tab::Runs => $then!(runs, Runs, $($args)*),
         }
+    };
+}
+
+/// Calls `$method` on the tab in field `$field` with a context and applies the effect it
+/// returns; its jobs' results come back as `TabMsg::$variant`.
+macro_rules! apply_on {
+    ($field:ident, $variant:ident, $app:ident, $method:ident ( $($arg:expr),* )) => {{
+        let e = on!($field, $variant, $app, $method($($arg),*));
+        $app.apply_from(e, |m| Update::Tab(TabMsg::$variant(m)));
     }};
+}
+
+/// Calls `$method` on the tab in field `$field` without a context.
+macro_rules! call_on {
+    ($field:ident, $variant:ident, $app:ident, $method:ident ( $($arg:expr),* )) => {
+        $app.$field.$method($($arg),*)
+    };
 }
 
 impl App {
@@ -165,13 +168,13 @@ impl App {
         let (data, scan) = DataTab::new(
             &ws.root,
             ws.scan_depth(),
-            std::sync::Arc::new(move |m| streamer.send(Update::Data(m))),
+            std::sync::Arc::new(move |m| streamer.send(Update::Tab(TabMsg::Data(m)))),
         );
         let streamer = bg.streamer();
         let mut chat = ChatTab::new(
             adapter.model_path(),
             ws.outputs().join("chat-exchanges.jsonl"),
-            std::sync::Arc::new(move |m| streamer.send(Update::Chat(m))),
+            std::sync::Arc::new(move |m| streamer.send(Update::Tab(TabMsg::Chat(m)))),
         );
         let list_adapters = chat.start(&ws.runs_root());
         bg.ping();
@@ -204,10 +207,9 @@ impl App {
             last_slow_tick: Instant::now(),
             dirty: true,
         };
-        app.apply_from(Some(scan), Update::Data);
-        app.apply_from(Some(list_adapters), Update::Chat);
-        let info = on!(app, adapter, tick());
-        app.apply_from(info, Update::Adapter);
+        app.apply_from(Some(scan), |m| Update::Tab(TabMsg::Data(m)));
+        app.apply_from(Some(list_adapters), |m| Update::Tab(TabMsg::Chat(m)));
+        apply_on!(adapter, Adapter, app, tick());
         app
     }
 
@@ -263,7 +265,7 @@ impl App {
             }
         }
         if matches!(self.overlay, Overlay::None) && self.tab_editing() {
-            on_tab!(self, self.tab, key(&key));
+            for_tab!(self.tab, apply_on!(self, key(&key)));
             self.sync_watch();
             return;
         }
@@ -273,13 +275,7 @@ impl App {
     }
 
     fn tab_editing(&self) -> bool {
-        match self.tab {
-            Tab::Data => self.data.editing(),
-            Tab::Adapter => self.adapter.editing(),
-            Tab::Train => self.train.editing(),
-            Tab::Chat => self.chat.editing(),
-            Tab::Runs => self.runs.editing(),
-        }
+        for_tab!(self.tab, call_on!(self, editing()))
     }
 
     /// Does one action.
@@ -322,18 +318,13 @@ impl App {
                     selected: 0,
                 }
             }
-            Action::NextTab => self.tab = Tab::ALL[(self.tab.index() + 1) % 5],
-            Action::PrevTab => self.tab = Tab::ALL[(self.tab.index() + 4) % 5],
-            Action::TabData => self.tab = Tab::Data,
-            Action::TabAdapter => self.tab = Tab::Adapter,
-            Action::TabTrain => self.tab = Tab::Train,
-            Action::TabChat => self.tab = Tab::Chat,
-            Action::TabRuns => self.tab = Tab::Runs,
+            Action::NextTab => self.tab = self.tab.next(),
+            Action::PrevTab => self.tab = self.tab.prev(),
             Action::Back => {
                 self.overlay = Overlay::None;
-                self.data.back();
-                self.adapter.back();
-                self.runs.back();
+                for tab in Tab::ALL {
+                    for_tab!(tab, call_on!(self, back()));
+                }
                 self.message = None;
             }
             Action::StartRun => self.start_run(),
@@ -341,7 +332,10 @@ impl App {
                 Some(v) => self.stop_run(v.run.root.clone()),
                 None => self.say(Level::Warning, "no run to stop"),
             },
-            _ => on_tab!(self, self.tab, handle(a)),
+            _ => match Tab::for_action(a) {
+                Some(tab) => self.tab = tab,
+                None => for_tab!(self.tab, apply_on!(self, handle(a))),
+            },
         }
         self.sync_watch();
     }
@@ -368,7 +362,7 @@ impl App {
             }
             Effect::OpenInChat(run) => {
                 let e = self.chat.follow_run(run, &self.ws.runs_root());
-                self.apply_from(Some(e), Update::Chat);
+                self.apply_from(Some(e), |m| Update::Tab(TabMsg::Chat(m)));
                 self.tab = Tab::Chat;
             }
             Effect::StartRun => self.start_run(),
@@ -378,7 +372,7 @@ impl App {
                         Level::Info,
                         format!("the Adapter form trains on {} now", path.display()),
                     );
-                    self.apply_from(job, Update::Adapter);
+                    self.apply_from(job, |m| Update::Tab(TabMsg::Adapter(m)));
                 }
                 Err(e) => self.say(Level::Error, e),
             },
@@ -401,7 +395,7 @@ impl App {
                     let _ = std::fs::create_dir_all(dir);
                 }
                 let _ = crate::files::write_atomic(&marker, b"seen\n");
-                Update::Train(())
+                Update::Done
             }));
         }
     }
@@ -465,35 +459,8 @@ impl App {
     pub fn apply_update(&mut self, u: Update) {
         self.dirty = true;
         let e: Option<Effect<()>> = match u {
-            Update::Data(m) => {
-                // In a project, the form trains on the project's first dataset until the
-                // user picks another.
-                if let super::tabs::data::Msg::Files(files) = &m {
-                    if let Some(first) = files.first().filter(|_| self.ws.is_project()) {
-                        if self.adapter.on_demo_data() {
-                            if let Ok(job) = self.adapter.use_dataset(&first.path) {
-                                self.apply_from(job, Update::Adapter);
-                            }
-                        }
-                    }
-                }
-                let e = on!(self, data, update(m));
-                self.apply_from(e, Update::Data);
-                None
-            }
-            Update::Adapter(m) => {
-                let e = on!(self, adapter, update(m));
-                self.apply_from(e, Update::Adapter);
-                None
-            }
-            Update::Chat(m) => {
-                let e = on!(self, chat, update(m));
-                self.apply_from(e, Update::Chat);
-                None
-            }
-            Update::Runs(m) => {
-                let e = on!(self, runs, update(m));
-                self.apply_from(e, Update::Runs);
+            Update::Tab(m) => {
+                self.on_msg(m);
                 None
             }
             Update::RunEvents {
@@ -528,10 +495,9 @@ impl App {
                 let e = self
                     .chat
                     .on_runs(&self.run_list, active.as_deref(), &self.ws.runs_root());
-                self.apply_from(e, Update::Chat);
+                self.apply_from(e, |m| Update::Tab(TabMsg::Chat(m)));
                 // The selected run's details follow the list.
-                let e = on!(self, runs, tick());
-                self.apply_from(e, Update::Runs);
+                apply_on!(runs, Runs, self, tick());
                 None
             }
             Update::Memory(m) => {
@@ -553,12 +519,36 @@ impl App {
                 "asked pid {pid} to stop; it writes a checkpoint first"
             ))),
             Update::StopSent(Err(e)) => Some(Effect::warn(e)),
-            Update::Pong(_) | Update::Train(()) => None,
+            Update::Pong(_) | Update::Done => None,
         };
         if let Some(e) = e {
             self.apply(e);
         }
         self.sync_watch();
+    }
+
+    /// Gives a tab its background result.
+    fn on_msg(&mut self, m: TabMsg) {
+        match m {
+            TabMsg::Data(m) => {
+                // In a project, the form trains on the project's first dataset until the
+                // user picks another.
+                if let super::tabs::data::Msg::Files(files) = &m {
+                    if let Some(first) = files.first().filter(|_| self.ws.is_project()) {
+                        if self.adapter.on_demo_data() {
+                            if let Ok(job) = self.adapter.use_dataset(&first.path) {
+                                self.apply_from(job, |m| Update::Tab(TabMsg::Adapter(m)));
+                            }
+                        }
+                    }
+                }
+                apply_on!(data, Data, self, update(m));
+            }
+            TabMsg::Adapter(m) => apply_on!(adapter, Adapter, self, update(m)),
+            TabMsg::Train(m) => apply_on!(train, Train, self, update(m)),
+            TabMsg::Chat(m) => apply_on!(chat, Chat, self, update(m)),
+            TabMsg::Runs(m) => apply_on!(runs, Runs, self, update(m)),
+        }
     }
 
     /// Tells the watcher which runs are on screen (the attached one and a comparison).
@@ -587,10 +577,9 @@ impl App {
         }
         if self.last_slow_tick.elapsed() >= Duration::from_secs(1) {
             self.last_slow_tick = Instant::now();
-            on_tab!(self, self.tab, tick());
+            for_tab!(self.tab, apply_on!(self, tick()));
             if self.tab != Tab::Adapter {
-                let e = on!(self, adapter, tick());
-                self.apply_from(e, Update::Adapter);
+                apply_on!(adapter, Adapter, self, tick());
             }
             self.dirty |= self.tab == Tab::Train;
         }
@@ -624,24 +613,17 @@ impl App {
 
     /// Draws the visible tab into `area`.
     pub fn draw_tab(&mut self, f: &mut Frame, area: Rect) {
-        match self.tab {
-            Tab::Data => on!(self, data, draw(f, area)),
-            Tab::Adapter => on!(self, adapter, draw(f, area)),
-            Tab::Train => on!(self, train, draw(f, area)),
-            Tab::Chat => on!(self, chat, draw(f, area)),
-            Tab::Runs => on!(self, runs, draw(f, area)),
-        }
+        for_tab!(self.tab, on!(self, draw(f, area)))
     }
 
     /// The visible tab's text field on the status line, if it uses one.
     pub fn prompt(&self) -> Option<String> {
-        match self.tab {
-            Tab::Data => self.data.prompt(),
-            Tab::Adapter => self.adapter.prompt(),
-            Tab::Train => self.train.prompt(),
-            Tab::Chat => self.chat.prompt(),
-            Tab::Runs => self.runs.prompt(),
-        }
+        for_tab!(self.tab, call_on!(self, prompt()))
+    }
+
+    /// The visible tab's key hints.
+    pub fn hints(&self) -> &'static [(Action, &'static str)] {
+        for_tab!(self.tab, call_on!(self, hints()))
     }
 }
 

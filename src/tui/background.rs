@@ -5,7 +5,7 @@
 //! itself never opens a file.
 
 use super::run_view::RunView;
-use super::tabs::{adapter, chat, data, runs};
+use super::tabs::TabMsg;
 use crate::runs::{RunDir, RunEvent, RunSummary, Status};
 use crate::telemetry::MemorySample;
 use std::collections::HashMap;
@@ -19,12 +19,10 @@ pub type Job = Box<dyn FnOnce() -> Update + Send + 'static>;
 
 /// Everything that comes back from off the UI thread, addressed to whoever owns it.
 pub enum Update {
-    Data(data::Msg),
-    Adapter(adapter::Msg),
-    Chat(chat::Msg),
-    Runs(runs::Msg),
-    /// The Train tab has no jobs of its own.
-    Train(()),
+    /// A tab's job or stream.
+    Tab(TabMsg),
+    /// A job that has nothing to report (the tour's marker was written).
+    Done,
     /// New events of a watched run, for the view subscribed with `key`.
     RunEvents {
         key: u64,

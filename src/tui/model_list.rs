@@ -4,6 +4,7 @@
 use super::widgets::PickItem;
 use crate::model::catalog::{ModelEntry, Source};
 use crate::units::bytes;
+use crate::workspace::FileEntry;
 
 /// One row per model: architecture, parameters, memory at `dtype_bytes` per parameter, size
 /// on disk and where it is; unsupported ones say why.
@@ -36,13 +37,18 @@ pub fn model_items(entries: &[ModelEntry], dtype_bytes: f64, dtype: &str) -> Vec
 }
 
 /// One row per dataset file, named relative to `root`, with its size.
-pub fn dataset_items(root: &std::path::Path, files: &[(std::path::PathBuf, u64)]) -> Vec<PickItem> {
+pub fn dataset_items(root: &std::path::Path, files: &[FileEntry]) -> Vec<PickItem> {
     files
         .iter()
-        .map(|(p, size)| PickItem {
-            label: p.strip_prefix(root).unwrap_or(p).display().to_string(),
-            detail: bytes(*size),
-            value: p.display().to_string(),
+        .map(|f| PickItem {
+            label: f
+                .path
+                .strip_prefix(root)
+                .unwrap_or(&f.path)
+                .display()
+                .to_string(),
+            detail: bytes(f.bytes),
+            value: f.path.display().to_string(),
             ok: true,
         })
         .collect()

@@ -80,74 +80,13 @@ fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
     f.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
-/// The key hints of a tab, from the keymap.
+/// The key hints of the visible tab (its own, then the global ones), with keys from the
+/// keymap.
 fn hints(app: &App) -> Vec<(String, &'static str)> {
-    let actions: &[Action] = match app.tab {
-        Tab::Data => &[
-            Action::Down,
-            Action::Right,
-            Action::Search,
-            Action::TokenView,
-            Action::Validation,
-            Action::Convert,
-            Action::OpenFile,
-        ],
-        Tab::Adapter => &[
-            Action::Edit,
-            Action::LoadPreset,
-            Action::SavePreset,
-            Action::StartRun,
-        ],
-        Tab::Train => &[Action::StartRun, Action::StopRun, Action::AttachNext],
-        Tab::Chat => &[
-            Action::Compose,
-            Action::ToggleAdapter,
-            Action::SideBySide,
-            Action::PickAdapter,
-            Action::PickSecondAdapter,
-            Action::SaveExchange,
-        ],
-        Tab::Runs => &[
-            Action::Enter,
-            Action::Mark,
-            Action::Compare,
-            Action::OpenInChat,
-            Action::StopRun,
-            Action::ExportGguf,
-            Action::PlotRuns,
-        ],
-    };
-    let short = |a: Action| match a {
-        Action::Down => "record",
-        Action::Right => "file",
-        Action::Search => "search",
-        Action::TokenView => "tokens",
-        Action::Validation => "errors",
-        Action::Convert => "convert",
-        Action::OpenFile => "open",
-        Action::Edit => "edit",
-        Action::LoadPreset => "preset",
-        Action::SavePreset => "save",
-        Action::StartRun => "start run",
-        Action::StopRun => "stop",
-        Action::AttachNext => "attach",
-        Action::Compose => "write",
-        Action::ToggleAdapter => "adapter on/off",
-        Action::SideBySide => "side by side",
-        Action::PickAdapter => "adapter",
-        Action::PickSecondAdapter => "adapter B",
-        Action::SaveExchange => "save",
-        Action::Enter => "watch",
-        Action::Mark => "mark",
-        Action::Compare => "compare",
-        Action::OpenInChat => "chat",
-        Action::ExportGguf => "gguf",
-        Action::PlotRuns => "plot",
-        _ => "",
-    };
-    let mut out: Vec<(String, &'static str)> = actions
+    let mut out: Vec<(String, &'static str)> = app
+        .hints()
         .iter()
-        .filter_map(|a| app.keymap.keys_for(app.tab, *a).map(|k| (k, short(*a))))
+        .filter_map(|(a, what)| app.keymap.keys_for(app.tab, *a).map(|k| (k, *what)))
         .collect();
     out.push(("?".into(), "help"));
     out.push((":".into(), "palette"));
@@ -292,9 +231,7 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
 /// The first start's one-screen tour.
 fn draw_tour(f: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
-    let r = centered(area, 78, 17);
-    f.render_widget(Clear, r);
-    let tab = |n: &str, name: &str, what: &str| {
+    let tab = |n: usize, name: &str, what: &str| {
         Line::from(vec![
             Span::styled(
                 format!(" {n} {name:<8}"),
@@ -303,34 +240,17 @@ fn draw_tour(f: &mut Frame, area: Rect, app: &App) {
             Span::styled(what.to_string(), t.foreground),
         ])
     };
-    let lines = vec![
+    let mut lines = vec![
         Line::styled(" Welcome to tunelab.", t.title.add_modifier(Modifier::BOLD)),
         Line::from(""),
-        tab(
-            "1",
-            "Data",
-            "your datasets: records, errors (v), convert (c), tokens (t)",
-        ),
-        tab(
-            "2",
-            "Adapter",
-            "model, LoRA and training settings; r starts a run",
-        ),
-        tab(
-            "3",
-            "Train",
-            "the run live: loss, eval, samples, memory; x stops it",
-        ),
-        tab(
-            "4",
-            "Chat",
-            "talk to the model with and without the adapter (b)",
-        ),
-        tab(
-            "5",
-            "Runs",
-            "every run: Enter watches, o opens in Chat, c compares",
-        ),
+    ];
+    lines.extend(
+        Tab::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, x)| tab(i + 1, x.title(), x.about())),
+    );
+    lines.extend([
         Line::from(""),
         Line::styled(
             " Runs train in their own process: quitting (q) never stops one.",
@@ -351,7 +271,9 @@ fn draw_tour(f: &mut Frame, area: Rect, app: &App) {
         Line::styled(" `tunelab DIR` opens a project folder instead.", t.muted),
         Line::from(""),
         Line::styled(" Press any key to start.", t.info),
-    ];
+    ]);
+    let r = centered(area, 78, lines.len() as u16 + 2);
+    f.render_widget(Clear, r);
     f.render_widget(
         Paragraph::new(lines).block(
             Block::default()

@@ -130,3 +130,119 @@ pub fn exchange_targets(root: &Path, default: &Path) -> Vec<(PathBuf, crate::dat
     }
     out
 }
+
+/// A dataset file and its size, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    pub path: PathBuf,
+    pub bytes: u64,
+}
+
+/// The [`datasets`] under `root` with their sizes.
+pub fn dataset_files(root: &Path, depth: usize) -> Vec<FileEntry> {
+    datasets(root, depth)
+        .into_iter()
+        .map(|path| FileEntry {
+            bytes: std::fs::metadata(&path).map_or(0, |m| m.len()),
+            path,
+        })
+        .collect()
+}
+
+/// Where a converted copy of `source` goes: beside it when it is in the workspace at
+/// `root`, else `outputs`. A project keeps its own files, even when the source is the
+/// global demo.
+pub fn convert_folder(source: &Path, root: &Path, outputs: &Path) -> PathBuf {
+    match source.parent() {
+        Some(dir) if source.starts_with(root) => dir.to_path_buf(),
+        _ => outputs.to_path_buf(),
+    }
+}
+
+/// `path` as a file under the first of `bases` that holds it, else as given.
+pub fn find_file(path: &Path, bases: &[&Path]) -> PathBuf {
+    bases
+        .iter()
+        .map(|b| b.join(path))
+        .find(|c| c.is_file())
+        .unwrap_or_else(|| path.to_path_buf())
+}
+
+/// A model's `spec` resolved against the workspace at `base`: relative to it when it is
+/// there, else as given (a hub id, an absolute path, or one relative to the current folder).
+pub fn resolve_model(spec: &str, base: &Path) -> String {
+    let p = Path::new(spec);
+    if p.is_absolute() || p.exists() || !base.join(p).exists() {
+        spec.to_string()
+    } else {
+        base.join(p).display().to_string()
+    }
+}
+
+/// Saves `config` as `<root>/presets/<name>.yaml` (its `name`, else `custom`).
+pub fn save_preset(root: &Path, config: &crate::config::RunConfig) -> Result<PathBuf, String> {
+    let name = config.name.clone().unwrap_or_else(|| "custom".into());
+    let path = root.join("presets").join(format!("{name}.yaml"));
+    std::fs::create_dir_all(path.parent().unwrap_or(Path::new("."))).map_err(|e| e.to_string())?;
+    let yaml = serde_yaml::to_string(config).map_err(|e| e.to_string())?;
+    crate::files::write_atomic(&path, yaml.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// The runs of `runs` that wrote a PEFT adapter (`adapter/adapter_config.json`), in order.
+pub fn runs_with_adapter(runs: &[crate::runs::RunSummary]) -> Vec<&crate::runs::RunSummary> {
+    runs.iter()
+        .filter(|r| {
+            crate::runs::RunDir::new(&r.dir)
+                .adapter()
+                .join("adapter_config.json")
+                .is_file()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_resolve_against_the_workspace_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir_all(a.join("data")).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::write(b.join("x.jsonl"), "{}\n").unwrap();
+        std::fs::write(a.join("data/y.jsonl"), "{}\n{}\n").unwrap();
+        assert_eq!(
+            find_file(Path::new("x.jsonl"), &[&a, &b]),
+            b.join("x.jsonl")
+        );
+        assert_eq!(
+            find_file(Path::new("none.jsonl"), &[&a, &b]),
+            PathBuf::from("none.jsonl")
+        );
+        let listed = dataset_files(&a, 2);
+        assert_eq!(
+            listed,
+            vec![FileEntry {
+                path: a.join("data/y.jsonl"),
+                bytes: 6
+            }]
+        );
+        // A copy goes beside a workspace file, else into the outputs.
+        let out = dir.path().join("out");
+        assert_eq!(
+            convert_folder(&a.join("data/y.jsonl"), &a, &out),
+            a.join("data")
+        );
+        assert_eq!(convert_folder(&b.join("x.jsonl"), &a, &out), out);
+        // A model folder in the workspace resolves there; a hub id stays as it is.
+        std::fs::create_dir_all(a.join("tiny-model")).unwrap();
+        assert_eq!(
+            resolve_model("tiny-model", &a),
+            a.join("tiny-model").display().to_string()
+        );
+        assert_eq!(resolve_model("org/name", &a), "org/name");
+    }
+}

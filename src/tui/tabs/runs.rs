@@ -222,6 +222,18 @@ impl Default for RunsTab {
 impl Component for RunsTab {
     type Msg = Msg;
 
+    fn hints(&self) -> &'static [(Action, &'static str)] {
+        &[
+            (Action::Enter, "watch"),
+            (Action::Mark, "mark"),
+            (Action::Compare, "compare"),
+            (Action::OpenInChat, "chat"),
+            (Action::StopRun, "stop"),
+            (Action::ExportGguf, "gguf"),
+            (Action::PlotRuns, "plot"),
+        ]
+    }
+
     fn handle(&mut self, a: Action, ctx: &Ctx) -> Option<Effect<Msg>> {
         let runs = ctx.runs;
         match a {

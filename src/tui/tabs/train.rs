@@ -11,7 +11,7 @@ use crate::tui::action::Action;
 use crate::tui::effect::Effect;
 use crate::tui::run_view::{RunView, SecondMetric};
 use crate::tui::theme::Theme;
-use crate::tui::widgets::{line_chart, loss_chart, YRange};
+use crate::tui::widgets::{line_chart, loss_chart, memory_gauge, YRange};
 use crate::units::clock;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
@@ -69,6 +69,14 @@ impl TrainTab {
 
 impl Component for TrainTab {
     type Msg = ();
+
+    fn hints(&self) -> &'static [(Action, &'static str)] {
+        &[
+            (Action::StartRun, "start run"),
+            (Action::StopRun, "stop"),
+            (Action::AttachNext, "attach"),
+        ]
+    }
 
     fn handle(&mut self, a: Action, ctx: &Ctx) -> Option<Effect<()>> {
         if a != Action::AttachNext {
@@ -247,19 +255,8 @@ fn draw(f: &mut Frame, area: Rect, t: &TrainTab, theme: &Theme, hint: &str) {
         Constraint::Min(1),
     ])
     .areas(inner);
-    let mr = m.used as f64 / m.total.max(1) as f64;
-    let ms = if mr > 0.9 {
-        theme.gauge_high
-    } else if mr > 0.7 {
-        theme.gauge_warn
-    } else {
-        theme.gauge_ok
-    };
     f.render_widget(
-        Gauge::default()
-            .ratio(mr.clamp(0.0, 1.0))
-            .gauge_style(ms)
-            .label(format!("{}/{} GiB", gib(m.used), gib(m.total))),
+        memory_gauge(m.used, m.total, theme).label(format!("{}/{} GiB", gib(m.used), gib(m.total))),
         g,
     );
     f.render_widget(

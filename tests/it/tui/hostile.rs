@@ -199,7 +199,7 @@ fn hostile_text_keeps_every_pane_inside_its_frame() {
     if let Some(d) = a.data.synth.as_mut() {
         d.progress.source = HOSTILE.into();
         d.progress.last = Some(HOSTILE.into());
-        d.phase = tunelab::tui::tabs::synth_dialog::Phase::Running {
+        d.phase = tunelab::tui::tabs::data::synth::Phase::Running {
             id: 0,
             stop: Default::default(),
         };

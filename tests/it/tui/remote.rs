@@ -12,7 +12,7 @@ use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 use tunelab::tui::action::Action;
 use tunelab::tui::app::App;
-use tunelab::tui::tabs::synth_dialog::{Field, Phase};
+use tunelab::tui::tabs::data::synth::{Field, Phase};
 use tunelab::tui::tabs::Tab;
 
 fn press(a: &mut App, code: KeyCode) {
@@ -41,7 +41,7 @@ fn wait_for(a: &mut App, what: &str, done: impl Fn(&App) -> bool) {
 }
 
 /// The open dialog's form.
-fn form(a: &mut App) -> &mut tunelab::tui::tabs::synth_dialog::Form {
+fn form(a: &mut App) -> &mut tunelab::tui::tabs::data::synth::Form {
     &mut a.data.synth.as_mut().expect("the dialog is open").form
 }
 

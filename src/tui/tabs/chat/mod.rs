@@ -517,6 +517,17 @@ impl ChatTab {
 impl Component for ChatTab {
     type Msg = Msg;
 
+    fn hints(&self) -> &'static [(Action, &'static str)] {
+        &[
+            (Action::Compose, "write"),
+            (Action::ToggleAdapter, "adapter on/off"),
+            (Action::SideBySide, "side by side"),
+            (Action::PickAdapter, "adapter"),
+            (Action::PickSecondAdapter, "adapter B"),
+            (Action::SaveExchange, "save"),
+        ]
+    }
+
     fn editing(&self) -> bool {
         self.input.is_some() || self.finder.is_some() || self.adapter_finder.is_some()
     }

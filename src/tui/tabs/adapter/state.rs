@@ -1,0 +1,375 @@
+//! The Adapter tab's state: the run configuration the form edits, the field and module
+//! picker under the cursor, the open finder, the model and dataset as workers found them,
+//! and what follows from them without touching the disk (visible fields, the method a
+//! dataset needs, the trainable parameters and the memory estimate).
+
+use crate::config::{FieldKind, FieldSpec, Method, RunConfig, FIELDS, PRESETS};
+use crate::lora::LoraConfig;
+use crate::model::estimate;
+use crate::model::ModelConfig;
+use crate::telemetry::MemorySample;
+use crate::tui::effect::Effect;
+use crate::tui::widgets::{PickItem, Picker, TextInput};
+use std::path::{Path, PathBuf};
+
+/// The model behind the form's `model.path`, as a worker found it.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    /// `model.path` as written in the form.
+    pub spec: String,
+    /// Where it resolved to.
+    pub resolved: String,
+    pub config: Option<ModelConfig>,
+}
+
+/// Background results for this tab.
+pub enum Msg {
+    /// Boxed: a model's config is large beside the other messages.
+    ModelInfo(Box<ModelInfo>),
+    DataKind(DataKind),
+    PresetSaved(Result<PathBuf, String>),
+    /// Items for the open finder.
+    Found(Finding, Vec<PickItem>),
+}
+
+/// What the finder picks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finding {
+    /// `model.path`: the workspace's models, the hub cache's, or a typed hub id.
+    Model,
+    /// `data.train`: the workspace's datasets, or a typed path.
+    Dataset,
+    /// `dpo.init_adapter` or `kto.init_adapter` (the field): the runs that wrote an
+    /// adapter, or a typed path.
+    Adapter(&'static str),
+}
+
+impl Finding {
+    /// The field a pick fills in.
+    pub fn field(self) -> &'static str {
+        match self {
+            Finding::Model => "model.path",
+            Finding::Dataset => "data.train",
+            Finding::Adapter(field) => field,
+        }
+    }
+}
+
+pub struct AdapterTab {
+    pub config: RunConfig,
+    pub selected: usize,
+    /// The field being edited, and its live error.
+    pub editing: Option<TextInput>,
+    pub edit_error: Option<String>,
+    /// The module picker (for lora.target_modules): cursor.
+    pub modules: Option<usize>,
+    /// The model or dataset finder, while it is open.
+    pub finder: Option<(Finding, Picker)>,
+    pub preset: usize,
+    /// Folder relative model and data paths resolve against (the workspace).
+    pub base: PathBuf,
+    /// The data folder, where presets' `demo/…` paths live.
+    pub(super) data: PathBuf,
+    /// (total, free) bytes of the memory the estimate is held against, and its name.
+    pub budget: Option<(u64, u64, String)>,
+    pub model_info: Option<ModelInfo>,
+    pub(super) info_loading: Option<String>,
+    /// What `data.train` holds (detected on a worker), for the method it needs.
+    pub data_kind: Option<DataKind>,
+    pub(super) kind_loading: Option<String>,
+    /// The dataset the user just chose: when its kind arrives, `train.method` follows it.
+    pub(super) fit_method_to: Option<String>,
+}
+
+/// The detected format and kind of a dataset path, or why it could not be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataKind {
+    pub path: String,
+    pub found: Result<(crate::data::Format, crate::data::Kind), String>,
+}
+
+/// The method a dataset of `kind` trains with, when `current` cannot use it: rated
+/// completions → kto, pairs → dpo, conversations and text → sft.
+fn method_for(kind: crate::data::Kind, current: Method) -> Option<Method> {
+    use crate::data::Kind;
+    let fits = match kind {
+        Kind::Unpaired => current == Method::Kto,
+        // KTO also trains on pairs (each side rated on its own).
+        Kind::Preference => current.is_preference(),
+        Kind::Sft | Kind::Text => current == Method::Sft,
+    };
+    if fits {
+        return None;
+    }
+    Some(match kind {
+        Kind::Unpaired => Method::Kto,
+        Kind::Preference => Method::Dpo,
+        Kind::Sft | Kind::Text => Method::Sft,
+    })
+}
+
+impl AdapterTab {
+    /// The form for `ws`, starting from the tiny-demo preset.
+    pub fn new(ws: &crate::tui::context::Workspace) -> Self {
+        let config = PRESETS
+            .iter()
+            .find(|(n, _)| *n == "tiny-demo")
+            .and_then(|(n, t)| RunConfig::from_yaml(t, n).ok())
+            .expect("the tiny-demo preset parses");
+        let mut t = AdapterTab {
+            config,
+            selected: 0,
+            editing: None,
+            edit_error: None,
+            modules: None,
+            finder: None,
+            preset: 0,
+            base: ws.root.clone(),
+            data: ws.data.clone(),
+            budget: None,
+            model_info: None,
+            info_loading: None,
+            data_kind: None,
+            kind_loading: None,
+            fit_method_to: None,
+        };
+        t.localize();
+        t
+    }
+
+    /// Presets name the demo relative to the data folder; in a project they are made
+    /// absolute so they still find it.
+    pub(super) fn localize(&mut self) {
+        if self.base == self.data {
+            return;
+        }
+        let data = self.data.clone();
+        let fix = |p: &mut String| {
+            if p.starts_with("demo/") {
+                *p = data.join(&*p).display().to_string();
+            }
+        };
+        fix(&mut self.config.model.path);
+        fix(&mut self.config.data.train);
+    }
+
+    /// Whether the form still trains on the demo's persona set.
+    pub fn on_demo_data(&self) -> bool {
+        self.config.data.train.ends_with("demo/persona.jsonl")
+    }
+
+    /// The memory the estimate is held against: the GPU, else system RAM.
+    pub fn set_budget(&mut self, m: &MemorySample) {
+        self.budget = Some((m.total, m.total.saturating_sub(m.used), m.device.clone()));
+    }
+
+    /// The fields the form shows: those the method reads (and `data.train_undesirable`
+    /// only for rated data).
+    pub fn visible(&self) -> Vec<&'static FieldSpec> {
+        let rated = self.data_kind.as_ref().is_some_and(|k| {
+            k.path == self.config.data.train
+                && matches!(k.found, Ok((_, crate::data::Kind::Unpaired)))
+        });
+        FIELDS
+            .iter()
+            .filter(|f| f.applies(&self.config))
+            .filter(|f| rated || f.path != "data.train_undesirable")
+            .collect()
+    }
+
+    pub fn field(&self) -> &'static FieldSpec {
+        let v = self.visible();
+        v[self.selected.min(v.len() - 1)]
+    }
+
+    pub fn move_sel(&mut self, d: isize) {
+        let n = self.module_names().len();
+        if let Some(p) = self.modules.as_mut() {
+            *p = (*p as isize + d).clamp(0, n as isize) as usize;
+            return;
+        }
+        let n = self.visible().len() as isize;
+        self.selected = (self.selected as isize + d).clamp(0, n - 1) as usize;
+    }
+
+    /// The model path resolved against the workspace (by the worker once it has looked).
+    pub fn model_path(&self) -> String {
+        if let Some(i) = self
+            .model_info
+            .as_ref()
+            .filter(|i| i.spec == self.config.model.path)
+        {
+            return i.resolved.clone();
+        }
+        let p = Path::new(&self.config.model.path);
+        if p.is_absolute() {
+            self.config.model.path.clone()
+        } else {
+            self.base.join(p).display().to_string()
+        }
+    }
+
+    /// The projections LoRA can target in the chosen model's family (Llama's seven until
+    /// its config is read), by their HF names.
+    pub fn module_names(&self) -> Vec<&'static str> {
+        self.model_config().map_or_else(
+            || crate::model::Arch::Llama.family().module_names(),
+            ModelConfig::linear_modules,
+        )
+    }
+
+    pub fn model_config(&self) -> Option<&ModelConfig> {
+        self.model_info
+            .as_ref()
+            .filter(|i| i.spec == self.config.model.path)
+            .and_then(|i| i.config.as_ref())
+    }
+
+    /// When the dataset the user chose needs another method, switches to it and says so.
+    pub(super) fn fit_method(&mut self) -> Option<Effect<Msg>> {
+        let k = self.data_kind.as_ref()?;
+        if self.fit_method_to.as_ref() != Some(&k.path) {
+            return None;
+        }
+        self.fit_method_to = None;
+        let (format, kind) = k.found.clone().ok()?;
+        let method = method_for(kind, self.config.train.method)?;
+        self.config.set_field("train.method", method.into()).ok()?;
+        let why = match method {
+            Method::Kto => "completions rated one at a time: KTO learns from both labels (sft would train only the desirable ones)",
+            Method::Dpo => "preference pairs (kto also trains on them)",
+            Method::Sft => "conversations to imitate",
+        };
+        Some(Effect::info(format!(
+            "train.method is now {method}: {format} data holds {why}"
+        )))
+    }
+
+    /// Starts editing the selected field (booleans and choices cycle instead).
+    pub fn begin_edit(&mut self) {
+        let f = self.field();
+        match f.kind {
+            FieldKind::Bool => {
+                let v = self.config.get_field(f.path) != "true";
+                let _ = self
+                    .config
+                    .set_field(f.path, if v { "true" } else { "false" });
+            }
+            FieldKind::Choice(opts) => {
+                let cur = self.config.get_field(f.path);
+                let i = opts
+                    .iter()
+                    .position(|o| *o == cur)
+                    .map_or(0, |i| (i + 1) % opts.len());
+                let _ = self.config.set_field(f.path, opts[i]);
+            }
+            FieldKind::Modules => self.modules = Some(0),
+            _ => {
+                self.editing = Some(TextInput::new(self.config.get_field(f.path)));
+                self.edit_error = None;
+            }
+        }
+    }
+
+    /// Checks the edit buffer as typed: the error shows inline, nothing is applied yet.
+    pub fn check_edit(&mut self) {
+        if let Some(buf) = &self.editing {
+            let mut probe = self.config.clone();
+            self.edit_error = probe.set_field(self.field().path, buf.value()).err();
+        }
+    }
+
+    /// Applies the edit buffer; on error the buffer stays open with the message.
+    pub fn commit_edit(&mut self) -> bool {
+        let Some(buf) = self.editing.as_ref().map(|b| b.value().to_string()) else {
+            return true;
+        };
+        let path = self.field().path;
+        match self.config.set_field(path, &buf) {
+            Ok(()) => {
+                self.editing = None;
+                self.edit_error = None;
+                if path == "data.train" {
+                    self.fit_method_to = Some(self.config.data.train.clone());
+                }
+                true
+            }
+            Err(e) => {
+                self.edit_error = Some(e);
+                false
+            }
+        }
+    }
+
+    /// Toggles the module under the picker cursor (the last row is all-linear).
+    pub fn toggle_module(&mut self) {
+        let Some(i) = self.modules else { return };
+        let mut mods = self.config.lora.target_modules.clone();
+        let modules = self.module_names();
+        if i == modules.len() {
+            mods = if mods == ["all-linear"] {
+                vec!["q_proj".into(), "v_proj".into()]
+            } else {
+                vec!["all-linear".into()]
+            };
+        } else {
+            if mods == ["all-linear"] {
+                mods = modules.iter().map(|m| m.to_string()).collect();
+            }
+            let m = modules[i].to_string();
+            if let Some(k) = mods.iter().position(|x| *x == m) {
+                mods.remove(k);
+            } else {
+                mods.push(m);
+            }
+            mods.sort_by_key(|m| modules.iter().position(|x| x == m));
+        }
+        let text = mods.join(" ");
+        if let Err(e) = self.config.set_field("lora.target_modules", &text) {
+            self.edit_error = Some(e);
+        } else {
+            self.edit_error = None;
+        }
+    }
+
+    pub fn load_next_preset(&mut self) -> String {
+        self.preset = (self.preset + 1) % PRESETS.len();
+        let (name, text) = PRESETS[self.preset];
+        match RunConfig::from_yaml(text, name) {
+            Ok(c) => {
+                self.config = c;
+                self.localize();
+                format!("loaded preset {name}")
+            }
+            Err(e) => e.to_string(),
+        }
+    }
+
+    pub fn trainable(&self) -> Option<usize> {
+        let lora: LoraConfig = (&self.config.lora).into();
+        self.model_config()
+            .map(|c| estimate::trainable_parameters(c, &lora))
+    }
+
+    pub fn memory(&self) -> Option<estimate::MemoryEstimate> {
+        let c = self.model_config()?;
+        let t = &self.config.train;
+        let bytes = t.dtype.size() as u64;
+        // A preference micro-batch holds the chosen and the rejected row of every pair.
+        let rows = match t.method {
+            Method::Sft => t.batch_size,
+            Method::Dpo => 2 * t.batch_size,
+            // KTO's KL rows go through without a graph, before the rows that train.
+            Method::Kto => t.batch_size,
+        };
+        Some(estimate::memory(
+            c,
+            &(&self.config.lora).into(),
+            estimate::base_bytes(c, &self.config.model.quant_plan(), bytes),
+            bytes,
+            rows,
+            self.config.data.max_seq_len,
+            t.gradient_checkpointing,
+        ))
+    }
+}

@@ -1,0 +1,293 @@
+//! Draws the Adapter tab: the form, and beside it what the model and the method make of
+//! it, the memory estimate against the budget, and the selected field's help with the
+//! module picker and the form's issues.
+
+use super::state::{AdapterTab, DataKind};
+use crate::config::{FieldKind, Method, RunConfig, PRESETS};
+use crate::lora::LoraConfig;
+use crate::tui::text;
+use crate::tui::theme::Theme;
+use crate::tui::widgets::gauge;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::Frame;
+use std::path::Path;
+
+/// What `data.train` holds, as detected.
+fn data_line(t: &AdapterTab) -> String {
+    match t
+        .data_kind
+        .as_ref()
+        .filter(|k| k.path == t.config.data.train)
+    {
+        Some(DataKind {
+            found: Ok((format, kind)),
+            ..
+        }) => format!("data       {format} · {kind}"),
+        Some(DataKind { found: Err(_), .. }) => "data       unreadable (see data.train)".into(),
+        None => "data       …".into(),
+    }
+}
+
+/// What the run optimises: SFT, or the preference loss with its β and starting point.
+fn method_line(c: &RunConfig) -> String {
+    let from = || {
+        c.init_adapter().map_or("fresh adapter".into(), |a| {
+            // A run's adapter folder is named after the run.
+            let p = Path::new(a.trim_end_matches('/'));
+            let p = if p.ends_with("adapter") {
+                p.parent().unwrap_or(p)
+            } else {
+                p
+            };
+            let name = p
+                .file_name()
+                .map_or(a.to_string(), |n| n.to_string_lossy().into_owned());
+            format!("from {}", text::middle(&name, 16))
+        })
+    };
+    match c.train.method {
+        Method::Sft => "method     sft".into(),
+        Method::Dpo => format!("method     {} β{} · {}", c.dpo.loss, c.dpo.beta, from()),
+        Method::Kto => format!(
+            "method     kto β{} λD{} λU{} · {}",
+            c.kto.beta,
+            c.kto.desirable_weight,
+            c.kto.undesirable_weight,
+            from()
+        ),
+    }
+}
+
+fn gib(b: u64) -> String {
+    format!("{} GiB", crate::units::gib(b, 2))
+}
+
+/// The whole tab: the form on the left, beside it the adapter, the memory estimate and the
+/// selected field's help.
+pub fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
+    let [form, side] =
+        Layout::horizontal([Constraint::Min(40), Constraint::Length(44)]).areas(area);
+    draw_form(f, form, t, theme);
+    let [info, mem, help] = Layout::vertical([
+        Constraint::Length(9),
+        Constraint::Length(9),
+        Constraint::Min(4),
+    ])
+    .areas(side);
+    draw_adapter(f, info, t, theme);
+    draw_memory(f, mem, t, theme);
+    draw_field(f, help, t, theme);
+}
+
+/// The visible fields and their values (the edit buffer in the selected one's place).
+fn draw_form(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
+    let rows: Vec<Row> = t
+        .visible()
+        .into_iter()
+        .enumerate()
+        .map(|(i, fs)| {
+            let mut value = t.config.get_field(fs.path);
+            if i == t.selected {
+                if let Some(buf) = &t.editing {
+                    value = buf.display();
+                }
+            }
+            let style = if i == t.selected {
+                theme.selection
+            } else {
+                theme.foreground
+            };
+            Row::new(vec![fs.path.to_string(), value]).style(style)
+        })
+        .collect();
+    let mut state = TableState::default().with_selected(Some(t.selected));
+    let title = format!(" run configuration · preset {} ", PRESETS[t.preset].0);
+    f.render_stateful_widget(
+        Table::new(rows, [Constraint::Length(30), Constraint::Min(10)]).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(title)
+                .border_style(theme.border_focused),
+        ),
+        area,
+        &mut state,
+    );
+}
+
+/// What the form trains: the model, the trainable parameters, LoRA, the data and method.
+fn draw_adapter(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
+    let trainable = t.trainable();
+    let total = t.model_config().map(|c| c.parameter_count());
+    let info_lines = vec![
+        Line::from(vec![
+            Span::raw("model      "),
+            Span::styled(text::middle(&t.config.model.path, 30), theme.accent),
+        ]),
+        Line::from(format!(
+            "trainable  {}",
+            trainable.map_or("? (no config.json)".into(), |n| format!(
+                "{n} ({:.3}% of {})",
+                100.0 * n as f64 / total.unwrap_or(1).max(1) as f64,
+                total.unwrap_or(0)
+            ))
+        )),
+        Line::from(format!(
+            "LoRA       r{} α{} · scale {:.3}",
+            t.config.lora.r,
+            t.config.lora.alpha,
+            LoraConfig::from(&t.config.lora).scale()
+        )),
+        Line::from(format!(
+            "modules    {}",
+            t.config.lora.target_modules.join(",")
+        )),
+        Line::from(data_line(t)),
+        Line::from(method_line(&t.config)),
+        Line::from(format!(
+            "train      {} · lr {} · bs {}×{}",
+            t.config.train.dtype,
+            t.config.train.lr,
+            t.config.train.batch_size,
+            t.config.train.grad_accum
+        )),
+    ];
+    f.render_widget(
+        Paragraph::new(info_lines).block(Block::default().borders(Borders::ALL).title(" adapter ")),
+        area,
+    );
+}
+
+/// The memory estimate, each part and the whole against the budget, with the gauge.
+fn draw_memory(f: &mut Frame, mem: Rect, t: &AdapterTab, theme: &Theme) {
+    let mem_block = Block::default()
+        .borders(Borders::ALL)
+        .title(" memory estimate ");
+    match (t.memory(), &t.budget) {
+        (Some(m), Some((total, free, name))) => {
+            let inner = mem_block.inner(mem);
+            f.render_widget(mem_block, mem);
+            let [lines_area, gauge_area] =
+                Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
+            let fits = m.total <= *free;
+            let verdict = if fits {
+                Span::styled(
+                    format!("fits: {} of {} free", gib(m.total), gib(*free)),
+                    theme.success,
+                )
+            } else {
+                Span::styled(
+                    format!("does not fit: {} > {} free", gib(m.total), gib(*free)),
+                    theme.error,
+                )
+            };
+            f.render_widget(
+                Paragraph::new(vec![
+                    Line::from(format!("weights    {}", gib(m.weights))),
+                    Line::from(format!("LoRA state {}", gib(m.lora_state))),
+                    Line::from(format!("activ.     {}", gib(m.activations))),
+                    Line::from(format!("logits     {}", gib(m.logits))),
+                    Line::from(verdict),
+                    Line::styled(name.clone(), theme.muted),
+                ]),
+                lines_area,
+            );
+            let ratio = gauge::usage(m.total, *total);
+            f.render_widget(
+                gauge::memory_gauge(m.total, *total, theme)
+                    .label(format!("{:.0}% of {}", ratio * 100.0, gib(*total))),
+                gauge_area,
+            );
+        }
+        _ => f.render_widget(
+            Paragraph::new(
+                "no estimate yet: the model has no readable config.json. Enter on model.path finds one.",
+            )
+            .wrap(Wrap { trim: true })
+            .block(mem_block),
+            mem,
+        ),
+    }
+}
+
+/// The selected field's help and kind, the module picker when it is open, the edit's
+/// verdict and the form's first issues.
+fn draw_field(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
+    let fs = t.field();
+    let mut help_lines = vec![
+        Line::styled(fs.path, theme.title.add_modifier(Modifier::BOLD)),
+        Line::from(fs.help),
+    ];
+    match fs.kind {
+        FieldKind::Int { min, max } => help_lines.push(Line::styled(
+            format!("whole number {min}…{max}"),
+            theme.muted,
+        )),
+        FieldKind::Float { min, max } => {
+            help_lines.push(Line::styled(format!("number {min}…{max}"), theme.muted))
+        }
+        FieldKind::OptFloat { min, max } => help_lines.push(Line::styled(
+            format!("number {min}…{max}, or empty for none"),
+            theme.muted,
+        )),
+        FieldKind::Adapter => help_lines.push(Line::styled(
+            "Enter picks a run with an adapter (or types a PEFT folder)",
+            theme.muted,
+        )),
+        FieldKind::Choice(o) => help_lines.push(Line::styled(
+            format!("Enter cycles: {}", o.join(" · ")),
+            theme.muted,
+        )),
+        FieldKind::Bool => help_lines.push(Line::styled("Enter toggles", theme.muted)),
+        FieldKind::Modules => {
+            help_lines.push(Line::styled("Enter opens the module picker", theme.muted))
+        }
+        _ => {}
+    }
+    if let Some(p) = t.modules {
+        let mods = &t.config.lora.target_modules;
+        let all = mods.iter().any(|m| m == "all-linear");
+        for (i, m) in t
+            .module_names()
+            .iter()
+            .chain(["all-linear"].iter())
+            .enumerate()
+        {
+            let on = all || mods.iter().any(|x| x == m);
+            let line = format!(
+                "{} [{}] {m}",
+                if i == p { "▸" } else { " " },
+                if on { "x" } else { " " }
+            );
+            help_lines.push(Line::styled(
+                line,
+                if i == p {
+                    theme.selection
+                } else {
+                    theme.foreground
+                },
+            ));
+        }
+        help_lines.push(Line::styled("space toggles · Esc closes", theme.muted));
+    }
+    if let Some(e) = &t.edit_error {
+        help_lines.push(Line::styled(format!("✗ {e}"), theme.error));
+    } else if t.editing.is_some() {
+        help_lines.push(Line::styled(
+            "✓ valid · Enter applies · Esc cancels",
+            theme.success,
+        ));
+    }
+    let issues = t.config.validate();
+    for i in issues.iter().take(3) {
+        help_lines.push(Line::styled(format!("! {i}"), theme.warning));
+    }
+    f.render_widget(
+        Paragraph::new(help_lines)
+            .wrap(Wrap { trim: false })
+            .block(Block::default().borders(Borders::ALL).title(" field ")),
+        area,
+    );
+}
