@@ -336,7 +336,7 @@ impl ModelConfig {
         let use_window = v
             .get("use_sliding_window")
             .and_then(Value::as_bool)
-            .unwrap_or(!matches!(arch, Arch::Qwen2 | Arch::Qwen3));
+            .unwrap_or(!family.window_opt_in);
         let sliding_window = opt_usize("sliding_window").filter(|_| use_window);
         let sliding_layers: Vec<bool> = match (sliding_window, v.get("layer_types")) {
             (None, _) => vec![false; num_hidden_layers],
@@ -363,22 +363,7 @@ impl ModelConfig {
                     })
                     .collect::<Field<_>>()?
             }
-            (Some(_), None) => (0..num_hidden_layers)
-                .map(|i| match arch {
-                    Arch::Gemma2 => i % 2 == 0,
-                    Arch::Gemma3 => {
-                        let pattern = opt_usize("sliding_window_pattern")
-                            .or_else(|| opt_usize("_sliding_window_pattern"))
-                            .unwrap_or(6)
-                            .max(1);
-                        (i + 1) % pattern != 0
-                    }
-                    Arch::Qwen2 | Arch::Qwen3 => {
-                        i >= opt_usize("max_window_layers").unwrap_or(num_hidden_layers)
-                    }
-                    _ => true,
-                })
-                .collect(),
+            (Some(_), None) => family.sliding.layers(num_hidden_layers, opt_usize),
         };
         if sliding_window == Some(0) {
             return Err(field_err("sliding_window", "must be at least 1"));
@@ -400,7 +385,7 @@ impl ModelConfig {
             tie_word_embeddings: v
                 .get("tie_word_embeddings")
                 .and_then(Value::as_bool)
-                .unwrap_or(matches!(arch, Arch::Gemma2 | Arch::Gemma3)),
+                .unwrap_or(family.tied_by_default),
             qkv_bias: family.qkv_bias
                 || v.get("attention_bias")
                     .and_then(Value::as_bool)
@@ -411,7 +396,7 @@ impl ModelConfig {
             attn_logit_softcapping: opt_f64("attn_logit_softcapping"),
             final_logit_softcapping: opt_f64("final_logit_softcapping"),
             query_pre_attn_scalar: opt_f64("query_pre_attn_scalar")
-                .filter(|_| matches!(arch, Arch::Gemma2 | Arch::Gemma3)),
+                .filter(|_| family.query_pre_attn_scalar),
             torch_dtype: v
                 .get("torch_dtype")
                 .or_else(|| v.get("dtype"))
@@ -612,10 +597,7 @@ impl ModelConfig {
                 }
             })
             .collect();
-        let act = match self.activation {
-            Activation::Silu => "silu",
-            Activation::GeluTanh => "gelu_pytorch_tanh",
-        };
+        let act = self.activation.hf_name();
         let mut v = serde_json::json!({
             "architectures": [f.hf_class],
             "model_type": f.model_type,
@@ -639,7 +621,7 @@ impl ModelConfig {
             v["use_sliding_window"] = serde_json::json!(true);
             v["layer_types"] = serde_json::json!(layer_types);
         }
-        if matches!(self.arch, Arch::Gemma2 | Arch::Gemma3) {
+        if f.query_pre_attn_scalar {
             v["hidden_activation"] = serde_json::json!(act);
             v["query_pre_attn_scalar"] = serde_json::json!(self.query_pre_attn_scalar);
             v["attn_logit_softcapping"] = serde_json::json!(self.attn_logit_softcapping);
