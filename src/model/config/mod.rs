@@ -1,47 +1,17 @@
 //! `config.json` of a decoder of any family in `model::family`, with an error that names the
-//! field for anything unsupported.
+//! field for anything unsupported. The family's defaults come from its table entry; RoPE
+//! (`rope`) and sliding windows (`sliding`) are parsed on their own, and `hf_json` writes a
+//! config back.
 
 use serde_json::Value;
 use std::path::Path;
 
+mod hf_json;
+mod rope;
+mod sliding;
+
 pub use super::family::{Activation, Arch};
-
-/// Llama 3.1's frequency-dependent RoPE scaling.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Llama3Scaling {
-    pub factor: f64,
-    pub low_freq_factor: f64,
-    pub high_freq_factor: f64,
-    pub original_max_position_embeddings: f64,
-}
-
-/// Phi-3's LongRoPE: per-frequency factors, short ones up to the pretraining length and long
-/// ones past it, and a cos/sin scale.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LongRope {
-    pub short_factor: Vec<f64>,
-    pub long_factor: Vec<f64>,
-    pub original_max_position_embeddings: usize,
-    pub attention_factor: f64,
-}
-
-/// How a RoPE's frequencies are scaled.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RopeScaling {
-    Llama3(Llama3Scaling),
-    /// Positions divided by `factor` (Gemma 3's global layers on 4B and up).
-    Linear {
-        factor: f64,
-    },
-    LongRope(LongRope),
-}
-
-/// One rotary embedding: base and scaling.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rope {
-    pub theta: f64,
-    pub scaling: Option<RopeScaling>,
-}
+pub use rope::{Llama3Scaling, LongRope, Rope, RopeScaling};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
@@ -90,82 +60,6 @@ type Field<T> = Result<T, (String, String)>;
 
 fn field_err(field: impl Into<String>, message: impl Into<String>) -> (String, String) {
     (field.into(), message.into())
-}
-
-/// One RoPE's `{rope_type, rope_theta, factor, …}` (transformers 5's `rope_parameters`, or
-/// the older `rope_scaling`), found at `path`.
-fn parse_scaling(s: &Value, path: &str, config: &Value) -> Field<Option<RopeScaling>> {
-    let kind = s
-        .get("rope_type")
-        .or_else(|| s.get("type"))
-        .and_then(Value::as_str)
-        .unwrap_or("default");
-    let f = |k: &str| {
-        s.get(k)
-            .and_then(Value::as_f64)
-            .ok_or_else(|| field_err(format!("{path}.{k}"), "missing; expected a number"))
-    };
-    Ok(match kind {
-        "default" => None,
-        "linear" => Some(RopeScaling::Linear {
-            factor: f("factor")?,
-        }),
-        "llama3" => Some(RopeScaling::Llama3(Llama3Scaling {
-            factor: f("factor")?,
-            low_freq_factor: f("low_freq_factor")?,
-            high_freq_factor: f("high_freq_factor")?,
-            original_max_position_embeddings: f("original_max_position_embeddings")?,
-        })),
-        "longrope" | "su" => {
-            let list = |k: &str| -> Field<Vec<f64>> {
-                s.get(k)
-                    .and_then(Value::as_array)
-                    .and_then(|a| a.iter().map(Value::as_f64).collect::<Option<Vec<f64>>>())
-                    .ok_or_else(|| {
-                        field_err(format!("{path}.{k}"), "missing; expected a list of numbers")
-                    })
-            };
-            let original = s
-                .get("original_max_position_embeddings")
-                .or_else(|| config.get("original_max_position_embeddings"))
-                .and_then(Value::as_u64)
-                .ok_or_else(|| {
-                    field_err(
-                        "original_max_position_embeddings",
-                        "missing; longrope needs the pretraining length",
-                    )
-                })? as f64;
-            let max = config
-                .get("max_position_embeddings")
-                .and_then(Value::as_f64)
-                .unwrap_or(original);
-            // transformers: `factor` defaults to max / original, and the cos/sin scale to
-            // √(1 + ln factor / ln original) when it is above 1.
-            let factor = s
-                .get("factor")
-                .and_then(Value::as_f64)
-                .unwrap_or(max / original);
-            let attention_factor = match s.get("attention_factor").and_then(Value::as_f64) {
-                Some(a) => a,
-                None if factor <= 1.0 => 1.0,
-                None => (1.0 + factor.ln() / original.ln()).sqrt(),
-            };
-            Some(RopeScaling::LongRope(LongRope {
-                short_factor: list("short_factor")?,
-                long_factor: list("long_factor")?,
-                original_max_position_embeddings: original as usize,
-                attention_factor,
-            }))
-        }
-        other => {
-            return Err(field_err(
-                format!("{path}.rope_type"),
-                format!(
-                    "unsupported rope type {other:?}; expected default, linear, llama3 or longrope"
-                ),
-            ))
-        }
-    })
 }
 
 impl ModelConfig {
@@ -244,87 +138,12 @@ impl ModelConfig {
             ));
         }
         let head_dim = opt_usize("head_dim").unwrap_or(hidden_size / num_attention_heads);
-        // transformers 5 writes `rope_parameters` (theta and scaling together, or one entry
-        // per layer type); older files have `rope_theta`, `rope_scaling` and Gemma 3's
-        // `rope_local_base_freq`.
-        let params = v.get("rope_parameters").filter(|p| p.is_object());
-        let per_type = params.filter(|p| p.get("full_attention").is_some());
-        let rope_at = |entry: Option<&Value>, path: &str, theta_default: f64| -> Field<Rope> {
-            let legacy = v.get("rope_scaling").filter(|s| s.is_object());
-            let scaling = match entry {
-                Some(p) => parse_scaling(p, path, v)?,
-                None => match legacy {
-                    Some(s) => parse_scaling(s, "rope_scaling", v)?,
-                    None => None,
-                },
-            };
-            let theta = entry
-                .and_then(|p| p.get("rope_theta"))
-                .and_then(Value::as_f64)
-                .or_else(|| opt_f64("rope_theta"))
-                .unwrap_or(theta_default);
-            Ok(Rope { theta, scaling })
-        };
-        let (rope, rope_local) = match per_type {
-            Some(p) => {
-                let global = rope_at(
-                    p.get("full_attention"),
-                    "rope_parameters.full_attention",
-                    10_000.0,
-                )?;
-                let local = match p.get("sliding_attention") {
-                    Some(s) => Some(rope_at(
-                        Some(s),
-                        "rope_parameters.sliding_attention",
-                        10_000.0,
-                    )?),
-                    None => None,
-                };
-                (global, local)
-            }
-            None => {
-                let global = rope_at(params, "rope_parameters", 10_000.0)?;
-                let local = opt_f64("rope_local_base_freq").map(|theta| Rope {
-                    theta,
-                    scaling: None,
-                });
-                (global, local)
-            }
-        };
-        let partial = params
-            .and_then(|p| p.get("partial_rotary_factor"))
-            .and_then(Value::as_f64)
-            .or_else(|| opt_f64("partial_rotary_factor"))
-            .unwrap_or(1.0);
-        let rotary_dim = ((head_dim as f64 * partial) as usize) & !1;
-        if rotary_dim == 0 || rotary_dim > head_dim {
-            return Err(field_err(
-                "partial_rotary_factor",
-                format!("{partial} leaves no rotary dimensions of {head_dim}; expected (0, 1]"),
-            ));
-        }
-        if let Some(RopeScaling::LongRope(l)) = &rope.scaling {
-            for (k, f) in [
-                ("short_factor", &l.short_factor),
-                ("long_factor", &l.long_factor),
-            ] {
-                if f.len() != rotary_dim / 2 {
-                    return Err(field_err(
-                        format!("rope_scaling.{k}"),
-                        format!(
-                            "has {} factors; expected rotary_dim / 2 = {}",
-                            f.len(),
-                            rotary_dim / 2
-                        ),
-                    ));
-                }
-            }
-        }
-        let act_name = v
+        let ropes = rope::parse(v, head_dim)?;
+        let activation = match v
             .get("hidden_activation")
             .or_else(|| v.get("hidden_act"))
-            .and_then(Value::as_str);
-        let activation = match act_name {
+            .and_then(Value::as_str)
+        {
             None => family.activation,
             Some(a) => Activation::parse(a).ok_or_else(|| {
                 field_err(
@@ -333,41 +152,7 @@ impl ModelConfig {
                 )
             })?,
         };
-        let use_window = v
-            .get("use_sliding_window")
-            .and_then(Value::as_bool)
-            .unwrap_or(!family.window_opt_in);
-        let sliding_window = opt_usize("sliding_window").filter(|_| use_window);
-        let sliding_layers: Vec<bool> = match (sliding_window, v.get("layer_types")) {
-            (None, _) => vec![false; num_hidden_layers],
-            (Some(_), Some(types)) => {
-                let types = types
-                    .as_array()
-                    .filter(|t| t.len() == num_hidden_layers)
-                    .ok_or_else(|| {
-                        field_err(
-                            "layer_types",
-                            format!("expected a list of {num_hidden_layers} layer types"),
-                        )
-                    })?;
-                types
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| match t.as_str() {
-                        Some("sliding_attention") => Ok(true),
-                        Some("full_attention") => Ok(false),
-                        _ => Err(field_err(
-                            format!("layer_types[{i}]"),
-                            "expected \"sliding_attention\" or \"full_attention\"",
-                        )),
-                    })
-                    .collect::<Field<_>>()?
-            }
-            (Some(_), None) => family.sliding.layers(num_hidden_layers, opt_usize),
-        };
-        if sliding_window == Some(0) {
-            return Err(field_err("sliding_window", "must be at least 1"));
-        }
+        let (sliding_window, sliding_layers) = sliding::parse(v, family, num_hidden_layers)?;
         Ok(ModelConfig {
             arch,
             vocab_size: usize_of("vocab_size")?,
@@ -378,9 +163,9 @@ impl ModelConfig {
             num_key_value_heads,
             head_dim,
             rms_norm_eps: opt_f64("rms_norm_eps").unwrap_or(1e-6),
-            rope,
-            rope_local,
-            rotary_dim,
+            rope: ropes.rope,
+            rope_local: ropes.local,
+            rotary_dim: ropes.rotary_dim,
             max_position_embeddings: opt_usize("max_position_embeddings").unwrap_or(4096),
             tie_word_embeddings: v
                 .get("tie_word_embeddings")
@@ -451,67 +236,6 @@ impl ModelConfig {
         self.arch.family()
     }
 
-    /// The RoPE of layer `i`: Gemma 3's sliding layers have their own.
-    pub fn rope_of(&self, sliding: bool) -> &Rope {
-        match (&self.rope_local, sliding) {
-            (Some(local), true) => local,
-            _ => &self.rope,
-        }
-    }
-
-    /// Inverse frequencies of `rope` for the rotated dimensions and the cos/sin scale;
-    /// `long` picks LongRoPE's long factors (a batch reaching past the pretraining length).
-    pub fn rope_frequencies(&self, rope: &Rope, long: bool) -> (Vec<f64>, f64) {
-        let d = self.rotary_dim;
-        let base = |i: usize| 1.0 / rope.theta.powf(2.0 * i as f64 / d as f64);
-        let mut scale = 1.0;
-        let freqs = (0..d / 2)
-            .map(|i| {
-                let f = base(i);
-                match &rope.scaling {
-                    None => f,
-                    Some(RopeScaling::Linear { factor }) => f / factor,
-                    Some(RopeScaling::LongRope(l)) => {
-                        scale = l.attention_factor;
-                        let ext = if long {
-                            &l.long_factor
-                        } else {
-                            &l.short_factor
-                        };
-                        f / ext.get(i).copied().unwrap_or(1.0)
-                    }
-                    Some(RopeScaling::Llama3(s)) => {
-                        let low_wavelen = s.original_max_position_embeddings / s.low_freq_factor;
-                        let high_wavelen = s.original_max_position_embeddings / s.high_freq_factor;
-                        let wavelen = 2.0 * std::f64::consts::PI / f;
-                        if wavelen < high_wavelen {
-                            f
-                        } else if wavelen > low_wavelen {
-                            f / s.factor
-                        } else {
-                            let smooth = (s.original_max_position_embeddings / wavelen
-                                - s.low_freq_factor)
-                                / (s.high_freq_factor - s.low_freq_factor);
-                            (1.0 - smooth) * f / s.factor + smooth * f
-                        }
-                    }
-                }
-            })
-            .collect();
-        (freqs, scale)
-    }
-
-    /// RoPE inverse frequencies of full-attention layers at short lengths.
-    pub fn inv_freq(&self) -> Vec<f64> {
-        self.rope_frequencies(&self.rope, false).0
-    }
-
-    /// Whether a batch whose largest position is `max_pos` takes LongRoPE's long factors
-    /// (transformers switches when the length passes the pretraining one).
-    pub fn wants_long_rope(&self, max_pos: usize) -> bool {
-        matches!(&self.rope.scaling, Some(RopeScaling::LongRope(l)) if max_pos + 1 > l.original_max_position_embeddings)
-    }
-
     /// The linear modules LoRA can target in this model, by their HF names.
     pub fn linear_modules(&self) -> Vec<&'static str> {
         self.family().module_names()
@@ -550,88 +274,6 @@ impl ModelConfig {
                 _ => (m, i, h),
             })
             .collect()
-    }
-
-    /// A `config.json` transformers reads back to this config (for models that came without
-    /// one: a GGUF base exported as a Hugging Face folder). `torch_dtype` names the weights.
-    pub fn to_hf_json(&self, torch_dtype: &str) -> Value {
-        let f = self.family();
-        let scaling = |r: &Rope| -> Value {
-            match &r.scaling {
-                None => serde_json::json!({"rope_type": "default", "rope_theta": r.theta}),
-                Some(RopeScaling::Linear { factor }) => {
-                    serde_json::json!({"rope_type": "linear", "factor": factor, "rope_theta": r.theta})
-                }
-                Some(RopeScaling::Llama3(s)) => serde_json::json!({
-                    "rope_type": "llama3", "rope_theta": r.theta, "factor": s.factor,
-                    "low_freq_factor": s.low_freq_factor, "high_freq_factor": s.high_freq_factor,
-                    "original_max_position_embeddings": s.original_max_position_embeddings,
-                }),
-                Some(RopeScaling::LongRope(l)) => serde_json::json!({
-                    "rope_type": "longrope", "rope_theta": r.theta,
-                    "short_factor": l.short_factor, "long_factor": l.long_factor,
-                    "original_max_position_embeddings": l.original_max_position_embeddings,
-                    "attention_factor": l.attention_factor,
-                }),
-            }
-        };
-        let mut rope = scaling(&self.rope);
-        if self.rotary_dim != self.head_dim {
-            rope["partial_rotary_factor"] =
-                serde_json::json!(self.rotary_dim as f64 / self.head_dim as f64);
-        }
-        let rope_parameters = match &self.rope_local {
-            Some(local) => {
-                serde_json::json!({"full_attention": rope, "sliding_attention": scaling(local)})
-            }
-            None => rope,
-        };
-        let layer_types: Vec<&str> = self
-            .sliding_layers
-            .iter()
-            .map(|s| {
-                if *s {
-                    "sliding_attention"
-                } else {
-                    "full_attention"
-                }
-            })
-            .collect();
-        let act = self.activation.hf_name();
-        let mut v = serde_json::json!({
-            "architectures": [f.hf_class],
-            "model_type": f.model_type,
-            "vocab_size": self.vocab_size,
-            "hidden_size": self.hidden_size,
-            "intermediate_size": self.intermediate_size,
-            "num_hidden_layers": self.num_hidden_layers,
-            "num_attention_heads": self.num_attention_heads,
-            "num_key_value_heads": self.num_key_value_heads,
-            "head_dim": self.head_dim,
-            "hidden_act": act,
-            "rms_norm_eps": self.rms_norm_eps,
-            "max_position_embeddings": self.max_position_embeddings,
-            "tie_word_embeddings": self.tie_word_embeddings,
-            "attention_bias": self.qkv_bias,
-            "rope_parameters": rope_parameters,
-            "torch_dtype": torch_dtype,
-        });
-        if let Some(w) = self.sliding_window {
-            v["sliding_window"] = serde_json::json!(w);
-            v["use_sliding_window"] = serde_json::json!(true);
-            v["layer_types"] = serde_json::json!(layer_types);
-        }
-        if f.query_pre_attn_scalar {
-            v["hidden_activation"] = serde_json::json!(act);
-            v["query_pre_attn_scalar"] = serde_json::json!(self.query_pre_attn_scalar);
-            v["attn_logit_softcapping"] = serde_json::json!(self.attn_logit_softcapping);
-            v["final_logit_softcapping"] = serde_json::json!(self.final_logit_softcapping);
-        }
-        if let Some(RopeScaling::LongRope(l)) = &self.rope.scaling {
-            v["original_max_position_embeddings"] =
-                serde_json::json!(l.original_max_position_embeddings);
-        }
-        v
     }
 
     /// The attention score scale: `1/√query_pre_attn_scalar` (Gemma) or `1/√head_dim`.
