@@ -6,8 +6,8 @@
 
 use super::{ExportError, Loaded};
 use crate::model::config::{ModelConfig, Rope, RopeScaling};
+use crate::model::decoder::inverse_perm;
 use crate::model::gguf::{hf_to_gguf, unpermute_rows, LLAMA3_SPLIT, QWEN2_SPLIT};
-use crate::model::llama::inverse_perm;
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};

@@ -125,7 +125,7 @@ pub struct Tiny {
 }
 
 /// LoRA-targetable modules of a layer as (group, module) in the order of
-/// [`crate::model::llama::Block::linears`]; a module's index there seeds its dropout mask.
+/// [`crate::model::decoder::Block::linears`]; a module's index there seeds its dropout mask.
 pub type Modules = &'static [(&'static str, &'static str)];
 
 const SEPARATE: Modules = &[

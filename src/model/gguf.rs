@@ -3,8 +3,8 @@
 //! for Llama), and the tokenizer and chat template are rebuilt from the metadata.
 
 use super::config::{Arch, LongRope, ModelConfig, Rope, RopeScaling};
+use super::decoder::{Block, Linear, Model, Weight};
 use super::family::every_nth_global;
-use super::llama::{Block, Linear, Model, Weight};
 use super::ModelError;
 use crate::template::TextTokenizer;
 use candle_core::quantized::gguf_file::{Content, Value};
