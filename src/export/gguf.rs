@@ -5,7 +5,7 @@
 //! base, or built from a byte-level BPE `tokenizer.json`).
 
 use super::{ExportError, Loaded};
-use crate::model::config::{ModelConfig, Rope, RopeScaling};
+use crate::model::config::RopeScaling;
 use crate::model::decoder::inverse_perm;
 use crate::model::gguf::{hf_to_gguf, unpermute_rows, LLAMA3_SPLIT, QWEN2_SPLIT};
 use candle_core::quantized::gguf_file::{self, Value};
@@ -304,14 +304,7 @@ pub fn gguf_tensors(loaded: &Loaded) -> Result<Vec<(String, Tensor)>, ExportErro
         // Llama 3.1's scaling as per-frequency divisors, as llama.cpp's converter writes it.
         Some(RopeScaling::Llama3(_)) => {
             let scaled = c.inv_freq();
-            let plain = ModelConfig {
-                rope: Rope {
-                    theta: c.rope.theta,
-                    scaling: None,
-                },
-                ..c.clone()
-            }
-            .inv_freq();
+            let plain = c.unscaled_inv_freq();
             let factors: Vec<f32> = plain
                 .iter()
                 .zip(&scaled)

@@ -428,6 +428,9 @@ mod tests {
             assert_eq!(FAMILIES.iter().filter(|f| f.arch == a).count(), 1, "{a:?}");
             assert_eq!(Arch::from_hf(a.hf_class()), Some(a));
             assert_eq!(Arch::from_hf(a.family().model_type), Some(a));
+            // llama.cpp permutes q/k rows for its `llama` architecture only.
+            let f = a.family();
+            assert_eq!(f.gguf_permuted_qk, f.gguf_arch == "llama", "{a:?}");
         }
         assert_eq!(Arch::from_gguf("llama"), Some(Arch::Llama));
         assert_eq!(Arch::from_gguf("gemma3"), Some(Arch::Gemma3));

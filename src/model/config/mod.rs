@@ -349,14 +349,7 @@ mod tests {
         v["rope_theta"] = json!(500000.0);
         v["rope_scaling"] = json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192});
         let c = ModelConfig::from_json(&v).unwrap();
-        let plain = ModelConfig {
-            rope: Rope {
-                theta: c.rope.theta,
-                scaling: None,
-            },
-            ..c.clone()
-        }
-        .inv_freq();
+        let plain = c.unscaled_inv_freq();
         let scaled = c.inv_freq();
         assert_eq!(scaled[0], plain[0]);
         let last = plain.len() - 1;

@@ -257,6 +257,16 @@ impl ModelConfig {
         self.rope_frequencies(&self.rope, false).0
     }
 
+    /// [`ModelConfig::inv_freq`] without the scaling (llama.cpp's `rope_freqs` are these
+    /// over the scaled ones).
+    pub fn unscaled_inv_freq(&self) -> Vec<f64> {
+        let plain = Rope {
+            theta: self.rope.theta,
+            scaling: None,
+        };
+        self.rope_frequencies(&plain, false).0
+    }
+
     /// Whether a batch whose largest position is `max_pos` takes LongRoPE's long factors
     /// (transformers switches when the length passes the pretraining one).
     pub fn wants_long_rope(&self, max_pos: usize) -> bool {
