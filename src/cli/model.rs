@@ -1,23 +1,12 @@
 //! `tunelab model …`: make a tiny model, describe a model.
 
 use super::exit;
-use clap::{Subcommand, ValueEnum};
+use clap::Subcommand;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tunelab::model::tiny::{init_tiny, TinySpec};
 use tunelab::model::Arch;
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum TinyArch {
-    Llama,
-    Qwen2,
-    Qwen3,
-    Mistral,
-    Gemma2,
-    Gemma3,
-    Phi3,
-}
 
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
@@ -28,7 +17,7 @@ pub enum ModelCommand {
         output: PathBuf,
         /// The architecture to imitate.
         #[arg(long, value_enum, default_value = "llama")]
-        arch: TinyArch,
+        arch: Arch,
         /// The hidden size (the MLP is twice as wide).
         #[arg(long, default_value_t = 64)]
         hidden: usize,
@@ -83,15 +72,6 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
                     eprintln!("error: --corpus: {e}");
                     return Ok(ExitCode::from(exit::UNUSABLE));
                 }
-            };
-            let arch = match arch {
-                TinyArch::Llama => Arch::Llama,
-                TinyArch::Qwen2 => Arch::Qwen2,
-                TinyArch::Qwen3 => Arch::Qwen3,
-                TinyArch::Mistral => Arch::Mistral,
-                TinyArch::Gemma2 => Arch::Gemma2,
-                TinyArch::Gemma3 => Arch::Gemma3,
-                TinyArch::Phi3 => Arch::Phi3,
             };
             let spec = TinySpec {
                 arch,

@@ -5,9 +5,9 @@
 //! base, or built from a byte-level BPE `tokenizer.json`).
 
 use super::{ExportError, Loaded};
-use crate::model::config::{Arch, RopeScaling};
+use crate::model::config::RopeScaling;
+use crate::model::decoder::inverse_perm;
 use crate::model::gguf::{hf_to_gguf, unpermute_rows, LLAMA3_SPLIT, QWEN2_SPLIT};
-use crate::model::llama::inverse_perm;
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
@@ -98,7 +98,7 @@ fn arch_metadata(loaded: &Loaded, name: &str) -> Meta {
     let c = &loaded.model.config;
     let f = c.family();
     let a = f.gguf_arch;
-    let k = |s: &str| format!("{a}.{s}");
+    let k = |s: &str| f.gguf_key(s);
     let u = |v: usize| Value::U32(v as u32);
     let fl = |v: f64| Value::F32(v as f32);
     let mut m: Meta = vec![
@@ -130,7 +130,7 @@ fn arch_metadata(loaded: &Loaded, name: &str) -> Meta {
     if let Some(cap) = c.final_logit_softcapping {
         m.push((k("final_logit_softcapping"), fl(cap)));
     }
-    if matches!(c.arch, Arch::Gemma2 | Arch::Gemma3) {
+    if f.query_pre_attn_scalar {
         m.push((k("attention.scale"), fl(c.attention_scale())));
     }
     if let Some(local) = &c.rope_local {
@@ -278,7 +278,7 @@ pub fn pre_tokenizer_name(p: &serde_json::Value) -> Option<&'static str> {
 pub fn gguf_tensors(loaded: &Loaded) -> Result<Vec<(String, Tensor)>, ExportError> {
     let c = &loaded.model.config;
     let f = c.family();
-    let permute = f.gguf_arch == "llama";
+    let permute = f.gguf_permuted_qk;
     let dev = Device::Cpu;
     let mut out = Vec::new();
     for (hf, t) in loaded.model.hf_tensors()? {
@@ -304,14 +304,7 @@ pub fn gguf_tensors(loaded: &Loaded) -> Result<Vec<(String, Tensor)>, ExportErro
         // Llama 3.1's scaling as per-frequency divisors, as llama.cpp's converter writes it.
         Some(RopeScaling::Llama3(_)) => {
             let scaled = c.inv_freq();
-            let plain = crate::model::config::ModelConfig {
-                rope: crate::model::config::Rope {
-                    theta: c.rope.theta,
-                    scaling: None,
-                },
-                ..c.clone()
-            }
-            .inv_freq();
+            let plain = c.unscaled_inv_freq();
             let factors: Vec<f32> = plain
                 .iter()
                 .zip(&scaled)

@@ -2,8 +2,9 @@
 //! modules, q/k outputs are put back into the HF rotary layout (llama.cpp permutes those rows
 //! for Llama), and the tokenizer and chat template are rebuilt from the metadata.
 
-use super::config::{Arch, ModelConfig};
-use super::llama::{Block, Linear, Model, Weight};
+use super::config::{Arch, LongRope, ModelConfig, Rope, RopeScaling};
+use super::decoder::{Block, Linear, Model, Weight};
+use super::family::every_nth_global;
 use super::ModelError;
 use crate::template::TextTokenizer;
 use candle_core::quantized::gguf_file::{Content, Value};
@@ -20,6 +21,12 @@ fn invalid(path: &Path, message: impl Into<String>) -> ModelError {
         path: path.to_path_buf(),
         message: message.into(),
     }
+}
+
+/// A GGUF file's header: metadata and tensor infos.
+fn header(path: &Path) -> Result<Content, ModelError> {
+    let mut file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+    Content::read(&mut file).map_err(|e| invalid(path, format!("not a readable GGUF file: {e}")))
 }
 
 struct Meta<'a> {
@@ -99,9 +106,7 @@ pub fn hf_to_gguf(family: &super::family::Family, hf: &str) -> Option<String> {
 
 /// A GGUF file's architecture name and parameter count, from its header alone.
 pub fn summary(path: &Path) -> Result<(String, u64), ModelError> {
-    let mut file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
-    let content = Content::read(&mut file)
-        .map_err(|e| invalid(path, format!("not a readable GGUF file: {e}")))?;
+    let content = header(path)?;
     let m = Meta {
         path,
         md: &content.metadata,
@@ -141,8 +146,8 @@ pub fn config_of(path: &Path, content: &Content) -> Result<ModelConfig, ModelErr
             ),
         )
     })?;
-    let a = &arch_name;
-    let key = |k: &str| format!("{a}.{k}");
+    let family = arch.family();
+    let key = |k: &str| family.gguf_key(k);
     let heads = m.u(&key("attention.head_count"))?;
     let hidden = m.u(&key("embedding_length"))?;
     // Small tensors the config needs (LongRoPE's factors), read on the CPU.
@@ -193,12 +198,9 @@ pub fn config_of(path: &Path, content: &Content) -> Result<ModelConfig, ModelErr
     config.final_logit_softcapping = m.f(&key("final_logit_softcapping"));
     config.sliding_window = m.u(&key("attention.sliding_window")).ok();
     // Which layers slide: the file's `attention.sliding_window_pattern` (one bool per layer,
-    // or a period n: every n-th layer is global), else llama.cpp's fixed pattern per family
-    // (Gemma 2 alternates from a sliding first layer, Gemma 3 has five sliding layers per
-    // global one).
+    // or a period n: every n-th layer is global), else llama.cpp's fixed pattern of the
+    // family.
     let pattern_key = key("attention.sliding_window_pattern");
-    let period =
-        |n: usize| -> Vec<bool> { (0..layers_n).map(|i| (i + 1) % n.max(1) != 0).collect() };
     let pattern: Vec<bool> = match m.md.get(&pattern_key) {
         Some(v) => match v.to_vec() {
             Ok(items) => items
@@ -213,13 +215,9 @@ pub fn config_of(path: &Path, content: &Content) -> Result<ModelConfig, ModelErr
                         format!("metadata {pattern_key}: expected {layers_n} booleans"),
                     )
                 })?,
-            Err(_) => period(m.u(&pattern_key)?),
+            Err(_) => every_nth_global(m.u(&pattern_key)?, layers_n),
         },
-        None => match arch {
-            Arch::Gemma2 => period(2),
-            Arch::Gemma3 => period(6),
-            _ => vec![true; layers_n],
-        },
+        None => family.sliding.gguf_default(layers_n),
     };
     config.sliding_layers = pattern
         .into_iter()
@@ -227,16 +225,16 @@ pub fn config_of(path: &Path, content: &Content) -> Result<ModelConfig, ModelErr
         .collect();
     if m.s(&key("rope.scaling.type")).as_deref() == Some("linear") {
         if let Some(factor) = m.f(&key("rope.scaling.factor")) {
-            config.rope.scaling = Some(super::config::RopeScaling::Linear { factor });
+            config.rope.scaling = Some(RopeScaling::Linear { factor });
         }
     }
-    if arch == Arch::Gemma3 {
-        config.rope_local = Some(super::config::Rope {
+    if family.local_rope {
+        config.rope_local = Some(Rope {
             theta: m.f(&key("rope.freq_base_swa")).unwrap_or(10_000.0),
             scaling: None,
         });
     }
-    if matches!(arch, Arch::Gemma2 | Arch::Gemma3) {
+    if family.query_pre_attn_scalar {
         // `attention.scale` when the file has it, else llama.cpp's 1/√head_dim.
         config.query_pre_attn_scalar = Some(match m.f(&key("attention.scale")) {
             Some(scale) if scale > 0.0 => 1.0 / (scale * scale),
@@ -256,46 +254,34 @@ pub fn config_of(path: &Path, content: &Content) -> Result<ModelConfig, ModelErr
             .u(&key("rope.scaling.original_context_length"))
             .unwrap_or(config.max_position_embeddings);
         let factor = config.max_position_embeddings as f64 / original as f64;
-        config.rope.scaling = Some(super::config::RopeScaling::LongRope(
-            super::config::LongRope {
-                short_factor: factors("rope_factors_short.weight")?,
-                long_factor: factors("rope_factors_long.weight")?,
-                original_max_position_embeddings: original,
-                attention_factor: m.f(&key("rope.scaling.attn_factor")).unwrap_or(
-                    if factor <= 1.0 {
-                        1.0
-                    } else {
-                        (1.0 + factor.ln() / (original as f64).ln()).sqrt()
-                    },
-                ),
-            },
-        ));
+        config.rope.scaling = Some(RopeScaling::LongRope(LongRope {
+            short_factor: factors("rope_factors_short.weight")?,
+            long_factor: factors("rope_factors_long.weight")?,
+            original_max_position_embeddings: original,
+            attention_factor: m
+                .f(&key("rope.scaling.attn_factor"))
+                .unwrap_or(if factor <= 1.0 {
+                    1.0
+                } else {
+                    (1.0 + factor.ln() / (original as f64).ln()).sqrt()
+                }),
+        }));
     }
     Ok(config)
 }
 
 /// Reads only a GGUF file's header and returns its model config.
 pub fn read_config(path: &Path) -> Result<ModelConfig, ModelError> {
-    let mut file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
-    let content = Content::read(&mut file)
-        .map_err(|e| invalid(path, format!("not a readable GGUF file: {e}")))?;
+    let content = header(path)?;
     config_of(path, &content)
 }
 
 /// The weights of a GGUF file of any family in `model::family` (Mistral's files say
 /// `llama`), kept quantized, with llama.cpp's names and metadata mapped to the HF layout.
 pub fn load_model(path: &Path, device: &Device) -> Result<(Model, Content), ModelError> {
-    let mut file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
-    let content = Content::read(&mut file)
-        .map_err(|e| invalid(path, format!("not a readable GGUF file: {e}")))?;
-    let m = Meta {
-        path,
-        md: &content.metadata,
-    };
+    let content = header(path)?;
     let config = config_of(path, &content)?;
-    let arch = config.arch;
-    let family = arch.family();
-    let arch_name = m.s("general.architecture").unwrap_or_default();
+    let family = config.family();
     let heads = config.num_attention_heads;
     let tensor = |name: &str| -> Result<Arc<candle_core::quantized::QTensor>, ModelError> {
         let mut f = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
@@ -315,7 +301,7 @@ pub fn load_model(path: &Path, device: &Device) -> Result<(Model, Content), Mode
     let (hd, kvh) = (config.head_dim, config.num_key_value_heads);
     // llama.cpp permutes q/k rows for the `llama` architecture only.
     let perm = |n: usize| -> Result<Option<Tensor>, ModelError> {
-        Ok(if arch_name == "llama" {
+        Ok(if family.gguf_permuted_qk {
             Some(Tensor::new(unpermute_rows(n, hd), device)?)
         } else {
             None
@@ -407,9 +393,7 @@ pub fn load_model(path: &Path, device: &Device) -> Result<(Model, Content), Mode
 
 /// Only the tokenizer and chat template of a GGUF file (no weights are read).
 pub fn load_tokenizer(path: &Path) -> Result<TextTokenizer, ModelError> {
-    let mut file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
-    let content = Content::read(&mut file)
-        .map_err(|e| invalid(path, format!("not a readable GGUF file: {e}")))?;
+    let content = header(path)?;
     tokenizer(
         path,
         &Meta {

@@ -1,16 +1,17 @@
-//! The Llama-family model: configuration, weights, and a differentiable forward pass that
-//! returns logits at every position, with LoRA layers over a frozen base.
+//! The decoder models: the family table, configuration, weights, and the one decoder every
+//! family runs on, a differentiable forward pass that returns logits at every position, with
+//! LoRA layers over a frozen base.
 
 pub mod base;
 pub mod catalog;
 pub mod compute;
 pub mod config;
+pub mod decoder;
 pub mod estimate;
 pub mod family;
 pub mod gguf;
 pub mod hub;
 pub mod kv_cache;
-pub mod llama;
 pub mod nf4;
 pub mod peft;
 pub mod quant;
@@ -23,7 +24,10 @@ pub mod weights;
 
 pub use compute::{DeviceSpec, Dtype};
 pub use config::{Arch, ModelConfig};
-pub use llama::{Batch, Model};
+/// The decoder's former path (`model::llama::KvCache` and the rest), kept for importers
+/// outside `model`.
+pub use decoder as llama;
+pub use decoder::{Batch, Model};
 pub use quant::{QuantPlan, QuantReport, Quantization};
 
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! checks: no files, no tokenizer).
 
 use super::config::ModelConfig;
-use super::llama::{Block, Linear, Model, Weight};
+use super::decoder::{Block, Linear, Model, Weight};
 use super::{ModelError, QuantPlan, QuantReport};
 use candle_core::{DType, Device, Tensor};
 use serde_json::{json, Value};

@@ -156,8 +156,8 @@ pub fn load_tokenizer(spec: &Path) -> Result<TextTokenizer, ModelError> {
 
 /// What the family knows and a model folder may lack: its end-of-turn tokens become stop
 /// ids (when the vocabulary has them), and its chat template is used when the tokenizer
-/// brings none (Phi-3's family: Phi-4's `<|im_sep|>` layout when the vocabulary has that
-/// token, else Phi-3's and Phi-4-mini's `<|user|>` one).
+/// brings none (or its `template_without` one: Phi-3's family takes Phi-4's `<|im_sep|>`
+/// layout when the vocabulary has that token, else Phi-3's and Phi-4-mini's `<|user|>` one).
 pub fn apply_family(tok: &mut TextTokenizer, arch: super::Arch) {
     let family = arch.family();
     for t in family.stop_tokens {
@@ -166,10 +166,9 @@ pub fn apply_family(tok: &mut TextTokenizer, arch: super::Arch) {
         }
     }
     if tok.chat_templates.is_empty() {
-        let name = if arch == super::Arch::Phi3 && tok.inner.token_to_id("<|im_sep|>").is_none() {
-            "phi4-mini"
-        } else {
-            family.template
+        let name = match family.template_without {
+            Some((token, other)) if tok.inner.token_to_id(token).is_none() => other,
+            _ => family.template,
         };
         if let Some((_, src)) = crate::template::chat_template::BUILTIN
             .iter()

@@ -39,7 +39,7 @@ pub struct TinySpec {
 impl Default for TinySpec {
     fn default() -> Self {
         TinySpec {
-            arch: Arch::Llama,
+            arch: Arch::default(),
             vocab: 512,
             hidden: 64,
             intermediate: 128,
@@ -121,10 +121,9 @@ pub fn init_tiny(dir: &Path, spec: &TinySpec) -> Result<(), ModelError> {
     let id = |t: &str| SPECIAL_TOKENS.iter().position(|s| *s == t).unwrap_or(0);
     let head_dim = spec.hidden / spec.heads;
     let family = spec.arch.family();
-    let gemma = matches!(spec.arch, Arch::Gemma2 | Arch::Gemma3);
-    let tied = spec.arch == Arch::Qwen2 || gemma;
+    let tied = family.tiny.tied;
     let mut config = json!({
-        "architectures": [spec.arch.hf_class()],
+        "architectures": [family.hf_class],
         "model_type": family.model_type,
         "vocab_size": vocab,
         "hidden_size": spec.hidden,
@@ -133,47 +132,44 @@ pub fn init_tiny(dir: &Path, spec: &TinySpec) -> Result<(), ModelError> {
         "num_attention_heads": spec.heads,
         "num_key_value_heads": spec.kv_heads,
         "head_dim": head_dim,
-        "hidden_act": if gemma { "gelu_pytorch_tanh" } else { "silu" },
+        "hidden_act": family.activation.hf_name(),
         "max_position_embeddings": 2048,
         "rms_norm_eps": 1e-6,
         "rope_theta": 10000.0,
         "tie_word_embeddings": tied,
-        "attention_bias": spec.arch == Arch::Qwen2,
+        "attention_bias": family.qkv_bias,
         "bos_token_id": id("<|endoftext|>"),
         "eos_token_id": id("<|im_end|>"),
         // Phi-3's config default (32000) lies outside a tiny vocabulary.
         "pad_token_id": id("<|endoftext|>"),
         "torch_dtype": "float32",
     });
-    if gemma {
-        // Every other layer (Gemma 2) or all but the last (Gemma 3) attends within 64 tokens.
+    if family.query_pre_attn_scalar {
+        config["hidden_activation"] = json!(family.activation.hf_name());
+        config["query_pre_attn_scalar"] = json!(head_dim);
+    }
+    if let Some(slides) = family.tiny.sliding {
         let layer_types: Vec<&str> = (0..spec.layers)
             .map(|i| {
-                let sliding = if spec.arch == Arch::Gemma2 {
-                    i % 2 == 0
-                } else {
-                    i + 1 < spec.layers
-                };
-                if sliding {
+                if slides(i, spec.layers) {
                     "sliding_attention"
                 } else {
                     "full_attention"
                 }
             })
             .collect();
-        config["hidden_activation"] = json!("gelu_pytorch_tanh");
-        config["query_pre_attn_scalar"] = json!(head_dim);
         config["sliding_window"] = json!(64);
         config["layer_types"] = json!(layer_types);
-        if spec.arch == Arch::Gemma2 {
-            config["attn_logit_softcapping"] = json!(50.0);
-            config["final_logit_softcapping"] = json!(30.0);
-        } else {
-            config["rope_parameters"] = json!({
-                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
-                "full_attention": {"rope_type": "default", "rope_theta": 1000000.0},
-            });
-        }
+    }
+    if let Some((attn, last)) = family.tiny.softcaps {
+        config["attn_logit_softcapping"] = json!(attn);
+        config["final_logit_softcapping"] = json!(last);
+    }
+    if family.local_rope {
+        config["rope_parameters"] = json!({
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+            "full_attention": {"rope_type": "default", "rope_theta": 1000000.0},
+        });
     }
     let mut rng = rand::rngs::StdRng::seed_from_u64(spec.seed);
     let dev = Device::Cpu;
@@ -211,20 +207,17 @@ pub fn init_tiny(dir: &Path, spec: &TinySpec) -> Result<(), ModelError> {
             ones(n)
         }
     };
-    let shapes = {
-        let mut c = super::config::ModelConfig::plain(
-            spec.arch,
-            vocab,
-            h,
-            i,
-            spec.layers,
-            spec.heads,
-            spec.kv_heads,
-            head_dim,
-        );
-        c.qkv_bias = spec.arch == Arch::Qwen2;
-        c.projection_shapes()
-    };
+    let shapes = super::config::ModelConfig::plain(
+        spec.arch,
+        vocab,
+        h,
+        i,
+        spec.layers,
+        spec.heads,
+        spec.kv_heads,
+        head_dim,
+    )
+    .projection_shapes();
     for l in 0..spec.layers {
         let p = format!("model.layers.{l}");
         for ((group, module), (_, inp, out)) in family.modules().iter().zip(&shapes) {
@@ -233,7 +226,7 @@ pub fn init_tiny(dir: &Path, spec: &TinySpec) -> Result<(), ModelError> {
                 rand_t(&mut rng, (*out, *inp))?,
             );
         }
-        if spec.arch == Arch::Qwen2 {
+        if family.qkv_bias {
             for (name, n) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
                 t.insert(
                     format!("{p}.self_attn.{name}.bias"),

@@ -1,0 +1,109 @@
+//! The frozen weights a projection can hold (dense, GGUF-quantized, NF4) and the projection
+//! itself: its bias, its LoRA pair and GGUF's q/k row order.
+
+use crate::lora::LoraPair;
+use crate::model::nf4::Nf4Tensor;
+use crate::model::stored::Stored;
+use crate::ops;
+use candle_core::quantized::QTensor;
+use candle_core::{DType, Result, Tensor, D};
+use std::sync::Arc;
+
+/// A frozen weight [out, in]: dense, or quantized (a GGUF base, kept quantized in memory).
+#[derive(Debug, Clone)]
+pub enum Weight {
+    Dense(Tensor),
+    Quantized(Arc<QTensor>),
+    /// NormalFloat4 (QLoRA's type), dequantized on its own device for each use.
+    Nf4(Arc<Nf4Tensor>),
+}
+
+impl From<Stored> for Weight {
+    fn from(s: Stored) -> Self {
+        match s {
+            Stored::Ggml(q) => Weight::Quantized(q),
+            Stored::Nf4(q) => Weight::Nf4(q),
+        }
+    }
+}
+
+impl Weight {
+    /// (out, in)
+    pub fn dims(&self) -> Result<(usize, usize)> {
+        match self {
+            Weight::Dense(t) => t.dims2(),
+            Weight::Quantized(q) => q.shape().dims2(),
+            Weight::Nf4(q) => Ok((q.rows, q.cols)),
+        }
+    }
+
+    /// The weight as a dense matrix in `dtype`: the tensor itself, or a quantized weight
+    /// dequantized for this use only (the model keeps it quantized), so the hand-written
+    /// backward works on any base without a full-precision copy of the model.
+    pub fn matrix(&self, dtype: DType) -> Result<Tensor> {
+        match self {
+            Weight::Dense(t) => t.to_dtype(dtype),
+            Weight::Quantized(q) => q.dequantize(&q.device())?.to_dtype(dtype),
+            Weight::Nf4(q) => q.dequantize(dtype),
+        }
+    }
+
+    /// `x · Wᵀ` with a gradient for `x` only.
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Weight::Dense(w) => ops::frozen_linear(x, w),
+            Weight::Quantized(q) => ops::quantized_linear(x, q),
+            Weight::Nf4(q) => ops::frozen_linear(x, &q.dequantize(x.dtype())?),
+        }
+    }
+}
+
+/// The inverse of an index map: `inv[perm[j]] = j`, so `y[.., perm]` indexed by `inv` is `y`.
+pub fn inverse_perm(perm: &Tensor) -> Result<Tensor> {
+    let p = perm.to_vec1::<u32>()?;
+    let mut inv = vec![0u32; p.len()];
+    for (j, &k) in p.iter().enumerate() {
+        inv[k as usize] = j as u32;
+    }
+    Tensor::new(inv, perm.device())
+}
+
+/// A frozen projection with an optional bias, an optional LoRA pair, and (for GGUF q/k
+/// projections) the row order that restores the Hugging Face layout.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub weight: Weight,
+    pub bias: Option<Tensor>,
+    pub lora: Option<LoraPair>,
+    /// Output index map applied to the base product: `y_hf = y[.., perm]`.
+    pub out_perm: Option<Tensor>,
+}
+
+/// Per-forward settings.
+#[derive(Clone, Copy)]
+pub(super) struct Ctx {
+    pub lora_on: bool,
+    pub dropout_seed: Option<u64>,
+    /// The layer being computed; dropout masks are a pure function of (seed, layer, module)
+    /// so a layer recomputed under activation checkpointing draws the same mask.
+    pub layer: usize,
+}
+
+impl Linear {
+    pub(super) fn forward(&self, x: &Tensor, ctx: &Ctx, module: u64) -> Result<Tensor> {
+        let mut y = self.weight.apply(x)?;
+        if let Some(p) = &self.out_perm {
+            y = y.index_select(p, D::Minus1)?;
+        }
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(b)?;
+        }
+        if let (Some(l), true) = (&self.lora, ctx.lora_on) {
+            let seed = ctx
+                .dropout_seed
+                .map(|s| crate::lora::module_seed(s, ctx.layer, module));
+            y = (y + l.delta(x, seed)?)?;
+        }
+        Ok(y)
+    }
+}

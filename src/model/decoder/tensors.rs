@@ -1,0 +1,163 @@
+//! The frozen base as stored: bytes resident and once dense, quantized or not, a dense copy
+//! for generation, and every tensor under its Hugging Face name for export.
+
+use super::linear::Weight;
+use super::Model;
+use crate::ops;
+use candle_core::{DType, Result, Tensor};
+
+impl Model {
+    /// Whether any frozen matrix is stored quantized (a GGUF base, or QLoRA).
+    pub fn is_quantized(&self) -> bool {
+        let q = |w: &Weight| !matches!(w, Weight::Dense(_));
+        q(&self.lm_head)
+            || self
+                .layers
+                .iter()
+                .any(|b| b.linears().iter().any(|(_, _, l)| q(&l.weight)))
+    }
+
+    /// Bytes the frozen base occupies: quantized blocks as stored, dense tensors by dtype
+    /// (a tied head is counted once).
+    pub fn resident_bytes(&self) -> u64 {
+        let dense = |t: &Tensor| (t.elem_count() * t.dtype().size_in_bytes()) as u64;
+        let weight = |w: &Weight| match w {
+            Weight::Dense(t) => dense(t),
+            Weight::Quantized(q) => q.storage_size_in_bytes() as u64,
+            Weight::Nf4(q) => q.storage_size_in_bytes() as u64,
+        };
+        let mut total = dense(&self.embed) + dense(&self.norm);
+        let tied = matches!(&self.lm_head, Weight::Dense(t) if t.id() == self.embed.id());
+        if !tied {
+            total += weight(&self.lm_head);
+        }
+        for b in &self.layers {
+            total += b.norms().map(dense).sum::<u64>();
+            for (_, _, l) in b.linears() {
+                total += weight(&l.weight) + l.bias.as_ref().map_or(0, dense);
+            }
+        }
+        total
+    }
+
+    /// Bytes the quantized weights would take once dequantized to the compute dtype.
+    pub fn dense_bytes(&self) -> usize {
+        let mut n = 0;
+        for b in &self.layers {
+            for (_, _, l) in b.linears() {
+                if let (Weight::Quantized(_) | Weight::Nf4(_), Ok((o, i))) =
+                    (&l.weight, l.weight.dims())
+                {
+                    n += o * i * self.dtype.size_in_bytes();
+                }
+            }
+        }
+        n
+    }
+
+    /// For generation: keeps a quantized base whose formats all have a block kernel
+    /// ([`ops::qmatmul`]); otherwise dequantizes it once when its dense copy stays under
+    /// 2 GiB (decode is memory-bound and per-call dequantization dominates it), else keeps
+    /// it quantized. `chat` and `serve` both load this way.
+    pub fn prepare_for_generation(&mut self) -> Result<()> {
+        const DENSIFY_BELOW: usize = 2 << 30;
+        // Where every quantized weight has a block kernel, the blocks are read as they are:
+        // fewer bytes per token than a dense copy, and no dequantization.
+        let all_kernel = self
+            .layers
+            .iter()
+            .flat_map(|b| b.linears().into_iter().map(|(_, _, l)| &l.weight))
+            .chain(std::iter::once(&self.lm_head))
+            .all(|w| match w {
+                Weight::Dense(_) => true,
+                Weight::Quantized(q) => ops::qmatmul::supports(q),
+                Weight::Nf4(_) => false,
+            });
+        if !all_kernel && self.dense_bytes() < DENSIFY_BELOW {
+            self.densify()?;
+        }
+        Ok(())
+    }
+
+    /// Dequantizes every quantized weight once (for inference when memory allows): generation
+    /// then skips the per-call dequantization. Training keeps the quantized base.
+    pub fn densify(&mut self) -> Result<()> {
+        let dtype = self.dtype;
+        for b in &mut self.layers {
+            for (_, _, l) in b.linears_mut() {
+                if !matches!(l.weight, Weight::Dense(_)) {
+                    l.weight = Weight::Dense(l.weight.matrix(dtype)?);
+                }
+            }
+        }
+        if !matches!(self.lm_head, Weight::Dense(_)) {
+            self.lm_head = Weight::Dense(self.lm_head.matrix(dtype)?);
+        }
+        Ok(())
+    }
+
+    /// Every tensor of the model under its Hugging Face name, in f32 and in the HF layout:
+    /// quantized weights dequantized, GGUF's permuted q/k rows put back, Gemma's folded
+    /// `1 + w` norms unfolded, a tied head left out. LoRA pairs are not included (merge
+    /// first, or write the adapter with `peft::save`).
+    pub fn hf_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let f32 = |t: &Tensor| t.to_dtype(DType::F32);
+        let plus_one = self.config.family().norm_plus_one;
+        let norm = |t: &Tensor| -> Result<Tensor> {
+            let t = f32(t)?;
+            if plus_one {
+                t.affine(1.0, -1.0)
+            } else {
+                Ok(t)
+            }
+        };
+        let mut out = vec![("model.embed_tokens.weight".to_string(), f32(&self.embed)?)];
+        for (i, b) in self.layers.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            let f = self.config.family();
+            out.push((format!("{p}.input_layernorm.weight"), norm(&b.input_norm)?));
+            if f.sandwich_norms {
+                out.push((
+                    format!("{p}.pre_feedforward_layernorm.weight"),
+                    norm(&b.post_norm)?,
+                ));
+            } else {
+                out.push((
+                    format!("{p}.post_attention_layernorm.weight"),
+                    norm(&b.post_norm)?,
+                ));
+            }
+            let optional = [
+                ("self_attn.q_norm", &b.q_norm),
+                ("self_attn.k_norm", &b.k_norm),
+                ("post_attention_layernorm", &b.attn_out_norm),
+                ("post_feedforward_layernorm", &b.mlp_out_norm),
+            ];
+            for (name, t) in optional {
+                if let Some(t) = t {
+                    out.push((format!("{p}.{name}.weight"), norm(t)?));
+                }
+            }
+            for (group, module, l) in b.linears() {
+                let mut w = l.weight.matrix(DType::F32)?;
+                if let Some(perm) = &l.out_perm {
+                    w = w.index_select(perm, 0)?;
+                }
+                out.push((format!("{p}.{group}.{module}.weight"), w));
+                if let Some(bias) = &l.bias {
+                    out.push((format!("{p}.{group}.{module}.bias"), f32(bias)?));
+                }
+            }
+        }
+        out.push(("model.norm.weight".to_string(), norm(&self.norm)?));
+        let tied = matches!(&self.lm_head, Weight::Dense(t) if t.id() == self.embed.id())
+            || self.config.tie_word_embeddings;
+        if !tied {
+            out.push((
+                "lm_head.weight".to_string(),
+                self.lm_head.matrix(DType::F32)?,
+            ));
+        }
+        Ok(out)
+    }
+}
