@@ -7,7 +7,7 @@
 use super::gguf::write_file;
 use super::{ExportError, Loaded};
 use crate::model::gguf::{hf_to_gguf, unpermute_rows};
-use crate::model::llama::inverse_perm;
+use crate::model::decoder::inverse_perm;
 use candle_core::quantized::gguf_file::Value;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
@@ -32,7 +32,7 @@ pub fn write(loaded: &Loaded, path: &Path, name: &str) -> Result<LoraReport, Exp
     })?;
     let c = &loaded.model.config;
     let f = c.family();
-    let permute = f.gguf_arch == "llama";
+    let permute = f.gguf_permuted_qk;
     let dev = Device::Cpu;
     let mut tensors = Vec::new();
     for (i, b) in loaded.model.layers.iter().enumerate() {

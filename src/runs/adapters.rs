@@ -76,7 +76,7 @@ pub fn of_run(run: &RunDir) -> Vec<RunAdapter> {
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     let mut found: Vec<(PathBuf, Which)> = Vec::new();
-    if run.adapter().join("adapter_config.json").is_file() {
+    if run.has_adapter() {
         found.push((run.adapter(), Which::Final));
     }
     for (step, dir) in checkpoint_dirs(&run.checkpoints()).into_iter().rev() {

@@ -96,6 +96,10 @@ impl RunDir {
     pub fn adapter(&self) -> PathBuf {
         self.root.join("adapter")
     }
+    /// Whether the run has written its final adapter.
+    pub fn has_adapter(&self) -> bool {
+        self.adapter().join("adapter_config.json").is_file()
+    }
 
     /// Writes `status.json` atomically, so a reader never sees half of it.
     pub fn write_status(&self, status: &Status) -> std::io::Result<()> {

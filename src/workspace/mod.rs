@@ -193,12 +193,7 @@ pub fn save_preset(root: &Path, config: &crate::config::RunConfig) -> Result<Pat
 /// The runs of `runs` that wrote a PEFT adapter (`adapter/adapter_config.json`), in order.
 pub fn runs_with_adapter(runs: &[crate::runs::RunSummary]) -> Vec<&crate::runs::RunSummary> {
     runs.iter()
-        .filter(|r| {
-            crate::runs::RunDir::new(&r.dir)
-                .adapter()
-                .join("adapter_config.json")
-                .is_file()
-        })
+        .filter(|r| crate::runs::RunDir::new(&r.dir).has_adapter())
         .collect()
 }
 

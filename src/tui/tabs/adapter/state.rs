@@ -213,7 +213,7 @@ impl AdapterTab {
     /// its config is read), by their HF names.
     pub fn module_names(&self) -> Vec<&'static str> {
         self.model_config().map_or_else(
-            || crate::model::Arch::Llama.family().module_names(),
+            || crate::model::Arch::default().family().module_names(),
             ModelConfig::linear_modules,
         )
     }
