@@ -172,21 +172,7 @@ fn data_kind_job(path: String, base: PathBuf, data: PathBuf) -> Effect<Msg> {
 /// The method a dataset of `kind` trains with, when `current` cannot use it: rated
 /// completions → kto, pairs → dpo, conversations and text → sft.
 fn method_for(kind: crate::data::Kind, current: Method) -> Option<Method> {
-    use crate::data::Kind;
-    let fits = match kind {
-        Kind::Unpaired => current == Method::Kto,
-        // KTO also trains on pairs (each side rated on its own).
-        Kind::Preference => current.is_preference(),
-        Kind::Sft | Kind::Text => current == Method::Sft,
-    };
-    if fits {
-        return None;
-    }
-    Some(match kind {
-        Kind::Unpaired => Method::Kto,
-        Kind::Preference => Method::Dpo,
-        Kind::Sft | Kind::Text => Method::Sft,
-    })
+    current.switch_for(kind)
 }
 
 /// Resolves `spec` against `base` and reads its config.json; worker threads only.
@@ -376,11 +362,7 @@ impl AdapterTab {
         let (format, kind) = k.found.clone().ok()?;
         let method = method_for(kind, self.config.train.method)?;
         self.config.set_field("train.method", method.into()).ok()?;
-        let why = match method {
-            Method::Kto => "completions rated one at a time: KTO learns from both labels (sft would train only the desirable ones)",
-            Method::Dpo => "preference pairs (kto also trains on them)",
-            Method::Sft => "conversations to imitate",
-        };
+        let why = method.learns_from();
         Some(Effect::info(format!(
             "train.method is now {method}: {format} data holds {why}"
         )))
@@ -514,13 +496,7 @@ impl AdapterTab {
         let c = self.model_config()?;
         let t = &self.config.train;
         let bytes = t.dtype.size() as u64;
-        // A preference micro-batch holds the chosen and the rejected row of every pair.
-        let rows = match t.method {
-            Method::Sft => t.batch_size,
-            Method::Dpo => 2 * t.batch_size,
-            // KTO's KL rows go through without a graph, before the rows that train.
-            Method::Kto => t.batch_size,
-        };
+        let rows = t.method.rows_per_item() * t.batch_size;
         Some(estimate::memory(
             c,
             &(&self.config.lora).into(),
@@ -732,16 +708,9 @@ fn method_line(c: &RunConfig) -> String {
             format!("from {}", crate::tui::text::middle(&name, 16))
         })
     };
-    match c.train.method {
-        Method::Sft => "method     sft".into(),
-        Method::Dpo => format!("method     {} β{} · {}", c.dpo.loss, c.dpo.beta, from()),
-        Method::Kto => format!(
-            "method     kto β{} λD{} λU{} · {}",
-            c.kto.beta,
-            c.kto.desirable_weight,
-            c.kto.undesirable_weight,
-            from()
-        ),
+    match c.train.method.init_adapter_field() {
+        Some(_) => format!("method     {} · {}", c.method_settings(), from()),
+        None => format!("method     {}", c.method_settings()),
     }
 }
 
