@@ -7,16 +7,20 @@
 //! The reference ([`Reference`]) is the base with the adapter bypassed, or a frozen copy of
 //! `dpo.init_adapter`; `dpo.precompute_ref` computes its log-probs once into the run folder.
 
+use super::error::TrainError;
 use super::grads::Grads;
+use super::method::{SamplePrompt, Setup, TrainingMethod};
 use super::micro::StepArgs;
 use super::objective::{EvalOut, MicroOut, Objective, Window};
 use super::pref_loss::{pair_terms, PairLogps, PairTerms, PrefParams};
-use crate::batch::pairs::{collate_pairs, Pair};
+use crate::batch::pairs::{collate_pairs, encode_pairs, Pair};
+use crate::batch::EncodeReport;
 use crate::config::{DpoSection, PrefLoss};
 use crate::model::Model;
 use crate::runs::event::Metrics;
 use crate::runs::RunDir;
 use candle_core::Result;
+use std::path::Path;
 
 pub use super::reference::{Precomputed, Reference, REFERENCE_FILE};
 
@@ -254,6 +258,42 @@ impl Objective for Dpo {
         } else {
             format!("reference log-probs computed once into {REFERENCE_FILE}")
         }))
+    }
+}
+
+impl TrainingMethod for Dpo {
+    type Item = Pair;
+
+    fn encode(
+        s: &Setup,
+        path: &Path,
+    ) -> std::result::Result<(Vec<Pair>, EncodeReport), TrainError> {
+        let d = &s.cfg.data;
+        Ok(encode_pairs(
+            path,
+            &d.format,
+            s.encoder,
+            d.max_prompt_len,
+            d.max_seq_len,
+        )?)
+    }
+
+    fn sample(p: &Pair) -> Option<SamplePrompt> {
+        (!p.prompt_text.is_empty()).then(|| SamplePrompt {
+            text: p.prompt_text.clone(),
+            ids: p.prompt.clone(),
+        })
+    }
+
+    fn build(
+        s: &Setup,
+        train: Vec<Pair>,
+        eval: Vec<Pair>,
+    ) -> std::result::Result<Self, TrainError> {
+        let cfg = s.cfg;
+        let (reference, id) = Reference::for_run(cfg, s.model, cfg.dpo.loss.needs_reference())?;
+        let pad_id = s.encoder.tokenizer.pad_id();
+        Ok(Dpo::new(train, eval, pad_id, &cfg.dpo, reference, id))
     }
 }
 
