@@ -64,6 +64,44 @@ impl Dpo {
         }
     }
 
+    /// The loss and metrics of `pairs` as a held-out set (nothing trained): against
+    /// `reference` when the loss needs one, or the base alone (the adapter bypassed).
+    pub fn held_out(
+        pairs: Vec<Pair>,
+        pad_id: u32,
+        cfg: &DpoSection,
+        model: &Model,
+        reference: Option<&Model>,
+        batch_size: usize,
+    ) -> Result<EvalOut> {
+        let n = pairs.len();
+        let mut d = Dpo::new(
+            Vec::new(),
+            pairs,
+            pad_id,
+            cfg,
+            Reference::Bypass,
+            String::new(),
+        );
+        if cfg.loss.needs_reference() {
+            let mut refs = Vec::with_capacity(n);
+            for chunk in d.eval.chunks(batch_size.max(1)) {
+                let chunk: Vec<&Pair> = chunk.iter().collect();
+                match reference {
+                    Some(r) => {
+                        let sums = crate::eval::row_logps(r, &collate_pairs(&chunk, pad_id))?;
+                        let k = chunk.len();
+                        refs.extend((0..k).map(|i| (sums[i].0, sums[k + i].0)));
+                    }
+                    None => refs.extend(d.reference_logps(model, &chunk)?),
+                }
+            }
+            d.set_eval_reference(refs);
+        }
+        let items: Vec<usize> = (0..n).collect();
+        evaluate_pairs(&d, model, &items, batch_size)
+    }
+
     /// Uses `refs` (chosen, rejected per held-out pair) as the reference log-probs, as
     /// `tunelab eval --dpo` does with a reference model of its own.
     pub fn set_eval_reference(&mut self, refs: Vec<(f64, f64)>) {

@@ -244,6 +244,40 @@ impl Kto {
         self.reference_logps(model, train, items)
     }
 
+    /// The loss, KL point and metrics of `rated` as a held-out set (nothing trained): against
+    /// `reference`, or the base alone (the adapter bypassed). KL partners rotate within
+    /// blocks of `batch_size` in file order, as TRL pairs them.
+    pub fn held_out(
+        rated: Vec<Rated>,
+        pad_id: u32,
+        cfg: &KtoSection,
+        model: &Model,
+        reference: Option<&Model>,
+        batch_size: usize,
+    ) -> Result<EvalOut> {
+        let n = rated.len();
+        let batch = batch_size.max(1);
+        let mut k = Kto::new(
+            Vec::new(),
+            rated,
+            pad_id,
+            cfg,
+            batch,
+            None,
+            Reference::Bypass,
+            String::new(),
+        );
+        let items: Vec<usize> = (0..n).collect();
+        if let Some(r) = reference {
+            let mut refs = Vec::with_capacity(n);
+            for chunk in items.chunks(batch) {
+                refs.extend(k.own_logps(r, chunk)?);
+            }
+            k.set_eval_reference(refs);
+        }
+        k.evaluate_items(model, &items, batch)
+    }
+
     /// Uses `refs` (completion, KL row per held-out example) as the reference log-probs, as
     /// `tunelab eval --kto` does with a reference model of its own.
     pub fn set_eval_reference(&mut self, refs: Vec<(f64, f64)>) {

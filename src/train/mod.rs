@@ -6,6 +6,7 @@
 pub mod checkpoint;
 pub mod dpo;
 pub mod error;
+pub mod evaluate;
 pub mod grads;
 pub mod interrupt;
 mod journal;
