@@ -5,7 +5,7 @@
 //! differs per method and per tool (the scaleout mappings) matches on [`MethodConfig`], the
 //! method with its settings, so a new method is a compile error wherever it needs a decision.
 
-use super::{ConfigIssue, PrefLoss, RunConfig};
+use super::{PrefLoss, RunConfig};
 use crate::data::Kind;
 use crate::template::TrainOn;
 use serde::{Deserialize, Serialize};
@@ -270,16 +270,9 @@ impl RunConfig {
         }
     }
 
-    /// The problems of the methods' own sections (each checked whatever the method, so a
-    /// switch of method finds them valid).
-    pub(super) fn method_issues(&self) -> Vec<ConfigIssue> {
-        let mut v = Vec::new();
-        let mut bad = |path: &str, message: &str| {
-            v.push(ConfigIssue {
-                path: path.into(),
-                message: message.into(),
-            })
-        };
+    /// Reports the problems of the methods' own sections to `bad` (path, message): each is
+    /// checked whatever the method, so a switch of method finds them valid.
+    pub(super) fn method_issues(&self, bad: &mut impl FnMut(&str, &str)) {
         let dpo = &self.dpo;
         if dpo.beta <= 0.0 {
             bad("dpo.beta", "must be > 0");
@@ -300,7 +293,6 @@ impl RunConfig {
         if kto.undesirable_weight <= 0.0 {
             bad("kto.undesirable_weight", "must be > 0");
         }
-        v
     }
 }
 

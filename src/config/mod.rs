@@ -343,9 +343,7 @@ impl RunConfig {
                 );
             }
         }
-        for i in self.method_issues() {
-            bad(&i.path, &i.message);
-        }
+        self.method_issues(&mut bad);
         if self.data.max_prompt_len == 0 {
             bad("data.max_prompt_len", "must be at least 1");
         }
@@ -473,6 +471,52 @@ mod tests {
         cfg.set_field("train.max_steps", "").unwrap();
         assert_eq!(cfg.train.max_steps, None);
         assert_eq!(cfg.lora.r, 32, "a refused edit changes nothing");
+    }
+
+    /// Each method's own fields are in the form, named by its section, and the form shows
+    /// them under that method only.
+    #[test]
+    fn each_method_owns_its_section() {
+        use strum::IntoEnumIterator;
+        for m in Method::iter() {
+            if let Some(f) = m.init_adapter_field() {
+                let spec = FIELDS.iter().find(|s| s.path == f).expect(f);
+                assert_eq!(spec.kind, FieldKind::Adapter, "{f}");
+                assert!(m.section().is_some_and(|s| f.starts_with(&format!("{s}."))));
+            }
+            let mut cfg = RunConfig::minimal("m", "d");
+            cfg.train.method = m;
+            assert_eq!(cfg.method_config().method(), m);
+            for other in Method::iter().filter(|o| *o != m) {
+                let Some(s) = other.section() else { continue };
+                let theirs: Vec<&FieldSpec> = FIELDS
+                    .iter()
+                    .filter(|f| f.path.starts_with(&format!("{s}.")))
+                    .collect();
+                assert!(!theirs.is_empty(), "{s}");
+                for f in theirs {
+                    assert!(!f.applies(&cfg), "{m}: {}", f.path);
+                }
+            }
+        }
+    }
+
+    /// The method data switches the workbench to trains on that data and stays.
+    #[test]
+    fn a_switch_of_method_lands_on_one_that_fits() {
+        use crate::data::Kind;
+        use strum::IntoEnumIterator;
+        for m in Method::iter() {
+            for kind in [Kind::Sft, Kind::Preference, Kind::Unpaired, Kind::Text] {
+                if let Some(to) = m.switch_for(kind) {
+                    assert_eq!(to.refusal(kind), None, "{m} → {to} on {kind}");
+                    assert_eq!(to.switch_for(kind), None, "{to} on {kind}");
+                }
+                if m.refusal(kind).is_some() {
+                    assert!(m.switch_for(kind).is_some(), "{m} on {kind}");
+                }
+            }
+        }
     }
 
     #[test]
