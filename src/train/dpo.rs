@@ -306,14 +306,7 @@ impl TrainingMethod for Dpo {
         s: &Setup,
         path: &Path,
     ) -> std::result::Result<(Vec<Pair>, EncodeReport), TrainError> {
-        let d = &s.cfg.data;
-        Ok(encode_pairs(
-            path,
-            &d.format,
-            s.encoder,
-            d.max_prompt_len,
-            d.max_seq_len,
-        )?)
+        super::method::encode_prompted(s, path, encode_pairs)
     }
 
     fn sample(p: &Pair) -> Option<SamplePrompt> {

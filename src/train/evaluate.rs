@@ -5,6 +5,7 @@
 
 use super::dpo::Dpo;
 use super::kto::Kto;
+use super::method::PromptedEncoder;
 use crate::batch::pairs::encode_pairs;
 use crate::batch::rated::encode_rated;
 use crate::batch::{DatasetError, EncodeReport};
@@ -74,6 +75,23 @@ pub enum HeldOutError {
     Compute(#[from] candle_core::Error),
 }
 
+impl EvalData<'_> {
+    /// The file's pairs or rated completions, its format detected, cut to the limits.
+    fn encode<T>(
+        &self,
+        encoder: &Encoder,
+        encode: PromptedEncoder<T>,
+    ) -> Result<(Vec<T>, EncodeReport), DatasetError> {
+        encode(
+            self.path,
+            "auto",
+            encoder,
+            self.max_prompt_len,
+            self.max_seq_len,
+        )
+    }
+}
+
 impl RefAdapter<'_> {
     fn load(&self, model: &Model) -> Result<Model, HeldOutError> {
         let (mut r, _) = crate::model::source::load(self.base, &model.device)
@@ -107,13 +125,7 @@ pub fn held_out(
             });
         }
         MethodConfig::Dpo(cfg) => {
-            let (pairs, report) = encode_pairs(
-                data.path,
-                "auto",
-                encoder,
-                data.max_prompt_len,
-                data.max_seq_len,
-            )?;
+            let (pairs, report) = data.encode(encoder, encode_pairs)?;
             let n = pairs.len();
             let reference = match reference {
                 Some(r) if cfg.loss.needs_reference() => Some(r.load(model)?),
@@ -123,13 +135,7 @@ pub fn held_out(
             (out, n, report)
         }
         MethodConfig::Kto(cfg) => {
-            let (rated, report) = encode_rated(
-                data.path,
-                "auto",
-                encoder,
-                data.max_prompt_len,
-                data.max_seq_len,
-            )?;
+            let (rated, report) = data.encode(encoder, encode_rated)?;
             let n = rated.len();
             let reference = reference.map(|r| r.load(model)).transpose()?;
             let out = Kto::held_out(rated, pad, cfg, model, reference.as_ref(), data.batch_size)?;

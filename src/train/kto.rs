@@ -507,14 +507,7 @@ impl TrainingMethod for Kto {
         s: &Setup,
         path: &Path,
     ) -> std::result::Result<(Vec<Rated>, EncodeReport), TrainError> {
-        let d = &s.cfg.data;
-        Ok(encode_rated(
-            path,
-            &d.format,
-            s.encoder,
-            d.max_prompt_len,
-            d.max_seq_len,
-        )?)
+        super::method::encode_prompted(s, path, encode_rated)
     }
 
     /// Desirable completions' prompts only: the replies worth imitating.

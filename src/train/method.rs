@@ -5,7 +5,7 @@
 
 use super::error::TrainError;
 use super::objective::Objective;
-use crate::batch::{self, EncodeReport};
+use crate::batch::{self, DatasetError, EncodeReport};
 use crate::config::RunConfig;
 use crate::model::Model;
 use crate::template::Encoder;
@@ -48,6 +48,27 @@ pub trait TrainingMethod: Objective + Sized + 'static {
 
     /// The objective over the training and held-out items.
     fn build(s: &Setup, train: Vec<Self::Item>, eval: Vec<Self::Item>) -> Result<Self, TrainError>;
+}
+
+/// How pairs and rated completions are encoded (`batch::pairs::encode_pairs`,
+/// `batch::rated::encode_rated`): file, format, encoder, prompt and sequence limits.
+pub type PromptedEncoder<T> =
+    fn(&Path, &str, &Encoder, usize, usize) -> Result<(Vec<T>, EncodeReport), DatasetError>;
+
+/// The items of the file at `path` encoded by `encode` under the run's format and limits.
+pub fn encode_prompted<T>(
+    s: &Setup,
+    path: &Path,
+    encode: PromptedEncoder<T>,
+) -> Result<(Vec<T>, EncodeReport), TrainError> {
+    let d = &s.cfg.data;
+    Ok(encode(
+        path,
+        &d.format,
+        s.encoder,
+        d.max_prompt_len,
+        d.max_seq_len,
+    )?)
 }
 
 /// What [`build`] makes of a run's data.
