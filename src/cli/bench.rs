@@ -250,10 +250,10 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     else {
         return Ok(ExitCode::from(exit::UNUSABLE));
     };
-    if objective == tunelab::config::Method::Kto {
-        eprintln!("error: --objective kto is not benchmarked (sft or dpo)");
+    let Some(bench_items) = objective.bench_items() else {
+        eprintln!("error: --objective {objective} is not benchmarked (sft or dpo)");
         return Ok(ExitCode::from(exit::UNUSABLE));
-    }
+    };
     let Some(config) = random::shape(&shape) else {
         eprintln!("error: --shape {shape:?}: expected bench-tiny, qwen2.5-0.5b or smollm2-135m");
         return Ok(ExitCode::from(exit::UNUSABLE));
@@ -286,11 +286,7 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         use_rslora: false,
     };
     // What the Adapter tab would estimate for this run, to hold against the measured peak.
-    let rows_per_step = if objective == tunelab::config::Method::Dpo {
-        2 * batch
-    } else {
-        batch
-    };
+    let rows_per_step = objective.rows_per_item() * batch;
     let estimate = tunelab::model::estimate::memory(
         &model.config,
         &lora_cfg,
@@ -314,7 +310,7 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         .collect();
     let refs: Vec<&Sequence> = rows.iter().collect();
     let mb = collate(&refs, 0);
-    let dpo = (objective == tunelab::config::Method::Dpo).then(|| {
+    let dpo = (bench_items == tunelab::config::BenchItems::Pairs).then(|| {
         let half = seq / 2;
         let pairs: Vec<Pair> = (0..batch)
             .map(|b| {

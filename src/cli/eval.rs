@@ -5,8 +5,9 @@ use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tunelab::data::Dataset;
+use tunelab::config::{DpoSection, KtoSection, MethodConfig, SftView};
 use tunelab::template::{Encoder, TemplateChoice, TrainOn};
+use tunelab::train::evaluate::{held_out, EvalData, HeldOut, HeldOutError, RefAdapter};
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -101,99 +102,84 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
         Ok(e) => e.with_template_kwargs(a.template_kwargs.iter().cloned().collect()),
         Err(e) => return fail(&e),
     };
-    if a.dpo {
-        return preference(&a, model, encoder);
-    }
-    if a.kto {
-        return rated(&a, model, encoder);
-    }
-    let ds = match Dataset::open(&a.data, None) {
-        Ok(d) => d,
-        Err(e) => return fail(&e),
+    let dpo = DpoSection {
+        loss: a.loss,
+        beta: a.beta,
+        label_smoothing: a.label_smoothing,
+        simpo_gamma: a.simpo_gamma,
+        rpo_alpha: a.rpo_alpha,
+        ..Default::default()
     };
-    let r = match tunelab::eval::evaluate(&model, &encoder, &ds, a.max_seq_len, a.batch_size) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(exit::PROBLEMS));
-        }
-    };
-    if a.json {
-        println!(
-            "{}",
-            json!({"loss": r.loss, "tokens": r.tokens, "perplexity": r.perplexity, "examples": r.examples})
-        );
-    } else {
-        println!(
-            "loss {:.6} · perplexity {:.3} · {} trained tokens in {} examples",
-            r.loss, r.perplexity, r.tokens, r.examples
-        );
-    }
-    Ok(ExitCode::from(exit::OK))
-}
-
-/// `eval --kto`: the rated completions' loss, KL point and metrics under the policy (model +
-/// adapter) and the reference (the base, or the base + `--ref-adapter`). KL partners rotate
-/// within blocks of `--batch-size` in file order, as TRL pairs them.
-fn rated(a: &EvalArgs, model: tunelab::model::Model, encoder: Encoder) -> anyhow::Result<ExitCode> {
-    use tunelab::batch::rated::encode_rated;
-    use tunelab::train::kto::Kto;
-    use tunelab::train::reference::Reference;
-    let (examples, report) =
-        match encode_rated(&a.data, "auto", &encoder, a.max_prompt_len, a.max_seq_len) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(ExitCode::from(exit::UNUSABLE));
-            }
-        };
-    let cfg = tunelab::config::KtoSection {
+    let kto = KtoSection {
         beta: a.beta,
         desirable_weight: a.desirable_weight,
         undesirable_weight: a.undesirable_weight,
         ..Default::default()
     };
-    let n = examples.len();
-    let pad = encoder.tokenizer.pad_id();
-    let batch = a.batch_size.max(1);
-    let mut k = Kto::new(
-        Vec::new(),
-        examples,
-        pad,
-        &cfg,
-        batch,
-        None,
-        Reference::Bypass,
-        String::new(),
-    );
-    if let Some(ra) = &a.ref_adapter {
-        let (mut r, _) = tunelab::model::source::load(&a.model, &candle_core::Device::Cpu)
-            .map_err(anyhow::Error::msg)?;
-        if let Err(e) = tunelab::model::peft::load(&mut r, ra) {
+    let method = if a.dpo {
+        MethodConfig::Dpo(&dpo)
+    } else if a.kto {
+        MethodConfig::Kto(&kto)
+    } else {
+        MethodConfig::Sft(SftView {
+            train_on,
+            packing: false,
+            train_undesirable: false,
+        })
+    };
+    let data = EvalData {
+        path: &a.data,
+        max_seq_len: a.max_seq_len,
+        max_prompt_len: a.max_prompt_len,
+        batch_size: a.batch_size,
+    };
+    let reference = a.ref_adapter.as_deref().map(|adapter| RefAdapter {
+        base: &a.model,
+        adapter,
+    });
+    let r = match held_out(&model, &encoder, &data, method, reference) {
+        Ok(r) => r,
+        Err(HeldOutError::Compute(e)) => return Err(e.into()),
+        Err(e @ HeldOutError::Eval(_)) => {
             eprintln!("error: {e}");
-            return Ok(ExitCode::from(exit::UNUSABLE));
+            return Ok(ExitCode::from(exit::PROBLEMS));
         }
-        let items: Vec<usize> = (0..n).collect();
-        let mut refs = Vec::with_capacity(n);
-        for chunk in items.chunks(batch) {
-            refs.extend(k.own_logps(&r, chunk)?);
-        }
-        k.set_eval_reference(refs);
-    }
-    let items: Vec<usize> = (0..n).collect();
-    let out = k.evaluate_items(&model, &items, batch)?;
-    let m = |key: &str| out.metrics.get(key).copied().unwrap_or(f64::NAN);
-    if a.json {
-        let mut v = json!({"loss": out.loss, "examples": n, "desirable": report.desirable,
-            "undesirable": report.undesirable, "truncated": report.truncated, "dropped": report.dropped});
-        for (key, x) in &out.metrics {
+        Err(e) => return fail(&e),
+    };
+    print(method, &r, a.json);
+    Ok(ExitCode::from(exit::OK))
+}
+
+/// The result as text or JSON: loss and perplexity (SFT); the loss, the counts and TRL's
+/// metrics (DPO, KTO).
+fn print(method: MethodConfig, r: &HeldOut, as_json: bool) {
+    let m = |key: &str| r.metrics.get(key).copied().unwrap_or(f64::NAN);
+    let with_metrics = |mut v: serde_json::Value| {
+        for (key, x) in &r.metrics {
             v[key] = json!(x);
         }
-        println!("{v}");
-    } else {
-        println!(
+        v
+    };
+    let (n, report) = (r.items, &r.report);
+    match method {
+        MethodConfig::Sft(_) if as_json => println!(
+            "{}",
+            json!({"loss": r.loss, "tokens": r.tokens, "perplexity": r.perplexity(), "examples": n})
+        ),
+        MethodConfig::Sft(_) => println!(
+            "loss {:.6} · perplexity {:.3} · {} trained tokens in {n} examples",
+            r.loss,
+            r.perplexity(),
+            r.tokens
+        ),
+        MethodConfig::Kto(_) if as_json => println!(
+            "{}",
+            with_metrics(json!({"loss": r.loss, "examples": n, "desirable": report.desirable,
+                "undesirable": report.undesirable, "truncated": report.truncated, "dropped": report.dropped}))
+        ),
+        MethodConfig::Kto(_) => println!(
             "kto loss {:.6} over {n} completions ({} desirable, {} undesirable) · kl {:.4} · rewards chosen {:.4} rejected {:.4} margins {:.4} · logps chosen {:.3} rejected {:.3}",
-            out.loss,
+            r.loss,
             report.desirable,
             report.undesirable,
             m("kl"),
@@ -202,98 +188,22 @@ fn rated(a: &EvalArgs, model: tunelab::model::Model, encoder: Encoder) -> anyhow
             m("rewards/margins"),
             m("logps/chosen"),
             m("logps/rejected")
-        );
-    }
-    Ok(ExitCode::from(exit::OK))
-}
-
-/// `eval --dpo`: the pairs' loss and metrics under the policy (model + adapter) and the
-/// reference (the base, or the base + `--ref-adapter`).
-fn preference(
-    a: &EvalArgs,
-    model: tunelab::model::Model,
-    encoder: Encoder,
-) -> anyhow::Result<ExitCode> {
-    use tunelab::batch::pairs::{collate_pairs, encode_pairs, Pair};
-    use tunelab::train::dpo::{evaluate_pairs, Dpo, Reference};
-    let (pairs, report) =
-        match encode_pairs(&a.data, "auto", &encoder, a.max_prompt_len, a.max_seq_len) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(ExitCode::from(exit::UNUSABLE));
-            }
-        };
-    let cfg = tunelab::config::DpoSection {
-        loss: a.loss,
-        beta: a.beta,
-        label_smoothing: a.label_smoothing,
-        simpo_gamma: a.simpo_gamma,
-        rpo_alpha: a.rpo_alpha,
-        ..Default::default()
-    };
-    let n = pairs.len();
-    let pad = encoder.tokenizer.pad_id();
-    let mut d = Dpo::new(
-        Vec::new(),
-        pairs,
-        pad,
-        &cfg,
-        Reference::Bypass,
-        String::new(),
-    );
-    if a.loss.needs_reference() {
-        // The reference: its own model when it has an adapter, else the base alone.
-        let refs = match &a.ref_adapter {
-            Some(ra) => {
-                let (mut r, _) = tunelab::model::source::load(&a.model, &candle_core::Device::Cpu)
-                    .map_err(anyhow::Error::msg)?;
-                if let Err(e) = tunelab::model::peft::load(&mut r, ra) {
-                    eprintln!("error: {e}");
-                    return Ok(ExitCode::from(exit::UNUSABLE));
-                }
-                let mut out = Vec::with_capacity(n);
-                for chunk in d.eval.chunks(a.batch_size.max(1)) {
-                    let refs: Vec<&Pair> = chunk.iter().collect();
-                    let sums = tunelab::eval::row_logps(&r, &collate_pairs(&refs, pad))?;
-                    let k = refs.len();
-                    out.extend((0..k).map(|i| (sums[i].0, sums[k + i].0)));
-                }
-                out
-            }
-            None => {
-                let mut out = Vec::with_capacity(n);
-                for chunk in d.eval.chunks(a.batch_size.max(1)) {
-                    let refs: Vec<&Pair> = chunk.iter().collect();
-                    out.extend(d.reference_logps(&model, &refs)?);
-                }
-                out
-            }
-        };
-        d.set_eval_reference(refs);
-    }
-    let items: Vec<usize> = (0..n).collect();
-    let out = evaluate_pairs(&d, &model, &items, a.batch_size)?;
-    let m = |k: &str| out.metrics.get(k).copied().unwrap_or(f64::NAN);
-    if a.json {
-        let mut v = json!({"loss": out.loss, "pairs": n,
-            "truncated": report.truncated, "dropped": report.dropped});
-        for (k, x) in &out.metrics {
-            v[k] = json!(x);
-        }
-        println!("{v}");
-    } else {
-        println!(
+        ),
+        MethodConfig::Dpo(_) if as_json => println!(
+            "{}",
+            with_metrics(json!({"loss": r.loss, "pairs": n,
+                "truncated": report.truncated, "dropped": report.dropped}))
+        ),
+        MethodConfig::Dpo(dpo) => println!(
             "{} loss {:.6} over {n} pairs · rewards chosen {:.4} rejected {:.4} margins {:.4} accuracy {:.3} · logps chosen {:.3} rejected {:.3}",
-            a.loss,
-            out.loss,
+            dpo.loss,
+            r.loss,
             m("rewards/chosen"),
             m("rewards/rejected"),
             m("rewards/margins"),
             m("rewards/accuracies"),
             m("logps/chosen"),
             m("logps/rejected")
-        );
+        ),
     }
-    Ok(ExitCode::from(exit::OK))
 }

@@ -261,11 +261,7 @@ fn presets(show: Option<&str>) -> anyhow::Result<ExitCode> {
             Ok(c) => format!(
                 "{} · {} · r{} α{} · lr {} · seq {} · {}",
                 c.model.path,
-                match c.train.method {
-                    tunelab::config::Method::Sft => "sft".to_string(),
-                    tunelab::config::Method::Dpo => format!("dpo {} β{}", c.dpo.loss, c.dpo.beta),
-                    tunelab::config::Method::Kto => format!("kto β{}", c.kto.beta),
-                },
+                c.method_summary(),
                 c.lora.r,
                 c.lora.alpha,
                 c.train.lr,

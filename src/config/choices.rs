@@ -27,41 +27,6 @@ pub enum Schedule {
     Cosine,
 }
 
-/// What the trainer optimizes.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    Serialize,
-    Deserialize,
-    strum::EnumIter,
-    strum::IntoStaticStr,
-    strum::Display,
-    strum::VariantNames,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum Method {
-    /// Supervised fine-tuning: cross-entropy on the trained tokens.
-    #[default]
-    Sft,
-    /// Preference training on pairs: DPO and its variants (`dpo.loss`).
-    Dpo,
-    /// Preference training on completions rated one at a time (KTO).
-    Kto,
-}
-
-impl Method {
-    /// Whether the method learns from preferences (pairs or rated completions) against a
-    /// reference, rather than imitating.
-    pub fn is_preference(self) -> bool {
-        matches!(self, Method::Dpo | Method::Kto)
-    }
-}
-
 /// The preference loss (`dpo.loss`), with TRL's names.
 #[derive(
     Debug,
@@ -111,12 +76,5 @@ impl std::str::FromStr for Schedule {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         crate::choice::parse("scheduler", s)
-    }
-}
-
-impl std::str::FromStr for Method {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        crate::choice::parse("method", s)
     }
 }

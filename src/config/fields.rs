@@ -48,26 +48,12 @@ pub struct FieldSpec {
 /// The quantizations the form cycles through.
 const QUANTIZATIONS: &[&str] = &["none", "q8_0", "q4_0", "q4k", "nf4"];
 
-/// Fields only preference training (DPO, KTO) reads.
-const PREFERENCE_ONLY: &[&str] = &["data.max_prompt_len"];
-/// Fields preference training ignores (completions are always trained, never packed).
-const SFT_ONLY: &[&str] = &["data.train_on", "data.packing", "data.train_undesirable"];
-
 impl FieldSpec {
     /// Whether the field means anything under `config`'s method (the form hides the rest).
     pub fn applies(&self, config: &RunConfig) -> bool {
-        let method = config.train.method;
-        let dpo = method == Method::Dpo;
-        let loss = config.dpo.loss;
         match self.path {
-            "dpo.simpo_gamma" => dpo && loss == PrefLoss::Simpo,
-            "dpo.label_smoothing" => dpo && matches!(loss, PrefLoss::Sigmoid | PrefLoss::Simpo),
-            "dpo.precompute_ref" => dpo && loss.needs_reference(),
-            p if p.starts_with("dpo.") => dpo,
-            p if p.starts_with("kto.") => method == Method::Kto,
             "model.quantize_head" => config.model.quantization != crate::model::Quantization::None,
-            p if PREFERENCE_ONLY.contains(&p) => method.is_preference(),
-            p => !(method.is_preference() && SFT_ONLY.contains(&p)),
+            p => config.method_reads(p),
         }
     }
 }

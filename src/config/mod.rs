@@ -30,72 +30,6 @@ pub struct RunConfig {
     pub kto: KtoSection,
 }
 
-/// Unpaired preference training (`train.method: kto`), with TRL's `KTOConfig` defaults.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KtoSection {
-    /// β: how far the policy may move from the reference.
-    pub beta: f64,
-    /// Weight of the desirable completions' losses (λ_D).
-    pub desirable_weight: f64,
-    /// Weight of the undesirable completions' losses (λ_U). TRL advises
-    /// `λ_D·n_D / (λ_U·n_U)` between 1 and 4/3; the run's log says when it is not.
-    pub undesirable_weight: f64,
-    /// Start from this adapter (an SFT run id, a run folder or a PEFT folder); the reference
-    /// is then a frozen copy of it.
-    pub init_adapter: Option<String>,
-    /// Compute the reference log-probs once, keep them in the run folder, and reuse them on
-    /// resume.
-    pub precompute_ref: bool,
-}
-
-impl Default for KtoSection {
-    fn default() -> Self {
-        KtoSection {
-            beta: 0.1,
-            desirable_weight: 1.0,
-            undesirable_weight: 1.0,
-            init_adapter: None,
-            precompute_ref: false,
-        }
-    }
-}
-
-/// Preference training (`train.method: dpo`), with TRL's defaults.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DpoSection {
-    pub loss: PrefLoss,
-    /// β: how far the policy may move from the reference (λ for ORPO).
-    pub beta: f64,
-    /// ε of the conservative DPO loss (sigmoid and simpo).
-    pub label_smoothing: f64,
-    /// SimPO's target margin γ.
-    pub simpo_gamma: f64,
-    /// Adds this times the SFT loss on the chosen replies (RPO).
-    pub rpo_alpha: Option<f64>,
-    /// Start from this adapter (an SFT run id, a run folder or a PEFT folder); the reference
-    /// is then a frozen copy of it.
-    pub init_adapter: Option<String>,
-    /// Compute the reference log-probs once, keep them in the run folder, and reuse them on
-    /// resume.
-    pub precompute_ref: bool,
-}
-
-impl Default for DpoSection {
-    fn default() -> Self {
-        DpoSection {
-            loss: PrefLoss::Sigmoid,
-            beta: 0.1,
-            label_smoothing: 0.0,
-            simpo_gamma: 0.5,
-            rpo_alpha: None,
-            init_adapter: None,
-            precompute_ref: false,
-        }
-    }
-}
-
 /// Greedy replies the trainer writes at every evaluation, so the run shows what the model
 /// says, not only its loss.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -320,15 +254,6 @@ pub enum ConfigError {
 }
 
 impl RunConfig {
-    /// The adapter the method starts from (`dpo.init_adapter` or `kto.init_adapter`).
-    pub fn init_adapter(&self) -> Option<&str> {
-        match self.train.method {
-            Method::Sft => None,
-            Method::Dpo => self.dpo.init_adapter.as_deref(),
-            Method::Kto => self.kto.init_adapter.as_deref(),
-        }
-    }
-
     /// The smallest config: a model and a dataset, every other field at its default.
     pub fn minimal(model: &str, train: &str) -> Self {
         Self::from_yaml(
@@ -418,26 +343,7 @@ impl RunConfig {
                 );
             }
         }
-        let dpo = &self.dpo;
-        if dpo.beta <= 0.0 {
-            bad("dpo.beta", "must be > 0");
-        }
-        if !(0.0..0.5).contains(&dpo.label_smoothing) {
-            bad("dpo.label_smoothing", "must be at least 0 and below 0.5");
-        }
-        if dpo.rpo_alpha.is_some_and(|a| a < 0.0) {
-            bad("dpo.rpo_alpha", "must be >= 0");
-        }
-        let kto = &self.kto;
-        if kto.beta <= 0.0 {
-            bad("kto.beta", "must be > 0");
-        }
-        if kto.desirable_weight <= 0.0 {
-            bad("kto.desirable_weight", "must be > 0");
-        }
-        if kto.undesirable_weight <= 0.0 {
-            bad("kto.undesirable_weight", "must be > 0");
-        }
+        self.method_issues(&mut bad);
         if self.data.max_prompt_len == 0 {
             bad("data.max_prompt_len", "must be at least 1");
         }
@@ -512,11 +418,15 @@ impl RunConfig {
 
 mod choices;
 mod fields;
+mod method;
 mod presets;
 mod resolve;
 
-pub use choices::{Method, PrefLoss, Schedule};
+pub use choices::{PrefLoss, Schedule};
 pub use fields::{FieldKind, FieldSpec, FIELDS};
+pub use method::{
+    method_from_metrics, BenchItems, DpoSection, KtoSection, Method, MethodConfig, SftView,
+};
 pub use presets::PRESETS;
 
 #[cfg(test)]
@@ -561,6 +471,52 @@ mod tests {
         cfg.set_field("train.max_steps", "").unwrap();
         assert_eq!(cfg.train.max_steps, None);
         assert_eq!(cfg.lora.r, 32, "a refused edit changes nothing");
+    }
+
+    /// Each method's own fields are in the form, named by its section, and the form shows
+    /// them under that method only.
+    #[test]
+    fn each_method_owns_its_section() {
+        use strum::IntoEnumIterator;
+        for m in Method::iter() {
+            if let Some(f) = m.init_adapter_field() {
+                let spec = FIELDS.iter().find(|s| s.path == f).expect(f);
+                assert_eq!(spec.kind, FieldKind::Adapter, "{f}");
+                assert!(m.section().is_some_and(|s| f.starts_with(&format!("{s}."))));
+            }
+            let mut cfg = RunConfig::minimal("m", "d");
+            cfg.train.method = m;
+            assert_eq!(cfg.method_config().method(), m);
+            for other in Method::iter().filter(|o| *o != m) {
+                let Some(s) = other.section() else { continue };
+                let theirs: Vec<&FieldSpec> = FIELDS
+                    .iter()
+                    .filter(|f| f.path.starts_with(&format!("{s}.")))
+                    .collect();
+                assert!(!theirs.is_empty(), "{s}");
+                for f in theirs {
+                    assert!(!f.applies(&cfg), "{m}: {}", f.path);
+                }
+            }
+        }
+    }
+
+    /// The method data switches the workbench to trains on that data and stays.
+    #[test]
+    fn a_switch_of_method_lands_on_one_that_fits() {
+        use crate::data::Kind;
+        use strum::IntoEnumIterator;
+        for m in Method::iter() {
+            for kind in [Kind::Sft, Kind::Preference, Kind::Unpaired, Kind::Text] {
+                if let Some(to) = m.switch_for(kind) {
+                    assert_eq!(to.refusal(kind), None, "{m} → {to} on {kind}");
+                    assert_eq!(to.switch_for(kind), None, "{to} on {kind}");
+                }
+                if m.refusal(kind).is_some() {
+                    assert!(m.switch_for(kind).is_some(), "{m} on {kind}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -6,20 +6,20 @@
 
 use super::{launch, number, Plan, Precision, ScaleoutError, Shape, Sharding, ToolFiles, Unmapped};
 use super::{Warmup, EVAL_FILE, OUTPUT_DIR, TRAIN_FILE};
-use crate::config::{Method, PrefLoss, RunConfig};
+use crate::config::{MethodConfig, PrefLoss, RunConfig};
 use crate::data::Kind;
 use crate::template::{LengthPolicy, TrainOn};
 use serde_json::{json, Map, Value};
 
 /// The layout Axolotl's loader for the method reads.
 pub fn shape(cfg: &RunConfig, kind: Kind) -> Result<Shape, ScaleoutError> {
-    Ok(match cfg.train.method {
-        Method::Sft if kind == Kind::Text => Shape::Text,
-        Method::Sft if cfg.data.train_on == TrainOn::LastAssistant => Shape::LastTurnWeighted,
-        Method::Sft => Shape::Messages,
-        Method::Dpo if cfg.dpo.loss == PrefLoss::Orpo => Shape::OrpoConversations,
-        Method::Dpo => Shape::Preference,
-        Method::Kto => Shape::KtoRendered,
+    Ok(match cfg.method_config() {
+        MethodConfig::Sft(_) if kind == Kind::Text => Shape::Text,
+        MethodConfig::Sft(s) if s.train_on == TrainOn::LastAssistant => Shape::LastTurnWeighted,
+        MethodConfig::Sft(_) => Shape::Messages,
+        MethodConfig::Dpo(dpo) if dpo.loss == PrefLoss::Orpo => Shape::OrpoConversations,
+        MethodConfig::Dpo(_) => Shape::Preference,
+        MethodConfig::Kto(_) => Shape::KtoRendered,
     })
 }
 
@@ -93,9 +93,9 @@ pub fn config(plan: &Plan, unmapped: &mut Vec<Unmapped>) -> Map<String, Value> {
             Value::Object(d.template_kwargs.clone()),
         );
     }
-    match t.method {
-        Method::Sft => {}
-        Method::Dpo => {
+    match cfg.method_config() {
+        MethodConfig::Sft(_) => {}
+        MethodConfig::Dpo(_) => {
             let rl = match cfg.dpo.loss {
                 PrefLoss::Simpo => "simpo",
                 PrefLoss::Orpo => "orpo",
@@ -141,7 +141,7 @@ pub fn config(plan: &Plan, unmapped: &mut Vec<Unmapped>) -> Map<String, Value> {
             }
             put("max_prompt_len", json!(d.max_prompt_len));
         }
-        Method::Kto => {
+        MethodConfig::Kto(_) => {
             put("rl", json!("kto"));
             put("rl_beta", number(cfg.kto.beta));
             put("kto_desirable_weight", number(cfg.kto.desirable_weight));
@@ -169,7 +169,7 @@ pub fn config(plan: &Plan, unmapped: &mut Vec<Unmapped>) -> Map<String, Value> {
             LengthPolicy::Drop => "drop",
         }),
     );
-    if t.method == Method::Sft {
+    if cfg.method_config().sft().is_some() {
         put("sample_packing", json!(d.packing));
         if d.packing {
             put("eval_sample_packing", json!(false));
@@ -290,7 +290,7 @@ pub fn files(plan: &Plan) -> Result<ToolFiles, ScaleoutError> {
         super::yaml::to_string(&Value::Object(c))
     );
     let mut commands = vec![];
-    if plan.shape != Shape::Text && plan.cfg.train.method == Method::Sft {
+    if plan.shape != Shape::Text && plan.cfg.method_config().sft().is_some() {
         commands.push(
             "axolotl preprocess config.yml   # optional: tokenize once, check the masks".into(),
         );

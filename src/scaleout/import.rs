@@ -372,16 +372,9 @@ fn metrics(o: &Map<String, Value>, eval: bool) -> Metrics {
         .collect()
 }
 
-/// DPO logs reward margins, KTO a KL point too; else SFT.
+/// The method the logged metrics show (DPO logs reward margins, KTO a KL point too).
 fn guess_method(history: &[Value]) -> Method {
-    let has = |k: &str| history.iter().any(|e| e.get(k).is_some());
-    if has("kl") || has("eval_kl") {
-        Method::Kto
-    } else if has("rewards/margins") || has("eval_rewards/margins") {
-        Method::Dpo
-    } else {
-        Method::Sft
-    }
+    crate::config::method_from_metrics(|k| history.iter().any(|e| e.get(k).is_some()))
 }
 
 /// The output folder's name, or its parent's when it is a generic `output`.

@@ -4,7 +4,7 @@
 
 use super::{number, Plan, Precision, ScaleoutError, Shape, Sharding, ToolFiles, Unmapped};
 use super::{Warmup, OUTPUT_DIR};
-use crate::config::{Method, PrefLoss, RunConfig};
+use crate::config::{MethodConfig, PrefLoss, RunConfig};
 use crate::data::Kind;
 use crate::template::{LengthPolicy, TrainOn};
 use serde_json::{json, Map, Value};
@@ -15,11 +15,11 @@ pub const EVAL_NAME: &str = "tunelab_eval";
 
 /// The layout LLaMA-Factory's loader for the stage reads.
 pub fn shape(cfg: &RunConfig, kind: Kind) -> Result<Shape, ScaleoutError> {
-    Ok(match cfg.train.method {
-        Method::Sft if kind == Kind::Text => Shape::Text,
-        Method::Sft => Shape::Sharegpt,
-        Method::Dpo => Shape::SharegptPreference,
-        Method::Kto => Shape::KtoMessages,
+    Ok(match cfg.method_config() {
+        MethodConfig::Sft(_) if kind == Kind::Text => Shape::Text,
+        MethodConfig::Sft(_) => Shape::Sharegpt,
+        MethodConfig::Dpo(_) => Shape::SharegptPreference,
+        MethodConfig::Kto(_) => Shape::KtoMessages,
     })
 }
 
@@ -100,8 +100,8 @@ pub fn config(plan: &Plan, unmapped: &mut Vec<Unmapped>) -> Map<String, Value> {
         // Training continues that adapter; the reference is the base with a frozen copy of
         // it, as in tunelab (reference-free losses need none).
         put("adapter_name_or_path", json!(a));
-        let needs_ref = match t.method {
-            Method::Dpo => cfg.dpo.loss.needs_reference(),
+        let needs_ref = match cfg.method_config() {
+            MethodConfig::Dpo(dpo) => dpo.loss.needs_reference(),
             _ => true,
         };
         if needs_ref {
@@ -121,11 +121,11 @@ pub fn config(plan: &Plan, unmapped: &mut Vec<Unmapped>) -> Map<String, Value> {
         }
     }
     // method
-    let stage = match (t.method, plan.shape) {
-        (Method::Sft, Shape::Text) => "pt",
-        (Method::Sft, _) => "sft",
-        (Method::Dpo, _) => "dpo",
-        (Method::Kto, _) => "kto",
+    let stage = match (cfg.method_config(), plan.shape) {
+        (MethodConfig::Sft(_), Shape::Text) => "pt",
+        (MethodConfig::Sft(_), _) => "sft",
+        (MethodConfig::Dpo(_), _) => "dpo",
+        (MethodConfig::Kto(_), _) => "kto",
     };
     put("stage", json!(stage));
     put("do_train", json!(true));
@@ -149,10 +149,9 @@ pub fn config(plan: &Plan, unmapped: &mut Vec<Unmapped>) -> Map<String, Value> {
     if cfg.lora.use_rslora {
         put("use_rslora", json!(true));
     }
-    match t.method {
-        Method::Sft => {}
-        Method::Dpo => {
-            let dpo = &cfg.dpo;
+    match cfg.method_config() {
+        MethodConfig::Sft(_) => {}
+        MethodConfig::Dpo(dpo) => {
             put("pref_beta", number(dpo.beta));
             put("pref_loss", json!(dpo.loss.to_string()));
             if dpo.loss == PrefLoss::Simpo {
@@ -172,11 +171,11 @@ pub fn config(plan: &Plan, unmapped: &mut Vec<Unmapped>) -> Map<String, Value> {
                 ));
             }
         }
-        Method::Kto => {
-            put("pref_beta", number(cfg.kto.beta));
-            put("kto_chosen_weight", number(cfg.kto.desirable_weight));
-            put("kto_rejected_weight", number(cfg.kto.undesirable_weight));
-            if cfg.kto.precompute_ref {
+        MethodConfig::Kto(kto) => {
+            put("pref_beta", number(kto.beta));
+            put("kto_chosen_weight", number(kto.desirable_weight));
+            put("kto_rejected_weight", number(kto.undesirable_weight));
+            if kto.precompute_ref {
                 unmapped.push(Unmapped::new(
                     "kto.precompute_ref",
                     "LLaMA-Factory computes the reference log-probs during training",
@@ -220,7 +219,7 @@ pub fn config(plan: &Plan, unmapped: &mut Vec<Unmapped>) -> Map<String, Value> {
         ));
     }
     put("cutoff_len", json!(d.max_seq_len));
-    if t.method == Method::Sft && plan.shape != Shape::Text {
+    if cfg.method_config().sft().is_some() && plan.shape != Shape::Text {
         put("packing", json!(d.packing));
         if d.packing {
             // Packing without attention across examples, as tunelab packs.

@@ -523,24 +523,12 @@ pub fn export(
 
 /// Refuses data the method cannot train on, as the trainer would.
 fn check_kind(cfg: &RunConfig, kind: Kind, path: &Path) -> Result<(), ScaleoutError> {
-    use crate::config::Method;
-    let refuse = |what: &str| {
-        Err(ScaleoutError::Unsupported(format!(
+    match cfg.train.method.refusal(kind) {
+        Some(what) => Err(ScaleoutError::Unsupported(format!(
             "{}: holds {kind} data; {what}",
             path.display()
-        )))
-    };
-    match (cfg.train.method, kind) {
-        (Method::Sft, Kind::Preference) => {
-            refuse("train.method sft needs conversations or text (dpo trains on pairs)")
-        }
-        (Method::Dpo, k) if k != Kind::Preference => {
-            refuse("train.method dpo needs preference pairs")
-        }
-        (Method::Kto, Kind::Text) => {
-            refuse("train.method kto needs rated completions or preference pairs")
-        }
-        _ => Ok(()),
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -705,7 +693,7 @@ fn common_unmapped(cfg: &RunConfig, tool: Tool) -> Vec<Unmapped> {
         )),
         Q::None | Q::Nf4 => {}
     }
-    if cfg.data.packing && cfg.train.method == crate::config::Method::Sft {
+    if cfg.method_config().sft().is_some_and(|s| s.packing) {
         v.push(Unmapped::new(
             "data.packing",
             "mapped to packing on FlashAttention 2 (flash-attn must be installed), which keeps packed examples from attending to each other as tunelab's packing does",

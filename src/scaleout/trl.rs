@@ -6,26 +6,26 @@
 use super::{
     launch, number, Plan, Precision, ScaleoutError, Shape, ToolFiles, Unmapped, Warmup, OUTPUT_DIR,
 };
-use crate::config::{Method, PrefLoss, RunConfig};
+use crate::config::{MethodConfig, PrefLoss, RunConfig};
 use crate::data::Kind;
 use crate::template::TrainOn;
 
 /// The layout TRL's trainer for the method reads.
 pub fn shape(cfg: &RunConfig, kind: Kind) -> Result<Shape, ScaleoutError> {
-    Ok(match cfg.train.method {
-        Method::Sft if kind == Kind::Text => Shape::Text,
-        Method::Sft if cfg.data.train_on == TrainOn::LastAssistant => Shape::PromptCompletion,
-        Method::Sft => Shape::Messages,
-        Method::Dpo => {
-            if matches!(cfg.dpo.loss, PrefLoss::Simpo | PrefLoss::Orpo) {
+    Ok(match cfg.method_config() {
+        MethodConfig::Sft(_) if kind == Kind::Text => Shape::Text,
+        MethodConfig::Sft(s) if s.train_on == TrainOn::LastAssistant => Shape::PromptCompletion,
+        MethodConfig::Sft(_) => Shape::Messages,
+        MethodConfig::Dpo(dpo) => {
+            if matches!(dpo.loss, PrefLoss::Simpo | PrefLoss::Orpo) {
                 return Err(ScaleoutError::Unsupported(format!(
                     "dpo.loss {}: `trl dpo` (TRL 1.16) has no {} loss (it moved out of DPOTrainer); export to axolotl or llamafactory instead",
-                    cfg.dpo.loss, cfg.dpo.loss
+                    dpo.loss, dpo.loss
                 )));
             }
             Shape::Preference
         }
-        Method::Kto => Shape::KtoPromptCompletion,
+        MethodConfig::Kto(_) => Shape::KtoPromptCompletion,
     })
 }
 
@@ -93,15 +93,15 @@ pub fn args(plan: &Plan, unmapped: &mut Vec<Unmapped>) -> Vec<Arg> {
         a.push(arg("--save_total_limit", t.keep_checkpoints));
     }
     a.push(arg("--seed", t.seed));
-    match cfg.train.method {
-        Method::Sft => sft_args(plan, &mut a, unmapped),
-        Method::Dpo => dpo_args(plan, &mut a, unmapped),
-        Method::Kto => {
+    match cfg.method_config() {
+        MethodConfig::Sft(_) => sft_args(plan, &mut a, unmapped),
+        MethodConfig::Dpo(_) => dpo_args(plan, &mut a, unmapped),
+        MethodConfig::Kto(kto) => {
             a.push(arg("--max_length", cfg.data.max_seq_len));
-            a.push(arg("--beta", num(cfg.kto.beta)));
-            a.push(arg("--desirable_weight", num(cfg.kto.desirable_weight)));
-            a.push(arg("--undesirable_weight", num(cfg.kto.undesirable_weight)));
-            if cfg.kto.precompute_ref {
+            a.push(arg("--beta", num(kto.beta)));
+            a.push(arg("--desirable_weight", num(kto.desirable_weight)));
+            a.push(arg("--undesirable_weight", num(kto.undesirable_weight)));
+            if kto.precompute_ref {
                 a.push(arg("--precompute_ref_log_probs", "true"));
             }
             preference_unmapped(plan, "kto", unmapped);
@@ -279,10 +279,10 @@ fn sh(v: &str) -> String {
 pub fn files(plan: &Plan) -> Result<ToolFiles, ScaleoutError> {
     let mut unmapped = Vec::new();
     let args = args(plan, &mut unmapped);
-    let sub = match plan.cfg.train.method {
-        Method::Sft => "sft",
-        Method::Dpo => "dpo",
-        Method::Kto => "kto",
+    let sub = match plan.cfg.method_config() {
+        MethodConfig::Sft(_) => "sft",
+        MethodConfig::Dpo(_) => "dpo",
+        MethodConfig::Kto(_) => "kto",
     };
     let mut script = format!(
         "#!/usr/bin/env bash\n# {} as a TRL experiment (`trl {sub}`, TRL 1.16), written by `tunelab export-config`.\n# Runs from this folder; extra arguments go to `trl {sub}` (e.g. --use_cpu true for a CPU smoke test).\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\ntrl {sub} \\\n",

@@ -7,16 +7,20 @@
 //! The reference ([`Reference`]) is the base with the adapter bypassed, or a frozen copy of
 //! `dpo.init_adapter`; `dpo.precompute_ref` computes its log-probs once into the run folder.
 
+use super::error::TrainError;
 use super::grads::Grads;
+use super::method::{SamplePrompt, Setup, TrainingMethod};
 use super::micro::StepArgs;
 use super::objective::{EvalOut, MicroOut, Objective, Window};
 use super::pref_loss::{pair_terms, PairLogps, PairTerms, PrefParams};
-use crate::batch::pairs::{collate_pairs, Pair};
+use crate::batch::pairs::{collate_pairs, encode_pairs, Pair};
+use crate::batch::EncodeReport;
 use crate::config::{DpoSection, PrefLoss};
 use crate::model::Model;
 use crate::runs::event::Metrics;
 use crate::runs::RunDir;
 use candle_core::Result;
+use std::path::Path;
 
 pub use super::reference::{Precomputed, Reference, REFERENCE_FILE};
 
@@ -58,6 +62,44 @@ impl Dpo {
             reference_id,
             precomputed: None,
         }
+    }
+
+    /// The loss and metrics of `pairs` as a held-out set (nothing trained): against
+    /// `reference` when the loss needs one, or the base alone (the adapter bypassed).
+    pub fn held_out(
+        pairs: Vec<Pair>,
+        pad_id: u32,
+        cfg: &DpoSection,
+        model: &Model,
+        reference: Option<&Model>,
+        batch_size: usize,
+    ) -> Result<EvalOut> {
+        let n = pairs.len();
+        let mut d = Dpo::new(
+            Vec::new(),
+            pairs,
+            pad_id,
+            cfg,
+            Reference::Bypass,
+            String::new(),
+        );
+        if cfg.loss.needs_reference() {
+            let mut refs = Vec::with_capacity(n);
+            for chunk in d.eval.chunks(batch_size.max(1)) {
+                let chunk: Vec<&Pair> = chunk.iter().collect();
+                match reference {
+                    Some(r) => {
+                        let sums = crate::eval::row_logps(r, &collate_pairs(&chunk, pad_id))?;
+                        let k = chunk.len();
+                        refs.extend((0..k).map(|i| (sums[i].0, sums[k + i].0)));
+                    }
+                    None => refs.extend(d.reference_logps(model, &chunk)?),
+                }
+            }
+            d.set_eval_reference(refs);
+        }
+        let items: Vec<usize> = (0..n).collect();
+        evaluate_pairs(&d, model, &items, batch_size)
     }
 
     /// Uses `refs` (chosen, rejected per held-out pair) as the reference log-probs, as
@@ -254,6 +296,35 @@ impl Objective for Dpo {
         } else {
             format!("reference log-probs computed once into {REFERENCE_FILE}")
         }))
+    }
+}
+
+impl TrainingMethod for Dpo {
+    type Item = Pair;
+
+    fn encode(
+        s: &Setup,
+        path: &Path,
+    ) -> std::result::Result<(Vec<Pair>, EncodeReport), TrainError> {
+        super::method::encode_prompted(s, path, encode_pairs)
+    }
+
+    fn sample(p: &Pair) -> Option<SamplePrompt> {
+        (!p.prompt_text.is_empty()).then(|| SamplePrompt {
+            text: p.prompt_text.clone(),
+            ids: p.prompt.clone(),
+        })
+    }
+
+    fn build(
+        s: &Setup,
+        train: Vec<Pair>,
+        eval: Vec<Pair>,
+    ) -> std::result::Result<Self, TrainError> {
+        let cfg = s.cfg;
+        let (reference, id) = Reference::for_run(cfg, s.model, cfg.dpo.loss.needs_reference())?;
+        let pad_id = s.encoder.tokenizer.pad_id();
+        Ok(Dpo::new(train, eval, pad_id, &cfg.dpo, reference, id))
     }
 }
 

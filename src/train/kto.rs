@@ -11,18 +11,21 @@
 //! blocks of `train.batch_size`, over a seeded shuffle), so the reference's log-probs, KL
 //! rows included, can be precomputed. The policy scores the KL rows without dropout.
 
+use super::error::TrainError;
 use super::grads::Grads;
+use super::method::{SamplePrompt, Setup, TrainingMethod};
 use super::micro::StepArgs;
 use super::objective::{EvalOut, MicroOut, Objective, Window};
 use super::pref_loss::sigmoid;
 use super::reference::{self, Precomputed, Reference, REFERENCE_FILE};
-use crate::batch::rated::{kl_partners, Rated};
-use crate::batch::{collate_rows, MicroBatch};
+use crate::batch::rated::{encode_rated, kl_partners, Rated};
+use crate::batch::{collate_rows, EncodeReport, MicroBatch};
 use crate::config::KtoSection;
 use crate::model::Model;
 use crate::runs::event::Metrics;
 use crate::runs::RunDir;
 use candle_core::Result;
+use std::path::Path;
 
 /// The settings the loss reads.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -239,6 +242,40 @@ impl Kto {
             return Ok(items.iter().map(|&i| set[i]).collect());
         }
         self.reference_logps(model, train, items)
+    }
+
+    /// The loss, KL point and metrics of `rated` as a held-out set (nothing trained): against
+    /// `reference`, or the base alone (the adapter bypassed). KL partners rotate within
+    /// blocks of `batch_size` in file order, as TRL pairs them.
+    pub fn held_out(
+        rated: Vec<Rated>,
+        pad_id: u32,
+        cfg: &KtoSection,
+        model: &Model,
+        reference: Option<&Model>,
+        batch_size: usize,
+    ) -> Result<EvalOut> {
+        let n = rated.len();
+        let batch = batch_size.max(1);
+        let mut k = Kto::new(
+            Vec::new(),
+            rated,
+            pad_id,
+            cfg,
+            batch,
+            None,
+            Reference::Bypass,
+            String::new(),
+        );
+        let items: Vec<usize> = (0..n).collect();
+        if let Some(r) = reference {
+            let mut refs = Vec::with_capacity(n);
+            for chunk in items.chunks(batch) {
+                refs.extend(k.own_logps(r, chunk)?);
+            }
+            k.set_eval_reference(refs);
+        }
+        k.evaluate_items(model, &items, batch)
     }
 
     /// Uses `refs` (completion, KL row per held-out example) as the reference log-probs, as
@@ -460,6 +497,46 @@ impl Objective for Kto {
             });
         }
         Ok((!lines.is_empty()).then(|| lines.join("\n")))
+    }
+}
+
+impl TrainingMethod for Kto {
+    type Item = Rated;
+
+    fn encode(
+        s: &Setup,
+        path: &Path,
+    ) -> std::result::Result<(Vec<Rated>, EncodeReport), TrainError> {
+        super::method::encode_prompted(s, path, encode_rated)
+    }
+
+    /// Desirable completions' prompts only: the replies worth imitating.
+    fn sample(r: &Rated) -> Option<SamplePrompt> {
+        (!r.prompt_text.is_empty() && r.desirable).then(|| SamplePrompt {
+            text: r.prompt_text.clone(),
+            ids: r.prompt.clone(),
+        })
+    }
+
+    /// KL partners rotate within blocks of `train.batch_size` over a shuffle seeded by the
+    /// run's seed.
+    fn build(
+        s: &Setup,
+        train: Vec<Rated>,
+        eval: Vec<Rated>,
+    ) -> std::result::Result<Self, TrainError> {
+        let cfg = s.cfg;
+        let (reference, id) = Reference::for_run(cfg, s.model, true)?;
+        Ok(Kto::new(
+            train,
+            eval,
+            s.encoder.tokenizer.pad_id(),
+            &cfg.kto,
+            cfg.train.batch_size,
+            Some(cfg.train.seed),
+            reference,
+            id,
+        ))
     }
 }
 

@@ -6,17 +6,20 @@
 pub mod checkpoint;
 pub mod dpo;
 pub mod error;
+pub mod evaluate;
 pub mod grads;
 pub mod interrupt;
 mod journal;
 pub mod kto;
 pub mod manual;
+pub mod method;
 pub mod micro;
 pub mod objective;
 pub mod optim;
 pub mod pref_loss;
 pub mod reference;
 pub mod schedule;
+pub mod sft;
 pub mod step;
 pub mod trainer;
 

@@ -1,10 +1,10 @@
 //! What the trainer optimizes, behind one seam: the loop asks an objective for a micro-batch's
-//! loss and gradients and for held-out metrics, and never branches on the method. SFT is
-//! the objective today; preference objectives plug in beside it.
+//! loss and gradients and for held-out metrics, and never branches on the method. Each
+//! method's objective lives in its own module (`sft`, `dpo`, `kto`), built through
+//! [`super::method::TrainingMethod`].
 
 use super::grads::Grads;
 use super::micro::StepArgs;
-use crate::batch::{collate, Sequence};
 use crate::model::Model;
 use crate::runs::event::Metrics;
 use candle_core::Result;
@@ -76,61 +76,5 @@ pub trait Objective: Send + Sync {
         _batch_size: usize,
     ) -> Result<Option<String>> {
         Ok(None)
-    }
-}
-
-/// Supervised fine-tuning: cross-entropy on the trained tokens.
-pub struct Sft {
-    pub train: Vec<Sequence>,
-    pub eval: Vec<Sequence>,
-    pub pad_id: u32,
-}
-
-impl Objective for Sft {
-    fn train_items(&self) -> usize {
-        self.train.len()
-    }
-
-    fn eval_items(&self) -> usize {
-        self.eval.len()
-    }
-
-    fn window(&self, items: &[usize]) -> Window {
-        let targets = items.iter().map(|&i| self.train[i].targets()).sum();
-        Window {
-            units: targets,
-            tokens: targets,
-            desirable: 0,
-        }
-    }
-
-    fn micro_step(
-        &self,
-        model: &Model,
-        items: &[usize],
-        _window: Window,
-        args: &StepArgs,
-        grads: &mut Grads,
-    ) -> Result<MicroOut> {
-        let rows: Vec<&Sequence> = items.iter().map(|&i| &self.train[i]).collect();
-        let mb = collate(&rows, self.pad_id);
-        let l = super::step::forward_backward(model, &mb, args, grads)?;
-        Ok(MicroOut {
-            loss: l.loss,
-            tokens: mb.tokens,
-            metrics: Metrics::new(),
-        })
-    }
-
-    fn evaluate(&self, model: &Model, batch_size: usize) -> Result<Option<EvalOut>> {
-        if self.eval.is_empty() {
-            return Ok(None);
-        }
-        let (sum, n) = crate::eval::sequence_loss(model, &self.eval, batch_size, self.pad_id)?;
-        Ok(Some(EvalOut {
-            loss: if n == 0 { f64::NAN } else { sum / n as f64 },
-            count: n,
-            metrics: Metrics::new(),
-        }))
     }
 }

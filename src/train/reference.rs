@@ -4,7 +4,9 @@
 //! forward so one base serves both. `precompute_ref` computes the reference's log-probs once
 //! and keeps them in the run folder, keyed by a hash of the data and the reference.
 
+use super::error::TrainError;
 use crate::batch::MicroBatch;
+use crate::config::RunConfig;
 use crate::model::Model;
 use crate::runs::RunDir;
 use candle_core::{Result, Tensor};
@@ -21,6 +23,32 @@ pub enum Reference {
 }
 
 impl Reference {
+    /// The reference a preference run measures against (none when not `needed`, the bare
+    /// base, or a frozen copy of the adapter it starts from) and its identity for the
+    /// precomputed file's hash.
+    pub fn for_run(
+        cfg: &RunConfig,
+        model: &Model,
+        needed: bool,
+    ) -> std::result::Result<(Reference, String), TrainError> {
+        let (reference, id) = if !needed {
+            (Reference::None, "none".to_string())
+        } else if let Some(dir) = cfg.init_adapter() {
+            let file = std::path::Path::new(dir).join("adapter_model.safetensors");
+            let digest = super::checkpoint::digest(&file).map_err(|e| TrainError::io(&file, e))?;
+            (
+                Reference::frozen(model)?,
+                format!("frozen:{}", digest.fnv1a64),
+            )
+        } else {
+            (Reference::Bypass, "base".to_string())
+        };
+        Ok((
+            reference,
+            format!("{id}:{}:{}", cfg.model.path, cfg.train.dtype),
+        ))
+    }
+
     /// The frozen copy of `model`'s current LoRA parameters.
     pub fn frozen(model: &Model) -> Result<Self> {
         let saved = model

@@ -11,11 +11,12 @@ use super::grads::Grads;
 use super::interrupt::Interrupter;
 use super::journal::{Journal, Observer};
 use super::kto::Kto;
+use super::method::{self, Built, SamplePrompt, Setup};
 use super::micro::StepArgs;
-use super::objective::{Objective, Sft};
+use super::objective::Objective;
 use super::optim::{AdamW, AdamWConfig};
-use super::reference::Reference;
 use super::schedule::Scheduler;
+use super::sft::Sft;
 use crate::batch::{self, Order};
 use crate::config::{Method, RunConfig};
 use crate::model::{source, Model};
@@ -48,15 +49,6 @@ pub enum StepOutcome {
     Diverged(String),
 }
 
-/// A prompt the trainer answers greedily at every evaluation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SamplePrompt {
-    /// What the user asked (shown beside the reply).
-    pub text: String,
-    /// The prompt as the model sees it, generation prompt included.
-    pub ids: Vec<u32>,
-}
-
 /// Everything a run needs that is derived from its config.
 pub struct Prepared {
     pub model: Model,
@@ -69,45 +61,8 @@ pub struct Prepared {
     pub quant: crate::model::QuantReport,
 }
 
-/// The configured sample prompts rendered with the chat template, or the first held-out
-/// examples' prompts (exactly the ids the model saw before the reply it learns).
-fn sample_prompts(
-    cfg: &RunConfig,
-    encoder: &Encoder,
-    eval: &[crate::template::Example],
-) -> Vec<SamplePrompt> {
-    let s = &cfg.samples;
-    if !s.prompts.is_empty() {
-        return s
-            .prompts
-            .iter()
-            .filter_map(|text| {
-                let messages = [serde_json::json!({"role": "user", "content": text})];
-                let rendered = encoder
-                    .render(&messages, None, true)
-                    .unwrap_or_else(|_| text.clone());
-                let ids = encoder.tokenizer.encode(&rendered, false).ok()?.ids;
-                Some(SamplePrompt {
-                    text: text.clone(),
-                    ids,
-                })
-            })
-            .collect();
-    }
-    eval.iter()
-        .filter(|e| !e.prompt.is_empty())
-        .filter_map(|e| {
-            Some(SamplePrompt {
-                text: e.prompt.clone(),
-                ids: e.prompt_ids()?.to_vec(),
-            })
-        })
-        .take(s.count)
-        .collect()
-}
-
-/// Loads the model, adds LoRA (or the DPO run's starting adapter), and encodes the data for
-/// the config's method.
+/// Loads the model, adds LoRA (or the preference run's starting adapter), and prepares the
+/// config's method: its data, sample prompts and objective.
 pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
     let device = cfg.train.device.open()?;
     let (mut model, tokenizer, quant) = source::load_quantized(
@@ -131,118 +86,21 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
     )?
     .with_tool_format(cfg.data.tool_format)
     .with_template_kwargs(cfg.data.template_kwargs.clone());
-    let d = &cfg.data;
-    let pad_id = encoder.tokenizer.pad_id();
-    let (objective, report, samples): (Box<dyn Objective>, batch::EncodeReport, Vec<SamplePrompt>) =
-        match cfg.train.method {
-            Method::Sft => {
-                let encode = |path: &str| {
-                    batch::encode_file(
-                        Path::new(path),
-                        &d.format,
-                        &encoder,
-                        d.max_seq_len,
-                        d.length_policy,
-                        d.train_undesirable,
-                    )
-                };
-                let (examples, mut report) = encode(&d.train)?;
-                let (train, eval) = match &d.eval {
-                    Some(path) => {
-                        let (eval, r) = encode(path)?;
-                        report += r;
-                        (examples, eval)
-                    }
-                    None => batch::split(examples, d.eval_split, cfg.train.seed),
-                };
-                let samples = sample_prompts(cfg, &encoder, &eval);
-                let sft = Sft {
-                    train: batch::sequences(train, d.packing, d.max_seq_len),
-                    eval: batch::sequences(eval, false, d.max_seq_len),
-                    pad_id,
-                };
-                (Box::new(sft), report, samples)
-            }
-            Method::Dpo => {
-                let encode = |path: &str| {
-                    batch::pairs::encode_pairs(
-                        Path::new(path),
-                        &d.format,
-                        &encoder,
-                        d.max_prompt_len,
-                        d.max_seq_len,
-                    )
-                };
-                let (pairs, mut report) = encode(&d.train)?;
-                let (train, eval) = match &d.eval {
-                    Some(path) => {
-                        let (eval, r) = encode(path)?;
-                        report += r;
-                        (pairs, eval)
-                    }
-                    None => batch::split(pairs, d.eval_split, cfg.train.seed),
-                };
-                let samples = if cfg.samples.prompts.is_empty() {
-                    eval.iter()
-                        .filter(|p| !p.prompt_text.is_empty())
-                        .take(cfg.samples.count)
-                        .map(|p| SamplePrompt {
-                            text: p.prompt_text.clone(),
-                            ids: p.prompt.clone(),
-                        })
-                        .collect()
-                } else {
-                    sample_prompts(cfg, &encoder, &[])
-                };
-                let (reference, id) = reference(cfg, &model, cfg.dpo.loss.needs_reference())?;
-                let dpo = Dpo::new(train, eval, pad_id, &cfg.dpo, reference, id);
-                (Box::new(dpo), report, samples)
-            }
-            Method::Kto => {
-                let encode = |path: &str| {
-                    batch::rated::encode_rated(
-                        Path::new(path),
-                        &d.format,
-                        &encoder,
-                        d.max_prompt_len,
-                        d.max_seq_len,
-                    )
-                };
-                let (rated, mut report) = encode(&d.train)?;
-                let (train, eval) = match &d.eval {
-                    Some(path) => {
-                        let (eval, r) = encode(path)?;
-                        report += r;
-                        (rated, eval)
-                    }
-                    None => batch::split(rated, d.eval_split, cfg.train.seed),
-                };
-                let samples = if cfg.samples.prompts.is_empty() {
-                    eval.iter()
-                        .filter(|r| !r.prompt_text.is_empty() && r.desirable)
-                        .take(cfg.samples.count)
-                        .map(|r| SamplePrompt {
-                            text: r.prompt_text.clone(),
-                            ids: r.prompt.clone(),
-                        })
-                        .collect()
-                } else {
-                    sample_prompts(cfg, &encoder, &[])
-                };
-                let (reference, id) = reference(cfg, &model, true)?;
-                let kto = Kto::new(
-                    train,
-                    eval,
-                    pad_id,
-                    &cfg.kto,
-                    cfg.train.batch_size,
-                    Some(cfg.train.seed),
-                    reference,
-                    id,
-                );
-                (Box::new(kto), report, samples)
-            }
-        };
+    let setup = Setup {
+        cfg,
+        model: &model,
+        encoder: &encoder,
+    };
+    // The one place the method is chosen: everything after it is the method's own.
+    let Built {
+        objective,
+        report,
+        samples,
+    } = match cfg.train.method {
+        Method::Sft => method::build::<Sft>(&setup)?,
+        Method::Dpo => method::build::<Dpo>(&setup)?,
+        Method::Kto => method::build::<Kto>(&setup)?,
+    };
     Ok(Prepared {
         model,
         encoder,
@@ -251,31 +109,6 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
         samples,
         quant,
     })
-}
-
-/// The reference a preference run measures against (none, the bare base, or a frozen copy
-/// of the adapter it starts from) and its identity for the precomputed file's hash.
-fn reference(
-    cfg: &RunConfig,
-    model: &Model,
-    needed: bool,
-) -> Result<(Reference, String), TrainError> {
-    let (reference, id) = if !needed {
-        (Reference::None, "none".to_string())
-    } else if let Some(dir) = cfg.init_adapter() {
-        let file = Path::new(dir).join("adapter_model.safetensors");
-        let digest = checkpoint::digest(&file).map_err(|e| TrainError::io(&file, e))?;
-        (
-            Reference::frozen(model)?,
-            format!("frozen:{}", digest.fnv1a64),
-        )
-    } else {
-        (Reference::Bypass, "base".to_string())
-    };
-    Ok((
-        reference,
-        format!("{id}:{}:{}", cfg.model.path, cfg.train.dtype),
-    ))
 }
 
 /// AdamW and the gradient accumulator over the model's LoRA parameters.

@@ -91,21 +91,7 @@ pub struct DataKind {
 /// The method a dataset of `kind` trains with, when `current` cannot use it: rated
 /// completions → kto, pairs → dpo, conversations and text → sft.
 fn method_for(kind: crate::data::Kind, current: Method) -> Option<Method> {
-    use crate::data::Kind;
-    let fits = match kind {
-        Kind::Unpaired => current == Method::Kto,
-        // KTO also trains on pairs (each side rated on its own).
-        Kind::Preference => current.is_preference(),
-        Kind::Sft | Kind::Text => current == Method::Sft,
-    };
-    if fits {
-        return None;
-    }
-    Some(match kind {
-        Kind::Unpaired => Method::Kto,
-        Kind::Preference => Method::Dpo,
-        Kind::Sft | Kind::Text => Method::Sft,
-    })
+    current.switch_for(kind)
 }
 
 impl AdapterTab {
@@ -235,11 +221,7 @@ impl AdapterTab {
         let (format, kind) = k.found.clone().ok()?;
         let method = method_for(kind, self.config.train.method)?;
         self.config.set_field("train.method", method.into()).ok()?;
-        let why = match method {
-            Method::Kto => "completions rated one at a time: KTO learns from both labels (sft would train only the desirable ones)",
-            Method::Dpo => "preference pairs (kto also trains on them)",
-            Method::Sft => "conversations to imitate",
-        };
+        let why = method.learns_from();
         Some(Effect::info(format!(
             "train.method is now {method}: {format} data holds {why}"
         )))
@@ -355,13 +337,7 @@ impl AdapterTab {
         let c = self.model_config()?;
         let t = &self.config.train;
         let bytes = t.dtype.size() as u64;
-        // A preference micro-batch holds the chosen and the rejected row of every pair.
-        let rows = match t.method {
-            Method::Sft => t.batch_size,
-            Method::Dpo => 2 * t.batch_size,
-            // KTO's KL rows go through without a graph, before the rows that train.
-            Method::Kto => t.batch_size,
-        };
+        let rows = t.method.rows_per_item() * t.batch_size;
         Some(estimate::memory(
             c,
             &(&self.config.lora).into(),

@@ -3,7 +3,7 @@
 //! module picker and the form's issues.
 
 use super::state::{AdapterTab, DataKind};
-use crate::config::{FieldKind, Method, RunConfig, PRESETS};
+use crate::config::{FieldKind, RunConfig, PRESETS};
 use crate::lora::LoraConfig;
 use crate::tui::text;
 use crate::tui::theme::Theme;
@@ -48,16 +48,9 @@ fn method_line(c: &RunConfig) -> String {
             format!("from {}", text::middle(&name, 16))
         })
     };
-    match c.train.method {
-        Method::Sft => "method     sft".into(),
-        Method::Dpo => format!("method     {} β{} · {}", c.dpo.loss, c.dpo.beta, from()),
-        Method::Kto => format!(
-            "method     kto β{} λD{} λU{} · {}",
-            c.kto.beta,
-            c.kto.desirable_weight,
-            c.kto.undesirable_weight,
-            from()
-        ),
+    match c.train.method.init_adapter_field() {
+        Some(_) => format!("method     {} · {}", c.method_settings(), from()),
+        None => format!("method     {}", c.method_settings()),
     }
 }
 
