@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use std::process::ExitCode;
 use std::time::Instant;
-use tunelab::model::llama::KvCache;
+use tunelab::model::decoder::KvCache;
 use tunelab::model::Batch;
 
 #[derive(Debug, Subcommand)]
@@ -251,7 +251,15 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(exit::UNUSABLE));
     };
     let Some(bench_items) = objective.bench_items() else {
-        eprintln!("error: --objective {objective} is not benchmarked (sft or dpo)");
+        use strum::IntoEnumIterator;
+        let measured: Vec<String> = tunelab::config::Method::iter()
+            .filter(|m| m.bench_items().is_some())
+            .map(|m| m.to_string())
+            .collect();
+        eprintln!(
+            "error: --objective {objective} is not benchmarked (measured: {})",
+            measured.join(", ")
+        );
         return Ok(ExitCode::from(exit::UNUSABLE));
     };
     let Some(config) = random::shape(&shape) else {

@@ -37,11 +37,15 @@ pub fn run(a: PlotArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(exit::UNUSABLE));
     }
+    let data = tunelab::paths::Paths::resolve().data;
     let mut dirs = Vec::with_capacity(a.runs.len());
     for spec in &a.runs {
-        match super::runs::find(spec) {
+        match tunelab::runs::find(spec, &data) {
             Ok(d) => dirs.push(d),
-            Err(code) => return Ok(code),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(exit::UNUSABLE));
+            }
         }
     }
     let opts = plot::Options {

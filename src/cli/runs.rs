@@ -45,13 +45,9 @@ pub enum RunsCommand {
 }
 
 /// The run `spec` names (a folder or an id), or the exit code after saying there is none.
-pub(super) fn find(spec: &str) -> Result<RunDir, ExitCode> {
-    let root = runs::runs_root(&Paths::resolve().data);
-    runs::resolve(spec, &root).ok_or_else(|| {
-        eprintln!(
-            "error: no run {spec:?} (neither a run folder nor an id under {})",
-            root.display()
-        );
+fn find(spec: &str) -> Result<RunDir, ExitCode> {
+    runs::find(spec, &Paths::resolve().data).map_err(|e| {
+        eprintln!("error: {e}");
         ExitCode::from(exit::UNUSABLE)
     })
 }

@@ -1,7 +1,8 @@
 //! Relative paths in a run configuration, made absolute before a run starts, so the run's
 //! own `config.yaml` names exactly what it used.
 
-use super::{ConfigIssue, RunConfig};
+use super::{ConfigIssue, Method, RunConfig};
+use strum::IntoEnumIterator;
 use std::path::Path;
 
 impl RunConfig {
@@ -33,11 +34,18 @@ impl RunConfig {
         if let Some(e) = self.data.eval.as_mut() {
             data("data.eval", e)?;
         }
-        if let Some(a) = self.dpo.init_adapter.clone() {
-            self.dpo.init_adapter = Some(adapter_folder("dpo.init_adapter", &a, bases)?);
-        }
-        if let Some(a) = self.kto.init_adapter.clone() {
-            self.kto.init_adapter = Some(adapter_folder("kto.init_adapter", &a, bases)?);
+        // Every method's adapter to start from (`dpo.init_adapter`, …), by its field.
+        for field in Method::iter().filter_map(Method::init_adapter_field) {
+            let given = self.get_field(field);
+            if given.is_empty() {
+                continue;
+            }
+            let folder = adapter_folder(field, &given, bases)?;
+            let quoted = serde_yaml::to_string(&folder).unwrap_or_default();
+            self.set_path(field, quoted.trim()).map_err(|message| ConfigIssue {
+                path: field.into(),
+                message,
+            })?;
         }
         Ok(())
     }
@@ -90,7 +98,7 @@ fn is_hub_id(p: &str, bases: &[&Path]) -> bool {
     if path.is_absolute() || p.starts_with('.') || p.starts_with('~') {
         return false;
     }
-    if !crate::model::hub::looks_like_repo_id(p) {
+    if !crate::paths::is_repo_id(p) {
         return false;
     }
     let first = p.split('/').next().unwrap_or_default();

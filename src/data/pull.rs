@@ -79,16 +79,6 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> PullError + '_ {
     }
 }
 
-fn valid_id(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('/').collect();
-    parts.len() == 2
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        })
-}
-
 /// Files in a dataset repository that are metadata, not records.
 const NOT_DATA: &[&str] = &["dataset_info.json", "dataset_infos.json", "state.json"];
 
@@ -180,7 +170,7 @@ fn cached(cache: &Path, repo: &Repo) -> Option<(String, PathBuf, Vec<String>)> {
 
 /// Pulls `req.id`'s data files into `req.dest`.
 pub fn pull(req: &PullRequest) -> Result<Pulled, PullError> {
-    if !valid_id(&req.id) {
+    if !crate::paths::is_repo_id(&req.id) {
         return Err(PullError::BadId(req.id.clone()));
     }
     let cache = crate::paths::hf_hub_cache();
@@ -360,6 +350,10 @@ mod tests {
         let flat = v(&["persona.jsonl", "README.md"]);
         assert_eq!(select(&flat, Some("train")), v(&["persona.jsonl"]));
         assert!(select(&flat, Some("test")).is_empty());
-        assert!(valid_id("acme/persona-chat") && !valid_id("acme") && !valid_id("a/b/c"));
+        assert!(
+            crate::paths::is_repo_id("acme/persona-chat")
+                && !crate::paths::is_repo_id("acme")
+                && !crate::paths::is_repo_id("a/b/c")
+        );
     }
 }

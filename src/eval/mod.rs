@@ -3,7 +3,7 @@
 
 use crate::batch::{collate, MicroBatch, Sequence};
 use crate::data::{DataError, Dataset};
-use crate::model::llama::causal_lm_loss;
+use crate::model::decoder::causal_lm_loss;
 use crate::model::{Model, ModelError};
 use crate::template::{fit_length, Encoded, Encoder, Example, LengthPolicy, TemplateError};
 use candle_core::Tensor;
@@ -31,7 +31,7 @@ pub fn sequence_loss(
 }
 
 /// The log-probs of the targets of `labels` in `logits` as one graph node (row-major, in
-/// the order `model::llama::target_positions` lists them) and the row each belongs to;
+/// the order `model::decoder::target_positions` lists them) and the row each belongs to;
 /// `None` when no position has a target. The training step back-propagates through it.
 pub fn target_logps(
     logits: &Tensor,
@@ -39,7 +39,7 @@ pub fn target_logps(
 ) -> candle_core::Result<Option<(Tensor, Vec<usize>)>> {
     use candle_core::DType;
     let (b, t, v) = logits.dims3()?;
-    let (rows, targets) = crate::model::llama::target_positions(labels, b, t);
+    let (rows, targets) = crate::model::decoder::target_positions(labels, b, t);
     if rows.is_empty() {
         return Ok(None);
     }

@@ -6,8 +6,8 @@
 
 use super::gguf::write_file;
 use super::{ExportError, Loaded};
-use crate::model::gguf::{hf_to_gguf, unpermute_rows};
 use crate::model::decoder::inverse_perm;
+use crate::model::gguf::{hf_to_gguf, unpermute_rows};
 use candle_core::quantized::gguf_file::Value;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};

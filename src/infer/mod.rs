@@ -5,7 +5,7 @@ pub mod load;
 pub mod sampling;
 pub mod stream;
 
-use crate::model::llama::KvCache;
+use crate::model::decoder::KvCache;
 use crate::model::Model;
 use crate::template::TextTokenizer;
 use sampling::{Sampler, Sampling};

@@ -14,20 +14,10 @@ const OPTIONAL: &[&str] = &[
     "chat_template.jinja",
 ];
 
-pub fn looks_like_repo_id(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('/').collect();
-    parts.len() == 2
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        })
-}
-
 /// The cached snapshot folder holding `id`'s `config.json`, without downloading anything
 /// (`None` for a spec that is not a hub id, or not in the cache).
 pub fn cached_snapshot(id: &str) -> Option<PathBuf> {
-    if !looks_like_repo_id(id) {
+    if !crate::paths::is_repo_id(id) {
         return None;
     }
     let cache = Cache::new(crate::paths::hf_hub_cache());

@@ -24,9 +24,6 @@ pub mod weights;
 
 pub use compute::{DeviceSpec, Dtype};
 pub use config::{Arch, ModelConfig};
-/// The decoder's former path (`model::llama::KvCache` and the rest), kept for importers
-/// outside `model`.
-pub use decoder as llama;
 pub use decoder::{Batch, Model};
 pub use quant::{QuantPlan, QuantReport, Quantization};
 

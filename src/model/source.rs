@@ -40,7 +40,7 @@ pub fn resolve(spec: &str) -> Result<Resolved, ModelError> {
             message: "a file that is not a .gguf; expected a model folder, a .gguf file or a hub id like org/name".into(),
         });
     }
-    if hub::looks_like_repo_id(spec) {
+    if crate::paths::is_repo_id(spec) {
         return Ok(Resolved::Folder(hub::resolve(spec)?));
     }
     Err(ModelError::Invalid {
@@ -65,7 +65,7 @@ pub fn config_cached(spec: &str) -> Result<super::ModelConfig, ModelError> {
         if let Some(dir) = hub::cached_snapshot(spec) {
             return Ok(super::ModelConfig::from_file(&dir.join("config.json"))?);
         }
-        if hub::looks_like_repo_id(spec) {
+        if crate::paths::is_repo_id(spec) {
             return Err(ModelError::Invalid {
                 path: PathBuf::from(spec),
                 message: "not in the Hugging Face cache".into(),

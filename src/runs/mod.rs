@@ -4,6 +4,7 @@
 //! `status.json` alone answers what a list of runs shows, so listing never reads events.
 
 pub mod adapters;
+pub mod details;
 pub mod event;
 pub mod plot;
 
@@ -154,6 +155,24 @@ pub fn read_events(path: &Path, offset: u64) -> std::io::Result<(Vec<RunEvent>, 
 /// Where runs live by default: `runs/` in the workspace (the data folder).
 pub fn runs_root(data_dir: &Path) -> PathBuf {
     data_dir.join("runs")
+}
+
+/// No run by that name.
+#[derive(Debug, thiserror::Error)]
+#[error("no run {spec:?} (neither a run folder nor an id under {})", root.display())]
+pub struct NoSuchRun {
+    pub spec: String,
+    pub root: PathBuf,
+}
+
+/// The run `spec` names: a run folder, or an id under the data folder's `runs/` (every
+/// run, a project's linked in).
+pub fn find(spec: &str, data_dir: &Path) -> Result<RunDir, NoSuchRun> {
+    let root = runs_root(data_dir);
+    resolve(spec, &root).ok_or_else(|| NoSuchRun {
+        spec: spec.to_string(),
+        root,
+    })
 }
 
 /// A run named by path, or by id under `root`.

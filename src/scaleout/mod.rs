@@ -602,7 +602,7 @@ fn render_encoder(cfg: &RunConfig, model: &str) -> Result<crate::template::Encod
     use crate::template::{Encoder, TemplateChoice};
     let dir = if Path::new(model).is_dir() {
         PathBuf::from(model)
-    } else if crate::model::hub::looks_like_repo_id(model) {
+    } else if crate::paths::is_repo_id(model) {
         crate::model::hub::resolve(model)?
     } else {
         return Err(ScaleoutError::Unsupported(format!(

@@ -10,7 +10,7 @@ use super::micro::{Head, MicroLoss, StepArgs, TargetLogps};
 use crate::batch::MicroBatch;
 use crate::lora::{dropout_mask, module_seed};
 use crate::model::config::Activation;
-use crate::model::llama::{
+use crate::model::decoder::{
     repeat_kv, rope_partial, split_last, Block, Linear, Model, Prepared, Weight,
 };
 use crate::ops::{rms_norm_backward, rms_norm_forward, softmax_backward};
@@ -18,7 +18,7 @@ use candle_core::{DType, Result, Tensor, D};
 
 /// `dy` in the base product's order from `g` in the Hugging Face order `y_hf = y[.., perm]`.
 fn unpermute(g: &Tensor, perm: &Tensor) -> Result<Tensor> {
-    g.index_select(&crate::model::llama::inverse_perm(perm)?, D::Minus1)
+    g.index_select(&crate::model::decoder::inverse_perm(perm)?, D::Minus1)
 }
 
 /// What a projection keeps for its backward.
@@ -169,7 +169,7 @@ fn group_backward(
 }
 
 /// The activation and its derivative at `z`, in one pass on the CPU. The value has the bits
-/// of the autograd forward's (`model::llama::activate` uses the same kernels), so both paths
+/// of the autograd forward's (`model::decoder::activate` uses the same kernels), so both paths
 /// give identical outputs (DPO's first loss is exactly ln 2 only if policy and reference agree
 /// to the bit).
 fn activation_and_grad(z: &Tensor, a: Activation) -> Result<(Tensor, Tensor)> {
@@ -432,7 +432,7 @@ fn head_backward(
     head: &mut Head,
 ) -> Result<(f64, usize, Tensor)> {
     let (b, t, hidden) = h.dims3()?;
-    let (rows, targets) = crate::model::llama::target_positions(labels, b, t);
+    let (rows, targets) = crate::model::decoder::target_positions(labels, b, t);
     let n = rows.len();
     if n == 0 {
         return Ok((0.0, 0, h.zeros_like()?));

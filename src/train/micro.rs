@@ -40,7 +40,7 @@ pub struct MicroLoss {
 }
 
 /// The log-probabilities of a micro-batch's targets (in row-major order, as
-/// `model::llama::target_positions` lists them) and the row each belongs to.
+/// `model::decoder::target_positions` lists them) and the row each belongs to.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TargetLogps {
     pub logp: Vec<f32>,

@@ -410,49 +410,15 @@ impl App {
     /// Validates the form's config, then (on a worker) resolves its paths, writes it to the
     /// workspace's configs folder and starts `tunelab train --detach` into its runs folder.
     fn start_run(&mut self) {
-        let mut cfg = self.adapter.config.clone();
+        let cfg = self.adapter.config.clone();
         if let Some(i) = cfg.validate().first() {
             self.say(Level::Error, format!("cannot start: {i}"));
             return;
         }
         let ws = self.ws.clone();
         self.say(Level::Info, "starting a run…");
-        self.bg.spawn(Box::new(move || {
-            Update::RunStarted((|| {
-                cfg.resolve_paths(&[ws.root.as_path(), ws.data.as_path()])
-                    .map_err(|e| format!("cannot start: {e}"))?;
-                let name = cfg.name.clone().unwrap_or_else(|| "run".into());
-                let root = ws.runs_root();
-                let id = crate::runs::new_id(&name, &root);
-                let dir = root.join(&id);
-                let cfg_path = ws.configs().join(format!("{id}.yaml"));
-                std::fs::create_dir_all(ws.configs())
-                    .map_err(|e| e.to_string())
-                    .and_then(|_| serde_yaml::to_string(&cfg).map_err(|e| e.to_string()))
-                    .and_then(|y| {
-                        crate::files::write_atomic(&cfg_path, y.as_bytes())
-                            .map_err(|e| e.to_string())
-                    })
-                    .map_err(|e| format!("cannot write {}: {e}", cfg_path.display()))?;
-                let exe = &ws.exe;
-                let out = std::process::Command::new(exe)
-                    .arg("train")
-                    .arg(&cfg_path)
-                    .arg("--run-dir")
-                    .arg(&dir)
-                    .arg("--detach")
-                    .stdin(std::process::Stdio::null())
-                    .output()
-                    .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
-                if !out.status.success() {
-                    return Err(format!(
-                        "tunelab train failed: {}",
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    ));
-                }
-                Ok((id, dir))
-            })())
-        }));
+        self.bg
+            .spawn(Box::new(move || Update::RunStarted(ws.start_run(cfg))));
     }
 
     /// Routes one background result.

@@ -4,10 +4,12 @@
 //! global list shows them all.
 
 mod demo;
+mod place;
 
 pub use crate::files::walk;
 
 pub use demo::{demo_model_spec, Demo, PERSONA_DPO, PERSONA_SFT};
+pub use place::Workspace;
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};

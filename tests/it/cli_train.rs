@@ -63,11 +63,10 @@ fn last_step(run: &Path) -> u64 {
 fn tiny_preset_learns_the_persona() {
     let h = home();
     let run = h.path().join("run");
-    let (code, _, err) = common::run(
-        &h,
+    common::ok(
+        h.path(),
         &["train", "tiny-demo", "--run-dir", run.to_str().unwrap()],
     );
-    assert_eq!(code, 0, "{err}");
     let evals: Vec<f64> = events(&run)
         .iter()
         .filter(|e| e["type"] == "eval")
@@ -131,8 +130,8 @@ fn resume_after_sigkill_matches_an_uninterrupted_run() {
     let h = home();
     let cfg = small_config(&h, "max_steps: 30, save_every: 10, eval_every: 0");
     let a = h.path().join("a");
-    let (code, _, err) = common::run(
-        &h,
+    common::ok(
+        h.path(),
         &[
             "train",
             cfg.to_str().unwrap(),
@@ -140,7 +139,6 @@ fn resume_after_sigkill_matches_an_uninterrupted_run() {
             a.to_str().unwrap(),
         ],
     );
-    assert_eq!(code, 0, "{err}");
     let b = h.path().join("b");
     let mut child = common::tunelab(&h)
         .args([
@@ -157,8 +155,7 @@ fn resume_after_sigkill_matches_an_uninterrupted_run() {
     child.wait().unwrap();
     let killed_at = last_step(&b);
     assert!(killed_at < 30, "the run finished before it was killed");
-    let (code, _, err) = common::run(&h, &["train", "--resume", b.to_str().unwrap()]);
-    assert_eq!(code, 0, "{err}");
+    common::ok(h.path(), &["train", "--resume", b.to_str().unwrap()]);
     let resume = events(&b)
         .into_iter()
         .find(|e| e["type"] == "resume")
@@ -219,8 +216,7 @@ fn detached_run_outlives_its_parent() {
     let h = home();
     let cfg = small_config(&h, "max_steps: 20, save_every: 0, eval_every: 10");
     let t = Instant::now();
-    let (code, out, err) = common::run(&h, &["train", cfg.to_str().unwrap(), "--detach"]);
-    assert_eq!(code, 0, "{err}");
+    let out = common::ok(h.path(), &["train", cfg.to_str().unwrap(), "--detach"]);
     assert!(
         t.elapsed() < Duration::from_secs(10),
         "--detach must return at once"
@@ -264,8 +260,8 @@ fn a_damaged_checkpoint_is_skipped_on_resume() {
     let h = home();
     let cfg = small_config(&h, "max_steps: 20, save_every: 10, eval_every: 0");
     let run = h.path().join("run");
-    let (code, _, err) = common::run(
-        &h,
+    common::ok(
+        h.path(),
         &[
             "train",
             cfg.to_str().unwrap(),
@@ -273,7 +269,6 @@ fn a_damaged_checkpoint_is_skipped_on_resume() {
             run.to_str().unwrap(),
         ],
     );
-    assert_eq!(code, 0, "{err}");
     let before = losses(&run);
     let f = run.join("checkpoints/step-20/optimizer.safetensors");
     let len = std::fs::metadata(&f).unwrap().len();
@@ -283,8 +278,7 @@ fn a_damaged_checkpoint_is_skipped_on_resume() {
         .unwrap()
         .set_len(len - 7)
         .unwrap();
-    let (code, _, err) = common::run(&h, &["train", "--resume", run.to_str().unwrap()]);
-    assert_eq!(code, 0, "{err}");
+    common::ok(h.path(), &["train", "--resume", run.to_str().unwrap()]);
     let ev = events(&run);
     let skipped = ev
         .iter()

@@ -8,7 +8,7 @@ use crate::common;
 use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
 use std::path::{Path, PathBuf};
-use tunelab::model::llama::row;
+use tunelab::model::decoder::row;
 use tunelab::model::{Batch, Model, Quantization};
 
 /// A tiny model of `arch` and a short run on it: (home, model folder, run folder).
@@ -48,8 +48,8 @@ fn trained_on(arch: &str, quantization: &str) -> (tempfile::TempDir, PathBuf, Pa
     )
     .unwrap();
     let run = h.path().join("run");
-    let (code, _, err) = common::run(
-        &h,
+    common::ok(
+        h.path(),
         &[
             "train",
             cfg.to_str().unwrap(),
@@ -57,7 +57,6 @@ fn trained_on(arch: &str, quantization: &str) -> (tempfile::TempDir, PathBuf, Pa
             run.to_str().unwrap(),
         ],
     );
-    assert_eq!(code, 0, "{err}");
     (h, model, run)
 }
 

@@ -6,7 +6,7 @@
 use crate::common;
 use crate::model_parity::MODELS;
 use candle_core::{DType, Device, Tensor};
-use tunelab::model::llama::{row, KvCache};
+use tunelab::model::decoder::{row, KvCache};
 use tunelab::model::{Batch, Model};
 use tunelab::train::micro::StepArgs;
 use tunelab::train::step::forward_backward;

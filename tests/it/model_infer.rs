@@ -5,7 +5,7 @@ use crate::common;
 use candle_core::{DType, Device, Tensor};
 use tunelab::infer::sampling::Sampling;
 use tunelab::infer::{generate, GenEvent, StopReason};
-use tunelab::model::llama::{row, KvCache};
+use tunelab::model::decoder::{row, KvCache};
 use tunelab::model::tiny::{init_tiny, TinySpec};
 use tunelab::model::{Batch, Model};
 use tunelab::template::TextTokenizer;

@@ -4,7 +4,7 @@ use crate::common;
 
 use candle_core::{DType, Device, Tensor};
 use tunelab::lora::LoraConfig;
-use tunelab::model::llama::row;
+use tunelab::model::decoder::row;
 use tunelab::model::peft;
 use tunelab::model::tiny::{init_tiny, TinySpec};
 use tunelab::model::{Arch, Batch, Model};
@@ -89,7 +89,8 @@ fn a_fresh_adapter_changes_nothing_and_counts_its_parameters() {
     );
     // Dropout in training mode still leaves a zero-B adapter a no-op, and gradients reach every variable.
     let logits = model.forward(&input, &Batch::default(), Some(1)).unwrap();
-    let (loss, _) = tunelab::model::llama::causal_lm_loss(&logits, &[vec![3, 9, 27, 81]]).unwrap();
+    let (loss, _) =
+        tunelab::model::decoder::causal_lm_loss(&logits, &[vec![3, 9, 27, 81]]).unwrap();
     let grads = loss.backward().unwrap();
     for (name, var) in model.lora_vars() {
         let g = grads

@@ -6,7 +6,7 @@ use crate::common;
 
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
-use tunelab::model::llama::{causal_lm_loss, row};
+use tunelab::model::decoder::{causal_lm_loss, row};
 use tunelab::model::{Batch, Model};
 
 /// Llama, Qwen2 and Mistral from make_model_fixtures.py; the newer families (and Mistral with

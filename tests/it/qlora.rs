@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use tunelab::batch::{collate, Sequence};
 use tunelab::lora::LoraConfig;
-use tunelab::model::llama::Weight;
+use tunelab::model::decoder::Weight;
 use tunelab::model::{Model, Quantization};
 use tunelab::train::grads::GradSource;
 use tunelab::train::micro::StepArgs;
@@ -294,8 +294,8 @@ fn the_tiny_preset_trains_on_a_quantized_base() {
     let train = |q: &str| -> (Value, f64) {
         let run = h.path().join(format!("run-{q}"));
         let set = format!("model.quantization={q}");
-        let (code, _, err) = common::run(
-            &h,
+        common::ok(
+            h.path(),
             &[
                 "train",
                 "tiny-demo",
@@ -305,7 +305,6 @@ fn the_tiny_preset_trains_on_a_quantized_base() {
                 run.to_str().unwrap(),
             ],
         );
-        assert_eq!(code, 0, "{err}");
         let events = common::event_lines(&tunelab::runs::RunDir::new(&run).events_path());
         let start = events
             .iter()

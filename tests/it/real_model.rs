@@ -165,8 +165,8 @@ fn smollm2_dpo_preset_takes_real_steps() {
     let run = home.path().join("run");
     let model = format!("model.path={}", gguf.display());
     let train = format!("data.train={}", data.display());
-    let (code, _, err) = common::run(
-        &home,
+    common::ok(
+        home.path(),
         &[
             "train",
             "smollm2-135m-dpo",
@@ -198,7 +198,6 @@ fn smollm2_dpo_preset_takes_real_steps() {
             run.to_str().unwrap(),
         ],
     );
-    assert_eq!(code, 0, "{err}");
     let losses: Vec<f64> = common::event_lines(&run.join("events.jsonl"))
         .into_iter()
         .filter(|e| e["type"] == "train")
@@ -272,7 +271,7 @@ fn smollm2_requantized_eval_loss_stays_near_full_precision() {
 /// forward at that position, across the KV cache's first growth (64 rows).
 #[test]
 fn smollm2_block_kernel_decode_equals_the_dense_forward() {
-    use tunelab::model::llama::KvCache;
+    use tunelab::model::decoder::KvCache;
     let Some(gguf) = common::smollm2_gguf("smollm2_block_kernel_decode_equals_the_dense_forward")
     else {
         return;

@@ -33,8 +33,8 @@ fn home_with_adapter() -> (tempfile::TempDir, PathBuf, PathBuf) {
     )
     .unwrap();
     let run = h.path().join("pirate-run");
-    let (code, _, err) = common::run(
-        &h,
+    common::ok(
+        h.path(),
         &[
             "train",
             cfg.to_str().unwrap(),
@@ -42,7 +42,6 @@ fn home_with_adapter() -> (tempfile::TempDir, PathBuf, PathBuf) {
             run.to_str().unwrap(),
         ],
     );
-    assert_eq!(code, 0, "{err}");
     (h, demo.join("tiny-model"), run.join("adapter"))
 }
 

@@ -265,8 +265,8 @@ fn the_builtin_chatml_trains_on_tool_calls() {
     )
     .unwrap();
     let run = h.path().join("run");
-    let (code, _, err) = common::run(
-        &h,
+    common::ok(
+        h.path(),
         &[
             "train",
             cfg.to_str().unwrap(),
@@ -274,7 +274,6 @@ fn the_builtin_chatml_trains_on_tool_calls() {
             run.to_str().unwrap(),
         ],
     );
-    assert_eq!(code, 0, "{err}");
     let start = common::event_lines(&run.join("events.jsonl"))
         .into_iter()
         .find(|e| e["type"] == "start")

@@ -1143,7 +1143,7 @@ fn rated_data_shows_its_label_and_the_form_follows_it() {
 fn the_runs_tab_exports_and_plots_a_run() {
     let h = home();
     let run = h.path().join("data/runs/sft-20260101-000000");
-    let (code, _, err) = common::run_with_home(
+    common::ok(
         h.path(),
         &[
             "train",
@@ -1154,7 +1154,6 @@ fn the_runs_tab_exports_and_plots_a_run() {
             run.to_str().unwrap(),
         ],
     );
-    assert_eq!(code, 0, "{err}");
     let mut a = app(&h, "dark", false);
     a.handle(Action::TabRuns);
     settle(&mut a);

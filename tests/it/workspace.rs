@@ -56,8 +56,7 @@ fn a_folder_is_a_project_when_it_holds_datasets_or_a_workspace_file() {
 #[test]
 fn a_preset_that_names_the_demo_creates_it_on_a_fresh_machine() {
     let h = tempfile::tempdir().unwrap();
-    let (code, out, err) = common::run(&h, &["train", "tiny-demo", "--detach"]);
-    assert_eq!(code, 0, "{err}");
+    let out = common::ok(h.path(), &["train", "tiny-demo", "--detach"]);
     assert!(h.path().join("data/demo/tiny-model/config.json").is_file());
     let id = out.trim();
     let run = RunDir::new(h.path().join("data/runs").join(id));
@@ -122,8 +121,8 @@ fn a_model_and_a_dataset_make_a_config() {
     )
     .unwrap();
     let run = dir.path().join("run");
-    let (code, _, err) = common::run(
-        &h,
+    common::ok(
+        h.path(),
         &[
             "train",
             cfg.to_str().unwrap(),
@@ -131,7 +130,6 @@ fn a_model_and_a_dataset_make_a_config() {
             run.to_str().unwrap(),
         ],
     );
-    assert_eq!(code, 0, "{err}");
     let saved = tunelab::config::RunConfig::load(&run.join("config.yaml")).unwrap();
     assert_eq!(
         (saved.lora.r, saved.lora.alpha),

@@ -3,7 +3,7 @@
 //! from the watcher (status.json only); details are read on a worker.
 
 use super::{Component, Ctx};
-use crate::config::RunConfig;
+use crate::runs::details::RunDetails;
 use crate::runs::{RunDir, RunSummary};
 use crate::tui::action::Action;
 use crate::tui::effect::Effect;
@@ -15,48 +15,6 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
 use std::path::PathBuf;
-
-/// What the details pane shows of a run beyond its summary.
-#[derive(Debug, Clone)]
-pub struct RunDetails {
-    pub config: Option<RunConfig>,
-    pub checkpoints: Vec<u64>,
-    pub adapter: bool,
-    /// The first sample prompt and its reply at each evaluation: how the answer changed.
-    pub samples: Option<(String, Vec<(u64, String)>)>,
-}
-
-impl RunDetails {
-    /// Reads a run's config and checkpoint list; worker threads only.
-    pub fn read(dir: &std::path::Path) -> Self {
-        let run = RunDir::new(dir);
-        let (events, _) = crate::runs::read_events(&run.events_path(), 0).unwrap_or_default();
-        let mut samples: Option<(String, Vec<(u64, String)>)> = None;
-        for e in events {
-            if let crate::runs::EventKind::Sample {
-                step,
-                prompt,
-                reply,
-            } = e.kind
-            {
-                let s = samples.get_or_insert_with(|| (prompt.clone(), Vec::new()));
-                if s.0 == prompt {
-                    s.1.retain(|(st, _)| *st < step);
-                    s.1.push((step, reply));
-                }
-            }
-        }
-        RunDetails {
-            config: RunConfig::load(&run.config()).ok(),
-            checkpoints: crate::train::checkpoint::list(&run.checkpoints())
-                .iter()
-                .map(|(s, _)| *s)
-                .collect(),
-            adapter: run.adapter().is_dir(),
-            samples,
-        }
-    }
-}
 
 /// Background results for this tab.
 pub enum Msg {
