@@ -2,8 +2,8 @@
 //! own `config.yaml` names exactly what it used.
 
 use super::{ConfigIssue, Method, RunConfig};
-use strum::IntoEnumIterator;
 use std::path::Path;
+use strum::IntoEnumIterator;
 
 impl RunConfig {
     /// Makes relative paths absolute: each is looked up against `bases` in order and the
@@ -42,10 +42,11 @@ impl RunConfig {
             }
             let folder = adapter_folder(field, &given, bases)?;
             let quoted = serde_yaml::to_string(&folder).unwrap_or_default();
-            self.set_path(field, quoted.trim()).map_err(|message| ConfigIssue {
-                path: field.into(),
-                message,
-            })?;
+            self.set_path(field, quoted.trim())
+                .map_err(|message| ConfigIssue {
+                    path: field.into(),
+                    message,
+                })?;
         }
         Ok(())
     }
