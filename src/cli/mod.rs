@@ -69,8 +69,9 @@ pub enum Command {
     Data(data::DataCommand),
     /// One reply from a model (and adapter) to a prompt, streamed to stdout (on the CPU).
     Chat(chat::ChatArgs),
-    /// Loss and perplexity of a model (and adapter) on a dataset; with --dpo or --kto, the
-    /// preference loss and rewards (on the CPU).
+    /// Did the fine-tune work: loss and perplexity of a dataset (with --dpo or --kto, the
+    /// preference loss and rewards); `bench` multiple-choice tasks, `generate` and `score`
+    /// answers against references, `judge` two sides by an LLM.
     Eval(eval::EvalArgs),
     /// List the built-in training presets, or print one as a complete config (`--show NAME`;
     /// `--show default`: the defaults).

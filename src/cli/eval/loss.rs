@@ -1,6 +1,7 @@
-//! `tunelab eval`: loss and perplexity of a model (and adapter) on a dataset.
+//! `tunelab eval` (no subcommand): loss and perplexity of a model (and adapter) on a dataset,
+//! or the DPO-family and KTO losses of preference data.
 
-use super::exit;
+use crate::cli::exit;
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
@@ -10,16 +11,16 @@ use tunelab::template::{Encoder, TemplateChoice, TrainOn};
 use tunelab::train::evaluate::{held_out, EvalData, HeldOut, HeldOutError, RefAdapter};
 
 #[derive(Debug, Args)]
-pub struct EvalArgs {
+pub struct LossArgs {
     /// A model folder, a .gguf file, or a hub id (org/name).
-    #[arg(long)]
-    pub model: String,
+    #[arg(long, required = true)]
+    pub model: Option<String>,
     /// A PEFT adapter folder.
     #[arg(long)]
     pub adapter: Option<PathBuf>,
     /// The dataset (any format tunelab reads).
-    #[arg(long)]
-    pub data: PathBuf,
+    #[arg(long, required = true)]
+    pub data: Option<PathBuf>,
     /// The chat template: `model` (its own), a built-in (chatml, llama3, mistral, alpaca,
     /// qwen3, gemma, phi4, phi4-mini), or a .jinja file.
     #[arg(long, default_value = "model")]
@@ -29,7 +30,7 @@ pub struct EvalArgs {
     #[arg(long, default_value = "assistant")]
     pub train_on: String,
     /// An extra chat-template argument, KEY=VALUE (`enable_thinking=false`); repeatable.
-    #[arg(long = "template-kwarg", value_name = "KEY=VALUE", value_parser = super::args::template_kwarg)]
+    #[arg(long = "template-kwarg", value_name = "KEY=VALUE", value_parser = crate::cli::args::template_kwarg)]
     pub template_kwargs: Vec<(String, serde_json::Value)>,
     /// Examples are cut to this many tokens.
     #[arg(long, default_value_t = 2048)]
@@ -46,10 +47,10 @@ pub struct EvalArgs {
     #[arg(long, conflicts_with = "dpo")]
     pub kto: bool,
     /// With --kto: the weight of the desirable completions' losses (λ_D).
-    #[arg(long, default_value_t = 1.0, value_parser = super::args::positive)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::cli::args::positive)]
     pub desirable_weight: f64,
     /// With --kto: the weight of the undesirable completions' losses (λ_U).
-    #[arg(long, default_value_t = 1.0, value_parser = super::args::positive)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::cli::args::positive)]
     pub undesirable_weight: f64,
     /// Preference pairs: the DPO-family loss and reward metrics of the file, no training.
     #[arg(long)]
@@ -61,7 +62,7 @@ pub struct EvalArgs {
     #[arg(long, default_value = "sigmoid")]
     pub loss: tunelab::config::PrefLoss,
     /// With --dpo or --kto: β, how far the policy may move from the reference (λ for orpo).
-    #[arg(long, default_value_t = 0.1, value_parser = super::args::positive)]
+    #[arg(long, default_value_t = 0.1, value_parser = crate::cli::args::positive)]
     pub beta: f64,
     /// With --dpo: ε of the conservative loss (sigmoid and simpo).
     #[arg(long, default_value_t = 0.0)]
@@ -77,10 +78,14 @@ pub struct EvalArgs {
     pub max_prompt_len: usize,
 }
 
-pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
+pub fn run(a: LossArgs) -> anyhow::Result<ExitCode> {
     let fail = |e: &dyn std::fmt::Display| {
         eprintln!("error: {e}");
         Ok(ExitCode::from(exit::UNUSABLE))
+    };
+    // Required by clap unless a subcommand is given, so both are here.
+    let (Some(model_arg), Some(data_path)) = (a.model.as_deref(), a.data.as_deref()) else {
+        return fail(&"--model and --data are required");
     };
     if a.ref_adapter.is_some() && !(a.dpo || a.kto) {
         return fail(&"--ref-adapter needs --dpo or --kto");
@@ -89,7 +94,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
         Ok(t) => t,
         Err(e) => return fail(&e),
     };
-    let (mut model, tok) = match tunelab::model::source::load(&a.model, &candle_core::Device::Cpu) {
+    let (mut model, tok) = match tunelab::model::source::load(model_arg, &candle_core::Device::Cpu) {
         Ok(m) => m,
         Err(e) => return fail(&e),
     };
@@ -128,13 +133,13 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
         })
     };
     let data = EvalData {
-        path: &a.data,
+        path: data_path,
         max_seq_len: a.max_seq_len,
         max_prompt_len: a.max_prompt_len,
         batch_size: a.batch_size,
     };
     let reference = a.ref_adapter.as_deref().map(|adapter| RefAdapter {
-        base: &a.model,
+        base: model_arg,
         adapter,
     });
     let r = match held_out(&model, &encoder, &data, method, reference) {
