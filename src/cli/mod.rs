@@ -6,6 +6,7 @@ pub mod bench;
 #[cfg(feature = "tui")]
 mod bench_tui;
 pub mod chat;
+mod compare;
 pub mod data;
 mod doctor;
 pub mod eval;
@@ -13,6 +14,7 @@ mod export;
 mod manual;
 pub mod model;
 mod plot;
+mod progress;
 mod render;
 pub mod runs;
 mod scaleout;

@@ -42,6 +42,9 @@ pub enum RunsCommand {
     Plot(super::plot::PlotArgs),
     /// Bring a finished TRL / Axolotl / LLaMA-Factory run back as a tunelab run.
     Import(super::scaleout::ImportArgs),
+    /// The base model against runs' adapters on the same tasks (their `eval.tasks`, or
+    /// --task / --generate): each score, its difference from the base and its interval.
+    Compare(super::compare::CompareArgs),
 }
 
 /// The run `spec` names (a folder or an id), or the exit code after saying there is none.
@@ -62,6 +65,7 @@ pub fn run(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         RunsCommand::Plot(a) => super::plot::run(a),
         RunsCommand::Import(a) => super::scaleout::import(a),
+        RunsCommand::Compare(a) => super::compare::run(a),
         RunsCommand::List { json } => {
             let all = runs::list(&runs::runs_root(&Paths::resolve().data));
             if json {
@@ -116,6 +120,7 @@ pub fn run(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
                 println!("adapter    {}", run.adapter().display());
             }
             let (events, _) = read_events(&run.events_path(), 0)?;
+            print!("{}", task_report(&events));
             for e in events.iter().rev().take(5).rev() {
                 println!("event      {}", serde_json::to_string(e)?);
             }
@@ -195,4 +200,29 @@ fn stop(run: &RunDir, wait: f64) -> anyhow::Result<ExitCode> {
     let s = run.read_status()?;
     println!("{:?} at step {}", s.state, s.step);
     Ok(ExitCode::from(exit::OK))
+}
+
+/// The run's `eval.tasks` at its first evaluation (the base) and its latest, with the
+/// change: the judge-free report of what the fine-tune won and what it cost.
+fn task_report(events: &[RunEvent]) -> String {
+    use std::fmt::Write;
+    let lines = runs::report::task_lines(events);
+    let Some(first) = lines.first() else {
+        return String::new();
+    };
+    let mut out = format!(
+        "eval tasks step {} (before training) → step {}\n",
+        first.first_step, first.last_step
+    );
+    for l in &lines {
+        let _ = writeln!(
+            out,
+            "  {:<40} {:>8.3} → {:>8.3}  ({:+.3})",
+            l.key,
+            l.first,
+            l.last,
+            l.delta()
+        );
+    }
+    out
 }

@@ -28,6 +28,9 @@ pub struct RunConfig {
     pub dpo: DpoSection,
     #[serde(default)]
     pub kto: KtoSection,
+    /// Tasks scored at every evaluation besides the loss (`eval.tasks`).
+    #[serde(default, skip_serializing_if = "EvalSection::is_empty")]
+    pub eval: EvalSection,
 }
 
 /// Greedy replies the trainer writes at every evaluation, so the run shows what the model
@@ -412,11 +415,13 @@ impl RunConfig {
         if t.weight_decay < 0.0 {
             bad("train.weight_decay", "must be >= 0");
         }
+        v.extend(eval_tasks::validate(&self.eval));
         v
     }
 }
 
 mod choices;
+pub mod eval_tasks;
 mod fields;
 mod method;
 mod presets;
@@ -427,6 +432,7 @@ pub use fields::{FieldKind, FieldSpec, FIELDS};
 pub use method::{
     method_from_metrics, BenchItems, DpoSection, KtoSection, Method, MethodConfig, SftView,
 };
+pub use eval_tasks::{EvalSection, EvalTask};
 pub use presets::PRESETS;
 
 #[cfg(test)]

@@ -34,6 +34,20 @@ impl RunConfig {
         if let Some(e) = self.data.eval.as_mut() {
             data("data.eval", e)?;
         }
+        // Task files; a hub id found nowhere locally stays one, `held_out` is no file.
+        for (i, t) in self.eval.tasks.iter_mut().enumerate() {
+            for (kind, v) in [("bench", &mut t.bench), ("generate", &mut t.generate)] {
+                let Some(v) = v.as_mut() else { continue };
+                if v == super::eval_tasks::HELD_OUT {
+                    continue;
+                }
+                match find(v, bases) {
+                    Some(p) => *v = p,
+                    None if kind == "bench" && is_hub_id(v, bases) => {}
+                    None => return Err(missing(&format!("eval.tasks[{i}].{kind}"), v)),
+                }
+            }
+        }
         // Every method's adapter to start from (`dpo.init_adapter`, …), by its field.
         for field in Method::iter().filter_map(Method::init_adapter_field) {
             let given = self.get_field(field);

@@ -4,9 +4,11 @@
 //! (`metrics`), and a pairwise LLM judge of two sides (`judge`).
 
 pub mod choice;
+pub mod compare;
 pub mod generate;
 pub mod judge;
 pub mod loss;
 pub mod metrics;
+pub mod tasks;
 
 pub use loss::{evaluate, row_logps, sequence_loss, target_logps, EvalError, EvalResult};

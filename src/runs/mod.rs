@@ -7,6 +7,7 @@ pub mod adapters;
 pub mod details;
 pub mod event;
 pub mod plot;
+pub mod report;
 
 pub use event::{EventKind, RunEvent};
 

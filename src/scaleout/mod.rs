@@ -657,6 +657,14 @@ fn common_unmapped(cfg: &RunConfig, tool: Tool) -> Vec<Unmapped> {
             format!("{tool} writes no greedy sample replies at evaluations"),
         ));
     }
+    if !cfg.eval.is_empty() {
+        v.push(Unmapped::new(
+            "eval.tasks",
+            format!(
+                "{tool} does not run tunelab's eval tasks; run `tunelab runs compare` on the imported run"
+            ),
+        ));
+    }
     if cfg.data.tool_format != d.data.tool_format {
         v.push(Unmapped::new(
             "data.tool_format",

@@ -313,6 +313,7 @@ impl TrainingMethod for Dpo {
         (!p.prompt_text.is_empty()).then(|| SamplePrompt {
             text: p.prompt_text.clone(),
             ids: p.prompt.clone(),
+            reply: p.chosen.clone(),
         })
     }
 

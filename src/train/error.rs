@@ -27,6 +27,8 @@ pub enum TrainError {
     Checkpoint(#[from] CheckpointError),
     #[error("{0}")]
     Config(String),
+    #[error(transparent)]
+    Tasks(#[from] crate::eval::tasks::TasksError),
 }
 
 impl TrainError {

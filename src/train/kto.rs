@@ -515,6 +515,7 @@ impl TrainingMethod for Kto {
         (!r.prompt_text.is_empty() && r.desirable).then(|| SamplePrompt {
             text: r.prompt_text.clone(),
             ids: r.prompt.clone(),
+            reply: r.completion.clone(),
         })
     }
 

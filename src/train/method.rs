@@ -18,6 +18,9 @@ pub struct SamplePrompt {
     pub text: String,
     /// The prompt as the model sees it, generation prompt included.
     pub ids: Vec<u32>,
+    /// The reply the data holds for it (token ids; empty for a configured prompt): the
+    /// reference of an `eval.tasks` entry with `generate: held_out`.
+    pub reply: Vec<u32>,
 }
 
 /// What a method prepares from: the run's config, the model with its adapter, the encoder.
@@ -77,26 +80,17 @@ pub struct Built {
     /// What encoding left out (length, tool policy), both files together.
     pub report: EncodeReport,
     pub samples: Vec<SamplePrompt>,
+    /// Every held-out item's prompt and reply (`generate: held_out` tasks answer them).
+    pub held_out: Vec<SamplePrompt>,
 }
 
 /// The pipeline of every method: encode the training file (and the eval file, or split the
 /// training items), pick the sample prompts, build the objective.
 pub fn build<M: TrainingMethod>(s: &Setup) -> Result<Built, TrainError> {
-    let d = &s.cfg.data;
-    let (items, mut report) = M::encode(s, Path::new(&d.train))?;
-    let (train, eval) = match &d.eval {
-        Some(path) => {
-            let (eval, r) = M::encode(s, Path::new(path))?;
-            report += r;
-            (items, eval)
-        }
-        None => M::split(s, items),
-    };
+    let (train, eval, report) = items::<M>(s)?;
+    let held_out: Vec<SamplePrompt> = eval.iter().filter_map(M::sample).collect();
     let samples = if s.cfg.samples.prompts.is_empty() {
-        eval.iter()
-            .filter_map(M::sample)
-            .take(s.cfg.samples.count)
-            .collect()
+        held_out.iter().take(s.cfg.samples.count).cloned().collect()
     } else {
         configured_samples(s)
     };
@@ -104,7 +98,35 @@ pub fn build<M: TrainingMethod>(s: &Setup) -> Result<Built, TrainError> {
         objective: Box::new(M::build(s, train, eval)?),
         report,
         samples,
+        held_out,
     })
+}
+
+/// Training and held-out items, and what encoding left out of both.
+type Items<T> = (Vec<T>, Vec<T>, EncodeReport);
+
+/// The training file encoded, and the eval file (or the training items split).
+fn items<M: TrainingMethod>(s: &Setup) -> Result<Items<M::Item>, TrainError> {
+    let d = &s.cfg.data;
+    let (items, mut report) = M::encode(s, Path::new(&d.train))?;
+    Ok(match &d.eval {
+        Some(path) => {
+            let (eval, r) = M::encode(s, Path::new(path))?;
+            report += r;
+            (items, eval, report)
+        }
+        None => {
+            let (train, eval) = M::split(s, items);
+            (train, eval, report)
+        }
+    })
+}
+
+/// The held-out prompts and replies a run of this config evaluates on, split as its
+/// trainer splits them (`runs compare` scores `generate: held_out` tasks on them).
+pub fn held_out<M: TrainingMethod>(s: &Setup) -> Result<Vec<SamplePrompt>, TrainError> {
+    let (_, eval, _) = items::<M>(s)?;
+    Ok(eval.iter().filter_map(M::sample).collect())
 }
 
 /// The configured sample prompts, rendered with the chat template.
@@ -123,6 +145,7 @@ fn configured_samples(s: &Setup) -> Vec<SamplePrompt> {
             Some(SamplePrompt {
                 text: text.clone(),
                 ids,
+                reply: Vec::new(),
             })
         })
         .collect()

@@ -92,9 +92,17 @@ impl TrainingMethod for Sft {
         if e.prompt.is_empty() {
             return None;
         }
+        let prompt = e.prompt_ids()?;
+        // The first trained run after the prompt: the reply to it.
+        let reply = e.labels[prompt.len()..]
+            .iter()
+            .take_while(|&&l| l != crate::template::IGNORE)
+            .filter_map(|&l| u32::try_from(l).ok())
+            .collect();
         Some(SamplePrompt {
             text: e.prompt.clone(),
-            ids: e.prompt_ids()?.to_vec(),
+            ids: prompt.to_vec(),
+            reply,
         })
     }
 

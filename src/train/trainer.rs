@@ -57,6 +57,8 @@ pub struct Prepared {
     /// What encoding left out (length, tool policy).
     pub report: batch::EncodeReport,
     pub samples: Vec<SamplePrompt>,
+    /// `eval.tasks`, loaded: scored at every evaluation.
+    pub tasks: crate::eval::tasks::Tasks,
     /// How the frozen base is stored (QLoRA).
     pub quant: crate::model::QuantReport,
 }
@@ -96,10 +98,17 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
         objective,
         report,
         samples,
+        held_out,
     } = match cfg.train.method {
         Method::Sft => method::build::<Sft>(&setup)?,
         Method::Dpo => method::build::<Dpo>(&setup)?,
         Method::Kto => method::build::<Kto>(&setup)?,
+    };
+    let tasks = if cfg.eval.is_empty() {
+        crate::eval::tasks::Tasks::default()
+    } else {
+        let references = held_out_references(&encoder, &held_out);
+        crate::eval::tasks::Tasks::load(&cfg.eval, &encoder, &references)?
     };
     Ok(Prepared {
         model,
@@ -107,8 +116,55 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
         objective,
         report,
         samples,
+        tasks,
         quant,
     })
+}
+
+/// The held-out prompts and replies of `cfg`'s run (split as its trainer splits them), as
+/// references for `generate: held_out` tasks, for a model and encoder loaded elsewhere.
+pub fn held_out_of(
+    cfg: &RunConfig,
+    model: &Model,
+    encoder: &Encoder,
+) -> Result<Vec<crate::eval::tasks::Tokenized>, TrainError> {
+    let setup = Setup {
+        cfg,
+        model,
+        encoder,
+    };
+    let prompts = match cfg.train.method {
+        Method::Sft => method::held_out::<Sft>(&setup)?,
+        Method::Dpo => method::held_out::<Dpo>(&setup)?,
+        Method::Kto => method::held_out::<Kto>(&setup)?,
+    };
+    Ok(held_out_references(encoder, &prompts))
+}
+
+/// The held-out prompts with their replies decoded (stop tokens left out), as references
+/// for `generate: held_out` tasks.
+fn held_out_references(
+    encoder: &Encoder,
+    held_out: &[SamplePrompt],
+) -> Vec<crate::eval::tasks::Tokenized> {
+    let tok = &encoder.tokenizer;
+    held_out
+        .iter()
+        .filter(|p| !p.reply.is_empty())
+        .map(|p| {
+            let reply: Vec<u32> = p
+                .reply
+                .iter()
+                .copied()
+                .filter(|id| !tok.stop_ids.contains(id))
+                .collect();
+            crate::eval::tasks::Tokenized {
+                question: p.text.clone(),
+                ids: p.ids.clone(),
+                reference: tok.decode(&reply).unwrap_or_default().trim().to_string(),
+            }
+        })
+        .collect()
 }
 
 /// AdamW and the gradient accumulator over the model's LoRA parameters.
@@ -145,6 +201,7 @@ pub struct Trainer<'a> {
     objective: Box<dyn Objective>,
     report: batch::EncodeReport,
     samples: Vec<SamplePrompt>,
+    tasks: crate::eval::tasks::Tasks,
     quant: crate::model::QuantReport,
     order: Order,
     sched: Scheduler,
@@ -187,6 +244,7 @@ impl<'a> Trainer<'a> {
             objective,
             report,
             samples,
+            tasks,
             quant,
         } = prepared;
         let order = Order {
@@ -218,6 +276,7 @@ impl<'a> Trainer<'a> {
             objective,
             report,
             samples,
+            tasks,
             quant,
             order,
             sched: Scheduler {
@@ -450,23 +509,43 @@ impl<'a> Trainer<'a> {
         })
     }
 
-    /// Held-out loss and metrics now (no dropout), as an `eval` event, then a greedy reply
-    /// to each sample prompt as `sample` events.
+    /// Held-out loss and metrics now (no dropout) and the scores of `eval.tasks`, as an
+    /// `eval` event, then a greedy reply to each sample prompt as `sample` events.
     pub fn evaluate(&mut self) -> Result<Option<f64>, TrainError> {
         let batch = self.cfg.train.batch_size.max(1);
         let out = self.objective.evaluate(&self.model, batch)?;
+        let tasks = if self.tasks.is_empty() {
+            Metrics::new()
+        } else {
+            self.tasks
+                .run(&self.model, &self.encoder.tokenizer, &mut |_| {})?
+                .metrics()
+        };
         self.write_samples()?;
+        let step = self.state.step;
         let Some(out) = out else {
+            // No held-out split: the tasks' scores still make an event (no loss).
+            if !tasks.is_empty() {
+                self.journal.event(EventKind::Eval(Eval {
+                    step,
+                    eval_loss: f64::NAN,
+                    eval_tokens: 0,
+                    perplexity: f64::NAN,
+                    metrics: tasks,
+                }))?;
+            }
             return Ok(None);
         };
         let best = self.state.best_eval_loss;
         self.state.best_eval_loss = Some(best.map_or(out.loss, |b: f64| b.min(out.loss)));
+        let mut metrics = out.metrics;
+        metrics.extend(tasks);
         self.journal.event(EventKind::Eval(Eval {
-            step: self.state.step,
+            step,
             eval_loss: out.loss,
             eval_tokens: out.count as u64,
             perplexity: out.loss.exp(),
-            metrics: out.metrics,
+            metrics,
         }))?;
         self.last_eval = Some(out.loss);
         Ok(Some(out.loss))

@@ -92,7 +92,6 @@ pub struct SynthArgs {
 }
 
 pub(super) fn synth(a: SynthArgs) -> anyhow::Result<ExitCode> {
-    use std::io::IsTerminal;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tunelab::synth::{self, Endpoint, Event, Options, Policy, SynthError};
 
@@ -155,16 +154,7 @@ pub(super) fn synth(a: SynthArgs) -> anyhow::Result<ExitCode> {
         temperature: a.temperature,
         include_system: a.include_system,
     };
-    let tty = std::io::stderr().is_terminal();
-    let bar = tty.then(|| {
-        let b = indicatif::ProgressBar::new(0);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
-        ) {
-            b.set_style(style.progress_chars("█▉▊▋▌▍▎▏ "));
-        }
-        b
-    });
+    let bar = crate::cli::progress::bar(0, "");
     let (retries, rejects, failures) = (
         AtomicUsize::new(0),
         AtomicUsize::new(0),

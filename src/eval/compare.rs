@@ -1,0 +1,213 @@
+//! Base against adapters on the same tasks: the base is loaded once, each adapter shares
+//! its tensors, every side runs the same [`Tasks`], and each adapter's number is shown
+//! beside the base's with the difference and its 95% interval, so "the persona was won and
+//! a fact was lost" is one table. `runs compare` prints it; the Runs tab's Eval view draws it.
+
+use super::tasks::{Measure, Outcome, Tasks, TasksError};
+use crate::infer::load::{Base, LoadError};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    #[error("{}: {source}", adapter.display())]
+    Adapter {
+        adapter: PathBuf,
+        #[source]
+        source: LoadError,
+    },
+    #[error(transparent)]
+    Tasks(#[from] TasksError),
+    #[error("stopped")]
+    Stopped,
+}
+
+/// One side's scores: the base (no adapter) or an adapter.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SideResult {
+    /// `base`, or the adapter's short name (its run and checkpoint).
+    pub label: String,
+    pub adapter: Option<PathBuf>,
+    pub outcome: Outcome,
+}
+
+/// Every side's scores, the base first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    pub model: String,
+    pub sides: Vec<SideResult>,
+}
+
+/// Where a comparison stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// 0 is the base, then each adapter.
+    pub side: usize,
+    pub sides: usize,
+    pub task: String,
+    pub done: usize,
+    pub total: usize,
+}
+
+/// A short name for an adapter folder: `run/adapter` or `run/step-40`.
+pub fn label(adapter: &Path) -> String {
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let leaf = name(adapter);
+    let parent = adapter.parent();
+    match parent {
+        Some(p) if name(p) == "checkpoints" => {
+            let run = p.parent().map(name).unwrap_or_default();
+            format!("{run}/{leaf}")
+        }
+        Some(p) if leaf == "adapter" => format!("{}/adapter", name(p)),
+        _ => leaf,
+    }
+}
+
+/// Runs `tasks` on `base` alone, then on each adapter. `stop` ends it between items'
+/// progress reports with [`CompareError::Stopped`].
+pub fn compare(
+    base: &Base,
+    adapters: &[PathBuf],
+    tasks: &Tasks,
+    progress: &mut dyn FnMut(Progress),
+    stop: &AtomicBool,
+) -> Result<Comparison, CompareError> {
+    let sides = adapters.len() + 1;
+    let mut out = Vec::with_capacity(sides);
+    for side in 0..sides {
+        let adapter = side.checked_sub(1).map(|i| adapters[i].clone());
+        let model = match &adapter {
+            None => base.model.bare_base(),
+            Some(a) => base
+                .with_adapter(a)
+                .map_err(|source| CompareError::Adapter {
+                    adapter: a.clone(),
+                    source,
+                })?,
+        };
+        let mut stopped = false;
+        let outcome = tasks.run(&model, &base.encoder.tokenizer, &mut |p| {
+            stopped |= stop.load(Ordering::Relaxed);
+            progress(Progress {
+                side,
+                sides,
+                task: p.task.to_string(),
+                done: p.done,
+                total: p.total,
+            });
+        })?;
+        if stopped || stop.load(Ordering::Relaxed) {
+            return Err(CompareError::Stopped);
+        }
+        out.push(SideResult {
+            label: adapter.as_deref().map_or_else(|| "base".to_string(), label),
+            adapter,
+            outcome,
+        });
+    }
+    Ok(Comparison {
+        model: base.spec.clone(),
+        sides: out,
+    })
+}
+
+/// An adapter's number beside the base's.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cell {
+    pub value: f64,
+    /// Adapter minus base.
+    pub delta: f64,
+    /// The 95% interval of `delta` (±1.96 standard errors, the two sides taken as
+    /// independent samples); `None` where a score has no standard error (BLEU, chrF).
+    pub interval: Option<(f64, f64)>,
+}
+
+/// One metric across the sides.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    pub key: String,
+    pub base: Option<Measure>,
+    /// One per adapter, in order; `None` where the side lacks the metric.
+    pub adapters: Vec<Option<Cell>>,
+}
+
+impl Comparison {
+    /// The table: one row per metric the base has, in the order measured.
+    pub fn rows(&self) -> Vec<Row> {
+        let Some((base, rest)) = self.sides.split_first() else {
+            return Vec::new();
+        };
+        base.outcome
+            .measures
+            .iter()
+            .map(|b| Row {
+                key: b.key.clone(),
+                base: Some(b.clone()),
+                adapters: rest
+                    .iter()
+                    .map(|s| s.outcome.get(&b.key).map(|m| cell(b, m)))
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+/// `m` against the base's `b`.
+pub fn cell(b: &Measure, m: &Measure) -> Cell {
+    let delta = m.value - b.value;
+    let interval = match (b.stderr, m.stderr) {
+        (Some(sb), Some(sm)) => {
+            let half = 1.96 * (sb * sb + sm * sm).sqrt();
+            Some((delta - half, delta + half))
+        }
+        _ => None,
+    };
+    Cell {
+        value: m.value,
+        delta,
+        interval,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(key: &str, value: f64, stderr: Option<f64>) -> Measure {
+        Measure {
+            key: key.into(),
+            value,
+            stderr,
+            n: 40,
+        }
+    }
+
+    #[test]
+    fn a_cell_is_the_difference_with_its_interval() {
+        let c = cell(
+            &m("bench/k/acc", 0.5, Some(0.03)),
+            &m("bench/k/acc", 0.4, Some(0.04)),
+        );
+        assert!((c.delta + 0.1).abs() < 1e-12);
+        let (lo, hi) = c.interval.unwrap();
+        // 1.96 × sqrt(0.03² + 0.04²) = 1.96 × 0.05 = 0.098.
+        assert!((lo + 0.198).abs() < 1e-12 && (hi + 0.002).abs() < 1e-12);
+        assert_eq!(cell(&m("bleu", 10.0, None), &m("bleu", 12.0, None)).interval, None);
+    }
+
+    #[test]
+    fn labels_name_the_run_and_the_checkpoint() {
+        assert_eq!(label(Path::new("/r/runs/persona/adapter")), "persona/adapter");
+        assert_eq!(
+            label(Path::new("/r/runs/persona/checkpoints/step-40")),
+            "persona/step-40"
+        );
+        assert_eq!(label(Path::new("/x/my-lora")), "my-lora");
+    }
+}
