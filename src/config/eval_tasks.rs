@@ -152,7 +152,10 @@ pub fn validate(section: &EvalSection) -> Vec<ConfigIssue> {
             );
         }
         if t.limit == Some(0) {
-            bad(format!("{at}.limit"), "must be at least 1 (or absent for all)".into());
+            bad(
+                format!("{at}.limit"),
+                "must be at least 1 (or absent for all)".into(),
+            );
         }
         match kind {
             TaskKind::Bench => {

@@ -428,11 +428,11 @@ mod presets;
 mod resolve;
 
 pub use choices::{PrefLoss, Schedule};
+pub use eval_tasks::{EvalSection, EvalTask};
 pub use fields::{FieldKind, FieldSpec, FIELDS};
 pub use method::{
     method_from_metrics, BenchItems, DpoSection, KtoSection, Method, MethodConfig, SftView,
 };
-pub use eval_tasks::{EvalSection, EvalTask};
 pub use presets::PRESETS;
 
 #[cfg(test)]

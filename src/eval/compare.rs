@@ -198,12 +198,18 @@ mod tests {
         let (lo, hi) = c.interval.unwrap();
         // 1.96 × sqrt(0.03² + 0.04²) = 1.96 × 0.05 = 0.098.
         assert!((lo + 0.198).abs() < 1e-12 && (hi + 0.002).abs() < 1e-12);
-        assert_eq!(cell(&m("bleu", 10.0, None), &m("bleu", 12.0, None)).interval, None);
+        assert_eq!(
+            cell(&m("bleu", 10.0, None), &m("bleu", 12.0, None)).interval,
+            None
+        );
     }
 
     #[test]
     fn labels_name_the_run_and_the_checkpoint() {
-        assert_eq!(label(Path::new("/r/runs/persona/adapter")), "persona/adapter");
+        assert_eq!(
+            label(Path::new("/r/runs/persona/adapter")),
+            "persona/adapter"
+        );
         assert_eq!(
             label(Path::new("/r/runs/persona/checkpoints/step-40")),
             "persona/step-40"

@@ -120,14 +120,8 @@ fn split(record: &Record) -> Option<Split> {
         }
         Body::Preference(p) => {
             let reply = p.chosen.iter().rev().find(|m| m.role == Role::Assistant)?;
-            (!p.prompt.is_empty()).then(|| {
-                (
-                    p.prompt.clone(),
-                    p.tools.clone(),
-                    p.plain,
-                    reply.text(),
-                )
-            })
+            (!p.prompt.is_empty())
+                .then(|| (p.prompt.clone(), p.tools.clone(), p.plain, reply.text()))
         }
         Body::Labeled(l) if l.desirable => {
             let c = &l.conversation;
@@ -232,11 +226,13 @@ pub fn answer(
     prompt: &Prompt,
     sampling: &Sampling,
 ) -> Result<Answer, GenerateError> {
-    let ids = prompt.ids(encoder).map_err(|source| GenerateError::Prompt {
-        file: file.to_path_buf(),
-        location: prompt.location.clone(),
-        source,
-    })?;
+    let ids = prompt
+        .ids(encoder)
+        .map_err(|source| GenerateError::Prompt {
+            file: file.to_path_buf(),
+            location: prompt.location.clone(),
+            source,
+        })?;
     let g = continue_ids(model, &encoder.tokenizer, &ids, sampling).map_err(|message| {
         GenerateError::Generation {
             location: prompt.location.clone(),

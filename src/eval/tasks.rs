@@ -148,12 +148,13 @@ impl Tasks {
             };
             let work = match kind {
                 TaskKind::Bench => {
-                    let task = choice::load_task(src, &choice::TaskOptions::default())
-                        .map_err(|source| TasksError::Choice {
+                    let task = choice::load_task(src, &choice::TaskOptions::default()).map_err(
+                        |source| TasksError::Choice {
                             index,
                             name: name.clone(),
                             source,
-                        })?;
+                        },
+                    )?;
                     Work::Bench {
                         task: Box::new(task),
                         opts: choice::BenchOptions {
@@ -227,9 +228,9 @@ impl Tasks {
         self.items
             .iter()
             .map(|l| match &l.work {
-                Work::Bench { task, opts } => {
-                    opts.limit.map_or(task.items.len(), |n| n.min(task.items.len()))
-                }
+                Work::Bench { task, opts } => opts
+                    .limit
+                    .map_or(task.items.len(), |n| n.min(task.items.len())),
                 Work::Generate { prompts, .. } => prompts.len(),
             })
             .sum()
@@ -264,13 +265,13 @@ impl Tasks {
                     out.measures.push(Measure {
                         key: format!("{name}/acc"),
                         value: r.acc,
-                        stderr: Some(r.acc_stderr),
+                        stderr: r.acc_stderr,
                         n,
                     });
                     out.measures.push(Measure {
                         key: format!("{name}/acc_norm"),
                         value: r.acc_norm,
-                        stderr: Some(r.acc_norm_stderr),
+                        stderr: r.acc_norm_stderr,
                         n,
                     });
                 }
@@ -308,7 +309,8 @@ impl Tasks {
                             total,
                         });
                     }
-                    out.measures.extend(generation_measures(name, &pairs, regexes));
+                    out.measures
+                        .extend(generation_measures(name, &pairs, regexes));
                 }
             }
         }

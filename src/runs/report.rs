@@ -74,7 +74,14 @@ mod tests {
     #[test]
     fn first_and_latest_values_of_task_metrics_only() {
         let events = [
-            eval(0, &[("bench/k/acc", 0.6), ("generate/p/pirate", 0.0), ("rewards/margins", 1.0)]),
+            eval(
+                0,
+                &[
+                    ("bench/k/acc", 0.6),
+                    ("generate/p/pirate", 0.0),
+                    ("rewards/margins", 1.0),
+                ],
+            ),
             eval(20, &[("bench/k/acc", 0.5), ("generate/p/pirate", 0.8)]),
             eval(40, &[("bench/k/acc", 0.45), ("generate/p/pirate", 1.0)]),
         ];

@@ -94,7 +94,8 @@ pub fn run(a: LossArgs) -> anyhow::Result<ExitCode> {
         Ok(t) => t,
         Err(e) => return fail(&e),
     };
-    let (mut model, tok) = match tunelab::model::source::load(model_arg, &candle_core::Device::Cpu) {
+    let (mut model, tok) = match tunelab::model::source::load(model_arg, &candle_core::Device::Cpu)
+    {
         Ok(m) => m,
         Err(e) => return fail(&e),
     };

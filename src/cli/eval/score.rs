@@ -55,7 +55,7 @@ pub fn run(a: ScoreArgs) -> anyhow::Result<ExitCode> {
 
 /// Metric and value, aligned. Shares keep four decimals; BLEU and chrF two, as sacrebleu
 /// prints them.
-fn table(s: &Scores) -> String {
+pub(super) fn table(s: &Scores) -> String {
     let mut rows: Vec<(String, String)> = vec![
         ("pairs".into(), s.n.to_string()),
         ("exact_match".into(), format!("{:.4}", s.exact_match)),
