@@ -11,6 +11,10 @@ pub const PERSONA_SFT: &str = include_str!("../../demo/persona.jsonl");
 pub const PERSONA_DPO: &str = include_str!("../../demo/persona_dpo.jsonl");
 /// The pairs as rated completions for KTO (`tunelab data convert persona_dpo.jsonl --to kto`).
 pub const PERSONA_KTO: &str = include_str!("../../demo/persona_kto.jsonl");
+/// Forty easy general-knowledge questions (`question/choices/answer`) for `tunelab eval
+/// bench`: a persona adapter should leave them as the base answers them, so a drop shows
+/// what the fine-tune cost.
+pub const GENERAL_KNOWLEDGE: &str = include_str!("../../demo/general_knowledge.jsonl");
 
 /// Paths of the demo workspace under a data folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,12 +40,16 @@ impl Demo {
     pub fn kto(&self) -> PathBuf {
         self.root.join("persona_kto.jsonl")
     }
+    /// The multiple-choice task the demo's adapters are benchmarked on.
+    pub fn knowledge(&self) -> PathBuf {
+        self.root.join("general_knowledge.jsonl")
+    }
 
     /// Whether every part is there (a demo written by an older version may lack a dataset;
     /// [`Demo::ensure`] adds it).
     pub fn exists(&self) -> bool {
         self.model().join("model.safetensors").is_file()
-            && [self.sft(), self.dpo(), self.kto()]
+            && [self.sft(), self.dpo(), self.kto(), self.knowledge()]
                 .iter()
                 .all(|p| p.is_file())
     }
@@ -54,6 +62,7 @@ impl Demo {
             (self.sft(), PERSONA_SFT),
             (self.dpo(), PERSONA_DPO),
             (self.kto(), PERSONA_KTO),
+            (self.knowledge(), GENERAL_KNOWLEDGE),
         ] {
             if !path.is_file() {
                 crate::files::write_atomic(&path, text.as_bytes())

@@ -1,1 +1,0 @@
-//! (issue #28: being written)
