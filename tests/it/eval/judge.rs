@@ -4,6 +4,7 @@
 //! every prompt "Arr! …" and the bare model never does, which lets a judge tell the sides
 //! apart by their text without being told which is which. No test reaches the network.
 
+use super::fixture;
 use crate::common;
 use crate::synth::{openai_ok, Answer, Seen, Server};
 use serde_json::{json, Value};
@@ -12,70 +13,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What the adapter's answers start with, and the bare model's never contain.
 const MARKER: &str = "Arr!";
-
-/// The demo workspace, its tiny model and a persona adapter trained on it (60 steps), made
-/// once for every test here.
-struct Fixture {
-    home: PathBuf,
-    model: PathBuf,
-    adapter: PathBuf,
-}
-
-fn fixture() -> &'static Fixture {
-    static F: OnceLock<Fixture> = OnceLock::new();
-    F.get_or_init(|| {
-        // Kept for the whole test binary (a static is never dropped), in the target folder
-        // when there is one so `cargo clean` takes it; named by process, so each run sweeps
-        // away the folders of test processes that have ended.
-        let parent = option_env!("CARGO_TARGET_TMPDIR")
-            .map(PathBuf::from)
-            .filter(|p| p.is_dir())
-            .unwrap_or_else(std::env::temp_dir);
-        sweep(&parent);
-        let home = parent.join(format!("eval-judge-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&home);
-        std::fs::create_dir_all(&home).unwrap();
-        common::ok(&home, &["demo"]);
-        let run = home.join("runs/pirate");
-        common::ok(
-            &home,
-            &[
-                "train",
-                "tiny-demo",
-                "--set",
-                "train.max_steps=60",
-                "--run-dir",
-                run.to_str().unwrap(),
-            ],
-        );
-        Fixture {
-            model: home.join("data/demo/tiny-model"),
-            adapter: run.join("adapter"),
-            home,
-        }
-    })
-}
-
-/// Removes the fixture folders of test processes that are gone (where `/proc` says so).
-fn sweep(parent: &Path) {
-    if !Path::new("/proc/self").exists() {
-        return;
-    }
-    for e in std::fs::read_dir(parent).into_iter().flatten().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix("eval-judge-") else {
-            continue;
-        };
-        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
-}
 
 /// A prompts file of user turns (one with a system message), in a fresh folder.
 fn prompts_file(dir: &Path, prompts: &[&str]) -> PathBuf {
