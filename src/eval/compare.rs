@@ -18,7 +18,7 @@ pub enum CompareError {
         source: LoadError,
     },
     #[error(transparent)]
-    Tasks(#[from] TasksError),
+    Tasks(#[from] Box<TasksError>),
     #[error("stopped")]
     Stopped,
 }
@@ -92,16 +92,18 @@ pub fn compare(
                 })?,
         };
         let mut stopped = false;
-        let outcome = tasks.run(&model, &base.encoder.tokenizer, &mut |p| {
-            stopped |= stop.load(Ordering::Relaxed);
-            progress(Progress {
-                side,
-                sides,
-                task: p.task.to_string(),
-                done: p.done,
-                total: p.total,
-            });
-        })?;
+        let outcome = tasks
+            .run(&model, &base.encoder.tokenizer, &mut |p| {
+                stopped |= stop.load(Ordering::Relaxed);
+                progress(Progress {
+                    side,
+                    sides,
+                    task: p.task.to_string(),
+                    done: p.done,
+                    total: p.total,
+                });
+            })
+            .map_err(Box::new)?;
         if stopped || stop.load(Ordering::Relaxed) {
             return Err(CompareError::Stopped);
         }

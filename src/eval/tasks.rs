@@ -21,14 +21,14 @@ pub enum TasksError {
         index: usize,
         name: String,
         #[source]
-        source: choice::ChoiceError,
+        source: Box<choice::ChoiceError>,
     },
     #[error("eval.tasks[{index}] ({name}): {source}")]
     Generate {
         index: usize,
         name: String,
         #[source]
-        source: GenerateError,
+        source: Box<GenerateError>,
     },
     #[error("eval.tasks[{index}] ({name}): `held_out` needs a held-out split (data.eval or data.eval_split > 0), and this run has none")]
     NoHeldOut { index: usize, name: String },
@@ -43,7 +43,7 @@ pub enum TasksError {
         index: usize,
         name: String,
         #[source]
-        source: TemplateError,
+        source: Box<TemplateError>,
     },
 }
 
@@ -152,7 +152,7 @@ impl Tasks {
                         |source| TasksError::Choice {
                             index,
                             name: name.clone(),
-                            source,
+                            source: Box::new(source),
                         },
                     )?;
                     Work::Bench {
@@ -179,12 +179,12 @@ impl Tasks {
                             FileError::Generate(source) => TasksError::Generate {
                                 index,
                                 name: name.clone(),
-                                source,
+                                source: Box::new(source),
                             },
                             FileError::Template(source) => TasksError::Template {
                                 index,
                                 name: name.clone(),
-                                source,
+                                source: Box::new(source),
                             },
                         })?
                     };
@@ -259,7 +259,7 @@ impl Tasks {
                     .map_err(|source| TasksError::Choice {
                         index,
                         name: name.to_string(),
-                        source,
+                        source: Box::new(source),
                     })?;
                     let n = r.items;
                     out.measures.push(Measure {
@@ -287,10 +287,10 @@ impl Tasks {
                             |message| TasksError::Generate {
                                 index,
                                 name: name.to_string(),
-                                source: GenerateError::Generation {
+                                source: Box::new(GenerateError::Generation {
                                     location: format!("prompt {}", i + 1),
                                     message,
-                                },
+                                }),
                             },
                         )?;
                         out.answers.push(Answered {

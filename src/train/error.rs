@@ -28,7 +28,7 @@ pub enum TrainError {
     #[error("{0}")]
     Config(String),
     #[error(transparent)]
-    Tasks(#[from] crate::eval::tasks::TasksError),
+    Tasks(#[from] Box<crate::eval::tasks::TasksError>),
 }
 
 impl TrainError {

@@ -108,7 +108,7 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
         crate::eval::tasks::Tasks::default()
     } else {
         let references = held_out_references(&encoder, &held_out);
-        crate::eval::tasks::Tasks::load(&cfg.eval, &encoder, &references)?
+        crate::eval::tasks::Tasks::load(&cfg.eval, &encoder, &references).map_err(Box::new)?
     };
     Ok(Prepared {
         model,
@@ -518,7 +518,8 @@ impl<'a> Trainer<'a> {
             Metrics::new()
         } else {
             self.tasks
-                .run(&self.model, &self.encoder.tokenizer, &mut |_| {})?
+                .run(&self.model, &self.encoder.tokenizer, &mut |_| {})
+                .map_err(Box::new)?
                 .metrics()
         };
         self.write_samples()?;
