@@ -131,7 +131,17 @@ print(f"final samples (step {last}): {hits}/{len(final)} in persona")
 for s in final:
     print(f"  [{'persona' if PIRATE.search(s['reply']) else '-------'}] {s['prompt']} -> {s['reply']!r}")
 
+# The preset's eval.tasks: step 0 (the base) against the last evaluation.
+tasks = sorted(k for k in evals[0] if k.startswith(("bench/", "generate/")))
+if tasks:
+    print(f"eval tasks: step {evals[0]['step']} (before training) -> step {evals[-1]['step']}")
+    for k in tasks:
+        a, b = evals[0][k], evals[-1].get(k)
+        print(f"  {k:<32} {a:8.3f} -> {b:8.3f}  ({b - a:+.3f})")
+
 fails = []
+if kind == "sft" and "generate/persona/pirate" in evals[-1] and evals[-1]["generate/persona/pirate"] < 0.67:
+    fails.append(f"held-out answers in persona: {evals[-1]['generate/persona/pirate']:.2f} (want at least 0.67)")
 if len(final) < 3 or hits < 2:
     fails.append(f"{hits} of {len(final)} final samples in persona (want at least 2 of 3)")
 end = evals[-1]
