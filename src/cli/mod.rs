@@ -74,7 +74,7 @@ pub enum Command {
     /// Did the fine-tune work: loss and perplexity of a dataset (with --dpo or --kto, the
     /// preference loss and rewards); `bench` multiple-choice tasks, `generate` and `score`
     /// answers against references, `judge` two sides by an LLM.
-    Eval(eval::EvalArgs),
+    Eval(Box<eval::EvalArgs>),
     /// List the built-in training presets, or print one as a complete config (`--show NAME`;
     /// `--show default`: the defaults).
     Presets {
@@ -163,7 +163,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Some(Command::Eval(args)) => eval::run(args),
+        Some(Command::Eval(args)) => eval::run(*args),
         Some(Command::Chat(args)) => chat::run(args),
         Some(Command::Bench(cmd)) => bench::run(cmd),
         Some(Command::Presets { show }) => presets(show.as_deref()),

@@ -13,7 +13,10 @@ use crate::template::{Encoder, TemplateError, TextTokenizer};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+/// Sources are boxed: this error travels inside the trainer's and comparisons' errors, and
+/// a small one keeps every `Result` of theirs small.
 #[derive(Debug, thiserror::Error)]
 pub enum TasksError {
     #[error("eval.tasks[{index}] ({name}): {source}")]
@@ -21,14 +24,14 @@ pub enum TasksError {
         index: usize,
         name: String,
         #[source]
-        source: choice::ChoiceError,
+        source: Box<choice::ChoiceError>,
     },
     #[error("eval.tasks[{index}] ({name}): {source}")]
     Generate {
         index: usize,
         name: String,
         #[source]
-        source: GenerateError,
+        source: Box<GenerateError>,
     },
     #[error("eval.tasks[{index}] ({name}): `held_out` needs a held-out split (data.eval or data.eval_split > 0), and this run has none")]
     NoHeldOut { index: usize, name: String },
@@ -43,8 +46,11 @@ pub enum TasksError {
         index: usize,
         name: String,
         #[source]
-        source: TemplateError,
+        source: Box<TemplateError>,
     },
+    /// [`Tasks::run_unless`]'s stop flag was set.
+    #[error("stopped")]
+    Stopped,
 }
 
 /// A prompt already in token ids, with what was asked and the reply the data holds.
@@ -152,7 +158,7 @@ impl Tasks {
                         |source| TasksError::Choice {
                             index,
                             name: name.clone(),
-                            source,
+                            source: Box::new(source),
                         },
                     )?;
                     Work::Bench {
@@ -179,12 +185,12 @@ impl Tasks {
                             FileError::Generate(source) => TasksError::Generate {
                                 index,
                                 name: name.clone(),
-                                source,
+                                source: Box::new(source),
                             },
                             FileError::Template(source) => TasksError::Template {
                                 index,
                                 name: name.clone(),
-                                source,
+                                source: Box::new(source),
                             },
                         })?
                     };
@@ -244,8 +250,25 @@ impl Tasks {
         tok: &TextTokenizer,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Outcome, TasksError> {
+        self.run_unless(model, tok, progress, &AtomicBool::new(false))
+    }
+
+    /// [`Tasks::run`], ending with [`TasksError::Stopped`] once `stop` is set: checked
+    /// before each task and each generation prompt (a multiple-choice task's batches run
+    /// to its end), so a comparison in the workbench stops within one answer.
+    pub fn run_unless(
+        &self,
+        model: &Model,
+        tok: &TextTokenizer,
+        progress: &mut dyn FnMut(Progress),
+        stop: &AtomicBool,
+    ) -> Result<Outcome, TasksError> {
+        let stopped = || stop.load(Ordering::Relaxed);
         let mut out = Outcome::default();
         for (index, l) in self.items.iter().enumerate() {
+            if stopped() {
+                return Err(TasksError::Stopped);
+            }
             let name = l.prefix.as_str();
             match &l.work {
                 Work::Bench { task, opts } => {
@@ -259,7 +282,7 @@ impl Tasks {
                     .map_err(|source| TasksError::Choice {
                         index,
                         name: name.to_string(),
-                        source,
+                        source: Box::new(source),
                     })?;
                     let n = r.items;
                     out.measures.push(Measure {
@@ -283,14 +306,17 @@ impl Tasks {
                     let total = prompts.len();
                     let mut pairs = Vec::with_capacity(total);
                     for (i, p) in prompts.iter().enumerate() {
+                        if stopped() {
+                            return Err(TasksError::Stopped);
+                        }
                         let g = generate::continue_ids(model, tok, &p.ids, sampling).map_err(
                             |message| TasksError::Generate {
                                 index,
                                 name: name.to_string(),
-                                source: GenerateError::Generation {
+                                source: Box::new(GenerateError::Generation {
                                     location: format!("prompt {}", i + 1),
                                     message,
-                                },
+                                }),
                             },
                         )?;
                         out.answers.push(Answered {
