@@ -7,11 +7,10 @@ use serde_json::json;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use tunelab::config::eval_tasks::{EvalSection, EvalTask};
-use tunelab::config::RunConfig;
-use tunelab::eval::compare::{self, Comparison};
-use tunelab::eval::tasks::Tasks;
+use tunelab::eval::compare::Comparison;
 use tunelab::paths::Paths;
 use tunelab::runs;
+use tunelab::train::compare::Plan;
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
@@ -50,77 +49,26 @@ pub fn run(a: CompareArgs) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::from(exit::UNUSABLE))
     };
     let data = Paths::resolve().data;
-    let mut adapters = Vec::new();
-    let mut first: Option<RunConfig> = None;
+    let mut runs = Vec::with_capacity(a.runs.len());
     for spec in &a.runs {
-        let run = match runs::find(spec, &data) {
-            Ok(r) => r,
-            Err(e) => return fail(&e),
-        };
-        let Some(adapter) = runs::adapters::newest(&run) else {
-            return fail(&format!(
-                "{}: the run has no adapter yet (no checkpoint, no adapter/)",
-                run.root.display()
-            ));
-        };
-        if first.is_none() {
-            match RunConfig::load(&run.config()) {
-                Ok(c) => first = Some(c),
-                Err(e) => return fail(&e),
-            }
-        }
-        adapters.push(adapter.dir);
-    }
-    let Some(cfg) = first else {
-        return fail(&"name at least one run");
-    };
-    let section = match given_tasks(&a) {
-        Ok(Some(s)) => s,
-        Ok(None) if cfg.eval.is_empty() => {
-            return fail(&format!(
-                "{} has no eval.tasks; give --task FILE or --generate FILE|held_out",
-                a.runs[0]
-            ))
-        }
-        Ok(None) => cfg.eval.clone(),
-        Err(e) => return fail(&e),
-    };
-    let issues = tunelab::config::eval_tasks::validate(&section);
-    if let Some(i) = issues.first() {
-        return fail(i);
-    }
-    let base = match tunelab::infer::load::base(
-        &cfg.model.path,
-        &cfg.model.template,
-        cfg.data.template_kwargs.clone(),
-    ) {
-        Ok(b) => b,
-        Err(e) => return fail(&e),
-    };
-    let held_out = if section
-        .tasks
-        .iter()
-        .any(|t| t.generate.as_deref() == Some(tunelab::config::eval_tasks::HELD_OUT))
-    {
-        match tunelab::train::trainer::held_out_of(&cfg, &base.model, &base.encoder) {
-            Ok(h) => h,
+        match runs::find(spec, &data) {
+            Ok(r) => runs.push(r),
             Err(e) => return fail(&e),
         }
-    } else {
-        Vec::new()
-    };
-    let tasks = match Tasks::load(&section, &base.encoder, &held_out) {
-        Ok(t) => t,
+    }
+    let given = match given_tasks(&a) {
+        Ok(g) => g,
         Err(e) => return fail(&e),
     };
-    let sides = adapters.len() as u64 + 1;
-    let bar = super::progress::bar(tasks.total_items() as u64 * sides, "items scored");
+    let plan = match Plan::prepare(&runs, given) {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
+    let sides = plan.sides() as u64;
+    let bar = super::progress::bar(plan.tasks.total_items() as u64 * sides, "items scored");
     let stop = AtomicBool::new(false);
     let mut last = (usize::MAX, String::new(), 0);
-    let result = compare::compare(
-        &base,
-        &adapters,
-        &tasks,
+    let result = plan.run(
         &mut |p| {
             if let Some(b) = &bar {
                 if (p.side, &p.task) != (last.0, &last.1) {

@@ -69,8 +69,8 @@ pub fn label(adapter: &Path) -> String {
     }
 }
 
-/// Runs `tasks` on `base` alone, then on each adapter. `stop` ends it between items'
-/// progress reports with [`CompareError::Stopped`].
+/// Runs `tasks` on `base` alone, then on each adapter. `stop` ends it with
+/// [`CompareError::Stopped`] before the next task or generation prompt.
 pub fn compare(
     base: &Base,
     adapters: &[PathBuf],
@@ -91,20 +91,26 @@ pub fn compare(
                     source,
                 })?,
         };
-        let mut stopped = false;
         let outcome = tasks
-            .run(&model, &base.encoder.tokenizer, &mut |p| {
-                stopped |= stop.load(Ordering::Relaxed);
-                progress(Progress {
-                    side,
-                    sides,
-                    task: p.task.to_string(),
-                    done: p.done,
-                    total: p.total,
-                });
-            })
-            .map_err(Box::new)?;
-        if stopped || stop.load(Ordering::Relaxed) {
+            .run_unless(
+                &model,
+                &base.encoder.tokenizer,
+                &mut |p| {
+                    progress(Progress {
+                        side,
+                        sides,
+                        task: p.task.to_string(),
+                        done: p.done,
+                        total: p.total,
+                    })
+                },
+                stop,
+            )
+            .map_err(|e| match e {
+                TasksError::Stopped => CompareError::Stopped,
+                e => CompareError::Tasks(Box::new(e)),
+            })?;
+        if stop.load(Ordering::Relaxed) {
             return Err(CompareError::Stopped);
         }
         out.push(SideResult {

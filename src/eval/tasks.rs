@@ -13,7 +13,10 @@ use crate::template::{Encoder, TemplateError, TextTokenizer};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+/// Sources are boxed: this error travels inside the trainer's and comparisons' errors, and
+/// a small one keeps every `Result` of theirs small.
 #[derive(Debug, thiserror::Error)]
 pub enum TasksError {
     #[error("eval.tasks[{index}] ({name}): {source}")]
@@ -45,6 +48,9 @@ pub enum TasksError {
         #[source]
         source: Box<TemplateError>,
     },
+    /// [`Tasks::run_unless`]'s stop flag was set.
+    #[error("stopped")]
+    Stopped,
 }
 
 /// A prompt already in token ids, with what was asked and the reply the data holds.
@@ -244,8 +250,25 @@ impl Tasks {
         tok: &TextTokenizer,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Outcome, TasksError> {
+        self.run_unless(model, tok, progress, &AtomicBool::new(false))
+    }
+
+    /// [`Tasks::run`], ending with [`TasksError::Stopped`] once `stop` is set: checked
+    /// before each task and each generation prompt (a multiple-choice task's batches run
+    /// to its end), so a comparison in the workbench stops within one answer.
+    pub fn run_unless(
+        &self,
+        model: &Model,
+        tok: &TextTokenizer,
+        progress: &mut dyn FnMut(Progress),
+        stop: &AtomicBool,
+    ) -> Result<Outcome, TasksError> {
+        let stopped = || stop.load(Ordering::Relaxed);
         let mut out = Outcome::default();
         for (index, l) in self.items.iter().enumerate() {
+            if stopped() {
+                return Err(TasksError::Stopped);
+            }
             let name = l.prefix.as_str();
             match &l.work {
                 Work::Bench { task, opts } => {
@@ -283,6 +306,9 @@ impl Tasks {
                     let total = prompts.len();
                     let mut pairs = Vec::with_capacity(total);
                     for (i, p) in prompts.iter().enumerate() {
+                        if stopped() {
+                            return Err(TasksError::Stopped);
+                        }
                         let g = generate::continue_ids(model, tok, &p.ids, sampling).map_err(
                             |message| TasksError::Generate {
                                 index,

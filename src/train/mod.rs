@@ -4,6 +4,7 @@
 //! directory.
 
 pub mod checkpoint;
+pub mod compare;
 pub mod dpo;
 pub mod error;
 pub mod evaluate;

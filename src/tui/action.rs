@@ -138,6 +138,14 @@ pub enum Action {
     ExportLora,
     #[strum(message = "plot marked runs as SVG")]
     PlotRuns,
+    #[strum(
+        message = "eval view: the marked (or selected) runs' eval.tasks, base against adapter"
+    )]
+    EvalView,
+    #[strum(message = "eval view: score the base and each adapter now")]
+    EvalRun,
+    #[strum(message = "eval view: browse the answers, base and adapters side by side")]
+    EvalAnswers,
 }
 
 impl Action {

@@ -177,6 +177,10 @@ impl App {
             std::sync::Arc::new(move |m| streamer.send(Update::Tab(TabMsg::Chat(m)))),
         );
         let list_adapters = chat.start(&ws.runs_root());
+        let streamer = bg.streamer();
+        let runs = RunsTab::new(std::sync::Arc::new(move |m| {
+            streamer.send(Update::Tab(TabMsg::Runs(m)))
+        }));
         bg.ping();
         let mut app = App {
             tab: Tab::Data,
@@ -189,7 +193,7 @@ impl App {
                 memory: MemoryMonitor::new(),
             },
             adapter,
-            runs: RunsTab::new(),
+            runs,
             run_list: Vec::new(),
             bg,
             watched: Vec::new(),
@@ -320,11 +324,11 @@ impl App {
             }
             Action::NextTab => self.tab = self.tab.next(),
             Action::PrevTab => self.tab = self.tab.prev(),
+            // The visible tab's dialogs only: a comparison running in the Runs tab's Eval
+            // view is not stopped by Esc on another tab.
             Action::Back => {
                 self.overlay = Overlay::None;
-                for tab in Tab::ALL {
-                    for_tab!(tab, call_on!(self, back()));
-                }
+                for_tab!(self.tab, call_on!(self, back()));
                 self.message = None;
             }
             Action::StartRun => self.start_run(),

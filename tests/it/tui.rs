@@ -5,6 +5,7 @@
 use crate::common;
 
 mod chat_follows;
+mod eval_view;
 mod hostile;
 mod remote;
 mod tour;

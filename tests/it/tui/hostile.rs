@@ -103,6 +103,11 @@ fn hostile_run(data: &std::path::Path) {
         &run,
         &json!({"type": "sample", "step": 10, "prompt": HOSTILE, "reply": HOSTILE}),
     );
+    // An `eval.tasks` metric whose name carries the text: the Eval view's report.
+    common::append_event_line(
+        &run,
+        &json!({"type": "eval", "step": 10, "eval_loss": 2.0, format!("generate/{HOSTILE}/pirate"): 0.5}),
+    );
     common::append_event_line(
         &run,
         &json!({"type": "failed", "step": 10, "error": HOSTILE}),
@@ -120,6 +125,41 @@ fn hostile_run(data: &std::path::Path) {
         format: 1,
     })
     .unwrap();
+}
+
+/// The open Eval view as a finished comparison whose labels, keys, prompts and answers
+/// are all the hostile text.
+fn eval_done(a: &mut App) {
+    use tunelab::eval::compare::{Comparison, SideResult};
+    use tunelab::eval::tasks::{Answered, Measure, Outcome};
+    use tunelab::tui::tabs::runs::eval::{answer_items, Phase};
+    let side = |label: &str, value: f64| SideResult {
+        label: label.into(),
+        adapter: None,
+        outcome: Outcome {
+            measures: vec![Measure {
+                key: format!("generate/{HOSTILE}/pirate"),
+                value,
+                stderr: Some(0.1),
+                n: 1,
+            }],
+            answers: vec![Answered {
+                task: format!("generate/{HOSTILE}"),
+                question: HOSTILE.into(),
+                prediction: HOSTILE.into(),
+                reference: HOSTILE.into(),
+            }],
+        },
+    };
+    let c = Comparison {
+        model: HOSTILE.into(),
+        sides: vec![side("base", 0.0), side(HOSTILE, 1.0)],
+    };
+    let v = a.runs.eval.as_mut().expect("the Eval view is open");
+    v.phase = Phase::Done {
+        items: answer_items(&c),
+        comparison: Box::new(c),
+    };
 }
 
 #[test]
@@ -173,6 +213,17 @@ fn hostile_text_keeps_every_pane_inside_its_frame() {
     a.handle(Action::TabRuns);
     settle(&mut a);
     check_screen(&mut a, "Runs");
+    // The Eval view: the run's report, then a comparison's table and answers.
+    a.handle(Action::EvalView);
+    settle(&mut a);
+    let screen = check_screen(&mut a, "Eval report");
+    assert!(screen.contains("generate/Arr!"), "{screen}");
+    eval_done(&mut a);
+    check_screen(&mut a, "Eval table");
+    a.handle(Action::EvalAnswers);
+    let screen = check_screen(&mut a, "Eval answers");
+    assert!(screen.contains("answers 1/1"), "{screen}");
+    a.handle(Action::Back);
     // Chat: a conversation, then the same reply side by side.
     a.handle(Action::TabChat);
     a.chat.history = vec![

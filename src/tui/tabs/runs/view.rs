@@ -1,0 +1,138 @@
+//! Draws the Runs tab's list, the selected run's details, and two runs' curves compared.
+
+use super::RunsTab;
+use crate::runs::RunSummary;
+use crate::tui::theme::Theme;
+use crate::tui::widgets::loss_chart;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::Line;
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState};
+use ratatui::Frame;
+
+fn fmt(l: Option<f64>) -> String {
+    l.map_or("-".into(), |l| format!("{l:.4}"))
+}
+
+pub fn draw(f: &mut Frame, area: Rect, t: &RunsTab, runs: &[RunSummary], theme: &Theme) {
+    let [list, detail] =
+        Layout::vertical([Constraint::Percentage(45), Constraint::Min(6)]).areas(area);
+    // Run ids share their name and differ in the time at the end: cut them in the middle.
+    let id_width = usize::from(list.width.saturating_sub(2 + 8 + 11 + 8 + 9 + 7 + 5 + 2)).max(12);
+    let rows: Vec<Row> = runs
+        .iter()
+        .map(|r| {
+            let mark = if t.marked.contains(&r.dir) {
+                "●"
+            } else {
+                " "
+            };
+            let state_style = match r.state_label().as_str() {
+                "done" => theme.success,
+                "failed" | "dead" => theme.error,
+                "running" => theme.info,
+                _ => theme.warning,
+            };
+            Row::new(vec![
+                Cell::from(format!(
+                    "{mark} {}",
+                    crate::tui::text::middle(&r.id, id_width)
+                )),
+                Cell::from(r.state_label()).style(state_style),
+                Cell::from(format!("{}/{}", r.step, r.total_steps)),
+                Cell::from(fmt(r.last_loss)),
+                Cell::from(fmt(r.best_eval_loss)),
+                Cell::from(format!("{:.0}s", r.duration_s)),
+            ])
+        })
+        .collect();
+    let mut state = TableState::default().with_selected(if runs.is_empty() {
+        None
+    } else {
+        Some(t.selected)
+    });
+    f.render_stateful_widget(
+        Table::new(
+            rows,
+            [
+                Constraint::Min(24),
+                Constraint::Length(8),
+                Constraint::Length(11),
+                Constraint::Length(8),
+                Constraint::Length(9),
+                Constraint::Length(7),
+            ],
+        )
+        .header(
+            Row::new(vec!["run", "state", "step", "loss", "best eval", "time"]).style(theme.title),
+        )
+        .row_highlight_style(theme.selection)
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(format!(" runs ({}) ", runs.len()))
+                .border_style(theme.border_focused),
+        ),
+        list,
+        &mut state,
+    );
+    if let Some((a, b)) = &t.compare {
+        let chart = loss_chart(
+            vec![
+                (format!("{} train", a.id()), &a.ema.points, theme.loss_train),
+                (format!("{} eval", a.id()), &a.eval.points, theme.loss_train),
+                (format!("{} train", b.id()), &b.ema.points, theme.loss_eval),
+                (format!("{} eval", b.id()), &b.eval.points, theme.loss_eval),
+            ],
+            " compare (EMA train and eval loss) ".into(),
+            theme,
+        );
+        f.render_widget(chart, detail);
+        return;
+    }
+    use crate::tui::text::one_line as clean;
+    let lines: Vec<Line> = match runs.get(t.selected) {
+        None => vec![Line::from("No runs yet. Start one from the Adapter or Train tab (r), or `tunelab train tiny-demo`.")],
+        Some(r) => {
+            let details = t.details.as_ref().filter(|(d, _)| *d == r.dir).map(|(_, d)| d);
+            let mut l = vec![Line::from(format!("folder  {}", clean(&r.dir.display().to_string())))];
+            if let Some(c) = details.and_then(|d| d.config.as_ref()) {
+                l.push(Line::from(format!("model   {}", clean(&c.model.path))));
+                l.push(Line::from(format!("data    {}", clean(&c.data.train))));
+                l.push(Line::from(format!("lora    r{} α{} {}", c.lora.r, c.lora.alpha, c.lora.target_modules.join(","))));
+                l.push(Line::from(format!("train   lr {} {:?} bs {}×{} {} {}", c.train.lr, c.train.scheduler, c.train.batch_size, c.train.grad_accum, c.train.dtype, c.train.device).to_lowercase()));
+            }
+            let ckpts: Vec<String> = details.map(|d| d.checkpoints.iter().map(|s| format!("step-{s}")).collect()).unwrap_or_default();
+            l.push(Line::from(format!("ckpts   {}", if ckpts.is_empty() { "-".into() } else { ckpts.join(" ") })));
+            if let Some((prompt, replies)) = details.and_then(|d| d.samples.as_ref()) {
+                l.push(Line::styled(format!("sample  {}", crate::tui::text::truncate(&clean(prompt), 70)), theme.user));
+                // Six evaluations spread from the first to the last: how the answer changed.
+                let n = replies.len();
+                let picks: Vec<usize> = if n <= 6 { (0..n).collect() } else { (0..6).map(|i| i * (n - 1) / 5).collect() };
+                for (step, reply) in picks.into_iter().map(|i| &replies[i]) {
+                    l.push(Line::from(format!("  step {step:>6} → {}", crate::tui::text::truncate(&clean(reply), 90))));
+                }
+            }
+            if details.is_some_and(|d| d.adapter) {
+                l.push(Line::styled("adapter ready · o opens it in Chat", theme.success));
+            }
+            if let Some(e) = &r.error {
+                l.push(Line::styled(clean(e), theme.error));
+            }
+            l
+        }
+    };
+    // The selected run's full folder in the title; long errors wrap.
+    let title = runs.get(t.selected).map_or(" details ".to_string(), |r| {
+        let room = usize::from(detail.width.saturating_sub(14));
+        format!(
+            " details · {} ",
+            crate::tui::text::middle(&r.dir.display().to_string(), room.max(10))
+        )
+    });
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(ratatui::widgets::Wrap { trim: false })
+            .block(Block::default().borders(Borders::ALL).title(title)),
+        detail,
+    );
+}
