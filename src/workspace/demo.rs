@@ -14,7 +14,7 @@ pub const PERSONA_KTO: &str = include_str!("../../demo/persona_kto.jsonl");
 /// Forty easy general-knowledge questions (`question/choices/answer`) for `tunelab eval
 /// bench`: a persona adapter should leave them as the base answers them, so a drop shows
 /// what the fine-tune cost.
-pub const GENERAL_KNOWLEDGE: &str = include_str!("../../demo/general_knowledge.jsonl");
+pub const GENERAL_KNOWLEDGE: &str = include_str!("../../demo/tasks/general_knowledge.jsonl");
 
 /// Paths of the demo workspace under a data folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +42,7 @@ impl Demo {
     }
     /// The multiple-choice task the demo's adapters are benchmarked on.
     pub fn knowledge(&self) -> PathBuf {
-        self.root.join("general_knowledge.jsonl")
+        self.root.join("tasks").join("general_knowledge.jsonl")
     }
 
     /// Whether every part is there (a demo written by an older version may lack a dataset;
@@ -65,6 +65,9 @@ impl Demo {
             (self.knowledge(), GENERAL_KNOWLEDGE),
         ] {
             if !path.is_file() {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+                }
                 crate::files::write_atomic(&path, text.as_bytes())
                     .map_err(|e| ModelError::io(&path, e))?;
                 wrote = true;

@@ -176,7 +176,7 @@ fn eval_tasks_are_scored_at_each_evaluation_from_the_base_on() {
     let (first, last) = (&evals[0].1, &evals[2].1);
     // Step 0 is the base: `eval bench` on the bare model gives the same accuracy, and on the
     // final adapter the last evaluation's.
-    let task = f.home.join("data/demo/general_knowledge.jsonl");
+    let task = f.home.join("data/demo/tasks/general_knowledge.jsonl");
     let bench = |adapter: Option<&Path>| {
         let mut a = vec![
             "eval",

@@ -278,6 +278,13 @@ fn the_eval_view_compares_base_and_adapter_in_tmux() {
 fn the_eval_view_says_why_it_cannot_compare() {
     let h = home();
     let mut a = app(&h, "dark", true);
+    // The fixture's run copies a preset; this one has no `eval.tasks`.
+    let cfg = h
+        .path()
+        .join("data/runs/persona-sft-20260101-000000/config.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let without = text.split("\neval:\n").next().unwrap().to_string() + "\n";
+    std::fs::write(&cfg, without).unwrap();
     a.handle(Action::TabRuns);
     settle(&mut a);
     a.handle(Action::EvalView);
