@@ -7,7 +7,8 @@
 #   1. a judged run of 5 prompts, verdicts to a file: it completes, every prompt has one
 #      well-formed line, and the report adds up;
 #   2. the same command again: it resumes, sends no request, and leaves the file as it was.
-# Prints a table; exits non-zero on any mismatch. About 20 s on 2 cores once llama.cpp is built.
+# Prints a table; exits non-zero on any mismatch. About 4 minutes on 2 cores once llama.cpp is
+# built (measured at load average 4: ten judge requests of ~600 prompt tokens each).
 # Usage: check_judge_llama_server.sh [TUNELAB]; the binary is the argument, else $TUNELAB_BIN,
 # else $TUNELAB, else target/release/tunelab (.ci/run passes the debug binary `cargo test`
 # built).
@@ -100,7 +101,7 @@ judge() {
   set +e
   "$TUNELAB" eval judge --model "$MODEL" --a "$RUN/adapter" --b base --data "$DATA" \
     --judge-provider openai --judge-base-url "$BASE/v1" --judge-model smollm2 \
-    --max-new-tokens 48 --judge-max-tokens 256 --judge-temperature 0 \
+    --max-new-tokens 48 --judge-max-tokens 64 --judge-temperature 0 \
     --concurrency 1 --rpm 0 --attempts 2 -o "$OUT" --json >"$1" 2>>"$LOG"
   RC=$?
   set -e
