@@ -131,8 +131,10 @@ pub struct Cell {
     pub value: f64,
     /// Adapter minus base.
     pub delta: f64,
-    /// The 95% interval of `delta` (±1.96 standard errors, the two sides taken as
-    /// independent samples); `None` where a score has no standard error (BLEU, chrF).
+    /// The 95% interval of `delta`, the two sides taken as independent samples: Newcombe's
+    /// interval from the two Wilson intervals for a share of 0/1 items (accuracy, exact
+    /// match, regex rates), ±1.96 combined standard errors for a mean (F1, ROUGE); `None`
+    /// where a score has no standard error (BLEU, chrF, lengths).
     pub interval: Option<(f64, f64)>,
 }
 
@@ -170,6 +172,9 @@ impl Comparison {
 pub fn cell(b: &Measure, m: &Measure) -> Cell {
     let delta = m.value - b.value;
     let interval = match (b.stderr, m.stderr) {
+        _ if b.proportion && m.proportion && b.n > 0 && m.n > 0 => {
+            Some(newcombe(b.value, b.n, m.value, m.n))
+        }
         (Some(sb), Some(sm)) => {
             let half = 1.96 * (sb * sb + sm * sm).sqrt();
             Some((delta - half, delta + half))
@@ -183,6 +188,28 @@ pub fn cell(b: &Measure, m: &Measure) -> Cell {
     }
 }
 
+/// The 95% Wilson score interval of a share `p` of `n` items.
+pub fn wilson(p: f64, n: usize) -> (f64, f64) {
+    const Z: f64 = 1.959_963_984_540_054;
+    let n = n as f64;
+    let z2 = Z * Z;
+    let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
+    let half = Z / (1.0 + z2 / n) * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
+/// Newcombe's hybrid score interval (his method 10) for the difference `p2 − p1` of two
+/// independent shares, from their Wilson intervals.
+pub fn newcombe(p1: f64, n1: usize, p2: f64, n2: usize) -> (f64, f64) {
+    let (l1, u1) = wilson(p1, n1);
+    let (l2, u2) = wilson(p2, n2);
+    let d = p2 - p1;
+    (
+        d - ((p2 - l2).powi(2) + (u1 - p1).powi(2)).sqrt(),
+        d + ((u2 - p2).powi(2) + (p1 - l1).powi(2)).sqrt(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,7 +220,34 @@ mod tests {
             value,
             stderr,
             n: 40,
+            proportion: false,
         }
+    }
+
+    #[test]
+    fn shares_get_newcombes_interval_which_stays_open_at_0_and_1() {
+        // Wilson for 0/5: (0, 0.4345); for 5/5: (0.5655, 1) (Newcombe 1998, table I style).
+        let (lo, hi) = wilson(0.0, 5);
+        assert!(lo == 0.0 && (hi - 0.434_482).abs() < 1e-5, "{lo} {hi}");
+        // 0/5 → 5/5: d = 1, lower 1 − sqrt(0.4345² + 0.4345²) = 0.3856, upper 1.
+        let (lo, hi) = newcombe(0.0, 5, 1.0, 5);
+        assert!(
+            (lo - 0.385_545).abs() < 1e-5 && (hi - 1.0).abs() < 1e-12,
+            "{lo} {hi}"
+        );
+        // Newcombe's worked example 1 (56/70 against 48/80): d = 0.2, 95% [0.0524, 0.3339].
+        let (lo, hi) = newcombe(48.0 / 80.0, 80, 56.0 / 70.0, 70);
+        assert!(
+            (lo - 0.0524).abs() < 1e-4 && (hi - 0.3339).abs() < 1e-4,
+            "{lo} {hi}"
+        );
+        let share = |v: f64| Measure {
+            proportion: true,
+            n: 5,
+            ..m("generate/p/pirate", v, Some(0.0))
+        };
+        let c = cell(&share(0.0), &share(1.0));
+        assert!(c.interval.is_some_and(|(lo, _)| lo > 0.38 && lo < 0.39));
     }
 
     #[test]

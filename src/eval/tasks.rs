@@ -94,6 +94,9 @@ pub struct Measure {
     pub value: f64,
     pub stderr: Option<f64>,
     pub n: usize,
+    /// A share of items scored 0 or 1 (accuracy, exact match, a regex rate): its interval
+    /// is Wilson's, which stays honest at 0 and 1 where a standard error is 0.
+    pub proportion: bool,
 }
 
 /// One answer of a generation task, for browsing.
@@ -290,12 +293,14 @@ impl Tasks {
                         value: r.acc,
                         stderr: r.acc_stderr,
                         n,
+                        proportion: true,
                     });
                     out.measures.push(Measure {
                         key: format!("{name}/acc_norm"),
                         value: r.acc_norm,
                         stderr: r.acc_norm_stderr,
                         n,
+                        proportion: true,
                     });
                 }
                 Work::Generate {
@@ -379,6 +384,7 @@ fn generation_measures(prefix: &str, pairs: &[Pair], regexes: &[NamedRegex]) -> 
         value,
         stderr,
         n,
+        proportion: k == "exact_match",
     })
     .collect::<Vec<_>>();
     for r in regexes {
@@ -391,6 +397,7 @@ fn generation_measures(prefix: &str, pairs: &[Pair], regexes: &[NamedRegex]) -> 
             value: s.regex.get(&r.name).copied().unwrap_or(0.0),
             stderr: Some(stderr(&hits)),
             n,
+            proportion: true,
         });
     }
     out

@@ -142,6 +142,7 @@ fn eval_done(a: &mut App) {
                 value,
                 stderr: Some(0.1),
                 n: 1,
+                proportion: false,
             }],
             answers: vec![Answered {
                 task: format!("generate/{HOSTILE}"),
