@@ -40,9 +40,10 @@ impl Demo {
     pub fn kto(&self) -> PathBuf {
         self.root.join("persona_kto.jsonl")
     }
-    /// The multiple-choice task the demo's adapters are benchmarked on.
+    /// The multiple-choice task the demo's adapters are benchmarked on. In `tasks/`, which
+    /// sorts after the persona files: the Data tab still opens on `persona.jsonl`.
     pub fn knowledge(&self) -> PathBuf {
-        self.root.join("general_knowledge.jsonl")
+        self.root.join("tasks").join("general_knowledge.jsonl")
     }
 
     /// Whether every part is there (a demo written by an older version may lack a dataset;
@@ -65,6 +66,9 @@ impl Demo {
             (self.knowledge(), GENERAL_KNOWLEDGE),
         ] {
             if !path.is_file() {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+                }
                 crate::files::write_atomic(&path, text.as_bytes())
                     .map_err(|e| ModelError::io(&path, e))?;
                 wrote = true;

@@ -506,7 +506,7 @@ fn the_demo_task_scores_from_the_library_as_from_the_cli() {
     let (code, _, err) = common::run(&h, &["demo"]);
     assert_eq!(code, 0, "{err}");
     let demo = h.path().join("data/demo");
-    let task_file = demo.join("general_knowledge.jsonl");
+    let task_file = demo.join("tasks/general_knowledge.jsonl");
     let model = demo.join("tiny-model");
     let (code, out, err) = common::run(
         &h,
