@@ -336,7 +336,7 @@ fn print_table(task: &Task, sides: &[Side]) {
                 String::new()
             }
         };
-        println!(
+        let line = format!(
             "{:width$}  {:<16} {:>8}  {:<16} {:>8}",
             s.label(),
             pm(r.acc, r.acc_stderr),
@@ -344,6 +344,7 @@ fn print_table(task: &Task, sides: &[Side]) {
             pm(r.acc_norm, r.acc_norm_stderr),
             delta(r.acc_norm, r0.acc_norm)
         );
+        println!("{}", line.trim_end());
     }
 }
 
