@@ -40,7 +40,8 @@ impl Demo {
     pub fn kto(&self) -> PathBuf {
         self.root.join("persona_kto.jsonl")
     }
-    /// The multiple-choice task the demo's adapters are benchmarked on.
+    /// The multiple-choice task the demo's adapters are benchmarked on. In `tasks/`, which
+    /// sorts after the persona files: the Data tab still opens on `persona.jsonl`.
     pub fn knowledge(&self) -> PathBuf {
         self.root.join("tasks").join("general_knowledge.jsonl")
     }

@@ -14,8 +14,16 @@ use tunelab::eval::choice::{
     self, BenchOptions, BenchResult, ChoiceError, Specials, Task, TaskOptions,
 };
 
+/// The arguments, boxed: `EvalCommand`'s variants stay small (clippy's
+/// `large_enum_variant`), however many options `bench` grows.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    #[command(flatten)]
+    pub args: Box<Bench>,
+}
+
+#[derive(Debug, Args)]
+pub struct Bench {
     /// A model folder, a .gguf file, or a hub id (org/name).
     #[arg(long)]
     pub model: String,
@@ -112,6 +120,7 @@ impl Side {
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
+    let a = *a.args;
     let fail = |code: u8, e: &dyn std::fmt::Display| {
         eprintln!("error: {e}");
         Ok(ExitCode::from(code))
@@ -327,7 +336,7 @@ fn print_table(task: &Task, sides: &[Side]) {
                 String::new()
             }
         };
-        println!(
+        let line = format!(
             "{:width$}  {:<16} {:>8}  {:<16} {:>8}",
             s.label(),
             pm(r.acc, r.acc_stderr),
@@ -335,6 +344,7 @@ fn print_table(task: &Task, sides: &[Side]) {
             pm(r.acc_norm, r.acc_norm_stderr),
             delta(r.acc_norm, r0.acc_norm)
         );
+        println!("{}", line.trim_end());
     }
 }
 
