@@ -118,6 +118,14 @@ pub fn detect<'a>(
     }
     let Some(agreed) = agreed else {
         let (loc, keys) = &unmatched[0];
+        if is_multiple_choice(keys) {
+            return Err(format!(
+                "a multiple-choice task ({loc} has keys [{}]), not training data: score a model \
+                 on it with `tunelab eval bench --task FILE`, or list it under `eval.tasks` as \
+                 `bench: FILE`",
+                keys.join(", ")
+            ));
+        }
         return Err(format!(
             "unrecognised format: {loc} has keys [{}]; expected the keys of one of: {}",
             keys.join(", "),
@@ -169,6 +177,13 @@ pub fn detect<'a>(
     }
 }
 
+/// The layouts `tunelab eval bench` reads (MMLU's, ARC's, HellaSwag's, its own): a file of
+/// them is a benchmark, and saying so beats "unrecognised".
+fn is_multiple_choice(keys: &[String]) -> bool {
+    let has = |k: &str| keys.iter().any(|x| x == k);
+    (has("choices") && (has("answer") || has("answerKey"))) || (has("endings") && has("label"))
+}
+
 fn expected_list() -> String {
     Format::all()
         .map(|f| format!("{} ({})", f.name(), f.keys().join(", ")))
@@ -188,6 +203,24 @@ mod tests {
     fn one(v: Value) -> Result<Format, String> {
         let o = obj(v);
         detect([("record 1".to_string(), &o)]).map(|d| d.format)
+    }
+
+    #[test]
+    fn multiple_choice_files_are_named_as_benchmarks() {
+        for v in [
+            json!({"question": "q", "choices": ["a", "b"], "answer": 0}),
+            json!({"question": "q", "choices": {"text": ["a"], "label": ["A"]}, "answerKey": "A"}),
+            json!({"ctx": "c", "endings": ["a", "b"], "label": "1"}),
+        ] {
+            let e = one(v).unwrap_err();
+            assert!(
+                e.starts_with("a multiple-choice task (record 1 has keys [")
+                    && e.contains("tunelab eval bench --task FILE"),
+                "{e}"
+            );
+        }
+        let e = one(json!({"foo": 1})).unwrap_err();
+        assert!(e.starts_with("unrecognised format"), "{e}");
     }
 
     #[test]
