@@ -55,7 +55,7 @@ impl Tab {
             Tab::Adapter => "model, LoRA and training settings; r starts a run",
             Tab::Train => "the run live: loss, eval, samples, memory; x stops it",
             Tab::Chat => "talk to the model with and without the adapter (b)",
-            Tab::Runs => "every run: Enter watches, o opens in Chat, c compares",
+            Tab::Runs => "every run: Enter watches, o chats, c compares, v evaluates",
         }
     }
 

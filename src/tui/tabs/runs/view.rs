@@ -113,7 +113,7 @@ pub fn draw(f: &mut Frame, area: Rect, t: &RunsTab, runs: &[RunSummary], theme: 
                 }
             }
             if details.is_some_and(|d| d.adapter) {
-                l.push(Line::styled("adapter ready · o opens it in Chat", theme.success));
+                l.push(Line::styled("adapter ready · o opens it in Chat · v evaluates it", theme.success));
             }
             if let Some(e) = &r.error {
                 l.push(Line::styled(clean(e), theme.error));
