@@ -230,12 +230,17 @@ impl RunView {
             EventKind::Eval(v) => {
                 let step = v.step as f64;
                 self.eval.cut_from(step);
-                self.eval.push(step, v.eval_loss);
+                // An evaluation of `eval.tasks` alone (no held-out split) has no loss.
+                if v.eval_loss.is_finite() {
+                    self.eval.push(step, v.eval_loss);
+                }
                 self.reward_series.add(step, &v.metrics, true);
-                let mut line = format!(
-                    "{stamp}  eval   step {:>5}  loss {:.4}",
-                    v.step, v.eval_loss
-                );
+                let loss = if v.eval_loss.is_finite() {
+                    format!("{:.4}", v.eval_loss)
+                } else {
+                    "-".into()
+                };
+                let mut line = format!("{stamp}  eval   step {:>5}  loss {loss}", v.step);
                 if let (Some(a), Some(m)) = (
                     v.metrics.get("rewards/accuracies"),
                     v.metrics.get("rewards/margins"),

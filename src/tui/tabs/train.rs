@@ -181,10 +181,16 @@ fn draw(f: &mut Frame, area: Rect, t: &TrainTab, theme: &Theme, hint: &str) {
     }
     let [prog, mem] = Layout::vertical([Constraint::Length(10), Constraint::Min(5)]).areas(side);
     let last = v.last.clone().unwrap_or_default();
+    // Before the first step the start event already knows the total: never `0/0`.
     let (step, total) = v
         .status
         .as_ref()
         .map_or((0, 0), |s| (s.step, s.total_steps));
+    let total = if total > 0 {
+        total
+    } else {
+        v.start.as_ref().map_or(0, |s| s.total_steps)
+    };
     let ratio = if total > 0 {
         step as f64 / total as f64
     } else {
@@ -200,12 +206,11 @@ fn draw(f: &mut Frame, area: Rect, t: &TrainTab, theme: &Theme, hint: &str) {
         Line::from(format!("elapsed {}", clock(last.elapsed))),
         Line::from(format!("lr {:.2e}  grad‖ {:.3}", last.lr, last.grad_norm)),
         Line::from(format!(
-            "loss {:.4}  eval {}",
-            if v.last.is_some() {
-                last.loss
-            } else {
-                f64::NAN
-            },
+            "loss {}  eval {}",
+            // `-` until the first step has a loss, not `NaN`.
+            v.last
+                .as_ref()
+                .map_or("-".into(), |t| format!("{:.4}", t.loss)),
             v.eval.last().map_or("-".into(), |(_, l)| format!("{l:.4}"))
         )),
     ];
@@ -340,4 +345,70 @@ fn draw_samples(f: &mut Frame, area: Rect, v: &RunView, theme: &Theme) {
             ),
         area,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runs::{RunEvent, Status};
+    use crate::tui::theme::Depth;
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+    use serde_json::json;
+
+    fn ev(v: serde_json::Value) -> RunEvent {
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// The screen a run shows before its first step: its start event and an evaluation of
+    /// `eval.tasks` alone (no held-out split, so no loss) are in; `status.json` still says 0.
+    #[test]
+    fn before_the_first_step_the_total_is_known_and_nothing_says_nan() {
+        let mut v = RunView::new(RunDir::new("/no/such/run"));
+        v.feed(
+            vec![
+                ev(json!({"type": "start", "step": 0, "total_steps": 40, "trainable_params": 1})),
+                ev(
+                    json!({"type": "eval", "step": 0, "eval_loss": null, "eval_tokens": 0,
+                    "perplexity": null, "bench/k/acc": 0.5}),
+                ),
+            ],
+            Some(Status {
+                state: RunState::Running,
+                pid: None,
+                step: 0,
+                total_steps: 0,
+                error: None,
+                started: 0.0,
+                updated: 0.0,
+                last_loss: None,
+                best_eval_loss: None,
+                format: crate::runs::STATUS_FORMAT,
+            }),
+        );
+        assert!(
+            v.eval.is_empty(),
+            "an evaluation without a loss draws no point"
+        );
+        let t = TrainTab {
+            view: Some(v),
+            memory: MemoryMonitor::new(),
+        };
+        let theme = Theme::builtin("dark", Depth::TrueColor).unwrap();
+        let mut term = Terminal::new(TestBackend::new(120, 40)).unwrap();
+        term.draw(|f| draw(f, f.area(), &t, &theme, "r")).unwrap();
+        let buf = term.backend().buffer().clone();
+        let text: String = (0..buf.area.height)
+            .map(|y| {
+                (0..buf.area.width)
+                    .map(|x| buf[(x, y)].symbol().to_string())
+                    .collect::<String>()
+                    + "\n"
+            })
+            .collect();
+        assert!(text.contains("step 0/40"), "{text}");
+        assert!(text.contains("loss -  eval -"), "{text}");
+        assert!(!text.contains("NaN"), "{text}");
+        assert!(text.contains("eval   step     0  loss -"), "{text}");
+    }
 }
