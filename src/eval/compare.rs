@@ -3,6 +3,7 @@
 //! beside the base's with the difference and its 95% interval, so "the persona was won and
 //! a fact was lost" is one table. `runs compare` prints it; the Runs tab's Eval view draws it.
 
+use super::judge::verdict::{wilson, Z95};
 use super::tasks::{Measure, Outcome, Tasks, TasksError};
 use crate::infer::load::{Base, LoadError};
 use serde::Serialize;
@@ -188,21 +189,11 @@ pub fn cell(b: &Measure, m: &Measure) -> Cell {
     }
 }
 
-/// The 95% Wilson score interval of a share `p` of `n` items.
-pub fn wilson(p: f64, n: usize) -> (f64, f64) {
-    const Z: f64 = 1.959_963_984_540_054;
-    let n = n as f64;
-    let z2 = Z * Z;
-    let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
-    let half = Z / (1.0 + z2 / n) * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
-    ((centre - half).max(0.0), (centre + half).min(1.0))
-}
-
 /// Newcombe's hybrid score interval (his method 10) for the difference `p2 − p1` of two
 /// independent shares, from their Wilson intervals.
 pub fn newcombe(p1: f64, n1: usize, p2: f64, n2: usize) -> (f64, f64) {
-    let (l1, u1) = wilson(p1, n1);
-    let (l2, u2) = wilson(p2, n2);
+    let (l1, u1) = wilson(p1, n1 as f64, Z95);
+    let (l2, u2) = wilson(p2, n2 as f64, Z95);
     let d = p2 - p1;
     (
         d - ((p2 - l2).powi(2) + (u1 - p1).powi(2)).sqrt(),
@@ -227,7 +218,7 @@ mod tests {
     #[test]
     fn shares_get_newcombes_interval_which_stays_open_at_0_and_1() {
         // Wilson for 0/5: (0, 0.4345); for 5/5: (0.5655, 1) (Newcombe 1998, table I style).
-        let (lo, hi) = wilson(0.0, 5);
+        let (lo, hi) = wilson(0.0, 5.0, Z95);
         assert!(lo == 0.0 && (hi - 0.434_482).abs() < 1e-5, "{lo} {hi}");
         // 0/5 → 5/5: d = 1, lower 1 − sqrt(0.4345² + 0.4345²) = 0.3856, upper 1.
         let (lo, hi) = newcombe(0.0, 5, 1.0, 5);

@@ -4,6 +4,7 @@
 //! carries its standard error where one exists, so a difference can be told from noise.
 
 use super::choice;
+use super::choice::score::mean_and_stderr;
 use super::generate::{self, GenerateError};
 use super::metrics::{self, NamedRegex, Pair};
 use crate::config::eval_tasks::{EvalSection, TaskKind, HELD_OUT};
@@ -356,7 +357,7 @@ fn generation_measures(prefix: &str, pairs: &[Pair], regexes: &[NamedRegex]) -> 
     let n = s.n;
     let per = |f: &dyn Fn(&Pair) -> f64| -> Option<f64> {
         let xs: Vec<f64> = pairs.iter().map(f).collect();
-        Some(stderr(&xs))
+        mean_and_stderr(&xs).1
     };
     let mut out = vec![
         (
@@ -395,24 +396,12 @@ fn generation_measures(prefix: &str, pairs: &[Pair], regexes: &[NamedRegex]) -> 
         out.push(Measure {
             key: format!("{prefix}/{}", r.name),
             value: s.regex.get(&r.name).copied().unwrap_or(0.0),
-            stderr: Some(stderr(&hits)),
+            stderr: mean_and_stderr(&hits).1,
             n,
             proportion: true,
         });
     }
     out
-}
-
-/// The standard error of the mean of `xs` (sample variance, n − 1), as lm-evaluation-harness
-/// reports it; 0 for fewer than two values.
-pub fn stderr(xs: &[f64]) -> f64 {
-    let n = xs.len();
-    if n < 2 {
-        return 0.0;
-    }
-    let mean = xs.iter().sum::<f64>() / n as f64;
-    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-    (var / n as f64).sqrt()
 }
 
 enum FileError {
@@ -437,16 +426,4 @@ fn file_prompts(
             })
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stderr_is_the_sample_standard_error() {
-        // 0/1 scores 1,0,1,1: mean 0.75, sample variance 0.25, stderr sqrt(0.25/4) = 0.25.
-        assert!((stderr(&[1.0, 0.0, 1.0, 1.0]) - 0.25).abs() < 1e-12);
-        assert_eq!(stderr(&[1.0]), 0.0);
-    }
 }

@@ -7,7 +7,6 @@ use crate::cli::exit;
 use anyhow::Context;
 use clap::Args;
 use serde_json::{json, Value};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tunelab::eval::choice::{
@@ -177,7 +176,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         let label = adapter
             .as_ref()
             .map_or_else(|| "base".to_string(), |p| p.display().to_string());
-        let bar = progress_bar(&label);
+        let bar = crate::cli::progress::bar(0, &label);
         let scored = choice::score(model, tok, &task, &opts, |done, total| {
             if let Some(b) = &bar {
                 b.set_length(total as u64);
@@ -204,21 +203,6 @@ pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         print_table(&task, &sides);
     }
     Ok(ExitCode::from(exit::OK))
-}
-
-/// A bar on stderr when it is a terminal.
-fn progress_bar(label: &str) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let b = indicatif::ProgressBar::new(0);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{spinner} {msg} [{elapsed_precise}] {bar:30} {pos}/{len} items",
-    ) {
-        b.set_style(style.progress_chars("█▉▊▋▌▍▎▏ "));
-    }
-    b.set_message(label.to_string());
-    Some(b)
 }
 
 fn side_json(model: &str, task: &Task, side: &Side, base: Option<&BenchResult>) -> Value {

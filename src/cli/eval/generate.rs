@@ -167,42 +167,32 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(exit::OK))
 }
 
-/// The answers file, written line by line next to its final name and renamed when complete,
-/// so an interrupted run never leaves a half file where a whole one was.
+/// The answers file, written line by line into a temporary file beside its final name and
+/// published over it when complete ([`tunelab::files`]), so an interrupted run never leaves
+/// a half file where a whole one was.
 struct PartialFile {
     path: PathBuf,
-    temp: PathBuf,
-    file: std::io::BufWriter<std::fs::File>,
+    tmp: tempfile::NamedTempFile,
 }
 
 impl PartialFile {
     fn create(path: &std::path::Path) -> anyhow::Result<Self> {
-        let mut temp = path.as_os_str().to_owned();
-        temp.push(".partial");
-        let temp = PathBuf::from(temp);
-        let file = std::fs::File::create(&temp)
+        let tmp = tunelab::files::temp_beside(path)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
         Ok(PartialFile {
             path: path.to_path_buf(),
-            temp,
-            file: std::io::BufWriter::new(file),
+            tmp,
         })
     }
 
     fn line(&mut self, answer: &Answer) -> anyhow::Result<()> {
         let text = serde_json::to_string(answer)?;
-        writeln!(self.file, "{text}")
-            .and_then(|_| self.file.flush())
+        writeln!(self.tmp.as_file_mut(), "{text}")
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", self.path.display()))
     }
 
     fn finish(self) -> anyhow::Result<()> {
-        let file = self
-            .file
-            .into_inner()
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", self.path.display()))?;
-        file.sync_all()
-            .and_then(|_| std::fs::rename(&self.temp, &self.path))
+        tunelab::files::publish(self.tmp, &self.path)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", self.path.display()))
     }
 }

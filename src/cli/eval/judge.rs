@@ -101,8 +101,6 @@ pub struct JudgeFlags {
 }
 
 pub fn run(args: JudgeArgs) -> anyhow::Result<ExitCode> {
-    use std::io::IsTerminal;
-
     let a = *args.flags;
     let unusable = |m: &dyn std::fmt::Display| {
         eprintln!("error: {m}");
@@ -150,15 +148,7 @@ pub fn run(args: JudgeArgs) -> anyhow::Result<ExitCode> {
         concurrency: a.concurrency,
         output: a.output.clone(),
     };
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let b = indicatif::ProgressBar::new(0);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
-        ) {
-            b.set_style(style.progress_chars("█▉▊▋▌▍▎▏ "));
-        }
-        b
-    });
+    let bar = crate::cli::progress::bar(0, "");
     let counts = std::sync::Mutex::new([0usize; 4]);
     let observer = |e: &Event| {
         let Some(b) = &bar else { return };

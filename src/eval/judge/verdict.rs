@@ -139,7 +139,7 @@ pub fn combine(a_first: Option<Pick>, b_first: Option<Pick>) -> Outcome {
 }
 
 /// z for a two-sided 95% interval.
-const Z95: f64 = 1.959_963_984_540_054;
+pub const Z95: f64 = 1.959_963_984_540_054;
 
 /// Outcomes added up, from side A's point of view.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
