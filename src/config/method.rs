@@ -5,7 +5,7 @@
 //! differs per method and per tool (the scaleout mappings) matches on [`MethodConfig`], the
 //! method with its settings, so a new method is a compile error wherever it needs a decision.
 
-use super::{PrefLoss, RunConfig};
+use super::{GrpoSection, PrefLoss, RunConfig};
 use crate::data::Kind;
 use crate::template::TrainOn;
 use serde::{Deserialize, Serialize};
@@ -35,6 +35,8 @@ pub enum Method {
     Dpo,
     /// Preference training on completions rated one at a time (KTO).
     Kto,
+    /// Reinforcement learning from reward functions over sampled groups (GRPO).
+    Grpo,
 }
 
 impl std::str::FromStr for Method {
@@ -72,6 +74,7 @@ impl Method {
             Method::Sft => None,
             Method::Dpo => Some("dpo"),
             Method::Kto => Some("kto"),
+            Method::Grpo => Some("grpo"),
         }
     }
 
@@ -82,6 +85,7 @@ impl Method {
             Method::Sft => None,
             Method::Dpo => Some("dpo.init_adapter"),
             Method::Kto => Some("kto.init_adapter"),
+            Method::Grpo => Some("grpo.init_adapter"),
         }
     }
 
@@ -90,7 +94,7 @@ impl Method {
     /// the rows that train.
     pub fn rows_per_item(self) -> usize {
         match self {
-            Method::Sft | Method::Kto => 1,
+            Method::Sft | Method::Kto | Method::Grpo => 1,
             Method::Dpo => 2,
         }
     }
@@ -102,7 +106,9 @@ impl Method {
         let fits = match kind {
             Kind::Unpaired => self == Method::Kto,
             Kind::Preference => self.is_preference(),
-            Kind::Sft | Kind::Text => self == Method::Sft,
+            // GRPO samples its own completions from any conversation's prompt.
+            Kind::Sft => matches!(self, Method::Sft | Method::Grpo),
+            Kind::Text => self == Method::Sft,
         };
         if fits {
             return None;
@@ -120,6 +126,7 @@ impl Method {
             Method::Kto => "completions rated one at a time: KTO learns from both labels (sft would train only the desirable ones)",
             Method::Dpo => "preference pairs (kto also trains on them)",
             Method::Sft => "conversations to imitate",
+            Method::Grpo => "prompts: GRPO samples completions and scores them with reward functions",
         }
     }
 
@@ -136,6 +143,9 @@ impl Method {
             (Method::Kto, Kind::Text) => {
                 Some("train.method kto needs rated completions or preference pairs")
             }
+            (Method::Grpo, k) if k != Kind::Sft => Some(
+                "train.method grpo needs prompts: conversations (or prompt/answer records)",
+            ),
             _ => None,
         }
     }
@@ -145,15 +155,17 @@ impl Method {
         match self {
             Method::Sft => Some(BenchItems::Rows),
             Method::Dpo => Some(BenchItems::Pairs),
-            Method::Kto => None,
+            Method::Kto | Method::Grpo => None,
         }
     }
 }
 
-/// The method a run's logged metrics (TRL's names) show: KTO logs a KL point, DPO reward
-/// margins (KTO logs them too); anything else is SFT.
+/// The method a run's logged metrics (TRL's names) show: GRPO logs a mean reward, KTO a KL
+/// point (GRPO may too), DPO reward margins (KTO logs them too); anything else is SFT.
 pub fn method_from_metrics(has: impl Fn(&str) -> bool) -> Method {
-    if has("kl") || has("eval_kl") {
+    if has("reward") || has("frac_reward_zero_std") {
+        Method::Grpo
+    } else if has("kl") || has("eval_kl") {
         Method::Kto
     } else if has("rewards/margins") || has("eval_rewards/margins") {
         Method::Dpo
@@ -177,6 +189,7 @@ pub enum MethodConfig<'a> {
     Sft(SftView),
     Dpo(&'a DpoSection),
     Kto(&'a KtoSection),
+    Grpo(&'a GrpoSection),
 }
 
 impl<'a> MethodConfig<'a> {
@@ -185,6 +198,7 @@ impl<'a> MethodConfig<'a> {
             MethodConfig::Sft(_) => Method::Sft,
             MethodConfig::Dpo(_) => Method::Dpo,
             MethodConfig::Kto(_) => Method::Kto,
+            MethodConfig::Grpo(_) => Method::Grpo,
         }
     }
 
@@ -194,6 +208,7 @@ impl<'a> MethodConfig<'a> {
             MethodConfig::Sft(_) => None,
             MethodConfig::Dpo(d) => d.init_adapter.as_deref(),
             MethodConfig::Kto(k) => k.init_adapter.as_deref(),
+            MethodConfig::Grpo(g) => g.init_adapter.as_deref(),
         }
     }
 
@@ -217,6 +232,7 @@ impl RunConfig {
             }),
             Method::Dpo => MethodConfig::Dpo(&self.dpo),
             Method::Kto => MethodConfig::Kto(&self.kto),
+            Method::Grpo => MethodConfig::Grpo(&self.grpo),
         }
     }
 
@@ -232,6 +248,13 @@ impl RunConfig {
             MethodConfig::Sft(_) => "sft".to_string(),
             MethodConfig::Dpo(d) => format!("dpo {} β{}", d.loss, d.beta),
             MethodConfig::Kto(k) => format!("kto β{}", k.beta),
+            MethodConfig::Grpo(g) => format!(
+                "grpo {} G{} {} reward{}",
+                g.loss_type,
+                g.num_generations,
+                g.rewards.len(),
+                if g.rewards.len() == 1 { "" } else { "s" }
+            ),
         }
     }
 
@@ -244,6 +267,10 @@ impl RunConfig {
             MethodConfig::Kto(k) => format!(
                 "kto β{} λD{} λU{}",
                 k.beta, k.desirable_weight, k.undesirable_weight
+            ),
+            MethodConfig::Grpo(g) => format!(
+                "grpo {} G{} β{} ε{}",
+                g.loss_type, g.num_generations, g.beta, g.epsilon
             ),
         }
     }
@@ -267,6 +294,8 @@ impl RunConfig {
                 p => !SFT_ONLY.contains(&p),
             },
             MethodConfig::Kto(_) => !SFT_ONLY.contains(&path),
+            // GRPO reads prompts: their length limit, not SFT's masks or packing.
+            MethodConfig::Grpo(_) => !SFT_ONLY.contains(&path),
         }
     }
 
@@ -292,6 +321,24 @@ impl RunConfig {
         }
         if kto.undesirable_weight <= 0.0 {
             bad("kto.undesirable_weight", "must be > 0");
+        }
+        self.grpo.issues(bad);
+        if self.train.method == Method::Grpo {
+            let t = &self.train;
+            let g = &self.grpo;
+            if g.num_generations >= 2 && !(t.batch_size * t.grad_accum).is_multiple_of(g.num_generations) {
+                bad(
+                    "train.batch_size",
+                    &format!(
+                        "× train.grad_accum ({} completions a step) must be a multiple of grpo.num_generations ({})",
+                        t.batch_size * t.grad_accum,
+                        g.num_generations
+                    ),
+                );
+            }
+            if g.rewards.is_empty() {
+                bad("grpo.rewards", "must name at least one reward function");
+            }
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct RunConfig {
     pub dpo: DpoSection,
     #[serde(default)]
     pub kto: KtoSection,
+    #[serde(default)]
+    pub grpo: GrpoSection,
     /// Tasks scored at every evaluation besides the loss (`eval.tasks`).
     #[serde(default, skip_serializing_if = "EvalSection::is_empty")]
     pub eval: EvalSection,
@@ -423,6 +425,7 @@ impl RunConfig {
 mod choices;
 pub mod eval_tasks;
 mod fields;
+pub mod grpo;
 mod method;
 mod presets;
 mod resolve;
@@ -430,6 +433,7 @@ mod resolve;
 pub use choices::{PrefLoss, Schedule};
 pub use eval_tasks::{EvalSection, EvalTask};
 pub use fields::{FieldKind, FieldSpec, FIELDS};
+pub use grpo::{GrpoLoss, GrpoSection, ImportanceLevel, RewardKind, RewardSpec, ScaleRewards};
 pub use method::{
     method_from_metrics, BenchItems, DpoSection, KtoSection, Method, MethodConfig, SftView,
 };
