@@ -20,6 +20,7 @@ pub fn shape(cfg: &RunConfig, kind: Kind) -> Result<Shape, ScaleoutError> {
         MethodConfig::Dpo(dpo) if dpo.loss == PrefLoss::Orpo => Shape::OrpoConversations,
         MethodConfig::Dpo(_) => Shape::Preference,
         MethodConfig::Kto(_) => Shape::KtoRendered,
+        MethodConfig::Grpo(_) => return Err(super::grpo_unsupported("axolotl")),
     })
 }
 
@@ -94,7 +95,7 @@ pub fn config(plan: &Plan, unmapped: &mut Vec<Unmapped>) -> Map<String, Value> {
         );
     }
     match cfg.method_config() {
-        MethodConfig::Sft(_) => {}
+        MethodConfig::Sft(_) | MethodConfig::Grpo(_) => {}
         MethodConfig::Dpo(_) => {
             let rl = match cfg.dpo.loss {
                 PrefLoss::Simpo => "simpo",

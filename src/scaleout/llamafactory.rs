@@ -20,6 +20,7 @@ pub fn shape(cfg: &RunConfig, kind: Kind) -> Result<Shape, ScaleoutError> {
         MethodConfig::Sft(_) => Shape::Sharegpt,
         MethodConfig::Dpo(_) => Shape::SharegptPreference,
         MethodConfig::Kto(_) => Shape::KtoMessages,
+        MethodConfig::Grpo(_) => return Err(super::grpo_unsupported("llamafactory")),
     })
 }
 
@@ -126,6 +127,8 @@ pub fn config(plan: &Plan, unmapped: &mut Vec<Unmapped>) -> Map<String, Value> {
         (MethodConfig::Sft(_), _) => "sft",
         (MethodConfig::Dpo(_), _) => "dpo",
         (MethodConfig::Kto(_), _) => "kto",
+        // Refused by `shape`: LLaMA-Factory has no GRPO stage.
+        (MethodConfig::Grpo(_), _) => "grpo",
     };
     put("stage", json!(stage));
     put("do_train", json!(true));
@@ -150,7 +153,7 @@ pub fn config(plan: &Plan, unmapped: &mut Vec<Unmapped>) -> Map<String, Value> {
         put("use_rslora", json!(true));
     }
     match cfg.method_config() {
-        MethodConfig::Sft(_) => {}
+        MethodConfig::Sft(_) | MethodConfig::Grpo(_) => {}
         MethodConfig::Dpo(dpo) => {
             put("pref_beta", number(dpo.beta));
             put("pref_loss", json!(dpo.loss.to_string()));

@@ -164,6 +164,14 @@ pub enum ScaleoutError {
     Import { path: PathBuf, message: String },
 }
 
+/// GRPO's rewards are tunelab's own functions: a tool without a mapping for them refuses the
+/// run rather than exporting one that trains something else.
+pub(crate) fn grpo_unsupported(tool: &str) -> ScaleoutError {
+    ScaleoutError::Unsupported(format!(
+        "train.method grpo: {tool} export does not map GRPO runs yet; train it with tunelab"
+    ))
+}
+
 impl ScaleoutError {
     fn io(path: &Path, source: std::io::Error) -> Self {
         ScaleoutError::Io {

@@ -4,7 +4,7 @@
 //! `tests/reference/check_trl_command.py` checks every flag against `trl … --help`.
 
 use super::{
-    launch, number, Plan, Precision, ScaleoutError, Shape, ToolFiles, Unmapped, Warmup, OUTPUT_DIR,
+    grpo_unsupported, launch, number, Plan, Precision, ScaleoutError, Shape, ToolFiles, Unmapped, Warmup, OUTPUT_DIR,
 };
 use crate::config::{MethodConfig, PrefLoss, RunConfig};
 use crate::data::Kind;
@@ -26,6 +26,7 @@ pub fn shape(cfg: &RunConfig, kind: Kind) -> Result<Shape, ScaleoutError> {
             Shape::Preference
         }
         MethodConfig::Kto(_) => Shape::KtoPromptCompletion,
+        MethodConfig::Grpo(_) => return Err(grpo_unsupported("trl")),
     })
 }
 
@@ -96,6 +97,7 @@ pub fn args(plan: &Plan, unmapped: &mut Vec<Unmapped>) -> Vec<Arg> {
     match cfg.method_config() {
         MethodConfig::Sft(_) => sft_args(plan, &mut a, unmapped),
         MethodConfig::Dpo(_) => dpo_args(plan, &mut a, unmapped),
+        MethodConfig::Grpo(_) => {}
         MethodConfig::Kto(kto) => {
             a.push(arg("--max_length", cfg.data.max_seq_len));
             a.push(arg("--beta", num(kto.beta)));
@@ -283,6 +285,7 @@ pub fn files(plan: &Plan) -> Result<ToolFiles, ScaleoutError> {
         MethodConfig::Sft(_) => "sft",
         MethodConfig::Dpo(_) => "dpo",
         MethodConfig::Kto(_) => "kto",
+        MethodConfig::Grpo(_) => "grpo",
     };
     let mut script = format!(
         "#!/usr/bin/env bash\n# {} as a TRL experiment (`trl {sub}`, TRL 1.16), written by `tunelab export-config`.\n# Runs from this folder; extra arguments go to `trl {sub}` (e.g. --use_cpu true for a CPU smoke test).\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\ntrl {sub} \\\n",

@@ -73,6 +73,9 @@ pub enum HeldOutError {
     Eval(#[from] EvalError),
     #[error(transparent)]
     Compute(#[from] candle_core::Error),
+    /// The method has no held-out loss over a dataset (GRPO samples its completions).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl EvalData<'_> {
@@ -133,6 +136,11 @@ pub fn held_out(
             };
             let out = Dpo::held_out(pairs, pad, cfg, model, reference.as_ref(), data.batch_size)?;
             (out, n, report)
+        }
+        MethodConfig::Grpo(_) => {
+            return Err(HeldOutError::Unsupported(
+                "train.method grpo has no loss over a dataset: `tunelab eval --grpo` scores fixed groups of completions".into(),
+            ))
         }
         MethodConfig::Kto(cfg) => {
             let (rated, report) = data.encode(encoder, encode_rated)?;

@@ -103,6 +103,7 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
         Method::Sft => method::build::<Sft>(&setup)?,
         Method::Dpo => method::build::<Dpo>(&setup)?,
         Method::Kto => method::build::<Kto>(&setup)?,
+        Method::Grpo => return Err(TrainError::Config("train.method grpo: not built yet".into())),
     };
     let tasks = if cfg.eval.is_empty() {
         crate::eval::tasks::Tasks::default()
@@ -137,6 +138,7 @@ pub fn held_out_of(
         Method::Sft => method::held_out::<Sft>(&setup)?,
         Method::Dpo => method::held_out::<Dpo>(&setup)?,
         Method::Kto => method::held_out::<Kto>(&setup)?,
+        Method::Grpo => return Err(TrainError::Config("train.method grpo: not built yet".into())),
     };
     Ok(held_out_references(encoder, &prompts))
 }

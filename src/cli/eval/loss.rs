@@ -168,6 +168,8 @@ fn print(method: MethodConfig, r: &HeldOut, as_json: bool) {
     };
     let (n, report) = (r.items, &r.report);
     match method {
+        // `eval --grpo` prints its own result (it is not a held-out loss).
+        MethodConfig::Grpo(_) => {}
         MethodConfig::Sft(_) if as_json => println!(
             "{}",
             json!({"loss": r.loss, "tokens": r.tokens, "perplexity": r.perplexity(), "examples": n})
