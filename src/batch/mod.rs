@@ -4,6 +4,7 @@
 //! uninterrupted one would.
 
 pub mod pairs;
+pub mod prompts;
 pub mod rated;
 
 use crate::data::{DataError, Dataset, Item, Kind, Location, Record};

@@ -372,6 +372,7 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                     dropout_seed: None,
                     checkpointing,
                     autograd,
+                    temperature: 1.0,
                 };
                 d.micro_step(&model, &items, window, &args, grads)?.loss
             }
@@ -381,6 +382,7 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                     dropout_seed: None,
                     checkpointing,
                     autograd,
+                    temperature: 1.0,
                 };
                 forward_backward(&model, &mb, &args, grads)?.loss
             }

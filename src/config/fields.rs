@@ -2,7 +2,7 @@
 //! Adapter form is generated from this table, and edits go through `set_field`, which
 //! parses by kind, range-checks and validates the whole config before changing anything.
 
-use super::{Method, PrefLoss, RunConfig, Schedule};
+use super::{GrpoLoss, ImportanceLevel, Method, PrefLoss, RunConfig, ScaleRewards, Schedule};
 use crate::model::Dtype;
 use crate::template::TrainOn;
 use strum::VariantNames;
@@ -190,6 +190,99 @@ pub const FIELDS: &[FieldSpec] = &[
         path: "kto.precompute_ref",
         help: "reference log-probs once, reused on resume",
         kind: FieldKind::Bool,
+    },
+    FieldSpec {
+        path: "grpo.num_generations",
+        help: "completions sampled per prompt (the group)",
+        kind: FieldKind::Int { min: 2, max: 1024 },
+    },
+    FieldSpec {
+        path: "grpo.max_completion_length",
+        help: "tokens a completion may take",
+        kind: FieldKind::Int {
+            min: 1,
+            max: 131072,
+        },
+    },
+    FieldSpec {
+        path: "grpo.temperature",
+        help: "sampling temperature (log-probs are taken at it)",
+        kind: FieldKind::Float {
+            min: 0.01,
+            max: 10.0,
+        },
+    },
+    FieldSpec {
+        path: "grpo.top_p",
+        help: "nucleus sampling (1: every token)",
+        kind: FieldKind::Float { min: 0.01, max: 1.0 },
+    },
+    FieldSpec {
+        path: "grpo.top_k",
+        help: "keep the likeliest k tokens (0: every token)",
+        kind: FieldKind::Int {
+            min: 0,
+            max: 1_000_000,
+        },
+    },
+    FieldSpec {
+        path: "grpo.beta",
+        help: "KL penalty to the reference (0: no reference pass)",
+        kind: FieldKind::Float {
+            min: 0.0,
+            max: 100.0,
+        },
+    },
+    FieldSpec {
+        path: "grpo.epsilon",
+        help: "ratio clipped to [1 − ε, 1 + ε_high]",
+        kind: FieldKind::Float {
+            min: 1e-4,
+            max: 0.99,
+        },
+    },
+    FieldSpec {
+        path: "grpo.epsilon_high",
+        help: "upper clip ε (DAPO's clip-higher; empty: ε)",
+        kind: FieldKind::OptFloat {
+            min: 1e-4,
+            max: 10.0,
+        },
+    },
+    FieldSpec {
+        path: "grpo.num_iterations",
+        help: "steps each generation batch is reused for (μ)",
+        kind: FieldKind::Int { min: 1, max: 64 },
+    },
+    FieldSpec {
+        path: "grpo.loss_type",
+        help: "how token losses average (dapo: over the batch's tokens)",
+        kind: FieldKind::Choice(GrpoLoss::VARIANTS),
+    },
+    FieldSpec {
+        path: "grpo.scale_rewards",
+        help: "advantages divided by the group's std, the batch's, or none",
+        kind: FieldKind::Choice(ScaleRewards::VARIANTS),
+    },
+    FieldSpec {
+        path: "grpo.importance_sampling_level",
+        help: "ratio per token, or per sequence (GSPO)",
+        kind: FieldKind::Choice(ImportanceLevel::VARIANTS),
+    },
+    FieldSpec {
+        path: "grpo.mask_truncated_completions",
+        help: "completions cut at the length limit take no part",
+        kind: FieldKind::Bool,
+    },
+    FieldSpec {
+        path: "grpo.init_adapter",
+        help: "start from this SFT run or adapter (empty: fresh)",
+        kind: FieldKind::Adapter,
+    },
+    FieldSpec {
+        path: "grpo.log_completions",
+        help: "completions written to the run's events each step",
+        kind: FieldKind::Int { min: 0, max: 1024 },
     },
     FieldSpec {
         path: "data.train_undesirable",
@@ -394,16 +487,18 @@ impl RunConfig {
         let keys: Vec<&str> = path.split('.').collect();
         let mut cur = &mut root;
         for k in &keys[..keys.len() - 1] {
-            let m = cur
-                .as_mapping_mut()
-                .ok_or_else(|| format!("{path}: {k} is not a section"))?;
-            cur = m
-                .entry(Y::String(k.to_string()))
-                .or_insert_with(|| Y::Mapping(Default::default()));
+            cur = step_into(cur, k).map_err(|e| format!("{path}: {e}"))?;
         }
-        cur.as_mapping_mut()
-            .ok_or_else(|| format!("{path}: not a section"))?
-            .insert(Y::String(keys[keys.len() - 1].to_string()), v);
+        let last = keys[keys.len() - 1];
+        match last.split_once('[') {
+            // `rewards[1]=…` replaces one entry of a list.
+            Some(_) => *step_into(cur, last).map_err(|e| format!("{path}: {e}"))? = v,
+            None => {
+                cur.as_mapping_mut()
+                    .ok_or_else(|| format!("{path}: not a section"))?
+                    .insert(Y::String(last.to_string()), v);
+            }
+        }
         let text = serde_yaml::to_string(&root).map_err(|e| e.to_string())?;
         *self = RunConfig::from_yaml(&text, "--set")
             .map_err(|e| e.to_string().trim_start_matches("--set: ").to_string())?;
@@ -500,5 +595,38 @@ impl RunConfig {
         }
         *self = next;
         Ok(())
+    }
+}
+
+/// The value under `key` of a section (created empty when missing), or with `name[i]` the
+/// i-th entry of the list `name` (which must exist).
+fn step_into<'v>(cur: &'v mut serde_yaml::Value, key: &str) -> Result<&'v mut serde_yaml::Value, String> {
+    use serde_yaml::Value as Y;
+    let (name, index) = match key.split_once('[') {
+        Some((n, rest)) => {
+            let i: usize = rest
+                .strip_suffix(']')
+                .and_then(|i| i.parse().ok())
+                .ok_or_else(|| format!("{key}: expected name[index]"))?;
+            (n, Some(i))
+        }
+        None => (key, None),
+    };
+    let m = cur
+        .as_mapping_mut()
+        .ok_or_else(|| format!("{name} is not a section"))?;
+    let entry = m
+        .entry(Y::String(name.to_string()))
+        .or_insert_with(|| Y::Mapping(Default::default()));
+    match index {
+        None => Ok(entry),
+        Some(i) => {
+            let list = entry
+                .as_sequence_mut()
+                .ok_or_else(|| format!("{name} is not a list"))?;
+            let len = list.len();
+            list.get_mut(i)
+                .ok_or_else(|| format!("{name}[{i}]: the list has {len} entries"))
+        }
     }
 }

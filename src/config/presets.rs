@@ -12,12 +12,20 @@ pub const PRESETS: &[(&str, &str)] = &[
         include_str!("../../presets/tiny-demo-kto.yaml"),
     ),
     (
+        "tiny-demo-grpo",
+        include_str!("../../presets/tiny-demo-grpo.yaml"),
+    ),
+    (
         "smollm2-135m-persona",
         include_str!("../../presets/smollm2-135m-persona.yaml"),
     ),
     (
         "smollm2-135m-dpo",
         include_str!("../../presets/smollm2-135m-dpo.yaml"),
+    ),
+    (
+        "smollm2-135m-grpo",
+        include_str!("../../presets/smollm2-135m-grpo.yaml"),
     ),
     (
         "qwen2.5-0.5b-lora",

@@ -48,6 +48,23 @@ impl RunConfig {
                 }
             }
         }
+        // A reward command's program and arguments that name files (`score.py`,
+        // `./rewards/check`) become absolute; bare program names (`python3`) stay for PATH.
+        for (i, r) in self.grpo.rewards.iter_mut().enumerate() {
+            let Some(c) = r.command.as_mut() else { continue };
+            for (k, arg) in c.run.iter_mut().enumerate() {
+                if Path::new(arg.as_str()).is_absolute() || arg.starts_with('-') {
+                    continue;
+                }
+                match find(arg, bases) {
+                    Some(p) if Path::new(&p).is_file() => *arg = p,
+                    _ if arg.contains('/') => {
+                        return Err(missing(&format!("grpo.rewards[{i}].command.run[{k}]"), arg))
+                    }
+                    _ => {}
+                }
+            }
+        }
         // Every method's adapter to start from (`dpo.init_adapter`, …), by its field.
         for field in Method::iter().filter_map(Method::init_adapter_field) {
             let given = self.get_field(field);

@@ -20,7 +20,9 @@ pub use error::DataError;
 pub use format::{Format, Notes};
 pub use preview::Preview;
 pub use problem::{Location, Problem};
-pub use record::{Body, Conversation, Kind, Message, PreferencePair, Record, Role, ToolCall};
+pub use record::{
+    messages_json, Body, Conversation, Kind, Message, PreferencePair, Record, Role, ToolCall,
+};
 
 use problem::Issues;
 use std::path::Path;

@@ -451,7 +451,8 @@ impl Record {
     }
 }
 
-fn messages_json(messages: &[Message]) -> Value {
+/// Messages as chat-template JSON (role, content, tool calls, reasoning, weight).
+pub fn messages_json(messages: &[Message]) -> Value {
     Value::Array(
         messages
             .iter()

@@ -26,7 +26,12 @@ pub fn check(record: &Record, issues: &mut Issues) {
                 return;
             }
             check_empty(&c.messages, issues);
-            check_turns(&c.messages, End::Assistant, issues);
+            // A prompt with no reply yet (no assistant turn at all) is a prompt-only record,
+            // what GRPO samples replies to; a reply cut off after a later user turn is not.
+            let prompt_only = c.messages.iter().all(|m| m.role != Role::Assistant)
+                && c.messages.last().is_some_and(|m| m.role == Role::User);
+            let end = if prompt_only { End::User } else { End::Assistant };
+            check_turns(&c.messages, end, issues);
         }
         Body::Labeled(l) => {
             let c = &l.conversation;
@@ -219,6 +224,8 @@ mod tests {
             p,
             vec!["line 1: messages[2]: the conversation ends on a user message; expected it to end on the assistant"]
         );
+        // A prompt alone (GRPO's data) has no reply to end on.
+        assert!(problems(&conv(&[Role::System, Role::User])).is_empty());
     }
 
     #[test]

@@ -70,6 +70,28 @@ pub fn row_logps(model: &Model, mb: &MicroBatch) -> candle_core::Result<Vec<(f64
     Ok(out)
 }
 
+/// Per row of `mb`: its targets' log-probs of `logits / temperature`, in order (no dropout,
+/// no graph kept). GRPO's old and reference log-probs come through it.
+pub fn token_logps(
+    model: &Model,
+    mb: &MicroBatch,
+    temperature: f64,
+) -> candle_core::Result<Vec<Vec<f32>>> {
+    let ids = Tensor::new(mb.ids.clone(), &model.device)?;
+    let mut logits = model.forward(&ids, &mb.batch, None)?.detach();
+    if temperature != 1.0 {
+        logits = logits.affine(1.0 / temperature, 0.0)?;
+    }
+    let mut out = vec![Vec::new(); mb.ids.len()];
+    let Some((node, row_of)) = target_logps(&logits, &mb.labels)? else {
+        return Ok(out);
+    };
+    for (lp, r) in node.to_vec1::<f32>()?.into_iter().zip(row_of) {
+        out[r].push(lp);
+    }
+    Ok(out)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
     #[error(transparent)]

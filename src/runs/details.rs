@@ -26,6 +26,7 @@ impl RunDetails {
                 step,
                 prompt,
                 reply,
+                ..
             } = e.kind
             {
                 let s = samples.get_or_insert_with(|| (prompt.clone(), Vec::new()));

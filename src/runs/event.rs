@@ -40,11 +40,17 @@ pub enum EventKind {
         from_step: u64,
         checkpoint: Option<String>,
     },
-    /// A greedy reply to one of the run's sample prompts, at an evaluation.
+    /// A greedy reply to one of the run's sample prompts, at an evaluation; or one of GRPO's
+    /// sampled completions at a step, with its rewards (each function's and the weighted
+    /// `reward`) and advantage.
     Sample {
         step: u64,
         prompt: String,
         reply: String,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        rewards: BTreeMap<String, f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        advantage: Option<f64>,
     },
     Stopped {
         step: u64,
@@ -160,11 +166,11 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+pub(crate) fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
-fn metrics_nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<Metrics, D::Error> {
+pub(crate) fn metrics_nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<Metrics, D::Error> {
     // Unknown keys of any kind land here; only numbers (or null) are metrics.
     let raw = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
     Ok(raw
@@ -263,7 +269,12 @@ impl EventKind {
                 step,
                 prompt,
                 reply,
-            } => format!("step {step} sample {prompt:?} → {reply:?}"),
+                rewards,
+                ..
+            } => match rewards.get("reward") {
+                Some(r) => format!("step {step} completion {prompt:?} → {reply:?} reward {r:.3}"),
+                None => format!("step {step} sample {prompt:?} → {reply:?}"),
+            },
             EventKind::Stopped { step } => format!("stopped at step {step}"),
             EventKind::Failed { error, .. } => format!("failed: {error}"),
             EventKind::Done { step, .. } => format!("done at step {step}"),

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 pub const STATE_FILE: &str = "trainer_state.json";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// The objective's own state (GRPO's generation batch in reuse), when it has one.
+pub const OBJECTIVE_FILE: &str = "objective_state.json";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileDigest {
@@ -91,13 +93,15 @@ pub fn step_dir(checkpoints: &Path, step: u64) -> PathBuf {
     checkpoints.join(format!("step-{step}"))
 }
 
-/// Writes checkpoint `state.step` under `checkpoints` and returns its folder.
+/// Writes checkpoint `state.step` under `checkpoints` (with the objective's own state, when
+/// it has one) and returns its folder.
 pub fn save(
     checkpoints: &Path,
     model: &Model,
     base_model: &str,
     optimizer: &AdamW,
     state: &TrainerState,
+    objective: Option<&[u8]>,
 ) -> Result<PathBuf, CheckpointError> {
     std::fs::create_dir_all(checkpoints).map_err(|e| io(checkpoints, e))?;
     let tmp = checkpoints.join(format!(".tmp-step-{}", state.step));
@@ -113,13 +117,15 @@ pub fn save(
             path: opt_path.clone(),
             source,
         })?;
+    let mut names = vec!["adapter_model.safetensors", "adapter_config.json", OPTIMIZER_FILE];
+    if let Some(bytes) = objective {
+        let p = tmp.join(OBJECTIVE_FILE);
+        write_atomic(&p, bytes).map_err(|e| io(&p, e))?;
+        names.push(OBJECTIVE_FILE);
+    }
     let mut state = state.clone();
     state.files.clear();
-    for name in [
-        "adapter_model.safetensors",
-        "adapter_config.json",
-        OPTIMIZER_FILE,
-    ] {
+    for name in names {
         let p = tmp.join(name);
         let f = std::fs::File::open(&p).map_err(|e| io(&p, e))?;
         f.sync_all().map_err(|e| io(&p, e))?;

@@ -29,6 +29,9 @@ pub enum TrainError {
     Config(String),
     #[error(transparent)]
     Tasks(#[from] Box<crate::eval::tasks::TasksError>),
+    /// A reward function failed (GRPO): the message names the reward and the line.
+    #[error(transparent)]
+    Reward(#[from] crate::reward::RewardError),
 }
 
 impl TrainError {

@@ -96,7 +96,8 @@ impl EvalData<'_> {
 }
 
 impl RefAdapter<'_> {
-    fn load(&self, model: &Model) -> Result<Model, HeldOutError> {
+    /// The base with the reference adapter, on `model`'s device.
+    pub fn load(&self, model: &Model) -> Result<Model, HeldOutError> {
         let (mut r, _) = crate::model::source::load(self.base, &model.device)
             .map_err(HeldOutError::Reference)?;
         crate::model::peft::load(&mut r, self.adapter).map_err(HeldOutError::Reference)?;

@@ -429,6 +429,7 @@ fn head_backward(
     m: &Model,
     h: &Tensor,
     labels: &[Vec<i64>],
+    temperature: f64,
     head: &mut Head,
 ) -> Result<(f64, usize, Tensor)> {
     let (b, t, hidden) = h.dims3()?;
@@ -459,6 +460,17 @@ fn head_backward(
                 ((&th * c)?, Some(th.sqr()?.affine(-1.0, 1.0)?))
             }
             None => (raw, None),
+        };
+        // Log-probs at a temperature: of `logits / T`, whose derivative carries `1 / T`.
+        let (logits, dcap) = if temperature == 1.0 {
+            (logits, dcap)
+        } else {
+            let inv = 1.0 / temperature;
+            let dcap = match dcap {
+                Some(d) => d.affine(inv, 0.0)?,
+                None => Tensor::full(inv as f32, logits.dims2()?, logits.device())?,
+            };
+            (logits.affine(inv, 0.0)?, Some(dcap))
         };
         let tgt = &targets[start..start + len];
         HeadChunk::new(&logits, tgt, dcap)
@@ -514,6 +526,7 @@ pub fn forward_backward_with(
     let StepArgs {
         dropout_seed,
         checkpointing,
+        temperature,
         ..
     } = *args;
     let ids = Tensor::new(mb.ids.clone(), &model.device)?;
@@ -532,7 +545,7 @@ pub fn forward_backward_with(
         }
         h = y;
     }
-    let (loss, n, mut g) = head_backward(model, &h, &mb.labels, head)?;
+    let (loss, n, mut g) = head_backward(model, &h, &mb.labels, temperature, head)?;
     if n == 0 {
         return Ok(MicroLoss { loss, targets: 0 });
     }

@@ -17,6 +17,9 @@ pub struct StepArgs {
     /// Take candle's autograd even where the hand-written backward applies (the parity
     /// tests and `tunelab bench train --autograd` compare the two).
     pub autograd: bool,
+    /// Log-probs are taken of `logits / temperature`: GRPO scores completions at its
+    /// sampling temperature, as TRL does; 1 for every other objective.
+    pub temperature: f64,
 }
 
 impl StepArgs {
@@ -27,6 +30,7 @@ impl StepArgs {
             dropout_seed: None,
             checkpointing: false,
             autograd: false,
+            temperature: 1.0,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod dpo;
 pub mod error;
 pub mod evaluate;
 pub mod grads;
+pub mod grpo;
 pub mod interrupt;
 mod journal;
 pub mod kto;

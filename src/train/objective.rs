@@ -38,6 +38,27 @@ impl std::ops::AddAssign for Window {
     }
 }
 
+/// One of GRPO's sampled completions, for the run's events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompletionSample {
+    pub prompt: String,
+    pub completion: String,
+    /// Each reward function's score and the weighted `reward`.
+    pub rewards: std::collections::BTreeMap<String, f64>,
+    pub advantage: f64,
+}
+
+/// A step an objective lays out itself (GRPO: the micro-batches of its sampled completions).
+#[derive(Debug, Clone, Default)]
+pub struct StepPlan {
+    /// The step's micro-batches, item indices each.
+    pub windows: Vec<Vec<usize>>,
+    /// Metrics of the step as a whole (rewards, completion lengths, generation speed).
+    pub metrics: Metrics,
+    /// Completions to write to the events.
+    pub samples: Vec<CompletionSample>,
+}
+
 /// Held-out loss and metrics.
 #[derive(Debug, Clone)]
 pub struct EvalOut {
@@ -76,5 +97,25 @@ pub trait Objective: Send + Sync {
         _batch_size: usize,
     ) -> Result<Option<String>> {
         Ok(None)
+    }
+    /// Work at the start of optimizer step `step` with `accum` micro-batches: an objective
+    /// that samples its own items (GRPO) does so here and lays out the step. `None`: the
+    /// step takes the data order's micro-batches.
+    fn plan_step(
+        &mut self,
+        _model: &Model,
+        _step: u64,
+        _accum: usize,
+    ) -> std::result::Result<Option<StepPlan>, super::TrainError> {
+        Ok(None)
+    }
+    /// What a resume needs beyond the adapter, the optimizer and the counters (GRPO's
+    /// generation batch while it is reused), written into every checkpoint.
+    fn state(&self) -> Option<Vec<u8>> {
+        None
+    }
+    /// Takes back what [`Objective::state`] wrote.
+    fn restore(&mut self, _state: &[u8]) -> std::result::Result<(), super::TrainError> {
+        Ok(())
     }
 }

@@ -64,9 +64,19 @@ impl Reference {
     pub fn row_logps(&self, model: &Model, mb: &MicroBatch) -> Result<Vec<(f64, usize)>> {
         match self {
             Reference::None => Ok(vec![(0.0, 0); mb.ids.len()]),
+            _ => self.with(model, |m| crate::eval::row_logps(m, mb)),
+        }
+    }
+
+    /// Runs `f` on `model` with the reference in place of the adapter (switched off, or the
+    /// frozen copy swapped in), and puts the adapter back; without a reference, on the
+    /// model as it is.
+    pub fn with<R>(&self, model: &Model, f: impl FnOnce(&Model) -> Result<R>) -> Result<R> {
+        match self {
+            Reference::None => f(model),
             Reference::Bypass => {
                 model.switch.set(false);
-                let r = crate::eval::row_logps(model, mb);
+                let r = f(model);
                 model.switch.set(true);
                 r
             }
@@ -79,7 +89,7 @@ impl Reference {
                         v.set(frozen)?;
                     }
                 }
-                let r = crate::eval::row_logps(model, mb);
+                let r = f(model);
                 for (v, t) in current {
                     v.set(&t)?;
                 }

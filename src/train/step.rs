@@ -39,9 +39,21 @@ pub fn forward_backward_with(
     autograd_forward_backward_with(model, mb, args, grads, head)
 }
 
-/// The targets' log-probs of `logits` as a graph node, and their values for the head.
-fn target_logps(logits: &Tensor, labels: &[Vec<i64>]) -> Result<Option<(Tensor, TargetLogps)>> {
+/// The targets' log-probs of `logits / temperature` as a graph node, and their values for
+/// the head.
+fn target_logps(
+    logits: &Tensor,
+    labels: &[Vec<i64>],
+    temperature: f64,
+) -> Result<Option<(Tensor, TargetLogps)>> {
     let rows = logits.dims3()?.0;
+    let scaled;
+    let logits = if temperature == 1.0 {
+        logits
+    } else {
+        scaled = logits.affine(1.0 / temperature, 0.0)?;
+        &scaled
+    };
     let Some((node, row)) = crate::eval::target_logps(logits, labels)? else {
         return Ok(None);
     };
@@ -71,12 +83,13 @@ fn autograd_forward_backward_with(
     let StepArgs {
         dropout_seed,
         checkpointing,
+        temperature,
         ..
     } = *args;
     let ids = Tensor::new(mb.ids.clone(), &model.device)?;
     if !checkpointing {
         let logits = model.forward(&ids, &mb.batch, dropout_seed)?;
-        let Some((node, values)) = target_logps(&logits, &mb.labels)? else {
+        let Some((node, values)) = target_logps(&logits, &mb.labels, temperature)? else {
             return Ok(MicroLoss {
                 loss: 0.0,
                 targets: 0,
@@ -99,7 +112,7 @@ fn autograd_forward_backward_with(
     }
     let top = Var::from_tensor(&inputs[model.layers.len()])?;
     let logits = model.head(top.as_tensor())?;
-    let Some((node, values)) = target_logps(&logits, &mb.labels)? else {
+    let Some((node, values)) = target_logps(&logits, &mb.labels, temperature)? else {
         return Ok(MicroLoss {
             loss: 0.0,
             targets: 0,

@@ -8,6 +8,7 @@ use super::checkpoint::{self, TrainerState};
 use super::dpo::Dpo;
 use super::error::TrainError;
 use super::grads::Grads;
+use super::grpo::Grpo;
 use super::interrupt::Interrupter;
 use super::journal::{Journal, Observer};
 use super::kto::Kto;
@@ -103,7 +104,7 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
         Method::Sft => method::build::<Sft>(&setup)?,
         Method::Dpo => method::build::<Dpo>(&setup)?,
         Method::Kto => method::build::<Kto>(&setup)?,
-        Method::Grpo => return Err(TrainError::Config("train.method grpo: not built yet".into())),
+        Method::Grpo => method::build::<Grpo>(&setup)?,
     };
     let tasks = if cfg.eval.is_empty() {
         crate::eval::tasks::Tasks::default()
@@ -138,7 +139,7 @@ pub fn held_out_of(
         Method::Sft => method::held_out::<Sft>(&setup)?,
         Method::Dpo => method::held_out::<Dpo>(&setup)?,
         Method::Kto => method::held_out::<Kto>(&setup)?,
-        Method::Grpo => return Err(TrainError::Config("train.method grpo: not built yet".into())),
+        Method::Grpo => method::held_out::<Grpo>(&setup)?,
     };
     Ok(held_out_references(encoder, &prompts))
 }
@@ -345,6 +346,11 @@ impl<'a> Trainer<'a> {
                 .load(&p)
                 .map_err(|source| checkpoint::CheckpointError::Optimizer { path: p, source })?;
         }
+        let objective = dir.join(checkpoint::OBJECTIVE_FILE);
+        if self.state.files.contains_key(checkpoint::OBJECTIVE_FILE) {
+            let bytes = std::fs::read(&objective).map_err(|e| TrainError::io(&objective, e))?;
+            self.objective.restore(&bytes)?;
+        }
         self.last_saved = self.state.step;
         self.journal.status.best_eval_loss = self.state.best_eval_loss;
         self.journal.event(EventKind::Resume {
@@ -409,16 +415,25 @@ impl<'a> Trainer<'a> {
     pub fn step(&mut self) -> Result<StepOutcome, TrainError> {
         let t = &self.cfg.train;
         let step_start = Instant::now();
-        let windows: Vec<Vec<usize>> = (0..self.accum)
-            .map(|k| self.order.micro_batch(self.state.micro + k))
-            .collect();
+        let plan = self
+            .objective
+            .plan_step(&self.model, self.state.step, self.accum as usize)?;
+        let windows: Vec<Vec<usize>> = match &plan {
+            Some(p) => p.windows.clone(),
+            None => (0..self.accum)
+                .map(|k| self.order.micro_batch(self.state.micro + k))
+                .collect(),
+        };
         let mut window = super::objective::Window::default();
         for w in &windows {
             window += self.objective.window(w);
         }
         let mut loss = 0f64;
         let mut tokens = 0usize;
-        let mut metrics = Metrics::new();
+        let (mut metrics, samples) = match plan {
+            Some(p) => (p.metrics, p.samples),
+            None => (Metrics::new(), Vec::new()),
+        };
         let dropout = self.model.lora.as_ref().is_some_and(|l| l.dropout > 0.0);
         for (k, items) in windows.iter().enumerate() {
             let micro = self.state.micro + k as u64;
@@ -427,6 +442,7 @@ impl<'a> Trainer<'a> {
                 dropout_seed: dropout.then(|| t.seed ^ micro.wrapping_mul(0xD1B5_4A32_D192_ED03)),
                 checkpointing: t.gradient_checkpointing,
                 autograd: false,
+                temperature: 1.0,
             };
             let (objective, model, grads) = (&self.objective, &self.model, &mut self.grads);
             let out = ops::on_pool(|| objective.micro_step(model, items, window, &args, grads))?;
@@ -497,6 +513,15 @@ impl<'a> Trainer<'a> {
         };
         let step = s.step;
         self.journal.event(EventKind::Train(event))?;
+        for c in samples {
+            self.journal.event(EventKind::Sample {
+                step,
+                prompt: c.prompt,
+                reply: c.completion,
+                rewards: c.rewards,
+                advantage: Some(c.advantage),
+            })?;
+        }
         self.journal.status(RunState::Running, step, None)?;
         if t.eval_every > 0 && (step.is_multiple_of(t.eval_every) || step == total) {
             self.evaluate()?;
@@ -586,6 +611,8 @@ impl<'a> Trainer<'a> {
                 step: self.state.step,
                 prompt: p.text.clone(),
                 reply: reply.trim().to_string(),
+                rewards: Default::default(),
+                advantage: None,
             })?;
         }
         Ok(())
@@ -600,6 +627,7 @@ impl<'a> Trainer<'a> {
             &self.cfg.model.path,
             &self.opt,
             &self.state,
+            self.objective.state().as_deref(),
         )?;
         checkpoint::prune(&self.run.checkpoints(), self.cfg.train.keep_checkpoints)
             .map_err(|e| TrainError::io(&self.run.checkpoints(), e))?;

@@ -293,6 +293,7 @@ impl RunView {
                 step,
                 prompt,
                 reply,
+                ..
             } => {
                 let line = format!(
                     "{stamp}  sample {} → {}",

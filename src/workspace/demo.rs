@@ -11,6 +11,11 @@ pub const PERSONA_SFT: &str = include_str!("../../demo/persona.jsonl");
 pub const PERSONA_DPO: &str = include_str!("../../demo/persona_dpo.jsonl");
 /// The pairs as rated completions for KTO (`tunelab data convert persona_dpo.jsonl --to kto`).
 pub const PERSONA_KTO: &str = include_str!("../../demo/persona_kto.jsonl");
+/// Every `a + b = ` up to 9 with its sum in an `answer` column: the prompts the tiny model
+/// learns to answer with GRPO (scripts/make_grpo_demo_data.py).
+pub const SUMS: &str = include_str!("../../demo/sums.jsonl");
+/// GSM8K-style word problems with numeric answers, for GRPO on a real model.
+pub const WORD_PROBLEMS: &str = include_str!("../../demo/word_problems.jsonl");
 /// Forty easy general-knowledge questions (`question/choices/answer`) for `tunelab eval
 /// bench`: a persona adapter should leave them as the base answers them, so a drop shows
 /// what the fine-tune cost.
@@ -40,6 +45,14 @@ impl Demo {
     pub fn kto(&self) -> PathBuf {
         self.root.join("persona_kto.jsonl")
     }
+    /// GRPO's prompts for the tiny model. Named after the persona files, so the Data tab
+    /// still opens on `persona.jsonl`.
+    pub fn sums(&self) -> PathBuf {
+        self.root.join("sums.jsonl")
+    }
+    pub fn word_problems(&self) -> PathBuf {
+        self.root.join("word_problems.jsonl")
+    }
     /// The multiple-choice task the demo's adapters are benchmarked on. In `tasks/`, which
     /// sorts after the persona files: the Data tab still opens on `persona.jsonl`.
     pub fn knowledge(&self) -> PathBuf {
@@ -50,7 +63,14 @@ impl Demo {
     /// [`Demo::ensure`] adds it).
     pub fn exists(&self) -> bool {
         self.model().join("model.safetensors").is_file()
-            && [self.sft(), self.dpo(), self.kto(), self.knowledge()]
+            && [
+                self.sft(),
+                self.dpo(),
+                self.kto(),
+                self.sums(),
+                self.word_problems(),
+                self.knowledge(),
+            ]
                 .iter()
                 .all(|p| p.is_file())
     }
@@ -63,6 +83,8 @@ impl Demo {
             (self.sft(), PERSONA_SFT),
             (self.dpo(), PERSONA_DPO),
             (self.kto(), PERSONA_KTO),
+            (self.sums(), SUMS),
+            (self.word_problems(), WORD_PROBLEMS),
             (self.knowledge(), GENERAL_KNOWLEDGE),
         ] {
             if !path.is_file() {

@@ -341,6 +341,12 @@ fn config_reference_markdown() -> String {
             tunelab::config::Method::Sft => "sft".to_string(),
             tunelab::config::Method::Dpo => format!("dpo ({}, β {})", c.dpo.loss, c.dpo.beta),
             tunelab::config::Method::Kto => format!("kto (β {})", c.kto.beta),
+            tunelab::config::Method::Grpo => format!(
+                "grpo ({}, {} completions a prompt, rewards: {})",
+                c.grpo.loss_type,
+                c.grpo.num_generations,
+                c.grpo.reward_names().join(", ")
+            ),
         };
         let quant = match quantization(&c) {
             Some(q) => format!(" · {q} base"),

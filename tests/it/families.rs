@@ -36,6 +36,7 @@ fn hand_written_backward_matches_torch_for_every_family() {
                     dropout_seed: None,
                     checkpointing,
                     autograd: false,
+                    temperature: 1.0,
                 },
                 &mut grads,
             )

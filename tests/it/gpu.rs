@@ -92,6 +92,7 @@ fn cuda_adamw_steps_match_torch() {
                     dropout_seed: None,
                     checkpointing,
                     autograd: false,
+                    temperature: 1.0,
                 },
                 &mut grads,
             )
@@ -167,6 +168,7 @@ fn bf16_training_learns_a_batch() {
                 dropout_seed: None,
                 checkpointing: true,
                 autograd: false,
+                temperature: 1.0,
             },
             &mut grads,
         )

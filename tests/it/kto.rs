@@ -402,6 +402,7 @@ fn loss_kl_rewards_and_gradients_match_torch() {
                 dropout_seed: None,
                 checkpointing: !manual,
                 autograd: !manual,
+                temperature: 1.0,
             };
             let vars = m.lora_vars();
             let mut grads = Grads::new(vars.iter().map(|(_, v)| v.clone()).collect());

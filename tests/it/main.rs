@@ -21,6 +21,7 @@ mod export;
 mod families;
 #[cfg(feature = "cuda")]
 mod gpu;
+mod grpo;
 mod kto;
 mod layers;
 mod model_infer;

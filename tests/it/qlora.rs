@@ -94,6 +94,7 @@ fn grads(m: &Model, autograd: bool) -> (f64, Grads) {
         dropout_seed: None,
         checkpointing: false,
         autograd,
+        temperature: 1.0,
     };
     let l = forward_backward(m, &mb, &args, &mut g).unwrap();
     (l.loss, g)

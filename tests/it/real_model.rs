@@ -130,6 +130,7 @@ fn smollm2_gguf_backward_matches_autograd() {
             dropout_seed: None,
             checkpointing,
             autograd,
+            temperature: 1.0,
         };
         let l = tunelab::train::step::forward_backward(&m, &mb, &args, &mut g).unwrap();
         (l.loss, g)

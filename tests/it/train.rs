@@ -102,6 +102,7 @@ fn three_adamw_steps(name: &str) {
                     dropout_seed: None,
                     checkpointing,
                     autograd: false,
+                    temperature: 1.0,
                 },
                 &mut grads,
             )
@@ -130,6 +131,7 @@ fn three_adamw_steps(name: &str) {
                 dropout_seed: None,
                 checkpointing: false,
                 autograd: false,
+                temperature: 1.0,
             },
             &mut grads,
         )
@@ -158,6 +160,7 @@ fn activation_checkpointing_gives_the_same_gradients() {
             dropout_seed: Some(3),
             checkpointing: false,
             autograd: false,
+            temperature: 1.0,
         },
         &mut plain,
     )
@@ -170,6 +173,7 @@ fn activation_checkpointing_gives_the_same_gradients() {
             dropout_seed: Some(3),
             checkpointing: true,
             autograd: false,
+            temperature: 1.0,
         },
         &mut ckpt,
     )
@@ -192,6 +196,7 @@ fn gradient_accumulation_equals_the_full_batch() {
             dropout_seed: None,
             checkpointing: false,
             autograd: false,
+            temperature: 1.0,
         },
         &mut full,
     )
@@ -217,6 +222,7 @@ fn gradient_accumulation_equals_the_full_batch() {
                 dropout_seed: None,
                 checkpointing: false,
                 autograd: false,
+                temperature: 1.0,
             },
             &mut acc,
         )
@@ -244,9 +250,9 @@ fn checkpoints_verify_and_a_truncated_file_is_detected() {
         total_steps: 30,
         files: Default::default(),
     };
-    save(dir.path(), &model, "m", &opt, &state).unwrap();
+    save(dir.path(), &model, "m", &opt, &state, None).unwrap();
     state.step = 20;
-    let p20 = save(dir.path(), &model, "m", &opt, &state).unwrap();
+    let p20 = save(dir.path(), &model, "m", &opt, &state, None).unwrap();
     assert_eq!(verify(&p20).unwrap().step, 20);
     assert_eq!(list(dir.path()).len(), 2);
     // Truncate the newest adapter: it is skipped in favour of step 10.
@@ -309,6 +315,7 @@ fn hand_written_backward_matches_autograd() {
                     dropout_seed: Some(9),
                     checkpointing: false,
                     autograd: true,
+                    temperature: 1.0,
                 },
                 &mut a,
             )
@@ -321,6 +328,7 @@ fn hand_written_backward_matches_autograd() {
                     dropout_seed: Some(9),
                     checkpointing,
                     autograd: false,
+                    temperature: 1.0,
                 },
                 &mut b,
             )

@@ -58,12 +58,20 @@ pub struct LossArgs {
     /// With --dpo or --kto: the reference's adapter (default: the base model alone).
     #[arg(long)]
     pub ref_adapter: Option<PathBuf>,
+    /// Fixed groups (`prompt` as messages, `completions` as strings, `rewards` as numbers):
+    /// GRPO's on-policy loss, the L2 norm of its LoRA gradient, the KL term and the
+    /// advantages, without sampling.
+    #[arg(long, conflicts_with_all = ["dpo", "kto"])]
+    pub grpo: bool,
+    #[command(flatten)]
+    pub grpo_args: super::grpo::GrpoArgs,
     /// With --dpo: sigmoid, ipo, hinge, simpo or orpo.
     #[arg(long, default_value = "sigmoid")]
     pub loss: tunelab::config::PrefLoss,
-    /// With --dpo or --kto: β, how far the policy may move from the reference (λ for orpo).
-    #[arg(long, default_value_t = 0.1, value_parser = crate::cli::args::positive)]
-    pub beta: f64,
+    /// With --dpo or --kto: β, how far the policy may move from the reference (λ for orpo;
+    /// default 0.1). With --grpo: the KL penalty's weight (default 0: no reference pass).
+    #[arg(long)]
+    pub beta: Option<f64>,
     /// With --dpo: ε of the conservative loss (sigmoid and simpo).
     #[arg(long, default_value_t = 0.0)]
     pub label_smoothing: f64,
@@ -87,8 +95,15 @@ pub fn run(a: LossArgs) -> anyhow::Result<ExitCode> {
     let (Some(model_arg), Some(data_path)) = (a.model.as_deref(), a.data.as_deref()) else {
         return fail(&"--model and --data are required");
     };
-    if a.ref_adapter.is_some() && !(a.dpo || a.kto) {
-        return fail(&"--ref-adapter needs --dpo or --kto");
+    if a.ref_adapter.is_some() && !(a.dpo || a.kto || a.grpo) {
+        return fail(&"--ref-adapter needs --dpo, --kto or --grpo");
+    }
+    if a.grpo {
+        return super::grpo::run(&a, model_arg, data_path);
+    }
+    let beta = a.beta.unwrap_or(0.1);
+    if !(beta > 0.0) {
+        return fail(&"--beta must be > 0 with --dpo or --kto");
     }
     let train_on: TrainOn = match a.train_on.parse() {
         Ok(t) => t,
@@ -110,14 +125,14 @@ pub fn run(a: LossArgs) -> anyhow::Result<ExitCode> {
     };
     let dpo = DpoSection {
         loss: a.loss,
-        beta: a.beta,
         label_smoothing: a.label_smoothing,
         simpo_gamma: a.simpo_gamma,
         rpo_alpha: a.rpo_alpha,
+        beta,
         ..Default::default()
     };
     let kto = KtoSection {
-        beta: a.beta,
+        beta,
         desirable_weight: a.desirable_weight,
         undesirable_weight: a.undesirable_weight,
         ..Default::default()

@@ -6,6 +6,7 @@
 
 mod bench;
 mod generate;
+mod grpo;
 mod judge;
 mod loss;
 mod score;
