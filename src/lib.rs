@@ -20,6 +20,7 @@ pub mod model;
 pub mod ops;
 pub mod paths;
 pub mod pyjson;
+pub mod reward;
 pub mod runs;
 pub mod scaleout;
 #[cfg(feature = "serve")]

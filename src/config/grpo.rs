@@ -207,19 +207,19 @@ impl GrpoSection {
         if self.max_completion_length == 0 {
             bad("grpo.max_completion_length", "must be at least 1");
         }
-        if !(self.temperature > 0.0) {
+        if self.temperature.is_nan() || self.temperature <= 0.0 {
             bad("grpo.temperature", "must be > 0 (GRPO samples)");
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             bad("grpo.top_p", "must be > 0 and at most 1");
         }
-        if !(self.beta >= 0.0) {
+        if self.beta.is_nan() || self.beta < 0.0 {
             bad("grpo.beta", "must be >= 0 (0 turns the KL term off)");
         }
         if !(self.epsilon > 0.0 && self.epsilon < 1.0) {
             bad("grpo.epsilon", "must be > 0 and < 1");
         }
-        if self.epsilon_high.is_some_and(|e| !(e > 0.0)) {
+        if self.epsilon_high.is_some_and(|e| e.is_nan() || e <= 0.0) {
             bad("grpo.epsilon_high", "must be > 0");
         }
         if self.num_iterations == 0 {
@@ -374,9 +374,11 @@ impl RewardSpec {
         if !self.weight.is_finite() {
             bad(&format!("{at}.weight"), "must be a finite number");
         }
-        if self.name.as_deref().is_some_and(|n| {
-            n.is_empty() || n.contains('/') || n.chars().any(char::is_whitespace)
-        }) {
+        if self
+            .name
+            .as_deref()
+            .is_some_and(|n| n.is_empty() || n.contains('/') || n.chars().any(char::is_whitespace))
+        {
             bad(
                 &format!("{at}.name"),
                 "must be a word without spaces or slashes (it names a metric)",
@@ -396,7 +398,7 @@ impl RewardSpec {
                 if let Some(p) = &a.reference_regex {
                     regex("answer.reference_regex", p, bad);
                 }
-                if !(a.tolerance >= 0.0) {
+                if a.tolerance.is_nan() || a.tolerance < 0.0 {
                     bad(&format!("{at}.answer.tolerance"), "must be >= 0");
                 }
             }
@@ -410,7 +412,10 @@ impl RewardSpec {
             }
             RewardKind::Persona(p) => {
                 if p.markers.iter().all(|m| m.trim().is_empty()) {
-                    bad(&format!("{at}.persona.markers"), "must name at least one marker");
+                    bad(
+                        &format!("{at}.persona.markers"),
+                        "must name at least one marker",
+                    );
                 }
             }
             RewardKind::Command(c) => {
@@ -445,6 +450,8 @@ pub enum Extract {
     /// The content of the last `\boxed{…}` (nested braces kept).
     Boxed,
     /// The last match of this regex: its first group when it has one, else the whole match.
+    /// `.` matches newlines (as in `regex`), so write `(.*?)` to stop at the first closing
+    /// tag.
     Regex(String),
 }
 
@@ -494,13 +501,16 @@ impl<'de> Deserialize<'de> for Extract {
 pub enum Compare {
     /// Equal text after trimming.
     Exact,
-    /// The last number of each (commas, `$` and `%` ignored) equal within `tolerance`.
+    /// The last number of each (thousands commas, `$` and `%` ignored; `\frac{a}{b}` read
+    /// as a/b) equal within `tolerance`.
     #[default]
     Numeric,
 }
 
 /// 1 when the completion's answer equals the reference (the record's final assistant
-/// turn, or its `answer`/`solution` column), else 0.
+/// turn, or its `answer`/`solution` column), else 0. A completion with no answer to read
+/// scores 0; a record with no reference (or one `reference_regex` does not match, or, for
+/// a numeric comparison, one without a number) is an error naming the reward.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnswerReward {
@@ -508,8 +518,8 @@ pub struct AnswerReward {
     pub extract: Extract,
     #[serde(default)]
     pub compare: Compare,
-    /// Read the reference through this regex too (`#### (.*)` for GSM8K's solutions);
-    /// empty: the whole reference.
+    /// Read the reference through this regex too (`#### (.*)` for GSM8K's solutions), as
+    /// `extract` reads a completion; empty: the whole reference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference_regex: Option<String>,
     /// Relative tolerance of a numeric comparison.
@@ -545,12 +555,16 @@ fn default_workers() -> usize {
     4
 }
 
-/// An executable that reads JSON Lines (`prompt`, `completion`, `reference`, `metadata`) on
-/// stdin and writes one number per line on stdout.
+/// An executable that reads JSON Lines on stdin, one object per completion (`prompt`,
+/// `messages`, `completion`, `completion_tokens`, `reference`, `metadata`), and writes
+/// exactly one finite number per line on stdout. A batch is split into `workers` contiguous
+/// chunks, one process each, run in the run config's folder; a non-zero exit, a timeout,
+/// a missing, extra or unreadable line is an error, never a 0.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommandReward {
-    /// The program and its arguments (no shell).
+    /// The program and its arguments (no shell): a path with a `/` is relative to the run
+    /// config's folder, a bare name is looked up on `PATH`.
     pub run: Vec<String>,
     /// Seconds one process may take for its share of a batch.
     #[serde(default = "default_command_timeout")]
@@ -568,7 +582,10 @@ fn default_judge_concurrency() -> usize {
 }
 
 /// A score from 0 to 10 by an LLM (Anthropic or any OpenAI-compatible server), divided by
-/// 10. The key comes from the provider's environment variable, never the config.
+/// 10: the first number of its reply. A reply without one in 0–10 leaves that completion
+/// unscored (NaN, counted), never 0. The judge sees the conversation, the completion and,
+/// when the record has one, the reference as a guide. The key comes from the provider's
+/// environment variable, never the config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JudgeReward {
@@ -613,7 +630,10 @@ mod tests {
         assert_eq!(s.epsilon_high(), 0.2);
         assert_eq!(s.reward_names(), ["format", "answer", "answer_2"]);
         assert_eq!(s.rewards[1].weight, 2.0);
-        assert_eq!(s.rewards[1].answer.as_ref().unwrap().extract, Extract::Boxed);
+        assert_eq!(
+            s.rewards[1].answer.as_ref().unwrap().extract,
+            Extract::Boxed
+        );
         assert_eq!(
             s.rewards[2].answer.as_ref().unwrap().extract,
             Extract::Regex("<answer>(.*)</answer>".into())
@@ -627,14 +647,30 @@ mod tests {
     fn a_reward_sets_exactly_one_kind_and_typos_are_refused() {
         let s = section("rewards:\n  - {regex: 'a', length: {max: 3}}\n  - {weight: 2}\n");
         let v = issues(&s);
-        assert!(v[0].starts_with("grpo.rewards[0]: must set exactly one of regex"), "{v:?}");
-        assert!(v[1].starts_with("grpo.rewards[1]: must set exactly one"), "{v:?}");
+        assert!(
+            v[0].starts_with("grpo.rewards[0]: must set exactly one of regex"),
+            "{v:?}"
+        );
+        assert!(
+            v[1].starts_with("grpo.rewards[1]: must set exactly one"),
+            "{v:?}"
+        );
         let err = serde_yaml::from_str::<GrpoSection>("rewards:\n  - {regx: 'a'}\n").unwrap_err();
         assert!(err.to_string().contains("unknown field `regx`"), "{err}");
         let s = section("num_generations: 1\nrewards:\n  - {regex: '(', name: 'a b'}\n");
         let v = issues(&s);
-        assert!(v.iter().any(|m| m.starts_with("grpo.num_generations")), "{v:?}");
-        assert!(v.iter().any(|m| m.starts_with("grpo.rewards[0].name")), "{v:?}");
-        assert!(v.iter().any(|m| m.starts_with("grpo.rewards[0].regex: is not a regex")), "{v:?}");
+        assert!(
+            v.iter().any(|m| m.starts_with("grpo.num_generations")),
+            "{v:?}"
+        );
+        assert!(
+            v.iter().any(|m| m.starts_with("grpo.rewards[0].name")),
+            "{v:?}"
+        );
+        assert!(
+            v.iter()
+                .any(|m| m.starts_with("grpo.rewards[0].regex: is not a regex")),
+            "{v:?}"
+        );
     }
 }

@@ -27,6 +27,7 @@ const ORDER: &[&str] = &[
     "config",
     "synth",
     "eval",
+    "reward",
     "runs",
     "export",
     "scaleout",

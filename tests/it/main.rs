@@ -31,6 +31,7 @@ mod model_parity;
 mod plot;
 mod qlora;
 mod real_model;
+mod reward;
 mod runs;
 mod scaleout;
 #[cfg(feature = "serve")]
