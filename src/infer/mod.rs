@@ -1,6 +1,8 @@
 //! Generation: a KV-cached decode loop on its own thread that streams text over a channel,
-//! so no caller (CLI, TUI, server) ever runs compute on its own runtime.
+//! so no caller (CLI, TUI, server) ever runs compute on its own runtime. `group` samples
+//! GRPO's completions of one prompt as one batch.
 
+pub mod group;
 pub mod load;
 pub mod sampling;
 pub mod stream;

@@ -4,7 +4,9 @@
 //! asks the allocator for fresh zeroed pages), and running attention as candle ops costs a
 //! dozen small dispatches and gemm calls per layer. The cache here grows by doubling and is
 //! written in place; on the CPU in f32, attention of a few queries is computed straight
-//! over the cache's memory, grouped-query heads included, without repeating keys.
+//! over the cache's memory, grouped-query heads included, without repeating keys. A cache
+//! may hold several rows (a group of completions of one prompt, decoded as one batch), all
+//! at the same position.
 
 use candle_core::{DType, Result, Storage, Tensor};
 use rayon::prelude::*;
@@ -33,9 +35,35 @@ impl KvCache {
     pub(crate) fn layer_mut(&mut self, i: usize) -> Option<&mut Option<LayerCache>> {
         self.layers.get_mut(i)
     }
+
+    /// Rows (sequences) held: the batch dimension of the buffers, `None` while empty.
+    pub fn rows(&self) -> Option<usize> {
+        self.layers
+            .iter()
+            .flatten()
+            .next()
+            .and_then(|c| c.k.dim(0).ok())
+    }
+
+    /// Makes a one-row cache into `b` identical rows, so a prompt is prefilled once and a
+    /// group of `b` completions of it then decodes as one batch.
+    pub fn repeat_rows(&mut self, b: usize) -> Result<()> {
+        if b == 0 {
+            candle_core::bail!("kv cache: cannot repeat into 0 rows")
+        }
+        for c in self.layers.iter_mut().flatten() {
+            let (rows, h, cap, d) = c.k.dims4()?;
+            if rows != 1 {
+                candle_core::bail!("kv cache: repeat_rows needs one row, it holds {rows}")
+            }
+            c.k = c.k.broadcast_as((b, h, cap, d))?.contiguous()?;
+            c.v = c.v.broadcast_as((b, h, cap, d))?.contiguous()?;
+        }
+        Ok(())
+    }
 }
 
-/// One layer's keys and values, `[1, kv_heads, capacity, head_dim]`; rows past the
+/// One layer's keys and values, `[rows, kv_heads, capacity, head_dim]`; positions past the
 /// cache's length are unused.
 #[derive(Debug)]
 pub struct LayerCache {
@@ -44,8 +72,8 @@ pub struct LayerCache {
 }
 
 impl LayerCache {
-    /// Writes `k` and `v` (`[1, kv_heads, t, head_dim]`) at row `start`, growing the buffers
-    /// when full, and returns views of rows `0..start + t`.
+    /// Writes `k` and `v` (`[rows, kv_heads, t, head_dim]`) at position `start`, growing the
+    /// buffers when full, and returns views of positions `0..start + t`.
     pub fn append(
         slot: &mut Option<Self>,
         k: &Tensor,
@@ -81,19 +109,32 @@ impl LayerCache {
         self.k.device().is_cpu() && self.k.dtype() == DType::F32
     }
 
-    /// Attention of `q` (`[1, heads, t, head_dim]`, positions `start..start + t`) over the
-    /// first `start + t` cached rows: `softmax(softcap(q·kᵀ·scale) + causal/window mask)·v`,
-    /// returned as `[1, t, heads·head_dim]`.
+    /// Attention of `q` (`[rows, heads, t, head_dim]`, positions `start..start + t` in every
+    /// row) over the first `start + t` cached positions of the same row:
+    /// `softmax(softcap(q·kᵀ·scale) + causal/window mask)·v`, returned as
+    /// `[rows, t, heads·head_dim]`.
     pub fn attend(&self, q: &Tensor, start: usize, shape: &Attention) -> Result<Tensor> {
-        let (_, nh, t, d) = q.dims4()?;
-        let cap = self.k.dim(2)?;
+        let (rows, heads, t, d) = q.dims4()?;
+        let (k_rows, kv_heads, cap, _) = self.k.dims4()?;
+        if k_rows != rows || kv_heads != shape.kv_heads.max(1) {
+            candle_core::bail!(
+                "kv cache: {rows} rows for {} key heads over {k_rows} rows of {kv_heads}",
+                shape.kv_heads
+            )
+        }
+        let dims = Dims {
+            rows,
+            heads,
+            t,
+            d,
+            cap,
+            start,
+        };
         let qv = q.flatten_all()?.to_vec1::<f32>()?;
         let out = with_f32(&self.k, |k| {
-            with_f32(&self.v, |v| {
-                Ok(shape.compute(&qv, k, v, cap, nh, t, d, start))
-            })
+            with_f32(&self.v, |v| Ok(shape.compute(&qv, k, v, &dims)))
         })?;
-        Tensor::from_vec(out, (1, t, nh * d), q.device())
+        Tensor::from_vec(out, (rows, t, heads * d), q.device())
     }
 }
 
@@ -120,65 +161,88 @@ pub struct Attention {
     pub window: Option<usize>,
 }
 
+/// The shapes [`Attention::compute`] reads its flat buffers with.
+struct Dims {
+    rows: usize,
+    heads: usize,
+    /// Queries per row.
+    t: usize,
+    d: usize,
+    /// Positions each cached row has room for.
+    cap: usize,
+    /// The first query's position.
+    start: usize,
+}
+
 impl Attention {
-    #[allow(clippy::too_many_arguments)]
-    fn compute(
+    /// Every row's heads: `q` `[rows, heads, t, d]`, `k`/`v` `[rows, kv_heads, cap, d]`,
+    /// returned as `[rows, t, heads·d]`.
+    fn compute(&self, q: &[f32], k: &[f32], v: &[f32], s: &Dims) -> Vec<f32> {
+        let (nh, t, d) = (s.heads, s.t, s.d);
+        let kvh = self.kv_heads.max(1);
+        let rep = (nh / kvh).max(1);
+        let one = |job: usize| -> Vec<f32> {
+            let (r, h) = (job / nh, job % nh);
+            let at = (r * kvh + h / rep) * s.cap * d;
+            let qs = &q[(r * nh + h) * t * d..][..t * d];
+            self.head(qs, &k[at..], &v[at..], t, d, s.start)
+        };
+        // Parallel over rows and heads once the work outweighs waking the pool.
+        let jobs = s.rows * nh;
+        let work = jobs * t * (s.start + t) * d;
+        let per_head: Vec<Vec<f32>> = if work > 1 << 18 {
+            (0..jobs).into_par_iter().map(one).collect()
+        } else {
+            (0..jobs).map(one).collect()
+        };
+        let mut out = vec![0f32; s.rows * t * nh * d];
+        for (job, ho) in per_head.iter().enumerate() {
+            let (r, h) = (job / nh, job % nh);
+            for i in 0..t {
+                out[((r * t + i) * nh + h) * d..][..d].copy_from_slice(&ho[i * d..][..d]);
+            }
+        }
+        out
+    }
+
+    /// One head of one row: `t` queries at `start..` over keys `ks` and values `vs` (that
+    /// head's buffers, position-major), `[t, d]`.
+    fn head(
         &self,
         q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        cap: usize,
-        nh: usize,
+        ks: &[f32],
+        vs: &[f32],
         t: usize,
         d: usize,
         start: usize,
     ) -> Vec<f32> {
-        let rep = (nh / self.kv_heads.max(1)).max(1);
-        let head = |h: usize| -> Vec<f32> {
-            let kv = h / rep;
-            let (ks, vs) = (&k[kv * cap * d..], &v[kv * cap * d..]);
-            let mut out = vec![0f32; t * d];
-            let mut scores = Vec::with_capacity(start + t);
-            for i in 0..t {
-                let pos = start + i;
-                let first = self.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-                let qi = &q[(h * t + i) * d..][..d];
-                scores.clear();
-                let mut max = f32::NEG_INFINITY;
-                for j in first..=pos {
-                    let mut s = dot(qi, &ks[j * d..][..d]) * self.scale;
-                    if let Some(c) = self.softcap {
-                        s = c * (s / c).tanh();
-                    }
-                    max = max.max(s);
-                    scores.push(s);
+        let mut out = vec![0f32; t * d];
+        let mut scores = Vec::with_capacity(start + t);
+        for i in 0..t {
+            let pos = start + i;
+            let first = self.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            let qi = &q[i * d..][..d];
+            scores.clear();
+            let mut max = f32::NEG_INFINITY;
+            for j in first..=pos {
+                let mut s = dot(qi, &ks[j * d..][..d]) * self.scale;
+                if let Some(c) = self.softcap {
+                    s = c * (s / c).tanh();
                 }
-                let mut sum = 0f32;
-                for s in &mut scores {
-                    *s = (*s - max).exp();
-                    sum += *s;
-                }
-                let o = &mut out[i * d..][..d];
-                for (j, p) in (first..=pos).zip(&scores) {
-                    let w = p / sum;
-                    for (a, b) in o.iter_mut().zip(&vs[j * d..][..d]) {
-                        *a += w * b;
-                    }
-                }
+                max = max.max(s);
+                scores.push(s);
             }
-            out
-        };
-        // Parallel over heads once the work outweighs waking the pool.
-        let work = nh * t * (start + t) * d;
-        let per_head: Vec<Vec<f32>> = if work > 1 << 18 {
-            (0..nh).into_par_iter().map(head).collect()
-        } else {
-            (0..nh).map(head).collect()
-        };
-        let mut out = vec![0f32; t * nh * d];
-        for (h, ho) in per_head.iter().enumerate() {
-            for i in 0..t {
-                out[(i * nh + h) * d..][..d].copy_from_slice(&ho[i * d..][..d]);
+            let mut sum = 0f32;
+            for s in &mut scores {
+                *s = (*s - max).exp();
+                sum += *s;
+            }
+            let o = &mut out[i * d..][..d];
+            for (j, p) in (first..=pos).zip(&scores) {
+                let w = p / sum;
+                for (a, b) in o.iter_mut().zip(&vs[j * d..][..d]) {
+                    *a += w * b;
+                }
             }
         }
         out
@@ -237,13 +301,48 @@ mod tests {
         assert!(slot.unwrap().k.dim(2).unwrap() >= 137);
     }
 
-    /// The direct path against the same attention written as tensor ops.
+    /// A one-row cache repeated into three rows holds the same keys in each, and each row
+    /// then grows on its own.
+    #[test]
+    fn repeated_rows_copy_the_prompt_and_grow_apart() {
+        let mut cache = KvCache::default();
+        cache.ensure_layers(1);
+        let (k, v) = (ramp((1, 2, 5, 4), 1), ramp((1, 2, 5, 4), 2));
+        let slot = cache.layer_mut(0).unwrap();
+        LayerCache::append(slot, &k, &v, 0).unwrap();
+        cache.len = 5;
+        assert_eq!(cache.rows(), Some(1));
+        cache.repeat_rows(3).unwrap();
+        assert_eq!(cache.rows(), Some(3));
+        assert!(
+            cache.repeat_rows(2).is_err(),
+            "only a one-row cache repeats"
+        );
+        let slot = cache.layer_mut(0).unwrap();
+        let (k2, v2) = (ramp((3, 2, 70, 4), 3), ramp((3, 2, 70, 4), 4));
+        let (kv, _) = LayerCache::append(slot, &k2, &v2, 5).unwrap();
+        assert_eq!(kv.dims(), &[3, 2, 75, 4]);
+        for r in 0..3 {
+            let row = kv.get(r).unwrap();
+            let head = row.narrow(1, 0, 5).unwrap().unsqueeze(0).unwrap();
+            let tail = row.narrow(1, 5, 70).unwrap();
+            let same = |a: &Tensor, b: &Tensor| {
+                let d = (a - b).unwrap().abs().unwrap().sum_all().unwrap();
+                d.to_scalar::<f32>().unwrap() == 0.0
+            };
+            assert!(same(&head, &k), "row {r}: the prompt's keys");
+            assert!(same(&tail, &k2.get(r).unwrap()), "row {r}: its own keys");
+        }
+    }
+
+    /// The direct path against the same attention written as tensor ops, two rows each over
+    /// its own keys.
     #[test]
     fn direct_attention_equals_the_masked_softmax_with_groups_window_and_softcap() {
-        let (nh, nkv, d, start, t) = (6, 2, 8, 9, 3);
-        let k = ramp((1, nkv, start + t, d), 1);
-        let v = ramp((1, nkv, start + t, d), 2);
-        let q = ramp((1, nh, t, d), 3);
+        let (b, nh, nkv, d, start, t) = (2, 6, 2, 8, 9, 3);
+        let k = ramp((b, nkv, start + t, d), 1);
+        let v = ramp((b, nkv, start + t, d), 2);
+        let q = ramp((b, nh, t, d), 3);
         let mut slot = None;
         LayerCache::append(&mut slot, &k, &v, 0).unwrap();
         let cache = slot.unwrap();
@@ -285,7 +384,7 @@ mod tests {
                 .unwrap()
                 .transpose(1, 2)
                 .unwrap()
-                .reshape((1, t, nh * d))
+                .reshape((b, t, nh * d))
                 .unwrap();
             let err = (got - want)
                 .unwrap()
