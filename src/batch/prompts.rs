@@ -60,7 +60,11 @@ pub fn encode_prompts(
         let (location, record) = super::usable(path, item?)?;
         let (messages, tools, plain): (Vec<Message>, Vec<Value>, bool) = match &record.body {
             Body::Conversation(c) => (c.messages.clone(), c.tools.clone(), c.plain),
-            Body::Labeled(l) => (l.conversation.messages.clone(), l.conversation.tools.clone(), l.conversation.plain),
+            Body::Labeled(l) => (
+                l.conversation.messages.clone(),
+                l.conversation.tools.clone(),
+                l.conversation.plain,
+            ),
             Body::Preference(p) => {
                 let mut m = p.prompt.clone();
                 m.extend(p.chosen.iter().cloned());
@@ -75,10 +79,7 @@ pub fn encode_prompts(
             report.dropped += 1;
             continue;
         };
-        let text = prompt
-            .last()
-            .map(|m| m.text())
-            .unwrap_or_default();
+        let text = prompt.last().map(|m| m.text()).unwrap_or_default();
         let json: Vec<Value> = match messages_json(prompt) {
             Value::Array(a) => a,
             _ => Vec::new(),
@@ -89,12 +90,12 @@ pub fn encode_prompts(
             let tools = (!tools.is_empty()).then(|| Value::Array(tools.clone()));
             encoder
                 .render(&json, tools.as_ref(), true)
-                .map_err(|e| super::record_error(path, location.clone(), e))?
+                .map_err(|e| super::record_error(path, location, e))?
         };
         let mut ids = encoder
             .tokenizer
             .encode(&rendered, false)
-            .map_err(|e| super::record_error(path, location.clone(), e))?
+            .map_err(|e| super::record_error(path, location, e))?
             .ids;
         if ids.len() > max_prompt_len {
             ids.drain(..ids.len() - max_prompt_len);
@@ -112,11 +113,13 @@ pub fn encode_prompts(
                 (!r.trim().is_empty()).then_some(r)
             });
         let reference_ids = match &reference {
-            Some(r) => encoder
-                .tokenizer
-                .encode(r, false)
-                .map_err(|e| super::record_error(path, location.clone(), e))?
-                .ids,
+            Some(r) => {
+                encoder
+                    .tokenizer
+                    .encode(r, false)
+                    .map_err(|e| super::record_error(path, location, e))?
+                    .ids
+            }
             None => Vec::new(),
         };
         out.push(Prompt {

@@ -215,7 +215,10 @@ pub const FIELDS: &[FieldSpec] = &[
     FieldSpec {
         path: "grpo.top_p",
         help: "nucleus sampling (1: every token)",
-        kind: FieldKind::Float { min: 0.01, max: 1.0 },
+        kind: FieldKind::Float {
+            min: 0.01,
+            max: 1.0,
+        },
     },
     FieldSpec {
         path: "grpo.top_k",
@@ -600,7 +603,10 @@ impl RunConfig {
 
 /// The value under `key` of a section (created empty when missing), or with `name[i]` the
 /// i-th entry of the list `name` (which must exist).
-fn step_into<'v>(cur: &'v mut serde_yaml::Value, key: &str) -> Result<&'v mut serde_yaml::Value, String> {
+fn step_into<'v>(
+    cur: &'v mut serde_yaml::Value,
+    key: &str,
+) -> Result<&'v mut serde_yaml::Value, String> {
     use serde_yaml::Value as Y;
     let (name, index) = match key.split_once('[') {
         Some((n, rest)) => {

@@ -143,9 +143,9 @@ impl Method {
             (Method::Kto, Kind::Text) => {
                 Some("train.method kto needs rated completions or preference pairs")
             }
-            (Method::Grpo, k) if k != Kind::Sft => Some(
-                "train.method grpo needs prompts: conversations (or prompt/answer records)",
-            ),
+            (Method::Grpo, k) if k != Kind::Sft => {
+                Some("train.method grpo needs prompts: conversations (or prompt/answer records)")
+            }
             _ => None,
         }
     }
@@ -326,7 +326,9 @@ impl RunConfig {
         if self.train.method == Method::Grpo {
             let t = &self.train;
             let g = &self.grpo;
-            if g.num_generations >= 2 && !(t.batch_size * t.grad_accum).is_multiple_of(g.num_generations) {
+            if g.num_generations >= 2
+                && !(t.batch_size * t.grad_accum).is_multiple_of(g.num_generations)
+            {
                 bad(
                     "train.batch_size",
                     &format!(

@@ -51,7 +51,9 @@ impl RunConfig {
         // A reward command's program and arguments that name files (`score.py`,
         // `./rewards/check`) become absolute; bare program names (`python3`) stay for PATH.
         for (i, r) in self.grpo.rewards.iter_mut().enumerate() {
-            let Some(c) = r.command.as_mut() else { continue };
+            let Some(c) = r.command.as_mut() else {
+                continue;
+            };
             for (k, arg) in c.run.iter_mut().enumerate() {
                 if Path::new(arg.as_str()).is_absolute() || arg.starts_with('-') {
                     continue;

@@ -30,7 +30,11 @@ pub fn check(record: &Record, issues: &mut Issues) {
             // what GRPO samples replies to; a reply cut off after a later user turn is not.
             let prompt_only = c.messages.iter().all(|m| m.role != Role::Assistant)
                 && c.messages.last().is_some_and(|m| m.role == Role::User);
-            let end = if prompt_only { End::User } else { End::Assistant };
+            let end = if prompt_only {
+                End::User
+            } else {
+                End::Assistant
+            };
             check_turns(&c.messages, end, issues);
         }
         Body::Labeled(l) => {

@@ -11,4 +11,6 @@ pub mod loss;
 pub mod metrics;
 pub mod tasks;
 
-pub use loss::{evaluate, row_logps, sequence_loss, target_logps, token_logps, EvalError, EvalResult};
+pub use loss::{
+    evaluate, row_logps, sequence_loss, target_logps, token_logps, EvalError, EvalResult,
+};

@@ -4,7 +4,8 @@
 //! `tests/reference/check_trl_command.py` checks every flag against `trl … --help`.
 
 use super::{
-    grpo_unsupported, launch, number, Plan, Precision, ScaleoutError, Shape, ToolFiles, Unmapped, Warmup, OUTPUT_DIR,
+    grpo_unsupported, launch, number, Plan, Precision, ScaleoutError, Shape, ToolFiles, Unmapped,
+    Warmup, OUTPUT_DIR,
 };
 use crate::config::{MethodConfig, PrefLoss, RunConfig};
 use crate::data::Kind;

@@ -117,7 +117,11 @@ pub fn save(
             path: opt_path.clone(),
             source,
         })?;
-    let mut names = vec!["adapter_model.safetensors", "adapter_config.json", OPTIMIZER_FILE];
+    let mut names = vec![
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        OPTIMIZER_FILE,
+    ];
     if let Some(bytes) = objective {
         let p = tmp.join(OBJECTIVE_FILE);
         write_atomic(&p, bytes).map_err(|e| io(&p, e))?;

@@ -71,8 +71,8 @@ impl Demo {
                 self.word_problems(),
                 self.knowledge(),
             ]
-                .iter()
-                .all(|p| p.is_file())
+            .iter()
+            .all(|p| p.is_file())
     }
 
     /// Writes whatever part of the demo is missing; returns whether anything was written.

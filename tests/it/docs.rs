@@ -25,6 +25,11 @@ const README_MAX_LINES: usize = 250;
 /// names no field.
 const EXTRA_HELP: &[(&str, &str)] = &[
     (
+        "grpo.rewards",
+        "the reward functions, each with one kind (`regex`, `answer`, `length`, `persona`, \
+         `command`, `judge`), a `weight` and an optional `name`: see [GRPO](../grpo.md)",
+    ),
+    (
         "model.template",
         "the chat template: `model` (the model's own), a built-in (`chatml`, `llama3`, \
          `mistral`, `alpaca`, `qwen3`, `gemma`, `phi4`, `phi4-mini`) or a `.jinja` file",

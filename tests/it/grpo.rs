@@ -42,7 +42,12 @@ fn groups(exp: &Value) -> Vec<FixedGroup> {
         .map(|g| FixedGroup {
             prompt: ids(&g["prompt"]),
             text: String::new(),
-            completions: g["completions"].as_array().unwrap().iter().map(ids).collect(),
+            completions: g["completions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(ids)
+                .collect(),
             rewards: serde_json::from_value(g["rewards"].clone()).unwrap(),
         })
         .collect()
@@ -92,7 +97,11 @@ fn log_probs_and_advantages_match_trl() {
         let (_, r) = fixed_rollout(&gs, &cfg);
         let want = floats(&exp["advantages"][scale]);
         for (c, w) in r.completions.iter().zip(&want) {
-            assert!(close(c.advantage, f64::from(*w), 1e-5), "{scale}: {} vs {w}", c.advantage);
+            assert!(
+                close(c.advantage, f64::from(*w), 1e-5),
+                "{scale}: {} vs {w}",
+                c.advantage
+            );
         }
     }
     let cfg = GrpoSection {
@@ -119,7 +128,10 @@ fn log_probs_and_advantages_match_trl() {
             let want = floats(&exp[who][i]);
             assert_eq!(got.len(), want.len(), "{who} {i}");
             for (g, w) in got.iter().zip(&want) {
-                assert!(close(f64::from(*g), f64::from(*w), 1e-5), "{who} {i}: {g} vs {w}");
+                assert!(
+                    close(f64::from(*g), f64::from(*w), 1e-5),
+                    "{who} {i}: {g} vs {w}"
+                );
             }
         }
     }
@@ -165,7 +177,11 @@ fn loss_metrics_and_gradients_match_trl_on_both_backward_paths() {
                 .unwrap();
             let what = format!("{name} (autograd {autograd})");
             let want = case["loss"].as_f64().unwrap();
-            assert!(loss_close(out.loss, want, 1e-5), "{what}: loss {} vs {want}", out.loss);
+            assert!(
+                loss_close(out.loss, want, 1e-5),
+                "{what}: loss {} vs {want}",
+                out.loss
+            );
             for (k, w) in case["metrics"].as_object().unwrap() {
                 if k == "entropy" {
                     continue;
@@ -184,7 +200,10 @@ fn loss_metrics_and_gradients_match_trl_on_both_backward_paths() {
             );
             let norm = grads.norm().unwrap();
             let want_norm = case["grad_norm"].as_f64().unwrap();
-            assert!(close(norm, want_norm, 1e-4), "{what}: grad norm {norm} vs {want_norm}");
+            assert!(
+                close(norm, want_norm, 1e-4),
+                "{what}: grad norm {norm} vs {want_norm}"
+            );
             common::assert_grads_match_fixture(
                 &vars,
                 &grads,
@@ -228,7 +247,12 @@ fn accumulation_equals_one_batch_for_dapo() {
     }
     let want = case["loss"].as_f64().unwrap();
     assert!(close(loss, want, 1e-5), "{loss} vs {want}");
-    common::assert_grads_match_fixture(&vars, &grads, "grpo/grads_dapo_moved.safetensors", "halves");
+    common::assert_grads_match_fixture(
+        &vars,
+        &grads,
+        "grpo/grads_dapo_moved.safetensors",
+        "halves",
+    );
 }
 
 /// `tunelab eval --grpo` on the fixture's groups as text (word `wN` is token N, the template
@@ -240,7 +264,11 @@ fn eval_grpo_prints_trls_numbers() {
     let h = tempfile::tempdir().unwrap();
     let model = common::fixture_model_with_ids_tokenizer(h.path());
     let template = h.path().join("content.jinja");
-    std::fs::write(&template, "{% for m in messages %}{{ m['content'] }}{% endfor %}").unwrap();
+    std::fs::write(
+        &template,
+        "{% for m in messages %}{{ m['content'] }}{% endfor %}",
+    )
+    .unwrap();
     let adapter = common::fixture("models/llama/adapter");
     let data = common::fixture("grpo/groups.jsonl");
     let mut checked = 0;
@@ -285,7 +313,10 @@ fn eval_grpo_prints_trls_numbers() {
             let what = format!("{name} (autograd {autograd})");
             let (got, want) = (v["loss"].as_f64().unwrap(), case["loss"].as_f64().unwrap());
             assert!(loss_close(got, want, 1e-5), "{what}: loss {got} vs {want}");
-            let (got, want) = (v["grad_norm"].as_f64().unwrap(), case["grad_norm"].as_f64().unwrap());
+            let (got, want) = (
+                v["grad_norm"].as_f64().unwrap(),
+                case["grad_norm"].as_f64().unwrap(),
+            );
             assert!(close(got, want, 1e-4), "{what}: grad_norm {got} vs {want}");
             match case["metrics"]["kl"].as_f64() {
                 Some(w) => assert!(close(v["kl"].as_f64().unwrap(), w, 1e-5), "{what}: {v}"),
@@ -293,7 +324,10 @@ fn eval_grpo_prints_trls_numbers() {
             }
             let want = floats(&exp["advantages"][case["scale_rewards"].as_str().unwrap()]);
             for (g, w) in v["advantages"].as_array().unwrap().iter().zip(&want) {
-                assert!(close(g.as_f64().unwrap(), f64::from(*w), 1e-5), "{what}: {g} vs {w}");
+                assert!(
+                    close(g.as_f64().unwrap(), f64::from(*w), 1e-5),
+                    "{what}: {g} vs {w}"
+                );
             }
             assert_eq!(v["completions"], 8);
             checked += 1;
@@ -327,5 +361,8 @@ fn eval_grpo_names_the_bad_line_and_field() {
         ],
     );
     assert_ne!(code, 0);
-    assert!(err.contains("groups.jsonl:2: rewards: expected one number per completion"), "{err}");
+    assert!(
+        err.contains("groups.jsonl:2: rewards: expected one number per completion"),
+        "{err}"
+    );
 }

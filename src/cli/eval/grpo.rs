@@ -5,7 +5,6 @@
 //! text's tokens with nothing appended. Prints the on-policy loss, the L2 norm of its LoRA
 //! gradient, the KL term and the advantages.
 
-use super::loss::LossArgs;
 use crate::cli::exit;
 use clap::Args;
 use serde_json::{json, Value};
@@ -47,15 +46,15 @@ pub struct GrpoArgs {
 
 /// The groups of `path`, rendered and tokenized; an unusable line names its number and field.
 fn read_groups(path: &Path, encoder: &Encoder) -> Result<Vec<FixedGroup>, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         let at = |field: &str, what: &str| format!("{}:{}: {field}: {what}", path.display(), i + 1);
-        let v: Value = serde_json::from_str(line).map_err(|e| at("line", &format!("not JSON ({e})")))?;
+        let v: Value =
+            serde_json::from_str(line).map_err(|e| at("line", &format!("not JSON ({e})")))?;
         let messages: Vec<Value> = match &v["prompt"] {
             Value::String(s) => vec![json!({"role": "user", "content": s})],
             Value::Array(a) => a.clone(),
@@ -135,12 +134,24 @@ fn read_groups(path: &Path, encoder: &Encoder) -> Result<Vec<FixedGroup>, String
     Ok(out)
 }
 
-pub fn run(a: &LossArgs, model_arg: &str, data: &Path) -> anyhow::Result<ExitCode> {
+/// What `eval --grpo` shares with the other `eval` forms.
+pub struct Common<'a> {
+    pub model: &'a str,
+    pub adapter: Option<&'a Path>,
+    pub ref_adapter: Option<&'a Path>,
+    pub template: &'a str,
+    pub template_kwargs: &'a [(String, Value)],
+    pub data: &'a Path,
+    pub beta: Option<f64>,
+    pub json: bool,
+}
+
+pub fn run(g: &GrpoArgs, a: &Common) -> anyhow::Result<ExitCode> {
+    let (model_arg, data) = (a.model, a.data);
     let fail = |e: &dyn std::fmt::Display| {
         eprintln!("error: {e}");
         Ok(ExitCode::from(exit::UNUSABLE))
     };
-    let g = &a.grpo_args;
     let cfg = GrpoSection {
         loss_type: g.loss_type,
         beta: a.beta.unwrap_or(0.0),
@@ -155,7 +166,10 @@ pub fn run(a: &LossArgs, model_arg: &str, data: &Path) -> anyhow::Result<ExitCod
     let mut problems = Vec::new();
     cfg.issues(&mut |p: &str, m: &str| {
         if !p.starts_with("grpo.rewards") {
-            problems.push(format!("--{}: {m}", p.trim_start_matches("grpo.").replace('_', "-")))
+            problems.push(format!(
+                "--{}: {m}",
+                p.trim_start_matches("grpo.").replace('_', "-")
+            ))
         }
     });
     if let Some(p) = problems.first() {
@@ -166,12 +180,12 @@ pub fn run(a: &LossArgs, model_arg: &str, data: &Path) -> anyhow::Result<ExitCod
         Ok(m) => m,
         Err(e) => return fail(&e),
     };
-    if let Some(ad) = &a.adapter {
+    if let Some(ad) = a.adapter {
         if let Err(e) = tunelab::model::peft::load(&mut model, ad) {
             return fail(&e);
         }
     }
-    let encoder = match Encoder::new(tok, &TemplateChoice::parse(&a.template), TrainOn::Assistant) {
+    let encoder = match Encoder::new(tok, &TemplateChoice::parse(a.template), TrainOn::Assistant) {
         Ok(e) => e.with_template_kwargs(a.template_kwargs.iter().cloned().collect()),
         Err(e) => return fail(&e),
     };
@@ -179,7 +193,7 @@ pub fn run(a: &LossArgs, model_arg: &str, data: &Path) -> anyhow::Result<ExitCod
         Ok(g) => g,
         Err(e) => return fail(&e),
     };
-    let reference = match &a.ref_adapter {
+    let reference = match a.ref_adapter {
         Some(adapter) if cfg.beta != 0.0 => {
             let r = tunelab::train::evaluate::RefAdapter {
                 base: model_arg,

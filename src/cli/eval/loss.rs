@@ -99,10 +99,20 @@ pub fn run(a: LossArgs) -> anyhow::Result<ExitCode> {
         return fail(&"--ref-adapter needs --dpo, --kto or --grpo");
     }
     if a.grpo {
-        return super::grpo::run(&a, model_arg, data_path);
+        let common = super::grpo::Common {
+            model: model_arg,
+            adapter: a.adapter.as_deref(),
+            ref_adapter: a.ref_adapter.as_deref(),
+            template: &a.template,
+            template_kwargs: &a.template_kwargs,
+            data: data_path,
+            beta: a.beta,
+            json: a.json,
+        };
+        return super::grpo::run(&a.grpo_args, &common);
     }
     let beta = a.beta.unwrap_or(0.1);
-    if !(beta > 0.0) {
+    if beta.is_nan() || beta <= 0.0 {
         return fail(&"--beta must be > 0 with --dpo or --kto");
     }
     let train_on: TrainOn = match a.train_on.parse() {

@@ -305,7 +305,12 @@ mod tests {
         let reference = [[-1.1f32, -2.2, -0.4], [-0.6, -1.5, -2.8]];
         let adv = [0.8, -1.1];
         for level in [ImportanceLevel::Token, ImportanceLevel::Sequence] {
-            for lt in [GrpoLoss::Grpo, GrpoLoss::Bnpo, GrpoLoss::DrGrpo, GrpoLoss::Dapo] {
+            for lt in [
+                GrpoLoss::Grpo,
+                GrpoLoss::Bnpo,
+                GrpoLoss::DrGrpo,
+                GrpoLoss::Dapo,
+            ] {
                 let p = LossParams {
                     level,
                     ..params(lt, 0.04)

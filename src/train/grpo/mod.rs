@@ -140,10 +140,8 @@ impl Grpo {
                 .with(model, |m| crate::eval::token_logps(m, mb, t))
         };
         batch.score_logps(model, &reference, &mut r, self.batch_size)?;
-        r.metrics.insert(
-            "timing/reference_s".into(),
-            started.elapsed().as_secs_f64(),
-        );
+        r.metrics
+            .insert("timing/reference_s".into(), started.elapsed().as_secs_f64());
         Ok(r)
     }
 
@@ -212,7 +210,8 @@ impl Objective for Grpo {
         let Some(r) = self.rollout.as_ref() else {
             candle_core::bail!("grpo: a micro-batch before its generation batch")
         };
-        self.batch().micro_step(model, r, items, window.units, args, grads)
+        self.batch()
+            .micro_step(model, r, items, window.units, args, grads)
     }
 
     /// GRPO has no held-out loss: its evaluations are the run's `eval.tasks` and samples.
@@ -280,7 +279,12 @@ impl TrainingMethod for Grpo {
 
     fn encode(s: &Setup, path: &Path) -> Result<(Vec<Prompt>, EncodeReport), TrainError> {
         let d = &s.cfg.data;
-        Ok(encode_prompts(path, &d.format, s.encoder, d.max_prompt_len)?)
+        Ok(encode_prompts(
+            path,
+            &d.format,
+            s.encoder,
+            d.max_prompt_len,
+        )?)
     }
 
     fn sample(item: &Prompt) -> Option<SamplePrompt> {
@@ -347,11 +351,7 @@ impl FixedBatch<'_> {
             } else {
                 None
             };
-            let refs = if kl {
-                Some(reference(&mb)?)
-            } else {
-                None
-            };
+            let refs = if kl { Some(reference(&mb)?) } else { None };
             for (k, &i) in chunk.iter().enumerate() {
                 let c = &mut r.completions[i];
                 c.old = old.as_ref().map(|o| o[k].clone());

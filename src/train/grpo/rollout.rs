@@ -132,13 +132,8 @@ impl Sampler<'_> {
             let seeds: Vec<u64> = (0..g)
                 .map(|r| row_seed(self.seed, generation, group, r))
                 .collect();
-            let rows = crate::infer::group::sample_group(
-                model,
-                &all[pi].ids,
-                &stop,
-                &sampling,
-                &seeds,
-            )?;
+            let rows =
+                crate::infer::group::sample_group(model, &all[pi].ids, &stop, &sampling, &seeds)?;
             for s in rows {
                 completions.push(Completion {
                     prompt: pi,
