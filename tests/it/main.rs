@@ -22,6 +22,7 @@ mod families;
 #[cfg(feature = "cuda")]
 mod gpu;
 mod grpo;
+mod grpo_train;
 mod kto;
 mod layers;
 mod model_infer;
