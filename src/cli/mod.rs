@@ -85,12 +85,13 @@ pub enum Command {
     /// Throughput benchmarks: forward, generate, train, tui.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
-    /// Fine-tune a LoRA adapter (SFT, DPO and its variants, or KTO: train.method) from a
-    /// config file or preset.
+    /// Fine-tune a LoRA adapter (SFT, DPO and its variants, KTO or GRPO: train.method) from
+    /// a config file or preset.
     ///
     /// train.method picks the objective: sft (cross-entropy on the trained tokens), dpo
-    /// (preference pairs; dpo.loss: sigmoid, ipo, hinge, simpo or orpo) or kto (completions
-    /// rated one at a time). Exit 0 when done, 3 when stopped with a checkpoint (continue with
+    /// (preference pairs; dpo.loss: sigmoid, ipo, hinge, simpo or orpo), kto (completions
+    /// rated one at a time) or grpo (completions sampled per prompt and scored by
+    /// grpo.rewards; grpo.loss_type: grpo, bnpo, dr_grpo or dapo). Exit 0 when done, 3 when stopped with a checkpoint (continue with
     /// --resume), 1 when the run failed, 2 when the config cannot be used.
     Train(train::TrainArgs),
     /// Training runs: list, show, watch, stop, plot, import.

@@ -1,4 +1,4 @@
-//! `tunelab train`: one run (SFT, DPO or KTO) in this process, with a progress bar, or
+//! `tunelab train`: one run (SFT, DPO, KTO or GRPO) in this process, with a progress bar, or
 //! detached into its own session with `--detach` so it survives the terminal.
 
 use super::exit;
