@@ -81,10 +81,16 @@ pub fn run(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
                 );
             }
             for r in all {
+                // A live run between steps says what it is doing instead of its state.
+                let state = match &r.phase {
+                    Some(p) if p.total > 0 => format!("{} {}%", p.name, p.done * 100 / p.total),
+                    Some(p) => p.name.clone(),
+                    None => r.state_label(),
+                };
                 println!(
                     "{:<40} {:<9} {:>11} {:>9} {:>9} {:>9}",
                     r.id,
-                    r.state_label(),
+                    state,
                     format!("{}/{}", r.step, r.total_steps),
                     fmt_loss(r.last_loss),
                     fmt_loss(r.best_eval_loss),
@@ -106,6 +112,9 @@ pub fn run(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
             println!("last loss  {}", fmt_loss(s.last_loss));
             println!("best eval  {}", fmt_loss(s.best_eval_loss));
             println!("duration   {}", fmt_duration(s.duration_s));
+            if let Some(p) = &s.phase {
+                println!("phase      {}", p.line());
+            }
             if let Some(e) = &s.error {
                 println!("error      {e}");
             }

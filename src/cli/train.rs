@@ -219,6 +219,12 @@ fn foreground(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<Exi
                     t.loss, t.lr, t.tokens_per_s, t.eta
                 ));
             }
+            EventKind::Phase(p) => b.set_message(match p.eta() {
+                Some(eta) => format!("{} · eta {eta:.0}s", p.line()),
+                None => p.line(),
+            }),
+            // GRPO's sampled completions stay in the events; greedy samples are shown.
+            EventKind::Sample { rewards, .. } if !rewards.is_empty() => {}
             EventKind::Eval(_) | EventKind::CheckpointSkipped { .. } | EventKind::Sample { .. } => {
                 b.println(e.kind.describe())
             }

@@ -98,6 +98,14 @@ pub const FIELDS: &[FieldSpec] = &[
         },
     },
     FieldSpec {
+        path: "data.eval_max",
+        help: "held-out examples each evaluation scores (0: all)",
+        kind: FieldKind::Int {
+            min: 0,
+            max: 1_000_000,
+        },
+    },
+    FieldSpec {
         path: "data.max_seq_len",
         help: "tokens per example (longer are truncated)",
         kind: FieldKind::Int {
@@ -410,6 +418,11 @@ pub const FIELDS: &[FieldSpec] = &[
             min: 0,
             max: i64::MAX,
         },
+    },
+    FieldSpec {
+        path: "train.eval_at_start",
+        help: "evaluate the base before step 1 (before → after)",
+        kind: FieldKind::Bool,
     },
     FieldSpec {
         path: "train.keep_checkpoints",

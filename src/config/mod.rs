@@ -103,6 +103,10 @@ pub struct DataSection {
     /// Fraction of the training file held out for evaluation when `eval` is not given.
     #[serde(default)]
     pub eval_split: f64,
+    /// Each evaluation scores at most this many held-out examples (0: all of them), so a
+    /// large split does not stall the run at every evaluation.
+    #[serde(default = "default_eval_max")]
+    pub eval_max: usize,
     #[serde(default = "default_seq")]
     pub max_seq_len: usize,
     /// Preference pairs: the prompt keeps its last this many tokens (TRL's
@@ -127,6 +131,11 @@ pub struct DataSection {
     /// them: `{enable_thinking: false}` for Qwen3's non-thinking mode, say.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub template_kwargs: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Evaluations stay seconds long on a CPU.
+fn default_eval_max() -> usize {
+    200
 }
 
 fn default_format() -> String {
@@ -194,6 +203,8 @@ pub struct TrainSection {
     pub seed: u64,
     pub save_every: u64,
     pub eval_every: u64,
+    /// Evaluate before the first step too (the base's numbers, for before → after).
+    pub eval_at_start: bool,
     pub keep_checkpoints: usize,
     pub gradient_checkpointing: bool,
     /// Compute dtype; LoRA parameters stay f32.
@@ -220,6 +231,7 @@ impl Default for TrainSection {
             seed: 42,
             save_every: 500,
             eval_every: 50,
+            eval_at_start: true,
             keep_checkpoints: 0,
             gradient_checkpointing: false,
             dtype: Dtype::F32,

@@ -16,8 +16,20 @@ pub fn sequence_loss(
     batch_size: usize,
     pad_id: u32,
 ) -> candle_core::Result<(f64, usize)> {
+    sequence_loss_with(model, seqs, batch_size, pad_id, &mut |_| {})
+}
+
+/// [`sequence_loss`], telling `progress` how many sequences are done after each batch.
+pub fn sequence_loss_with(
+    model: &Model,
+    seqs: &[Sequence],
+    batch_size: usize,
+    pad_id: u32,
+    progress: &mut dyn FnMut(usize),
+) -> candle_core::Result<(f64, usize)> {
     let mut sum = 0f64;
     let mut n = 0usize;
+    let mut done = 0usize;
     for chunk in seqs.chunks(batch_size.max(1)) {
         let rows: Vec<&Sequence> = chunk.iter().collect();
         let mb = collate(&rows, pad_id);
@@ -26,6 +38,8 @@ pub fn sequence_loss(
         let (mean, k) = causal_lm_loss(&logits, &mb.labels)?;
         sum += f64::from(mean.to_scalar::<f32>()?) * k as f64;
         n += k;
+        done += chunk.len();
+        progress(done);
     }
     Ok((sum, n))
 }

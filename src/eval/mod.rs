@@ -12,5 +12,6 @@ pub mod metrics;
 pub mod tasks;
 
 pub use loss::{
-    evaluate, row_logps, sequence_loss, target_logps, token_logps, EvalError, EvalResult,
+    evaluate, row_logps, sequence_loss, sequence_loss_with, target_logps, token_logps, EvalError,
+    EvalResult,
 };

@@ -28,6 +28,9 @@ pub enum EventKind {
     Start(Start),
     Train(Train),
     Eval(Eval),
+    /// Progress through a long stretch of work between steps (loading, an evaluation, the
+    /// sample replies, a checkpoint), so a watched run never looks frozen.
+    Phase(Phase),
     Checkpoint {
         step: u64,
         path: String,
@@ -183,6 +186,47 @@ pub(crate) fn metrics_nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<Met
         .collect())
 }
 
+/// Where a phase stands: `done` of `total` units (`total` 0 when unknown), and the seconds
+/// since it began.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Phase {
+    pub step: u64,
+    /// `prepare` (model and data), `reference`, `eval`, `tasks`, `samples`, `checkpoint`,
+    /// `adapter`.
+    pub name: String,
+    pub done: u64,
+    pub total: u64,
+    /// What is counted (`examples`, `prompts`, `items`); empty for a phase without units.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub unit: String,
+    pub elapsed: f64,
+}
+
+impl Phase {
+    /// `eval 40/100 examples · 3.2 s` (`prepare · 1.5 s` without a total).
+    pub fn line(&self) -> String {
+        let unit = if self.unit.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", self.unit)
+        };
+        if self.total == 0 {
+            format!("{} · {:.1} s", self.name, self.elapsed)
+        } else {
+            format!(
+                "{} {}/{}{unit} · {:.1} s",
+                self.name, self.done, self.total, self.elapsed
+            )
+        }
+    }
+
+    /// Seconds left at the pace so far; `None` before any progress or without a total.
+    pub fn eta(&self) -> Option<f64> {
+        (self.done > 0 && self.total > self.done)
+            .then(|| self.elapsed / self.done as f64 * (self.total - self.done) as f64)
+    }
+}
+
 impl EventKind {
     /// The step the event belongs to, where it has one.
     pub fn step(&self) -> Option<u64> {
@@ -190,6 +234,7 @@ impl EventKind {
             EventKind::Start(s) => Some(s.step),
             EventKind::Train(t) => Some(t.step),
             EventKind::Eval(e) => Some(e.step),
+            EventKind::Phase(p) => Some(p.step),
             EventKind::Checkpoint { step, .. }
             | EventKind::Sample { step, .. }
             | EventKind::Stopped { step }
@@ -210,6 +255,7 @@ impl EventKind {
             EventKind::CheckpointSkipped { .. } => "checkpoint_skipped",
             EventKind::Resume { .. } => "resume",
             EventKind::Sample { .. } => "sample",
+            EventKind::Phase(_) => "phase",
             EventKind::Stopped { .. } => "stopped",
             EventKind::Failed { .. } => "failed",
             EventKind::Done { .. } => "done",
@@ -265,6 +311,7 @@ impl EventKind {
                 Some(c) => format!("resumed at step {from_step} from {c}"),
                 None => "resumed from the start (no good checkpoint)".into(),
             },
+            EventKind::Phase(p) => p.line(),
             EventKind::Sample {
                 step,
                 prompt,

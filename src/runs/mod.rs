@@ -50,6 +50,10 @@ pub struct Status {
     pub best_eval_loss: Option<f64>,
     #[serde(default)]
     pub format: u32,
+    /// The long stretch of work the run is in between steps, with its progress; `None`
+    /// while it steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<event::Phase>,
 }
 
 impl Status {
@@ -66,6 +70,7 @@ impl Status {
             last_loss: None,
             best_eval_loss: None,
             format: STATUS_FORMAT,
+            phase: None,
         }
     }
 }
@@ -224,6 +229,9 @@ pub struct RunSummary {
     pub started: f64,
     pub duration_s: f64,
     pub error: Option<String>,
+    /// What a live run is doing between steps (an evaluation, the samples), with progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<event::Phase>,
 }
 
 impl RunSummary {
@@ -296,6 +304,10 @@ pub fn summarize_with(run: &RunDir, legacy: &mut dyn FnMut(&RunDir) -> Losses) -
         best_eval_loss: best,
         started: status.as_ref().map_or(0.0, |s| s.started),
         duration_s: status.as_ref().map_or(0.0, |s| s.updated - s.started),
+        phase: status
+            .as_ref()
+            .filter(|_| !orphaned)
+            .and_then(|s| s.phase.clone()),
         error: status.and_then(|s| s.error),
     }
 }

@@ -305,6 +305,7 @@ pub fn import(src: &Path, root: &Path, opts: &ImportOptions) -> Result<Imported,
         last_loss,
         best_eval_loss,
         format: STATUS_FORMAT,
+        phase: None,
     })
     .map_err(io(&run.status_path()))?;
     Ok(Imported {

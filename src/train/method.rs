@@ -109,7 +109,7 @@ type Items<T> = (Vec<T>, Vec<T>, EncodeReport);
 fn items<M: TrainingMethod>(s: &Setup) -> Result<Items<M::Item>, TrainError> {
     let d = &s.cfg.data;
     let (items, mut report) = M::encode(s, Path::new(&d.train))?;
-    Ok(match &d.eval {
+    let (train, mut eval, report) = match &d.eval {
         Some(path) => {
             let (eval, r) = M::encode(s, Path::new(path))?;
             report += r;
@@ -119,7 +119,11 @@ fn items<M: TrainingMethod>(s: &Setup) -> Result<Items<M::Item>, TrainError> {
             let (train, eval) = M::split(s, items);
             (train, eval, report)
         }
-    })
+    };
+    if d.eval_max > 0 {
+        eval.truncate(d.eval_max);
+    }
+    Ok((train, eval, report))
 }
 
 /// The held-out prompts and replies a run of this config evaluates on, split as its

@@ -88,6 +88,18 @@ pub trait Objective: Send + Sync {
     ) -> Result<MicroOut>;
     /// Loss and metrics over the held-out items, `batch_size` at a time; `None` without any.
     fn evaluate(&self, model: &Model, batch_size: usize) -> Result<Option<EvalOut>>;
+    /// [`Objective::evaluate`], telling `progress` how many held-out items are done as it
+    /// goes (the run's `eval` phase); an objective that cannot says nothing until the end.
+    fn evaluate_with(
+        &self,
+        model: &Model,
+        batch_size: usize,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Option<EvalOut>> {
+        let out = self.evaluate(model, batch_size)?;
+        progress(self.eval_items());
+        Ok(out)
+    }
     /// Work before the first step of a session (DPO's precomputed reference); a line for
     /// the run's log when there was any.
     fn prepare(

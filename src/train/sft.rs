@@ -57,10 +57,20 @@ impl Objective for Sft {
     }
 
     fn evaluate(&self, model: &Model, batch_size: usize) -> Result<Option<EvalOut>> {
+        self.evaluate_with(model, batch_size, &mut |_| {})
+    }
+
+    fn evaluate_with(
+        &self,
+        model: &Model,
+        batch_size: usize,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Option<EvalOut>> {
         if self.eval.is_empty() {
             return Ok(None);
         }
-        let (sum, n) = crate::eval::sequence_loss(model, &self.eval, batch_size, self.pad_id)?;
+        let (sum, n) =
+            crate::eval::sequence_loss_with(model, &self.eval, batch_size, self.pad_id, progress)?;
         Ok(Some(EvalOut {
             loss: if n == 0 { f64::NAN } else { sum / n as f64 },
             count: n,

@@ -389,10 +389,18 @@ impl<'a> Trainer<'a> {
             compute: Some(self.compute_path().into()),
         }))?;
         let batch = t.batch_size.max(1);
+        let precompute = match self.cfg.method_config() {
+            crate::config::MethodConfig::Dpo(d) => d.precompute_ref,
+            crate::config::MethodConfig::Kto(k) => k.precompute_ref,
+            _ => false,
+        };
+        if precompute {
+            self.journal.phase(self.state.step, "reference", 0, 0, "")?;
+        }
         if let Some(line) = self.objective.prepare(&self.model, self.run, batch)? {
             self.journal.log(&line);
         }
-        if self.state.step == 0 && t.eval_every > 0 {
+        if self.state.step == 0 && t.eval_every > 0 && t.eval_at_start {
             self.evaluate()?;
         }
         self.session_start = Instant::now();
@@ -540,15 +548,40 @@ impl<'a> Trainer<'a> {
     /// `eval` event, then a greedy reply to each sample prompt as `sample` events.
     pub fn evaluate(&mut self) -> Result<Option<f64>, TrainError> {
         let batch = self.cfg.train.batch_size.max(1);
-        let out = self.objective.evaluate(&self.model, batch)?;
+        let step = self.state.step;
+        let (objective, model, journal) = (&self.objective, &self.model, &mut self.journal);
+        let total = objective.eval_items() as u64;
+        // The phase's events are best effort inside the loop; a write error surfaces after.
+        let mut failed = None;
+        let out = if total > 0 {
+            journal.phase(step, "eval", 0, total, "examples")?;
+            objective.evaluate_with(model, batch, &mut |done| {
+                if let Err(e) = journal.phase(step, "eval", done as u64, total, "examples") {
+                    failed.get_or_insert(e);
+                }
+            })?
+        } else {
+            None
+        };
         let tasks = if self.tasks.is_empty() {
             Metrics::new()
         } else {
-            self.tasks
-                .run(&self.model, &self.encoder.tokenizer, &mut |_| {})
+            let tasks = &self.tasks;
+            tasks
+                .run(model, &self.encoder.tokenizer, &mut |p| {
+                    let name = format!("task {}", p.task);
+                    let r = journal.phase(step, &name, p.done as u64, p.total as u64, "items");
+                    if let Err(e) = r {
+                        failed.get_or_insert(e);
+                    }
+                })
                 .map_err(Box::new)?
                 .metrics()
         };
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        self.journal.end_phase()?;
         self.write_samples()?;
         let step = self.state.step;
         let Some(out) = out else {
@@ -585,7 +618,12 @@ impl<'a> Trainer<'a> {
             max_new_tokens: self.cfg.samples.max_new_tokens,
             ..Default::default()
         };
-        for p in &self.samples {
+        let step = self.state.step;
+        let total = self.samples.len() as u64;
+        let mut replies = Vec::with_capacity(self.samples.len());
+        for (k, p) in self.samples.iter().enumerate() {
+            self.journal
+                .phase(step, "samples", k as u64, total, "prompts")?;
             let mut reply = String::new();
             let mut error = None;
             crate::infer::generate(
@@ -607,20 +645,29 @@ impl<'a> Trainer<'a> {
                     .log(&format!("sample {:?} failed: {e}", p.text));
                 continue;
             }
+            replies.push((p.text.clone(), reply.trim().to_string()));
+        }
+        if total > 0 {
+            self.journal
+                .phase(step, "samples", total, total, "prompts")?;
+        }
+        for (prompt, reply) in replies {
             self.journal.event(EventKind::Sample {
-                step: self.state.step,
-                prompt: p.text.clone(),
-                reply: reply.trim().to_string(),
+                step,
+                prompt,
+                reply,
                 rewards: Default::default(),
                 advantage: None,
             })?;
         }
-        Ok(())
+        self.journal.end_phase()
     }
 
     /// A whole checkpoint of the current step (temp folder, then rename), pruned to
     /// `keep_checkpoints`.
     pub fn checkpoint(&mut self) -> Result<(), TrainError> {
+        self.journal
+            .phase(self.state.step, "checkpoint", 0, 0, "")?;
         let dir = checkpoint::save(
             &self.run.checkpoints(),
             &self.model,
@@ -664,6 +711,7 @@ impl<'a> Trainer<'a> {
     /// and renamed into place), `done`.
     pub fn finish(mut self) -> Result<TrainOutcome, TrainError> {
         self.checkpoint()?;
+        self.journal.phase(self.state.step, "adapter", 0, 0, "")?;
         let adapter = self.run.adapter();
         let tmp = self.run.root.join(".adapter.tmp");
         if tmp.exists() {
@@ -707,6 +755,9 @@ pub fn train(
     }
     let mut journal = Journal::new(run, observer, status);
     journal.status(RunState::Running, 0, None)?;
+    // Loading the model, tokenizing the data, quantizing: nothing to count yet, but the run
+    // says what it is doing.
+    journal.phase(0, "prepare", 0, 0, "")?;
     let mut trainer = match Trainer::new(cfg, run, journal) {
         Ok(t) => t,
         Err(failed) => {

@@ -322,3 +322,81 @@ fn nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint() {
     assert!(!run.join("checkpoints/step-7").exists());
     assert_eq!(last_step(&run), 6);
 }
+
+/// A step-0 evaluation of a few hundred held-out examples: before the first train event the
+/// run's events hold `eval` phase events with a fixed total and growing `done`, ending at
+/// the total, and `status.json` names the phase while it runs (#34).
+#[test]
+fn a_long_evaluation_is_a_visible_phase() {
+    let h = home();
+    let data = h.path().join("long.jsonl");
+    let lines: Vec<String> = (0..500)
+        .map(|i| {
+            serde_json::json!({"messages": [
+                {"role": "user", "content": format!("Tell me fact number {i} about the sea, in detail please.")},
+                {"role": "assistant", "content": format!("Fact {i}: the sea is wide and deep and salty, and it moves with the moon and the wind all day long.")}
+            ]})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&data, lines.join("\n") + "\n").unwrap();
+    let demo = h.path().join("data/demo");
+    let cfg = h.path().join("long.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "model: {{path: {}}}\ndata: {{train: {}, eval_split: 0.4, eval_max: 150, max_seq_len: 128}}\n\
+             train: {{max_steps: 2, batch_size: 1, eval_every: 2, save_every: 0}}\nsamples: {{count: 2}}\n",
+            demo.join("tiny-model").display(),
+            data.display()
+        ),
+    )
+    .unwrap();
+    let run = h.path().join("run");
+    let mut child = common::tunelab(&h)
+        .args([
+            "train",
+            cfg.to_str().unwrap(),
+            "--run-dir",
+            run.to_str().unwrap(),
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = RunDir::new(&run);
+    let mut seen = None;
+    wait_for("the eval phase in status.json", 300, || {
+        if let Ok(s) = status.read_status() {
+            if let Some(p) = s.phase.filter(|p| p.name == "eval") {
+                seen = Some(p);
+            }
+        }
+        seen.is_some() || child.try_wait().unwrap().is_some()
+    });
+    assert!(child.wait().unwrap().success());
+    let seen = seen.expect("status.json named the eval phase while it ran");
+    assert_eq!((seen.total, seen.unit.as_str()), (150, "examples"));
+    let ev = events(&run);
+    let first_train = ev.iter().position(|e| e["type"] == "train").unwrap();
+    let phases: Vec<&Value> = ev[..first_train]
+        .iter()
+        .filter(|e| e["type"] == "phase" && e["name"] == "eval")
+        .collect();
+    assert!(phases.len() >= 3, "{phases:?}");
+    let done: Vec<u64> = phases.iter().map(|p| p["done"].as_u64().unwrap()).collect();
+    assert!(done.windows(2).all(|w| w[0] < w[1]), "{done:?}");
+    assert_eq!((done[0], *done.last().unwrap()), (0, 150));
+    assert!(phases.iter().all(|p| p["total"] == 150));
+    assert!(
+        ev[..first_train]
+            .iter()
+            .any(|e| e["type"] == "phase" && e["name"] == "samples"),
+        "the sample replies are a phase too"
+    );
+    let start = ev.iter().find(|e| e["type"] == "start").unwrap();
+    assert_eq!(start["eval_examples"], 150, "data.eval_max caps the split");
+    assert!(
+        status.read_status().unwrap().phase.is_none(),
+        "a finished run is in no phase"
+    );
+}

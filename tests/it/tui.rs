@@ -69,6 +69,7 @@ fn fake_run(data: &Path) {
         last_loss: None,
         best_eval_loss: None,
         format: 0,
+        phase: None,
     })
     .unwrap();
 }

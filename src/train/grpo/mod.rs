@@ -178,8 +178,10 @@ impl Objective for Grpo {
             * self.cfg.num_iterations.max(1)
     }
 
+    /// None: GRPO has no held-out loss (its held-out prompts serve the samples and
+    /// `generate: held_out` tasks).
     fn eval_items(&self) -> usize {
-        self.held_out.len()
+        0
     }
 
     fn window(&self, items: &[usize]) -> Window {

@@ -123,6 +123,7 @@ fn hostile_run(data: &std::path::Path) {
         last_loss: Some(2.0),
         best_eval_loss: None,
         format: 1,
+        phase: None,
     })
     .unwrap();
 }
