@@ -4,7 +4,7 @@
 //! holds) and the record's other columns.
 
 use super::{DatasetError, EncodeReport};
-use crate::data::{messages_json, Body, Message, Role};
+use crate::data::{messages_json, Body, Message, Record, Role};
 use crate::template::Encoder;
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -45,6 +45,62 @@ fn column_text(v: &Value) -> Option<String> {
     }
 }
 
+/// A record as GRPO reads it: what it prompts with and what its rewards compare against.
+/// The trainer and the TRL export (`scaleout`) both split records here, so a run and its
+/// export prompt and score alike.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptSplit {
+    /// The conversation up to its last user turn.
+    pub prompt: Vec<Message>,
+    pub tools: Vec<Value>,
+    /// Plain prompt/completion strings: the prompt is its messages' text, no chat template.
+    pub plain: bool,
+    /// The `answer` or `solution` column, else the assistant text after the last user turn.
+    pub reference: Option<String>,
+}
+
+/// `record` split into its prompt and reference; `None` for plain text or a conversation
+/// without a user turn (nothing to prompt with).
+pub fn split_record(record: &Record) -> Option<PromptSplit> {
+    let (messages, tools, plain): (Vec<Message>, Vec<Value>, bool) = match &record.body {
+        Body::Conversation(c) => (c.messages.clone(), c.tools.clone(), c.plain),
+        Body::Labeled(l) => (
+            l.conversation.messages.clone(),
+            l.conversation.tools.clone(),
+            l.conversation.plain,
+        ),
+        Body::Preference(p) => {
+            let mut m = p.prompt.clone();
+            m.extend(p.chosen.iter().cloned());
+            (m, Vec::new(), false)
+        }
+        Body::Text(_) => return None,
+    };
+    let (prompt, reply) = split_prompt(&messages)?;
+    let reference = REFERENCE_COLUMNS
+        .iter()
+        .find_map(|c| record.meta.get(*c).and_then(column_text))
+        .or_else(|| {
+            let r: String = reply
+                .iter()
+                .filter(|m| m.role == Role::Assistant)
+                .map(|m| m.text())
+                .collect();
+            (!r.trim().is_empty()).then_some(r)
+        });
+    Some(PromptSplit {
+        prompt: prompt.to_vec(),
+        tools,
+        plain,
+        reference,
+    })
+}
+
+/// The text a plain record prompts with: its prompt messages' text, joined as they are.
+pub fn plain_text(prompt: &[Message]) -> String {
+    prompt.iter().map(|m| m.text()).collect()
+}
+
 /// The prompts of `path`; a record that cannot be used stops with its location, one
 /// without a user turn (plain text) is counted as dropped.
 pub fn encode_prompts(
@@ -58,34 +114,23 @@ pub fn encode_prompts(
     let mut report = EncodeReport::default();
     for item in ds.items()? {
         let (location, record) = super::usable(path, item?)?;
-        let (messages, tools, plain): (Vec<Message>, Vec<Value>, bool) = match &record.body {
-            Body::Conversation(c) => (c.messages.clone(), c.tools.clone(), c.plain),
-            Body::Labeled(l) => (
-                l.conversation.messages.clone(),
-                l.conversation.tools.clone(),
-                l.conversation.plain,
-            ),
-            Body::Preference(p) => {
-                let mut m = p.prompt.clone();
-                m.extend(p.chosen.iter().cloned());
-                (m, Vec::new(), false)
-            }
-            Body::Text(_) => {
-                report.dropped += 1;
-                continue;
-            }
-        };
-        let Some((prompt, reply)) = split_prompt(&messages) else {
+        let Some(PromptSplit {
+            prompt,
+            tools,
+            plain,
+            reference,
+        }) = split_record(&record)
+        else {
             report.dropped += 1;
             continue;
         };
         let text = prompt.last().map(|m| m.text()).unwrap_or_default();
-        let json: Vec<Value> = match messages_json(prompt) {
+        let json: Vec<Value> = match messages_json(&prompt) {
             Value::Array(a) => a,
             _ => Vec::new(),
         };
         let rendered = if plain {
-            prompt.iter().map(|m| m.text()).collect::<String>()
+            plain_text(&prompt)
         } else {
             let tools = (!tools.is_empty()).then(|| Value::Array(tools.clone()));
             encoder
@@ -101,17 +146,6 @@ pub fn encode_prompts(
             ids.drain(..ids.len() - max_prompt_len);
             report.truncated += 1;
         }
-        let reference = REFERENCE_COLUMNS
-            .iter()
-            .find_map(|c| record.meta.get(*c).and_then(column_text))
-            .or_else(|| {
-                let r: String = reply
-                    .iter()
-                    .filter(|m| m.role == Role::Assistant)
-                    .map(|m| m.text())
-                    .collect();
-                (!r.trim().is_empty()).then_some(r)
-            });
         let reference_ids = match &reference {
             Some(r) => {
                 encoder

@@ -20,7 +20,11 @@ pub fn shape(cfg: &RunConfig, kind: Kind) -> Result<Shape, ScaleoutError> {
         MethodConfig::Dpo(dpo) if dpo.loss == PrefLoss::Orpo => Shape::OrpoConversations,
         MethodConfig::Dpo(_) => Shape::Preference,
         MethodConfig::Kto(_) => Shape::KtoRendered,
-        MethodConfig::Grpo(_) => return Err(super::grpo_unsupported("axolotl")),
+        MethodConfig::Grpo(_) => {
+            return Err(super::grpo_unsupported(
+                "Axolotl's GRPO (`rl: grpo`) imports its reward functions and dataset transforms from a Python module of its own layout, which this export does not write",
+            ))
+        }
     })
 }
 

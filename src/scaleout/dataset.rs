@@ -172,12 +172,60 @@ pub fn convert(
                 .map(|l| render_rated(l, enc))
                 .collect()
         }
+        Shape::PromptOnly => Ok(prompt_only(record, notes)?.into_iter().collect()),
         Shape::Messages
         | Shape::Text
         | Shape::Sharegpt
         | Shape::Preference
         | Shape::SharegptPreference => format.write_records(record, notes),
     }
+}
+
+/// The columns GRPO's layout writes itself; a record's own columns by these names cannot
+/// be carried.
+const PROMPT_ONLY_COLUMNS: &[&str] = &["prompt", "reference"];
+
+/// A record as GRPO prompts with it (`batch::prompts::split_record`, the trainer's own
+/// split): `prompt`, `reference`, then the record's other columns. A record without a user
+/// turn is left out, as the trainer leaves it out.
+fn prompt_only(record: &Record, notes: &mut Notes) -> Result<Option<Map<String, Value>>, String> {
+    let Some(split) = crate::batch::prompts::split_record(record) else {
+        notes.note("record without a user turn left out (GRPO prompts with the conversation up to its last user turn)");
+        return Ok(None);
+    };
+    let mut meta = record.meta.clone();
+    for column in PROMPT_ONLY_COLUMNS {
+        if meta.shift_remove(*column).is_some() {
+            notes.note(format!(
+                "extra field {column:?} dropped: the GRPO layout uses that name"
+            ));
+        }
+    }
+    let prompt_record = Record {
+        body: Body::Conversation(crate::data::Conversation {
+            messages: split.prompt.clone(),
+            tools: split.tools,
+            plain: false,
+        }),
+        meta,
+    };
+    let mut written = crate::data::Format::Openai.write(&prompt_record, notes)?;
+    let messages = written
+        .shift_remove("messages")
+        .unwrap_or(Value::Array(Vec::new()));
+    let mut out = Map::new();
+    let prompt = if split.plain {
+        Value::String(crate::batch::prompts::plain_text(&split.prompt))
+    } else {
+        messages
+    };
+    out.insert("prompt".into(), prompt);
+    out.insert(
+        "reference".into(),
+        split.reference.map_or(Value::Null, Value::String),
+    );
+    out.extend(written);
+    Ok(Some(out))
 }
 
 /// `train_on: last_assistant` as per-message weights: every assistant turn before the last
@@ -370,6 +418,66 @@ mod tests {
         );
         let bad = obj(json!({"messages": [{"role": "user", "content": "q"}]}));
         assert!(split_last(bad, "messages").is_err());
+    }
+
+    fn conversation(turns: &[(Role, &str)], plain: bool, meta: Value) -> Record {
+        Record {
+            body: Body::Conversation(crate::data::Conversation {
+                messages: turns.iter().map(|(r, t)| Message::new(*r, *t)).collect(),
+                tools: Vec::new(),
+                plain,
+            }),
+            meta: obj(meta),
+        }
+    }
+
+    #[test]
+    fn grpo_prompts_end_on_the_last_user_turn_with_the_reference_beside() {
+        let mut notes = Notes::default();
+        let turns = [
+            (Role::System, "Be brief."),
+            (Role::User, "2 + 2?"),
+            (Role::Assistant, "4"),
+            (Role::User, "And 3 + 3?"),
+            (Role::Assistant, "6"),
+        ];
+        // The final assistant turn is the reference; a `reference` column of the record's
+        // own cannot be carried under the name the layout uses.
+        let r = conversation(&turns, false, json!({"id": 1, "reference": "mine"}));
+        let got = prompt_only(&r, &mut notes).unwrap().unwrap();
+        assert_eq!(
+            Value::Object(got),
+            json!({"prompt": [{"role": "system", "content": "Be brief."},
+                              {"role": "user", "content": "2 + 2?"},
+                              {"role": "assistant", "content": "4"},
+                              {"role": "user", "content": "And 3 + 3?"}],
+                   "reference": "6", "id": 1})
+        );
+        // An `answer` column wins over the reply, numbers read as text; plain data prompts
+        // with its text.
+        let r = conversation(&[(Role::User, "3 + 4 =")], true, json!({"answer": 7}));
+        let got = prompt_only(&r, &mut notes).unwrap().unwrap();
+        assert_eq!(
+            Value::Object(got),
+            json!({"prompt": "3 + 4 =", "reference": "7", "answer": 7})
+        );
+        // No user turn: left out, as the trainer leaves it out; no reference: null.
+        let r = conversation(&[(Role::Assistant, "hi")], false, json!({}));
+        assert_eq!(prompt_only(&r, &mut notes), Ok(None));
+        let r = conversation(&[(Role::User, "hi")], false, json!({}));
+        assert_eq!(
+            prompt_only(&r, &mut notes).unwrap().unwrap()["reference"],
+            Value::Null
+        );
+        let said: Vec<String> = notes.iter().map(|(k, _)| k.to_string()).collect();
+        assert!(
+            said.iter()
+                .any(|k| k == "extra field \"reference\" dropped: the GRPO layout uses that name"),
+            "{said:?}"
+        );
+        assert!(said
+            .iter()
+            .any(|k| k.starts_with("record without a user turn left out")));
     }
 
     #[test]

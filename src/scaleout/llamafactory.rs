@@ -20,7 +20,9 @@ pub fn shape(cfg: &RunConfig, kind: Kind) -> Result<Shape, ScaleoutError> {
         MethodConfig::Sft(_) => Shape::Sharegpt,
         MethodConfig::Dpo(_) => Shape::SharegptPreference,
         MethodConfig::Kto(_) => Shape::KtoMessages,
-        MethodConfig::Grpo(_) => return Err(super::grpo_unsupported("llamafactory")),
+        MethodConfig::Grpo(_) => {
+            return Err(super::grpo_unsupported("LLaMA-Factory has no GRPO stage"))
+        }
     })
 }
 

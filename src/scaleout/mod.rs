@@ -2,7 +2,8 @@
 //! a finished run of those tools brought back as a tunelab run.
 //!
 //! [`export`] writes, into one folder: the tool's config (`config.yml` for Axolotl,
-//! `run.sh` with a `trl sft|dpo|kto` command line for TRL, `config.yaml` plus
+//! `run.sh` with a `trl sft|dpo|kto|grpo` command line for TRL (and a GRPO run's rewards as
+//! `tunelab_rewards.py`), `config.yaml` plus
 //! `data/dataset_info.json` for LLaMA-Factory), the dataset converted by the data layer into
 //! the layout that tool reads and split into `data/train.jsonl` and `data/test.jsonl` with
 //! tunelab's own held-out split, an `accelerate` config (and DeepSpeed JSON) for N GPUs,
@@ -21,6 +22,7 @@ mod import;
 mod launch;
 mod llamafactory;
 mod trl;
+mod trl_rewards;
 mod yaml;
 
 pub use import::{import, ImportOptions, Imported};
@@ -164,11 +166,11 @@ pub enum ScaleoutError {
     Import { path: PathBuf, message: String },
 }
 
-/// GRPO's rewards are tunelab's own functions: a tool without a mapping for them refuses the
-/// run rather than exporting one that trains something else.
-pub(crate) fn grpo_unsupported(tool: &str) -> ScaleoutError {
+/// A tool without a GRPO mapping refuses the run, rather than exporting one that trains
+/// something else; `why` says what the tool lacks, and the message where to go instead.
+pub(crate) fn grpo_unsupported(why: &str) -> ScaleoutError {
     ScaleoutError::Unsupported(format!(
-        "train.method grpo: {tool} export does not map GRPO runs yet; train it with tunelab"
+        "train.method grpo: {why}; export with --to trl (it writes the rewards as tunelab_rewards.py), or train with tunelab"
     ))
 }
 
@@ -216,13 +218,20 @@ pub enum Shape {
     KtoRendered,
     /// `messages` plus `label` (LLaMA-Factory's `kto_tag`).
     KtoMessages,
+    /// TRL's conversational prompt-only layout for GRPO: `prompt` (the messages up to the
+    /// last user turn, or a string for plain data), `reference` (what the rewards compare
+    /// with), and the record's other columns, which TRL hands the reward functions.
+    PromptOnly,
 }
 
 impl Shape {
     /// The data-layer format each record is written as before any reshaping.
     pub fn format(self) -> Format {
         match self {
-            Shape::Messages | Shape::LastTurnWeighted | Shape::PromptCompletion => Format::Openai,
+            Shape::Messages
+            | Shape::LastTurnWeighted
+            | Shape::PromptCompletion
+            | Shape::PromptOnly => Format::Openai,
             Shape::Text => Format::Text,
             Shape::Sharegpt => Format::Sharegpt,
             Shape::Preference | Shape::OrpoConversations => Format::Preference,
@@ -245,6 +254,7 @@ impl Shape {
             Shape::KtoPromptCompletion => "unpaired JSONL ({\"prompt\", \"completion\", \"label\"})",
             Shape::KtoRendered => "unpaired JSONL with the prompt and completion rendered by the model's chat template ({\"prompt\": text, \"completion\": text, \"label\"})",
             Shape::KtoMessages => "unpaired JSONL ({\"messages\": [{role, content}], \"label\"})",
+            Shape::PromptOnly => "conversational prompt-only JSONL ({\"prompt\": [messages up to the last user turn], \"reference\": the answer/solution column or the final assistant turn, the record's other columns})",
         }
     }
 }
@@ -546,6 +556,7 @@ const GENERATED: &[&str] = &[
     "init_adapter",
     "chat_template.jinja",
     "run.sh",
+    trl_rewards::FILE,
     "config.yml",
     "config.yaml",
     "accelerate.yaml",
@@ -778,8 +789,15 @@ fn readme(
         ));
     }
     let global = plan.per_device_batch * plan.grad_accum * plan.launch.gpus.max(1);
+    // GRPO's batch counts sampled completions, a group of `num_generations` per prompt.
+    let what = match cfg.method_config() {
+        crate::config::MethodConfig::Grpo(g) => {
+            format!("completions ({} per prompt)", g.num_generations)
+        }
+        _ => "sequences".to_string(),
+    };
     s.push_str(&format!(
-        "Batch: {} per GPU × {} accumulation × {} GPU(s) = {global} sequences per optimizer step (tunelab's run: {}).\n",
+        "Batch: {} per GPU × {} accumulation × {} GPU(s) = {global} {what} per optimizer step (tunelab's run: {}).\n",
         plan.per_device_batch,
         plan.grad_accum,
         plan.launch.gpus.max(1),

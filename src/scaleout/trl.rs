@@ -1,13 +1,15 @@
-//! TRL: the run as a `trl sft|dpo|kto` command line (TRL 1.16's CLI, which launches itself
-//! through `accelerate`), in `run.sh`. The data is a local dataset folder (`data/`, whose
-//! `train.jsonl` and `test.jsonl` `datasets` reads as the train and test splits).
-//! `tests/reference/check_trl_command.py` checks every flag against `trl … --help`.
+//! TRL: the run as a `trl sft|dpo|kto|grpo` command line (TRL 1.16's CLI, which launches
+//! itself through `accelerate`), in `run.sh`. The data is a local dataset folder (`data/`,
+//! whose `train.jsonl` and `test.jsonl` `datasets` reads as the train and test splits). A
+//! GRPO run's rewards go beside it as `tunelab_rewards.py` (`trl_rewards`), which
+//! `--reward_funcs` imports from the folder. `tests/reference/check_trl_command.py` checks
+//! every flag against `trl … --help`.
 
+use super::trl_rewards::{self, RewardModule};
 use super::{
-    grpo_unsupported, launch, number, Plan, Precision, ScaleoutError, Shape, ToolFiles, Unmapped,
-    Warmup, OUTPUT_DIR,
+    launch, number, Plan, Precision, ScaleoutError, Shape, ToolFiles, Unmapped, Warmup, OUTPUT_DIR,
 };
-use crate::config::{MethodConfig, PrefLoss, RunConfig};
+use crate::config::{GrpoSection, MethodConfig, PrefLoss, RunConfig};
 use crate::data::Kind;
 use crate::template::TrainOn;
 
@@ -27,7 +29,11 @@ pub fn shape(cfg: &RunConfig, kind: Kind) -> Result<Shape, ScaleoutError> {
             Shape::Preference
         }
         MethodConfig::Kto(_) => Shape::KtoPromptCompletion,
-        MethodConfig::Grpo(_) => return Err(grpo_unsupported("trl")),
+        MethodConfig::Grpo(g) => {
+            // Refused before any file is written when no reward can be carried.
+            trl_rewards::check(g)?;
+            Shape::PromptOnly
+        }
     })
 }
 
@@ -42,8 +48,9 @@ fn num(x: f64) -> String {
     number(x).to_string()
 }
 
-/// The `trl` arguments, in the order `trl … --help` lists their groups.
-pub fn args(plan: &Plan, unmapped: &mut Vec<Unmapped>) -> Vec<Arg> {
+/// The `trl` arguments, in the order `trl … --help` lists their groups. `rewards` is a GRPO
+/// run's reward module (`None` for the other methods).
+pub fn args(plan: &Plan, rewards: Option<&RewardModule>, unmapped: &mut Vec<Unmapped>) -> Vec<Arg> {
     let cfg = plan.cfg;
     let t = &cfg.train;
     let mut a: Vec<Arg> = vec![
@@ -84,10 +91,12 @@ pub fn args(plan: &Plan, unmapped: &mut Vec<Unmapped>) -> Vec<Arg> {
     ));
     a.push(arg("--logging_steps", 1));
     a.push(arg("--report_to", "none"));
-    if plan.has_eval {
+    // `train.eval_every: 0` turns evaluation off in tunelab; the held-out file stays out of
+    // training all the same.
+    if plan.has_eval && t.eval_every > 0 {
         a.push(arg("--eval_strategy", "steps"));
-        a.push(arg("--eval_steps", t.eval_every.max(1)));
-        a.push(arg("--per_device_eval_batch_size", plan.per_device_batch));
+        a.push(arg("--eval_steps", t.eval_every));
+        a.push(arg("--per_device_eval_batch_size", eval_batch(plan)));
     }
     a.push(arg("--save_strategy", "steps"));
     a.push(arg("--save_steps", t.save_every.max(1)));
@@ -98,7 +107,11 @@ pub fn args(plan: &Plan, unmapped: &mut Vec<Unmapped>) -> Vec<Arg> {
     match cfg.method_config() {
         MethodConfig::Sft(_) => sft_args(plan, &mut a, unmapped),
         MethodConfig::Dpo(_) => dpo_args(plan, &mut a, unmapped),
-        MethodConfig::Grpo(_) => {}
+        MethodConfig::Grpo(g) => {
+            if let Some(r) = rewards {
+                grpo_args(plan, g, r, &mut a, unmapped);
+            }
+        }
         MethodConfig::Kto(kto) => {
             a.push(arg("--max_length", cfg.data.max_seq_len));
             a.push(arg("--beta", num(kto.beta)));
@@ -252,6 +265,11 @@ fn preference_unmapped(plan: &Plan, section: &str, unmapped: &mut Vec<Unmapped>)
             cfg.data.max_prompt_len, cfg.data.max_seq_len
         ),
     ));
+    start_unmapped(plan, section, unmapped);
+}
+
+/// The starting adapter and the chat template, which `trl dpo|kto|grpo` cannot be given.
+fn start_unmapped(plan: &Plan, section: &str, unmapped: &mut Vec<Unmapped>) {
     if plan.init_adapter.is_some() {
         unmapped.push(Unmapped::new(
             &format!("{section}.init_adapter"),
@@ -266,6 +284,106 @@ fn preference_unmapped(plan: &Plan, section: &str, unmapped: &mut Vec<Unmapped>)
     }
 }
 
+/// A GRPO eval batch TRL accepts: all GPUs' eval batches together must hold whole groups of
+/// `num_generations` (tunelab's batch, when it does).
+fn eval_batch(plan: &Plan) -> usize {
+    match plan.cfg.method_config() {
+        MethodConfig::Grpo(g) => {
+            let gpus = plan.launch.gpus.max(1);
+            if (plan.per_device_batch * gpus).is_multiple_of(g.num_generations) {
+                plan.per_device_batch
+            } else {
+                g.num_generations
+            }
+        }
+        _ => plan.per_device_batch,
+    }
+}
+
+/// GRPO: the rewards, sampling and the objective, flag for flag (`GrpoSection` has TRL
+/// 1.16's `GRPOConfig` names and defaults).
+fn grpo_args(
+    plan: &Plan,
+    g: &GrpoSection,
+    rewards: &RewardModule,
+    a: &mut Vec<Arg>,
+    unmapped: &mut Vec<Unmapped>,
+) {
+    a.push(("--reward_funcs", rewards.funcs.clone()));
+    a.push((
+        "--reward_weights",
+        rewards.weights.iter().map(|w| num(*w)).collect(),
+    ));
+    unmapped.extend(rewards.unmapped.iter().cloned());
+    a.push(arg("--num_generations", g.num_generations));
+    a.push(arg("--max_completion_length", g.max_completion_length));
+    a.push(arg("--temperature", num(g.temperature)));
+    a.push(arg("--top_p", num(g.top_p)));
+    a.push(arg("--top_k", g.top_k));
+    a.push(arg("--beta", num(g.beta)));
+    a.push(arg("--epsilon", num(g.epsilon)));
+    if let Some(high) = g.epsilon_high {
+        a.push(arg("--epsilon_high", num(high)));
+    }
+    a.push(arg("--num_iterations", g.num_iterations));
+    let level: &'static str = g.importance_sampling_level.into();
+    a.push(arg("--importance_sampling_level", level));
+    let scale: &'static str = g.scale_rewards.into();
+    a.push(arg("--scale_rewards", scale));
+    let loss: &'static str = g.loss_type.into();
+    a.push(arg("--loss_type", loss));
+    a.push(arg(
+        "--mask_truncated_completions",
+        g.mask_truncated_completions,
+    ));
+    a.push(arg("--log_completions", g.log_completions > 0));
+    if g.log_completions > 0 {
+        a.push(arg("--num_completions_to_print", g.log_completions));
+        unmapped.push(Unmapped::new(
+            "grpo.log_completions",
+            format!(
+                "{}: TRL prints that many completions with their rewards at each logging step (with `rich` installed) instead of writing them to the run's events; `tunelab runs import` brings none back",
+                g.log_completions
+            ),
+        ));
+    }
+    let kwargs = &plan.cfg.data.template_kwargs;
+    if !kwargs.is_empty() {
+        a.push(arg(
+            "--chat_template_kwargs",
+            serde_json::Value::Object(kwargs.clone()),
+        ));
+    }
+    grpo_unmapped(plan, unmapped);
+}
+
+fn grpo_unmapped(plan: &Plan, unmapped: &mut Vec<Unmapped>) {
+    unmapped.push(Unmapped::new(
+        "data.max_prompt_len",
+        format!(
+            "{}: TRL 1.16's GRPO does not truncate prompts (tunelab keeps each prompt's last {} tokens)",
+            plan.cfg.data.max_prompt_len, plan.cfg.data.max_prompt_len
+        ),
+    ));
+    if plan.train_keys.contains("tools") || plan.eval_keys.contains("tools") {
+        unmapped.push(Unmapped::new(
+            "data",
+            "records with tools: TRL 1.16's GRPOTrainer renders prompts with the tools the trainer is given, not a column per record; the `tools` column reaches only the reward functions, and the prompts are rendered without it",
+        ));
+    }
+    start_unmapped(plan, "grpo", unmapped);
+}
+
+/// The data's columns a command reward hands its program as `metadata`: every column but
+/// the prompt and the reference.
+fn metadata_columns(plan: &Plan) -> Vec<String> {
+    plan.train_keys
+        .union(&plan.eval_keys)
+        .filter(|k| !matches!(k.as_str(), "prompt" | "reference"))
+        .cloned()
+        .collect()
+}
+
 /// Quotes a value for the shell when it needs it.
 fn sh(v: &str) -> String {
     if !v.is_empty()
@@ -278,10 +396,18 @@ fn sh(v: &str) -> String {
     }
 }
 
-/// `run.sh` and the launch command.
+/// `run.sh` and the launch command (and a GRPO run's `tunelab_rewards.py`).
 pub fn files(plan: &Plan) -> Result<ToolFiles, ScaleoutError> {
     let mut unmapped = Vec::new();
-    let args = args(plan, &mut unmapped);
+    let rewards = match plan.cfg.method_config() {
+        MethodConfig::Grpo(g) => Some(trl_rewards::module(
+            g,
+            plan.cfg.name.as_deref().unwrap_or("run"),
+            &metadata_columns(plan),
+        )?),
+        _ => None,
+    };
+    let args = args(plan, rewards.as_ref(), &mut unmapped);
     let sub = match plan.cfg.method_config() {
         MethodConfig::Sft(_) => "sft",
         MethodConfig::Dpo(_) => "dpo",
@@ -299,8 +425,12 @@ pub fn files(plan: &Plan) -> Result<ToolFiles, ScaleoutError> {
         line.push_str(&format!(" {flag} {}", vals.join(" ")));
     }
     script.push_str("    \"$@\"\n");
+    let mut files = vec![("run.sh".into(), script)];
+    if let Some(r) = rewards {
+        files.push((trl_rewards::FILE.into(), r.text));
+    }
     Ok(ToolFiles {
-        files: vec![("run.sh".into(), script)],
+        files,
         commands: vec!["bash run.sh".into(), line],
         unmapped,
     })

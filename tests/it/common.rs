@@ -80,6 +80,34 @@ pub fn smollm2_gguf(test: &str) -> Option<PathBuf> {
     None
 }
 
+/// A Python 3 interpreter (`$TUNELAB_PYTHON`, else `python3` on PATH), for the checks of
+/// generated Python that need the standard library alone. Under `CI=true` a missing
+/// interpreter fails the test (.ci/run uses python3 itself); elsewhere the test says it
+/// skipped.
+pub fn python3(test: &str) -> Option<PathBuf> {
+    let python = std::env::var_os("TUNELAB_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let works = Command::new(&python)
+        .args(["-c", "import sys; sys.exit(sys.version_info < (3, 8))"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if works {
+        return Some(python);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "{test}: no Python 3.8+ at {} and CI=true requires it (set TUNELAB_PYTHON)",
+            python.display()
+        );
+    }
+    eprintln!(
+        "SKIPPED {test}: no Python 3.8+ at {} (set TUNELAB_PYTHON)",
+        python.display()
+    );
+    None
+}
+
 /// `run` with an explicit home folder.
 pub fn run_with_home(home: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let out: Output = Command::new(env!("CARGO_BIN_EXE_tunelab"))

@@ -3,7 +3,9 @@
 //! `tunelab runs import` brings a Trainer output folder back as a run. The configs are checked
 //! field by field here; `tests/reference/check_axolotl_config.py`,
 //! `check_trl_command.py` and `check_llamafactory_config.py` check them against the tools'
-//! own parsers.
+//! own parsers. A GRPO export's `tunelab_rewards.py` is run here, through
+//! `check_trl_rewards.py` (the standard library alone), on the cases the Rust rewards are
+//! tested on.
 
 use crate::common;
 use serde_json::{json, Value};
@@ -591,6 +593,291 @@ fn kto_writes_rated_completions_each_tool_reads() {
         lines(&dir.join("data/train.jsonl"))[0],
         json!({"messages": [first["prompt"][0], first["completion"][0]], "label": first["label"]})
     );
+}
+
+#[test]
+fn grpo_exports_to_trl_grpo_with_its_rewards_as_a_python_module() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = export(&home, "tiny-demo-grpo", "trl", "trl", &[]);
+    let (sub, a) = trl_args(&dir);
+    assert_eq!(sub, "grpo");
+    let model = home.path().join("data/demo/tiny-model");
+    for (flag, want) in [
+        ("--model_name_or_path", model.to_str().unwrap()),
+        ("--dataset_name", "data"),
+        ("--dataset_train_split", "train"),
+        ("--per_device_train_batch_size", "32"),
+        ("--gradient_accumulation_steps", "2"),
+        ("--max_steps", "150"),
+        ("--learning_rate", "0.01"),
+        ("--lr_scheduler_type", "constant"),
+        ("--num_generations", "8"),
+        ("--max_completion_length", "4"),
+        ("--temperature", "1"),
+        ("--top_p", "1"),
+        ("--top_k", "0"),
+        ("--beta", "0"),
+        ("--epsilon", "0.2"),
+        ("--num_iterations", "1"),
+        ("--importance_sampling_level", "token"),
+        ("--scale_rewards", "group"),
+        ("--loss_type", "dapo"),
+        ("--mask_truncated_completions", "false"),
+        ("--log_completions", "true"),
+        ("--num_completions_to_print", "4"),
+        ("--use_peft", "true"),
+        ("--lora_r", "16"),
+        ("--dtype", "float32"),
+    ] {
+        assert_eq!(one(&a, flag), want, "{flag}");
+    }
+    assert_eq!(
+        a["--reward_funcs"],
+        ["tunelab_rewards.correct", "tunelab_rewards.format"]
+    );
+    assert_eq!(a["--reward_weights"], ["1", "0.5"]);
+    // No held-out split and `eval_every: 0`: no evaluation; GRPO has no --max_length.
+    for absent in [
+        "--dataset_test_split",
+        "--eval_strategy",
+        "--max_length",
+        "--epsilon_high",
+        "--chat_template_kwargs",
+        "--packing",
+    ] {
+        assert!(!a.contains_key(absent), "{absent} in {a:?}");
+    }
+    let script = std::fs::read_to_string(dir.join("run.sh")).unwrap();
+    assert!(
+        script.contains("cd \"$(dirname \"$0\")\"\ntrl grpo \\\n    --dataset_name data \\\n"),
+        "{script}"
+    );
+    assert!(
+        script.contains(
+            "    --reward_funcs tunelab_rewards.correct tunelab_rewards.format \\\n    --reward_weights 1 0.5 \\\n"
+        ),
+        "{script}"
+    );
+    // The data: each prompt up to its last user turn, the reference beside it.
+    let sums = lines(&home.path().join("data/demo/sums.jsonl"));
+    let train = lines(&dir.join("data/train.jsonl"));
+    assert_eq!(train.len(), sums.len());
+    assert!(!dir.join("data/test.jsonl").exists());
+    assert_eq!(
+        train[3],
+        json!({"prompt": sums[3]["messages"], "reference": sums[3]["answer"], "answer": sums[3]["answer"]})
+    );
+    // The rewards, as tunelab scores them: its semantics, then the run's two.
+    let py = std::fs::read_to_string(dir.join("tunelab_rewards.py")).unwrap();
+    assert!(py.starts_with("\"\"\"The reward functions of the tunelab run \"tiny-demo-grpo\", for `trl grpo` (TRL 1.16)."), "{py}");
+    for want in [
+        "def _last_number(text):",
+        "class _Command(_Reward):",
+        "def __getattr__(name):",
+        "    # correct: answer ^\\D*?(\\d+) numeric ×1\n",
+        r#"    "correct": _Answer("correct", extract="^\\D*?(\\d+)", compare="numeric", reference_regex=None, tolerance=1e-6),"#,
+        r#"    "format": _Regex("format", "\\s*\\d+\\s*"),"#,
+    ] {
+        assert!(py.contains(want), "{want} not in\n{py}");
+    }
+    let readme = std::fs::read_to_string(dir.join("README.txt")).unwrap();
+    for want in [
+        "trl grpo --dataset_name data",
+        "= 64 completions (8 per prompt) per optimizer step",
+        "data.max_prompt_len: 64: TRL 1.16's GRPO does not truncate prompts",
+        "grpo.log_completions: 4: TRL prints that many completions",
+        "\"reference\": the answer/solution column or the final assistant turn",
+    ] {
+        assert!(readme.contains(want), "{want} not in\n{readme}");
+    }
+
+    // Held out and evaluated: TRL's eval batch must hold whole groups over every GPU.
+    let adapter = home.path().join("sft-adapter");
+    std::fs::create_dir_all(&adapter).unwrap();
+    std::fs::write(adapter.join("adapter_config.json"), "{}").unwrap();
+    std::fs::write(adapter.join("adapter_model.safetensors"), "weights").unwrap();
+    let init = format!("grpo.init_adapter={}", adapter.display());
+    let dir = export(
+        &home,
+        "tiny-demo-grpo",
+        "trl",
+        "trl-eval",
+        &[
+            "--set",
+            "data.eval_split=0.2",
+            "--set",
+            "train.eval_every=10",
+            "--set",
+            "train.batch_size=4",
+            "--set",
+            "train.grad_accum=16",
+            "--set",
+            "grpo.epsilon_high=0.28",
+            "--set",
+            "grpo.loss_type=dr_grpo",
+            "--set",
+            &init,
+        ],
+    );
+    let (_, a) = trl_args(&dir);
+    for (flag, want) in [
+        ("--dataset_test_split", "test"),
+        ("--eval_strategy", "steps"),
+        ("--eval_steps", "10"),
+        ("--per_device_eval_batch_size", "8"),
+        ("--epsilon_high", "0.28"),
+        ("--loss_type", "dr_grpo"),
+    ] {
+        assert_eq!(one(&a, flag), want, "{flag}");
+    }
+    let (train, test) = (
+        lines(&dir.join("data/train.jsonl")),
+        lines(&dir.join("data/test.jsonl")),
+    );
+    assert_eq!(train.len() + test.len(), sums.len());
+    let (_, held) = tunelab::batch::split((0..sums.len()).collect(), 0.2, 42);
+    assert_eq!(test.len(), held.len());
+    assert!(dir.join("init_adapter/adapter_config.json").is_file());
+    let readme = std::fs::read_to_string(dir.join("README.txt")).unwrap();
+    assert!(
+        readme.contains("grpo.init_adapter: `trl` starts from a fresh adapter"),
+        "{readme}"
+    );
+
+    // Axolotl's GRPO wants a reward module of its own layout; LLaMA-Factory has none.
+    for (tool, why) in [
+        (
+            "axolotl",
+            "Axolotl's GRPO (`rl: grpo`) imports its reward functions",
+        ),
+        ("llamafactory", "LLaMA-Factory has no GRPO stage"),
+    ] {
+        let out = home.path().join("exports").join(tool);
+        let (code, _, err) = common::run(
+            &home,
+            &[
+                "export-config",
+                "tiny-demo-grpo",
+                "--to",
+                tool,
+                "-o",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains(why) && err.contains("export with --to trl"),
+            "{err}"
+        );
+        assert!(!out.join("data/train.jsonl").exists());
+    }
+}
+
+/// A GRPO config on prompts answered "42" (with an `id` column), its rewards the shared
+/// cases' plus `extra`, in `home/grpo`; returns the config's path.
+fn grpo_config(home: &tempfile::TempDir, extra: Value) -> PathBuf {
+    let dir = home.path().join("grpo");
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = json!({"messages": [{"role": "user", "content": "Say a number."},
+                                     {"role": "assistant", "content": "42"}], "id": 7});
+    std::fs::write(dir.join("prompts.jsonl"), format!("{record}\n{record}\n")).unwrap();
+    let preset = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("presets/tiny-demo-grpo.yaml");
+    let mut cfg: Value = yaml(&preset);
+    cfg["data"]["train"] = json!("prompts.jsonl");
+    let mut rewards = crate::reward::cases()["rewards"]
+        .as_array()
+        .unwrap()
+        .clone();
+    rewards.extend(extra.as_array().unwrap().iter().cloned());
+    cfg["grpo"]["rewards"] = Value::Array(rewards);
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, serde_yaml::to_string(&cfg).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn exported_grpo_rewards_score_the_shared_cases_as_tunelab_does() {
+    let home = tempfile::tempdir().unwrap();
+    let p = crate::reward::cases()["protocol"]["script"].clone();
+    let cfg = grpo_config(
+        &home,
+        json!([{"name": "protocol", "command": {"run": ["./protocol.sh"], "workers": 1}},
+               {"name": "judged", "judge": {"provider": "openai"}, "weight": 0.5}]),
+    );
+    let script = cfg.with_file_name("protocol.sh");
+    std::fs::write(&script, format!("#!/bin/sh\n{}\n", p.as_str().unwrap())).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let dir = export(&home, cfg.to_str().unwrap(), "trl", "rewards", &[]);
+    let (_, a) = trl_args(&dir);
+    let funcs = &a["--reward_funcs"];
+    assert_eq!(funcs.len(), 14, "{funcs:?}");
+    assert_eq!(funcs.last().unwrap(), "tunelab_rewards.protocol");
+    assert!(!funcs.iter().any(|f| f.contains("judged")), "{funcs:?}");
+    assert_eq!(&a["--reward_weights"][3], "2");
+    assert_eq!(
+        lines(&dir.join("data/train.jsonl"))[0],
+        json!({"prompt": [{"role": "user", "content": "Say a number."}], "reference": "42", "id": 7})
+    );
+    let readme = std::fs::read_to_string(dir.join("README.txt")).unwrap();
+    for want in [
+        "grpo.rewards[14]: judge `judged` (openai): left out of tunelab_rewards.py",
+        "grpo.rewards: TRL's reward is the weighted sum of format, anchored,",
+        &format!(
+            "grpo.rewards[13]: command `protocol` runs as tunelab runs it, and names {}",
+            script.display()
+        ),
+    ] {
+        assert!(readme.contains(want), "{want} not in\n{readme}");
+    }
+
+    // A judge alone cannot be carried: refused before anything is written.
+    let only = cfg.with_file_name("only-judge.yaml");
+    let mut v = yaml(&cfg);
+    v["grpo"]["rewards"] = json!([{"judge": {"provider": "openai"}}]);
+    std::fs::write(&only, serde_yaml::to_string(&v).unwrap()).unwrap();
+    let out = home.path().join("exports/only-judge");
+    let (code, _, err) = common::run(
+        &home,
+        &[
+            "export-config",
+            only.to_str().unwrap(),
+            "--to",
+            "trl",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("grpo.rewards: every reward is an LLM judge"),
+        "{err}"
+    );
+    assert!(!out.join("data/train.jsonl").exists());
+
+    // The Python module on the cases the Rust rewards are tested on.
+    let Some(python) =
+        common::python3("exported_grpo_rewards_score_the_shared_cases_as_tunelab_does")
+    else {
+        return;
+    };
+    let checker =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/reference/check_trl_rewards.py");
+    let o = std::process::Command::new(python)
+        .arg(checker)
+        .arg(&dir)
+        .arg(common::fixture("rewards/cases.json"))
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{said}");
+    assert_eq!(said.matches("ok   ").count(), 5, "{said}");
 }
 
 /// A project folder with `train.jsonl` for the presets that name it (the QLoRA ones).

@@ -1,4 +1,4 @@
-"""Checks the `trl sft|dpo|kto` command in a `run.sh` written by
+"""Checks the `trl sft|dpo|kto|grpo` command in a `run.sh` written by
 `tunelab export-config --to trl` against TRL itself.
 
     /root/venv-ref/bin/python tests/reference/check_trl_command.py EXPORT_DIR [...]
@@ -11,9 +11,15 @@ exist), and the whole argument list must parse with TRL's own parser for that co
 (`trl.scripts.<command>.make_parser`, the dataclasses `trl` builds: ScriptArguments, the
 trainer's config, ModelConfig) with nothing left over, with the values read back equal to
 the ones written. `--use_cpu true` is added for the parse only, so a bf16 run parses on a
-machine without a GPU. Exits 1 on the first folder that fails.
+machine without a GPU. For `trl grpo`, the reward functions are then loaded as `trl grpo`
+loads them (`--reward_funcs` import paths, from the folder) and called the way GRPOTrainer
+calls them, on the first train record as `datasets` reads it back (conversational
+completions, `completion_ids`, one list per column): one float per completion, under the
+reward's tunelab name. Exits 1 on the first folder that fails.
 """
 
+import importlib
+import json
 import os
 import re
 import shlex
@@ -87,10 +93,53 @@ def check(folder):
             got = got.value
         want = values if len(values) != 1 else values[0]
         assert same(got, want), f"{flag}: wrote {want!r}, TRL read {got!r}"
+    if sub == "grpo":
+        check_rewards(folder, by_dest)
     return sub, len(flags(args))
 
 
+def check_rewards(folder, parsed):
+    """The reward functions load and score a record the way GRPOTrainer hands it to them."""
+    from datasets import load_dataset
+
+    funcs, weights = parsed["reward_funcs"], parsed["reward_weights"]
+    assert funcs and len(funcs) == len(weights), f"{len(funcs or [])} reward functions, {len(weights or [])} weights"
+    here = os.getcwd()
+    os.chdir(folder)
+    sys.path.insert(0, os.getcwd())
+    try:
+        for name in [m for m in list(sys.modules) if m == "tunelab_rewards"]:
+            del sys.modules[name]
+        loaded = []
+        for path in funcs:
+            module_path, attr = path.rsplit(".", 1)  # as trl/scripts/grpo.py splits it
+            loaded.append(getattr(importlib.import_module(module_path), attr))
+        row = load_dataset("data", split="train")[0]
+    finally:
+        sys.path.pop(0)
+        os.chdir(here)
+    prompt = row["prompt"]
+    reply = row.get("reference") or "42"
+    if isinstance(prompt, list):
+        completions = [[{"role": "assistant", "content": reply}], [{"role": "assistant", "content": "no"}]]
+    else:
+        completions = [reply, "no"]
+    columns = {k: [v, v] for k, v in row.items() if k != "prompt"}
+    for f in loaded:
+        assert isinstance(f.__name__, str) and f.__name__, f"{f!r} has no __name__ for TRL's metrics"
+        try:
+            out = f(prompts=[prompt, prompt], completions=completions, completion_ids=[[1, 2, 3], [4]], **columns)
+        except ValueError as e:
+            # A record this reward cannot read (no reference, one its reference_regex misses)
+            # stops tunelab's run too, with this message.
+            assert str(e).startswith(f"reward `{f.__name__}`: line "), f"{f!r}: {e}"
+            continue
+        assert len(out) == 2 and all(isinstance(x, float) for x in out), f"{f!r} returned {out!r}"
+
+
 def same(got, want):
+    if isinstance(got, dict):
+        return got == json.loads(want)  # a dict flag (--chat_template_kwargs) takes JSON
     if want == "none" and got in ([], None, "none"):
         return True  # report_to none: no integrations
     if isinstance(got, (list, tuple)) and not isinstance(want, list):
