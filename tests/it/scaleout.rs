@@ -612,7 +612,7 @@ fn grpo_exports_to_trl_grpo_with_its_rewards_as_a_python_module() {
         ("--learning_rate", "0.01"),
         ("--lr_scheduler_type", "constant"),
         ("--num_generations", "8"),
-        ("--max_completion_length", "4"),
+        ("--max_completion_length", "2"),
         ("--temperature", "1"),
         ("--top_p", "1"),
         ("--top_k", "0"),
@@ -633,7 +633,7 @@ fn grpo_exports_to_trl_grpo_with_its_rewards_as_a_python_module() {
     }
     assert_eq!(
         a["--reward_funcs"],
-        ["tunelab_rewards.correct", "tunelab_rewards.format"]
+        ["tunelab_rewards.correct", "tunelab_rewards.digit_first"]
     );
     assert_eq!(a["--reward_weights"], ["1", "0.5"]);
     // No held-out split and `eval_every: 0`: no evaluation; GRPO has no --max_length.
@@ -654,7 +654,7 @@ fn grpo_exports_to_trl_grpo_with_its_rewards_as_a_python_module() {
     );
     assert!(
         script.contains(
-            "    --reward_funcs tunelab_rewards.correct tunelab_rewards.format \\\n    --reward_weights 1 0.5 \\\n"
+            "    --reward_funcs tunelab_rewards.correct tunelab_rewards.digit_first \\\n    --reward_weights 1 0.5 \\\n"
         ),
         "{script}"
     );
@@ -676,7 +676,7 @@ fn grpo_exports_to_trl_grpo_with_its_rewards_as_a_python_module() {
         "def __getattr__(name):",
         "    # correct: answer ^\\D*?(\\d+) numeric ×1\n",
         r#"    "correct": _Answer("correct", extract="^\\D*?(\\d+)", compare="numeric", reference_regex=None, tolerance=1e-6),"#,
-        r#"    "format": _Regex("format", "\\s*\\d+\\s*"),"#,
+        r#"    "digit_first": _Regex("digit_first", "\\s*\\d.*"),"#,
     ] {
         assert!(py.contains(want), "{want} not in\n{py}");
     }

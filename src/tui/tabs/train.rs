@@ -383,6 +383,7 @@ mod tests {
                 updated: 0.0,
                 last_loss: None,
                 best_eval_loss: None,
+                phase: None,
                 format: crate::runs::STATUS_FORMAT,
             }),
         );
