@@ -119,6 +119,13 @@ echo "== QLoRA step: llama-3.1-8b shape (random weights), q4k base + head, 1x204
   --dtype bf16 --batch 1 --seq 2048 --rank 16 --checkpointing --steps 3 --warmup 1 --json \
   > "$OUT_DIR/qlora-8b.json" 2> "$OUT_DIR/qlora-8b.err" || echo "qlora-8b failed: $(tail -1 "$OUT_DIR/qlora-8b.err")"
 
+echo "== GRPO on CUDA: tiny-demo-grpo, 30 steps (sampling, rewards and the update on the GPU)"
+GRPO_HOME=$(mktemp -d)
+TUNELAB_HOME="$GRPO_HOME" "$GPU_DIR/tunelab" demo > /dev/null 2>&1
+TUNELAB_HOME="$GRPO_HOME" "$GPU_DIR/tunelab" train tiny-demo-grpo --set train.device=cuda \
+  --set train.max_steps=30 --run-dir "$OUT_DIR/grpo-run" > "$OUT_DIR/grpo.txt" 2>&1 \
+  || echo "grpo failed: $(tail -1 "$OUT_DIR/grpo.txt")"
+
 echo "== summary"
 python3 - "$OUT_DIR" <<'PY'
 import json, pathlib, sys
@@ -149,5 +156,15 @@ try:
           f"   estimate {e / 2**30:.2f} GiB, base {r['base_bytes'] / 2**30:.2f} GiB")
 except Exception:
     print("qlora-8b: missing")
+try:
+    ev = [json.loads(l) for l in (d / "grpo-run" / "events.jsonl").read_text().splitlines()]
+    tr = [e for e in ev if e["type"] == "train"]
+    k = max(1, len(tr) // 10)
+    mean = lambda xs: sum(xs) / len(xs)
+    print(f"{'tunelab GRPO tiny (CUDA)':<28} steps {len(tr)}, {mean([e['generation/tokens_per_s'] for e in tr]):.0f} gen tok/s,"
+          f" reward {mean([e['reward'] for e in tr[:k]]):.3f} -> {mean([e['reward'] for e in tr[-k:]]):.3f},"
+          f" gpu_mem {max(e.get('gpu_mem') or 0 for e in tr) / 2**20:.0f} MiB")
+except Exception as e:
+    print(f"grpo: missing ({e})")
 PY
 exit "$tests_rc"
