@@ -6,6 +6,7 @@ use crate::common;
 
 mod chat_follows;
 mod eval_view;
+mod grpo;
 mod hostile;
 mod remote;
 mod tour;
