@@ -2,7 +2,9 @@
 //! Adapter form is generated from this table, and edits go through `set_field`, which
 //! parses by kind, range-checks and validates the whole config before changing anything.
 
-use super::{GrpoLoss, ImportanceLevel, Method, PrefLoss, RunConfig, ScaleRewards, Schedule};
+use super::{
+    GrpoLoss, ImportanceLevel, Method, PrefLoss, RewardSpec, RunConfig, ScaleRewards, Schedule,
+};
 use crate::model::Dtype;
 use crate::template::TrainOn;
 use strum::VariantNames;
@@ -86,7 +88,7 @@ pub const FIELDS: &[FieldSpec] = &[
     },
     FieldSpec {
         path: "train.method",
-        help: "sft (supervised), dpo (pairs) or kto (rated replies)",
+        help: "sft (supervised), dpo (pairs), kto (rated replies) or grpo (rewards)",
         kind: FieldKind::Choice(Method::VARIANTS),
     },
     FieldSpec {
@@ -612,6 +614,74 @@ impl RunConfig {
         *self = next;
         Ok(())
     }
+}
+
+/// `grpo.rewards` is a list, not a field: the form adds, removes and reweighs its entries
+/// through these, each checked by the same validation as `set_field`.
+impl RunConfig {
+    /// Appends `reward` to `grpo.rewards` unless the config then has a problem with it;
+    /// returns its index.
+    pub fn add_reward(&mut self, reward: RewardSpec) -> Result<usize, String> {
+        let i = self.grpo.rewards.len();
+        let mut next = self.clone();
+        next.grpo.rewards.push(reward);
+        self.take_if_valid(next, &format!("grpo.rewards[{i}]"))?;
+        Ok(i)
+    }
+
+    /// Removes entry `i` of `grpo.rewards`; refused when it is the last (a GRPO run needs
+    /// one).
+    pub fn remove_reward(&mut self, i: usize) -> Result<(), String> {
+        let mut next = self.clone();
+        reward_at(&mut next, i)?;
+        next.grpo.rewards.remove(i);
+        // Only the list's own problem: a later entry's index moves.
+        if let Some(issue) = next
+            .validate()
+            .into_iter()
+            .find(|v| v.path == "grpo.rewards")
+        {
+            return Err(issue.to_string());
+        }
+        *self = next;
+        Ok(())
+    }
+
+    /// Sets entry `i`'s weight from the form's text (any finite number: a negative weight
+    /// is a penalty).
+    pub fn set_reward_weight(&mut self, i: usize, text: &str) -> Result<(), String> {
+        let at = format!("grpo.rewards[{i}].weight");
+        let w: f64 = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("{at}: expected a number"))?;
+        let mut next = self.clone();
+        reward_at(&mut next, i)?.weight = w;
+        self.take_if_valid(next, &at)
+    }
+
+    /// Becomes `next` unless it has a problem at `path` or under it.
+    fn take_if_valid(&mut self, next: RunConfig, path: &str) -> Result<(), String> {
+        let under = |p: &str| {
+            p == path
+                || p.strip_prefix(path)
+                    .is_some_and(|rest| rest.starts_with(['.', '[']))
+        };
+        if let Some(issue) = next.validate().into_iter().find(|i| under(&i.path)) {
+            return Err(issue.to_string());
+        }
+        *self = next;
+        Ok(())
+    }
+}
+
+/// Entry `i` of `grpo.rewards`, or an error naming it.
+fn reward_at(c: &mut RunConfig, i: usize) -> Result<&mut RewardSpec, String> {
+    let n = c.grpo.rewards.len();
+    c.grpo
+        .rewards
+        .get_mut(i)
+        .ok_or_else(|| format!("grpo.rewards[{i}]: the list has {n} entries"))
 }
 
 /// The value under `key` of a section (created empty when missing), or with `name[i]` the

@@ -495,6 +495,65 @@ mod tests {
         assert_eq!(cfg.lora.r, 32, "a refused edit changes nothing");
     }
 
+    /// `grpo.rewards` is edited by entry: each edit is validated, its error names the
+    /// entry, and a refused edit changes nothing.
+    #[test]
+    fn rewards_are_added_reweighed_and_removed_with_errors_naming_the_entry() {
+        let text = PRESETS
+            .iter()
+            .find(|(n, _)| *n == "tiny-demo-grpo")
+            .unwrap()
+            .1;
+        let mut cfg = RunConfig::from_yaml(text, "p").unwrap();
+        let before = cfg.clone();
+        assert_eq!(
+            cfg.set_reward_weight(1, "x").unwrap_err(),
+            "grpo.rewards[1].weight: expected a number"
+        );
+        assert_eq!(
+            cfg.set_reward_weight(1, "NaN").unwrap_err(),
+            "grpo.rewards[1].weight: must be a finite number"
+        );
+        assert_eq!(
+            cfg.set_reward_weight(5, "1").unwrap_err(),
+            "grpo.rewards[5]: the list has 2 entries"
+        );
+        assert_eq!(cfg, before);
+        cfg.set_reward_weight(1, " -0.25 ").unwrap();
+        assert_eq!(cfg.grpo.rewards[1].weight, -0.25);
+        let bad = RewardSpec::of(RewardKind::Regex("("));
+        assert!(cfg
+            .add_reward(bad)
+            .unwrap_err()
+            .starts_with("grpo.rewards[2].regex: is not a regex"));
+        let mut two = RewardSpec::of(RewardKind::Regex("a"));
+        two.length = Some(grpo::LengthReward { min: 0, max: 3 });
+        assert!(cfg
+            .add_reward(two)
+            .unwrap_err()
+            .starts_with("grpo.rewards[2]: must set exactly one of regex"));
+        assert_eq!(cfg.grpo.rewards.len(), 2);
+        let i = cfg
+            .add_reward(RewardSpec::of(RewardKind::Regex("\\d+")))
+            .unwrap();
+        assert_eq!(i, 2);
+        assert_eq!(
+            cfg.grpo.reward_names(),
+            ["correct", "digit_first", "format"]
+        );
+        cfg.remove_reward(0).unwrap();
+        cfg.remove_reward(0).unwrap();
+        assert_eq!(
+            cfg.remove_reward(0).unwrap_err(),
+            "grpo.rewards: must name at least one reward function"
+        );
+        assert_eq!(
+            cfg.remove_reward(3).unwrap_err(),
+            "grpo.rewards[3]: the list has 1 entries"
+        );
+        assert_eq!(cfg.grpo.rewards.len(), 1);
+    }
+
     /// Each method's own fields are in the form, named by its section, and the form shows
     /// them under that method only.
     #[test]

@@ -82,6 +82,10 @@ pub enum Action {
     Edit,
     #[strum(message = "toggle (target module, switch)")]
     Toggle,
+    #[strum(message = "GRPO: add a reward function (pick its kind)")]
+    AddReward,
+    #[strum(message = "GRPO: remove the selected reward function")]
+    RemoveReward,
     #[strum(message = "load the next preset")]
     LoadPreset,
     #[strum(message = "save the form as a preset")]

@@ -1,10 +1,13 @@
 //! What the workbench knows about one run, built only from the events and status the
 //! background watcher reads: the loss series (bounded, so a 100,000-step run draws as fast
 //! as a short one), the latest train event, the start event, rewards when an objective
-//! reports them, samples, and the last lines of the event log.
+//! reports them (DPO's and KTO's margins, GRPO's mean rewards and completion lengths),
+//! samples, GRPO's latest sampled completions, and the last lines of the event log.
 
 use crate::runs::event::{Start, Train};
 use crate::runs::{EventKind, RunDir, RunEvent, Status};
+use crate::tui::theme::Theme;
+use ratatui::style::Style;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -126,6 +129,131 @@ impl RewardSeries {
     }
 }
 
+/// Reward functions charted separately (a config rarely has more; the rest still count in
+/// the mean reward).
+const MAX_FUNCTIONS: usize = 8;
+/// Sampled completions kept from the latest step.
+const MAX_COMPLETIONS: usize = 32;
+
+/// A GRPO run's metrics over steps: the mean reward, each reward function's mean, the mean
+/// completion length, and the KL to the reference when β > 0.
+#[derive(Debug, Clone, Default)]
+pub struct GrpoSeries {
+    pub reward: Points,
+    /// `rewards/<name>/mean` by name, in the order first seen.
+    pub functions: Vec<(String, Points)>,
+    pub length: Points,
+    pub kl: Points,
+}
+
+impl GrpoSeries {
+    pub fn is_empty(&self) -> bool {
+        self.reward.is_empty()
+    }
+
+    /// Adds one train event's metrics.
+    fn add(&mut self, step: f64, m: &crate::runs::event::Metrics) {
+        let put = |p: &mut Points, y: Option<&f64>| {
+            if let Some(y) = y {
+                p.cut_from(step);
+                p.push(step, *y);
+            }
+        };
+        put(&mut self.reward, m.get("reward"));
+        put(&mut self.length, m.get("completions/mean_length"));
+        put(&mut self.kl, m.get("kl"));
+        for (key, y) in m {
+            let Some(name) = key
+                .strip_prefix("rewards/")
+                .and_then(|k| k.strip_suffix("/mean"))
+            else {
+                continue;
+            };
+            let i = match self.functions.iter().position(|(n, _)| n == name) {
+                Some(i) => i,
+                None if self.functions.len() < MAX_FUNCTIONS => {
+                    self.functions.push((name.to_string(), Points::default()));
+                    self.functions.len() - 1
+                }
+                None => continue,
+            };
+            put(&mut self.functions[i].1, Some(y));
+        }
+    }
+}
+
+/// One of GRPO's sampled completions as the trainer logged it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub prompt: String,
+    pub reply: String,
+    /// The weighted reward (`reward`), NaN when the event has none.
+    pub reward: f64,
+    /// Each function's reward, by name.
+    pub rewards: std::collections::BTreeMap<String, f64>,
+    pub advantage: Option<f64>,
+}
+
+/// Where a completion stands against the others of its group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Above its group (positive advantage): the update makes it likelier.
+    Above,
+    /// Below its group: the update makes it less likely.
+    Below,
+    /// Level with it (the whole group scored alike): no signal.
+    Level,
+}
+
+impl Standing {
+    /// A completion's standing: the sign of its advantage (what the trainer learns from),
+    /// else its reward against `mean`, its prompt's logged completions' mean.
+    pub fn of(reward: f64, advantage: Option<f64>, mean: f64) -> Standing {
+        let d = advantage.unwrap_or(reward - mean);
+        if d > 1e-9 {
+            Standing::Above
+        } else if d < -1e-9 {
+            Standing::Below
+        } else {
+            Standing::Level
+        }
+    }
+
+    /// Its style and mark: green above, red below, plain level (marks too, so the
+    /// monochrome theme tells them apart).
+    pub fn style(self, theme: &Theme) -> (Style, &'static str) {
+        match self {
+            Standing::Above => (theme.chosen, "▲"),
+            Standing::Below => (theme.rejected, "▼"),
+            Standing::Level => (theme.foreground, "·"),
+        }
+    }
+}
+
+impl Completion {
+    /// Its standing in its group.
+    pub fn standing(&self, mean: f64) -> Standing {
+        Standing::of(self.reward, self.advantage, mean)
+    }
+}
+
+/// The mean reward of `prompt`'s completions among `all`.
+pub fn group_mean(all: &[Completion], prompt: &str) -> f64 {
+    mean(all.iter().filter(|c| c.prompt == prompt).map(|c| c.reward))
+}
+
+/// The mean of the finite values; NaN when there are none.
+pub fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values
+        .filter(|r| r.is_finite())
+        .fold((0.0, 0usize), |(s, n), r| (s + r, n + 1));
+    if n == 0 {
+        f64::NAN
+    } else {
+        sum / n as f64
+    }
+}
+
 static NEXT_VIEW: AtomicU64 = AtomicU64::new(1);
 
 pub struct RunView {
@@ -143,8 +271,12 @@ pub struct RunView {
     /// The latest train event that carried reward metrics (preference objectives).
     pub rewards: Option<Train>,
     pub reward_series: RewardSeries,
+    /// GRPO's reward and completion metrics.
+    pub grpo: GrpoSeries,
     /// The latest greedy reply to each sample prompt: (step, prompt, reply).
     pub samples: Vec<(u64, String, String)>,
+    /// GRPO's sampled completions of the latest step that logged any, with that step.
+    pub completions: (u64, Vec<Completion>),
 }
 
 impl RunView {
@@ -167,7 +299,27 @@ impl RunView {
             log: VecDeque::new(),
             rewards: None,
             reward_series: RewardSeries::default(),
+            grpo: GrpoSeries::default(),
             samples: Vec::new(),
+            completions: (0, Vec::new()),
+        }
+    }
+
+    /// Whether the run is GRPO's (by its start event, else by its metrics).
+    pub fn is_grpo(&self) -> bool {
+        let started = self.start.as_ref().and_then(|s| s.method.as_deref());
+        started == Some("grpo") || (started.is_none() && !self.grpo.is_empty())
+    }
+
+    /// Keeps a sampled completion: a later step's replace the shown ones.
+    fn add_completion(&mut self, step: u64, c: Completion) {
+        let (at, all) = &mut self.completions;
+        if *at != step || all.is_empty() {
+            *at = step;
+            all.clear();
+        }
+        if all.len() < MAX_COMPLETIONS {
+            all.push(c);
         }
     }
 
@@ -216,14 +368,25 @@ impl RunView {
                 self.ema_last = Some(smooth);
                 self.train.push(step, t.loss);
                 self.ema.push(step, smooth);
-                let line = format!(
-                    "{stamp}  train  step {:>5}  loss {:.4}  lr {:.2e}",
-                    t.step, t.loss, t.lr
-                );
                 if t.metrics.contains_key("rewards/chosen") {
                     self.rewards = Some(t.clone());
                 }
-                self.reward_series.add(step, &t.metrics, false);
+                // GRPO logs a `kl` too: its metrics are its own, not a preference run's.
+                let has = |k: &str| t.metrics.contains_key(k);
+                let mut reward = String::new();
+                if crate::config::method_from_metrics(has) == crate::config::Method::Grpo {
+                    self.grpo.add(step, &t.metrics);
+                    if let Some(r) = t.metrics.get("reward") {
+                        // Before the lr: a narrow pane cuts the end of the line.
+                        reward = format!("  reward {r:.3}");
+                    }
+                } else {
+                    self.reward_series.add(step, &t.metrics, false);
+                }
+                let line = format!(
+                    "{stamp}  train  step {:>5}  loss {:.4}{reward}  lr {:.2e}",
+                    t.step, t.loss, t.lr
+                );
                 self.last = Some(t);
                 line
             }
@@ -289,6 +452,27 @@ impl RunView {
                 )
             }
             EventKind::Failed { error, .. } => format!("{stamp}  failed {error}"),
+            // GRPO's sampled completions show in their own pane, not one log line each.
+            EventKind::Sample {
+                step,
+                prompt,
+                reply,
+                rewards,
+                advantage,
+            } if !rewards.is_empty() || advantage.is_some() => {
+                let reward = rewards.get("reward").copied().unwrap_or(f64::NAN);
+                self.add_completion(
+                    step,
+                    Completion {
+                        prompt,
+                        reply,
+                        reward,
+                        rewards,
+                        advantage,
+                    },
+                );
+                return;
+            }
             EventKind::Sample {
                 step,
                 prompt,
@@ -324,6 +508,73 @@ impl RunView {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn ev(v: serde_json::Value) -> RunEvent {
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// A GRPO run's `kl` is not KTO's KL point; its completions replace the previous
+    /// step's and stay out of the greedy samples and the log; a resumed step is cut.
+    #[test]
+    fn grpo_metrics_and_completions_have_their_own_places() {
+        let mut v = RunView::new(RunDir::new("/no/such/run"));
+        let train = |step: u64, reward: f64| {
+            ev(
+                json!({"type": "train", "step": step, "loss": 0.0, "reward": reward,
+                "frac_reward_zero_std": 0.5, "kl": 0.01, "rewards/correct/mean": reward,
+                "rewards/format/mean": 1.0, "completions/mean_length": 3.0}),
+            )
+        };
+        let sample = |step: u64, reply: &str, r: f64, adv: f64| {
+            ev(
+                json!({"type": "sample", "step": step, "prompt": "1 + 1 =", "reply": reply,
+                "rewards": {"correct": r, "reward": r}, "advantage": adv}),
+            )
+        };
+        v.feed(
+            vec![
+                train(1, 0.0),
+                sample(1, "x", 0.0, 0.0),
+                train(2, 0.5),
+                sample(2, "2", 1.0, 1.0),
+                sample(2, "y", 0.0, -1.0),
+                ev(json!({"type": "sample", "step": 2, "prompt": "Hi", "reply": "hello"})),
+                train(2, 0.7),
+            ],
+            None,
+        );
+        assert!(v.is_grpo());
+        assert!(v.reward_series.is_empty(), "{:?}", v.reward_series);
+        assert_eq!(v.grpo.reward.points, [(1.0, 0.0), (2.0, 0.7)]);
+        assert_eq!(v.grpo.kl.len(), 2);
+        let names: Vec<&str> = v.grpo.functions.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["correct", "format"]);
+        assert_eq!(v.completions.0, 2);
+        let replies: Vec<&str> = v.completions.1.iter().map(|c| c.reply.as_str()).collect();
+        assert_eq!(replies, ["2", "y"]);
+        let mean = group_mean(&v.completions.1, "1 + 1 =");
+        assert_eq!(mean, 0.5);
+        let standings: Vec<Standing> = v.completions.1.iter().map(|c| c.standing(mean)).collect();
+        assert_eq!(standings, [Standing::Above, Standing::Below]);
+        assert_eq!(v.samples, [(2, "Hi".to_string(), "hello".to_string())]);
+        assert!(v.log.iter().all(|l| !l.contains("1 + 1")), "{:?}", v.log);
+        assert!(
+            v.log.iter().any(|l| l.contains("reward 0.700  lr")),
+            "{:?}",
+            v.log
+        );
+    }
+
+    #[test]
+    fn without_an_advantage_a_completion_stands_against_its_prompts_mean() {
+        assert_eq!(Standing::of(1.0, None, 0.5), Standing::Above);
+        assert_eq!(Standing::of(0.0, None, 0.5), Standing::Below);
+        assert_eq!(Standing::of(0.5, None, 0.5), Standing::Level);
+        assert_eq!(Standing::of(1.0, Some(0.0), 0.5), Standing::Level);
+        assert!(mean([f64::NAN].into_iter()).is_nan());
+        assert_eq!(mean([1.0, f64::NAN, 3.0].into_iter()), 2.0);
+    }
 
     #[test]
     fn long_series_stay_bounded_and_keep_the_ends() {

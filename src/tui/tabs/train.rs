@@ -1,7 +1,8 @@
 //! Train tab: the attached run's loss chart (train, EMA-smoothed, eval), learning rate,
 //! grad norm, tokens/s, ETA, a memory gauge with history (GPU through NVML, else RAM and the
-//! trainer's RSS), reward metrics when the objective reports them, sample replies, and the
-//! event log. Everything comes from the background watcher, so closing the TUI never
+//! trainer's RSS), reward metrics when the objective reports them (a GRPO run's mean
+//! rewards and completion lengths charted under the loss), sample replies or GRPO's latest
+//! sampled completions coloured by how they stand in their group, and the event log. Everything comes from the background watcher, so closing the TUI never
 //! touches the run and drawing never reads a file.
 
 use super::{Component, Ctx};
@@ -9,13 +10,13 @@ use crate::runs::{RunDir, RunState};
 use crate::telemetry::MemorySample;
 use crate::tui::action::Action;
 use crate::tui::effect::Effect;
-use crate::tui::run_view::{RunView, SecondMetric};
+use crate::tui::run_view::{group_mean, RunView, SecondMetric};
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{line_chart, loss_chart, memory_gauge, YRange};
 use crate::units::clock;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
-use ratatui::text::Line;
+use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Gauge, Paragraph, Sparkline};
 use ratatui::Frame;
 use std::collections::VecDeque;
@@ -107,6 +108,39 @@ impl Component for TrainTab {
     }
 }
 
+/// Rows of the progress box: two more for a GRPO run's reward and length lines.
+fn progress_height(v: &RunView) -> u16 {
+    if v.is_grpo() {
+        12
+    } else {
+        10
+    }
+}
+
+/// A GRPO step in two lines: the mean reward, its spread and the groups that taught nothing
+/// (every completion scored alike); the completions' lengths and the share cut off.
+fn grpo_lines(last: Option<&crate::runs::event::Train>) -> Vec<Line<'static>> {
+    let Some(t) = last else {
+        return vec![Line::from("reward -")];
+    };
+    let m = |k: &str| t.metrics.get(k).copied().unwrap_or(f64::NAN);
+    vec![
+        Line::from(format!(
+            "reward {:.3} ±{:.3} · {:.0}% flat groups",
+            m("reward"),
+            m("reward_std"),
+            100.0 * m("frac_reward_zero_std")
+        )),
+        Line::from(format!(
+            "length {:.1} ({:.0}–{:.0}) · {:.0}% cut off",
+            m("completions/mean_length"),
+            m("completions/min_length"),
+            m("completions/max_length"),
+            100.0 * m("completions/clipped_ratio")
+        )),
+    ]
+}
+
 fn gib(b: u64) -> String {
     crate::units::gib(b, 1)
 }
@@ -133,53 +167,13 @@ fn draw(f: &mut Frame, area: Rect, t: &TrainTab, theme: &Theme, hint: &str) {
         format!("{:?}", s.state).to_lowercase()
     });
     let title = format!(" loss · {} · {state} ", v.id());
-    let chart = loss_chart(
-        vec![
-            ("train".into(), &v.train.points, theme.loss_train),
-            ("ema".into(), &v.ema.points, theme.loss_smoothed),
-            ("eval".into(), &v.eval.points, theme.loss_eval),
-        ],
-        title,
-        theme,
-    );
-    let r = &v.reward_series;
-    if r.is_empty() {
-        f.render_widget(chart, chart_area);
+    if v.is_grpo() {
+        draw_grpo_charts(f, chart_area, v, title, theme);
     } else {
-        // A preference run: reward margins and accuracy (DPO) or KL (KTO) under the loss.
-        let [loss_area, rewards_area] =
-            Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)])
-                .areas(chart_area);
-        f.render_widget(chart, loss_area);
-        let [margins_area, acc_area] =
-            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
-                .areas(rewards_area);
-        let margins = line_chart(
-            vec![
-                ("train".into(), &r.margins.points, theme.loss_train),
-                ("eval".into(), &r.eval_margins.points, theme.loss_eval),
-            ],
-            " reward margins ".into(),
-            YRange::WithZero,
-            theme,
-        );
-        f.render_widget(margins, margins_area);
-        let range = match r.second_metric {
-            SecondMetric::Accuracy => YRange::Fixed(0.0, 1.0),
-            SecondMetric::Kl => YRange::WithZero,
-        };
-        let accuracy = line_chart(
-            vec![
-                ("train".into(), &r.second.points, theme.loss_train),
-                ("eval".into(), &r.eval_second.points, theme.loss_eval),
-            ],
-            r.second_metric.title().into(),
-            range,
-            theme,
-        );
-        f.render_widget(accuracy, acc_area);
+        draw_charts(f, chart_area, v, title, theme);
     }
-    let [prog, mem] = Layout::vertical([Constraint::Length(10), Constraint::Min(5)]).areas(side);
+    let [prog, mem] =
+        Layout::vertical([Constraint::Length(progress_height(v)), Constraint::Min(5)]).areas(side);
     let last = v.last.clone().unwrap_or_default();
     // Before the first step the start event already knows the total: never `0/0`.
     let (step, total) = v
@@ -225,6 +219,9 @@ fn draw(f: &mut Frame, area: Rect, t: &TrainTab, theme: &Theme, hint: &str) {
             m("rewards/rejected"),
             m("rewards/accuracies")
         )));
+    }
+    if v.is_grpo() {
+        lines.extend(grpo_lines(v.last.as_ref()));
     }
     if let Some(err) = v.status.as_ref().and_then(|s| s.error.as_deref()) {
         lines.push(Line::styled(crate::tui::text::one_line(err), theme.error));
@@ -281,7 +278,7 @@ fn draw(f: &mut Frame, area: Rect, t: &TrainTab, theme: &Theme, hint: &str) {
             .style(theme.accent),
         spark,
     );
-    let (log_area, samples_area) = if v.samples.is_empty() {
+    let (log_area, samples_area) = if v.samples.is_empty() && v.completions.1.is_empty() {
         (bottom, None)
     } else {
         let [l, r] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
@@ -289,7 +286,11 @@ fn draw(f: &mut Frame, area: Rect, t: &TrainTab, theme: &Theme, hint: &str) {
         (l, Some(r))
     };
     if let Some(area) = samples_area {
-        draw_samples(f, area, v, theme);
+        if v.completions.1.is_empty() {
+            draw_samples(f, area, v, theme);
+        } else {
+            draw_completions(f, area, v, theme);
+        }
     }
     let log: Vec<Line> = v
         .log
@@ -319,6 +320,125 @@ fn draw(f: &mut Frame, area: Rect, t: &TrainTab, theme: &Theme, hint: &str) {
     );
 }
 
+/// The loss, and under it a preference run's reward margins and accuracy (DPO) or KL
+/// (KTO).
+fn draw_charts(f: &mut Frame, chart_area: Rect, v: &RunView, title: String, theme: &Theme) {
+    let chart = loss_chart(
+        vec![
+            ("train".into(), &v.train.points, theme.loss_train),
+            ("ema".into(), &v.ema.points, theme.loss_smoothed),
+            ("eval".into(), &v.eval.points, theme.loss_eval),
+        ],
+        title,
+        theme,
+    );
+    let r = &v.reward_series;
+    if r.is_empty() {
+        f.render_widget(chart, chart_area);
+    } else {
+        // A preference run: reward margins and accuracy (DPO) or KL (KTO) under the loss.
+        let [loss_area, rewards_area] =
+            Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)])
+                .areas(chart_area);
+        f.render_widget(chart, loss_area);
+        let [margins_area, acc_area] =
+            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+                .areas(rewards_area);
+        let margins = line_chart(
+            vec![
+                ("train".into(), &r.margins.points, theme.loss_train),
+                ("eval".into(), &r.eval_margins.points, theme.loss_eval),
+            ],
+            " reward margins ".into(),
+            YRange::WithZero,
+            theme,
+        );
+        f.render_widget(margins, margins_area);
+        let range = match r.second_metric {
+            SecondMetric::Accuracy => YRange::Fixed(0.0, 1.0),
+            SecondMetric::Kl => YRange::WithZero,
+        };
+        let accuracy = line_chart(
+            vec![
+                ("train".into(), &r.second.points, theme.loss_train),
+                ("eval".into(), &r.eval_second.points, theme.loss_eval),
+            ],
+            r.second_metric.title().into(),
+            range,
+            theme,
+        );
+        f.render_widget(accuracy, acc_area);
+    }
+}
+
+/// A GRPO run's loss (it may go below 0, and there is no eval loss), and under it the mean
+/// reward with each reward function's mean, the mean completion length, and the KL to the
+/// reference when β > 0.
+fn draw_grpo_charts(f: &mut Frame, area: Rect, v: &RunView, title: String, theme: &Theme) {
+    let [loss_area, under] =
+        Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(area);
+    let loss = line_chart(
+        vec![
+            ("train".into(), &v.train.points, theme.loss_train),
+            ("ema".into(), &v.ema.points, theme.loss_smoothed),
+        ],
+        title,
+        YRange::WithZero,
+        theme,
+    );
+    f.render_widget(loss, loss_area);
+    let g = &v.grpo;
+    let palette = [
+        theme.loss_train,
+        theme.loss_eval,
+        theme.accent,
+        theme.tool,
+        theme.system,
+        theme.info,
+    ];
+    let mut rewards = vec![(
+        "mean".to_string(),
+        &g.reward.points[..],
+        theme.loss_smoothed,
+    )];
+    for (i, (name, p)) in g.functions.iter().enumerate() {
+        let name = crate::tui::text::truncate(&crate::tui::text::one_line(name), 12);
+        rewards.push((name, &p.points[..], palette[i % palette.len()]));
+    }
+    // A small chart hides its legend: the title names each line in its colour instead.
+    let mut title = vec![Span::raw(" reward:")];
+    for (name, _, style) in &rewards {
+        title.push(Span::styled(format!(" {name}"), *style));
+    }
+    title.push(Span::raw(" "));
+    let reward_chart = line_chart(rewards, String::new(), YRange::WithZero, theme).block(
+        Block::default()
+            .borders(Borders::ALL)
+            .title(Line::from(title))
+            .border_style(theme.border),
+    );
+    let mut charts = vec![reward_chart];
+    charts.push(line_chart(
+        vec![("mean".into(), &g.length.points, theme.loss_train)],
+        " completion length (mean) ".into(),
+        YRange::NonNegative,
+        theme,
+    ));
+    if !g.kl.is_empty() {
+        charts.push(line_chart(
+            vec![("kl".into(), &g.kl.points, theme.loss_eval)],
+            " KL to the reference ".into(),
+            YRange::WithZero,
+            theme,
+        ));
+    }
+    let n = charts.len() as u32;
+    let areas = Layout::horizontal(vec![Constraint::Ratio(1, n); charts.len()]).split(under);
+    for (chart, area) in charts.into_iter().zip(areas.iter()) {
+        f.render_widget(chart, *area);
+    }
+}
+
 /// The latest greedy reply to each sample prompt: what the model says now.
 fn draw_samples(f: &mut Frame, area: Rect, v: &RunView, theme: &Theme) {
     let step = v.samples.iter().map(|(s, _, _)| *s).max().unwrap_or(0);
@@ -343,6 +463,62 @@ fn draw_samples(f: &mut Frame, area: Rect, v: &RunView, theme: &Theme) {
                     .title(format!(" samples · step {step} "))
                     .title_style(theme.title.add_modifier(Modifier::BOLD)),
             ),
+        area,
+    );
+}
+
+/// GRPO's sampled completions of the latest step under their prompt, each with its reward,
+/// coloured by how it stands in its group (its advantage's sign).
+fn draw_completions(f: &mut Frame, area: Rect, v: &RunView, theme: &Theme) {
+    use crate::tui::text::{one_line, truncate};
+    let (step, all) = &v.completions;
+    let room = usize::from(area.width.saturating_sub(2 + 9));
+    let mut lines = Vec::new();
+    let mut prompt: Option<&str> = None;
+    for c in all {
+        if prompt != Some(c.prompt.as_str()) {
+            prompt = Some(&c.prompt);
+            lines.push(Line::styled(
+                truncate(&one_line(&c.prompt), room + 9),
+                theme.user.add_modifier(Modifier::BOLD),
+            ));
+        }
+        let (style, mark) = c.standing(group_mean(all, &c.prompt)).style(theme);
+        let reward = if c.reward.is_finite() {
+            format!("{:>5.2}", c.reward)
+        } else {
+            "    -".into()
+        };
+        // Each function's share after the reply, when the reply keeps 16 columns.
+        let parts: Vec<String> = c
+            .rewards
+            .iter()
+            .filter(|(k, _)| *k != "reward")
+            .map(|(k, r)| format!("{} {r:.2}", one_line(k)))
+            .collect();
+        let parts = format!("  {}", parts.join(" · "));
+        let width = crate::tui::text::width(&parts);
+        let (reply_room, parts) = if room >= width + 16 {
+            (room - width, parts)
+        } else {
+            (room, String::new())
+        };
+        let reply = truncate(&one_line(&c.reply), reply_room);
+        let pad = " ".repeat(reply_room.saturating_sub(crate::tui::text::width(&reply)));
+        lines.push(Line::from(vec![
+            Span::styled(format!("{mark} {reward}  "), style),
+            Span::styled(reply, style),
+            Span::raw(pad),
+            Span::styled(parts, theme.muted),
+        ]));
+    }
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(format!(" completions · step {step} · reward "))
+                .title_style(theme.title.add_modifier(Modifier::BOLD)),
+        ),
         area,
     );
 }

@@ -1,14 +1,17 @@
 //! Adapter tab: a form over the run configuration, generated from `config::FIELDS` (help
-//! text, kinds, ranges). Edits are checked as you type; the trainable-parameter count and
-//! the memory estimate follow the form live. The model's config.json is read on a worker.
+//! text, kinds, ranges), with GRPO's reward list (add, remove, reweigh). Edits are checked
+//! as you type; the trainable-parameter count and the memory estimate follow the form live.
+//! The model's config.json is read on a worker.
 //!
-//! State is in [`state`], the work off the UI thread in [`jobs`], drawing in [`view`].
+//! State is in [`state`], the reward templates in [`rewards`], the work off the UI thread
+//! in [`jobs`], drawing in [`view`].
 
 pub mod jobs;
+pub mod rewards;
 pub mod state;
 pub mod view;
 
-pub use state::{AdapterTab, DataKind, Finding, ModelInfo, Msg};
+pub use state::{AdapterTab, DataKind, EditOf, Finding, FormRow, ModelInfo, Msg};
 
 use super::{Component, Ctx};
 use crate::tui::action::Action;
@@ -92,23 +95,33 @@ impl AdapterTab {
         )
     }
 
+    /// The finder Enter opens on the selected field, if any: the model, the dataset, or the
+    /// method's `init_adapter`.
+    fn finding(&self) -> Option<Finding> {
+        let path = self.field()?.path;
+        let adapter = self.config.train.method.init_adapter_field();
+        [Finding::Model, Finding::Dataset]
+            .into_iter()
+            .chain(adapter.map(Finding::Adapter))
+            .find(|w| w.field() == path)
+    }
+
     fn act(&mut self, a: Action, ctx: &Ctx) -> Option<Effect<Msg>> {
-        let path = self.field().path;
         match a {
-            Action::Enter if self.modules.is_none() => {
-                let what = [
-                    Finding::Model,
-                    Finding::Dataset,
-                    Finding::Adapter("dpo.init_adapter"),
-                    Finding::Adapter("kto.init_adapter"),
-                ]
-                .into_iter()
-                .find(|w| w.field() == path);
-                match what {
-                    Some(w) => return Some(self.open_finder(w, ctx)),
-                    None => self.begin_edit(),
-                }
+            Action::Enter | Action::Edit | Action::Toggle if self.reward_kinds.is_some() => {
+                return self.pick_reward_kind().err().map(Effect::error);
             }
+            Action::AddReward => return self.open_reward_kinds().err().map(Effect::warn),
+            Action::RemoveReward => {
+                return Some(match self.remove_reward() {
+                    Ok(done) => Effect::info(done),
+                    Err(e) => Effect::warn(e),
+                })
+            }
+            Action::Enter if self.modules.is_none() => match self.finding() {
+                Some(w) => return Some(self.open_finder(w, ctx)),
+                None => self.begin_edit(),
+            },
             Action::Down => self.move_sel(1),
             Action::Up => self.move_sel(-1),
             Action::Top => self.move_sel(-1000),
@@ -141,6 +154,30 @@ impl Component for AdapterTab {
     type Msg = Msg;
 
     fn hints(&self) -> &'static [(Action, &'static str)] {
+        if self.reward_kinds.is_some() {
+            return &[
+                (Action::Down, "kind"),
+                (Action::Enter, "add"),
+                (Action::Back, "cancel"),
+            ];
+        }
+        match self.row() {
+            FormRow::Reward(_) => {
+                return &[
+                    (Action::Edit, "weight"),
+                    (Action::AddReward, "add reward"),
+                    (Action::RemoveReward, "remove"),
+                    (Action::StartRun, "start run"),
+                ]
+            }
+            FormRow::AddReward => {
+                return &[
+                    (Action::Edit, "add reward"),
+                    (Action::StartRun, "start run"),
+                ]
+            }
+            FormRow::Field(_) => {}
+        }
         &[
             (Action::Edit, "edit"),
             (Action::LoadPreset, "preset"),
@@ -233,6 +270,7 @@ impl Component for AdapterTab {
 
     fn back(&mut self) {
         self.modules = None;
+        self.reward_kinds = None;
     }
 
     fn draw(&mut self, f: &mut Frame, area: Rect, ctx: &Ctx) {

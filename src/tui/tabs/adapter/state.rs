@@ -1,8 +1,9 @@
 //! The Adapter tab's state: the run configuration the form edits, the field and module
 //! picker under the cursor, the open finder, the model and dataset as workers found them,
-//! and what follows from them without touching the disk (visible fields, the method a
-//! dataset needs, the trainable parameters and the memory estimate).
+//! and what follows from them without touching the disk (visible fields and reward rows,
+//! the method a dataset needs, the trainable parameters and the memory estimate).
 
+use super::rewards::Template;
 use crate::config::{FieldKind, FieldSpec, Method, RunConfig, FIELDS, PRESETS};
 use crate::lora::LoraConfig;
 use crate::model::estimate;
@@ -55,14 +56,53 @@ impl Finding {
     }
 }
 
+/// One row of the form: a field of the table, an entry of `grpo.rewards` (a list, so not a
+/// field), or the row that adds one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FormRow {
+    Field(&'static FieldSpec),
+    Reward(usize),
+    AddReward,
+}
+
+/// What the edit buffer changes when it is applied.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum EditOf {
+    Field(&'static str),
+    /// The weight of `grpo.rewards[i]`.
+    Weight(usize),
+    /// A new reward of this kind, from the typed text.
+    NewReward(Template),
+}
+
+impl EditOf {
+    /// Applies `text` to `config`, checked by the config's own validation; refused, it
+    /// leaves `config` as it was.
+    fn apply(self, config: &mut RunConfig, text: &str) -> Result<(), String> {
+        match self {
+            EditOf::Field(path) => config.set_field(path, text),
+            EditOf::Weight(i) => config.set_reward_weight(i, text),
+            EditOf::NewReward(t) => {
+                let at = format!("grpo.rewards[{}]", config.grpo.rewards.len());
+                config.add_reward(t.build(text, &at)?).map(|_| ())
+            }
+        }
+    }
+}
+
 pub struct AdapterTab {
     pub config: RunConfig,
+    /// The selected row of [`AdapterTab::rows`].
     pub selected: usize,
     /// The field being edited, and its live error.
     pub editing: Option<TextInput>,
+    /// What the open edit buffer changes (meaningless while none is open).
+    pub edit_of: EditOf,
     pub edit_error: Option<String>,
     /// The module picker (for lora.target_modules): cursor.
     pub modules: Option<usize>,
+    /// The reward kind picker (adding to grpo.rewards): cursor into [`Template::ALL`].
+    pub reward_kinds: Option<usize>,
     /// The model or dataset finder, while it is open.
     pub finder: Option<(Finding, Picker)>,
     pub preset: usize,
@@ -106,8 +146,10 @@ impl AdapterTab {
             config,
             selected: 0,
             editing: None,
+            edit_of: EditOf::Field("name"),
             edit_error: None,
             modules: None,
+            reward_kinds: None,
             finder: None,
             preset: 0,
             base: ws.root.clone(),
@@ -163,19 +205,54 @@ impl AdapterTab {
             .collect()
     }
 
-    pub fn field(&self) -> &'static FieldSpec {
-        let v = self.visible();
-        v[self.selected.min(v.len() - 1)]
+    /// The form's rows: the visible fields, and under GRPO its rewards after the `grpo.*`
+    /// fields with a row to add one.
+    pub fn rows(&self) -> Vec<FormRow> {
+        let fields = self.visible();
+        let mut rows: Vec<FormRow> = fields.iter().map(|f| FormRow::Field(f)).collect();
+        if self.config.method_reads("grpo.rewards") {
+            let at = fields
+                .iter()
+                .rposition(|f| f.path.starts_with("grpo."))
+                .map_or(rows.len(), |i| i + 1);
+            let rewards = (0..self.config.grpo.rewards.len()).map(FormRow::Reward);
+            rows.splice(at..at, rewards.chain([FormRow::AddReward]));
+        }
+        rows
+    }
+
+    pub fn row(&self) -> FormRow {
+        let rows = self.rows();
+        rows[self.selected.min(rows.len() - 1)]
+    }
+
+    /// The selected field, when the selected row is one.
+    pub fn field(&self) -> Option<&'static FieldSpec> {
+        match self.row() {
+            FormRow::Field(f) => Some(f),
+            FormRow::Reward(_) | FormRow::AddReward => None,
+        }
     }
 
     pub fn move_sel(&mut self, d: isize) {
+        if let Some(p) = self.reward_kinds.as_mut() {
+            *p = (*p as isize + d).clamp(0, Template::ALL.len() as isize - 1) as usize;
+            return;
+        }
         let n = self.module_names().len();
         if let Some(p) = self.modules.as_mut() {
             *p = (*p as isize + d).clamp(0, n as isize) as usize;
             return;
         }
-        let n = self.visible().len() as isize;
+        let n = self.rows().len() as isize;
         self.selected = (self.selected as isize + d).clamp(0, n - 1) as usize;
+    }
+
+    /// Selects `row` when the form shows it.
+    fn select(&mut self, row: FormRow) {
+        if let Some(i) = self.rows().iter().position(|r| *r == row) {
+            self.selected = i;
+        }
     }
 
     /// The model path resolved against the workspace (by the worker once it has looked).
@@ -227,9 +304,21 @@ impl AdapterTab {
         )))
     }
 
-    /// Starts editing the selected field (booleans and choices cycle instead).
+    /// Starts editing the selected row: a field (booleans and choices cycle instead), a
+    /// reward's weight, or picking the kind of a new reward.
     pub fn begin_edit(&mut self) {
-        let f = self.field();
+        let f = match self.row() {
+            FormRow::Field(f) => f,
+            FormRow::Reward(i) => {
+                let w = self.config.grpo.rewards[i].weight;
+                self.edit_with(EditOf::Weight(i), w.to_string());
+                return;
+            }
+            FormRow::AddReward => {
+                self.reward_kinds = Some(0);
+                return;
+            }
+        };
         match f.kind {
             FieldKind::Bool => {
                 let v = self.config.get_field(f.path) != "true";
@@ -246,18 +335,67 @@ impl AdapterTab {
                 let _ = self.config.set_field(f.path, opts[i]);
             }
             FieldKind::Modules => self.modules = Some(0),
-            _ => {
-                self.editing = Some(TextInput::new(self.config.get_field(f.path)));
-                self.edit_error = None;
+            _ => self.edit_with(EditOf::Field(f.path), self.config.get_field(f.path)),
+        }
+    }
+
+    /// Opens the edit buffer on `value` for `what`.
+    fn edit_with(&mut self, what: EditOf, value: String) {
+        self.editing = Some(TextInput::new(value));
+        self.edit_of = what;
+        self.edit_error = None;
+    }
+
+    /// Opens the reward kind picker (GRPO only).
+    pub fn open_reward_kinds(&mut self) -> Result<(), String> {
+        if !self.config.method_reads("grpo.rewards") {
+            return Err(
+                "grpo.rewards: rewards score GRPO's completions; set train.method to grpo first"
+                    .into(),
+            );
+        }
+        self.select(FormRow::AddReward);
+        self.reward_kinds = Some(0);
+        Ok(())
+    }
+
+    /// Takes the kind under the picker's cursor: a kind that needs text opens the edit
+    /// buffer on its template; the others are added as they are.
+    pub fn pick_reward_kind(&mut self) -> Result<(), String> {
+        let Some(p) = self.reward_kinds.take() else {
+            return Ok(());
+        };
+        let t = Template::ALL[p.min(Template::ALL.len() - 1)];
+        match t.text() {
+            Some((_, start)) => {
+                self.edit_with(EditOf::NewReward(t), start.to_string());
+                self.check_edit();
+                Ok(())
+            }
+            None => {
+                // Refused, it changes nothing (as every `apply`).
+                EditOf::NewReward(t).apply(&mut self.config, "")?;
+                self.select(FormRow::Reward(self.config.grpo.rewards.len() - 1));
+                Ok(())
             }
         }
+    }
+
+    /// Removes the selected reward; what it did, or why not.
+    pub fn remove_reward(&mut self) -> Result<String, String> {
+        let FormRow::Reward(i) = self.row() else {
+            return Err("select a reward (grpo.rewards[…]) to remove it".into());
+        };
+        let summary = self.config.grpo.rewards[i].summary();
+        self.config.remove_reward(i)?;
+        Ok(format!("removed grpo.rewards[{i}]: {summary}"))
     }
 
     /// Checks the edit buffer as typed: the error shows inline, nothing is applied yet.
     pub fn check_edit(&mut self) {
         if let Some(buf) = &self.editing {
             let mut probe = self.config.clone();
-            self.edit_error = probe.set_field(self.field().path, buf.value()).err();
+            self.edit_error = self.edit_of.apply(&mut probe, buf.value()).err();
         }
     }
 
@@ -266,13 +404,18 @@ impl AdapterTab {
         let Some(buf) = self.editing.as_ref().map(|b| b.value().to_string()) else {
             return true;
         };
-        let path = self.field().path;
-        match self.config.set_field(path, &buf) {
+        match self.edit_of.apply(&mut self.config, &buf) {
             Ok(()) => {
                 self.editing = None;
                 self.edit_error = None;
-                if path == "data.train" {
-                    self.fit_method_to = Some(self.config.data.train.clone());
+                match self.edit_of {
+                    EditOf::Field("data.train") => {
+                        self.fit_method_to = Some(self.config.data.train.clone());
+                    }
+                    EditOf::NewReward(_) => {
+                        self.select(FormRow::Reward(self.config.grpo.rewards.len() - 1))
+                    }
+                    _ => {}
                 }
                 true
             }

@@ -1,9 +1,10 @@
 //! Draws the Adapter tab: the form, and beside it what the model and the method make of
 //! it, the memory estimate against the budget, and the selected field's help with the
-//! module picker and the form's issues.
+//! module picker, the reward kind picker and the form's issues.
 
-use super::state::{AdapterTab, DataKind};
-use crate::config::{FieldKind, RunConfig, PRESETS};
+use super::rewards::Template;
+use super::state::{AdapterTab, DataKind, EditOf, FormRow};
+use crate::config::{FieldKind, FieldSpec, RunConfig, PRESETS};
 use crate::lora::LoraConfig;
 use crate::tui::text;
 use crate::tui::theme::Theme;
@@ -75,25 +76,24 @@ pub fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
     draw_field(f, help, t, theme);
 }
 
-/// The visible fields and their values (the edit buffer in the selected one's place).
+/// The visible rows and their values (the edit buffer in the selected one's place).
 fn draw_form(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
+    let buffer = t.editing.as_ref().map(|b| b.display());
     let rows: Vec<Row> = t
-        .visible()
+        .rows()
         .into_iter()
         .enumerate()
-        .map(|(i, fs)| {
-            let mut value = t.config.get_field(fs.path);
-            if i == t.selected {
-                if let Some(buf) = &t.editing {
-                    value = buf.display();
-                }
-            }
+        .map(|(i, row)| {
+            let editing = buffer.as_deref().filter(|_| i == t.selected);
+            let (name, value) = form_row(t, row, editing);
             let style = if i == t.selected {
                 theme.selection
+            } else if row == FormRow::AddReward {
+                theme.muted
             } else {
                 theme.foreground
             };
-            Row::new(vec![fs.path.to_string(), value]).style(style)
+            Row::new(vec![name, value]).style(style)
         })
         .collect();
     let mut state = TableState::default().with_selected(Some(t.selected));
@@ -108,6 +108,31 @@ fn draw_form(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
         area,
         &mut state,
     );
+}
+
+/// A row's name and value; `editing` is the edit buffer when the row is being edited.
+fn form_row(t: &AdapterTab, row: FormRow, editing: Option<&str>) -> (String, String) {
+    match row {
+        FormRow::Field(fs) => (
+            fs.path.to_string(),
+            editing.map_or_else(|| t.config.get_field(fs.path), str::to_string),
+        ),
+        FormRow::Reward(i) => {
+            let r = &t.config.grpo.rewards[i];
+            let value = match editing {
+                Some(buf) => format!("weight {buf}"),
+                None => text::one_line(&r.summary()),
+            };
+            (format!("grpo.rewards[{i}]"), value)
+        }
+        FormRow::AddReward => {
+            let value = match (editing, t.edit_of) {
+                (Some(buf), EditOf::NewReward(k)) => format!("{} {buf}", k.name()),
+                _ => "+ add a reward".into(),
+            };
+            ("grpo.rewards".into(), value)
+        }
+    }
 }
 
 /// What the form trains: the model, the trainable parameters, LoRA, the data and method.
@@ -205,40 +230,14 @@ fn draw_memory(f: &mut Frame, mem: Rect, t: &AdapterTab, theme: &Theme) {
     }
 }
 
-/// The selected field's help and kind, the module picker when it is open, the edit's
-/// verdict and the form's first issues.
+/// The selected row's help (a field's kind, a reward, the kind picker), the module picker
+/// when it is open, the edit's verdict and the form's first issues.
 fn draw_field(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
-    let fs = t.field();
-    let mut help_lines = vec![
-        Line::styled(fs.path, theme.title.add_modifier(Modifier::BOLD)),
-        Line::from(fs.help),
-    ];
-    match fs.kind {
-        FieldKind::Int { min, max } => help_lines.push(Line::styled(
-            format!("whole number {min}…{max}"),
-            theme.muted,
-        )),
-        FieldKind::Float { min, max } => {
-            help_lines.push(Line::styled(format!("number {min}…{max}"), theme.muted))
-        }
-        FieldKind::OptFloat { min, max } => help_lines.push(Line::styled(
-            format!("number {min}…{max}, or empty for none"),
-            theme.muted,
-        )),
-        FieldKind::Adapter => help_lines.push(Line::styled(
-            "Enter picks a run with an adapter (or types a PEFT folder)",
-            theme.muted,
-        )),
-        FieldKind::Choice(o) => help_lines.push(Line::styled(
-            format!("Enter cycles: {}", o.join(" · ")),
-            theme.muted,
-        )),
-        FieldKind::Bool => help_lines.push(Line::styled("Enter toggles", theme.muted)),
-        FieldKind::Modules => {
-            help_lines.push(Line::styled("Enter opens the module picker", theme.muted))
-        }
-        _ => {}
-    }
+    let mut help_lines = match t.row() {
+        FormRow::Field(fs) => field_help(fs, theme),
+        FormRow::Reward(i) => reward_help(t, i, theme),
+        FormRow::AddReward => add_reward_help(t, theme),
+    };
     if let Some(p) = t.modules {
         let mods = &t.config.lora.target_modules;
         let all = mods.iter().any(|m| m == "all-linear");
@@ -283,4 +282,95 @@ fn draw_field(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
             .block(Block::default().borders(Borders::ALL).title(" field ")),
         area,
     );
+}
+
+/// A field's path, help and kind.
+fn field_help(fs: &FieldSpec, theme: &Theme) -> Vec<Line<'static>> {
+    let mut help_lines = vec![
+        Line::styled(fs.path, theme.title.add_modifier(Modifier::BOLD)),
+        Line::from(fs.help),
+    ];
+    match fs.kind {
+        FieldKind::Int { min, max } => help_lines.push(Line::styled(
+            format!("whole number {min}…{max}"),
+            theme.muted,
+        )),
+        FieldKind::Float { min, max } => {
+            help_lines.push(Line::styled(format!("number {min}…{max}"), theme.muted))
+        }
+        FieldKind::OptFloat { min, max } => help_lines.push(Line::styled(
+            format!("number {min}…{max}, or empty for none"),
+            theme.muted,
+        )),
+        FieldKind::Adapter => help_lines.push(Line::styled(
+            "Enter picks a run with an adapter (or types a PEFT folder)",
+            theme.muted,
+        )),
+        FieldKind::Choice(o) => help_lines.push(Line::styled(
+            format!("Enter cycles: {}", o.join(" · ")),
+            theme.muted,
+        )),
+        FieldKind::Bool => help_lines.push(Line::styled("Enter toggles", theme.muted)),
+        FieldKind::Modules => {
+            help_lines.push(Line::styled("Enter opens the module picker", theme.muted))
+        }
+        _ => {}
+    }
+    help_lines
+}
+
+/// One reward: what it scores in full, the metric it logs, and the keys.
+fn reward_help(t: &AdapterTab, i: usize, theme: &Theme) -> Vec<Line<'static>> {
+    let g = &t.config.grpo;
+    let name = g.reward_names().get(i).cloned().unwrap_or_default();
+    vec![
+        Line::styled(
+            format!("grpo.rewards[{i}]"),
+            theme.title.add_modifier(Modifier::BOLD),
+        ),
+        Line::from(text::one_line(&g.rewards[i].summary())),
+        Line::styled(
+            format!("logged as rewards/{}/mean", text::one_line(&name)),
+            theme.muted,
+        ),
+        Line::styled(
+            "Enter edits the weight (any number; negative: a penalty) · - removes · + adds",
+            theme.muted,
+        ),
+    ]
+}
+
+/// The reward list's row: what a reward is, the kind picker when open, or what the typed
+/// text of a new reward means.
+fn add_reward_help(t: &AdapterTab, theme: &Theme) -> Vec<Line<'static>> {
+    let mut lines = vec![
+        Line::styled("grpo.rewards", theme.title.add_modifier(Modifier::BOLD)),
+        Line::from("what scores each completion; the reward is the weighted sum"),
+    ];
+    if let (Some(_), EditOf::NewReward(k)) = (&t.editing, t.edit_of) {
+        let what = k.text().map_or("", |(what, _)| what);
+        lines.push(Line::styled(format!("{}: {what}", k.name()), theme.muted));
+        return lines;
+    }
+    let Some(p) = t.reward_kinds else {
+        lines.push(Line::styled("Enter (or +) picks a kind", theme.muted));
+        return lines;
+    };
+    for (i, k) in Template::ALL.iter().enumerate() {
+        let style = if i == p {
+            theme.selection
+        } else {
+            theme.foreground
+        };
+        let mark = if i == p { "▸" } else { " " };
+        lines.push(Line::styled(
+            format!("{mark} {:<8}{}", k.name(), k.help()),
+            style,
+        ));
+    }
+    lines.push(Line::styled(
+        "j/k moves · Enter adds · Esc closes",
+        theme.muted,
+    ));
+    lines
 }

@@ -1,16 +1,80 @@
-//! Draws the Runs tab's list, the selected run's details, and two runs' curves compared.
+//! Draws the Runs tab's list, the selected run's details (a GRPO run's with how one
+//! prompt's completions and rewards changed), and two runs' curves compared.
 
 use super::RunsTab;
+use crate::runs::details::CompletionHistory;
 use crate::runs::RunSummary;
+use crate::tui::run_view::{mean, Standing};
+use crate::tui::text::{one_line, truncate};
 use crate::tui::theme::Theme;
 use crate::tui::widgets::loss_chart;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::text::Line;
+use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
 
 fn fmt(l: Option<f64>) -> String {
     l.map_or("-".into(), |l| format!("{l:.4}"))
+}
+
+/// At most six of `n` indices, spread from the first to the last.
+fn spread(n: usize) -> Vec<usize> {
+    if n <= 6 {
+        (0..n).collect()
+    } else {
+        (0..6).map(|i| i * (n - 1) / 5).collect()
+    }
+}
+
+/// How a GRPO run's most sampled prompt fared: six of its steps, each with its logged
+/// completions' mean reward and the completions, best first, coloured against that mean,
+/// as many as fit in `width`.
+fn completion_lines(h: &CompletionHistory, width: usize, theme: &Theme) -> Vec<Line<'static>> {
+    let mut l = vec![Line::styled(
+        format!(
+            "prompt  {} · sampled at {} step{}",
+            truncate(&one_line(&h.prompt), 60),
+            h.steps.len(),
+            if h.steps.len() == 1 { "" } else { "s" }
+        ),
+        theme.user,
+    )];
+    for i in spread(h.steps.len()) {
+        let (step, cs) = &h.steps[i];
+        let m = mean(cs.iter().map(|c| c.reward));
+        let head = format!("  step {step:>6}  mean {} │", reward(m));
+        let mut room = width.saturating_sub(head.chars().count());
+        let mut spans = vec![Span::raw(head)];
+        let mut best: Vec<_> = cs.iter().collect();
+        best.sort_by(|a, b| b.reward.total_cmp(&a.reward));
+        for (k, c) in best.iter().enumerate() {
+            let sep = if k == 0 { " " } else { " · " };
+            let text = format!(
+                "{sep}{} ({})",
+                truncate(&one_line(&c.reply), 24),
+                reward(c.reward)
+            );
+            let n = text.chars().count();
+            if n > room {
+                spans.push(Span::styled(format!(" +{}", best.len() - k), theme.muted));
+                break;
+            }
+            room -= n;
+            let (style, _) = Standing::of(c.reward, c.advantage, m).style(theme);
+            spans.push(Span::styled(text, style));
+        }
+        l.push(Line::from(spans));
+    }
+    l
+}
+
+/// A reward with two decimals, `-` when there is none.
+fn reward(r: f64) -> String {
+    if r.is_finite() {
+        format!("{r:.2}")
+    } else {
+        "-".into()
+    }
 }
 
 pub fn draw(f: &mut Frame, area: Rect, t: &RunsTab, runs: &[RunSummary], theme: &Theme) {
@@ -89,7 +153,7 @@ pub fn draw(f: &mut Frame, area: Rect, t: &RunsTab, runs: &[RunSummary], theme: 
         f.render_widget(chart, detail);
         return;
     }
-    use crate::tui::text::one_line as clean;
+    let clean = one_line;
     let lines: Vec<Line> = match runs.get(t.selected) {
         None => vec![Line::from("No runs yet. Start one from the Adapter or Train tab (r), or `tunelab train tiny-demo`.")],
         Some(r) => {
@@ -104,13 +168,14 @@ pub fn draw(f: &mut Frame, area: Rect, t: &RunsTab, runs: &[RunSummary], theme: 
             let ckpts: Vec<String> = details.map(|d| d.checkpoints.iter().map(|s| format!("step-{s}")).collect()).unwrap_or_default();
             l.push(Line::from(format!("ckpts   {}", if ckpts.is_empty() { "-".into() } else { ckpts.join(" ") })));
             if let Some((prompt, replies)) = details.and_then(|d| d.samples.as_ref()) {
-                l.push(Line::styled(format!("sample  {}", crate::tui::text::truncate(&clean(prompt), 70)), theme.user));
+                l.push(Line::styled(format!("sample  {}", truncate(&clean(prompt), 70)), theme.user));
                 // Six evaluations spread from the first to the last: how the answer changed.
-                let n = replies.len();
-                let picks: Vec<usize> = if n <= 6 { (0..n).collect() } else { (0..6).map(|i| i * (n - 1) / 5).collect() };
-                for (step, reply) in picks.into_iter().map(|i| &replies[i]) {
-                    l.push(Line::from(format!("  step {step:>6} → {}", crate::tui::text::truncate(&clean(reply), 90))));
+                for (step, reply) in spread(replies.len()).into_iter().map(|i| &replies[i]) {
+                    l.push(Line::from(format!("  step {step:>6} → {}", truncate(&clean(reply), 90))));
                 }
+            }
+            if let Some(h) = details.and_then(|d| d.completions.as_ref()) {
+                l.extend(completion_lines(h, usize::from(detail.width.saturating_sub(2)), theme));
             }
             if details.is_some_and(|d| d.adapter) {
                 l.push(Line::styled("adapter ready · o opens it in Chat · v evaluates it", theme.success));
