@@ -277,6 +277,9 @@ pub struct RunView {
     pub samples: Vec<(u64, String, String)>,
     /// GRPO's sampled completions of the latest step that logged any, with that step.
     pub completions: (u64, Vec<Completion>),
+    /// The long stretch of work the run is in between steps (an evaluation, the samples);
+    /// any other event ends it.
+    pub phase: Option<crate::runs::event::Phase>,
 }
 
 impl RunView {
@@ -302,6 +305,7 @@ impl RunView {
             grpo: GrpoSeries::default(),
             samples: Vec::new(),
             completions: (0, Vec::new()),
+            phase: None,
         }
     }
 
@@ -354,7 +358,20 @@ impl RunView {
         } else {
             String::new()
         };
+        if !matches!(e.kind, EventKind::Phase(_)) {
+            self.phase = None;
+        }
         let line = match e.kind {
+            // Progress, many times a phase: the log gets its beginning only.
+            EventKind::Phase(p) => {
+                let begins = p.done == 0 || self.phase.as_ref().is_none_or(|q| q.name != p.name);
+                let line = format!("{stamp}  phase  {}", p.line());
+                self.phase = Some(p);
+                if !begins {
+                    return;
+                }
+                line
+            }
             EventKind::Train(t) => {
                 let step = t.step as f64;
                 if self.train.last().is_some_and(|(s, _)| *s >= step) {

@@ -8,6 +8,7 @@ mod chat_follows;
 mod eval_view;
 mod grpo;
 mod hostile;
+mod phases;
 mod remote;
 mod tour;
 

@@ -141,6 +141,24 @@ fn grpo_lines(last: Option<&crate::runs::event::Train>) -> Vec<Line<'static>> {
     ]
 }
 
+/// A phase as a gauge: `eval 40/150 examples · 3.2 s · ETA 9s` (a full bar without a total:
+/// the work has no count, only its time).
+fn phase_gauge(p: &crate::runs::event::Phase, theme: &Theme) -> Gauge<'static> {
+    let ratio = if p.total > 0 {
+        p.done as f64 / p.total as f64
+    } else {
+        0.0
+    };
+    let label = match p.eta() {
+        Some(eta) => format!("{} · ETA {}", p.line(), clock(eta)),
+        None => p.line(),
+    };
+    Gauge::default()
+        .ratio(ratio.clamp(0.0, 1.0))
+        .label(crate::tui::text::one_line(&label))
+        .gauge_style(theme.muted)
+}
+
 fn gib(b: u64) -> String {
     crate::units::gib(b, 1)
 }
@@ -229,7 +247,26 @@ fn draw(f: &mut Frame, area: Rect, t: &TrainTab, theme: &Theme, hint: &str) {
     let pblock = Block::default().borders(Borders::ALL).title(" progress ");
     let inner = pblock.inner(prog);
     f.render_widget(pblock, prog);
-    let [g, rest] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
+    // Between steps (an evaluation, the samples, a checkpoint) a second gauge says what the
+    // trainer is doing, with its progress and ETA: a busy run never looks frozen.
+    let live = !matches!(
+        v.status.as_ref().map(|s| s.state),
+        Some(RunState::Done | RunState::Failed | RunState::Stopped)
+    );
+    let phase = v
+        .phase
+        .as_ref()
+        .or(v.status.as_ref().and_then(|s| s.phase.as_ref()))
+        .filter(|_| live);
+    let [g, pg, rest] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(u16::from(phase.is_some())),
+        Constraint::Min(1),
+    ])
+    .areas(inner);
+    if let Some(p) = phase {
+        f.render_widget(phase_gauge(p, theme), pg);
+    }
     let gs = match v.status.as_ref().map(|s| s.state) {
         Some(RunState::Failed) => theme.gauge_high,
         Some(RunState::Done) => theme.success,
