@@ -155,20 +155,77 @@ pub fn run(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
 fn print_event(e: &RunEvent) {
     if !matches!(
         e.kind,
-        EventKind::CheckpointSkipped { .. } | EventKind::Resume { .. } | EventKind::Unknown
+        EventKind::CheckpointSkipped { .. }
+            | EventKind::Resume { .. }
+            | EventKind::Unknown
+            | EventKind::Phase(_)
     ) {
         println!("{}", e.kind.describe());
     }
 }
 
+/// What `runs watch` shows of the events: each as a line, and the phase in progress as a
+/// live line on a terminal (piped, a phase gets one line when it begins, as the trainer
+/// writes a few phase events a second).
+struct Watcher {
+    live: Option<indicatif::ProgressBar>,
+    /// The phase last seen, `(step, name)`, so a pipe hears each phase once.
+    phase: Option<(u64, String)>,
+}
+
+impl Watcher {
+    fn new() -> Self {
+        Watcher {
+            live: super::progress::status_line(),
+            phase: None,
+        }
+    }
+
+    fn show(&mut self, e: &RunEvent) {
+        if let EventKind::Phase(p) = &e.kind {
+            let key = (p.step, p.name.clone());
+            let begins = self.phase.as_ref() != Some(&key);
+            self.phase = Some(key);
+            match &self.live {
+                Some(b) => b.set_message(match p.eta() {
+                    Some(eta) => format!("{} · eta {eta:.0}s", p.line()),
+                    None => p.line(),
+                }),
+                None if begins => println!("{}", p.line()),
+                None => {}
+            }
+            return;
+        }
+        // Anything else ends the phase on screen (a train event: the trainer is stepping).
+        if matches!(e.kind, EventKind::Train(_) | EventKind::Eval(_)) {
+            self.phase = None;
+            if let Some(b) = &self.live {
+                b.set_message(String::new());
+            }
+        }
+        match &self.live {
+            Some(b) => b.suspend(|| print_event(e)),
+            None => print_event(e),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.live {
+            b.finish_and_clear();
+        }
+    }
+}
+
 fn watch(run: &RunDir, interval: f64) -> anyhow::Result<ExitCode> {
     let mut offset = 0;
+    let mut shown = Watcher::new();
     loop {
         let (events, next) = read_events(&run.events_path(), offset)?;
         offset = next;
-        events.iter().for_each(print_event);
+        events.iter().for_each(|e| shown.show(e));
         let s = runs::summarize(run);
         if s.orphaned {
+            shown.finish();
             println!("the trainer (pid gone) ended without a final state; resume with `tunelab train --resume {}`", s.id);
             return Ok(ExitCode::from(exit::PROBLEMS));
         }
@@ -176,7 +233,8 @@ fn watch(run: &RunDir, interval: f64) -> anyhow::Result<ExitCode> {
             Some(st) if st.is_final() => {
                 // Events written between the last read and the final status.
                 let (events, _) = read_events(&run.events_path(), offset)?;
-                events.iter().for_each(print_event);
+                events.iter().for_each(|e| shown.show(e));
+                shown.finish();
                 return Ok(ExitCode::from(match st {
                     RunState::Done => exit::OK,
                     RunState::Stopped => exit::STOPPED,

@@ -3,8 +3,6 @@
 
 use super::exit;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tunelab::config::{RunConfig, PRESETS};
@@ -192,19 +190,7 @@ fn detach(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<ExitCod
 fn foreground(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<ExitCode> {
     let stop = Interrupter::new();
     stop.on_signals(&[signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
-    let tty = std::io::stderr().is_terminal();
-    let bar = if tty {
-        let b = ProgressBar::new(0);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
-            )?
-            .progress_chars("█▉▊▋▌▍▎▏ "),
-        );
-        Some(b)
-    } else {
-        None
-    };
+    let bar = super::progress::bar(0, "");
     let mut observer = |e: &RunEvent| {
         let Some(b) = &bar else { return };
         match &e.kind {

@@ -191,8 +191,8 @@ pub(crate) fn metrics_nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<Met
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Phase {
     pub step: u64,
-    /// `prepare` (model and data), `reference`, `eval`, `tasks`, `samples`, `checkpoint`,
-    /// `adapter`.
+    /// `load model`, `tokenize data`, `load tasks`, `reference`, `eval`, `task <name>`,
+    /// `samples`, `checkpoint`, `adapter`.
     pub name: String,
     pub done: u64,
     pub total: u64,
@@ -203,7 +203,7 @@ pub struct Phase {
 }
 
 impl Phase {
-    /// `eval 40/100 examples · 3.2 s` (`prepare · 1.5 s` without a total).
+    /// `eval 40/100 examples · 3.2 s` (`load model · 1.5 s` without a total).
     pub fn line(&self) -> String {
         let unit = if self.unit.is_empty() {
             String::new()

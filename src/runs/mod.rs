@@ -6,6 +6,7 @@
 pub mod adapters;
 pub mod details;
 pub mod event;
+pub mod pace;
 pub mod plot;
 pub mod report;
 

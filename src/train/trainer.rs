@@ -67,6 +67,15 @@ pub struct Prepared {
 /// Loads the model, adds LoRA (or the preference run's starting adapter), and prepares the
 /// config's method: its data, sample prompts and objective.
 pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
+    prepare_with(cfg, &mut |_| {})
+}
+
+/// [`prepare`], telling `stage` as each part begins: `load model` (resolving, loading,
+/// quantizing or reading the quantized-base cache), `tokenize data` (reading, rendering and
+/// tokenizing the records, packing), `load tasks` (`eval.tasks`), so a run's phase line
+/// says which of them the minute goes to.
+pub fn prepare_with(cfg: &RunConfig, stage: &mut dyn FnMut(&str)) -> Result<Prepared, TrainError> {
+    stage("load model");
     let device = cfg.train.device.open()?;
     let (mut model, tokenizer, quant) = source::load_quantized(
         &cfg.model.path,
@@ -94,6 +103,7 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
         model: &model,
         encoder: &encoder,
     };
+    stage("tokenize data");
     // The one place the method is chosen: everything after it is the method's own.
     let Built {
         objective,
@@ -109,6 +119,7 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
     let tasks = if cfg.eval.is_empty() {
         crate::eval::tasks::Tasks::default()
     } else {
+        stage("load tasks");
         let references = held_out_references(&encoder, &held_out);
         crate::eval::tasks::Tasks::load(&cfg.eval, &encoder, &references).map_err(Box::new)?
     };
@@ -226,9 +237,13 @@ impl<'a> Trainer<'a> {
     fn new(
         cfg: &'a RunConfig,
         run: &'a RunDir,
-        journal: Journal<'a>,
+        mut journal: Journal<'a>,
     ) -> Result<Self, Box<(TrainError, Journal<'a>)>> {
-        match prepare(cfg) {
+        // A failed phase write is not worth failing the run for; the next event retries.
+        let prepared = prepare_with(cfg, &mut |name| {
+            let _ = journal.phase(0, name, 0, 0, "");
+        });
+        match prepared {
             Ok(parts) => Self::assemble(cfg, run, journal, parts),
             Err(e) => Err(Box::new((e, journal))),
         }
@@ -756,8 +771,7 @@ pub fn train(
     let mut journal = Journal::new(run, observer, status);
     journal.status(RunState::Running, 0, None)?;
     // Loading the model, tokenizing the data, quantizing: nothing to count yet, but the run
-    // says what it is doing.
-    journal.phase(0, "prepare", 0, 0, "")?;
+    // says which of them it is doing (`Trainer::new` names each).
     let mut trainer = match Trainer::new(cfg, run, journal) {
         Ok(t) => t,
         Err(failed) => {

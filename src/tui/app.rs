@@ -551,7 +551,7 @@ impl App {
             if self.tab != Tab::Adapter {
                 apply_on!(adapter, Adapter, self, tick());
             }
-            self.dirty |= self.tab == Tab::Train;
+            self.dirty |= self.tab == Tab::Train || (self.tab == Tab::Chat && self.chat.busy());
         }
         std::mem::take(&mut self.dirty)
     }

@@ -2,7 +2,7 @@
 
 use super::Msg;
 use crate::runs::RunDir;
-use crate::tui::effect::Effect;
+use crate::tui::effect::{Effect, Sink};
 use std::path::PathBuf;
 
 /// What the Runs tab exports from a run, into `<run>/export/`.
@@ -14,8 +14,15 @@ pub enum ExportKind {
 }
 
 /// Exports `dir` as `kind` into `<run>/export/`; worker threads only (a merge of a real
-/// model takes a while, so the tab says it started and reports when it ends).
-pub fn export_job(dir: PathBuf, kind: ExportKind, runs_root: PathBuf) -> Effect<Msg> {
+/// model takes a while, so the tab says it started, sends each step and tensor count
+/// through `sink` as it goes (`writing model-q8_0.gguf 120/272 tensors`), and reports when
+/// it ends).
+pub fn export_job(
+    dir: PathBuf,
+    kind: ExportKind,
+    runs_root: PathBuf,
+    sink: Sink<Msg>,
+) -> Effect<Msg> {
     let out = dir.join("export");
     let what = match kind {
         ExportKind::Merged => "a merged folder",
@@ -39,7 +46,10 @@ pub fn export_job(dir: PathBuf, kind: ExportKind, runs_root: PathBuf) -> Effect<
                 _ => out,
             },
         };
-        let result = crate::export::export(&req, &runs_root, &mut |_| {})
+        let mut report = |p: crate::export::Progress| {
+            sink(Msg::Exporting(p.to_string()));
+        };
+        let result = crate::export::export(&req, &runs_root, &mut report)
             .map(|r| {
                 let files: Vec<String> = r
                     .written

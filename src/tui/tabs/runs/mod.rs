@@ -26,6 +26,8 @@ use std::path::PathBuf;
 /// Background results for this tab.
 pub enum Msg {
     Details(PathBuf, Box<RunDetails>),
+    /// An export's step or tensor count (`writing model-q8_0.gguf 120/272 tensors`).
+    Exporting(String),
     /// An export or plot finished: what it wrote, or why it failed.
     Exported(Result<String, String>),
     /// The Eval view's reports, progress and result.
@@ -41,6 +43,8 @@ pub struct RunsTab {
     details_loading: Option<PathBuf>,
     /// The Eval view, over the list while open.
     pub eval: Option<EvalView>,
+    /// The running export's latest step, under the list until it ends.
+    pub exporting: Option<String>,
     /// Carries a comparison's progress back from its worker.
     sink: Sink<Msg>,
 }
@@ -54,6 +58,7 @@ impl RunsTab {
             details: None,
             details_loading: None,
             eval: None,
+            exporting: None,
             sink,
         }
     }
@@ -212,7 +217,13 @@ impl Component for RunsTab {
                     _ => ExportKind::Lora,
                 };
                 let root = s.dir.parent().map(PathBuf::from).unwrap_or_default();
-                return Some(jobs::export_job(s.dir.clone(), kind, root));
+                self.exporting = Some("starting".into());
+                return Some(jobs::export_job(
+                    s.dir.clone(),
+                    kind,
+                    root,
+                    self.sink.clone(),
+                ));
             }
             Action::PlotRuns => {
                 let dirs = if self.marked.is_empty() {
@@ -236,8 +247,17 @@ impl Component for RunsTab {
                 self.details = Some((dir, *d));
                 self.want_details(ctx.runs)
             }
-            Msg::Exported(Ok(text)) => Some(Effect::info(text)),
-            Msg::Exported(Err(e)) => Some(Effect::error(e)),
+            Msg::Exporting(line) => {
+                self.exporting = Some(line);
+                None
+            }
+            Msg::Exported(result) => {
+                self.exporting = None;
+                Some(match result {
+                    Ok(text) => Effect::info(text),
+                    Err(e) => Effect::error(e),
+                })
+            }
             Msg::Eval(m) => self.eval.as_mut()?.receive(m),
         }
     }

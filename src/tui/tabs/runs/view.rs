@@ -77,6 +77,19 @@ fn reward(r: f64) -> String {
     }
 }
 
+/// The list's frame: its count on top, and an export in progress along the bottom
+/// (`writing model-q8_0.gguf 120/272 tensors`), whichever run is selected.
+fn list_block<'a>(t: &'a RunsTab, count: usize, theme: &Theme) -> Block<'a> {
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(format!(" runs ({count}) "))
+        .border_style(theme.border_focused);
+    match &t.exporting {
+        Some(line) => block.title_bottom(Line::styled(format!(" {} ", one_line(line)), theme.info)),
+        None => block,
+    }
+}
+
 pub fn draw(f: &mut Frame, area: Rect, t: &RunsTab, runs: &[RunSummary], theme: &Theme) {
     let [list, detail] =
         Layout::vertical([Constraint::Percentage(45), Constraint::Min(6)]).areas(area);
@@ -130,12 +143,7 @@ pub fn draw(f: &mut Frame, area: Rect, t: &RunsTab, runs: &[RunSummary], theme: 
             Row::new(vec!["run", "state", "step", "loss", "best eval", "time"]).style(theme.title),
         )
         .row_highlight_style(theme.selection)
-        .block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title(format!(" runs ({}) ", runs.len()))
-                .border_style(theme.border_focused),
-        ),
+        .block(list_block(t, runs.len(), theme)),
         list,
         &mut state,
     );
