@@ -28,6 +28,7 @@ pub mod serve;
 pub mod synth;
 pub mod telemetry;
 pub mod template;
+pub mod track;
 pub mod train;
 #[cfg(feature = "tui")]
 pub mod tui;

@@ -40,6 +40,20 @@ pub enum RunsCommand {
     },
     /// Loss curves (train, smoothed, eval, learning rate; DPO rewards) of runs as SVG or PNG.
     Plot(super::plot::PlotArgs),
+    /// Runs' metrics for other tools: TensorBoard event files rebuilt from events.jsonl
+    /// (every scalar of every train and eval event, at its step and time).
+    Export {
+        /// Write TensorBoard event files (into each run's tensorboard/ folder, or --out).
+        #[arg(long, required = true)]
+        tensorboard: bool,
+        /// A folder to write into instead, one subfolder per run (`tensorboard --logdir
+        /// DIR` then shows them side by side).
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+        /// Run folders or ids.
+        #[arg(required = true, value_name = "RUN")]
+        runs: Vec<String>,
+    },
     /// Bring a finished TRL / Axolotl / LLaMA-Factory run back as a tunelab run.
     Import(super::scaleout::ImportArgs),
     /// The base model against runs' adapters on the same tasks (their `eval.tasks`, or
@@ -66,6 +80,8 @@ pub fn run(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
         RunsCommand::Plot(a) => super::plot::run(a),
         RunsCommand::Import(a) => super::scaleout::import(a),
         RunsCommand::Compare(a) => super::compare::run(a),
+        // `--tensorboard` is required: the one format so far, named so others can join it.
+        RunsCommand::Export { out, runs, .. } => export(out.as_deref(), &runs),
         RunsCommand::List { json } => {
             let all = runs::list(&runs::runs_root(&Paths::resolve().data));
             if json {
@@ -150,6 +166,32 @@ pub fn run(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
             stop(&run, wait)
         }
     }
+}
+
+/// `runs export --tensorboard`: every run named, each on its line; a run that cannot be
+/// exported is said and the rest still are.
+fn export(out: Option<&std::path::Path>, specs: &[String]) -> anyhow::Result<ExitCode> {
+    let mut code = exit::OK;
+    for spec in specs {
+        let run = match find(spec) {
+            Ok(r) => r,
+            Err(c) => return Ok(c),
+        };
+        match tunelab::track::export_tensorboard(&run, out) {
+            Ok(x) => println!(
+                "{}: {} scalars in {} events → {}",
+                run.root.file_name().unwrap_or_default().to_string_lossy(),
+                x.scalars,
+                x.records,
+                x.path.display()
+            ),
+            Err(e) => {
+                eprintln!("error: {e}");
+                code = exit::PROBLEMS;
+            }
+        }
+    }
+    Ok(ExitCode::from(code))
 }
 
 fn print_event(e: &RunEvent) {

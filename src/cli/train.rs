@@ -192,7 +192,13 @@ fn foreground(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<Exi
     stop.on_signals(&[signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
     let bar = super::progress::bar(0, "");
     let mut observer = |e: &RunEvent| {
-        let Some(b) = &bar else { return };
+        let Some(b) = &bar else {
+            // Piped: the bar's lines are left out, but a warning is still said.
+            if let EventKind::Warning { .. } = e.kind {
+                eprintln!("{}", e.kind.describe());
+            }
+            return;
+        };
         match &e.kind {
             EventKind::Start(s) => {
                 b.set_length(s.total_steps);
@@ -211,9 +217,10 @@ fn foreground(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<Exi
             }),
             // GRPO's sampled completions stay in the events; greedy samples are shown.
             EventKind::Sample { rewards, .. } if !rewards.is_empty() => {}
-            EventKind::Eval(_) | EventKind::CheckpointSkipped { .. } | EventKind::Sample { .. } => {
-                b.println(e.kind.describe())
-            }
+            EventKind::Eval(_)
+            | EventKind::CheckpointSkipped { .. }
+            | EventKind::Sample { .. }
+            | EventKind::Warning { .. } => b.println(e.kind.describe()),
             _ => {}
         }
     };

@@ -55,6 +55,12 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         advantage: Option<f64>,
     },
+    /// Something went wrong that does not stop the run (an experiment tracker that cannot
+    /// be reached): said once, and the run goes on.
+    Warning {
+        step: u64,
+        message: String,
+    },
     Stopped {
         step: u64,
     },
@@ -237,6 +243,7 @@ impl EventKind {
             EventKind::Phase(p) => Some(p.step),
             EventKind::Checkpoint { step, .. }
             | EventKind::Sample { step, .. }
+            | EventKind::Warning { step, .. }
             | EventKind::Stopped { step }
             | EventKind::Failed { step, .. }
             | EventKind::Done { step, .. } => Some(*step),
@@ -256,6 +263,7 @@ impl EventKind {
             EventKind::Resume { .. } => "resume",
             EventKind::Sample { .. } => "sample",
             EventKind::Phase(_) => "phase",
+            EventKind::Warning { .. } => "warning",
             EventKind::Stopped { .. } => "stopped",
             EventKind::Failed { .. } => "failed",
             EventKind::Done { .. } => "done",
@@ -322,6 +330,7 @@ impl EventKind {
                 Some(r) => format!("step {step} completion {prompt:?} → {reply:?} reward {r:.3}"),
                 None => format!("step {step} sample {prompt:?} → {reply:?}"),
             },
+            EventKind::Warning { message, .. } => format!("warning: {message}"),
             EventKind::Stopped { step } => format!("stopped at step {step}"),
             EventKind::Failed { error, .. } => format!("failed: {error}"),
             EventKind::Done { step, .. } => format!("done at step {step}"),

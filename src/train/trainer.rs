@@ -770,6 +770,7 @@ pub fn train(
     }
     let mut journal = Journal::new(run, observer, status);
     journal.status(RunState::Running, 0, None)?;
+    journal.start_trackers(cfg, resume)?;
     // Loading the model, tokenizing the data, quantizing: nothing to count yet, but the run
     // says which of them it is doing (`Trainer::new` names each).
     let mut trainer = match Trainer::new(cfg, run, journal) {

@@ -29,6 +29,7 @@ const ORDER: &[&str] = &[
     "eval",
     "reward",
     "runs",
+    "track",
     "export",
     "scaleout",
     "serve",

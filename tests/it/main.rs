@@ -43,6 +43,7 @@ mod synth;
 mod template_fixtures;
 mod themes;
 mod tools;
+mod trackers;
 mod train;
 #[cfg(feature = "tui")]
 mod tui;

@@ -249,6 +249,46 @@ fn an_invalid_field_shows_its_error_inline_and_changes_nothing() {
     );
 }
 
+/// `train.report_to` in the Adapter form: Enter cycles through the trackers' combinations,
+/// and the field's help says how.
+#[test]
+fn the_form_cycles_the_trackers() {
+    let h = home();
+    let mut a = app(&h, "dark", false);
+    a.handle(Action::TabAdapter);
+    let row = a
+        .adapter
+        .visible()
+        .iter()
+        .position(|f| f.path == "train.report_to")
+        .unwrap();
+    for _ in 0..row {
+        a.handle(Action::Down);
+    }
+    let screen = render(&mut a, 120, 40, &h);
+    assert!(
+        screen.contains("Enter cycles through none, tensorboard"),
+        "{screen}"
+    );
+    use tunelab::config::Tracker::{Mlflow, Tensorboard};
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        a.handle(Action::Enter);
+        seen.push(a.adapter.config.train.report_to.clone());
+    }
+    assert_eq!(
+        seen,
+        [
+            vec![Tensorboard],
+            vec![Mlflow],
+            vec![Tensorboard, Mlflow],
+            vec![]
+        ]
+    );
+    a.handle(Action::Enter);
+    assert!(render(&mut a, 120, 40, &h).contains("train.report_to                tensorboard"));
+}
+
 #[test]
 fn starting_a_run_streams_its_events_into_the_train_tab() {
     let h = home();

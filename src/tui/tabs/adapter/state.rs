@@ -348,6 +348,12 @@ impl AdapterTab {
                     .map_or(0, |i| (i + 1) % opts.len());
                 let _ = self.config.set_field(f.path, opts[i]);
             }
+            FieldKind::Set(opts) => {
+                let cur = self.config.get_field(f.path);
+                let _ = self
+                    .config
+                    .set_field(f.path, &crate::config::next_subset(opts, &cur));
+            }
             FieldKind::Modules => self.modules = Some(0),
             _ => self.edit_with(EditOf::Field(f.path), self.config.get_field(f.path)),
         }

@@ -354,6 +354,10 @@ fn field_help(fs: &FieldSpec, theme: &Theme) -> Vec<Line<'static>> {
             format!("Enter cycles: {}", o.join(" · ")),
             theme.muted,
         )),
+        FieldKind::Set(o) => help_lines.push(Line::styled(
+            format!("Enter cycles through none, {}", o.join(" · ")),
+            theme.muted,
+        )),
         FieldKind::Bool => help_lines.push(Line::styled("Enter toggles", theme.muted)),
         FieldKind::Modules => {
             help_lines.push(Line::styled("Enter opens the module picker", theme.muted))
