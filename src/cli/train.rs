@@ -27,6 +27,51 @@ pub struct TrainArgs {
     /// Override a field of the config: `--set dpo.init_adapter=RUN --set train.lr=1e-4`.
     #[arg(long, value_name = "PATH=VALUE", conflicts_with = "resume")]
     pub set: Vec<String>,
+    /// Put the run in the queue instead of starting it: it starts when its device is free
+    /// (`tunelab queue list`). With --resume, queues the resume.
+    #[arg(long, conflicts_with = "detach")]
+    pub queue: bool,
+    /// With --queue and train.device cuda: the GPUs the run needs (default 1).
+    #[arg(long, value_name = "N", requires = "queue")]
+    pub gpus: Option<usize>,
+}
+
+/// A config ready to train: CONFIG read (a file or a preset), `--set` applied, validated,
+/// its relative paths made absolute. Errors name CONFIG and the field.
+pub fn ready_config(spec: &str, sets: &[String], paths: &Paths) -> Result<RunConfig, String> {
+    let (mut cfg, bases) = load_config(spec, paths)?;
+    cfg.apply_sets(sets)?;
+    let issues = cfg.validate();
+    if !issues.is_empty() {
+        let lines: Vec<String> = issues.iter().map(|i| format!("{spec}: {i}")).collect();
+        return Err(lines.join("\nerror: "));
+    }
+    let base_refs: Vec<&Path> = bases.iter().map(PathBuf::as_path).collect();
+    cfg.resolve_paths(&base_refs)
+        .map_err(|e| format!("{spec}: {e}"))?;
+    Ok(cfg)
+}
+
+/// A fresh run folder for `cfg`: `--run-dir`, else `<name>-<time>` in the project's runs
+/// folder (inside a project) or the data folder's `runs/`.
+pub fn new_run_dir(cfg: &RunConfig, run_dir: Option<&Path>, root: &Path) -> RunDir {
+    match run_dir {
+        Some(d) => RunDir::new(d),
+        None => {
+            let here = runs_folder(root);
+            let name = cfg.name.clone().unwrap_or_else(|| "run".into());
+            RunDir::new(here.join(runs::new_id(&name, &here)))
+        }
+    }
+}
+
+/// Where new runs go: the project's runs folder inside a project, else `root` (the data
+/// folder's `runs/`).
+pub fn runs_folder(root: &Path) -> PathBuf {
+    std::env::current_dir()
+        .ok()
+        .and_then(|d| tunelab::workspace::Project::detect(&d))
+        .map_or_else(|| root.to_path_buf(), |p| p.runs)
 }
 
 /// Reads CONFIG (a file or a preset name) and the folders its relative paths resolve against.
@@ -90,41 +135,14 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
         (cfg, run, true)
     } else {
         let spec = a.config.as_deref().unwrap_or_default();
-        let (mut cfg, bases) = match load_config(spec, &paths) {
+        let cfg = match ready_config(spec, &a.set, &paths) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("error: {e}");
                 return Ok(ExitCode::from(exit::UNUSABLE));
             }
         };
-        if let Err(e) = cfg.apply_sets(&a.set) {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(exit::UNUSABLE));
-        }
-        let issues = cfg.validate();
-        if !issues.is_empty() {
-            for i in issues {
-                eprintln!("error: {spec}: {i}");
-            }
-            return Ok(ExitCode::from(exit::UNUSABLE));
-        }
-        let base_refs: Vec<&Path> = bases.iter().map(PathBuf::as_path).collect();
-        if let Err(e) = cfg.resolve_paths(&base_refs) {
-            eprintln!("error: {spec}: {e}");
-            return Ok(ExitCode::from(exit::UNUSABLE));
-        }
-        let run = match &a.run_dir {
-            Some(d) => RunDir::new(d),
-            None => {
-                // Inside a project the run goes to the project's runs folder.
-                let here = std::env::current_dir()
-                    .ok()
-                    .and_then(|d| tunelab::workspace::Project::detect(&d))
-                    .map_or_else(|| root.clone(), |p| p.runs);
-                let name = cfg.name.clone().unwrap_or_else(|| "run".into());
-                RunDir::new(here.join(runs::new_id(&name, &here)))
-            }
-        };
+        let run = new_run_dir(&cfg, a.run_dir.as_deref(), &root);
         (cfg, run, false)
     };
     if let Err(e) =
@@ -132,6 +150,9 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
     {
         eprintln!("error: {}: {e}", run.root.display());
         return Ok(ExitCode::from(exit::UNUSABLE));
+    }
+    if a.queue {
+        return super::queue::submit_one(&cfg, &run, resume, a.gpus);
     }
     if a.detach {
         return detach(&cfg, &run, resume);
@@ -142,7 +163,6 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
 /// Writes the config, then starts `tunelab train` again in a new session (setsid) with its
 /// output appended to the run's train.log.
 fn detach(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<ExitCode> {
-    use std::os::unix::process::CommandExt;
     std::fs::create_dir_all(&run.root)?;
     if !resume {
         let yaml = serde_yaml::to_string(cfg)?;
@@ -160,19 +180,8 @@ fn detach(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<ExitCod
     } else {
         cmd.arg(run.config()).arg("--run-dir").arg(&run.root);
     }
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    // SAFETY: setsid is async-signal-safe; it detaches the child from the terminal's
-    // session so a closing SSH connection (SIGHUP to the session) does not reach it.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid()
-                .map(drop)
-                .map_err(std::io::Error::from)
-        });
-    }
-    let child = cmd.spawn()?;
+    cmd.stdout(log.try_clone()?).stderr(log);
+    let child = tunelab::queue::launch::spawn_detached(&mut cmd)?;
     let id = run
         .root
         .file_name()
@@ -234,6 +243,15 @@ fn foreground(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<Exi
                         "done: {} steps{eval}; adapter in {}",
                         o.step,
                         run.adapter().display()
+                    );
+                    Ok(ExitCode::from(exit::OK))
+                }
+                RunState::Pruned => {
+                    eprintln!(
+                        "pruned at step {}/{}: {}; continue anyway with `tunelab train --resume {id}`",
+                        o.step,
+                        o.total_steps,
+                        o.error.unwrap_or_default()
                     );
                     Ok(ExitCode::from(exit::OK))
                 }

@@ -29,6 +29,8 @@ const ORDER: &[&str] = &[
     "eval",
     "reward",
     "runs",
+    "sweep",
+    "queue",
     "export",
     "scaleout",
     "serve",
