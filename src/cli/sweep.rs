@@ -123,7 +123,15 @@ pub fn run(a: SweepArgs) -> anyhow::Result<ExitCode> {
     let root = runs::runs_root(&paths.data);
     let folder = super::train::runs_folder(&root);
     let name = base.name.clone().unwrap_or_else(|| "run".into());
-    let id = runs::new_id(&format!("{name}-sweep"), &folder);
+    // Unique among run folders: a sweep's runs are `<id>-1`, `<id>-2`, …
+    let base_id = runs::new_id(&format!("{name}-sweep"), &folder);
+    let mut id = base_id.clone();
+    for n in 2.. {
+        if !folder.join(format!("{id}-1")).exists() {
+            break;
+        }
+        id = format!("{base_id}-{n}");
+    }
     let dirs: Vec<RunDir> = (1..=configs.len())
         .map(|k| RunDir::new(folder.join(format!("{id}-{k}"))))
         .collect();

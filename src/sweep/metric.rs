@@ -88,8 +88,8 @@ pub fn series(events: &[RunEvent], metric: &str) -> Vec<(u64, f64)> {
     out
 }
 
-/// Every metric name the events carry: `loss` when there are train events, then the eval
-/// events' numbers, sorted.
+/// Every metric name the events carry: `loss` when there are train events, `eval_loss`
+/// when there are eval losses, then the eval events' other numbers, sorted.
 pub fn names(events: &[RunEvent]) -> Vec<String> {
     let mut set = std::collections::BTreeSet::new();
     let mut train = false;
@@ -105,9 +105,11 @@ pub fn names(events: &[RunEvent]) -> Vec<String> {
             _ => {}
         }
     }
+    let eval_loss = set.remove("eval_loss");
     train
         .then(|| "loss".to_string())
         .into_iter()
+        .chain(eval_loss.then(|| "eval_loss".to_string()))
         .chain(set)
         .collect()
 }

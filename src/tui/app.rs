@@ -474,7 +474,13 @@ impl App {
             Update::RunList(list) => {
                 self.run_list = list;
                 if self.auto_attach && self.train.view.is_none() {
-                    if let Some(r) = self.run_list.first() {
+                    // The newest run that started: one waiting in the queue has nothing
+                    // to show yet.
+                    let started = self
+                        .run_list
+                        .iter()
+                        .find(|r| r.state != Some(crate::runs::RunState::Queued));
+                    if let Some(r) = started.or(self.run_list.first()) {
                         self.train.attach(RunDir::new(&r.dir));
                     }
                 }

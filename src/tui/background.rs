@@ -83,7 +83,8 @@ pub struct Background {
     watch: std_mpsc::Sender<WatchCmd>,
     pings: u64,
     answered: u64,
-    /// A tail command went out after the last ping: the ping does not cover it.
+    /// A tail command went out, or a job reported (it may have written a file the
+    /// watcher reads, such as the queue), after the last ping: the ping does not cover it.
     tail_after_ping: bool,
 }
 
@@ -153,6 +154,7 @@ impl Background {
         match e {
             Envelope::Job(u) => {
                 self.pending = self.pending.saturating_sub(1);
+                self.tail_after_ping = true;
                 u
             }
             Envelope::Stream(u) => {

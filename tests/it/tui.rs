@@ -9,6 +9,7 @@ mod eval_view;
 mod grpo;
 mod hostile;
 mod phases;
+mod queue;
 mod remote;
 mod tour;
 

@@ -247,6 +247,8 @@ impl Component for RunsTab {
             }
             Action::Down => self.move_sel(1, runs.len()),
             Action::Up => self.move_sel(-1, runs.len()),
+            Action::Top => self.selected = 0,
+            Action::Bottom => self.selected = runs.len().saturating_sub(1),
             Action::Mark => self.toggle_mark(runs),
             Action::Compare => return self.compare(runs),
             Action::OverlaySweep => {
