@@ -18,6 +18,7 @@ mod plot;
 mod progress;
 mod queue;
 mod render;
+mod run_config;
 pub mod runs;
 mod scaleout;
 #[cfg(feature = "serve")]

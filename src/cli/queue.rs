@@ -186,7 +186,7 @@ fn add(
     // Every config is checked before anything is queued.
     let mut ready = Vec::new();
     for spec in configs {
-        match super::train::ready_config(spec, sets, &paths) {
+        match super::run_config::ready_config(spec, sets, &paths) {
             Ok(c) => ready.push(c),
             Err(e) => return fail(&e),
         }
@@ -203,7 +203,7 @@ fn add(
         }
     }
     for cfg in &ready {
-        let run = super::train::new_run_dir(cfg, None, &root);
+        let run = super::run_config::new_run_dir(cfg, None, &root);
         let made = std::fs::create_dir_all(&run.root)
             .map_err(|e| e.to_string())
             .and_then(|_| runs::register(&root, &run).map_err(|e| e.to_string()))

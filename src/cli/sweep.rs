@@ -91,7 +91,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<ExitCode> {
     if a.random == Some(0) {
         return fail(&"--random must be at least 1");
     }
-    let base = match super::train::ready_config(&a.config, &a.set, &paths) {
+    let base = match super::run_config::ready_config(&a.config, &a.set, &paths) {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
@@ -121,7 +121,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<ExitCode> {
         Direction::guess(&a.metric)
     };
     let root = runs::runs_root(&paths.data);
-    let folder = super::train::runs_folder(&root);
+    let folder = super::run_config::runs_folder(&root);
     let name = base.name.clone().unwrap_or_else(|| "run".into());
     // Unique among run folders: a sweep's runs are `<id>-1`, `<id>-2`, …
     let base_id = runs::new_id(&format!("{name}-sweep"), &folder);
