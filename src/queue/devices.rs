@@ -78,10 +78,14 @@ pub fn gpu_count() -> usize {
     {
         return n;
     }
-    crate::telemetry::Gpus::open()
-        .map(|g| g.memory().len())
-        .filter(|n| *n > 0)
-        .unwrap_or(1)
+    // NVML is loaded once per process: the workbench asks every second.
+    static NVML_COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *NVML_COUNT.get_or_init(|| {
+        crate::telemetry::Gpus::open()
+            .map(|g| g.memory().len())
+            .filter(|n| *n > 0)
+            .unwrap_or(1)
+    })
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ pub enum QueueError {
     GpusOnOrdinal { gpus: usize, device: String },
     #[error("--gpus must be at least 1")]
     NoGpus,
+    #[error("{id} cannot be resumed: {why}")]
+    NotResumable { id: String, why: String },
     #[error("{id} is already in the queue")]
     Duplicate { id: String },
     #[error("cannot start {exe}: {source}", exe = exe.display())]

@@ -47,6 +47,22 @@ pub fn queued_run(
 /// An entry that continues `run` (stopped, pruned, failed or dead) from its newest
 /// checkpoint; its config stays as it is.
 pub fn resume_entry(run: &RunDir, gpus: Option<usize>) -> Result<Entry, QueueError> {
+    let status = run
+        .read_status()
+        .map_err(|e| QueueError::io(&run.status_path(), e))?;
+    let alive = status.pid.is_some_and(crate::telemetry::process_alive);
+    let why = match status.state {
+        RunState::Done => Some("it is done"),
+        RunState::Queued if status.pid.is_none() => Some("it has not started (it is queued)"),
+        s if !s.is_final() && alive => Some("its trainer is running"),
+        _ => None,
+    };
+    if let Some(why) = why {
+        return Err(QueueError::NotResumable {
+            id: id_of(run),
+            why: why.into(),
+        });
+    }
     let cfg = RunConfig::load(&run.config()).map_err(|e| QueueError::Damaged {
         path: run.config(),
         why: e.to_string(),

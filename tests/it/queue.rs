@@ -238,7 +238,8 @@ fn a_killed_scheduler_hands_over_and_a_dead_run_resumes_from_the_queue() {
     let (code, _, err) = h.run(&["queue", "start"]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("started the scheduler"), "{err}");
-    let new = h.scheduler().expect("the new scheduler");
+    wait_until("the new scheduler", 30, &mut || h.scheduler().is_some());
+    let new = h.scheduler().unwrap();
     assert_ne!(new, old);
     wait_until("all three done", 600, &mut || {
         ids.iter().all(|id| h.state(id) == "done")
@@ -289,6 +290,9 @@ fn a_killed_scheduler_hands_over_and_a_dead_run_resumes_from_the_queue() {
     );
     let log = std::fs::read_to_string(h.data().join("queue/scheduler.log")).unwrap();
     assert!(log.contains(&format!("{id} died")), "{log}");
+    let (code, _, err) = h.run(&["queue", "add", "--resume", &ids[0]]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot be resumed: it is done"), "{err}");
     h.ok(&["queue", "add", "--resume", &id]);
     wait_until("the resumed run done", 300, &mut || h.state(&id) == "done");
     let types = h.event_types(&id);

@@ -42,8 +42,6 @@ fn the_train_tab_shows_a_long_evaluation_as_it_runs() {
     t.wait("the workbench", 60, &|s| s.contains("1 Data"));
     common::ok(h.path(), &["train", cfg.to_str().unwrap(), "--detach"]);
     t.keys("Escape");
-    // Apart, or the terminal reads Escape and 5 as one key (Alt-5).
-    std::thread::sleep(std::time::Duration::from_millis(300));
     t.keys("5");
     t.wait("the run in the Runs tab", 60, &|s| s.contains("long-"));
     t.keys("Enter");

@@ -195,8 +195,6 @@ fn the_queue_and_a_sweep_overlay_in_tmux() {
     };
     t.wait("the workbench", 60, &|s| s.contains("1 Data"));
     t.keys("Escape");
-    // Apart, or the terminal reads Escape and 5 as one key (Alt-5).
-    std::thread::sleep(std::time::Duration::from_millis(300));
     t.keys("5");
     let s = t.wait("the queue above the runs", 30, &|s| {
         s.contains("queue · 3 waiting") && s.contains("needs 1 GPUs; this machine has 0")
@@ -238,7 +236,6 @@ fn the_queue_and_a_sweep_overlay_in_tmux() {
     });
     // Q on the Adapter form queues its run; the CPU is free, so the scheduler starts it.
     t.keys("Escape");
-    std::thread::sleep(std::time::Duration::from_millis(300));
     t.keys("2");
     t.wait("the Adapter tab", 10, &|s| s.contains("[2 Adapter]"));
     t.keys("Q");
