@@ -20,11 +20,13 @@ pub mod model;
 pub mod ops;
 pub mod paths;
 pub mod pyjson;
+pub mod queue;
 pub mod reward;
 pub mod runs;
 pub mod scaleout;
 #[cfg(feature = "serve")]
 pub mod serve;
+pub mod sweep;
 pub mod synth;
 pub mod telemetry;
 pub mod template;

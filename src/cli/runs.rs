@@ -10,7 +10,8 @@ use tunelab::runs::{self, read_events, EventKind, RunDir, RunEvent, RunState};
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
-    /// Every run in the workspace: state, steps, last loss, best eval loss, duration.
+    /// Every run in the workspace: state (`queued`, `running`, `done`, `pruned`, `dead`…),
+    /// steps, last loss, best eval loss, duration.
     List {
         /// Print a JSON array instead of a table.
         #[arg(long)]
@@ -58,7 +59,11 @@ pub enum RunsCommand {
     Import(super::scaleout::ImportArgs),
     /// The base model against runs' adapters on the same tasks (their `eval.tasks`, or
     /// --task / --generate): each score, its difference from the base and its interval.
+    /// (`runs diff` ranks runs by what they recorded instead.)
     Compare(super::compare::CompareArgs),
+    /// Runs (or a sweep) side by side from what they recorded: the config fields in which
+    /// they differ, each metric's final and best value, best first.
+    Diff(super::diff::DiffArgs),
 }
 
 /// The run `spec` names (a folder or an id), or the exit code after saying there is none.
@@ -82,6 +87,7 @@ pub fn run(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
         RunsCommand::Compare(a) => super::compare::run(a),
         // `--tensorboard` is required: the one format so far, named so others can join it.
         RunsCommand::Export { out, runs, .. } => export(out.as_deref(), &runs),
+        RunsCommand::Diff(a) => super::diff::run(a),
         RunsCommand::List { json } => {
             let all = runs::list(&runs::runs_root(&Paths::resolve().data));
             if json {
@@ -278,7 +284,7 @@ fn watch(run: &RunDir, interval: f64) -> anyhow::Result<ExitCode> {
                 events.iter().for_each(|e| shown.show(e));
                 shown.finish();
                 return Ok(ExitCode::from(match st {
-                    RunState::Done => exit::OK,
+                    RunState::Done | RunState::Pruned => exit::OK,
                     RunState::Stopped => exit::STOPPED,
                     _ => exit::PROBLEMS,
                 }));
@@ -293,6 +299,11 @@ fn stop(run: &RunDir, wait: f64) -> anyhow::Result<ExitCode> {
         if s.state.is_final() {
             println!("already {:?}", s.state);
             return Ok(ExitCode::from(exit::OK));
+        }
+        if s.state == RunState::Queued && s.pid.is_none() {
+            let id = runs::summarize(run).id;
+            eprintln!("error: {id} waits in the queue and has not started; take it off with `tunelab queue remove {id}`");
+            return Ok(ExitCode::from(exit::PROBLEMS));
         }
     }
     if let Err(e) = runs::request_stop(run) {

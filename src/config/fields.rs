@@ -362,9 +362,9 @@ pub const FIELDS: &[FieldSpec] = &[
     },
     FieldSpec {
         path: "train.lr",
-        help: "peak learning rate",
+        help: "peak learning rate (0 trains nothing: a baseline)",
         kind: FieldKind::Float {
-            min: 1e-9,
+            min: 0.0,
             max: 0.999,
         },
     },

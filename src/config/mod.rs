@@ -415,8 +415,9 @@ impl RunConfig {
         if t.max_steps == Some(0) {
             bad("train.max_steps", "must be > 0");
         }
-        if !(t.lr > 0.0 && t.lr < 1.0) {
-            bad("train.lr", "must be > 0 and < 1");
+        // 0 is allowed: a run that trains nothing is a sweep's baseline.
+        if !(t.lr >= 0.0 && t.lr < 1.0) {
+            bad("train.lr", "must be >= 0 and < 1");
         }
         if t.warmup < 0.0 {
             bad("train.warmup", "must be >= 0 (steps, or a ratio below 1)");
@@ -675,7 +676,7 @@ mod tests {
             "{got:?}"
         );
         assert!(
-            got.contains(&"train.lr: must be > 0 and < 1".to_string()),
+            got.contains(&"train.lr: must be >= 0 and < 1".to_string()),
             "{got:?}"
         );
         let err = RunConfig::from_yaml(

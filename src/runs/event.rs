@@ -64,6 +64,16 @@ pub enum EventKind {
     Stopped {
         step: u64,
     },
+    /// A sweep's median pruner stopped the run at an evaluation: `metric` was `value`, worse
+    /// than the `median` of `compared` completed runs of the sweep at the same step.
+    Pruned {
+        step: u64,
+        metric: String,
+        #[serde(deserialize_with = "nan_if_null")]
+        value: f64,
+        median: f64,
+        compared: usize,
+    },
     Failed {
         step: u64,
         error: String,
@@ -245,6 +255,7 @@ impl EventKind {
             | EventKind::Sample { step, .. }
             | EventKind::Warning { step, .. }
             | EventKind::Stopped { step }
+            | EventKind::Pruned { step, .. }
             | EventKind::Failed { step, .. }
             | EventKind::Done { step, .. } => Some(*step),
             EventKind::Resume { from_step, .. } => Some(*from_step),
@@ -265,6 +276,7 @@ impl EventKind {
             EventKind::Phase(_) => "phase",
             EventKind::Warning { .. } => "warning",
             EventKind::Stopped { .. } => "stopped",
+            EventKind::Pruned { .. } => "pruned",
             EventKind::Failed { .. } => "failed",
             EventKind::Done { .. } => "done",
             EventKind::Unknown => "unknown",
@@ -332,6 +344,16 @@ impl EventKind {
             },
             EventKind::Warning { message, .. } => format!("warning: {message}"),
             EventKind::Stopped { step } => format!("stopped at step {step}"),
+            EventKind::Pruned {
+                step,
+                metric,
+                value,
+                median,
+                compared,
+            } => format!(
+                "pruned at step {step}: {metric} {value:.4} is worse than the median {median:.4} of {compared} completed run{}",
+                if *compared == 1 { "" } else { "s" }
+            ),
             EventKind::Failed { error, .. } => format!("failed: {error}"),
             EventKind::Done { step, .. } => format!("done at step {step}"),
             EventKind::Unknown => "an event this version does not know".into(),

@@ -30,6 +30,8 @@ const ORDER: &[&str] = &[
     "reward",
     "runs",
     "track",
+    "sweep",
+    "queue",
     "export",
     "scaleout",
     "serve",

@@ -9,6 +9,7 @@ mod eval_view;
 mod grpo;
 mod hostile;
 mod phases;
+mod queue;
 mod remote;
 mod tour;
 
@@ -655,6 +656,11 @@ impl Tmux {
 
     fn keys(&self, keys: &str) {
         self.run(&["send-keys", "-t", "e2e", keys]);
+        // A key sent right after Escape arrives in the same read and the terminal takes
+        // both for one key (Alt-5): leave a gap after it.
+        if keys == "Escape" {
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     fn wait(&self, what: &str, secs: u64, cond: &dyn Fn(&str) -> bool) -> String {

@@ -202,6 +202,7 @@ impl Component for AdapterTab {
             (Action::LoadPreset, "preset"),
             (Action::SavePreset, "save"),
             (Action::StartRun, "start run"),
+            (Action::QueueRun, "queue"),
         ]
     }
 

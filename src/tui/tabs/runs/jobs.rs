@@ -1,4 +1,4 @@
-//! The Runs tab's work off the UI thread: exports and plots of runs.
+//! The Runs tab's work off the UI thread: exports and plots of runs, and queue edits.
 
 use super::Msg;
 use crate::runs::RunDir;
@@ -77,5 +77,34 @@ pub fn plot_job(dirs: Vec<PathBuf>) -> Effect<Msg> {
             .map(|_| format!("plotted {}", out.display()))
             .map_err(|e| format!("plot failed: {e}"));
         Msg::Exported(result)
+    })
+}
+
+/// Moves queued run `id` to place `to` among the waiting runs of `data`'s queue.
+pub fn move_job(data: PathBuf, id: String, to: usize) -> Effect<Msg> {
+    Effect::spawn(move || {
+        let files = crate::queue::QueueFiles::new(data);
+        Msg::Queue(
+            files
+                .update(|q| q.move_to(&id, to))
+                .map(|()| format!("{id} is #{to} in the queue"))
+                .map_err(|e| e.to_string()),
+        )
+    })
+}
+
+/// Takes waiting run `id` off `data`'s queue, and its never-started folder away.
+pub fn dequeue_job(data: PathBuf, id: String) -> Effect<Msg> {
+    Effect::spawn(move || {
+        let files = crate::queue::QueueFiles::new(data);
+        Msg::Queue(
+            files
+                .update(|q| q.remove(&id))
+                .map(|e| {
+                    crate::queue::submit::discard_queued_run(&RunDir::new(&e.dir));
+                    format!("removed {id} from the queue")
+                })
+                .map_err(|e| e.to_string()),
+        )
     })
 }
