@@ -5,6 +5,7 @@
 //! it: the CLI (`src/cli`, in the binary) and the workbench (`tui`, here so tests can drive
 //! it without a terminal, and only with the `tui` feature, on by default).
 
+pub mod allocator;
 pub mod batch;
 pub mod choice;
 pub mod config;

@@ -11,6 +11,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 extern "C" {
     /// mimalloc's option setter (statically linked through the `mimalloc` crate).
     fn mi_option_set(option: i32, value: std::ffi::c_long);
+    /// Frees what mimalloc holds and purges what is scheduled (`force`: now).
+    fn mi_collect(force: bool);
 }
 
 /// mimalloc v3's `mi_option_purge_delay`.
@@ -25,6 +27,18 @@ const MI_OPTION_PURGE_DELAY: i32 = 15;
 fn keep_freed_memory() {
     // SAFETY: mi_option_set only stores an option value; it is thread-safe.
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
+
+/// Training keeps its memory only once the model is loaded: a load frees large temporary
+/// copies (an 8B head generated or read in f32 before quantizing: 2 GB), and with purging
+/// off from the start they stay resident for the whole run. So purging stays on (delayed)
+/// through the load, the load's leftovers are purged at its end, and then it is turned off.
+fn release_load_then_keep() {
+    // SAFETY: mi_collect and mi_option_set are thread-safe entry points of mimalloc.
+    unsafe {
+        mi_collect(true);
+        mi_option_set(MI_OPTION_PURGE_DELAY, -1);
+    }
 }
 
 /// Whether the command is `serve` (when it is compiled in).
@@ -106,11 +120,12 @@ fn main() -> ExitCode {
     if !matches!(args.command, None | Some(cli::Command::Train(_))) && !is_serve(&args) {
         quiet_on_closed_pipe();
     }
-    if matches!(
-        args.command,
-        Some(cli::Command::Train(_)) | Some(cli::Command::Bench(_)) | Some(cli::Command::Data(_))
-    ) {
-        keep_freed_memory();
+    match args.command {
+        Some(cli::Command::Train(_)) | Some(cli::Command::Bench(_)) => {
+            tunelab::allocator::on_load_done(release_load_then_keep)
+        }
+        Some(cli::Command::Data(_)) => keep_freed_memory(),
+        _ => {}
     }
     let paths = tunelab::paths::Paths::resolve();
     tunelab::logging::init(&paths);

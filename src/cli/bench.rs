@@ -151,6 +151,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     } else {
         model.densify()?;
     }
+    tunelab::allocator::load_done();
     let vocab = model.config.vocab_size;
     match cmd {
         BenchCommand::Forward {
@@ -303,8 +304,10 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         rows_per_step,
         seq,
         checkpointing,
+        dev.is_cpu(),
     );
     model.add_lora(&lora_cfg, 0)?;
+    tunelab::allocator::load_done();
     let vocab = model.config.vocab_size;
     let rows: Vec<Sequence> = (0..batch)
         .map(|b| {

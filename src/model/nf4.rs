@@ -218,6 +218,17 @@ impl Nf4Tensor {
 
     /// The dense matrix in `dtype` on the tensor's device.
     pub fn dequantize(&self, dtype: DType) -> Result<Tensor> {
+        self.dequantize_rows(0..self.rows, dtype)
+    }
+
+    /// Rows `rows` of the dense matrix in `dtype` on the tensor's device: a panel of a large
+    /// matrix without the whole of it.
+    pub fn dequantize_rows(&self, rows: std::ops::Range<usize>, dtype: DType) -> Result<Tensor> {
+        if rows.start > rows.end || rows.end > self.rows {
+            candle_core::bail!("nf4: rows {rows:?} of a {}-row matrix", self.rows);
+        }
+        let first = rows.start;
+        let n = rows.end - rows.start;
         match &self.storage {
             Storage::Host {
                 codes,
@@ -228,10 +239,11 @@ impl Nf4Tensor {
                 // The block scale as both paths compute it: product first, then the mean.
                 let scale =
                     |b: usize| self.mean + f32::from(scales_q[b]) * scales_scale[b / SCALE_BLOCK];
-                let mut out = vec![0f32; self.rows * self.cols];
+                let mut out = vec![0f32; n * self.cols];
                 out.par_chunks_mut(self.cols)
                     .enumerate()
-                    .for_each(|(r, row)| {
+                    .for_each(|(i, row)| {
+                        let r = first + i;
                         for (k, block) in row.chunks_mut(BLOCK).enumerate() {
                             let b = r * per_row + k;
                             let s = scale(b);
@@ -242,7 +254,7 @@ impl Nf4Tensor {
                             }
                         }
                     });
-                Tensor::from_vec(out, (self.rows, self.cols), &Device::Cpu)?
+                Tensor::from_vec(out, (n, self.cols), &Device::Cpu)?
                     .to_dtype(dtype)?
                     .to_device(&self.device)
             }
@@ -251,7 +263,7 @@ impl Nf4Tensor {
                 scales_q,
                 scales_scale,
                 levels,
-            } => self.dequantize_by_ops(codes, scales_q, scales_scale, levels, dtype, PANEL),
+            } => self.dequantize_by_ops(codes, scales_q, scales_scale, levels, dtype, rows, PANEL),
         }
     }
 
@@ -264,6 +276,7 @@ impl Nf4Tensor {
         scales_scale: &Tensor,
         levels: &Tensor,
         dtype: DType,
+        wanted: std::ops::Range<usize>,
         panel: usize,
     ) -> Result<Tensor> {
         let blocks = scales_q.dim(0)?;
@@ -281,10 +294,10 @@ impl Nf4Tensor {
             .narrow(0, 0, blocks)?;
         let per_row = self.cols / BLOCK;
         let rows_per_panel = (panel / self.cols).max(1);
-        let mut panels = Vec::with_capacity(self.rows.div_ceil(rows_per_panel));
-        let mut r0 = 0;
-        while r0 < self.rows {
-            let rows = rows_per_panel.min(self.rows - r0);
+        let mut panels = Vec::with_capacity((wanted.end - wanted.start).div_ceil(rows_per_panel));
+        let mut r0 = wanted.start;
+        while r0 < wanted.end {
+            let rows = rows_per_panel.min(wanted.end - r0);
             let c = codes
                 .narrow(0, r0 * self.cols / 2, rows * self.cols / 2)?
                 .to_dtype(DType::F32)?;
@@ -447,10 +460,26 @@ mod tests {
                 unreachable!()
             };
             let got = flat(
-                ops.dequantize_by_ops(codes, scales_q, scales_scale, levels, DType::F32, panel)
-                    .unwrap(),
+                ops.dequantize_by_ops(
+                    codes,
+                    scales_q,
+                    scales_scale,
+                    levels,
+                    DType::F32,
+                    0..rows,
+                    panel,
+                )
+                .unwrap(),
             );
             let want = flat(host.dequantize(DType::F32).unwrap());
+            // A panel of rows alone, on both paths, is that slice of the whole.
+            let (a, b) = (1.min(rows - 1), rows);
+            let slice = &want[a * cols..b * cols];
+            assert_eq!(flat(host.dequantize_rows(a..b, DType::F32).unwrap()), slice);
+            let part = ops
+                .dequantize_by_ops(codes, scales_q, scales_scale, levels, DType::F32, a..b, panel)
+                .unwrap();
+            assert_eq!(flat(part), slice);
             assert_eq!(got.len(), rows * cols);
             let differ = got
                 .iter()

@@ -167,15 +167,21 @@ pub fn random_model_quantized(
             cfg.sliding_layers.get(i).copied().unwrap_or(false),
         ));
     }
-    let embed = w(cfg.vocab_size, h)?;
-    let head = if cfg.tie_word_embeddings {
-        Weight::Dense(embed.clone())
-    } else if plan.head {
+    // A quantized head is made (in f32) and quantized before the embedding exists, so the
+    // f32 copy and the embedding, the same size, are never resident together: the load's
+    // peak stays at the base's size (an 8B head is 2 GB in f32).
+    let quantized_head = if !cfg.tie_word_embeddings && plan.head {
         let (weight, r) = matrix("lm_head.weight".into(), cfg.vocab_size, h)?;
         report.absorb(r);
-        weight
+        Some(weight)
     } else {
-        Weight::Dense(w(cfg.vocab_size, h)?)
+        None
+    };
+    let embed = w(cfg.vocab_size, h)?;
+    let head = match quantized_head {
+        Some(weight) => weight,
+        None if cfg.tie_word_embeddings => Weight::Dense(embed.clone()),
+        None => Weight::Dense(w(cfg.vocab_size, h)?),
     };
     let norm = ones(h)?;
     let model = Model::assemble(cfg, embed, layers, norm, head, dtype, device);

@@ -419,6 +419,90 @@ impl HeadChunk {
     }
 }
 
+/// Elements of a quantized head dequantized at once (16M f32: 64 MB).
+const HEAD_PANEL_ELEMS: usize = 1 << 24;
+
+/// The LM head's weight as the head's forward and backward use it: a dense matrix as it
+/// is, a quantized one a panel of vocabulary rows at a time, so that a quantized head is
+/// never dequantized whole (an 8B model's is 2 GB in f32, more than its quantized layers'
+/// largest step-time copy by far).
+enum HeadWeight<'a> {
+    Dense(Tensor),
+    Panels {
+        weight: &'a Weight,
+        dtype: DType,
+        vocab: usize,
+        rows: usize,
+    },
+}
+
+impl<'a> HeadWeight<'a> {
+    fn new(w: &'a Weight, dtype: DType) -> Result<Self> {
+        Ok(match w {
+            Weight::Dense(_) => HeadWeight::Dense(w.matrix(dtype)?),
+            _ => {
+                let (vocab, hidden) = w.dims()?;
+                HeadWeight::Panels {
+                    weight: w,
+                    dtype,
+                    vocab,
+                    rows: (HEAD_PANEL_ELEMS / hidden.max(1)).clamp(1, vocab.max(1)),
+                }
+            }
+        })
+    }
+
+    /// The vocabulary's row ranges, a panel each.
+    fn panels(vocab: usize, rows: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+        (0..vocab)
+            .step_by(rows)
+            .map(move |s| s..(s + rows).min(vocab))
+    }
+
+    /// `hn · Wᵀ`: the logits [n, vocab].
+    fn logits(&self, hn: &Tensor) -> Result<Tensor> {
+        match self {
+            HeadWeight::Dense(w) => hn.matmul(&w.t()?),
+            HeadWeight::Panels {
+                weight,
+                dtype,
+                vocab,
+                rows,
+            } => {
+                let parts = Self::panels(*vocab, *rows)
+                    .map(|r| hn.matmul(&weight.rows_matrix(r, *dtype)?.t()?))
+                    .collect::<Result<Vec<_>>>()?;
+                Tensor::cat(&parts, 1)
+            }
+        }
+    }
+
+    /// `d_logits · W`: the gradient of the head's input [n, hidden].
+    fn input_grad(&self, d_logits: &Tensor) -> Result<Tensor> {
+        match self {
+            HeadWeight::Dense(w) => d_logits.matmul(w),
+            HeadWeight::Panels {
+                weight,
+                dtype,
+                vocab,
+                rows,
+            } => {
+                let mut sum: Option<Tensor> = None;
+                for r in Self::panels(*vocab, *rows) {
+                    let part = d_logits
+                        .narrow(1, r.start, r.end - r.start)?
+                        .matmul(&weight.rows_matrix(r, *dtype)?)?;
+                    sum = Some(match sum {
+                        Some(s) => (s + part)?,
+                        None => part,
+                    });
+                }
+                sum.ok_or_else(|| candle_core::Error::Msg("the head has no rows".into()))
+            }
+        }
+    }
+}
+
 /// The head over the targets of `labels` (shifted, as `causal_lm_loss`): the targets'
 /// log-probs go to the objective's `head`, whose derivatives become `dh` for the last hidden
 /// state (`d logits = -w (onehot - softmax)` for a target with derivative `w`). Target rows
@@ -444,16 +528,13 @@ fn head_backward(
     let flat = h.reshape((b * t, hidden))?;
     let picked = flat.index_select(&rows_t, 0)?;
     let hn = rms_norm_forward(&picked, &m.norm, m.config.rms_norm_eps)?;
-    let w = m.lm_head.matrix(hn.dtype())?;
+    let w = HeadWeight::new(&m.lm_head, hn.dtype())?;
     let chunk = crate::model::compute::head_chunk_rows(m.config.vocab_size);
     let cap = m.config.final_logit_softcapping;
     // A chunk's softmax, its targets' log-probs (no underflow for confident models), and
     // with soft-capped logits the cap's derivative `1 − tanh²`.
     let chunk_probs = |start: usize, len: usize| -> Result<HeadChunk> {
-        let raw = hn
-            .narrow(0, start, len)?
-            .matmul(&w.t()?)?
-            .to_dtype(DType::F32)?;
+        let raw = w.logits(&hn.narrow(0, start, len)?)?.to_dtype(DType::F32)?;
         let (logits, dcap) = match cap {
             Some(c) => {
                 let th = (raw / c)?.tanh()?;
@@ -502,7 +583,7 @@ fn head_backward(
         let d_logits = c
             .d_logits(&targets[start..start + len], &weights[start..start + len])?
             .to_dtype(hn.dtype())?;
-        d_hn_parts.push(d_logits.matmul(&w)?);
+        d_hn_parts.push(w.input_grad(&d_logits)?);
     }
     let d_hn = Tensor::cat(&d_hn_parts, 0)?;
     let d_picked = rms_norm_backward(&picked, &m.norm, m.config.rms_norm_eps, &d_hn)?;

@@ -234,6 +234,8 @@ pub struct Trainer<'a> {
     last_eval_event: Option<Eval>,
     /// The sweep this run belongs to (`sweep.json`), if any.
     sweep: Option<SweepMark>,
+    /// GRPO steps in a row whose groups all scored flat (no learning signal).
+    flat_rewards: crate::train::grpo::FlatRewards,
     gpus: Option<telemetry::Gpus>,
     session_start: Instant,
     elapsed_before: f64,
@@ -251,6 +253,8 @@ impl<'a> Trainer<'a> {
         let prepared = prepare_with(cfg, &mut |name| {
             let _ = journal.phase(0, name, 0, 0, "");
         });
+        // The load's temporary copies go back to the OS; the step's buffers are kept.
+        crate::allocator::load_done();
         match prepared {
             Ok(parts) => Self::assemble(cfg, run, journal, parts),
             Err(e) => Err(Box::new((e, journal))),
@@ -329,6 +333,7 @@ impl<'a> Trainer<'a> {
             last_eval: None,
             last_eval_event: None,
             sweep: SweepMark::read(run),
+            flat_rewards: Default::default(),
             gpus: telemetry::Gpus::open(),
             session_start: Instant::now(),
             elapsed_before: 0.0,
@@ -545,7 +550,11 @@ impl<'a> Trainer<'a> {
             metrics,
         };
         let step = s.step;
+        let flat = self.flat_rewards.observe(&event.metrics);
         self.journal.event(EventKind::Train(event))?;
+        if let Some(message) = flat {
+            self.journal.event(EventKind::Warning { step, message })?;
+        }
         for c in samples {
             self.journal.event(EventKind::Sample {
                 step,

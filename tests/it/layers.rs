@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 /// Lowest first: a module may use only modules before it.
 const ORDER: &[&str] = &[
     "units",
+    "allocator",
     "pyjson",
     "paths",
     "files",

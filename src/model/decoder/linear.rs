@@ -48,6 +48,32 @@ impl Weight {
         }
     }
 
+    /// Rows `rows` of the weight as a dense matrix in `dtype`: a panel of a quantized weight
+    /// is dequantized alone (on the CPU), so a large quantized matrix (an 8B model's head:
+    /// 2 GB in f32) can be used a panel at a time. Elsewhere the whole matrix is dequantized
+    /// and narrowed.
+    pub fn rows_matrix(&self, rows: std::ops::Range<usize>, dtype: DType) -> Result<Tensor> {
+        let len = rows.end - rows.start;
+        match self {
+            Weight::Dense(t) => t.narrow(0, rows.start, len)?.to_dtype(dtype),
+            Weight::Quantized(q) if q.device().is_cpu() => {
+                let (_, k) = q.shape().dims2()?;
+                let t = q.dtype();
+                let row_bytes = k / t.block_size() * t.type_size();
+                let data = q.data()?;
+                let panel = candle_core::quantized::ggml_file::qtensor_from_ggml(
+                    t,
+                    &data[rows.start * row_bytes..rows.end * row_bytes],
+                    vec![len, k],
+                    &q.device(),
+                )?;
+                panel.dequantize(&q.device())?.to_dtype(dtype)
+            }
+            Weight::Quantized(_) => self.matrix(dtype)?.narrow(0, rows.start, len),
+            Weight::Nf4(q) => q.dequantize_rows(rows, dtype),
+        }
+    }
+
     /// `x · Wᵀ` with a gradient for `x` only.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
         match self {

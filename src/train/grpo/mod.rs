@@ -533,3 +533,56 @@ pub fn fixed_rollout(groups: &[FixedGroup], cfg: &GrpoSection) -> (Vec<Prompt>, 
         },
     )
 }
+
+/// Steps in a row in which every group's completions scored the same before a run says
+/// so: GRPO learns only from differences within a group, and a model that never yet
+/// produces what the rewards look for (a small one asked for a format) trains on nothing.
+pub const FLAT_STEPS: u32 = 5;
+
+/// Counts steps whose `frac_reward_zero_std` is 1 (every group flat); [`FlatRewards::observe`]
+/// answers the warning once, at the [`FLAT_STEPS`]th in a row.
+#[derive(Debug, Default)]
+pub struct FlatRewards {
+    streak: u32,
+}
+
+impl FlatRewards {
+    /// Notes a train event's metrics; the warning when this step makes the streak.
+    pub fn observe(&mut self, metrics: &crate::runs::event::Metrics) -> Option<String> {
+        match metrics.get("frac_reward_zero_std") {
+            Some(f) if *f >= 1.0 => self.streak += 1,
+            _ => self.streak = 0,
+        }
+        (self.streak == FLAT_STEPS).then(|| {
+            format!(
+                "{FLAT_STEPS} steps in a row, every completion of each group scored the same, so \
+                 nothing was learned (rewards/*/mean say what they scored): the model may never \
+                 produce what the rewards look for yet. Give partial credit, raise \
+                 grpo.temperature, or start from an SFT adapter on answers in the format \
+                 (grpo.init_adapter)"
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod flat_tests {
+    use super::*;
+
+    #[test]
+    fn warns_once_after_five_flat_steps_in_a_row() {
+        let mut f = FlatRewards::default();
+        let flat = crate::runs::event::Metrics::from([("frac_reward_zero_std".into(), 1.0)]);
+        let mixed = crate::runs::event::Metrics::from([("frac_reward_zero_std".into(), 0.5)]);
+        for _ in 0..4 {
+            assert_eq!(f.observe(&flat), None);
+        }
+        assert_eq!(f.observe(&mixed), None, "a step with signal restarts the count");
+        let said: Vec<bool> = (0..12).map(|_| f.observe(&flat).is_some()).collect();
+        assert_eq!(said.iter().filter(|s| **s).count(), 1);
+        assert!(said[4], "{said:?}");
+        // SFT events have no such metric: never a warning.
+        let mut sft = FlatRewards::default();
+        assert!((0..10).all(|_| sft.observe(&Default::default()).is_none()));
+    }
+}
