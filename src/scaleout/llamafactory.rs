@@ -333,8 +333,9 @@ pub fn files(plan: &Plan) -> Result<ToolFiles, ScaleoutError> {
         files: vec![
             ("config.yaml".into(), text),
             ("data/dataset_info.json".into(), info),
+            super::run_script(plan, "a LLaMA-Factory experiment", &command),
         ],
-        commands: vec![command],
+        commands: vec!["bash run.sh".into(), command],
         unmapped,
     })
 }

@@ -41,6 +41,7 @@ mod serve;
 mod serve_synth;
 mod synth;
 mod template_fixtures;
+mod template_marked;
 mod themes;
 mod tools;
 mod train;
