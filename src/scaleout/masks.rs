@@ -13,7 +13,7 @@ use crate::config::RunConfig;
 use crate::data::problem::Issues;
 use crate::data::{Body, Conversation, Dataset, Format, Notes};
 use crate::template::marked::{self, compile_marked, marked_source};
-use crate::template::{Encoder, TrainOn};
+use crate::template::{Encoded, Encoder, TrainOn};
 
 /// How many records the marked template is checked on (each is rendered once per trained
 /// turn, so a large dataset is checked on its first records).
@@ -87,9 +87,17 @@ fn mark(encoder: Result<Encoder, String>, sets: &[&Dataset]) -> Result<Masks, St
             if c.plain {
                 continue;
             }
-            let ex = enc
-                .encode_conversation(c)
-                .map_err(|e| format!("{}: tunelab cannot encode the record: {e}", where_()))?;
+            // As tunelab's trainer encodes it (`data.tool_format` included).
+            let ex = match enc.encode(record) {
+                Ok(Encoded::Sft(ex)) => ex,
+                Ok(_) => continue,
+                Err(e) => {
+                    return Err(format!(
+                        "{}: tunelab cannot encode the record: {e}",
+                        where_()
+                    ))
+                }
+            };
             let objs = dataset::convert(record, Shape::Messages, None, &mut Notes::default())
                 .map_err(|e| format!("{}: {e}", where_()))?;
             for obj in objs {

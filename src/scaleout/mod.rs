@@ -617,6 +617,7 @@ fn run_encoder(cfg: &RunConfig) -> Result<crate::template::Encoder, ScaleoutErro
         &TemplateChoice::parse(&cfg.model.template),
         cfg.data.train_on,
     )?
+    .with_tool_format(cfg.data.tool_format)
     .with_template_kwargs(cfg.data.template_kwargs.clone()))
 }
 
