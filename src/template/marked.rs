@@ -7,10 +7,16 @@
 //! what [`Encoder::encode_conversation`] does: it renders the conversation whole, then up to
 //! each trained message with and without it, and reads the message's span from where those
 //! renderings agree; an assistant span ends at its first stop token. So it works for every
-//! template tunelab can encode with, renders the same text as the original, and its marked
-//! spans are tunelab's masks. [`check`] confirms that on records: the marked template rendered
-//! with sentinels in place of the markers, tokenized, and compared token for token with the
-//! encoder's labels (transformers marks every token that overlaps a generation span).
+//! template tunelab can encode with and renders the same text as the original (asked for a
+//! generation prompt, it is the original). Its marked spans are tunelab's masks but in two
+//! corners: a token that straddles a span's start (tunelab trains the tokens that start in
+//! the span, transformers marks every token that overlaps it), and a trained first message
+//! (tunelab measures it from the empty conversation's rendering, which a template may refuse,
+//! and a template cannot catch an error, so the wrapper starts it at 0). [`check`] finds
+//! those on records: the marked template rendered with sentinels in place of the markers,
+//! tokenized, and compared token for token with the encoder's labels; `export-config` checks
+//! its data this way and falls back when they differ. Template arguments are fixed at the top
+//! (a `trl sft` command line cannot pass them).
 //!
 //! The wrapper uses only what both Jinja2 (transformers' immutable sandbox) and tunelab's
 //! renderer have: macros, namespaces, slices, `dict(m, key=value)`, and the string methods
