@@ -23,6 +23,9 @@ CAPTURES = {
     "A rated reply (KTO data) in the Data tab (120×40, cut):": (KTO, [("data_kto_120x40", 8)]),
     "Adapter tab:": (WORKBENCH, [("adapter_120x40", None)]),
     "Train tab (a finished run):": (WORKBENCH, [("train_120x40", None)]),
+    "The Train tab during an evaluation (120×40, cut):": ("docs/src/training.md", [("train_phase_120x40", 14)]),
+    "The same tab while the run evaluates between steps (120×40, cut): the step gauge holds, the phase":
+        ("README.md", [("train_phase_120x40", 14)]),
     "Chat tab and Runs tab:": (WORKBENCH, [("chat_80x24", None), ("runs_80x24", None)]),
 }
 

@@ -20,14 +20,17 @@ pub mod model;
 pub mod ops;
 pub mod paths;
 pub mod pyjson;
+pub mod queue;
 pub mod reward;
 pub mod runs;
 pub mod scaleout;
 #[cfg(feature = "serve")]
 pub mod serve;
+pub mod sweep;
 pub mod synth;
 pub mod telemetry;
 pub mod template;
+pub mod track;
 pub mod train;
 #[cfg(feature = "tui")]
 pub mod tui;

@@ -46,6 +46,22 @@ pub fn clock(seconds: f64) -> String {
     format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
+/// Seconds for a glance: `4.2 s`, `48 s`, `3m 05s`, `2h 10m`.
+pub fn duration(seconds: f64) -> String {
+    let s = seconds.max(0.0);
+    if s < 10.0 {
+        format!("{s:.1} s")
+    } else if s < 60.0 {
+        format!("{s:.0} s")
+    } else if s < 3600.0 {
+        let s = s.round() as u64;
+        format!("{}m {:02}s", s / 60, s % 60)
+    } else {
+        let m = (s / 60.0).round() as u64;
+        format!("{}h {:02}m", m / 60, m % 60)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +73,10 @@ mod tests {
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(3 << 30), "3.0 GiB");
         assert_eq!(count(205_120), "205K");
+        assert_eq!(duration(4.24), "4.2 s");
+        assert_eq!(duration(48.4), "48 s");
+        assert_eq!(duration(185.0), "3m 05s");
+        assert_eq!(duration(7800.0), "2h 10m");
         assert_eq!(count(134_515_008), "135M");
         assert_eq!(count(7_615_616_512), "7.6B");
         assert_eq!(clock(3725.0), "01:02:05");

@@ -280,12 +280,21 @@ fn last_user_text(prompt: &[crate::data::Message]) -> String {
         .unwrap_or_default()
 }
 
+/// How many of `n` examples [`split`] holds out for `fraction`: none below two examples,
+/// else at least one and never all.
+pub fn held_out_count(n: usize, fraction: f64) -> usize {
+    if fraction <= 0.0 || n < 2 {
+        return 0;
+    }
+    ((n as f64 * fraction).ceil() as usize).clamp(1, n - 1)
+}
+
 /// Holds out `fraction` of `examples` (at least one) for evaluation, chosen by `seed`.
 pub fn split<T>(examples: Vec<T>, fraction: f64, seed: u64) -> (Vec<T>, Vec<T>) {
-    if fraction <= 0.0 || examples.len() < 2 {
+    let n_eval = held_out_count(examples.len(), fraction);
+    if n_eval == 0 {
         return (examples, Vec::new());
     }
-    let n_eval = ((examples.len() as f64 * fraction).ceil() as usize).clamp(1, examples.len() - 1);
     let mut idx: Vec<usize> = (0..examples.len()).collect();
     idx.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed ^ 0x5EED_E7A1));
     let eval_set: std::collections::HashSet<usize> = idx[..n_eval].iter().copied().collect();

@@ -70,7 +70,10 @@ pub fn run(a: ExportArgs) -> anyhow::Result<ExitCode> {
         output: a.output.clone(),
     };
     let root = tunelab::runs::runs_root(&Paths::resolve().data);
-    let report = match export::export(&req, &root, &mut |line| eprintln!("{line}")) {
+    let mut shown = Shown::default();
+    let outcome = export::export(&req, &root, &mut |p| shown.show(p));
+    shown.finish();
+    let report = match outcome {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -88,4 +91,44 @@ pub fn run(a: ExportArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::from(exit::OK))
+}
+
+/// What `tunelab export` shows as it goes: each step as a line on stderr, and on a terminal a
+/// bar per file while its tensors are written (piped, the lines alone).
+#[derive(Default)]
+struct Shown {
+    /// The file whose tensors the bar counts, and the bar.
+    bar: Option<(PathBuf, indicatif::ProgressBar)>,
+}
+
+impl Shown {
+    fn show(&mut self, p: export::Progress) {
+        match p {
+            export::Progress::Step(line) => {
+                self.finish();
+                eprintln!("{line}");
+            }
+            export::Progress::Tensors { file, done, total } => {
+                if self.bar.as_ref().is_none_or(|(f, _)| *f != file) {
+                    self.finish();
+                    let name = file
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    self.bar = super::progress::bar(total as u64, &format!("{name} tensors"))
+                        .map(|b| (file, b));
+                }
+                if let Some((_, b)) = &self.bar {
+                    b.set_position(done as u64);
+                }
+            }
+        }
+    }
+
+    /// Leaves the finished file's bar on screen, full, above what comes next.
+    fn finish(&mut self) {
+        if let Some((_, b)) = self.bar.take() {
+            b.finish();
+        }
+    }
 }

@@ -8,6 +8,7 @@ mod bench_tui;
 pub mod chat;
 mod compare;
 pub mod data;
+mod diff;
 mod doctor;
 pub mod eval;
 mod export;
@@ -15,11 +16,14 @@ mod manual;
 pub mod model;
 mod plot;
 mod progress;
+mod queue;
 mod render;
+mod run_config;
 pub mod runs;
 mod scaleout;
 #[cfg(feature = "serve")]
 mod serve;
+mod sweep;
 mod tokens;
 pub mod train;
 
@@ -94,9 +98,19 @@ pub enum Command {
     /// grpo.rewards; grpo.loss_type: grpo, bnpo, dr_grpo or dapo). Exit 0 when done, 3 when stopped with a checkpoint (continue with
     /// --resume), 1 when the run failed, 2 when the config cannot be used.
     Train(train::TrainArgs),
-    /// Training runs: list, show, watch, stop, plot, import.
+    /// Training runs: list, show, watch, stop, plot, import, compare, diff.
     #[command(subcommand)]
     Runs(runs::RunsCommand),
+    /// The run queue: runs that start one after another as their device frees up (add,
+    /// list, remove, move, start).
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
+    /// Queue one run per point of a grid (--grid) or a random search (--random --range)
+    /// over config fields; --prune median stops runs worse than the sweep's median.
+    ///
+    /// Prints the sweep's id, then each run's id. Rank the runs with `tunelab runs diff
+    /// --sweep ID`.
+    Sweep(Box<sweep::SweepArgs>),
     /// Print the workbench's key bindings (defaults plus <config>/keys.yaml) as Markdown.
     Keys,
     /// Create the demo workspace (a tiny model, SFT/DPO/KTO persona data) in the data folder.
@@ -141,6 +155,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Model(cmd)) => model::run(cmd),
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Runs(cmd)) => runs::run(cmd),
+        Some(Command::Queue(cmd)) => queue::run(cmd),
+        Some(Command::Sweep(args)) => sweep::run(*args),
         Some(Command::Export(args)) => export::run(args),
         Some(Command::ExportConfig(args)) => scaleout::export_config(args),
         #[cfg(feature = "serve")]

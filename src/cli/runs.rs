@@ -10,7 +10,8 @@ use tunelab::runs::{self, read_events, EventKind, RunDir, RunEvent, RunState};
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
-    /// Every run in the workspace: state, steps, last loss, best eval loss, duration.
+    /// Every run in the workspace: state (`queued`, `running`, `done`, `pruned`, `dead`…),
+    /// steps, last loss, best eval loss, duration.
     List {
         /// Print a JSON array instead of a table.
         #[arg(long)]
@@ -40,11 +41,29 @@ pub enum RunsCommand {
     },
     /// Loss curves (train, smoothed, eval, learning rate; DPO rewards) of runs as SVG or PNG.
     Plot(super::plot::PlotArgs),
+    /// Runs' metrics for other tools: TensorBoard event files rebuilt from events.jsonl
+    /// (every scalar of every train and eval event, at its step and time).
+    Export {
+        /// Write TensorBoard event files (into each run's tensorboard/ folder, or --out).
+        #[arg(long, required = true)]
+        tensorboard: bool,
+        /// A folder to write into instead, one subfolder per run (`tensorboard --logdir
+        /// DIR` then shows them side by side).
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+        /// Run folders or ids.
+        #[arg(required = true, value_name = "RUN")]
+        runs: Vec<String>,
+    },
     /// Bring a finished TRL / Axolotl / LLaMA-Factory run back as a tunelab run.
     Import(super::scaleout::ImportArgs),
     /// The base model against runs' adapters on the same tasks (their `eval.tasks`, or
     /// --task / --generate): each score, its difference from the base and its interval.
+    /// (`runs diff` ranks runs by what they recorded instead.)
     Compare(super::compare::CompareArgs),
+    /// Runs (or a sweep) side by side from what they recorded: the config fields in which
+    /// they differ, each metric's final and best value, best first.
+    Diff(super::diff::DiffArgs),
 }
 
 /// The run `spec` names (a folder or an id), or the exit code after saying there is none.
@@ -66,6 +85,9 @@ pub fn run(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
         RunsCommand::Plot(a) => super::plot::run(a),
         RunsCommand::Import(a) => super::scaleout::import(a),
         RunsCommand::Compare(a) => super::compare::run(a),
+        // `--tensorboard` is required: the one format so far, named so others can join it.
+        RunsCommand::Export { out, runs, .. } => export(out.as_deref(), &runs),
+        RunsCommand::Diff(a) => super::diff::run(a),
         RunsCommand::List { json } => {
             let all = runs::list(&runs::runs_root(&Paths::resolve().data));
             if json {
@@ -152,23 +174,106 @@ pub fn run(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `runs export --tensorboard`: every run named, each on its line; a run that cannot be
+/// exported is said and the rest still are.
+fn export(out: Option<&std::path::Path>, specs: &[String]) -> anyhow::Result<ExitCode> {
+    let mut code = exit::OK;
+    for spec in specs {
+        let run = match find(spec) {
+            Ok(r) => r,
+            Err(c) => return Ok(c),
+        };
+        match tunelab::track::export_tensorboard(&run, out) {
+            Ok(x) => println!(
+                "{}: {} scalars in {} events → {}",
+                run.root.file_name().unwrap_or_default().to_string_lossy(),
+                x.scalars,
+                x.records,
+                x.path.display()
+            ),
+            Err(e) => {
+                eprintln!("error: {e}");
+                code = exit::PROBLEMS;
+            }
+        }
+    }
+    Ok(ExitCode::from(code))
+}
+
 fn print_event(e: &RunEvent) {
     if !matches!(
         e.kind,
-        EventKind::CheckpointSkipped { .. } | EventKind::Resume { .. } | EventKind::Unknown
+        EventKind::CheckpointSkipped { .. }
+            | EventKind::Resume { .. }
+            | EventKind::Unknown
+            | EventKind::Phase(_)
     ) {
         println!("{}", e.kind.describe());
     }
 }
 
+/// What `runs watch` shows of the events: each as a line, and the phase in progress as a
+/// live line on a terminal (piped, a phase gets one line when it begins, as the trainer
+/// writes a few phase events a second).
+struct Watcher {
+    live: Option<indicatif::ProgressBar>,
+    /// The phase last seen, `(step, name)`, so a pipe hears each phase once.
+    phase: Option<(u64, String)>,
+}
+
+impl Watcher {
+    fn new() -> Self {
+        Watcher {
+            live: super::progress::status_line(),
+            phase: None,
+        }
+    }
+
+    fn show(&mut self, e: &RunEvent) {
+        if let EventKind::Phase(p) = &e.kind {
+            let key = (p.step, p.name.clone());
+            let begins = self.phase.as_ref() != Some(&key);
+            self.phase = Some(key);
+            match &self.live {
+                Some(b) => b.set_message(match p.eta() {
+                    Some(eta) => format!("{} · eta {eta:.0}s", p.line()),
+                    None => p.line(),
+                }),
+                None if begins => println!("{}", p.line()),
+                None => {}
+            }
+            return;
+        }
+        // Anything else ends the phase on screen (a train event: the trainer is stepping).
+        if matches!(e.kind, EventKind::Train(_) | EventKind::Eval(_)) {
+            self.phase = None;
+            if let Some(b) = &self.live {
+                b.set_message(String::new());
+            }
+        }
+        match &self.live {
+            Some(b) => b.suspend(|| print_event(e)),
+            None => print_event(e),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.live {
+            b.finish_and_clear();
+        }
+    }
+}
+
 fn watch(run: &RunDir, interval: f64) -> anyhow::Result<ExitCode> {
     let mut offset = 0;
+    let mut shown = Watcher::new();
     loop {
         let (events, next) = read_events(&run.events_path(), offset)?;
         offset = next;
-        events.iter().for_each(print_event);
+        events.iter().for_each(|e| shown.show(e));
         let s = runs::summarize(run);
         if s.orphaned {
+            shown.finish();
             println!("the trainer (pid gone) ended without a final state; resume with `tunelab train --resume {}`", s.id);
             return Ok(ExitCode::from(exit::PROBLEMS));
         }
@@ -176,9 +281,10 @@ fn watch(run: &RunDir, interval: f64) -> anyhow::Result<ExitCode> {
             Some(st) if st.is_final() => {
                 // Events written between the last read and the final status.
                 let (events, _) = read_events(&run.events_path(), offset)?;
-                events.iter().for_each(print_event);
+                events.iter().for_each(|e| shown.show(e));
+                shown.finish();
                 return Ok(ExitCode::from(match st {
-                    RunState::Done => exit::OK,
+                    RunState::Done | RunState::Pruned => exit::OK,
                     RunState::Stopped => exit::STOPPED,
                     _ => exit::PROBLEMS,
                 }));
@@ -193,6 +299,11 @@ fn stop(run: &RunDir, wait: f64) -> anyhow::Result<ExitCode> {
         if s.state.is_final() {
             println!("already {:?}", s.state);
             return Ok(ExitCode::from(exit::OK));
+        }
+        if s.state == RunState::Queued && s.pid.is_none() {
+            let id = runs::summarize(run).id;
+            eprintln!("error: {id} waits in the queue and has not started; take it off with `tunelab queue remove {id}`");
+            return Ok(ExitCode::from(exit::PROBLEMS));
         }
     }
     if let Err(e) = runs::request_stop(run) {

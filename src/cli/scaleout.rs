@@ -62,7 +62,7 @@ fn load(spec: &str, paths: &Paths, set: &[String]) -> Result<RunConfig, String> 
         }
         return Ok(cfg);
     }
-    let (mut cfg, bases) = super::train::load_config(spec, paths)?;
+    let (mut cfg, bases) = super::run_config::load_config(spec, paths)?;
     cfg.apply_sets(set)?;
     let base_refs: Vec<&Path> = bases.iter().map(PathBuf::as_path).collect();
     if let Some(i) = cfg.validate().first() {

@@ -1,13 +1,12 @@
-//! `tunelab train`: one run (SFT, DPO, KTO or GRPO) in this process, with a progress bar, or
-//! detached into its own session with `--detach` so it survives the terminal.
+//! `tunelab train`: one run (SFT, DPO, KTO or GRPO) in this process, with a progress bar,
+//! detached into its own session with `--detach` so it survives the terminal, or put in the
+//! run queue with `--queue`.
 
 use super::exit;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
-use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use tunelab::config::{RunConfig, PRESETS};
+use tunelab::config::RunConfig;
 use tunelab::paths::Paths;
 use tunelab::runs::{self, EventKind, RunDir, RunEvent, RunState};
 use tunelab::train::{trainer, Interrupter};
@@ -29,46 +28,13 @@ pub struct TrainArgs {
     /// Override a field of the config: `--set dpo.init_adapter=RUN --set train.lr=1e-4`.
     #[arg(long, value_name = "PATH=VALUE", conflicts_with = "resume")]
     pub set: Vec<String>,
-}
-
-/// Reads CONFIG (a file or a preset name) and the folders its relative paths resolve against.
-pub fn load_config(spec: &str, paths: &Paths) -> Result<(RunConfig, Vec<PathBuf>), String> {
-    let file = Path::new(spec);
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let (cfg, mut bases) = if file.is_file() {
-        let cfg = RunConfig::load(file).map_err(|e| e.to_string())?;
-        let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-        (
-            cfg,
-            vec![if dir.as_os_str().is_empty() {
-                cwd.clone()
-            } else {
-                dir
-            }],
-        )
-    } else if let Some((name, text)) = PRESETS.iter().find(|(n, _)| *n == spec) {
-        let cfg = RunConfig::from_yaml(text, name).map_err(|e| e.to_string())?;
-        (cfg, Vec::new())
-    } else {
-        let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
-        return Err(format!(
-            "{spec}: no such file, and no preset by that name (presets: {})",
-            names.join(", ")
-        ));
-    };
-    bases.push(cwd);
-    bases.push(paths.data.clone());
-    // Configs that name the demo workspace (the tiny-demo preset) create it on demand, as
-    // the workbench does on its first start.
-    let demo = tunelab::workspace::Demo::new(&paths.data);
-    let names_demo = [cfg.model.path.as_str(), cfg.data.train.as_str()]
-        .iter()
-        .any(|p| p.starts_with("demo/"));
-    if names_demo && !demo.exists() {
-        demo.ensure()
-            .map_err(|e| format!("creating the demo workspace: {e}"))?;
-    }
-    Ok((cfg, bases))
+    /// Put the run in the queue instead of starting it: it starts when its device is free
+    /// (`tunelab queue list`). With --resume, queues the resume.
+    #[arg(long, conflicts_with = "detach")]
+    pub queue: bool,
+    /// With --queue and train.device cuda: the GPUs the run needs (default 1).
+    #[arg(long, value_name = "N", requires = "queue")]
+    pub gpus: Option<usize>,
 }
 
 pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
@@ -92,41 +58,14 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
         (cfg, run, true)
     } else {
         let spec = a.config.as_deref().unwrap_or_default();
-        let (mut cfg, bases) = match load_config(spec, &paths) {
+        let cfg = match super::run_config::ready_config(spec, &a.set, &paths) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("error: {e}");
                 return Ok(ExitCode::from(exit::UNUSABLE));
             }
         };
-        if let Err(e) = cfg.apply_sets(&a.set) {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(exit::UNUSABLE));
-        }
-        let issues = cfg.validate();
-        if !issues.is_empty() {
-            for i in issues {
-                eprintln!("error: {spec}: {i}");
-            }
-            return Ok(ExitCode::from(exit::UNUSABLE));
-        }
-        let base_refs: Vec<&Path> = bases.iter().map(PathBuf::as_path).collect();
-        if let Err(e) = cfg.resolve_paths(&base_refs) {
-            eprintln!("error: {spec}: {e}");
-            return Ok(ExitCode::from(exit::UNUSABLE));
-        }
-        let run = match &a.run_dir {
-            Some(d) => RunDir::new(d),
-            None => {
-                // Inside a project the run goes to the project's runs folder.
-                let here = std::env::current_dir()
-                    .ok()
-                    .and_then(|d| tunelab::workspace::Project::detect(&d))
-                    .map_or_else(|| root.clone(), |p| p.runs);
-                let name = cfg.name.clone().unwrap_or_else(|| "run".into());
-                RunDir::new(here.join(runs::new_id(&name, &here)))
-            }
-        };
+        let run = super::run_config::new_run_dir(&cfg, a.run_dir.as_deref(), &root);
         (cfg, run, false)
     };
     if let Err(e) =
@@ -134,6 +73,9 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
     {
         eprintln!("error: {}: {e}", run.root.display());
         return Ok(ExitCode::from(exit::UNUSABLE));
+    }
+    if a.queue {
+        return super::queue::submit_one(&cfg, &run, resume, a.gpus);
     }
     if a.detach {
         return detach(&cfg, &run, resume);
@@ -144,7 +86,6 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
 /// Writes the config, then starts `tunelab train` again in a new session (setsid) with its
 /// output appended to the run's train.log.
 fn detach(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<ExitCode> {
-    use std::os::unix::process::CommandExt;
     std::fs::create_dir_all(&run.root)?;
     if !resume {
         let yaml = serde_yaml::to_string(cfg)?;
@@ -162,19 +103,8 @@ fn detach(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<ExitCod
     } else {
         cmd.arg(run.config()).arg("--run-dir").arg(&run.root);
     }
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    // SAFETY: setsid is async-signal-safe; it detaches the child from the terminal's
-    // session so a closing SSH connection (SIGHUP to the session) does not reach it.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid()
-                .map(drop)
-                .map_err(std::io::Error::from)
-        });
-    }
-    let child = cmd.spawn()?;
+    cmd.stdout(log.try_clone()?).stderr(log);
+    let child = tunelab::queue::launch::spawn_detached(&mut cmd)?;
     let id = run
         .root
         .file_name()
@@ -192,21 +122,15 @@ fn detach(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<ExitCod
 fn foreground(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<ExitCode> {
     let stop = Interrupter::new();
     stop.on_signals(&[signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
-    let tty = std::io::stderr().is_terminal();
-    let bar = if tty {
-        let b = ProgressBar::new(0);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
-            )?
-            .progress_chars("█▉▊▋▌▍▎▏ "),
-        );
-        Some(b)
-    } else {
-        None
-    };
+    let bar = super::progress::bar(0, "");
     let mut observer = |e: &RunEvent| {
-        let Some(b) = &bar else { return };
+        let Some(b) = &bar else {
+            // Piped: the bar's lines are left out, but a warning is still said.
+            if let EventKind::Warning { .. } = e.kind {
+                eprintln!("{}", e.kind.describe());
+            }
+            return;
+        };
         match &e.kind {
             EventKind::Start(s) => {
                 b.set_length(s.total_steps);
@@ -225,9 +149,10 @@ fn foreground(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<Exi
             }),
             // GRPO's sampled completions stay in the events; greedy samples are shown.
             EventKind::Sample { rewards, .. } if !rewards.is_empty() => {}
-            EventKind::Eval(_) | EventKind::CheckpointSkipped { .. } | EventKind::Sample { .. } => {
-                b.println(e.kind.describe())
-            }
+            EventKind::Eval(_)
+            | EventKind::CheckpointSkipped { .. }
+            | EventKind::Sample { .. }
+            | EventKind::Warning { .. } => b.println(e.kind.describe()),
             _ => {}
         }
     };
@@ -248,6 +173,15 @@ fn foreground(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<Exi
                         "done: {} steps{eval}; adapter in {}",
                         o.step,
                         run.adapter().display()
+                    );
+                    Ok(ExitCode::from(exit::OK))
+                }
+                RunState::Pruned => {
+                    eprintln!(
+                        "pruned at step {}/{}: {}; continue anyway with `tunelab train --resume {id}`",
+                        o.step,
+                        o.total_steps,
+                        o.error.unwrap_or_default()
                     );
                     Ok(ExitCode::from(exit::OK))
                 }

@@ -78,3 +78,36 @@ impl std::str::FromStr for Schedule {
         crate::choice::parse("scheduler", s)
     }
 }
+
+/// An experiment tracker a run reports to (`train.report_to`), with the names
+/// transformers' `report_to` uses.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::EnumIter,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantNames,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Tracker {
+    /// TensorBoard event files in the run's `tensorboard/` folder.
+    Tensorboard,
+    /// An MLflow tracking server's REST API (`MLFLOW_TRACKING_URI`).
+    Mlflow,
+}
+
+impl std::str::FromStr for Tracker {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        crate::choice::parse("train.report_to", s)
+    }
+}

@@ -4,6 +4,7 @@
 
 use super::{
     GrpoLoss, ImportanceLevel, Method, PrefLoss, RewardSpec, RunConfig, ScaleRewards, Schedule,
+    Tracker,
 };
 use crate::model::Dtype;
 use crate::template::TrainOn;
@@ -23,6 +24,9 @@ pub enum FieldKind {
     },
     Bool,
     Choice(&'static [&'static str]),
+    /// Any of these choices, as a list (none, one or several); the form cycles through the
+    /// combinations.
+    Set(&'static [&'static str]),
     /// LoRA target modules: picked from the model's module names.
     Modules,
     /// An optional integer (empty for none).
@@ -358,9 +362,9 @@ pub const FIELDS: &[FieldSpec] = &[
     },
     FieldSpec {
         path: "train.lr",
-        help: "peak learning rate",
+        help: "peak learning rate (0 trains nothing: a baseline)",
         kind: FieldKind::Float {
-            min: 1e-9,
+            min: 0.0,
             max: 0.999,
         },
     },
@@ -447,11 +451,33 @@ pub const FIELDS: &[FieldSpec] = &[
         kind: FieldKind::Text,
     },
     FieldSpec {
+        path: "train.report_to",
+        help: "trackers: TensorBoard files in the run, an MLflow server (MLFLOW_TRACKING_URI)",
+        kind: FieldKind::Set(Tracker::VARIANTS),
+    },
+    FieldSpec {
         path: "samples.count",
         help: "held-out prompts answered at each eval (0: none)",
         kind: FieldKind::Int { min: 0, max: 32 },
     },
 ];
+
+/// The combination after `current` (the form's text, `a, b`) of a [`FieldKind::Set`]'s
+/// `options`, counting in binary with `options[i]` as bit `i`: none, the first, the second,
+/// both, … and back to none.
+pub fn next_subset(options: &[&str], current: &str) -> String {
+    let n = options.len().min(16);
+    let mask = current
+        .split([',', ' '])
+        .filter_map(|p| options.iter().position(|o| *o == p))
+        .fold(0usize, |m, i| m | (1 << i));
+    let next = (mask + 1) % (1 << n);
+    (0..n)
+        .filter(|i| next & (1 << i) != 0)
+        .map(|i| options[i])
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 impl RunConfig {
     fn to_value(&self) -> serde_yaml::Value {
@@ -584,6 +610,16 @@ impl RunConfig {
                     return Err(format!("{path}: expected one of {}", options.join(", ")));
                 }
                 Y::String(t.to_string())
+            }
+            FieldKind::Set(options) => {
+                let picked: Vec<&str> = t.split([',', ' ']).filter(|m| !m.is_empty()).collect();
+                if let Some(bad) = picked.iter().find(|p| !options.contains(p)) {
+                    return Err(format!(
+                        "{path}: unknown {bad:?}; expected any of {}",
+                        options.join(", ")
+                    ));
+                }
+                Y::Sequence(picked.into_iter().map(|m| Y::String(m.into())).collect())
             }
             FieldKind::Modules => Y::Sequence(
                 t.split([',', ' '])

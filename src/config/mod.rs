@@ -210,6 +210,9 @@ pub struct TrainSection {
     /// Compute dtype; LoRA parameters stay f32.
     pub dtype: Dtype,
     pub device: DeviceSpec,
+    /// Experiment trackers the run reports its metrics to as it goes (`tensorboard`,
+    /// `mlflow`); empty: none. A tracker that fails never fails the run.
+    pub report_to: Vec<Tracker>,
 }
 
 /// TRL's `SFTConfig` defaults (learning rate 2e-5, 3 epochs, batch 8, a linear schedule
@@ -236,6 +239,7 @@ impl Default for TrainSection {
             gradient_checkpointing: false,
             dtype: Dtype::F32,
             device: DeviceSpec::Cpu,
+            report_to: Vec::new(),
         }
     }
 }
@@ -411,8 +415,9 @@ impl RunConfig {
         if t.max_steps == Some(0) {
             bad("train.max_steps", "must be > 0");
         }
-        if !(t.lr > 0.0 && t.lr < 1.0) {
-            bad("train.lr", "must be > 0 and < 1");
+        // 0 is allowed: a run that trains nothing is a sweep's baseline.
+        if !(t.lr >= 0.0 && t.lr < 1.0) {
+            bad("train.lr", "must be >= 0 and < 1");
         }
         if t.warmup < 0.0 {
             bad("train.warmup", "must be >= 0 (steps, or a ratio below 1)");
@@ -429,6 +434,14 @@ impl RunConfig {
         if t.weight_decay < 0.0 {
             bad("train.weight_decay", "must be >= 0");
         }
+        for (i, tr) in t.report_to.iter().enumerate() {
+            if t.report_to[..i].contains(tr) {
+                bad(
+                    &format!("train.report_to[{i}]"),
+                    &format!("{tr} is listed twice"),
+                );
+            }
+        }
         v.extend(eval_tasks::validate(&self.eval));
         v
     }
@@ -442,9 +455,9 @@ mod method;
 mod presets;
 mod resolve;
 
-pub use choices::{PrefLoss, Schedule};
+pub use choices::{PrefLoss, Schedule, Tracker};
 pub use eval_tasks::{EvalSection, EvalTask};
-pub use fields::{FieldKind, FieldSpec, FIELDS};
+pub use fields::{next_subset, FieldKind, FieldSpec, FIELDS};
 pub use grpo::{GrpoLoss, GrpoSection, ImportanceLevel, RewardKind, RewardSpec, ScaleRewards};
 pub use method::{
     method_from_metrics, BenchItems, DpoSection, KtoSection, Method, MethodConfig, SftView,
@@ -454,6 +467,7 @@ pub use presets::PRESETS;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strum::VariantNames;
 
     #[test]
     fn every_preset_parses_and_validates() {
@@ -662,7 +676,7 @@ mod tests {
             "{got:?}"
         );
         assert!(
-            got.contains(&"train.lr: must be > 0 and < 1".to_string()),
+            got.contains(&"train.lr: must be >= 0 and < 1".to_string()),
             "{got:?}"
         );
         let err = RunConfig::from_yaml(
@@ -685,6 +699,54 @@ mod tests {
             err.contains("c.yaml") && err.contains("unknown field `learning_rate`"),
             "{err}"
         );
+    }
+
+    /// `train.report_to` is a list of trackers: parsed, checked, cycled by the form.
+    #[test]
+    fn report_to_lists_trackers() {
+        let cfg = RunConfig::from_yaml(
+            "model: {path: m}\ndata: {train: d}\ntrain: {report_to: [tensorboard, mlflow]}\n",
+            "c",
+        )
+        .unwrap();
+        assert_eq!(cfg.train.report_to, [Tracker::Tensorboard, Tracker::Mlflow]);
+        assert_eq!(cfg.validate(), vec![]);
+        assert_eq!(RunConfig::minimal("m", "d").train.report_to, []);
+        let err = RunConfig::from_yaml(
+            "model: {path: m}\ndata: {train: d}\ntrain: {report_to: [wandb]}\n",
+            "c",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("train.report_to[0]") && err.contains("`tensorboard`"),
+            "{err}"
+        );
+        let twice = RunConfig::from_yaml(
+            "model: {path: m}\ndata: {train: d}\ntrain: {report_to: [mlflow, mlflow]}\n",
+            "c",
+        )
+        .unwrap();
+        assert_eq!(
+            twice.validate()[0].to_string(),
+            "train.report_to[1]: mlflow is listed twice"
+        );
+        let mut cfg = RunConfig::minimal("m", "d");
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let next = next_subset(Tracker::VARIANTS, &cfg.get_field("train.report_to"));
+            cfg.set_field("train.report_to", &next).unwrap();
+            seen.push(cfg.get_field("train.report_to"));
+        }
+        assert_eq!(seen, ["tensorboard", "mlflow", "tensorboard, mlflow", ""]);
+        assert_eq!(
+            cfg.set_field("train.report_to", "mlflow, neptune")
+                .unwrap_err(),
+            "train.report_to: unknown \"neptune\"; expected any of tensorboard, mlflow"
+        );
+        cfg.apply_sets(&["train.report_to=[mlflow]".into()])
+            .unwrap();
+        assert_eq!(cfg.train.report_to, [Tracker::Mlflow]);
     }
 
     #[test]

@@ -101,12 +101,14 @@ fn convert_one(from: Format, to: Format, raw: RawRecord) -> Outcome {
     Ok((out, notes))
 }
 
-/// Converts `dataset` into `output` as `to`.
+/// Converts `dataset` into `output` as `to`. `progress` hears the count of records read
+/// after each batch, so a large file's conversion shows it is moving.
 pub fn convert(
     dataset: &Dataset,
     output: &Path,
     to: Format,
     on_error: OnError,
+    progress: &mut dyn FnMut(u64),
 ) -> Result<ConvertReport, ConvertError> {
     if !compatible(dataset.kind(), to.kind()) {
         return Err(ConvertError::Incompatible {
@@ -175,6 +177,7 @@ pub fn convert(
                     }
                 }
             }
+            progress(report.read);
             if let Some(e) = fatal {
                 return Err(e.into());
             }
@@ -207,6 +210,6 @@ pub fn convert_into(
         source,
     })?;
     let out = folder.join(format!("{stem}.{}.jsonl", to.name()));
-    let report = convert(&ds, &out, to, OnError::Skip)?;
+    let report = convert(&ds, &out, to, OnError::Skip, &mut |_| {})?;
     Ok((out, report))
 }

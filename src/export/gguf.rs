@@ -4,7 +4,7 @@
 //! stored as `1 + w`, and the tokenizer and chat template in the metadata (copied from a GGUF
 //! base, or built from a byte-level BPE `tokenizer.json`).
 
-use super::{ExportError, Loaded};
+use super::{ExportError, Loaded, TensorProgress};
 use crate::model::config::RopeScaling;
 use crate::model::decoder::inverse_perm;
 use crate::model::gguf::{hf_to_gguf, unpermute_rows, LLAMA3_SPLIT, QWEN2_SPLIT};
@@ -328,20 +328,25 @@ pub fn gguf_tensors(loaded: &Loaded) -> Result<Vec<(String, Tensor)>, ExportErro
     Ok(out)
 }
 
-/// Writes `loaded` (merged) as `path`.
+/// Writes `loaded` (merged) as `path`. `progress` hears `(done, total)` as each tensor is
+/// quantized (the slow part; the file is written in one go after).
 pub fn write(
     loaded: &Loaded,
     path: &Path,
     quant: GgufQuant,
     name: &str,
+    progress: TensorProgress,
 ) -> Result<GgufReport, ExportError> {
     let mut meta = arch_metadata(loaded, name);
     meta.push(("general.file_type".into(), Value::U32(quant.file_type())));
     meta.push(("general.quantization_version".into(), Value::U32(2)));
     meta.extend(tokenizer_metadata(loaded)?);
     let mut fallbacks = Vec::new();
-    let mut qtensors = Vec::new();
-    for (name, t) in gguf_tensors(loaded)? {
+    let tensors = gguf_tensors(loaded)?;
+    let total = tensors.len();
+    let mut qtensors = Vec::with_capacity(total);
+    progress(0, total);
+    for (name, t) in tensors {
         let ty = match t.dims() {
             [_, cols] => {
                 let ty = quant.for_cols(*cols);
@@ -358,6 +363,7 @@ pub fn write(
             t
         };
         qtensors.push((name, QTensor::quantize(&t, ty)?));
+        progress(qtensors.len(), total);
     }
     write_file(path, &meta, &qtensors)?;
     Ok(GgufReport {

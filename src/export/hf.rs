@@ -2,7 +2,7 @@
 //! (sharded above a size limit, with `model.safetensors.index.json`), `config.json`, and the
 //! base's generation and tokenizer files, so transformers, vLLM and tunelab load it.
 
-use super::{ExportError, Loaded};
+use super::{ExportError, Loaded, TensorProgress};
 use crate::files::write_atomic;
 use candle_core::{DType, Tensor};
 use serde_json::{json, Value};
@@ -44,21 +44,19 @@ pub fn torch_name(d: DType) -> &'static str {
     }
 }
 
-/// Writes `loaded` (already merged) into `out` as a Hugging Face folder.
+/// Writes `loaded` (already merged) into `out` as a Hugging Face folder. `progress` hears
+/// `(done, total)` as each tensor is converted into its shard; tensors are converted a shard
+/// at a time, so only one shard's copies are held at once.
 pub fn write(
     loaded: &Loaded,
     out: &Path,
     dtype: DType,
     max_shard_bytes: u64,
+    progress: TensorProgress,
 ) -> Result<HfReport, ExportError> {
     std::fs::create_dir_all(out).map_err(|e| ExportError::io(out, e))?;
-    let tensors: Vec<(String, Tensor)> = loaded
-        .model
-        .hf_tensors()?
-        .into_iter()
-        .map(|(n, t)| Ok((n, t.to_dtype(dtype)?)))
-        .collect::<Result<_, candle_core::Error>>()?;
-    let size = |t: &Tensor| (t.elem_count() * t.dtype().size_in_bytes()) as u64;
+    let tensors = loaded.model.hf_tensors()?;
+    let size = |t: &Tensor| (t.elem_count() * dtype.size_in_bytes()) as u64;
     // Shards in tensor order, each at most `max_shard_bytes` (a bigger tensor alone).
     let mut shards: Vec<Vec<usize>> = vec![Vec::new()];
     let mut used = 0u64;
@@ -76,18 +74,21 @@ pub fn write(
     let n = shards.len();
     let mut files = Vec::new();
     let mut weight_map = serde_json::Map::new();
+    let mut done = 0;
+    progress(0, tensors.len());
     for (k, members) in shards.iter().enumerate() {
         let name = if n == 1 {
             "model.safetensors".to_string()
         } else {
             format!("model-{:05}-of-{n:05}.safetensors", k + 1)
         };
-        let map: HashMap<String, Tensor> = members
-            .iter()
-            .map(|&i| (tensors[i].0.clone(), tensors[i].1.clone()))
-            .collect();
+        let mut map: HashMap<String, Tensor> = HashMap::with_capacity(members.len());
         for &i in members {
-            weight_map.insert(tensors[i].0.clone(), Value::String(name.clone()));
+            let (hf, t) = &tensors[i];
+            map.insert(hf.clone(), t.to_dtype(dtype)?);
+            weight_map.insert(hf.clone(), Value::String(name.clone()));
+            done += 1;
+            progress(done, tensors.len());
         }
         let path = out.join(&name);
         let tmp = out.join(format!(".{name}.tmp"));

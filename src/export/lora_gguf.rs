@@ -5,7 +5,7 @@
 //! rows, so for the `llama` architecture they take llama.cpp's q/k permutation.
 
 use super::gguf::write_file;
-use super::{ExportError, Loaded};
+use super::{ExportError, Loaded, TensorProgress};
 use crate::model::decoder::inverse_perm;
 use crate::model::gguf::{hf_to_gguf, unpermute_rows};
 use candle_core::quantized::gguf_file::Value;
@@ -25,8 +25,14 @@ pub struct LoraReport {
     pub bytes: u64,
 }
 
-/// Writes `loaded`'s adapter (not merged) as `path`.
-pub fn write(loaded: &Loaded, path: &Path, name: &str) -> Result<LoraReport, ExportError> {
+/// Writes `loaded`'s adapter (not merged) as `path`. `progress` hears `(done, total)` as
+/// each A and B tensor is converted.
+pub fn write(
+    loaded: &Loaded,
+    path: &Path,
+    name: &str,
+    progress: TensorProgress,
+) -> Result<LoraReport, ExportError> {
     let lora = loaded.lora.as_ref().ok_or_else(|| {
         ExportError::Invalid("--gguf-lora needs an adapter: name a run or an adapter folder".into())
     })?;
@@ -34,7 +40,16 @@ pub fn write(loaded: &Loaded, path: &Path, name: &str) -> Result<LoraReport, Exp
     let f = c.family();
     let permute = f.gguf_permuted_qk;
     let dev = Device::Cpu;
-    let mut tensors = Vec::new();
+    // Two tensors (A and B) per adapted weight.
+    let total = 2 * loaded
+        .model
+        .layers
+        .iter()
+        .flat_map(|b| b.linears())
+        .filter(|(_, _, l)| l.lora.is_some())
+        .count();
+    let mut tensors = Vec::with_capacity(total);
+    progress(0, total);
     for (i, b) in loaded.model.layers.iter().enumerate() {
         for (group, module, l) in b.linears() {
             let Some(pair) = &l.lora else { continue };
@@ -63,10 +78,12 @@ pub fn write(loaded: &Loaded, path: &Path, name: &str) -> Result<LoraReport, Exp
                 format!("{base}.lora_a"),
                 QTensor::quantize(&a, GgmlDType::F32)?,
             ));
+            progress(tensors.len(), total);
             tensors.push((
                 format!("{base}.lora_b"),
                 QTensor::quantize(&bm, GgmlDType::F32)?,
             ));
+            progress(tensors.len(), total);
         }
     }
     if tensors.is_empty() {

@@ -256,6 +256,41 @@ fn base_dtype(base_dir: Option<&Path>) -> DType {
     }
 }
 
+/// Where an export stands, for a bar or a status line: the core only reports it, so the CLI
+/// draws a bar per file on a terminal and the workbench a line, and neither waits in silence
+/// while a large model's tensors are converted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// A step without a count: `loading <base>`, `merging the adapter`.
+    Step(String),
+    /// `done` of `total` tensors of `file` converted and written.
+    Tensors {
+        file: PathBuf,
+        done: usize,
+        total: usize,
+    },
+}
+
+impl std::fmt::Display for Progress {
+    /// `writing model-q8_0.gguf 120/272 tensors`: the file by name alone, as a status line
+    /// has little room.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Progress::Step(s) => f.write_str(s),
+            Progress::Tensors { file, done, total } => write!(
+                f,
+                "writing {} {done}/{total} tensors",
+                file.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_else(|| file.to_string_lossy())
+            ),
+        }
+    }
+}
+
+/// The writers' per-tensor callback, `(done, total)`.
+pub type TensorProgress<'a> = &'a mut dyn FnMut(usize, usize);
+
 /// `p` as a file beside it in `dir` names it (`./model-f16.gguf`).
 fn relative(p: &Path, dir: &Path) -> String {
     match p.strip_prefix(dir) {
@@ -264,12 +299,27 @@ fn relative(p: &Path, dir: &Path) -> String {
     }
 }
 
+/// A writer's `(done, total)` as [`Progress::Tensors`] of `file`.
+fn tensors_of<'a>(
+    file: &'a Path,
+    progress: &'a mut dyn FnMut(Progress),
+) -> impl FnMut(usize, usize) + 'a {
+    move |done, total| {
+        progress(Progress::Tensors {
+            file: file.to_path_buf(),
+            done,
+            total,
+        })
+    }
+}
+
 /// Carries out `req`: the LoRA GGUF first (merging consumes the adapter), then the merged
-/// folder and GGUF, then an Ollama Modelfile beside the GGUF. `progress` hears each step.
+/// folder and GGUF, then an Ollama Modelfile beside the GGUF. `progress` hears each step and
+/// each tensor written.
 pub fn export(
     req: &Request,
     runs_root: &Path,
-    progress: &mut dyn FnMut(String),
+    progress: &mut dyn FnMut(Progress),
 ) -> Result<Report, ExportError> {
     let modes = [req.merge, req.gguf, req.gguf_lora]
         .iter()
@@ -300,14 +350,14 @@ pub fn export(
             "--gguf-lora needs a run or an adapter folder".into(),
         ));
     }
-    progress(format!(
+    progress(Progress::Step(format!(
         "loading {}{}",
         src.base,
         src.adapter
             .as_ref()
             .map(|p| format!(" + {}", p.display()))
             .unwrap_or_default()
-    ));
+    )));
     if req.as_trained && src.trained_on.is_none() {
         return Err(ExportError::Invalid(format!(
             "--as-trained: {} did not train on a quantized base (its config has no \
@@ -345,13 +395,13 @@ pub fn export(
         } else {
             dir.join("adapter.gguf")
         };
-        progress(format!("writing {}", path.display()));
-        let r = lora_gguf::write(&loaded, &path, &name)?;
+        progress(Progress::Step(format!("writing {}", path.display())));
+        let r = lora_gguf::write(&loaded, &path, &name, &mut tensors_of(&path, progress))?;
         add(&mut report, "gguf_lora", path.clone(), serde_json::json!(r));
         lora_file = Some(path);
     }
     if req.merge || req.gguf {
-        progress("merging the adapter".into());
+        progress(Progress::Step("merging the adapter".into()));
         loaded.merge()?;
     }
     if req.merge {
@@ -362,12 +412,18 @@ pub fn export(
                 base_dtype(loaded.base_dir.as_deref())
             }
         });
-        progress(format!(
+        progress(Progress::Step(format!(
             "writing {} ({})",
             dir.display(),
             hf::torch_name(dtype)
-        ));
-        let r = hf::write(&loaded, &dir, dtype, req.max_shard_bytes)?;
+        )));
+        let r = hf::write(
+            &loaded,
+            &dir,
+            dtype,
+            req.max_shard_bytes,
+            &mut tensors_of(&dir, progress),
+        )?;
         add(&mut report, "merge", dir.clone(), serde_json::json!(r));
     }
     let mut gguf_file = None;
@@ -377,8 +433,18 @@ pub fn export(
         } else {
             dir.join(format!("model-{}.gguf", req.quant))
         };
-        progress(format!("writing {} ({})", path.display(), req.quant));
-        let r = gguf::write(&loaded, &path, req.quant, &name)?;
+        progress(Progress::Step(format!(
+            "writing {} ({})",
+            path.display(),
+            req.quant
+        )));
+        let r = gguf::write(
+            &loaded,
+            &path,
+            req.quant,
+            &name,
+            &mut tensors_of(&path, progress),
+        )?;
         for f in &r.fallbacks {
             report.warnings.push(format!(
                 "{f} (the width takes no {} block, as llama.cpp falls back)",

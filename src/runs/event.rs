@@ -55,8 +55,24 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         advantage: Option<f64>,
     },
+    /// Something went wrong that does not stop the run (an experiment tracker that cannot
+    /// be reached): said once, and the run goes on.
+    Warning {
+        step: u64,
+        message: String,
+    },
     Stopped {
         step: u64,
+    },
+    /// A sweep's median pruner stopped the run at an evaluation: `metric` was `value`, worse
+    /// than the `median` of `compared` completed runs of the sweep at the same step.
+    Pruned {
+        step: u64,
+        metric: String,
+        #[serde(deserialize_with = "nan_if_null")]
+        value: f64,
+        median: f64,
+        compared: usize,
     },
     Failed {
         step: u64,
@@ -191,8 +207,8 @@ pub(crate) fn metrics_nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<Met
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Phase {
     pub step: u64,
-    /// `prepare` (model and data), `reference`, `eval`, `tasks`, `samples`, `checkpoint`,
-    /// `adapter`.
+    /// `load model`, `tokenize data`, `load tasks`, `reference`, `eval`, `task <name>`,
+    /// `samples`, `checkpoint`, `adapter`.
     pub name: String,
     pub done: u64,
     pub total: u64,
@@ -203,7 +219,7 @@ pub struct Phase {
 }
 
 impl Phase {
-    /// `eval 40/100 examples · 3.2 s` (`prepare · 1.5 s` without a total).
+    /// `eval 40/100 examples · 3.2 s` (`load model · 1.5 s` without a total).
     pub fn line(&self) -> String {
         let unit = if self.unit.is_empty() {
             String::new()
@@ -237,7 +253,9 @@ impl EventKind {
             EventKind::Phase(p) => Some(p.step),
             EventKind::Checkpoint { step, .. }
             | EventKind::Sample { step, .. }
+            | EventKind::Warning { step, .. }
             | EventKind::Stopped { step }
+            | EventKind::Pruned { step, .. }
             | EventKind::Failed { step, .. }
             | EventKind::Done { step, .. } => Some(*step),
             EventKind::Resume { from_step, .. } => Some(*from_step),
@@ -256,7 +274,9 @@ impl EventKind {
             EventKind::Resume { .. } => "resume",
             EventKind::Sample { .. } => "sample",
             EventKind::Phase(_) => "phase",
+            EventKind::Warning { .. } => "warning",
             EventKind::Stopped { .. } => "stopped",
+            EventKind::Pruned { .. } => "pruned",
             EventKind::Failed { .. } => "failed",
             EventKind::Done { .. } => "done",
             EventKind::Unknown => "unknown",
@@ -322,7 +342,18 @@ impl EventKind {
                 Some(r) => format!("step {step} completion {prompt:?} → {reply:?} reward {r:.3}"),
                 None => format!("step {step} sample {prompt:?} → {reply:?}"),
             },
+            EventKind::Warning { message, .. } => format!("warning: {message}"),
             EventKind::Stopped { step } => format!("stopped at step {step}"),
+            EventKind::Pruned {
+                step,
+                metric,
+                value,
+                median,
+                compared,
+            } => format!(
+                "pruned at step {step}: {metric} {value:.4} is worse than the median {median:.4} of {compared} completed run{}",
+                if *compared == 1 { "" } else { "s" }
+            ),
             EventKind::Failed { error, .. } => format!("failed: {error}"),
             EventKind::Done { step, .. } => format!("done at step {step}"),
             EventKind::Unknown => "an event this version does not know".into(),

@@ -6,6 +6,7 @@
 pub mod adapters;
 pub mod details;
 pub mod event;
+pub mod pace;
 pub mod plot;
 pub mod report;
 
@@ -29,6 +30,9 @@ pub enum RunState {
     Stopped,
     Done,
     Failed,
+    /// Stopped by a sweep's pruner: its metric was worse than the median of the sweep's
+    /// completed runs at an evaluation (it has a checkpoint, so it can be resumed).
+    Pruned,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -397,7 +401,10 @@ pub fn request_stop(run: &RunDir) -> Result<u32, String> {
 impl RunState {
     /// The run will not change any more.
     pub fn is_final(self) -> bool {
-        matches!(self, RunState::Stopped | RunState::Done | RunState::Failed)
+        matches!(
+            self,
+            RunState::Stopped | RunState::Done | RunState::Failed | RunState::Pruned
+        )
     }
 }
 

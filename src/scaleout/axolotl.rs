@@ -249,6 +249,15 @@ pub fn config(plan: &Plan, unmapped: &mut Vec<Unmapped>) -> Map<String, Value> {
         json!(t.gradient_checkpointing && !plan.fsdp_checkpointing()),
     );
     put("logging_steps", json!(1));
+    // `train.report_to`: Axolotl's switches for the same trackers (the server from
+    // `MLFLOW_TRACKING_URI` in the environment).
+    use crate::config::Tracker;
+    if t.report_to.contains(&Tracker::Tensorboard) {
+        put("use_tensorboard", json!(true));
+    }
+    if t.report_to.contains(&Tracker::Mlflow) {
+        put("use_mlflow", json!(true));
+    }
     if plan.has_eval {
         put("eval_steps", json!(t.eval_every.max(1)));
     }

@@ -279,7 +279,17 @@ pub fn config(plan: &Plan, unmapped: &mut Vec<Unmapped>) -> Map<String, Value> {
         put("save_total_limit", json!(t.keep_checkpoints));
     }
     put("overwrite_output_dir", json!(true));
-    put("report_to", json!("none"));
+    put(
+        "report_to",
+        match t.report_to.is_empty() {
+            true => json!("none"),
+            false => json!(t
+                .report_to
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()),
+        },
+    );
     // train
     put("per_device_train_batch_size", json!(plan.per_device_batch));
     put("gradient_accumulation_steps", json!(plan.grad_accum));

@@ -91,7 +91,15 @@ pub fn args(plan: &Plan, rewards: Option<&RewardModule>, unmapped: &mut Vec<Unma
         t.gradient_checkpointing && !plan.fsdp_checkpointing(),
     ));
     a.push(arg("--logging_steps", 1));
-    a.push(arg("--report_to", "none"));
+    // The same trackers (transformers' names are tunelab's); their settings travel in the
+    // environment (`MLFLOW_TRACKING_URI`).
+    a.push(match t.report_to.is_empty() {
+        true => arg("--report_to", "none"),
+        false => (
+            "--report_to",
+            t.report_to.iter().map(|r| r.to_string()).collect(),
+        ),
+    });
     // `train.eval_every: 0` turns evaluation off in tunelab; the held-out file stays out of
     // training all the same.
     if plan.has_eval && t.eval_every > 0 {

@@ -1,10 +1,13 @@
 //! Everything a run says goes through the journal: each event is appended to
 //! `events.jsonl`, summarized into `train.log`, shown to the observer, and folded into
 //! `status.json` (the latest loss and the best eval loss), which it rewrites atomically.
+//! It also hands each event to the run's experiment trackers (`train.report_to`), whose
+//! failures become `warning` events and never the run's.
 
 use super::error::TrainError;
 use crate::runs::event::Phase;
 use crate::runs::{EventKind, RunDir, RunEvent, RunState, Status};
+use crate::track::Trackers;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -26,6 +29,7 @@ pub(crate) struct Journal<'a> {
     /// The phase in progress: its name, when it began and when its progress was last
     /// written.
     phase: Option<(String, Instant, Instant)>,
+    trackers: Trackers,
 }
 
 /// Progress events of a phase are written at most this often (its first and last always).
@@ -38,6 +42,28 @@ impl<'a> Journal<'a> {
             observer,
             status,
             phase: None,
+            trackers: Trackers::none(),
+        }
+    }
+
+    /// Starts the experiment trackers `cfg` asks for; one that cannot start is a warning.
+    pub fn start_trackers(
+        &mut self,
+        cfg: &crate::config::RunConfig,
+        resume: bool,
+    ) -> Result<(), TrainError> {
+        let (trackers, warnings) = Trackers::start(cfg, self.run, resume);
+        self.trackers = trackers;
+        for w in warnings {
+            self.write(&RunEvent::now(self.warning(w)))?;
+        }
+        Ok(())
+    }
+
+    fn warning(&self, message: String) -> EventKind {
+        EventKind::Warning {
+            step: self.status.step,
+            message,
         }
     }
 
@@ -101,11 +127,31 @@ impl<'a> Journal<'a> {
             _ => {}
         }
         let event = RunEvent::now(kind);
+        let warnings = self.trackers.record(&event);
+        let last = matches!(
+            event.kind,
+            EventKind::Done { .. } | EventKind::Failed { .. } | EventKind::Stopped { .. }
+        );
+        // A run's last event stays its last line.
+        if !last {
+            self.write(&event)?;
+        }
+        for w in warnings {
+            self.write(&RunEvent::now(self.warning(w)))?;
+        }
+        if last {
+            self.write(&event)?;
+        }
+        Ok(())
+    }
+
+    /// Appends `event`, logs its line and shows it to the observer.
+    fn write(&mut self, event: &RunEvent) -> Result<(), TrainError> {
         self.run
-            .append_event(&event)
+            .append_event(event)
             .map_err(|e| TrainError::io(&self.run.events_path(), e))?;
         self.log(&event.kind.describe());
-        self.observer.event(&event);
+        self.observer.event(event);
         Ok(())
     }
 

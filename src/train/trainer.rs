@@ -24,6 +24,8 @@ use crate::model::{source, Model};
 use crate::ops;
 use crate::runs::event::{Eval, Metrics, Start, Train};
 use crate::runs::{EventKind, RunDir, RunState, Status};
+use crate::sweep::prune::Verdict;
+use crate::sweep::SweepMark;
 use crate::telemetry;
 use crate::template::{Encoder, TemplateChoice};
 use std::path::Path;
@@ -48,6 +50,8 @@ pub enum StepOutcome {
     Finished,
     /// The loss or the gradient norm stopped being finite; the run has ended `failed`.
     Diverged(String),
+    /// The sweep's pruner stopped the run at this evaluation: call [`Trainer::prune`].
+    Pruned(Verdict),
 }
 
 /// Everything a run needs that is derived from its config.
@@ -67,6 +71,15 @@ pub struct Prepared {
 /// Loads the model, adds LoRA (or the preference run's starting adapter), and prepares the
 /// config's method: its data, sample prompts and objective.
 pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
+    prepare_with(cfg, &mut |_| {})
+}
+
+/// [`prepare`], telling `stage` as each part begins: `load model` (resolving, loading,
+/// quantizing or reading the quantized-base cache), `tokenize data` (reading, rendering and
+/// tokenizing the records, packing), `load tasks` (`eval.tasks`), so a run's phase line
+/// says which of them the minute goes to.
+pub fn prepare_with(cfg: &RunConfig, stage: &mut dyn FnMut(&str)) -> Result<Prepared, TrainError> {
+    stage("load model");
     let device = cfg.train.device.open()?;
     let (mut model, tokenizer, quant) = source::load_quantized(
         &cfg.model.path,
@@ -94,6 +107,7 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
         model: &model,
         encoder: &encoder,
     };
+    stage("tokenize data");
     // The one place the method is chosen: everything after it is the method's own.
     let Built {
         objective,
@@ -109,6 +123,7 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared, TrainError> {
     let tasks = if cfg.eval.is_empty() {
         crate::eval::tasks::Tasks::default()
     } else {
+        stage("load tasks");
         let references = held_out_references(&encoder, &held_out);
         crate::eval::tasks::Tasks::load(&cfg.eval, &encoder, &references).map_err(Box::new)?
     };
@@ -215,6 +230,10 @@ pub struct Trainer<'a> {
     accum: u64,
     last_saved: u64,
     last_eval: Option<f64>,
+    /// The latest evaluation's numbers, which the sweep's pruner judges.
+    last_eval_event: Option<Eval>,
+    /// The sweep this run belongs to (`sweep.json`), if any.
+    sweep: Option<SweepMark>,
     gpus: Option<telemetry::Gpus>,
     session_start: Instant,
     elapsed_before: f64,
@@ -226,9 +245,13 @@ impl<'a> Trainer<'a> {
     fn new(
         cfg: &'a RunConfig,
         run: &'a RunDir,
-        journal: Journal<'a>,
+        mut journal: Journal<'a>,
     ) -> Result<Self, Box<(TrainError, Journal<'a>)>> {
-        match prepare(cfg) {
+        // A failed phase write is not worth failing the run for; the next event retries.
+        let prepared = prepare_with(cfg, &mut |name| {
+            let _ = journal.phase(0, name, 0, 0, "");
+        });
+        match prepared {
             Ok(parts) => Self::assemble(cfg, run, journal, parts),
             Err(e) => Err(Box::new((e, journal))),
         }
@@ -304,6 +327,8 @@ impl<'a> Trainer<'a> {
             accum,
             last_saved: 0,
             last_eval: None,
+            last_eval_event: None,
+            sweep: SweepMark::read(run),
             gpus: telemetry::Gpus::open(),
             session_start: Instant::now(),
             elapsed_before: 0.0,
@@ -533,6 +558,12 @@ impl<'a> Trainer<'a> {
         self.journal.status(RunState::Running, step, None)?;
         if t.eval_every > 0 && (step.is_multiple_of(t.eval_every) || step == total) {
             self.evaluate()?;
+            // The last step finishes instead: a run that got there keeps its adapter.
+            if step < total {
+                if let Some(v) = self.prune_verdict() {
+                    return Ok(StepOutcome::Pruned(v));
+                }
+            }
         }
         if t.save_every > 0 && step.is_multiple_of(t.save_every) && step != total {
             self.checkpoint()?;
@@ -587,13 +618,15 @@ impl<'a> Trainer<'a> {
         let Some(out) = out else {
             // No held-out split: the tasks' scores still make an event (no loss).
             if !tasks.is_empty() {
-                self.journal.event(EventKind::Eval(Eval {
+                let e = Eval {
                     step,
                     eval_loss: f64::NAN,
                     eval_tokens: 0,
                     perplexity: f64::NAN,
                     metrics: tasks,
-                }))?;
+                };
+                self.last_eval_event = Some(e.clone());
+                self.journal.event(EventKind::Eval(e))?;
             }
             return Ok(None);
         };
@@ -601,13 +634,15 @@ impl<'a> Trainer<'a> {
         self.state.best_eval_loss = Some(best.map_or(out.loss, |b: f64| b.min(out.loss)));
         let mut metrics = out.metrics;
         metrics.extend(tasks);
-        self.journal.event(EventKind::Eval(Eval {
+        let e = Eval {
             step,
             eval_loss: out.loss,
             eval_tokens: out.count as u64,
             perplexity: out.loss.exp(),
             metrics,
-        }))?;
+        };
+        self.last_eval_event = Some(e.clone());
+        self.journal.event(EventKind::Eval(e))?;
         self.last_eval = Some(out.loss);
         Ok(Some(out.loss))
     }
@@ -695,6 +730,33 @@ impl<'a> Trainer<'a> {
         }
     }
 
+    /// Whether the sweep's pruner stops the run after the evaluation just made: its metric
+    /// against the median of the sweep's completed runs at this step. A run in no sweep, or
+    /// whose evaluation lacks the metric, is never pruned.
+    fn prune_verdict(&self) -> Option<Verdict> {
+        let mark = self.sweep.as_ref()?;
+        let e = self.last_eval_event.as_ref()?;
+        let value = crate::sweep::metric::eval_value(e, &mark.metric)?;
+        crate::sweep::prune::verdict(mark, &self.run.root, e.step, value)
+    }
+
+    /// Ends a pruned run: a checkpoint (it can be resumed), the verdict, `pruned`.
+    pub fn prune(mut self, v: Verdict) -> Result<TrainOutcome, TrainError> {
+        let step = self.state.step;
+        if self.last_saved != step {
+            self.checkpoint()?;
+        }
+        self.journal.event(EventKind::Pruned {
+            step,
+            metric: v.metric.clone(),
+            value: v.value,
+            median: v.median,
+            compared: v.compared,
+        })?;
+        self.journal.status(RunState::Pruned, step, None)?;
+        Ok(self.outcome(RunState::Pruned, Some(v.line())))
+    }
+
     /// Ends an interrupted run: a checkpoint unless the current step has one, `stopped`.
     pub fn stop(mut self) -> Result<TrainOutcome, TrainError> {
         let step = self.state.step;
@@ -755,9 +817,9 @@ pub fn train(
     }
     let mut journal = Journal::new(run, observer, status);
     journal.status(RunState::Running, 0, None)?;
+    journal.start_trackers(cfg, resume)?;
     // Loading the model, tokenizing the data, quantizing: nothing to count yet, but the run
-    // says what it is doing.
-    journal.phase(0, "prepare", 0, 0, "")?;
+    // says which of them it is doing (`Trainer::new` names each).
     let mut trainer = match Trainer::new(cfg, run, journal) {
         Ok(t) => t,
         Err(failed) => {
@@ -769,6 +831,7 @@ pub fn train(
     match drive(&mut trainer, resume, stop) {
         Ok(Drive::Finished) => trainer.finish(),
         Ok(Drive::Stopped) => trainer.stop(),
+        Ok(Drive::Pruned(v)) => trainer.prune(v),
         Ok(Drive::Diverged(why)) => Ok(trainer.outcome(RunState::Failed, Some(why))),
         Err(e) => {
             fail(&mut trainer.journal, &e);
@@ -780,6 +843,7 @@ pub fn train(
 enum Drive {
     Finished,
     Stopped,
+    Pruned(Verdict),
     Diverged(String),
 }
 
@@ -799,6 +863,7 @@ fn drive(t: &mut Trainer, resume: bool, stop: &Interrupter) -> Result<Drive, Tra
             StepOutcome::Continue => {}
             StepOutcome::Finished => return Ok(Drive::Finished),
             StepOutcome::Diverged(why) => return Ok(Drive::Diverged(why)),
+            StepOutcome::Pruned(v) => return Ok(Drive::Pruned(v)),
         }
     }
 }

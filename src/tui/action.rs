@@ -92,7 +92,9 @@ pub enum Action {
     SavePreset,
     #[strum(message = "start a run from the form (detached)")]
     StartRun,
-    #[strum(message = "stop the run (checkpoint first)")]
+    #[strum(message = "queue a run from the form (it starts when its device is free)")]
+    QueueRun,
+    #[strum(message = "stop the run (checkpoint first); a waiting run leaves the queue")]
     StopRun,
     #[strum(message = "attach to the next run")]
     AttachNext,
@@ -128,10 +130,18 @@ pub enum Action {
     SaveTarget,
     #[strum(message = "remote column (OpenAI-compatible): add/remove")]
     RemoteColumn,
-    #[strum(message = "mark a run for comparison")]
+    #[strum(message = "mark a run (overlay chart, plot, eval view)")]
     Mark,
-    #[strum(message = "compare the marked runs' curves")]
+    #[strum(message = "overlay the marked runs' curves (else the selected run's sweep)")]
     Compare,
+    #[strum(message = "overlay every run of the selected run's sweep")]
+    OverlaySweep,
+    #[strum(message = "overlay: draw the next metric (loss, eval_loss, eval tasks…)")]
+    NextMetric,
+    #[strum(message = "queue: start the selected waiting run earlier")]
+    QueueEarlier,
+    #[strum(message = "queue: start the selected waiting run later")]
+    QueueLater,
     #[strum(message = "open the run's adapter in Chat")]
     OpenInChat,
     #[strum(message = "export: merged HF folder (run/export)")]

@@ -80,6 +80,8 @@ pub struct App {
     pub runs: RunsTab,
     /// Every run, newest first, as the watcher last listed them.
     pub run_list: Vec<RunSummary>,
+    /// The run queue, as the watcher last read it.
+    pub queue: crate::queue::Overview,
     bg: Background,
     /// The runs the watcher tails, as last sent.
     watched: Vec<(u64, RunDir)>,
@@ -102,6 +104,7 @@ macro_rules! ctx {
             ws: &$app.ws,
             model: $model,
             runs: &$app.run_list,
+            queue: &$app.queue,
             training: $training,
             tool_format: $app.adapter.config.data.tool_format,
         }
@@ -162,7 +165,11 @@ impl App {
     }
 
     pub fn with_options(ws: Workspace, theme: Theme, keymap: Keymap, opts: AppOptions) -> App {
-        let mut bg = Background::new(vec![ws.all_runs(), ws.runs_root()], opts.telemetry);
+        let mut bg = Background::new(
+            vec![ws.all_runs(), ws.runs_root()],
+            crate::queue::QueueFiles::new(&ws.data),
+            opts.telemetry,
+        );
         let adapter = AdapterTab::new(&ws);
         let streamer = bg.streamer();
         let (data, scan) = DataTab::new(
@@ -195,6 +202,7 @@ impl App {
             adapter,
             runs,
             run_list: Vec::new(),
+            queue: Default::default(),
             bg,
             watched: Vec::new(),
             auto_attach: true,
@@ -332,6 +340,7 @@ impl App {
                 self.message = None;
             }
             Action::StartRun => self.start_run(),
+            Action::QueueRun => self.queue_run(),
             Action::StopRun if self.tab != Tab::Runs => match &self.train.view {
                 Some(v) => self.stop_run(v.run.root.clone()),
                 None => self.say(Level::Warning, "no run to stop"),
@@ -425,6 +434,19 @@ impl App {
             .spawn(Box::new(move || Update::RunStarted(ws.start_run(cfg))));
     }
 
+    /// Validates the form's config, then (on a worker) puts it in the queue as a run of
+    /// this workspace and makes sure the scheduler runs.
+    fn queue_run(&mut self) {
+        let cfg = self.adapter.config.clone();
+        if let Some(i) = cfg.validate().first() {
+            self.say(Level::Error, format!("cannot queue: {i}"));
+            return;
+        }
+        let ws = self.ws.clone();
+        self.bg
+            .spawn(Box::new(move || Update::RunQueued(ws.queue_run(cfg))));
+    }
+
     /// Routes one background result.
     pub fn apply_update(&mut self, u: Update) {
         self.dirty = true;
@@ -438,15 +460,13 @@ impl App {
                 events,
                 status,
             } => {
-                let views = self.train.view.iter_mut().chain(self.runs.views_mut());
-                if let Some(v) = views.into_iter().find(|v| v.key == key) {
+                if let Some(v) = self.train.view.iter_mut().find(|v| v.key == key) {
                     v.feed(events, status);
                 }
                 None
             }
             Update::RunView(built) => {
-                let views = self.train.view.iter_mut().chain(self.runs.views_mut());
-                if let Some(v) = views.into_iter().find(|v| v.key == built.key) {
+                if let Some(v) = self.train.view.iter_mut().find(|v| v.key == built.key) {
                     *v = *built;
                 }
                 None
@@ -454,7 +474,13 @@ impl App {
             Update::RunList(list) => {
                 self.run_list = list;
                 if self.auto_attach && self.train.view.is_none() {
-                    if let Some(r) = self.run_list.first() {
+                    // The newest run that started: one waiting in the queue has nothing
+                    // to show yet.
+                    let started = self
+                        .run_list
+                        .iter()
+                        .find(|r| r.state != Some(crate::runs::RunState::Queued));
+                    if let Some(r) = started.or(self.run_list.first()) {
                         self.train.attach(RunDir::new(&r.dir));
                     }
                 }
@@ -485,6 +511,14 @@ impl App {
                 )))
             }
             Update::RunStarted(Err(e)) => Some(Effect::error(e)),
+            Update::Queue(q) => {
+                self.queue = *q;
+                None
+            }
+            Update::RunQueued(Ok((id, _, position))) => Some(Effect::info(format!(
+                "queued {id} (#{position}); it starts when its device is free · 5 Runs shows the queue"
+            ))),
+            Update::RunQueued(Err(e)) => Some(Effect::error(e)),
             Update::StopSent(Ok(pid)) => Some(Effect::info(format!(
                 "asked pid {pid} to stop; it writes a checkpoint first"
             ))),
@@ -521,15 +555,14 @@ impl App {
         }
     }
 
-    /// Tells the watcher which runs are on screen (the attached one and a comparison).
+    /// Tells the watcher which run is on screen (the attached one).
     fn sync_watch(&mut self) {
-        let mut runs: Vec<(u64, RunDir)> = Vec::new();
-        if let Some(v) = &self.train.view {
-            runs.push((v.key, v.run.clone()));
-        }
-        for v in self.runs.views_mut() {
-            runs.push((v.key, v.run.clone()));
-        }
+        let runs: Vec<(u64, RunDir)> = self
+            .train
+            .view
+            .iter()
+            .map(|v| (v.key, v.run.clone()))
+            .collect();
         if runs != self.watched {
             self.bg.watch(WatchCmd::Tail {
                 runs: runs.clone(),
@@ -551,7 +584,7 @@ impl App {
             if self.tab != Tab::Adapter {
                 apply_on!(adapter, Adapter, self, tick());
             }
-            self.dirty |= self.tab == Tab::Train;
+            self.dirty |= self.tab == Tab::Train || (self.tab == Tab::Chat && self.chat.busy());
         }
         std::mem::take(&mut self.dirty)
     }

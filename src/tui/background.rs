@@ -34,6 +34,10 @@ pub enum Update {
     RunView(Box<RunView>),
     /// Every run, from `status.json` alone.
     RunList(Vec<RunSummary>),
+    /// The run queue, when it changed.
+    Queue(Box<crate::queue::Overview>),
+    /// A run queued by the workbench: its id, folder and place in the queue, or why not.
+    RunQueued(Result<(String, PathBuf, usize), String>),
     Memory(MemorySample),
     /// A run started by the workbench: its id and folder, or why not.
     RunStarted(Result<(String, PathBuf), String>),
@@ -79,20 +83,21 @@ pub struct Background {
     watch: std_mpsc::Sender<WatchCmd>,
     pings: u64,
     answered: u64,
-    /// A tail command went out after the last ping: the ping does not cover it.
+    /// A tail command went out, or a job reported (it may have written a file the
+    /// watcher reads, such as the queue), after the last ping: the ping does not cover it.
     tail_after_ping: bool,
 }
 
 impl Background {
-    /// Starts the watcher over the runs under `roots`; `telemetry` off leaves memory
-    /// unsampled (tests and snapshots pin it).
-    pub fn new(roots: Vec<PathBuf>, telemetry: bool) -> Self {
+    /// Starts the watcher over the runs under `roots` and the queue of `queue`;
+    /// `telemetry` off leaves memory unsampled (tests and snapshots pin it).
+    pub fn new(roots: Vec<PathBuf>, queue: crate::queue::QueueFiles, telemetry: bool) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let (wtx, wrx) = std_mpsc::channel();
         let out = tx.clone();
         std::thread::Builder::new()
             .name("tunelab-watch".into())
-            .spawn(move || Watcher::new(roots, telemetry, out).run(wrx))
+            .spawn(move || Watcher::new(roots, queue, telemetry, out).run(wrx))
             .ok();
         Background {
             tx,
@@ -149,6 +154,7 @@ impl Background {
         match e {
             Envelope::Job(u) => {
                 self.pending = self.pending.saturating_sub(1);
+                self.tail_after_ping = true;
                 u
             }
             Envelope::Stream(u) => {
@@ -187,6 +193,8 @@ struct Tailed {
 
 struct Watcher {
     roots: Vec<PathBuf>,
+    queue: crate::queue::QueueFiles,
+    last_queue: Option<crate::queue::Overview>,
     telemetry: bool,
     gpus: Option<crate::telemetry::Gpus>,
     out: mpsc::UnboundedSender<Envelope>,
@@ -198,9 +206,16 @@ struct Watcher {
 }
 
 impl Watcher {
-    fn new(roots: Vec<PathBuf>, telemetry: bool, out: mpsc::UnboundedSender<Envelope>) -> Self {
+    fn new(
+        roots: Vec<PathBuf>,
+        queue: crate::queue::QueueFiles,
+        telemetry: bool,
+        out: mpsc::UnboundedSender<Envelope>,
+    ) -> Self {
         Watcher {
             roots,
+            queue,
+            last_queue: None,
             gpus: if telemetry {
                 crate::telemetry::Gpus::open()
             } else {
@@ -294,8 +309,16 @@ impl Watcher {
         updates.into_iter().all(|u| self.send(u))
     }
 
-    /// The run list (sent when it changed) and a memory sample.
+    /// The run list and the queue (each sent when it changed) and a memory sample.
     fn list(&mut self) -> bool {
+        // A queue file that cannot be read shows as empty; `tunelab queue list` names why.
+        let queue = crate::queue::overview(&self.queue).unwrap_or_default();
+        if self.last_queue.as_ref() != Some(&queue) {
+            self.last_queue = Some(queue.clone());
+            if !self.send(Update::Queue(Box::new(queue))) {
+                return false;
+            }
+        }
         let legacy = &mut self.legacy;
         let runs =
             crate::runs::list_roots(&self.roots, &mut |run: &RunDir| legacy_losses(legacy, run));

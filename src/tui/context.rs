@@ -17,6 +17,8 @@ pub struct Ctx<'a> {
     pub model: &'a str,
     /// Every run, newest first (from the watcher).
     pub runs: &'a [RunSummary],
+    /// The run queue (from the watcher).
+    pub queue: &'a crate::queue::Overview,
     /// A run the workbench watches is still training.
     pub training: bool,
     /// The form's `data.tool_format`, which the token view follows.

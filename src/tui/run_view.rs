@@ -469,6 +469,9 @@ impl RunView {
                 )
             }
             EventKind::Failed { error, .. } => format!("{stamp}  failed {error}"),
+            EventKind::Warning { message, .. } => {
+                format!("{stamp}  warn   {}", crate::tui::text::one_line(&message))
+            }
             // GRPO's sampled completions show in their own pane, not one log line each.
             EventKind::Sample {
                 step,

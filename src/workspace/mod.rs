@@ -91,9 +91,13 @@ pub fn is_dataset_name(name: &str) -> bool {
         && !NOT_DATASETS.contains(&name)
 }
 
+/// The file that marks the run queue's folder (`<data>/queue/`), whose `queue.json` is no
+/// dataset.
+const QUEUE_MARK: &str = "queue.lock";
+
 /// Dataset files under `root`, `depth` folders deep, sorted; hidden folders, `.git`,
-/// `target`, `node_modules`, `runs/` and model folders (those with a `config.json`) are
-/// left out. At most `MAX_FILES`.
+/// `target`, `node_modules`, `runs/`, the run queue's folder and model folders (those with
+/// a `config.json`) are left out. At most `MAX_FILES`.
 pub fn datasets(root: &Path, depth: usize) -> Vec<PathBuf> {
     const MAX_FILES: usize = 5000;
     let mut out = Vec::new();
@@ -106,6 +110,7 @@ pub fn datasets(root: &Path, depth: usize) -> Vec<PathBuf> {
             return !SKIP_DIRS.contains(&name.as_str())
                 && !name.ends_with("-model")
                 && !p.join("config.json").is_file()
+                && !p.join(QUEUE_MARK).is_file()
                 && out.len() < MAX_FILES;
         }
         if is_dataset_name(&name) && out.len() < MAX_FILES {

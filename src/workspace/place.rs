@@ -135,4 +135,38 @@ impl Workspace {
         }
         Ok((id, dir))
     }
+
+    /// Puts `cfg` in the data folder's queue as a run of this workspace (its folder holds
+    /// the config and a `queued` status) and makes sure the scheduler runs. Returns the
+    /// run's id, folder and place among the waiting runs.
+    pub fn queue_run(
+        &self,
+        mut cfg: crate::config::RunConfig,
+    ) -> Result<(String, PathBuf, usize), String> {
+        use crate::queue::{submit, QueueFiles};
+        if let Some(i) = cfg.validate().first() {
+            return Err(format!("cannot queue: {i}"));
+        }
+        cfg.resolve_paths(&[self.root.as_path(), self.data.as_path()])
+            .map_err(|e| format!("cannot queue: {e}"))?;
+        let name = cfg.name.clone().unwrap_or_else(|| "run".into());
+        let root = self.runs_root();
+        let id = crate::runs::new_id(&name, &root);
+        let run = crate::runs::RunDir::new(root.join(&id));
+        std::fs::create_dir_all(&run.root)
+            .and_then(|_| crate::runs::register(&self.all_runs(), &run).map(drop))
+            .map_err(|e| format!("cannot queue: {}: {e}", run.root.display()))?;
+        let entry =
+            submit::queued_run(&cfg, &run, None, None).map_err(|e| format!("cannot queue: {e}"))?;
+        let files = QueueFiles::new(&self.data);
+        let position = files
+            .update(|q| {
+                q.push(entry)?;
+                Ok(q.position(&id).unwrap_or(0))
+            })
+            .map_err(|e| format!("cannot queue: {e}"))?;
+        crate::queue::ensure(&files, &self.exe)
+            .map_err(|e| format!("queued {id}, but the scheduler did not start: {e}"))?;
+        Ok((id, run.root, position))
+    }
 }

@@ -399,4 +399,21 @@ fn a_long_evaluation_is_a_visible_phase() {
         status.read_status().unwrap().phase.is_none(),
         "a finished run is in no phase"
     );
+    // Piped, `runs watch` gives each phase one line, where it began, and no bar.
+    let (code, out, err) = common::run(&h, &["runs", "watch", run.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let evals: Vec<&str> = out.lines().filter(|l| l.starts_with("eval ")).collect();
+    assert_eq!(
+        evals.len(),
+        2,
+        "one line per evaluation (steps 0 and 2):\n{out}"
+    );
+    assert!(
+        evals.iter().all(|l| l.starts_with("eval 0/150 examples")),
+        "{evals:?}"
+    );
+    assert!(
+        !out.contains('\u{1b}') && !err.contains('\u{1b}'),
+        "{out}{err}"
+    );
 }

@@ -108,6 +108,53 @@ pub fn python3(test: &str) -> Option<PathBuf> {
     None
 }
 
+/// A Python with the `tensorboard` package, for tests/reference/check_tensorboard.py:
+/// `$TUNELAB_TRACKERS_PYTHON`, else the venv .ci/run makes
+/// (`$TUNELAB_MODEL_CACHE/venv-trackers`, default `~/.cache/tunelab-ci/venv-trackers`), else
+/// `python3` if it has the package. Under `CI=true` none fails the test; elsewhere the test
+/// says it skipped.
+pub fn python_with_tensorboard(test: &str) -> Option<PathBuf> {
+    let cache = std::env::var_os("TUNELAB_MODEL_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/tunelab-ci")
+        });
+    let candidates: Vec<PathBuf> = std::env::var_os("TUNELAB_TRACKERS_PYTHON")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([
+            cache.join("venv-trackers/bin/python"),
+            PathBuf::from("python3"),
+        ])
+        .collect();
+    for python in &candidates {
+        let works = Command::new(python)
+            .args([
+                "-c",
+                "import tensorboard.backend.event_processing.event_accumulator",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if works {
+            return Some(python.clone());
+        }
+    }
+    let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "{test}: no Python with the tensorboard package (tried {}) and CI=true requires one \
+             (.ci/run installs it; or set TUNELAB_TRACKERS_PYTHON)",
+            tried.join(", ")
+        );
+    }
+    eprintln!(
+        "SKIPPED {test}: no Python with the tensorboard package (tried {}; pip install \
+         tensorboard, or set TUNELAB_TRACKERS_PYTHON)",
+        tried.join(", ")
+    );
+    None
+}
+
 /// `run` with an explicit home folder.
 pub fn run_with_home(home: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let out: Output = Command::new(env!("CARGO_BIN_EXE_tunelab"))

@@ -43,7 +43,7 @@ fn converting_a_1gb_jsonl_keeps_memory_under_100mb() {
     assert_eq!(ds.format, Format::Alpaca);
     let out = dir.path().join("out.jsonl");
     let started = std::time::Instant::now();
-    let report = convert(&ds, &out, Format::Openai, OnError::Fail).unwrap();
+    let report = convert(&ds, &out, Format::Openai, OnError::Fail, &mut |_| {}).unwrap();
     let secs = started.elapsed().as_secs_f64();
     let peak = peak_rss_mb();
     eprintln!(

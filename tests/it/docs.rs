@@ -224,6 +224,7 @@ fn kind_text(k: &FieldKind) -> String {
         FieldKind::Float { min, max } => format!("number {}–{}", number(min), number(max)),
         FieldKind::Bool => "`true` or `false`".into(),
         FieldKind::Choice(opts) => choices(opts),
+        FieldKind::Set(opts) => format!("a list of any of {}", choices(opts)),
         FieldKind::Modules => "module names, or `all-linear`".into(),
         FieldKind::OptInt { min } => format!("integer ≥ {min}, or `null`"),
         FieldKind::OptFloat { min, max } => {

@@ -388,3 +388,80 @@ fn export_errors_name_the_problem() {
         "{err}"
     );
 }
+
+/// Every writer reports each tensor as it goes (#34): per file, `done` climbs by one from 0
+/// to a `total` that never changes and equals the tensors the file holds, after a step
+/// line naming the file.
+#[test]
+fn an_export_reports_every_tensor_it_writes() {
+    let (h, _model, run) = trained("llama");
+    let out = h.path().join("out");
+    let req = tunelab::export::Request {
+        source: Some(run.to_str().unwrap().into()),
+        model: None,
+        merge: true,
+        gguf: true,
+        gguf_lora: true,
+        dtype: None,
+        as_trained: false,
+        quant: "q8_0".parse().unwrap(),
+        max_shard_bytes: u64::MAX,
+        output: out.clone(),
+    };
+    let mut seen = Vec::new();
+    tunelab::export::export(&req, h.path(), &mut |p| seen.push(p)).unwrap();
+    let counts = |file: &Path| -> Vec<(usize, usize)> {
+        seen.iter()
+            .filter_map(|p| match p {
+                tunelab::export::Progress::Tensors {
+                    file: f,
+                    done,
+                    total,
+                } if f == file => Some((*done, *total)),
+                _ => None,
+            })
+            .collect()
+    };
+    let gguf_tensors = |path: &Path| {
+        let mut f = std::fs::File::open(path).unwrap();
+        gguf_file::Content::read(&mut f).unwrap().tensor_infos.len()
+    };
+    let merged_tensors = {
+        let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
+        safetensors::SafeTensors::deserialize(&bytes).unwrap().len()
+    };
+    for (file, n) in [
+        (
+            out.join("adapter.gguf"),
+            gguf_tensors(&out.join("adapter.gguf")),
+        ),
+        (out.clone(), merged_tensors),
+        (
+            out.join("model-q8_0.gguf"),
+            gguf_tensors(&out.join("model-q8_0.gguf")),
+        ),
+    ] {
+        let c = counts(&file);
+        let want: Vec<(usize, usize)> = (0..=n).map(|d| (d, n)).collect();
+        assert_eq!(c, want, "{}", file.display());
+        let step = seen.iter().position(|p| matches!(p, tunelab::export::Progress::Step(s) if s.contains(&*file.to_string_lossy()))).unwrap();
+        let first = seen
+            .iter()
+            .position(
+                |p| matches!(p, tunelab::export::Progress::Tensors { file: f, .. } if *f == file),
+            )
+            .unwrap();
+        assert!(step < first, "the step line comes first: {seen:?}");
+    }
+    // 2 × 7 adapted matrices × 2 layers of A and B.
+    assert_eq!(gguf_tensors(&out.join("adapter.gguf")), 28);
+    assert_eq!(
+        tunelab::export::Progress::Tensors {
+            file: out.join("model-q8_0.gguf"),
+            done: 3,
+            total: 30
+        }
+        .to_string(),
+        "writing model-q8_0.gguf 3/30 tensors"
+    );
+}

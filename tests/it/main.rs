@@ -31,6 +31,7 @@ mod model_lora;
 mod model_parity;
 mod plot;
 mod qlora;
+mod queue;
 mod real_model;
 mod reward;
 mod runs;
@@ -39,11 +40,13 @@ mod scaleout;
 mod serve;
 #[cfg(feature = "serve")]
 mod serve_synth;
+mod sweep;
 mod synth;
 mod template_fixtures;
 mod template_marked;
 mod themes;
 mod tools;
+mod trackers;
 mod train;
 #[cfg(feature = "tui")]
 mod tui;

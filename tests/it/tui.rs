@@ -9,6 +9,7 @@ mod eval_view;
 mod grpo;
 mod hostile;
 mod phases;
+mod queue;
 mod remote;
 mod tour;
 
@@ -247,6 +248,46 @@ fn an_invalid_field_shows_its_error_inline_and_changes_nothing() {
         render(&mut a, 120, 40, &h).contains("trainable  65536"),
         "the count follows the form"
     );
+}
+
+/// `train.report_to` in the Adapter form: Enter cycles through the trackers' combinations,
+/// and the field's help says how.
+#[test]
+fn the_form_cycles_the_trackers() {
+    let h = home();
+    let mut a = app(&h, "dark", false);
+    a.handle(Action::TabAdapter);
+    let row = a
+        .adapter
+        .visible()
+        .iter()
+        .position(|f| f.path == "train.report_to")
+        .unwrap();
+    for _ in 0..row {
+        a.handle(Action::Down);
+    }
+    let screen = render(&mut a, 120, 40, &h);
+    assert!(
+        screen.contains("Enter cycles through none, tensorboard"),
+        "{screen}"
+    );
+    use tunelab::config::Tracker::{Mlflow, Tensorboard};
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        a.handle(Action::Enter);
+        seen.push(a.adapter.config.train.report_to.clone());
+    }
+    assert_eq!(
+        seen,
+        [
+            vec![Tensorboard],
+            vec![Mlflow],
+            vec![Tensorboard, Mlflow],
+            vec![]
+        ]
+    );
+    a.handle(Action::Enter);
+    assert!(render(&mut a, 120, 40, &h).contains("train.report_to                tensorboard"));
 }
 
 #[test]
@@ -615,6 +656,11 @@ impl Tmux {
 
     fn keys(&self, keys: &str) {
         self.run(&["send-keys", "-t", "e2e", keys]);
+        // A key sent right after Escape arrives in the same read and the terminal takes
+        // both for one key (Alt-5): leave a gap after it.
+        if keys == "Escape" {
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     fn wait(&self, what: &str, secs: u64, cond: &dyn Fn(&str) -> bool) -> String {
@@ -1176,6 +1222,134 @@ fn the_runs_tab_exports_and_plots_a_run() {
         assert!(path.is_file(), "{file}: {:?}", a.message);
         let (_, text) = a.message.clone().unwrap();
         assert!(text.contains(file), "{text}");
+        assert_eq!(
+            a.runs.exporting, None,
+            "a finished export leaves no progress line"
+        );
     }
     assert!(run.join("export/Modelfile").is_file());
+    // While an export runs, its latest step or tensor count is under the list (#34).
+    a.runs.exporting = Some("writing model-q8_0.gguf 120/272 tensors".into());
+    let screen = render(&mut a, 120, 40, &h);
+    assert!(
+        screen.contains("writing model-q8_0.gguf 120/272 tensors"),
+        "{screen}"
+    );
+}
+
+/// The Train tab while a run evaluates between steps (#34; the guide's capture): the step
+/// gauge holds at the step, the phase gauge under it counts the examples with an ETA.
+#[test]
+fn the_train_tab_during_an_evaluation() {
+    let h = home();
+    let mut a = app(&h, "dark", false);
+    let run = RunDir::new(h.path().join("data/runs/persona-sft-20260102-000000"));
+    std::fs::create_dir_all(&run.root).unwrap();
+    std::fs::write(run.config(), tunelab::config::PRESETS[0].1).unwrap();
+    common::append_event_line(
+        &run,
+        &json!({"type": "start", "step": 0, "total_steps": 40, "trainable_params": 32768, "eval_examples": 150}),
+    );
+    for s in 1..=20u32 {
+        let loss = 7.5 * (-(s as f64) / 12.0).exp() + 1.0;
+        common::append_event_line(
+            &run,
+            &json!({"type": "train", "step": s, "loss": loss, "lr": 0.01, "grad_norm": 0.8,
+            "tokens_per_s": 7000.0, "epoch": s as f64 / 10.0, "elapsed": s as f64 * 0.5, "eta": (40 - s) as f64 * 0.5}),
+        );
+        if s == 10 {
+            common::append_event_line(
+                &run,
+                &json!({"type": "eval", "step": s, "eval_loss": loss + 0.3}),
+            );
+        }
+    }
+    let phase = tunelab::runs::event::Phase {
+        step: 20,
+        name: "eval".into(),
+        done: 90,
+        total: 150,
+        unit: "examples".into(),
+        elapsed: 6.3,
+    };
+    for done in [0, 30, 60, 90] {
+        common::append_event_line(
+            &run,
+            &json!({"type": "phase", "step": 20, "name": "eval", "done": done, "total": 150,
+            "unit": "examples", "elapsed": done as f64 * 0.07}),
+        );
+    }
+    run.write_status(&Status {
+        state: RunState::Running,
+        pid: None,
+        step: 20,
+        total_steps: 40,
+        last_loss: Some(2.4),
+        phase: Some(phase),
+        ..Status::starting(5.0)
+    })
+    .unwrap();
+    settle(&mut a);
+    a.handle(Action::TabRuns);
+    let i = a
+        .run_list
+        .iter()
+        .position(|r| r.dir == run.root)
+        .expect("the watcher lists the run");
+    for _ in 0..i {
+        a.handle(Action::Down);
+    }
+    a.handle(Action::Enter);
+    settle(&mut a);
+    assert_eq!(a.tab, Tab::Train);
+    let screen = render(&mut a, 120, 40, &h);
+    assert!(screen.contains("eval 90/150 examples"), "{screen}");
+    insta::assert_snapshot!("train_phase_120x40", screen);
+}
+
+/// The Adapter form says what each evaluation costs (#34): the held-out count from the
+/// dataset's records, `data.eval_split` and `data.eval_max`, and, once a run of the same
+/// model has evaluated, the time at that run's pace.
+#[test]
+fn the_adapter_form_prices_an_evaluation() {
+    let h = home();
+    let mut a = app(&h, "dark", false);
+    a.handle(Action::TabAdapter);
+    settle(&mut a);
+    let screen = render(&mut a, 120, 40, &h);
+    // persona.jsonl's 86 records: ceil(86 × 0.1) = 9 held out.
+    assert!(screen.contains("eval       9 examples each"), "{screen}");
+    let run = RunDir::new(h.path().join("data/runs/tiny-demo-20260103-000000"));
+    std::fs::create_dir_all(&run.root).unwrap();
+    let yaml = serde_yaml::to_string(&a.adapter.config).unwrap();
+    std::fs::write(run.config(), yaml).unwrap();
+    common::append_event_line(
+        &run,
+        &json!({"type": "start", "step": 0, "total_steps": 4, "trainable_params": 32768}),
+    );
+    for done in [0, 4, 8, 20] {
+        common::append_event_line(
+            &run,
+            &json!({"type": "phase", "step": 0, "name": "eval", "done": done, "total": 20,
+            "unit": "examples", "elapsed": done as f64 * 0.5}),
+        );
+    }
+    run.write_status(&Status {
+        state: RunState::Done,
+        step: 4,
+        total_steps: 4,
+        ..Status::starting(5.0)
+    })
+    .unwrap();
+    settle(&mut a);
+    // The form looks at the runs on its once-a-second tick.
+    std::thread::sleep(Duration::from_millis(1100));
+    a.tick();
+    settle(&mut a);
+    let screen = render(&mut a, 120, 40, &h);
+    // 9 examples at 0.5 s each.
+    assert!(screen.contains("eval       9 ex · ≈4.5 s each"), "{screen}");
+    a.adapter.config.set_field("data.eval_max", "4").unwrap();
+    let screen = render(&mut a, 120, 40, &h);
+    assert!(screen.contains("eval       4 ex · ≈2.0 s each"), "{screen}");
 }

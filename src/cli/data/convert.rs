@@ -17,7 +17,16 @@ pub(super) fn convert_cmd(
         Err(e) => return Ok(unusable(&e)),
     };
     let started = std::time::Instant::now();
-    let report = match convert::convert(&ds, output, to, on_error) {
+    let bar = crate::cli::progress::counter("records");
+    let outcome = convert::convert(&ds, output, to, on_error, &mut |read| {
+        if let Some(b) = &bar {
+            b.set_position(read);
+        }
+    });
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let report = match outcome {
         Ok(r) => r,
         Err(ConvertError::Data(e)) => return Ok(unusable(&e)),
         Err(e) => {

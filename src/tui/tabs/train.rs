@@ -150,7 +150,7 @@ fn phase_gauge(p: &crate::runs::event::Phase, theme: &Theme) -> Gauge<'static> {
         0.0
     };
     let label = match p.eta() {
-        Some(eta) => format!("{} · ETA {}", p.line(), clock(eta)),
+        Some(eta) => format!("{} · ETA {}", p.line(), crate::units::duration(eta)),
         None => p.line(),
     };
     Gauge::default()

@@ -65,3 +65,68 @@ fn the_train_tab_shows_a_long_evaluation_as_it_runs() {
     );
     assert!(done.contains("phase  eval 0/700 examples"), "{done}");
 }
+
+/// The CLI's bars (#34): on a terminal `tunelab export` leaves a full bar per file it wrote
+/// (its tensors counted), piped it writes its step lines alone, with no bar characters.
+#[test]
+fn cli_bars_draw_on_a_terminal_and_stay_out_of_pipes() {
+    let h = home();
+    let run = h.path().join("run");
+    common::ok(
+        h.path(),
+        &[
+            "train",
+            "tiny-demo",
+            "--set",
+            "train.max_steps=2",
+            "--run-dir",
+            run.to_str().unwrap(),
+        ],
+    );
+    let piped = h.path().join("piped");
+    let (code, out, err) = common::run(
+        &h,
+        &[
+            "export",
+            run.to_str().unwrap(),
+            "--gguf",
+            "--gguf-lora",
+            "-o",
+            piped.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("writing ") && err.contains("model-f16.gguf"),
+        "{err}"
+    );
+    for text in [&out, &err] {
+        assert!(
+            !text.contains('█') && !text.contains("tensors") && !text.contains('\u{1b}'),
+            "no bar when piped:\n{text}"
+        );
+    }
+    let cmd = format!(
+        "TUNELAB_HOME={} TERM=xterm-256color {} export {} --gguf --gguf-lora -o {}; echo EXITED=$?; sleep 60",
+        h.path().display(),
+        env!("CARGO_BIN_EXE_tunelab"),
+        run.display(),
+        h.path().join("tty").display()
+    );
+    let Some(t) = Tmux::start("cli-bars", &cmd) else {
+        return;
+    };
+    let s = t.wait("the export to finish", 300, &|s| s.contains("EXITED="));
+    assert!(s.contains("EXITED=0"), "{s}");
+    let bar = |file: &str| {
+        s.lines()
+            .find(|l| l.contains(&format!("{file} tensors")))
+            .unwrap_or_else(|| panic!("a bar for {file}:\n{s}"))
+            .to_string()
+    };
+    // The tiny model's 2 layers: 28 LoRA tensors; 2 × 9 + 3 in the merged GGUF.
+    let lora = bar("adapter.gguf");
+    assert!(lora.contains("28/28") && lora.contains('█'), "{lora}");
+    let model = bar("model-f16.gguf");
+    assert!(model.contains("21/21") && model.contains('█'), "{model}");
+}

@@ -61,22 +61,35 @@ pub fn find(
 pub fn data_kind(path: String, base: PathBuf, data: PathBuf) -> Effect<Msg> {
     Effect::spawn(move || {
         let resolved = crate::workspace::find_file(Path::new(&path), &[&base, &data]);
-        let found = crate::data::Dataset::open(&resolved, None)
+        let opened = crate::data::Dataset::open(&resolved, None);
+        let records = opened
+            .as_ref()
+            .ok()
+            .and_then(|d| d.file.records().ok())
+            .map(|r| r.count());
+        let found = opened
             .map(|d| (d.format, d.kind()))
             .map_err(|e| e.to_string());
-        Msg::DataKind(DataKind { path, found })
+        Msg::DataKind(DataKind {
+            path,
+            found,
+            records,
+        })
     })
 }
 
-/// Resolves `spec` against the workspace at `base` and reads its config.json.
-pub fn model_info(spec: String, base: PathBuf) -> Effect<Msg> {
+/// Resolves `spec` against the workspace at `base` and reads its config.json, and how fast
+/// the runs in `runs` evaluated it.
+pub fn model_info(spec: String, base: PathBuf, runs: Vec<RunSummary>) -> Effect<Msg> {
     Effect::spawn(move || {
         let resolved = crate::workspace::resolve_model(&spec, &base);
         let config = crate::model::source::config(&resolved).ok();
+        let eval_pace = crate::runs::pace::eval_pace(&runs, &spec);
         Msg::ModelInfo(Box::new(ModelInfo {
             spec,
             resolved,
             config,
+            eval_pace,
         }))
     })
 }

@@ -32,6 +32,20 @@ impl AdapterTab {
         Ok(self.want_info())
     }
 
+    /// Notes the workspace's runs; when one more has finished, the model's info (its
+    /// evaluation pace) is read again.
+    fn follow_runs(&mut self, runs: &[crate::runs::RunSummary]) {
+        let finished = runs
+            .iter()
+            .filter(|r| r.state.is_some_and(|s| s.is_final()))
+            .count();
+        if finished != self.finished_runs || self.known_runs.len() != runs.len() {
+            self.info_stale |= finished != self.finished_runs;
+            self.finished_runs = finished;
+            self.known_runs = runs.to_vec();
+        }
+    }
+
     /// Reads the model's config and the dataset's kind when they changed.
     fn want_info(&mut self) -> Option<Effect<Msg>> {
         and(self.want_config_json(), self.want_data_kind())
@@ -40,13 +54,18 @@ impl AdapterTab {
     /// Reads the model's config.json unless it is read or being read.
     fn want_config_json(&mut self) -> Option<Effect<Msg>> {
         let spec = &self.config.model.path;
-        if self.model_info.as_ref().is_some_and(|i| i.spec == *spec)
+        if (!self.info_stale && self.model_info.as_ref().is_some_and(|i| i.spec == *spec))
             || self.info_loading.as_ref() == Some(spec)
         {
             return None;
         }
+        self.info_stale = false;
         self.info_loading = Some(spec.clone());
-        Some(jobs::model_info(spec.clone(), self.base.clone()))
+        Some(jobs::model_info(
+            spec.clone(),
+            self.base.clone(),
+            self.known_runs.clone(),
+        ))
     }
 
     /// Detects what `data.train` holds unless it is known or being read.
@@ -183,6 +202,7 @@ impl Component for AdapterTab {
             (Action::LoadPreset, "preset"),
             (Action::SavePreset, "save"),
             (Action::StartRun, "start run"),
+            (Action::QueueRun, "queue"),
         ]
     }
 
@@ -231,6 +251,7 @@ impl Component for AdapterTab {
     }
 
     fn handle(&mut self, a: Action, ctx: &Ctx) -> Option<Effect<Msg>> {
+        self.follow_runs(ctx.runs);
         let e = self.act(a, ctx);
         and(e, self.want_info())
     }
@@ -264,7 +285,8 @@ impl Component for AdapterTab {
         }
     }
 
-    fn tick(&mut self, _ctx: &Ctx) -> Option<Effect<Msg>> {
+    fn tick(&mut self, ctx: &Ctx) -> Option<Effect<Msg>> {
+        self.follow_runs(ctx.runs);
         self.want_info()
     }
 

@@ -21,6 +21,8 @@ pub struct ModelInfo {
     /// Where it resolved to.
     pub resolved: String,
     pub config: Option<ModelConfig>,
+    /// How fast earlier runs of this model evaluated, for the form's cost of an evaluation.
+    pub eval_pace: Option<crate::runs::pace::EvalPace>,
 }
 
 /// Background results for this tab.
@@ -119,6 +121,13 @@ pub struct AdapterTab {
     pub(super) kind_loading: Option<String>,
     /// The dataset the user just chose: when its kind arrives, `train.method` follows it.
     pub(super) fit_method_to: Option<String>,
+    /// Finished runs when the model's info was read: one more finishing may have measured
+    /// the model's evaluation pace, so the info is read again.
+    pub(super) finished_runs: usize,
+    /// The workspace's runs as last seen, for the model's evaluation pace.
+    pub(super) known_runs: Vec<crate::runs::RunSummary>,
+    /// The model's info is to be read again (a run finished since).
+    pub(super) info_stale: bool,
 }
 
 /// The detected format and kind of a dataset path, or why it could not be read.
@@ -126,6 +135,8 @@ pub struct AdapterTab {
 pub struct DataKind {
     pub path: String,
     pub found: Result<(crate::data::Format, crate::data::Kind), String>,
+    /// How many records the file holds (the held-out share of them is evaluated).
+    pub records: Option<usize>,
 }
 
 /// The method a dataset of `kind` trains with, when `current` cannot use it: rated
@@ -158,6 +169,9 @@ impl AdapterTab {
             model_info: None,
             info_loading: None,
             data_kind: None,
+            finished_runs: 0,
+            known_runs: Vec::new(),
+            info_stale: false,
             kind_loading: None,
             fit_method_to: None,
         };
@@ -333,6 +347,12 @@ impl AdapterTab {
                     .position(|o| *o == cur)
                     .map_or(0, |i| (i + 1) % opts.len());
                 let _ = self.config.set_field(f.path, opts[i]);
+            }
+            FieldKind::Set(opts) => {
+                let cur = self.config.get_field(f.path);
+                let _ = self
+                    .config
+                    .set_field(f.path, &crate::config::next_subset(opts, &cur));
             }
             FieldKind::Modules => self.modules = Some(0),
             _ => self.edit_with(EditOf::Field(f.path), self.config.get_field(f.path)),

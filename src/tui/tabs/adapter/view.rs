@@ -32,6 +32,49 @@ fn data_line(t: &AdapterTab) -> String {
     }
 }
 
+/// How many held-out examples each evaluation scores (`data.eval_split` of the records,
+/// capped by `data.eval_max`) and, once a run of this model has evaluated, how long that
+/// takes: the cost of `train.eval_every` seen before the run.
+fn eval_line(t: &AdapterTab) -> String {
+    let d = &t.config.data;
+    // From the training records, split as the trainer splits them; unknown for an eval file.
+    let held = match &d.eval {
+        Some(_) => None,
+        None => t
+            .data_kind
+            .as_ref()
+            .filter(|k| k.path == d.train)
+            .and_then(|k| k.records)
+            .map(|n| {
+                let n = crate::batch::held_out_count(n, d.eval_split);
+                if d.eval_max > 0 {
+                    n.min(d.eval_max)
+                } else {
+                    n
+                }
+            }),
+    };
+    let count = match (held, &d.eval, d.eval_max) {
+        (Some(0), ..) => return "eval       none (data.eval_split 0)".into(),
+        (Some(n), ..) => crate::units::count(n as u64),
+        (None, Some(_), 0) => "the eval file's".into(),
+        (None, Some(_), m) => format!("≤{} (eval file)", crate::units::count(m as u64)),
+        (None, None, _) => "…".into(),
+    };
+    let pace = t
+        .model_info
+        .as_ref()
+        .filter(|i| i.spec == t.config.model.path)
+        .and_then(|i| i.eval_pace.as_ref());
+    match (held, pace) {
+        (Some(n), Some(p)) => format!(
+            "eval       {count} ex · ≈{} each",
+            crate::units::duration(n as f64 * p.secs_per_example)
+        ),
+        _ => format!("eval       {count} examples each"),
+    }
+}
+
 /// What the run optimises: SFT, or the preference loss with its β and starting point.
 fn method_line(c: &RunConfig) -> String {
     let from = || {
@@ -66,7 +109,7 @@ pub fn draw(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
         Layout::horizontal([Constraint::Min(40), Constraint::Length(44)]).areas(area);
     draw_form(f, form, t, theme);
     let [info, mem, help] = Layout::vertical([
-        Constraint::Length(9),
+        Constraint::Length(10),
         Constraint::Length(9),
         Constraint::Min(4),
     ])
@@ -163,6 +206,7 @@ fn draw_adapter(f: &mut Frame, area: Rect, t: &AdapterTab, theme: &Theme) {
             t.config.lora.target_modules.join(",")
         )),
         Line::from(data_line(t)),
+        Line::from(eval_line(t)),
         Line::from(method_line(&t.config)),
         Line::from(format!(
             "train      {} · lr {} · bs {}×{}",
@@ -308,6 +352,10 @@ fn field_help(fs: &FieldSpec, theme: &Theme) -> Vec<Line<'static>> {
         )),
         FieldKind::Choice(o) => help_lines.push(Line::styled(
             format!("Enter cycles: {}", o.join(" · ")),
+            theme.muted,
+        )),
+        FieldKind::Set(o) => help_lines.push(Line::styled(
+            format!("Enter cycles through none, {}", o.join(" · ")),
             theme.muted,
         )),
         FieldKind::Bool => help_lines.push(Line::styled("Enter toggles", theme.muted)),

@@ -106,6 +106,7 @@ impl ChatTab {
         let wanted = |slot| self.resolved(slot).map(|r| (r.dir, r.run, r.follows));
         let (a, b) = (wanted(Slot::A), wanted(Slot::B));
         self.loading = true;
+        self.load_started = Some(std::time::Instant::now());
         self.status = format!("loading {}…", self.model_spec);
         let load = jobs::load(self.model_spec.clone(), a, b, training_active);
         Some(Effect::Batch(remote.into_iter().chain([load]).collect()))
@@ -515,6 +516,19 @@ impl ChatTab {
 }
 
 impl Component for ChatTab {
+    /// While the model loads, the status line counts the seconds (a large model takes a
+    /// while, and a still line looks stuck).
+    fn tick(&mut self, _ctx: &Ctx) -> Option<Effect<Msg>> {
+        if let (true, Some(t)) = (self.loading, self.load_started) {
+            self.status = format!(
+                "loading {}… {}",
+                self.model_spec,
+                crate::units::duration(t.elapsed().as_secs_f64())
+            );
+        }
+        None
+    }
+
     type Msg = Msg;
 
     fn hints(&self) -> &'static [(Action, &'static str)] {

@@ -107,6 +107,8 @@ pub struct ChatTab {
     /// A save waiting for that agreement.
     pub(super) confirm: Option<PathBuf>,
     pub(super) loading: bool,
+    /// When the model load began, for the seconds the status line counts while it loads.
+    pub(super) load_started: Option<std::time::Instant>,
     /// The stream being received: its id and whose reply it is.
     pub(super) stream: Option<(u64, Voice)>,
     pub(super) next_stream_id: u64,
@@ -157,6 +159,7 @@ impl ChatTab {
             confirmed: Default::default(),
             confirm: None,
             loading: false,
+            load_started: None,
             stream: None,
             next_stream_id: 0,
             queued: Vec::new(),

@@ -1,8 +1,8 @@
-//! The Runs tab's work off the UI thread: exports and plots of runs.
+//! The Runs tab's work off the UI thread: exports and plots of runs, and queue edits.
 
 use super::Msg;
 use crate::runs::RunDir;
-use crate::tui::effect::Effect;
+use crate::tui::effect::{Effect, Sink};
 use std::path::PathBuf;
 
 /// What the Runs tab exports from a run, into `<run>/export/`.
@@ -14,8 +14,15 @@ pub enum ExportKind {
 }
 
 /// Exports `dir` as `kind` into `<run>/export/`; worker threads only (a merge of a real
-/// model takes a while, so the tab says it started and reports when it ends).
-pub fn export_job(dir: PathBuf, kind: ExportKind, runs_root: PathBuf) -> Effect<Msg> {
+/// model takes a while, so the tab says it started, sends each step and tensor count
+/// through `sink` as it goes (`writing model-q8_0.gguf 120/272 tensors`), and reports when
+/// it ends).
+pub fn export_job(
+    dir: PathBuf,
+    kind: ExportKind,
+    runs_root: PathBuf,
+    sink: Sink<Msg>,
+) -> Effect<Msg> {
     let out = dir.join("export");
     let what = match kind {
         ExportKind::Merged => "a merged folder",
@@ -39,7 +46,10 @@ pub fn export_job(dir: PathBuf, kind: ExportKind, runs_root: PathBuf) -> Effect<
                 _ => out,
             },
         };
-        let result = crate::export::export(&req, &runs_root, &mut |_| {})
+        let mut report = |p: crate::export::Progress| {
+            sink(Msg::Exporting(p.to_string()));
+        };
+        let result = crate::export::export(&req, &runs_root, &mut report)
             .map(|r| {
                 let files: Vec<String> = r
                     .written
@@ -67,5 +77,34 @@ pub fn plot_job(dirs: Vec<PathBuf>) -> Effect<Msg> {
             .map(|_| format!("plotted {}", out.display()))
             .map_err(|e| format!("plot failed: {e}"));
         Msg::Exported(result)
+    })
+}
+
+/// Moves queued run `id` to place `to` among the waiting runs of `data`'s queue.
+pub fn move_job(data: PathBuf, id: String, to: usize) -> Effect<Msg> {
+    Effect::spawn(move || {
+        let files = crate::queue::QueueFiles::new(data);
+        Msg::Queue(
+            files
+                .update(|q| q.move_to(&id, to))
+                .map(|()| format!("{id} is #{to} in the queue"))
+                .map_err(|e| e.to_string()),
+        )
+    })
+}
+
+/// Takes waiting run `id` off `data`'s queue, and its never-started folder away.
+pub fn dequeue_job(data: PathBuf, id: String) -> Effect<Msg> {
+    Effect::spawn(move || {
+        let files = crate::queue::QueueFiles::new(data);
+        Msg::Queue(
+            files
+                .update(|q| q.remove(&id))
+                .map(|e| {
+                    crate::queue::submit::discard_queued_run(&RunDir::new(&e.dir));
+                    format!("removed {id} from the queue")
+                })
+                .map_err(|e| e.to_string()),
+        )
     })
 }

@@ -1,24 +1,28 @@
-//! Runs tab: every run with its state, steps, last and best eval loss and duration; details
-//! of the selected one; two marked runs' loss curves compared; open in Chat; the Eval view
-//! (base against the runs' adapters on their `eval.tasks`). The list comes from the watcher
-//! (status.json only); details are read on a worker.
+//! Runs tab: the run queue (reordered with keys) above every run with its state, steps,
+//! last and best eval loss and duration; details of the selected one; the overlay chart
+//! (marked runs' or a sweep's curves of any metric, the best highlighted); open in Chat;
+//! the Eval view (base against the runs' adapters on their `eval.tasks`). The list and the
+//! queue come from the watcher; details and curves are read on a worker.
 //!
-//! State and input are here, drawing in [`view`], exports and plots in [`jobs`], the Eval
+//! State and input are here, drawing in [`view`] (the overlay in [`overlay_view`]),
+//! exports, plots and queue edits in [`jobs`], the overlay's data in [`overlay`], the Eval
 //! view in [`eval`] (drawn by [`eval_view`]).
 
 pub mod eval;
 pub mod eval_view;
 pub mod jobs;
+pub mod overlay;
+pub mod overlay_view;
 pub mod view;
 
 use super::{Component, Ctx};
 use crate::runs::details::RunDetails;
-use crate::runs::{RunDir, RunSummary};
+use crate::runs::RunSummary;
 use crate::tui::action::Action;
 use crate::tui::effect::{Effect, Sink};
-use crate::tui::run_view::RunView;
 use eval::{EvalMsg, EvalView};
 use jobs::ExportKind;
+use overlay::{Overlay, Source};
 use ratatui::layout::Rect;
 use ratatui::Frame;
 use std::path::PathBuf;
@@ -26,21 +30,34 @@ use std::path::PathBuf;
 /// Background results for this tab.
 pub enum Msg {
     Details(PathBuf, Box<RunDetails>),
+    /// An export's step or tensor count (`writing model-q8_0.gguf 120/272 tensors`).
+    Exporting(String),
     /// An export or plot finished: what it wrote, or why it failed.
     Exported(Result<String, String>),
     /// The Eval view's reports, progress and result.
     Eval(EvalMsg),
+    /// The overlay's curves, read for `source` and `metric`.
+    Overlay {
+        source: Source,
+        metric: Option<String>,
+        result: Box<Result<overlay::Read, String>>,
+    },
+    /// A queue edit: what changed, or why not.
+    Queue(Result<String, String>),
 }
 
 pub struct RunsTab {
     pub selected: usize,
     /// Marked runs, by folder.
     pub marked: Vec<PathBuf>,
-    pub compare: Option<(RunView, RunView)>,
+    /// The overlay chart, over the details while open.
+    pub overlay: Option<Overlay>,
     pub details: Option<(PathBuf, RunDetails)>,
     details_loading: Option<PathBuf>,
     /// The Eval view, over the list while open.
     pub eval: Option<EvalView>,
+    /// The running export's latest step, under the list until it ends.
+    pub exporting: Option<String>,
     /// Carries a comparison's progress back from its worker.
     sink: Sink<Msg>,
 }
@@ -50,10 +67,11 @@ impl RunsTab {
         RunsTab {
             selected: 0,
             marked: Vec::new(),
-            compare: None,
+            overlay: None,
             details: None,
             details_loading: None,
             eval: None,
+            exporting: None,
             sink,
         }
     }
@@ -74,28 +92,62 @@ impl RunsTab {
             self.marked.remove(k);
         } else {
             self.marked.push(r.dir.clone());
-            if self.marked.len() > 2 {
-                self.marked.remove(0);
-            }
         }
     }
 
-    /// Compares the two marked runs (or the selected run with the previous one).
-    fn compare(&mut self, runs: &[RunSummary]) -> Result<(), String> {
-        let pair = match self.marked.as_slice() {
-            [a, b] => (a.clone(), b.clone()),
-            _ if runs.len() >= 2 => {
-                let i = self.selected.min(runs.len() - 1);
-                let j = if i == 0 { 1 } else { i - 1 };
-                (runs[i].dir.clone(), runs[j].dir.clone())
-            }
-            _ => return Err("mark two runs with space first".into()),
+    /// Opens the overlay on `source`.
+    fn open_overlay(&mut self, source: Source) -> Option<Effect<Msg>> {
+        let (o, job) = Overlay::open(source);
+        self.overlay = Some(o);
+        Some(job)
+    }
+
+    /// Overlays the marked runs (two or more), else the selected run's sweep (a run in no
+    /// sweep: with the run before it).
+    fn compare(&mut self, runs: &[RunSummary]) -> Option<Effect<Msg>> {
+        if self.marked.len() >= 2 {
+            return self.open_overlay(Source::Runs(self.marked.clone()));
+        }
+        let s = self.selected(runs)?.dir.clone();
+        if s.join(crate::sweep::mark::MARK_FILE).is_file() {
+            return self.open_overlay(Source::SweepOf(s));
+        }
+        if runs.len() < 2 {
+            return Some(Effect::warn("mark two or more runs with space first"));
+        }
+        let i = self.selected.min(runs.len() - 1);
+        let j = if i == 0 { 1 } else { i - 1 };
+        self.open_overlay(Source::Runs(vec![runs[i].dir.clone(), runs[j].dir.clone()]))
+    }
+
+    /// The selected run when it waits in the queue, with its place.
+    fn waiting<'a>(&self, ctx: &'a Ctx) -> Option<&'a crate::queue::overview::Row> {
+        let s = self.selected(ctx.runs)?;
+        ctx.queue
+            .waiting()
+            .find(|r| r.id == s.id || crate::queue::entry::same_dir(&r.dir, &s.dir))
+    }
+
+    /// Moves the selected waiting run `by` places (negative: earlier).
+    fn move_queued(&mut self, by: isize, ctx: &Ctx) -> Option<Effect<Msg>> {
+        let Some(row) = self.waiting(ctx) else {
+            return Some(Effect::warn("the selected run is not waiting in the queue"));
         };
-        self.compare = Some((
-            RunView::new(RunDir::new(pair.0)),
-            RunView::new(RunDir::new(pair.1)),
-        ));
-        Ok(())
+        let from = row.position? as isize;
+        let to = from + by;
+        let n = ctx.queue.waiting().count() as isize;
+        if to < 1 || to > n {
+            return Some(Effect::info(if by < 0 {
+                format!("{} is already next", row.id)
+            } else {
+                format!("{} is already last", row.id)
+            }));
+        }
+        Some(jobs::move_job(
+            ctx.ws.data.clone(),
+            row.id.clone(),
+            to as usize,
+        ))
     }
 
     /// Reads the selected run's details unless they are read or being read.
@@ -135,11 +187,6 @@ impl RunsTab {
         }
         view.handle(a, self.sink.clone())
     }
-
-    /// The views the watcher should feed.
-    pub fn views_mut(&mut self) -> impl Iterator<Item = &mut RunView> {
-        self.compare.as_mut().into_iter().flat_map(|(a, b)| [a, b])
-    }
 }
 
 impl Component for RunsTab {
@@ -165,11 +212,20 @@ impl Component for RunsTab {
                 ]
             };
         }
+        if self.overlay.is_some() {
+            return &[
+                (Action::NextMetric, "metric"),
+                (Action::Mark, "mark"),
+                (Action::Compare, "overlay marked"),
+                (Action::OverlaySweep, "sweep"),
+                (Action::Back, "close"),
+            ];
+        }
         &[
             (Action::Enter, "watch"),
             (Action::EvalView, "eval"),
             (Action::Mark, "mark"),
-            (Action::Compare, "compare"),
+            (Action::Compare, "overlay"),
             (Action::OpenInChat, "chat"),
             (Action::StopRun, "stop"),
             (Action::ExportGguf, "gguf"),
@@ -191,19 +247,29 @@ impl Component for RunsTab {
             }
             Action::Down => self.move_sel(1, runs.len()),
             Action::Up => self.move_sel(-1, runs.len()),
+            Action::Top => self.selected = 0,
+            Action::Bottom => self.selected = runs.len().saturating_sub(1),
             Action::Mark => self.toggle_mark(runs),
-            Action::Compare => {
-                if let Err(e) = self.compare(runs) {
-                    return Some(Effect::warn(e));
-                }
+            Action::Compare => return self.compare(runs),
+            Action::OverlaySweep => {
+                let s = self.selected(runs)?.dir.clone();
+                return self.open_overlay(Source::SweepOf(s));
             }
+            Action::NextMetric => return self.overlay.as_mut()?.next_metric(),
+            Action::QueueEarlier => return self.move_queued(-1, ctx),
+            Action::QueueLater => return self.move_queued(1, ctx),
             Action::Enter => return self.selected(runs).map(|s| Effect::Attach(s.dir.clone())),
             Action::OpenInChat => {
                 return self
                     .selected(runs)
                     .map(|s| Effect::OpenInChat(s.dir.clone()))
             }
-            Action::StopRun => return self.selected(runs).map(|s| Effect::StopRun(s.dir.clone())),
+            Action::StopRun => {
+                if let Some(row) = self.waiting(ctx) {
+                    return Some(jobs::dequeue_job(ctx.ws.data.clone(), row.id.clone()));
+                }
+                return self.selected(runs).map(|s| Effect::StopRun(s.dir.clone()));
+            }
             Action::ExportMerged | Action::ExportGguf | Action::ExportLora => {
                 let s = self.selected(runs)?;
                 let kind = match a {
@@ -212,7 +278,13 @@ impl Component for RunsTab {
                     _ => ExportKind::Lora,
                 };
                 let root = s.dir.parent().map(PathBuf::from).unwrap_or_default();
-                return Some(jobs::export_job(s.dir.clone(), kind, root));
+                self.exporting = Some("starting".into());
+                return Some(jobs::export_job(
+                    s.dir.clone(),
+                    kind,
+                    root,
+                    self.sink.clone(),
+                ));
             }
             Action::PlotRuns => {
                 let dirs = if self.marked.is_empty() {
@@ -236,9 +308,27 @@ impl Component for RunsTab {
                 self.details = Some((dir, *d));
                 self.want_details(ctx.runs)
             }
-            Msg::Exported(Ok(text)) => Some(Effect::info(text)),
-            Msg::Exported(Err(e)) => Some(Effect::error(e)),
+            Msg::Exporting(line) => {
+                self.exporting = Some(line);
+                None
+            }
+            Msg::Exported(result) => {
+                self.exporting = None;
+                Some(match result {
+                    Ok(text) => Effect::info(text),
+                    Err(e) => Effect::error(e),
+                })
+            }
             Msg::Eval(m) => self.eval.as_mut()?.receive(m),
+            Msg::Overlay {
+                source,
+                metric,
+                result,
+            } => self.overlay.as_mut()?.receive(source, metric, *result),
+            Msg::Queue(result) => Some(match result {
+                Ok(text) => Effect::info(text),
+                Err(e) => Effect::warn(e),
+            }),
         }
     }
 
@@ -249,14 +339,17 @@ impl Component for RunsTab {
                 self.details = None;
             }
         }
+        if let Some(job) = self.overlay.as_mut().and_then(Overlay::refresh) {
+            return Some(job);
+        }
         self.want_details(ctx.runs)
     }
 
-    /// Esc closes the Eval view first (stopping its comparison), then the curves.
+    /// Esc closes the Eval view first (stopping its comparison), then the overlay.
     fn back(&mut self) {
         match self.eval.take() {
             Some(mut v) => v.close(),
-            None => self.compare = None,
+            None => self.overlay = None,
         }
     }
 
@@ -264,7 +357,7 @@ impl Component for RunsTab {
         self.selected = self.selected.min(ctx.runs.len().saturating_sub(1));
         match &mut self.eval {
             Some(v) => eval_view::draw(f, area, v, ctx.theme),
-            None => view::draw(f, area, self, ctx.runs, ctx.theme),
+            None => view::draw(f, area, self, ctx),
         }
     }
 }

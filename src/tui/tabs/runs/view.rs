@@ -1,13 +1,15 @@
-//! Draws the Runs tab's list, the selected run's details (a GRPO run's with how one
-//! prompt's completions and rewards changed), and two runs' curves compared.
+//! Draws the Runs tab's queue (when runs wait), its list, and below them the selected run's
+//! details (a GRPO run's with how one prompt's completions and rewards changed) or the
+//! overlay chart.
 
 use super::RunsTab;
+use crate::queue::Overview;
 use crate::runs::details::CompletionHistory;
 use crate::runs::RunSummary;
+use crate::tui::context::Ctx;
 use crate::tui::run_view::{mean, Standing};
 use crate::tui::text::{one_line, truncate};
 use crate::tui::theme::Theme;
-use crate::tui::widgets::loss_chart;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState};
@@ -77,7 +79,82 @@ fn reward(r: f64) -> String {
     }
 }
 
-pub fn draw(f: &mut Frame, area: Rect, t: &RunsTab, runs: &[RunSummary], theme: &Theme) {
+/// The list's frame: its count on top, and an export in progress along the bottom
+/// (`writing model-q8_0.gguf 120/272 tensors`), whichever run is selected.
+fn list_block<'a>(t: &'a RunsTab, count: usize, theme: &Theme) -> Block<'a> {
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(format!(" runs ({count}) "))
+        .border_style(theme.border_focused);
+    match &t.exporting {
+        Some(line) => block.title_bottom(Line::styled(format!(" {} ", one_line(line)), theme.info)),
+        None => block,
+    }
+}
+
+/// The queue: running runs, then the waiting ones in order with what each waits for; the
+/// selected run's line highlighted (K and J move it, x takes it off).
+fn draw_queue(
+    f: &mut Frame,
+    area: Rect,
+    queue: &Overview,
+    selected: Option<&RunSummary>,
+    theme: &Theme,
+) {
+    let waiting = queue.waiting().count();
+    let scheduler = match queue.scheduler {
+        Some(pid) => format!("scheduler pid {pid}"),
+        None => "no scheduler: tunelab queue start".into(),
+    };
+    let title = format!(" queue · {waiting} waiting · {scheduler} · K/J reorder · x removes ");
+    let id_width = usize::from(area.width.saturating_sub(2 + 5 + 10 + 10 + 2)).clamp(12, 60);
+    let lines: Vec<Line> = queue
+        .rows
+        .iter()
+        .map(|r| {
+            let pos = r.position.map_or("▶".to_string(), |p| format!("#{p}"));
+            let what = match r.pid {
+                Some(pid) => format!("running · pid {pid}"),
+                None => r.waits.clone().unwrap_or_default(),
+            };
+            let text = format!(
+                "{pos:>4} {:<id_width$} {:<9} {}",
+                crate::tui::text::middle(&r.id, id_width),
+                r.device,
+                one_line(&what)
+            );
+            let chosen = selected.is_some_and(|s| s.id == r.id);
+            match (chosen, r.pid) {
+                (true, _) => Line::styled(text, theme.selection),
+                (false, Some(_)) => Line::styled(text, theme.info),
+                (false, None) => Line::from(text),
+            }
+        })
+        .collect();
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(title)
+                .border_style(theme.border),
+        ),
+        area,
+    );
+}
+
+pub fn draw(f: &mut Frame, area: Rect, t: &RunsTab, ctx: &Ctx) {
+    let (runs, theme) = (ctx.runs, ctx.theme);
+    let area = if ctx.queue.is_empty() {
+        area
+    } else {
+        let rows = (ctx.queue.rows.len() as u16 + 2)
+            .min(area.height / 4)
+            .max(3);
+        let [queue, rest] =
+            Layout::vertical([Constraint::Length(rows), Constraint::Min(6)]).areas(area);
+        draw_queue(f, queue, ctx.queue, runs.get(t.selected), theme);
+        rest
+    };
     let [list, detail] =
         Layout::vertical([Constraint::Percentage(45), Constraint::Min(6)]).areas(area);
     // Run ids share their name and differ in the time at the end: cut them in the middle.
@@ -130,27 +207,12 @@ pub fn draw(f: &mut Frame, area: Rect, t: &RunsTab, runs: &[RunSummary], theme: 
             Row::new(vec!["run", "state", "step", "loss", "best eval", "time"]).style(theme.title),
         )
         .row_highlight_style(theme.selection)
-        .block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title(format!(" runs ({}) ", runs.len()))
-                .border_style(theme.border_focused),
-        ),
+        .block(list_block(t, runs.len(), theme)),
         list,
         &mut state,
     );
-    if let Some((a, b)) = &t.compare {
-        let chart = loss_chart(
-            vec![
-                (format!("{} train", a.id()), &a.ema.points, theme.loss_train),
-                (format!("{} eval", a.id()), &a.eval.points, theme.loss_train),
-                (format!("{} train", b.id()), &b.ema.points, theme.loss_eval),
-                (format!("{} eval", b.id()), &b.eval.points, theme.loss_eval),
-            ],
-            " compare (EMA train and eval loss) ".into(),
-            theme,
-        );
-        f.render_widget(chart, detail);
+    if let Some(o) = &t.overlay {
+        super::overlay_view::draw(f, detail, o, theme);
         return;
     }
     let clean = one_line;
