@@ -129,6 +129,20 @@ pub fn export_config(a: ExportConfigArgs) -> anyhow::Result<ExitCode> {
     for f in &out.files {
         println!("  {f}");
     }
+    if let Some((checked, all)) = out.marked {
+        println!(
+            "{}: {{% generation %}} markers around the tokens tunelab trains, checked on {}",
+            scaleout::TEMPLATE_FILE,
+            if all {
+                format!("every record ({checked})")
+            } else {
+                format!("the first {checked} records")
+            }
+        );
+    }
+    for w in &out.warnings {
+        eprintln!("warning: {w}");
+    }
     println!("launch (in {}):", out.dir.display());
     for c in &out.commands {
         println!("  {c}");

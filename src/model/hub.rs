@@ -54,6 +54,55 @@ pub fn resolve(id: &str) -> Result<PathBuf, ModelError> {
     download(id)
 }
 
+/// The snapshot folder holding `id`'s config and tokenizer files (and its chat template),
+/// downloading only those unless offline: what reading a tokenizer and chat template needs,
+/// without the weights (`export-config` checks a chat template this way).
+pub fn resolve_tokenizer(id: &str) -> Result<PathBuf, ModelError> {
+    let cache = Cache::new(crate::paths::hf_hub_cache());
+    let repo = cache.repo(Repo::model(id.to_string()));
+    if let Some(config) = repo.get("config.json") {
+        if FILES.iter().all(|f| repo.get(f).is_some()) {
+            if let Some(dir) = config.parent() {
+                return Ok(dir.to_path_buf());
+            }
+        }
+    }
+    let fail = |message: String| ModelError::Invalid {
+        path: crate::paths::hf_hub_cache(),
+        message,
+    };
+    if crate::paths::hf_hub_offline() {
+        return Err(fail(format!(
+            "{id}'s tokenizer is not in the Hugging Face cache and HF_HUB_OFFLINE is set"
+        )));
+    }
+    let mut builder = hf_hub::api::sync::ApiBuilder::new()
+        .with_cache_dir(crate::paths::hf_hub_cache())
+        .with_progress(false);
+    if let Ok(token) = std::env::var("HF_TOKEN") {
+        builder = builder.with_token(Some(token));
+    }
+    let api = builder
+        .build()
+        .map_err(|e| fail(format!("cannot reach the Hugging Face hub: {e}")))?;
+    let remote = api.model(id.to_string());
+    let mut config = None;
+    for f in FILES {
+        let p = remote
+            .get(f)
+            .map_err(|e| fail(format!("{id}: cannot download {f}: {e}")))?;
+        config.get_or_insert(p);
+    }
+    for f in OPTIONAL {
+        let _ = remote.get(f);
+    }
+    config
+        .as_deref()
+        .and_then(std::path::Path::parent)
+        .map(std::path::Path::to_path_buf)
+        .ok_or_else(|| fail("bad cache layout".into()))
+}
+
 fn download(id: &str) -> Result<PathBuf, ModelError> {
     let fail = |message: String| ModelError::Invalid {
         path: crate::paths::hf_hub_cache(),

@@ -303,22 +303,26 @@ pub fn files(plan: &Plan) -> Result<ToolFiles, ScaleoutError> {
         plan.cfg.name.as_deref().unwrap_or("run"),
         super::yaml::to_string(&Value::Object(c))
     );
-    let mut commands = vec![];
+    let launch = if plan.launch.gpus > 1 {
+        format!(
+            "axolotl train config.yml --launcher accelerate -- --num_processes {}",
+            plan.launch.gpus
+        )
+    } else {
+        "axolotl train config.yml".into()
+    };
+    let mut commands = vec!["bash run.sh".to_string()];
     if plan.shape != Shape::Text && plan.cfg.method_config().sft().is_some() {
         commands.push(
             "axolotl preprocess config.yml   # optional: tokenize once, check the masks".into(),
         );
     }
-    if plan.launch.gpus > 1 {
-        commands.push(format!(
-            "axolotl train config.yml --launcher accelerate -- --num_processes {}",
-            plan.launch.gpus
-        ));
-    } else {
-        commands.push("axolotl train config.yml".into());
-    }
+    commands.push(launch.clone());
     Ok(ToolFiles {
-        files: vec![("config.yml".into(), text)],
+        files: vec![
+            ("config.yml".into(), text),
+            super::run_script(plan, "an Axolotl experiment", &launch),
+        ],
         commands,
         unmapped,
     })

@@ -137,10 +137,9 @@ pub fn convert(
         Shape::LastTurnWeighted => {
             let mut r = record.clone();
             weight_last_turn(&mut r);
-            format.write_records(&r, notes)
+            Ok(as_template_input(format.write_records(&r, notes)?))
         }
-        Shape::PromptCompletion => format
-            .write_records(record, notes)?
+        Shape::PromptCompletion => as_template_input(format.write_records(record, notes)?)
             .into_iter()
             .map(|o| split_last(o, "messages"))
             .collect(),
@@ -173,12 +172,42 @@ pub fn convert(
                 .collect()
         }
         Shape::PromptOnly => Ok(prompt_only(record, notes)?.into_iter().collect()),
-        Shape::Messages
-        | Shape::Text
-        | Shape::Sharegpt
-        | Shape::Preference
-        | Shape::SharegptPreference => format.write_records(record, notes),
+        Shape::Messages => Ok(as_template_input(format.write_records(record, notes)?)),
+        Shape::Text | Shape::Sharegpt | Shape::Preference | Shape::SharegptPreference => {
+            format.write_records(record, notes)
+        }
     }
+}
+
+/// Conversations written for a tool that renders them with the chat template (TRL's and
+/// Axolotl's SFT): each message as tunelab's encoder hands it to the template
+/// (`template::encode::template_message`), with text content (an empty string beside tool
+/// calls, where OpenAI's wire format writes null) and tool-call arguments as objects (where
+/// it writes a JSON string), so the tool renders what tunelab trains on: a template writes
+/// `arguments | tojson` and tests `content is string`.
+fn as_template_input(mut records: Vec<Map<String, Value>>) -> Vec<Map<String, Value>> {
+    for o in &mut records {
+        let Some(Value::Array(messages)) = o.get_mut("messages") else {
+            continue;
+        };
+        for m in messages.iter_mut().filter_map(Value::as_object_mut) {
+            if m.get("content").is_none_or(Value::is_null) {
+                m.insert("content".into(), Value::String(String::new()));
+            }
+            let calls = m.get_mut("tool_calls").and_then(Value::as_array_mut);
+            for call in calls.into_iter().flatten() {
+                let args = call
+                    .get_mut("function")
+                    .and_then(|f| f.get_mut("arguments"));
+                if let Some(a) = args {
+                    if let Some(parsed) = a.as_str().and_then(|t| serde_json::from_str(t).ok()) {
+                        *a = parsed;
+                    }
+                }
+            }
+        }
+    }
+    records
 }
 
 /// The columns GRPO's layout writes itself; a record's own columns by these names cannot
@@ -418,6 +447,28 @@ mod tests {
         );
         let bad = obj(json!({"messages": [{"role": "user", "content": "q"}]}));
         assert!(split_last(bad, "messages").is_err());
+    }
+
+    #[test]
+    fn messages_go_out_as_templates_get_them_in_tunelab() {
+        let o = obj(json!({"messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"type": "function", "function": {"name": "f", "arguments": "{\"x\": 1}"}},
+                {"type": "function", "function": {"name": "g", "arguments": "not json"}}
+            ]}
+        ]}));
+        let got = as_template_input(vec![o]);
+        assert_eq!(
+            Value::Object(got[0].clone()),
+            json!({"messages": [
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": "", "tool_calls": [
+                    {"type": "function", "function": {"name": "f", "arguments": {"x": 1}}},
+                    {"type": "function", "function": {"name": "g", "arguments": "not json"}}
+                ]}
+            ]})
+        );
     }
 
     fn conversation(turns: &[(Role, &str)], plain: bool, meta: Value) -> Record {

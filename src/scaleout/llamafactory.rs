@@ -81,11 +81,26 @@ pub fn template_name(model: &str, cfg: &RunConfig) -> Option<&'static str> {
         ("phi-3", "phi"),
     ];
     let name = known.iter().find(|(k, _)| m.contains(k)).map(|(_, t)| *t)?;
-    Some(if name == "qwen3" && thinking_off {
-        "qwen3_nothink"
-    } else {
-        name
+    Some(match name {
+        "qwen3" if thinking_off => "qwen3_nothink",
+        // LLaMA-Factory's `gemma3` loads the image processor and stops on a model without
+        // one; its `gemma` template writes the same text.
+        "gemma3" if !gemma3_multimodal(model) => "gemma",
+        name => name,
     })
+}
+
+/// Whether a Gemma 3 model reads images: a local folder with a processor config, or a hub id
+/// other than the text-only sizes (270M and 1B).
+fn gemma3_multimodal(model: &str) -> bool {
+    let dir = std::path::Path::new(model);
+    if dir.is_dir() {
+        return ["preprocessor_config.json", "processor_config.json"]
+            .iter()
+            .any(|f| dir.join(f).is_file());
+    }
+    let m = model.to_ascii_lowercase();
+    !(m.contains("-1b") || m.contains("-270m"))
 }
 
 /// The whole `config.yaml` as a map, grouped as LLaMA-Factory's examples are.
@@ -343,8 +358,28 @@ pub fn files(plan: &Plan) -> Result<ToolFiles, ScaleoutError> {
         files: vec![
             ("config.yaml".into(), text),
             ("data/dataset_info.json".into(), info),
+            super::run_script(plan, "a LLaMA-Factory experiment", &command),
         ],
-        commands: vec![command],
+        commands: vec!["bash run.sh".into(), command],
         unmapped,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemma_3_without_an_image_processor_takes_the_text_template() {
+        let cfg = RunConfig::minimal("m", "d");
+        assert_eq!(template_name("google/gemma-3-1b-it", &cfg), Some("gemma"));
+        assert_eq!(template_name("google/gemma-3-4b-it", &cfg), Some("gemma3"));
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("tiny-gemma3");
+        std::fs::create_dir_all(&folder).unwrap();
+        let spec = folder.to_str().unwrap();
+        assert_eq!(template_name(spec, &cfg), Some("gemma"));
+        std::fs::write(folder.join("preprocessor_config.json"), "{}").unwrap();
+        assert_eq!(template_name(spec, &cfg), Some("gemma3"));
+    }
 }

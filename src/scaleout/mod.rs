@@ -21,6 +21,7 @@ mod dataset;
 mod import;
 mod launch;
 mod llamafactory;
+mod masks;
 mod trl;
 mod trl_rewards;
 mod yaml;
@@ -135,6 +136,11 @@ pub struct Exported {
     pub eval_records: u64,
     /// What the dataset conversion could not carry exactly, with counts.
     pub data_notes: Vec<(String, u64)>,
+    /// The `{% generation %}`-marked chat template written for TRL: how many records it was
+    /// checked on, and whether that was all of them.
+    pub marked: Option<(u64, bool)>,
+    /// What the user should know before launching (a fallback the export chose).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +192,8 @@ impl ScaleoutError {
 /// The dataset files, relative to the export folder.
 pub const TRAIN_FILE: &str = "data/train.jsonl";
 pub const EVAL_FILE: &str = "data/test.jsonl";
+/// The chat template written beside the config.
+pub const TEMPLATE_FILE: &str = crate::template::marked::FILE;
 /// The tunelab config copied into the export folder; `runs import` reads it back.
 pub const CONFIG_COPY: &str = "tunelab.yaml";
 /// Where each tool is told to write its checkpoints and adapter, relative to the folder.
@@ -278,9 +286,13 @@ pub struct Plan<'a> {
     /// Per-GPU batch and accumulation after spreading tunelab's batch over the GPUs.
     pub per_device_batch: usize,
     pub grad_accum: usize,
-    /// A chat template file written beside the config (`chat_template.jinja`), when the run
-    /// does not use the model's own.
+    /// A chat template file written beside the config (`chat_template.jinja`): the run's
+    /// with `{% generation %}` markers (TRL's assistant-only loss), or the run's own when it
+    /// is not the model's.
     pub template_file: Option<String>,
+    /// Whether `template_file` is the marked template: the records it was checked on, and
+    /// whether that was all of them.
+    pub marked: Option<(u64, bool)>,
     /// The starting adapter copied beside the config (`init_adapter/`), for DPO/KTO.
     pub init_adapter: Option<String>,
 }
@@ -376,6 +388,17 @@ pub struct ToolFiles {
     pub unmapped: Vec<Unmapped>,
 }
 
+/// `run.sh`: the launch command, run from the export folder, extra arguments appended (a
+/// tool's overrides, such as `--use_cpu true` for TRL). `what` names the experiment's kind
+/// for the header comment.
+pub(crate) fn run_script(plan: &Plan, what: &str, command: &str) -> (String, String) {
+    let text = format!(
+        "#!/usr/bin/env bash\n# {} as {what}, written by `tunelab export-config`.\n# Runs from this folder; extra arguments go to the command.\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\n{command} \"$@\"\n",
+        plan.cfg.name.as_deref().unwrap_or("run")
+    );
+    ("run.sh".into(), text)
+}
+
 /// A number as YAML and the tools' argument parsers read it back: integers without a
 /// fraction, others in plain decimal (no exponent, which PyYAML would read as a string).
 pub fn number(x: f64) -> serde_json::Value {
@@ -415,20 +438,57 @@ pub fn export(
     let train = Dataset::open(&cfg.data.train, format)?;
     let kind = train.kind();
     check_kind(cfg, kind, &train.file.path)?;
-    let shape = match opts.tool {
+    let mut shape = match opts.tool {
         Tool::Axolotl => axolotl::shape(cfg, kind),
         Tool::Trl => trl::shape(cfg, kind),
         Tool::Llamafactory => llamafactory::shape(cfg, kind),
     }?;
+    let eval_source = match &cfg.data.eval {
+        Some(p) => Some(Dataset::open(p, format)?),
+        None => None,
+    };
     let (per_device_batch, grad_accum, batch_note) = spread_batch(cfg, opts.launch.gpus);
-    std::fs::create_dir_all(dir.join("data")).map_err(|e| ScaleoutError::io(dir, e))?;
     let mut unmapped = common_unmapped(cfg, opts.tool);
     unmapped.extend(batch_note);
+    let mut warnings = Vec::new();
 
-    // The chat template, when the run does not use the model's own.
-    let template_file = match cfg.model.template.as_str() {
-        "model" => None,
-        name => {
+    // TRL's assistant-only loss: the run's template with `{% generation %}` markers, checked
+    // on the data, or the completion-only fallback.
+    let masks = (opts.tool == Tool::Trl && masks::needed(cfg, shape)).then(|| {
+        let sets: Vec<&Dataset> = std::iter::once(&train)
+            .chain(eval_source.as_ref())
+            .collect();
+        masks::plan(run_encoder(cfg).map_err(|e| e.to_string()), &sets)
+    });
+    let marked = match masks {
+        Some(masks::Masks::Marked {
+            source,
+            checked,
+            all,
+        }) => Some(Marked {
+            source,
+            checked,
+            all,
+        }),
+        Some(masks::Masks::Fallback { why }) => {
+            shape = Shape::PromptCompletion;
+            let note = masks::fallback_note(&why);
+            warnings.push(note.clone());
+            unmapped.push(Unmapped::new("data.train_on", note));
+            None
+        }
+        None => None,
+    };
+    std::fs::create_dir_all(dir.join("data")).map_err(|e| ScaleoutError::io(dir, e))?;
+
+    // The chat template: the marked one, or the run's when it is not the model's own.
+    let template_file = match (&marked, cfg.model.template.as_str()) {
+        (Some(m), _) => {
+            write(dir, TEMPLATE_FILE, m.source.as_bytes())?;
+            Some(TEMPLATE_FILE.to_string())
+        }
+        (None, "model") => None,
+        (None, name) => {
             let source = match crate::template::chat_template::BUILTIN
                 .iter()
                 .find(|(n, _)| *n == name)
@@ -437,8 +497,8 @@ pub fn export(
                 None => std::fs::read_to_string(name)
                     .map_err(|e| ScaleoutError::io(Path::new(name), e))?,
             };
-            write(dir, "chat_template.jinja", source.as_bytes())?;
-            Some("chat_template.jinja".to_string())
+            write(dir, TEMPLATE_FILE, source.as_bytes())?;
+            Some(TEMPLATE_FILE.to_string())
         }
     };
     let init_adapter = match cfg.init_adapter() {
@@ -450,18 +510,9 @@ pub fn export(
     };
 
     let encoder = if shape == Shape::KtoRendered {
-        // The run's own model folder when it is local (the exported name may be a hub id).
-        let local = Path::new(&cfg.model.path).is_dir();
-        Some(render_encoder(
-            cfg,
-            if local { &cfg.model.path } else { &model },
-        )?)
+        Some(run_encoder(cfg)?)
     } else {
         None
-    };
-    let eval_source = match &cfg.data.eval {
-        Some(p) => Some(Dataset::open(p, format)?),
-        None => None,
     };
     let written = dataset::write(
         &train,
@@ -486,6 +537,7 @@ pub fn export(
         per_device_batch,
         grad_accum,
         template_file,
+        marked: marked.as_ref().map(|m| (m.checked, m.all)),
         init_adapter,
     };
     let mut out = match opts.tool {
@@ -512,7 +564,7 @@ pub fn export(
         files.push(EVAL_FILE.to_string());
     }
     if plan.template_file.is_some() {
-        files.push("chat_template.jinja".into());
+        files.push(TEMPLATE_FILE.into());
     }
     if plan.init_adapter.is_some() {
         files.push("init_adapter/".into());
@@ -536,7 +588,37 @@ pub fn export(
         train_records: written.train,
         eval_records: written.eval,
         data_notes,
+        marked: plan.marked,
+        warnings,
     })
+}
+
+/// The marked template an export writes, and the records it was checked on.
+struct Marked {
+    source: String,
+    checked: u64,
+    all: bool,
+}
+
+/// The run's encoder (its tokenizer, chat template, `train_on` and template arguments), from
+/// `model.path` as tunelab trains from it: a folder, a GGUF file, or a hub id, whose
+/// tokenizer files alone are read from (or fetched into) the hub cache.
+fn run_encoder(cfg: &RunConfig) -> Result<crate::template::Encoder, ScaleoutError> {
+    use crate::template::{Encoder, TemplateChoice};
+    let spec = cfg.model.path.as_str();
+    let local = Path::new(spec);
+    let tok = if local.exists() || !crate::paths::is_repo_id(spec) {
+        crate::model::source::load_tokenizer(local)?
+    } else {
+        crate::model::source::load_tokenizer(&crate::model::hub::resolve_tokenizer(spec)?)?
+    };
+    Ok(Encoder::new(
+        tok,
+        &TemplateChoice::parse(&cfg.model.template),
+        cfg.data.train_on,
+    )?
+    .with_tool_format(cfg.data.tool_format)
+    .with_template_kwargs(cfg.data.template_kwargs.clone()))
 }
 
 /// Refuses data the method cannot train on, as the trainer would.
@@ -554,7 +636,7 @@ fn check_kind(cfg: &RunConfig, kind: Kind, path: &Path) -> Result<(), ScaleoutEr
 const GENERATED: &[&str] = &[
     "data",
     "init_adapter",
-    "chat_template.jinja",
+    TEMPLATE_FILE,
     "run.sh",
     trl_rewards::FILE,
     "config.yml",
@@ -613,28 +695,6 @@ fn copy_adapter(from: &Path, to: &Path) -> Result<(), ScaleoutError> {
         write(to, f, &bytes)?;
     }
     Ok(())
-}
-
-/// The encoder that renders prompts and completions to text (Axolotl's KTO layout): the
-/// model's tokenizer and the run's template, from a local folder or the hub cache.
-fn render_encoder(cfg: &RunConfig, model: &str) -> Result<crate::template::Encoder, ScaleoutError> {
-    use crate::template::{Encoder, TemplateChoice};
-    let dir = if Path::new(model).is_dir() {
-        PathBuf::from(model)
-    } else if crate::paths::is_repo_id(model) {
-        crate::model::hub::resolve(model)?
-    } else {
-        return Err(ScaleoutError::Unsupported(format!(
-            "Axolotl's KTO loader takes the prompt and completion as text, rendered with the model's chat template, and {model:?} is neither a model folder nor a hub id to read the template from"
-        )));
-    };
-    let tok = crate::model::source::load_tokenizer(&dir)?;
-    Ok(Encoder::new(
-        tok,
-        &TemplateChoice::parse(&cfg.model.template),
-        cfg.data.train_on,
-    )?
-    .with_template_kwargs(cfg.data.template_kwargs.clone()))
 }
 
 /// tunelab's batch (`batch_size × grad_accum`) spread over `gpus` so the global batch stays
@@ -782,6 +842,17 @@ fn readme(
         },
         plan.shape.describe()
     ));
+    if let Some((checked, all)) = plan.marked {
+        let policy: &'static str = cfg.data.train_on.into();
+        s.push_str(&format!(
+            "Chat template: {TEMPLATE_FILE} is the run's chat template with {{% generation %}} markers around exactly the tokens tunelab trains (train_on: {policy}), which TRL's assistant-only loss reads; checked token for token against tunelab's masks on {}. It renders the same text as the original, and asked for a generation prompt it is the original.\n",
+            if all {
+                format!("every record ({checked})")
+            } else {
+                format!("the first {checked} records")
+            }
+        ));
+    }
     if cfg.data.eval.is_none() && written.eval > 0 {
         s.push_str(&format!(
             "The held-out records are tunelab's own split (data.eval_split {} with seed {}, over the records written).\n",

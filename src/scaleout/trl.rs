@@ -17,7 +17,8 @@ use crate::template::TrainOn;
 pub fn shape(cfg: &RunConfig, kind: Kind) -> Result<Shape, ScaleoutError> {
     Ok(match cfg.method_config() {
         MethodConfig::Sft(_) if kind == Kind::Text => Shape::Text,
-        MethodConfig::Sft(s) if s.train_on == TrainOn::LastAssistant => Shape::PromptCompletion,
+        // Every `train_on` through `{% generation %}` markers (`masks`), which fall back to
+        // prompt-completion data when they cannot be made.
         MethodConfig::Sft(_) => Shape::Messages,
         MethodConfig::Dpo(dpo) => {
             if matches!(dpo.loss, PrefLoss::Simpo | PrefLoss::Orpo) {
@@ -204,7 +205,8 @@ fn sft_args(plan: &Plan, a: &mut Vec<Arg>, unmapped: &mut Vec<Unmapped>) {
     if let Some(f) = &plan.template_file {
         a.push(arg("--chat_template_path", f));
     }
-    if !d.template_kwargs.is_empty() {
+    // The marked template has the template arguments fixed in it.
+    if !d.template_kwargs.is_empty() && plan.marked.is_none() && plan.shape != Shape::Text {
         unmapped.push(Unmapped::new(
             "data.template_kwargs",
             "the `trl sft` command line has no chat template arguments; add a `chat_template_kwargs` column to the data or edit the template",
@@ -212,19 +214,16 @@ fn sft_args(plan: &Plan, a: &mut Vec<Arg>, unmapped: &mut Vec<Unmapped>) {
     }
     match (plan.shape, d.train_on) {
         (Shape::Text, _) => {}
+        // The fallback (`masks`), which the export has noted.
         (Shape::PromptCompletion, _) => a.push(arg("--completion_only_loss", "true")),
         (_, TrainOn::All) => a.push(arg("--assistant_only_loss", "false")),
         (_, on) => {
             a.push(arg("--assistant_only_loss", "true"));
-            let name: &'static str = on.into();
-            unmapped.push(Unmapped::new(
-                "data.train_on",
-                format!("{name}: TRL's assistant-only loss needs {{% generation %}} markers in the chat template; TRL 1.16 adds them to the templates it knows and stops on others (then pass --chat_template_path with a marked template)"),
-            ));
-            if on == TrainOn::Answers {
+            if plan.marked.is_none() {
+                let name: &'static str = on.into();
                 unmapped.push(Unmapped::new(
                     "data.train_on",
-                    "answers: TRL's assistant-only loss trains the reasoning (<think> block) too",
+                    format!("{name}: TRL's assistant-only loss needs {{% generation %}} markers in the chat template, and no marked template was written"),
                 ));
             }
         }

@@ -291,6 +291,16 @@ impl Encoder {
         self
     }
 
+    /// The special-token variables every render gets (`bos_token`, `eos_token`, …).
+    pub fn template_vars(&self) -> &[(&'static str, String)] {
+        &self.vars
+    }
+
+    /// The stop tokens' text: where a rendered assistant turn's trained span ends.
+    pub fn stop_texts(&self) -> &[String] {
+        &self.stop_texts
+    }
+
     /// The template's name (`model`, a built-in, a file name), for messages.
     pub fn template_name(&self) -> String {
         self.template

@@ -4,6 +4,7 @@
 pub mod chat_template;
 pub mod encode;
 pub mod error;
+pub mod marked;
 pub mod pack;
 pub mod survey;
 pub mod tokenizer;

@@ -43,6 +43,7 @@ mod serve_synth;
 mod sweep;
 mod synth;
 mod template_fixtures;
+mod template_marked;
 mod themes;
 mod tools;
 mod trackers;

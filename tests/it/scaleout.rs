@@ -13,13 +13,31 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tunelab::runs::{self, EventKind, RunState};
 
+/// `tunelab` with the Hugging Face cache in the temporary home, offline: an export of a hub
+/// model never reaches the network (TRL's marked template then falls back, as it says).
+fn tunelab(home: &tempfile::TempDir) -> std::process::Command {
+    let mut c = common::tunelab(home);
+    c.env("HF_HOME", home.path().join("hf"))
+        .env("HF_HUB_OFFLINE", "1");
+    c
+}
+
+fn run_offline(home: &tempfile::TempDir, args: &[&str]) -> (i32, String, String) {
+    let out = tunelab(home).args(args).output().expect("run tunelab");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// `tunelab export-config SPEC --to TOOL -o <tmp>/NAME EXTRA…`, which must succeed.
 fn export(home: &tempfile::TempDir, spec: &str, tool: &str, name: &str, extra: &[&str]) -> PathBuf {
     let dir = home.path().join("exports").join(name);
     let d = dir.to_str().unwrap();
     let mut args = vec!["export-config", spec, "--to", tool, "-o", d];
     args.extend_from_slice(extra);
-    let (code, out, err) = common::run(home, &args);
+    let (code, out, err) = run_offline(home, &args);
     assert_eq!(code, 0, "{args:?}\n{out}\n{err}");
     dir
 }
@@ -121,6 +139,7 @@ fn tiny_demo_to_trl_is_one_command_line() {
         ("--bf16", "false"),
         ("--dtype", "float32"),
         ("--assistant_only_loss", "true"),
+        ("--chat_template_path", "chat_template.jinja"),
         ("--optim", "adamw_torch"),
     ] {
         assert_eq!(one(&a, flag), want, "{flag}");
@@ -149,6 +168,16 @@ fn tiny_demo_to_trl_is_one_command_line() {
     assert!(
         readme.contains("samples: TRL writes no greedy sample replies"),
         "{readme}"
+    );
+    // TRL's assistant-only loss reads the marked template, checked on every record.
+    assert!(
+        readme.contains("checked token for token against tunelab's masks on every record (90)"),
+        "{readme}"
+    );
+    let marked = std::fs::read_to_string(dir.join("chat_template.jinja")).unwrap();
+    assert!(
+        marked.contains("{%- generation -%}") && marked.contains("{%- endgeneration -%}"),
+        "{marked}"
     );
     let copy = tunelab::config::RunConfig::load(&dir.join("tunelab.yaml")).unwrap();
     assert_eq!(copy.name.as_deref(), Some("tiny-demo"));
@@ -182,7 +211,7 @@ fn tiny_demo_to_trl_is_one_command_line() {
     let foreign = home.path().join("foreign");
     std::fs::create_dir_all(&foreign).unwrap();
     std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
-    let (code, _, err) = common::run(
+    let (code, _, err) = run_offline(
         &home,
         &[
             "export-config",
@@ -195,6 +224,145 @@ fn tiny_demo_to_trl_is_one_command_line() {
     );
     assert_eq!(code, 2);
     assert!(err.contains("is not an earlier export"), "{err}");
+}
+
+/// Every `train_on` but `all` goes to TRL as the marked template; with template arguments
+/// fixed in it, since the `trl sft` command line cannot pass them.
+#[test]
+fn trl_gets_a_marked_template_for_every_train_on() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = export(
+        &home,
+        "tiny-demo",
+        "trl",
+        "last",
+        &[
+            "--set",
+            "data.train_on=last_assistant",
+            "--set",
+            "data.template_kwargs={enable_thinking: false}",
+        ],
+    );
+    let (_, a) = trl_args(&dir);
+    assert_eq!(one(&a, "--assistant_only_loss"), "true");
+    assert_eq!(one(&a, "--chat_template_path"), "chat_template.jinja");
+    assert!(!a.contains_key("--completion_only_loss"));
+    let train = lines(&dir.join("data/train.jsonl"));
+    assert!(train[0].get("messages").is_some(), "{}", train[0]);
+    let marked = std::fs::read_to_string(dir.join("chat_template.jinja")).unwrap();
+    assert!(marked.contains("train_on: last_assistant"), "{marked}");
+    assert!(
+        marked.contains("{%- set enable_thinking = false -%}"),
+        "{marked}"
+    );
+    let readme = std::fs::read_to_string(dir.join("README.txt")).unwrap();
+    assert!(!readme.contains("data.template_kwargs"), "{readme}");
+    // `all` needs no markers and trains the whole conversation.
+    let all = export(
+        &home,
+        "tiny-demo",
+        "trl",
+        "all",
+        &["--set", "data.train_on=all"],
+    );
+    let (_, a) = trl_args(&all);
+    assert_eq!(one(&a, "--assistant_only_loss"), "false");
+    assert!(!all.join("chat_template.jinja").exists());
+}
+
+/// When no correct marked template can be made, the export says so when it runs, names the
+/// fallback and what it changes, and writes the fallback's data: no tokenizer to read (a hub
+/// model that is not in the cache, offline), or a record tunelab cannot encode to compare.
+#[test]
+fn trl_falls_back_to_completion_only_loss_and_says_why() {
+    let home = tempfile::tempdir().unwrap();
+    let d = home.path().join("exports/hub");
+    let (code, out, err) = run_offline(
+        &home,
+        &[
+            "export-config",
+            "tiny-demo",
+            "--to",
+            "trl",
+            "-o",
+            d.to_str().unwrap(),
+            "--set",
+            "model.path=acme/tiny-chat",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("warning: no chat template with {% generation %} markers")
+            && err.contains("acme/tiny-chat")
+            && err.contains("completion-only loss on prompt/completion data"),
+        "{err}"
+    );
+    let (_, a) = trl_args(&d);
+    assert_eq!(one(&a, "--completion_only_loss"), "true");
+    assert!(!a.contains_key("--assistant_only_loss") && !a.contains_key("--chat_template_path"));
+    let train = lines(&d.join("data/train.jsonl"));
+    assert!(
+        train[0].get("prompt").is_some() && train[0].get("completion").is_some(),
+        "{}",
+        train[0]
+    );
+    let readme = std::fs::read_to_string(d.join("README.txt")).unwrap();
+    assert!(
+        readme.contains("earlier assistant turns are context, not trained"),
+        "{readme}"
+    );
+
+    // A template that rewrites the start of the conversation as it grows: tunelab refuses
+    // the record (the masks are rendered turn by turn), so there is nothing to compare with.
+    let template = home.path().join("counting.jinja");
+    std::fs::write(
+        &template,
+        "{{ messages|length }}{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+    )
+    .unwrap();
+    let d = home.path().join("exports/counting");
+    let (code, out, err) = run_offline(
+        &home,
+        &[
+            "export-config",
+            "tiny-demo",
+            "--to",
+            "trl",
+            "-o",
+            d.to_str().unwrap(),
+            "--set",
+            &format!("model.template={}", template.display()),
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("persona.jsonl: line 1: tunelab cannot encode the record"),
+        "{err}"
+    );
+    let (_, a) = trl_args(&d);
+    assert_eq!(one(&a, "--completion_only_loss"), "true");
+    // The run's own template goes beside the config, unmarked.
+    assert_eq!(one(&a, "--chat_template_path"), "chat_template.jinja");
+    let copied = std::fs::read_to_string(d.join("chat_template.jinja")).unwrap();
+    assert_eq!(copied, std::fs::read_to_string(&template).unwrap());
+}
+
+/// Every export launches the same way, `bash run.sh` in its folder, extra arguments passed on.
+#[test]
+fn every_tool_launches_with_bash_run_sh() {
+    let home = tempfile::tempdir().unwrap();
+    for (tool, command) in [
+        ("axolotl", "axolotl train config.yml \"$@\""),
+        ("llamafactory", "llamafactory-cli train config.yaml \"$@\""),
+    ] {
+        let dir = export(&home, "tiny-demo", tool, tool, &[]);
+        let script = std::fs::read_to_string(dir.join("run.sh")).unwrap();
+        assert!(script.starts_with("#!/usr/bin/env bash\n"), "{script}");
+        assert!(script.contains("cd \"$(dirname \"$0\")\""), "{script}");
+        assert!(script.trim_end().ends_with(command), "{script}");
+        let readme = std::fs::read_to_string(dir.join("README.txt")).unwrap();
+        assert!(readme.contains("    bash run.sh\n"), "{readme}");
+    }
 }
 
 #[test]
@@ -425,7 +593,7 @@ fn dpo_maps_its_loss_and_pairs_to_each_tool() {
     assert_eq!(a["--loss_weights"], ["1", "0.5"]);
     // TRL 1.16's `trl dpo` has no SimPO or ORPO: refused, with where to go instead.
     let out = home.path().join("exports/trl-simpo");
-    let (code, _, err) = common::run(
+    let (code, _, err) = run_offline(
         &home,
         &[
             "export-config",
@@ -753,7 +921,7 @@ fn grpo_exports_to_trl_grpo_with_its_rewards_as_a_python_module() {
         ("llamafactory", "LLaMA-Factory has no GRPO stage"),
     ] {
         let out = home.path().join("exports").join(tool);
-        let (code, _, err) = common::run(
+        let (code, _, err) = run_offline(
             &home,
             &[
                 "export-config",
@@ -839,7 +1007,7 @@ fn exported_grpo_rewards_score_the_shared_cases_as_tunelab_does() {
     v["grpo"]["rewards"] = json!([{"judge": {"provider": "openai"}}]);
     std::fs::write(&only, serde_yaml::to_string(&v).unwrap()).unwrap();
     let out = home.path().join("exports/only-judge");
-    let (code, _, err) = common::run(
+    let (code, _, err) = run_offline(
         &home,
         &[
             "export-config",
@@ -884,7 +1052,7 @@ fn exported_grpo_rewards_score_the_shared_cases_as_tunelab_does() {
 fn project(home: &tempfile::TempDir) -> PathBuf {
     let dir = home.path().join("project");
     std::fs::create_dir_all(&dir).unwrap();
-    let (code, _, err) = common::run(home, &["demo"]);
+    let (code, _, err) = run_offline(home, &["demo"]);
     assert_eq!(code, 0, "{err}");
     std::fs::copy(
         home.path().join("data/demo/persona.jsonl"),
@@ -902,11 +1070,7 @@ fn export_in(home: &tempfile::TempDir, cwd: &Path, args: &[&str]) -> PathBuf {
     let mut all = vec!["export-config"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["-o", out.to_str().unwrap()]);
-    let o = common::tunelab(home)
-        .current_dir(cwd)
-        .args(&all)
-        .output()
-        .unwrap();
+    let o = tunelab(home).current_dir(cwd).args(&all).output().unwrap();
     assert!(
         o.status.success(),
         "{all:?}: {}",
@@ -1114,7 +1278,7 @@ fn unusable_requests_are_refused_by_name() {
     let home = tempfile::tempdir().unwrap();
     let out = home.path().join("x");
     let o = out.to_str().unwrap();
-    let (code, _, err) = common::run(
+    let (code, _, err) = run_offline(
         &home,
         &["export-config", "tiny-demo", "--to", "nemo", "-o", o],
     );
@@ -1123,7 +1287,7 @@ fn unusable_requests_are_refused_by_name() {
         err.contains("unknown --to \"nemo\"; expected axolotl, trl or llamafactory"),
         "{err}"
     );
-    let (code, _, err) = common::run(
+    let (code, _, err) = run_offline(
         &home,
         &["export-config", "no-such-preset", "--to", "trl", "-o", o],
     );
@@ -1132,7 +1296,7 @@ fn unusable_requests_are_refused_by_name() {
         err.contains("no-such-preset: no such file, and no preset by that name"),
         "{err}"
     );
-    let (code, _, err) = common::run(
+    let (code, _, err) = run_offline(
         &home,
         &[
             "export-config",
@@ -1146,7 +1310,7 @@ fn unusable_requests_are_refused_by_name() {
         ],
     );
     assert_eq!(code, 2, "{err}");
-    let (code, _, err) = common::run(
+    let (code, _, err) = run_offline(
         &home,
         &[
             "export-config",
@@ -1162,7 +1326,7 @@ fn unusable_requests_are_refused_by_name() {
     );
     assert_eq!(code, 2, "{err}");
     // Pairs under SFT: refused as the trainer refuses them.
-    let (code, _, err) = common::run(
+    let (code, _, err) = run_offline(
         &home,
         &[
             "export-config",
@@ -1207,7 +1371,7 @@ fn a_trl_run_comes_back_as_a_tunelab_run() {
     let home = tempfile::tempdir().unwrap();
     let src = trl_run(&home);
     let model = common::fixture("models/llama/model");
-    let (code, out, err) = common::run(
+    let (code, out, err) = run_offline(
         &home,
         &[
             "runs",
@@ -1327,7 +1491,7 @@ fn a_trl_run_comes_back_as_a_tunelab_run() {
     assert_eq!((cfg.train.max_steps, cfg.train.batch_size), (Some(10), 4));
 
     // `runs show` reads it; the adapter is a PEFT adapter the base model loads.
-    let (code, out, err) = common::run(&home, &["runs", "show", &id]);
+    let (code, out, err) = run_offline(&home, &["runs", "show", &id]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("state      done"), "{out}");
     assert!(out.contains("step       10/10"), "{out}");
@@ -1366,7 +1530,7 @@ fn an_export_folder_gives_its_config_back_and_a_summary_sets_the_times() {
         "train_runtime": 120.0, "train_samples_per_second": 0.667, "train_steps_per_second": 0.083
     }));
     std::fs::write(out.join("trainer_state.json"), state.to_string()).unwrap();
-    let (code, stdout, err) = common::run(&home, &["runs", "import", out.to_str().unwrap()]);
+    let (code, stdout, err) = run_offline(&home, &["runs", "import", out.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains("config from") && err.contains("tunelab.yaml (export-config's copy)"),
@@ -1399,7 +1563,7 @@ fn import_names_what_is_missing() {
     let home = tempfile::tempdir().unwrap();
     let empty = home.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let (code, _, err) = common::run(&home, &["runs", "import", empty.to_str().unwrap()]);
+    let (code, _, err) = run_offline(&home, &["runs", "import", empty.to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(
         err.contains(&format!("{}: no trainer_state.json", empty.display())),
@@ -1411,14 +1575,14 @@ fn import_names_what_is_missing() {
     for f in ["adapter_config.json", "adapter_model.safetensors"] {
         std::fs::remove_file(src.join(f)).unwrap();
     }
-    let (code, _, err) = common::run(&home, &["runs", "import", src.to_str().unwrap()]);
+    let (code, _, err) = run_offline(&home, &["runs", "import", src.to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(
         err.contains(&format!("{}: no PEFT adapter", src.display())),
         "{err}"
     );
     std::fs::write(src.join("adapter_model.bin"), b"pickle").unwrap();
-    let (_, _, err) = common::run(&home, &["runs", "import", src.to_str().unwrap()]);
+    let (_, _, err) = run_offline(&home, &["runs", "import", src.to_str().unwrap()]);
     assert!(err.contains("adapter_model.bin"), "{err}");
 
     // No base model anywhere: the run comes in without a config, and says why.
@@ -1432,7 +1596,7 @@ fn import_names_what_is_missing() {
     ] {
         std::fs::copy(fx.join(rel), src.join(rel)).unwrap();
     }
-    let (code, out, err) = common::run(&home, &["runs", "import", src.to_str().unwrap()]);
+    let (code, out, err) = run_offline(&home, &["runs", "import", src.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains("no config.yaml: the adapter names no base model"),
@@ -1443,7 +1607,7 @@ fn import_names_what_is_missing() {
     assert!(!run.config().exists());
     assert_eq!(run.read_status().unwrap().state, RunState::Done);
 
-    let (code, _, err) = common::run(
+    let (code, _, err) = run_offline(
         &home,
         &[
             "runs",
