@@ -304,7 +304,6 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         rows_per_step,
         seq,
         checkpointing,
-        dev.is_cpu(),
     );
     model.add_lora(&lora_cfg, 0)?;
     tunelab::allocator::load_done();

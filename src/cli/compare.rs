@@ -16,8 +16,15 @@ use tunelab::train::compare::Plan;
 pub struct CompareArgs {
     /// Runs (folders or ids), all trained on the same model; each is scored with its final
     /// adapter (its newest checkpoint while it trains).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "sweep", conflicts_with = "sweep")]
     pub runs: Vec<String>,
+    /// A sweep's runs ranked by its metric, from what they recorded (as `runs diff --sweep`):
+    /// their differing config fields and each metric's final and best value.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["tasks", "generate"])]
+    pub sweep: Option<String>,
+    /// With --sweep: a metric to show; repeatable, the first ranks (default: the sweep's).
+    #[arg(long, value_name = "NAME", requires = "sweep")]
+    pub metric: Vec<String>,
     /// A multiple-choice task file or hub id to score (instead of the first run's
     /// `eval.tasks`); repeatable.
     #[arg(long = "task", value_name = "FILE|HUB_ID")]
@@ -44,6 +51,16 @@ pub struct CompareArgs {
 }
 
 pub fn run(a: CompareArgs) -> anyhow::Result<ExitCode> {
+    if let Some(sweep) = a.sweep {
+        return super::diff::run(super::diff::DiffArgs {
+            runs: Vec::new(),
+            sweep: Some(sweep),
+            metric: a.metric,
+            minimize: false,
+            maximize: false,
+            json: a.json,
+        });
+    }
     let fail = |e: &dyn std::fmt::Display| {
         eprintln!("error: {e}");
         Ok(ExitCode::from(exit::UNUSABLE))

@@ -83,7 +83,6 @@ pub fn memory(
     batch: usize,
     seq: usize,
     checkpointing: bool,
-    on_host: bool,
 ) -> MemoryEstimate {
     let lora_state = trainable_parameters(c, lora) as u64 * 16;
     let tokens = (batch * seq) as u64;
@@ -116,18 +115,10 @@ pub fn memory(
     } else {
         (layers + 1) * layer
     };
-    // Per target row of one chunk. On the host (`train::manual`'s CPU path): the logits in
-    // the compute dtype and an f32 vector the softmax and then the gradient are written
-    // into, with one more f32 copy in flight (the cast, or a quantized head's panels joined).
-    // On a device, candle's ops: the logits and their gradient in the compute dtype and five
-    // f32 copies (cast, log-softmax, exp, the one-hot step, the scaling).
+    // Per target row of one chunk: the logits and their gradient in the compute dtype, and
+    // five f32 copies on the way (cast, log-softmax, exp, the one-hot step, the scaling).
     let rows = tokens.min(super::compute::head_chunk_rows(c.vocab_size) as u64);
-    let per_logit = if on_host {
-        compute_bytes + 8
-    } else {
-        2 * compute_bytes + 20
-    };
-    let logits = rows * c.vocab_size as u64 * per_logit;
+    let logits = rows * c.vocab_size as u64 * (2 * compute_bytes + 20);
     let total = weights + lora_state + activations + logits;
     MemoryEstimate {
         weights,
@@ -162,7 +153,7 @@ mod tests {
             cache: None,
         };
         let base = base_bytes(&c, &plan, 2);
-        let e = memory(&c, &lora, base, 2, 1, 2048, true, false);
+        let e = memory(&c, &lora, base, 2, 1, 2048, true);
         let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
         eprintln!(
             "8B QLoRA: base {:.2} · LoRA state {:.2} · activations {:.2} · logits {:.2} · total {:.2} GiB",
@@ -175,7 +166,7 @@ mod tests {
         assert!(gib(e.total) <= 8.0, "{e:?}: {:.2} GiB", gib(e.total));
         // The same run on a bf16 base does not fit: the base alone is 15 GiB.
         let none = crate::model::Quantization::None.into();
-        let dense = memory(&c, &lora, base_bytes(&c, &none, 2), 2, 1, 2048, true, false);
+        let dense = memory(&c, &lora, base_bytes(&c, &none, 2), 2, 1, 2048, true);
         eprintln!(
             "8B LoRA, bf16 base: base {:.2} · total {:.2} GiB",
             gib(dense.weights),
@@ -191,8 +182,8 @@ mod tests {
     /// parts, which the measured peak RSS (7.12 GiB, BENCHMARKS.md) is held against.
     #[test]
     fn the_8b_bench_shape_has_these_parts() {
-        let c = ModelConfig::from_json(&crate::model::random::shape("llama-3.1-8b").unwrap())
-            .unwrap();
+        let c =
+            ModelConfig::from_json(&crate::model::random::shape("llama-3.1-8b").unwrap()).unwrap();
         let lora = LoraConfig {
             r: 16,
             alpha: 32.0,
@@ -206,17 +197,17 @@ mod tests {
             cache: None,
         };
         let base = base_bytes(&c, &plan, 4);
-        let e = memory(&c, &lora, base, 4, 1, 128, true, true);
+        let e = memory(&c, &lora, base, 4, 1, 128, true);
         // q4k projections (4.5 bits), the q4k head, the embedding and norms in f32.
         assert_eq!(e.weights, 6_323_781_632);
         // 41,943,040 LoRA parameters × (weight, gradient, two moments) × 4 bytes.
         assert_eq!(e.lora_state, 41_943_040 * 16);
         // 32 layer inputs of 128 × 4096 f32, and two layers in flight.
         assert_eq!(e.activations, 148_897_792);
-        // One chunk of 128 target rows × 128,256 logits, 12 bytes each on the host.
-        assert_eq!(e.logits, 128 * 128_256 * 12);
-        assert_eq!(e.total, 7_603_437_568 - 128 * 128_256 * 16);
-        assert!(e.total as f64 / (1u64 << 30) as f64 <= 7.08);
+        // One chunk of 128 target rows × 128,256 logits.
+        assert_eq!(e.logits, 128 * 128_256 * 28);
+        assert_eq!(e.total, 7_603_437_568);
+        assert!(e.total as f64 / (1u64 << 30) as f64 <= 7.09);
     }
 
     #[test]
@@ -243,8 +234,8 @@ mod tests {
         let weights = base_bytes(&c, &crate::model::Quantization::None.into(), 4);
         assert_eq!(weights, c.parameter_count() as u64 * 4);
         assert_eq!(weights, m.resident_bytes());
-        let e = memory(&c, &lora, weights, 4, 2, 16, false, true);
+        let e = memory(&c, &lora, weights, 4, 2, 16, false);
         assert_eq!(e.total, e.weights + e.lora_state + e.activations + e.logits);
-        assert!(memory(&c, &lora, weights, 4, 2, 16, true, true).activations < e.activations);
+        assert!(memory(&c, &lora, weights, 4, 2, 16, true).activations < e.activations);
     }
 }

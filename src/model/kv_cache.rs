@@ -8,7 +8,7 @@
 //! may hold several rows (a group of completions of one prompt, decoded as one batch), all
 //! at the same position.
 
-use candle_core::{DType, Result, Storage, Tensor};
+use candle_core::{DType, Result, Tensor};
 use rayon::prelude::*;
 
 /// Queries per call up to which attention runs on the cache's memory; longer prompts go
@@ -140,14 +140,12 @@ impl LayerCache {
 
 /// Runs `f` over a contiguous CPU f32 tensor's elements without copying them.
 fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("kv cache: direct attention needs the CPU")
-    };
-    let Some((from, to)) = layout.contiguous_offsets() else {
-        candle_core::bail!("kv cache: direct attention needs a contiguous buffer")
-    };
-    f(&cpu.as_slice::<f32>()?[from..to])
+    match crate::ops::borrow_f32(t, f)? {
+        Some(r) => Ok(r),
+        None => candle_core::bail!(
+            "kv cache: direct attention needs a contiguous f32 buffer on the CPU"
+        ),
+    }
 }
 
 /// What attention a layer computes beyond `q`, `k` and `v`.

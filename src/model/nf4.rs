@@ -269,6 +269,7 @@ impl Nf4Tensor {
 
     /// The device path: every block's scale at once, then panels of whole rows, each
     /// gathering its levels by code and scaling them by block.
+    #[allow(clippy::too_many_arguments)] // the device storage's four parts, the rows, the panel
     fn dequantize_by_ops(
         &self,
         codes: &Tensor,
@@ -377,25 +378,34 @@ impl Nf4Parts {
         if !Nf4Tensor::fits(cols) {
             candle_core::bail!("nf4 needs a multiple of {BLOCK} inputs, got {cols}");
         }
-        let data = src
-            .to_dtype(DType::F32)?
-            .to_device(&Device::Cpu)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        let blocks: Vec<(f32, Vec<u8>)> = data
-            .par_chunks(BLOCK)
-            .map(|b| {
-                let absmax = b.iter().fold(0f32, |m, x| m.max(x.abs()));
-                let inv = if absmax > 0.0 { 1.0 / absmax } else { 0.0 };
-                let codes = b
-                    .chunks(2)
-                    .map(|p| nearest(p[0] * inv) | (nearest(p[1] * inv) << 4))
-                    .collect();
-                (absmax, codes)
-            })
-            .collect();
-        let absmax: Vec<f32> = blocks.iter().map(|b| b.0).collect();
-        let codes: Vec<u8> = blocks.into_iter().flat_map(|b| b.1).collect();
+        // Read in place when it can be (an 8B head is 2 GB in f32: a copy, and a vector per
+        // block, doubled the load's peak); each block writes its absmax and codes directly.
+        let pack = |data: &[f32]| -> Result<(Vec<f32>, Vec<u8>)> {
+            let mut absmax = vec![0f32; data.len() / BLOCK];
+            let mut codes = vec![0u8; data.len() / 2];
+            codes
+                .par_chunks_mut(BLOCK / 2)
+                .zip(absmax.par_iter_mut())
+                .zip(data.par_chunks(BLOCK))
+                .for_each(|((c, a), b)| {
+                    let m = b.iter().fold(0f32, |m, x| m.max(x.abs()));
+                    let inv = if m > 0.0 { 1.0 / m } else { 0.0 };
+                    for (dst, p) in c.iter_mut().zip(b.chunks(2)) {
+                        *dst = nearest(p[0] * inv) | (nearest(p[1] * inv) << 4);
+                    }
+                    *a = m;
+                });
+            Ok((absmax, codes))
+        };
+        let (absmax, codes) = match crate::ops::borrow_f32(src, pack)? {
+            Some(packed) => packed,
+            None => pack(
+                &src.to_dtype(DType::F32)?
+                    .to_device(&Device::Cpu)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?,
+            )?,
+        };
         let mean = absmax.iter().map(|&a| f64::from(a)).sum::<f64>() / absmax.len().max(1) as f64;
         let mean = mean as f32;
         let mut scales_q = Vec::with_capacity(absmax.len());
@@ -477,7 +487,15 @@ mod tests {
             let slice = &want[a * cols..b * cols];
             assert_eq!(flat(host.dequantize_rows(a..b, DType::F32).unwrap()), slice);
             let part = ops
-                .dequantize_by_ops(codes, scales_q, scales_scale, levels, DType::F32, a..b, panel)
+                .dequantize_by_ops(
+                    codes,
+                    scales_q,
+                    scales_scale,
+                    levels,
+                    DType::F32,
+                    a..b,
+                    panel,
+                )
                 .unwrap();
             assert_eq!(flat(part), slice);
             assert_eq!(got.len(), rows * cols);

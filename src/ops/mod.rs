@@ -16,6 +16,23 @@ use std::sync::Arc;
 pub mod fastmath;
 pub mod qmatmul;
 
+/// Runs `f` over a contiguous CPU f32 tensor's elements without copying them; `None` for
+/// any other tensor (another dtype or device, a strided view), which the caller copies or
+/// refuses. Large matrices (an 8B head: 2 GB) are read in place.
+pub fn borrow_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<Option<R>> {
+    if t.dtype() != DType::F32 {
+        return Ok(None);
+    }
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        return Ok(None);
+    };
+    let Some((from, to)) = layout.contiguous_offsets() else {
+        return Ok(None);
+    };
+    f(&cpu.as_slice::<f32>()?[from..to]).map(Some)
+}
+
 /// Runs `f` on a rayon worker thread. Compute made of many small parallel ops (a decode
 /// step, a training micro-batch) then shares the calling thread with the pool instead of
 /// parking it and waking a worker for every op: measured, decode 54 → 71 tok/s and the

@@ -155,6 +155,13 @@ fn a_grid_sweep_queues_every_point_ranks_them_and_prunes_the_bad_ones() {
     assert_eq!(rows[0]["fields"]["train.lr"], 0.01);
     assert_eq!(rows[0]["state"], "done");
     assert_eq!(rows[3]["state"], "pruned");
+    // `runs compare --sweep` is the same ranking (the spelling).
+    let again: Value = serde_json::from_str(
+        &h.ok(&["runs", "compare", "--sweep", &sweep, "--json"])
+            .join("\n"),
+    )
+    .unwrap();
+    assert_eq!(again.as_array().unwrap(), rows);
     // The same board as text, with the pruned runs last.
     let table = h.ok(&["runs", "diff", "--sweep", &sweep]).join("\n");
     assert!(table.contains("ranked by eval_loss (minimize)"), "{table}");

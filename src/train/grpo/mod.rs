@@ -577,7 +577,11 @@ mod flat_tests {
         for _ in 0..4 {
             assert_eq!(f.observe(&flat), None);
         }
-        assert_eq!(f.observe(&mixed), None, "a step with signal restarts the count");
+        assert_eq!(
+            f.observe(&mixed),
+            None,
+            "a step with signal restarts the count"
+        );
         let said: Vec<bool> = (0..12).map(|_| f.observe(&flat).is_some()).collect();
         assert_eq!(said.iter().filter(|s| **s).count(), 1);
         assert!(said[4], "{said:?}");

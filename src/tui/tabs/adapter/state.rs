@@ -509,7 +509,6 @@ impl AdapterTab {
             rows,
             self.config.data.max_seq_len,
             t.gradient_checkpointing,
-            matches!(t.device, crate::model::compute::DeviceSpec::Cpu),
         ))
     }
 }
