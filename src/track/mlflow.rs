@@ -49,6 +49,10 @@ pub struct Settings {
     /// the run it names.
     pub state_file: PathBuf,
     pub resume: bool,
+    /// When the run began (ms since the epoch): the MLflow run's `start_time`, stamped
+    /// here and not when the request goes out, which a busy or slow thread may send after
+    /// the run has ended.
+    pub start_ms: i64,
 }
 
 impl Settings {
@@ -90,6 +94,7 @@ impl Settings {
             _ => None,
         };
         Ok(Settings {
+            start_ms: (crate::units::unix_now() * 1000.0).round() as i64,
             uri,
             experiment,
             run_name,
@@ -517,7 +522,7 @@ impl Worker {
             serde_json::json!({
                 "experiment_id": experiment_id,
                 "run_name": self.s.run_name,
-                "start_time": (crate::units::unix_now() * 1000.0).round() as i64,
+                "start_time": self.s.start_ms,
                 "tags": tags,
             }),
         )?;
