@@ -440,6 +440,8 @@ impl<'a> HeadWeight<'a> {
     fn new(w: &'a Weight, dtype: DType) -> Result<Self> {
         Ok(match w {
             Weight::Dense(_) => HeadWeight::Dense(w.matrix(dtype)?),
+            // A GGUF weight off the CPU cannot be sliced by rows: dequantized once, as before.
+            Weight::Quantized(q) if !q.device().is_cpu() => HeadWeight::Dense(w.matrix(dtype)?),
             _ => {
                 let (vocab, hidden) = w.dims()?;
                 HeadWeight::Panels {

@@ -105,6 +105,21 @@ fn app(home: &tempfile::TempDir, theme: &str, with_run: bool) -> App {
     app
 }
 
+/// Selects `run` in the Runs tab, once the watcher lists it, and opens it (Enter).
+fn open_from_runs_tab(app: &mut App, run: &RunDir) {
+    settle(app);
+    app.handle(Action::TabRuns);
+    let i = app
+        .run_list
+        .iter()
+        .position(|r| r.dir == run.root)
+        .expect("the watcher lists the run");
+    for _ in 0..i {
+        app.handle(Action::Down);
+    }
+    app.handle(Action::Enter);
+}
+
 /// Lets background work (file lists, datasets, tokenizers, run events) arrive.
 fn settle(app: &mut App) {
     assert!(
@@ -897,17 +912,7 @@ fn a_long_run_arrives_bounded_and_keeps_following() {
         ..Status::starting(5.0)
     })
     .unwrap();
-    settle(&mut a);
-    a.handle(Action::TabRuns);
-    let i = a
-        .run_list
-        .iter()
-        .position(|r| r.dir == run.root)
-        .expect("the watcher lists the run");
-    for _ in 0..i {
-        a.handle(Action::Down);
-    }
-    a.handle(Action::Enter);
+    open_from_runs_tab(&mut a, &run);
     assert_eq!(a.tab, Tab::Train);
     settle(&mut a);
     let v = a.train.view.as_ref().unwrap();
@@ -1289,17 +1294,7 @@ fn the_train_tab_during_an_evaluation() {
         ..Status::starting(5.0)
     })
     .unwrap();
-    settle(&mut a);
-    a.handle(Action::TabRuns);
-    let i = a
-        .run_list
-        .iter()
-        .position(|r| r.dir == run.root)
-        .expect("the watcher lists the run");
-    for _ in 0..i {
-        a.handle(Action::Down);
-    }
-    a.handle(Action::Enter);
+    open_from_runs_tab(&mut a, &run);
     settle(&mut a);
     assert_eq!(a.tab, Tab::Train);
     let screen = render(&mut a, 120, 40, &h);
