@@ -11,6 +11,7 @@ pub mod choice;
 pub mod config;
 pub mod data;
 pub mod doctor;
+pub mod engine;
 pub mod eval;
 pub mod export;
 pub mod files;

@@ -103,6 +103,7 @@ pub fn export_config(a: ExportConfigArgs) -> anyhow::Result<ExitCode> {
         tool,
         launch: Launch {
             gpus: a.gpus,
+            nodes: 1,
             sharding,
         },
         base_model: a.base_model,

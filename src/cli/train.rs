@@ -32,9 +32,66 @@ pub struct TrainArgs {
     /// (`tunelab queue list`). With --resume, queues the resume.
     #[arg(long, conflicts_with = "detach")]
     pub queue: bool,
-    /// With --queue and train.device cuda: the GPUs the run needs (default 1).
-    #[arg(long, value_name = "N", requires = "queue")]
+    /// GPUs: with --queue, the GPUs the run waits for (default 1); with --engine, the GPUs
+    /// per node the tool trains on (train.gpus).
+    #[arg(long, value_name = "N")]
     pub gpus: Option<usize>,
+    /// Train with TRL, Axolotl or LLaMA-Factory, launched and followed by tunelab
+    /// (train.engine): trl, axolotl, llamafactory (or tunelab).
+    #[arg(long, value_name = "ENGINE", conflicts_with = "resume")]
+    pub engine: Option<String>,
+    /// Nodes for an engine run (train.nodes; more than one needs --launcher slurm).
+    #[arg(long, value_name = "M", conflicts_with = "resume")]
+    pub nodes: Option<usize>,
+    /// DeepSpeed ZeRO stage for an engine run (train.sharding zero2 or zero3).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["2", "3"]), conflicts_with_all = ["fsdp", "resume"])]
+    pub zero: Option<String>,
+    /// Shard an engine run with PyTorch FSDP (train.sharding fsdp).
+    #[arg(long, conflicts_with = "resume")]
+    pub fsdp: bool,
+    /// The Python that has the engine: a venv's bin/python or its folder (train.python).
+    #[arg(long, value_name = "PATH", conflicts_with = "resume")]
+    pub python: Option<String>,
+    /// Where an engine run starts: local (this machine) or slurm (sbatch) (train.launcher).
+    #[arg(long, value_name = "LAUNCHER", conflicts_with = "resume")]
+    pub launcher: Option<String>,
+    /// Write the engine run's folder and print its SLURM script (or local command) without
+    /// launching it.
+    #[arg(long, conflicts_with_all = ["resume", "queue", "detach"])]
+    pub dry_run: bool,
+}
+
+impl TrainArgs {
+    /// The engine flags as `--set` overrides, before the user's own (which win).
+    fn engine_sets(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if let Some(e) = &self.engine {
+            v.push(format!("train.engine={e}"));
+        }
+        let engine = self.engine.as_deref().is_some_and(|e| e != "tunelab");
+        if let Some(g) = self.gpus.filter(|_| engine || !self.queue) {
+            v.push(format!("train.gpus={g}"));
+        }
+        if let Some(n) = self.nodes {
+            v.push(format!("train.nodes={n}"));
+        }
+        match (self.zero.as_deref(), self.fsdp) {
+            (Some(z), _) => v.push(format!("train.sharding=zero{z}")),
+            (None, true) => v.push("train.sharding=fsdp".into()),
+            _ => {}
+        }
+        if let Some(p) = &self.python {
+            // As a YAML string, whatever the path looks like.
+            v.push(format!(
+                "train.python={}",
+                serde_json::to_string(p).unwrap_or_default()
+            ));
+        }
+        if let Some(l) = &self.launcher {
+            v.push(format!("train.launcher={l}"));
+        }
+        v
+    }
 }
 
 pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
@@ -58,7 +115,9 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
         (cfg, run, true)
     } else {
         let spec = a.config.as_deref().unwrap_or_default();
-        let cfg = match super::run_config::ready_config(spec, &a.set, &paths) {
+        let mut sets = a.engine_sets();
+        sets.extend(a.set.iter().cloned());
+        let cfg = match super::run_config::ready_config(spec, &sets, &paths) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -68,6 +127,19 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
         let run = super::run_config::new_run_dir(&cfg, a.run_dir.as_deref(), &root);
         (cfg, run, false)
     };
+    if a.dry_run {
+        return dry_run(&cfg, &run);
+    }
+    // An engine run checks its interpreter here, so a missing tool is said at once, not in
+    // a detached run's log.
+    if let Some(tool) = tunelab::engine::tool(cfg.train.engine) {
+        let checked = tunelab::engine::preflight::interpreter(cfg.train.python.as_deref())
+            .and_then(|py| tunelab::engine::preflight::check(&py, tool));
+        if let Err(e) = checked {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(exit::UNUSABLE));
+        }
+    }
     if let Err(e) =
         std::fs::create_dir_all(&run.root).and_then(|_| runs::register(&root, &run).map(drop))
     {
@@ -75,7 +147,10 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(exit::UNUSABLE));
     }
     if a.queue {
-        return super::queue::submit_one(&cfg, &run, resume, a.gpus);
+        let gpus = a
+            .gpus
+            .or(cfg.train.engine.is_external().then_some(cfg.train.gpus));
+        return super::queue::submit_one(&cfg, &run, resume, gpus);
     }
     if a.detach {
         return detach(&cfg, &run, resume);
@@ -119,6 +194,36 @@ fn detach(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<ExitCod
     Ok(ExitCode::from(exit::OK))
 }
 
+/// `--dry-run`: the engine run's folder is written and its launch printed; nothing starts.
+fn dry_run(cfg: &RunConfig, run: &RunDir) -> anyhow::Result<ExitCode> {
+    if !cfg.train.engine.is_external() {
+        eprintln!(
+            "error: --dry-run prints an engine run's launch; add --engine trl|axolotl|llamafactory"
+        );
+        return Ok(ExitCode::from(exit::UNUSABLE));
+    }
+    match tunelab::engine::dry_run(cfg, run) {
+        Ok((text, script)) => {
+            print!("{text}");
+            eprintln!(
+                "nothing launched; the experiment is in {}{}",
+                run.root.join(tunelab::engine::DIR).display(),
+                script
+                    .map(|p| format!(
+                        " (submit it with `sbatch {}`, or run `tunelab train` without --dry-run)",
+                        p.display()
+                    ))
+                    .unwrap_or_default()
+            );
+            Ok(ExitCode::from(exit::OK))
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(exit::UNUSABLE))
+        }
+    }
+}
+
 fn foreground(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<ExitCode> {
     let stop = Interrupter::new();
     stop.on_signals(&[signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
@@ -156,7 +261,11 @@ fn foreground(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<Exi
             _ => {}
         }
     };
-    let outcome = trainer::train(cfg, run, resume, &stop, &mut observer);
+    let outcome = if cfg.train.engine.is_external() {
+        tunelab::engine::run(cfg, run, resume, &stop, &mut observer).map_err(anyhow::Error::from)
+    } else {
+        trainer::train(cfg, run, resume, &stop, &mut observer).map_err(anyhow::Error::from)
+    };
     if let Some(b) = &bar {
         b.finish_and_clear();
     }

@@ -111,3 +111,118 @@ impl std::str::FromStr for Tracker {
         crate::choice::parse("train.report_to", s)
     }
 }
+
+/// Who trains a run (`train.engine`): tunelab's own engine on one device, or one of the
+/// tools tunelab launches (across GPUs and nodes) and follows as a tunelab run.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    strum::EnumIter,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantNames,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Engine {
+    #[default]
+    Tunelab,
+    Trl,
+    Axolotl,
+    Llamafactory,
+}
+
+impl Engine {
+    pub fn is_external(self) -> bool {
+        self != Engine::Tunelab
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        crate::choice::parse("train.engine", s)
+    }
+}
+
+/// How an engine run's GPUs share the model (`train.sharding`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    strum::EnumIter,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantNames,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum ShardingChoice {
+    /// Data parallel: every GPU holds the whole model.
+    #[default]
+    None,
+    /// DeepSpeed ZeRO-2: optimizer state and gradients sharded.
+    Zero2,
+    /// DeepSpeed ZeRO-3: parameters sharded too.
+    Zero3,
+    /// PyTorch FSDP2: parameters, gradients and optimizer state sharded.
+    Fsdp,
+}
+
+impl ShardingChoice {
+    /// Whether the frozen base itself is split over the GPUs (what the memory estimate
+    /// divides).
+    pub fn shards_parameters(self) -> bool {
+        matches!(self, ShardingChoice::Zero3 | ShardingChoice::Fsdp)
+    }
+}
+
+impl std::str::FromStr for ShardingChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        crate::choice::parse("train.sharding", s)
+    }
+}
+
+/// Where an engine run's processes start (`train.launcher`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    strum::EnumIter,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantNames,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Launcher {
+    /// On this machine, in the background.
+    #[default]
+    Local,
+    /// As a SLURM batch job (`sbatch`), followed through the shared filesystem.
+    Slurm,
+}
+
+impl std::str::FromStr for Launcher {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        crate::choice::parse("train.launcher", s)
+    }
+}

@@ -3,8 +3,8 @@
 //! parses by kind, range-checks and validates the whole config before changing anything.
 
 use super::{
-    GrpoLoss, ImportanceLevel, Method, PrefLoss, RewardSpec, RunConfig, ScaleRewards, Schedule,
-    Tracker,
+    Engine, GrpoLoss, ImportanceLevel, Launcher, Method, PrefLoss, RewardSpec, RunConfig,
+    ScaleRewards, Schedule, ShardingChoice, Tracker,
 };
 use crate::model::Dtype;
 use crate::template::TrainOn;
@@ -456,6 +456,26 @@ pub const FIELDS: &[FieldSpec] = &[
         kind: FieldKind::Set(Tracker::VARIANTS),
     },
     FieldSpec {
+        path: "train.engine",
+        help: "who trains: tunelab, or TRL/Axolotl/LLaMA-Factory launched and followed",
+        kind: FieldKind::Choice(Engine::VARIANTS),
+    },
+    FieldSpec {
+        path: "train.gpus",
+        help: "GPUs per node for an engine run",
+        kind: FieldKind::Int { min: 1, max: 64 },
+    },
+    FieldSpec {
+        path: "train.sharding",
+        help: "engine run: data parallel, DeepSpeed ZeRO-2/3 or FSDP",
+        kind: FieldKind::Choice(ShardingChoice::VARIANTS),
+    },
+    FieldSpec {
+        path: "train.launcher",
+        help: "engine run: on this machine, or a SLURM job",
+        kind: FieldKind::Choice(Launcher::VARIANTS),
+    },
+    FieldSpec {
         path: "samples.count",
         help: "held-out prompts answered at each eval (0: none)",
         kind: FieldKind::Int { min: 0, max: 32 },
@@ -479,6 +499,18 @@ pub fn next_subset(options: &[&str], current: &str) -> String {
         .join(", ")
 }
 
+/// The value of a field a config leaves out of its YAML when it is the default (the engine
+/// fields, so a tunelab run's config reads as it did before they existed).
+fn unwritten_default(path: &str) -> String {
+    match path {
+        "train.engine" => Engine::default().to_string(),
+        "train.gpus" | "train.nodes" => "1".into(),
+        "train.sharding" => ShardingChoice::default().to_string(),
+        "train.launcher" => Launcher::default().to_string(),
+        _ => String::new(),
+    }
+}
+
 impl RunConfig {
     fn to_value(&self) -> serde_yaml::Value {
         serde_yaml::to_value(self).unwrap_or(serde_yaml::Value::Null)
@@ -490,7 +522,7 @@ impl RunConfig {
         for k in path.split('.') {
             match v.get(k) {
                 Some(x) => v = x,
-                None => return String::new(),
+                None => return unwritten_default(path),
             }
         }
         match v {

@@ -213,6 +213,35 @@ pub struct TrainSection {
     /// Experiment trackers the run reports its metrics to as it goes (`tensorboard`,
     /// `mlflow`); empty: none. A tracker that fails never fails the run.
     pub report_to: Vec<Tracker>,
+    /// Who trains: tunelab itself, or TRL, Axolotl or LLaMA-Factory launched and followed
+    /// by tunelab (`engine::run`).
+    #[serde(skip_serializing_if = "is_default")]
+    pub engine: Engine,
+    /// An engine run's GPUs per node (tunelab's own engine trains on one device).
+    #[serde(skip_serializing_if = "is_one")]
+    pub gpus: usize,
+    /// An engine run's nodes (more than one: `launcher: slurm`).
+    #[serde(skip_serializing_if = "is_one")]
+    pub nodes: usize,
+    #[serde(skip_serializing_if = "is_default")]
+    pub sharding: ShardingChoice,
+    #[serde(skip_serializing_if = "is_default")]
+    pub launcher: Launcher,
+    /// The Python interpreter that has the engine (a venv's `bin/python`); default: the
+    /// active venv's, else `python3` on the PATH.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub python: Option<String>,
+    /// Extra `#SBATCH` options for `launcher: slurm` (`--partition=gpu`, `--time=04:00:00`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub slurm: Vec<String>,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 /// TRL's `SFTConfig` defaults (learning rate 2e-5, 3 epochs, batch 8, a linear schedule
@@ -240,6 +269,13 @@ impl Default for TrainSection {
             dtype: Dtype::F32,
             device: DeviceSpec::Cpu,
             report_to: Vec::new(),
+            engine: Engine::Tunelab,
+            gpus: 1,
+            nodes: 1,
+            sharding: ShardingChoice::None,
+            launcher: Launcher::Local,
+            python: None,
+            slurm: Vec::new(),
         }
     }
 }
@@ -442,6 +478,32 @@ impl RunConfig {
                 );
             }
         }
+        if t.gpus == 0 {
+            bad("train.gpus", "must be at least 1");
+        }
+        if t.nodes == 0 {
+            bad("train.nodes", "must be at least 1");
+        }
+        if !t.engine.is_external() {
+            if t.gpus > 1 || t.nodes > 1 || t.sharding != ShardingChoice::None {
+                bad(
+                    "train.gpus",
+                    "tunelab's own engine trains on one device; set train.engine to trl, axolotl or llamafactory to train across GPUs",
+                );
+            }
+            if t.launcher == Launcher::Slurm {
+                bad(
+                    "train.launcher",
+                    "slurm launches an engine run; set train.engine to trl, axolotl or llamafactory",
+                );
+            }
+        }
+        if t.nodes > 1 && t.launcher != Launcher::Slurm {
+            bad(
+                "train.nodes",
+                "more than one node needs launcher: slurm (a local launch starts on this machine only)",
+            );
+        }
         v.extend(eval_tasks::validate(&self.eval));
         v
     }
@@ -455,7 +517,7 @@ mod method;
 mod presets;
 mod resolve;
 
-pub use choices::{PrefLoss, Schedule, Tracker};
+pub use choices::{Engine, Launcher, PrefLoss, Schedule, ShardingChoice, Tracker};
 pub use eval_tasks::{EvalSection, EvalTask};
 pub use fields::{next_subset, FieldKind, FieldSpec, FIELDS};
 pub use grpo::{GrpoLoss, GrpoSection, ImportanceLevel, RewardKind, RewardSpec, ScaleRewards};

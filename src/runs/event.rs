@@ -135,6 +135,9 @@ pub struct Start {
     /// no mystery.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compute: Option<String>,
+    /// The engine that trains, when it is not tunelab's own (`TRL 1.16.0 · 8 GPUs · ZeRO-3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
 }
 
 /// One optimizer step.
@@ -163,6 +166,10 @@ pub struct Train {
     /// GPU utilisation in percent (NVML), the first GPU.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu_util: Option<u32>,
+    /// Every local GPU's reading (NVML) when the run spans several (an engine run): one
+    /// gauge each in the Train tab.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<crate::telemetry::GpuMemory>,
     #[serde(flatten, deserialize_with = "metrics_nan_if_null")]
     pub metrics: Metrics,
 }

@@ -303,7 +303,9 @@ pub fn files(plan: &Plan) -> Result<ToolFiles, ScaleoutError> {
         plan.cfg.name.as_deref().unwrap_or("run"),
         super::yaml::to_string(&Value::Object(c))
     );
-    let launch = if plan.launch.gpus > 1 {
+    let launch = if let Some(multi) = super::launch::multinode_args(plan) {
+        format!("axolotl train config.yml --launcher accelerate -- {multi}")
+    } else if plan.launch.gpus > 1 {
         format!(
             "axolotl train config.yml --launcher accelerate -- --num_processes {}",
             plan.launch.gpus

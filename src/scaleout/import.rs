@@ -46,7 +46,7 @@ fn import_err(path: &Path, message: impl Into<String>) -> ScaleoutError {
 }
 
 /// `checkpoint-N` folders of `dir`, oldest first.
-fn checkpoints(dir: &Path) -> Vec<(u64, PathBuf)> {
+pub(crate) fn checkpoints(dir: &Path) -> Vec<(u64, PathBuf)> {
     let mut v: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -62,7 +62,7 @@ fn checkpoints(dir: &Path) -> Vec<(u64, PathBuf)> {
 }
 
 /// `dir` itself when `ok(dir)`, else its newest checkpoint that is.
-fn newest(dir: &Path, ok: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+pub(crate) fn newest(dir: &Path, ok: impl Fn(&Path) -> bool) -> Option<PathBuf> {
     if ok(dir) {
         return Some(dir.to_path_buf());
     }
@@ -73,7 +73,7 @@ fn newest(dir: &Path, ok: impl Fn(&Path) -> bool) -> Option<PathBuf> {
         .find(|p| ok(p))
 }
 
-fn is_adapter(d: &Path) -> bool {
+pub(crate) fn is_adapter(d: &Path) -> bool {
     d.join("adapter_config.json").is_file() && d.join("adapter_model.safetensors").is_file()
 }
 
@@ -193,53 +193,37 @@ pub fn import(src: &Path, root: &Path, opts: &ImportOptions) -> Result<Imported,
     let mut last_tokens: Option<(u64, f64)> = None;
     for e in history {
         let Some(o) = e.as_object() else { continue };
-        let Some(step) = o.get("step").and_then(Value::as_u64) else {
+        let Some(mut kind) = log_entry(o, max_steps) else {
             continue;
         };
-        let f = |k: &str| o.get(k).and_then(Value::as_f64);
-        if let Some(eval_loss) = f("eval_loss") {
-            evals += 1;
-            events.push(RunEvent {
-                kind: EventKind::Eval(Eval {
-                    step,
-                    eval_loss,
-                    eval_tokens: 0,
-                    perplexity: eval_loss.exp(),
-                    metrics: metrics(o, true),
-                }),
-                time: at(step),
-            });
-        } else if let Some(loss) = f("loss") {
-            trains += 1;
-            let tokens = match (f("num_tokens"), last_tokens) {
-                (Some(n), Some((s, prev))) if step > s => ((n - prev) / (step - s) as f64) as u64,
-                (Some(n), None) if step > 0 => (n / step as f64) as u64,
-                _ => 0,
-            };
-            if let Some(n) = f("num_tokens") {
-                last_tokens = Some((step, n));
+        let step = match &mut kind {
+            EventKind::Eval(ev) => {
+                evals += 1;
+                ev.step
             }
-            let elapsed = at(step) - start;
-            events.push(RunEvent {
-                kind: EventKind::Train(Train {
-                    step,
-                    total_steps: max_steps,
-                    loss,
-                    lr: f("learning_rate").unwrap_or(0.0),
-                    grad_norm: f("grad_norm").unwrap_or(f64::NAN),
-                    tokens,
-                    tokens_per_s: 0.0,
-                    epoch: f("epoch").unwrap_or(0.0),
-                    elapsed,
-                    eta: (runtime - elapsed).max(0.0),
-                    rss: None,
-                    gpu_mem: None,
-                    gpu_util: None,
-                    metrics: metrics(o, false),
-                }),
-                time: at(step),
-            });
-        }
+            EventKind::Train(t) => {
+                trains += 1;
+                let num_tokens = o.get("num_tokens").and_then(Value::as_f64);
+                t.tokens = match (num_tokens, last_tokens) {
+                    (Some(n), Some((s, prev))) if t.step > s => {
+                        ((n - prev) / (t.step - s) as f64) as u64
+                    }
+                    (Some(n), None) if t.step > 0 => (n / t.step as f64) as u64,
+                    _ => 0,
+                };
+                if let Some(n) = num_tokens {
+                    last_tokens = Some((t.step, n));
+                }
+                t.elapsed = at(t.step) - start;
+                t.eta = (runtime - t.elapsed).max(0.0);
+                t.step
+            }
+            _ => continue,
+        };
+        events.push(RunEvent {
+            kind,
+            time: at(step),
+        });
     }
     let (last_loss, best_eval_loss) = crate::runs::loss_summary(&events);
 
@@ -337,6 +321,42 @@ fn paced_runtime(src: &Path, global_step: u64) -> Option<f64> {
         .collect();
     let (&(s0, t0), &(s1, t1)) = (saved.first()?, saved.last()?);
     (s1 > s0 && t1 > t0).then(|| (t1 - t0) / (s1 - s0) as f64 * global_step as f64)
+}
+
+/// One Hugging Face Trainer log entry (`log_history`'s, or what a callback's `on_log` sees
+/// with the step added) as a train or eval event with TRL's metric names; `None` for the
+/// entries that are neither (the final summary). Timings and token counts are left at zero
+/// for the caller, which knows the clock.
+pub fn log_entry(o: &Map<String, Value>, max_steps: u64) -> Option<EventKind> {
+    let step = o.get("step").and_then(Value::as_u64)?;
+    let f = |k: &str| o.get(k).and_then(Value::as_f64);
+    if let Some(eval_loss) = f("eval_loss") {
+        return Some(EventKind::Eval(Eval {
+            step,
+            eval_loss,
+            eval_tokens: 0,
+            perplexity: eval_loss.exp(),
+            metrics: metrics(o, true),
+        }));
+    }
+    let loss = f("loss")?;
+    Some(EventKind::Train(Train {
+        step,
+        total_steps: max_steps,
+        loss,
+        lr: f("learning_rate").unwrap_or(0.0),
+        grad_norm: f("grad_norm").unwrap_or(f64::NAN),
+        tokens: 0,
+        tokens_per_s: 0.0,
+        epoch: f("epoch").unwrap_or(0.0),
+        elapsed: 0.0,
+        eta: 0.0,
+        rss: None,
+        gpu_mem: None,
+        gpu_util: None,
+        gpus: Vec::new(),
+        metrics: metrics(o, false),
+    }))
 }
 
 /// Keys of a log entry that are not objective metrics (the event has them as fields, or

@@ -118,7 +118,7 @@ pub fn accelerate(plan: &Plan) -> Value {
         Sharding::None => {
             c.insert(
                 "distributed_type".into(),
-                json!(if plan.launch.gpus > 1 {
+                json!(if plan.launch.world() > 1 {
                     "MULTI_GPU"
                 } else {
                     "NO"
@@ -131,8 +131,8 @@ pub fn accelerate(plan: &Plan) -> Value {
     }
     c.insert("machine_rank".into(), json!(0));
     c.insert("main_training_function".into(), json!("main"));
-    c.insert("num_machines".into(), json!(1));
-    c.insert("num_processes".into(), json!(plan.launch.gpus.max(1)));
+    c.insert("num_machines".into(), json!(plan.launch.nodes.max(1)));
+    c.insert("num_processes".into(), json!(plan.launch.world()));
     c.insert("rdzv_backend".into(), json!("static"));
     c.insert("same_network".into(), json!(true));
     c.insert("tpu_env".into(), json!([]));
@@ -145,7 +145,19 @@ pub fn accelerate(plan: &Plan) -> Value {
 fn accelerate_yaml(plan: &Plan) -> String {
     format!(
         "# accelerate config for {} GPU(s), written by `tunelab export-config`.\n{}",
-        plan.launch.gpus.max(1),
+        plan.launch.world(),
         super::yaml::to_string(&accelerate(plan))
     )
+}
+
+/// `accelerate launch`'s arguments for one node of several, read from the environment the
+/// SLURM script sets (`NODE_RANK`, `MASTER_ADDR`, `MASTER_PORT`); `None` on one node.
+pub fn multinode_args(plan: &Plan) -> Option<String> {
+    (plan.launch.nodes > 1).then(|| {
+        format!(
+            "--num_machines {} --num_processes {} --machine_rank \"$NODE_RANK\" --main_process_ip \"$MASTER_ADDR\" --main_process_port \"$MASTER_PORT\"",
+            plan.launch.nodes,
+            plan.launch.world()
+        )
+    })
 }

@@ -345,8 +345,16 @@ pub fn files(plan: &Plan) -> Result<ToolFiles, ScaleoutError> {
     let info = serde_json::to_string_pretty(&Value::Object(info)).unwrap_or_default() + "\n";
     let command = match plan.launch.sharding {
         Sharding::Fsdp => format!(
-            "accelerate launch --config_file {} -m llamafactory.launcher config.yaml",
-            super::launch::ACCELERATE
+            "accelerate launch --config_file {}{} -m llamafactory.launcher config.yaml",
+            super::launch::ACCELERATE,
+            super::launch::multinode_args(plan)
+                .map(|a| format!(" {a}"))
+                .unwrap_or_default()
+        ),
+        _ if plan.launch.nodes > 1 => format!(
+            "FORCE_TORCHRUN=1 NNODES={} NODE_RANK=\"$NODE_RANK\" MASTER_ADDR=\"$MASTER_ADDR\" MASTER_PORT=\"$MASTER_PORT\" NPROC_PER_NODE={} llamafactory-cli train config.yaml",
+            plan.launch.nodes,
+            plan.launch.gpus.max(1)
         ),
         _ if plan.launch.distributed() => format!(
             "FORCE_TORCHRUN=1 NNODES=1 NPROC_PER_NODE={} llamafactory-cli train config.yaml",

@@ -18,7 +18,7 @@
 
 mod axolotl;
 mod dataset;
-mod import;
+pub mod import;
 mod launch;
 mod llamafactory;
 mod masks;
@@ -76,7 +76,11 @@ pub enum Sharding {
 /// Where the exported run will train.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Launch {
+    /// GPUs per node.
     pub gpus: usize,
+    /// Machines; more than one reads its rank and rendezvous from `$NODE_RANK`,
+    /// `$MASTER_ADDR` and `$MASTER_PORT` (the SLURM script sets them).
+    pub nodes: usize,
     pub sharding: Sharding,
 }
 
@@ -84,6 +88,7 @@ impl Default for Launch {
     fn default() -> Self {
         Launch {
             gpus: 1,
+            nodes: 1,
             sharding: Sharding::None,
         }
     }
@@ -92,7 +97,27 @@ impl Default for Launch {
 impl Launch {
     /// Whether the run needs a distributed launcher (more than one process, or ZeRO/FSDP).
     pub fn distributed(&self) -> bool {
-        self.gpus > 1 || self.sharding != Sharding::None
+        self.world() > 1 || self.sharding != Sharding::None
+    }
+
+    /// Processes over all nodes, one per GPU.
+    pub fn world(&self) -> usize {
+        self.gpus.max(1) * self.nodes.max(1)
+    }
+
+    /// The launch of `gpus` per node over `nodes`, sharded as `sharding` asks.
+    pub fn from_config(t: &crate::config::TrainSection) -> Launch {
+        use crate::config::ShardingChoice as S;
+        Launch {
+            gpus: t.gpus.max(1),
+            nodes: t.nodes.max(1),
+            sharding: match t.sharding {
+                S::None => Sharding::None,
+                S::Zero2 => Sharding::Zero(2),
+                S::Zero3 => Sharding::Zero(3),
+                S::Fsdp => Sharding::Fsdp,
+            },
+        }
     }
 }
 
@@ -447,7 +472,7 @@ pub fn export(
         Some(p) => Some(Dataset::open(p, format)?),
         None => None,
     };
-    let (per_device_batch, grad_accum, batch_note) = spread_batch(cfg, opts.launch.gpus);
+    let (per_device_batch, grad_accum, batch_note) = spread_batch(cfg, opts.launch.world());
     let mut unmapped = common_unmapped(cfg, opts.tool);
     unmapped.extend(batch_note);
     let mut warnings = Vec::new();
@@ -859,7 +884,7 @@ fn readme(
             cfg.data.eval_split, cfg.train.seed
         ));
     }
-    let global = plan.per_device_batch * plan.grad_accum * plan.launch.gpus.max(1);
+    let global = plan.per_device_batch * plan.grad_accum * plan.launch.world();
     // GRPO's batch counts sampled completions, a group of `num_generations` per prompt.
     let what = match cfg.method_config() {
         crate::config::MethodConfig::Grpo(g) => {
@@ -871,23 +896,30 @@ fn readme(
         "Batch: {} per GPU × {} accumulation × {} GPU(s) = {global} {what} per optimizer step (tunelab's run: {}).\n",
         plan.per_device_batch,
         plan.grad_accum,
-        plan.launch.gpus.max(1),
+        plan.launch.world(),
         cfg.train.batch_size * cfg.train.grad_accum
     ));
     match plan.launch.sharding {
         Sharding::Zero(stage) => s.push_str(&format!(
             "Distributed: DeepSpeed ZeRO-{stage} over {} GPU(s) (deepspeed.json, accelerate.yaml).\n",
-            plan.launch.gpus
+            plan.launch.world()
         )),
         Sharding::Fsdp => s.push_str(&format!(
             "Distributed: FSDP2 over {} GPU(s) (accelerate.yaml).\n",
-            plan.launch.gpus
+            plan.launch.world()
         )),
-        Sharding::None if plan.launch.gpus > 1 => s.push_str(&format!(
+        Sharding::None if plan.launch.world() > 1 => s.push_str(&format!(
             "Distributed: data parallel over {} GPUs (accelerate.yaml).\n",
-            plan.launch.gpus
+            plan.launch.world()
         )),
         Sharding::None => {}
+    }
+    if plan.launch.nodes > 1 {
+        s.push_str(&format!(
+            "Nodes: {} × {} GPUs; run.sh runs once per node with NODE_RANK, MASTER_ADDR and MASTER_PORT set (tunelab's SLURM script sets them).\n",
+            plan.launch.nodes,
+            plan.launch.gpus.max(1)
+        ));
     }
     if !data_notes.is_empty() {
         s.push_str("\nWhat the data conversion changed:\n");

@@ -296,7 +296,7 @@ fn start_unmapped(plan: &Plan, section: &str, unmapped: &mut Vec<Unmapped>) {
 fn eval_batch(plan: &Plan) -> usize {
     match plan.cfg.method_config() {
         MethodConfig::Grpo(g) => {
-            let gpus = plan.launch.gpus.max(1);
+            let gpus = plan.launch.world();
             if (plan.per_device_batch * gpus).is_multiple_of(g.num_generations) {
                 plan.per_device_batch
             } else {
@@ -430,6 +430,10 @@ pub fn files(plan: &Plan) -> Result<ToolFiles, ScaleoutError> {
         let vals: Vec<String> = values.iter().map(|v| sh(v)).collect();
         script.push_str(&format!("    {flag} {} \\\n", vals.join(" ")));
         line.push_str(&format!(" {flag} {}", vals.join(" ")));
+    }
+    if let Some(multi) = super::launch::multinode_args(plan) {
+        script.push_str(&format!("    {multi} \\\n"));
+        line.push_str(&format!(" {multi}"));
     }
     script.push_str("    \"$@\"\n");
     let mut files = vec![("run.sh".into(), script)];

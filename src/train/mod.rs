@@ -11,7 +11,7 @@ pub mod evaluate;
 pub mod grads;
 pub mod grpo;
 pub mod interrupt;
-mod journal;
+pub(crate) mod journal;
 pub mod kto;
 pub mod manual;
 pub mod method;

@@ -417,6 +417,7 @@ impl<'a> Trainer<'a> {
             dtype: t.dtype.to_string(),
             name: self.cfg.name.clone(),
             compute: Some(self.compute_path().into()),
+            engine: None,
         }))?;
         let batch = t.batch_size.max(1);
         let precompute = match self.cfg.method_config() {
@@ -547,6 +548,7 @@ impl<'a> Trainer<'a> {
                 .as_ref()
                 .and_then(|g| g.first())
                 .and_then(|m| m.utilization),
+            gpus: Vec::new(),
             metrics,
         };
         let step = s.step;

@@ -37,6 +37,7 @@ const ORDER: &[&str] = &[
     "scaleout",
     "serve",
     "train",
+    "engine",
     "workspace",
     "doctor",
     "tui",

@@ -16,6 +16,7 @@ mod data_pull;
 mod data_streaming;
 mod docs;
 mod dpo;
+mod engine;
 mod eval;
 mod export;
 mod families;
