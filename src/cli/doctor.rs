@@ -15,7 +15,7 @@ pub struct DoctorArgs {
 }
 
 /// The text report's section headers, in order.
-pub const HEADERS: [(Section, &str); 7] = [
+pub const HEADERS: [(Section, &str); 8] = [
     (Section::Build, "build"),
     (Section::Gpu, "GPUs"),
     (Section::Memory, "memory"),
@@ -23,6 +23,7 @@ pub const HEADERS: [(Section, &str); 7] = [
     (Section::HfCache, "Hugging Face cache"),
     (Section::ApiKeys, "API keys (names only)"),
     (Section::LlamaCpp, "llama.cpp tools on PATH"),
+    (Section::Engines, "engines (tunelab train --engine)"),
 ];
 
 pub fn run(a: DoctorArgs) -> anyhow::Result<ExitCode> {
@@ -204,6 +205,19 @@ fn facts(r: &Report, section: Section) -> Vec<String> {
             .map(|t| match &t.path {
                 Some(p) => format!("{:<17} {p}", t.name),
                 None => format!("{:<17} not found: {}", t.name, t.enables),
+            })
+            .collect(),
+        Section::Engines => r
+            .engines
+            .iter()
+            .map(|e| match (&e.version, &e.problem) {
+                (Some(v), _) => format!(
+                    "{:<13} {v} ({})",
+                    e.name,
+                    e.python.as_deref().unwrap_or("?")
+                ),
+                (None, Some(p)) => format!("{:<13} {p}", e.name),
+                (None, None) => e.name.clone(),
             })
             .collect(),
     }

@@ -295,7 +295,10 @@ fn foreground(cfg: &RunConfig, run: &RunDir, resume: bool) -> anyhow::Result<Exi
                     Ok(ExitCode::from(exit::OK))
                 }
                 RunState::Stopped => {
-                    eprintln!("stopped at step {}/{} with a checkpoint; continue with `tunelab train --resume {id}`", o.step, o.total_steps);
+                    match &o.error {
+                        Some(note) => eprintln!("stopped at step {}/{}: {note}; continue with `tunelab train --resume {id}`", o.step, o.total_steps),
+                        None => eprintln!("stopped at step {}/{} with a checkpoint; continue with `tunelab train --resume {id}`", o.step, o.total_steps),
+                    }
                     Ok(ExitCode::from(exit::STOPPED))
                 }
                 _ => {

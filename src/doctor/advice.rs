@@ -16,6 +16,7 @@ pub enum Section {
     HfCache,
     ApiKeys,
     LlamaCpp,
+    Engines,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -270,6 +271,7 @@ mod tests {
                     enables: e.to_string(),
                 })
                 .collect(),
+            engines: Vec::new(),
             advice: Vec::new(),
         }
     }

@@ -85,6 +85,8 @@ pub struct Inputs {
     pub search_path: Vec<PathBuf>,
     /// The names from [`api_keys`] that are set to something; values are never read.
     pub keys_set: Vec<&'static str>,
+    /// The Python an engine run would use (the active venv's, else python3 on PATH).
+    pub python: Option<PathBuf>,
 }
 
 impl Inputs {
@@ -102,6 +104,7 @@ impl Inputs {
                 .map(|k| k.name)
                 .filter(|name| set(name))
                 .collect(),
+            python: crate::engine::preflight::interpreter(None).ok(),
         }
     }
 }
@@ -117,6 +120,8 @@ pub struct Report {
     /// Each key's name and whether it is set.
     pub api_keys: BTreeMap<String, bool>,
     pub llama_cpp: Vec<Tool>,
+    /// The engines `tunelab train --engine` can launch with that Python.
+    pub engines: Vec<EngineFound>,
     /// One line for each thing missing: what it means and how to fix it.
     pub advice: Vec<Advice>,
 }
@@ -207,6 +212,18 @@ pub struct HubModel {
     pub disk_bytes: u64,
 }
 
+/// One engine under the Python an engine run would use.
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineFound {
+    /// `trl`, `axolotl`, `llamafactory` (what `--engine` takes).
+    pub name: String,
+    pub python: Option<String>,
+    /// The installed version, when it is one tunelab knows.
+    pub version: Option<String>,
+    /// Why it cannot be used (not installed, an unknown version).
+    pub problem: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Tool {
     pub name: String,
@@ -234,10 +251,34 @@ pub fn gather(inputs: &Inputs) -> Report {
                 enables: enables.to_string(),
             })
             .collect(),
+        engines: engines(inputs.python.as_deref()),
         advice: Vec::new(),
     };
     report.advice = advise(&report);
     report
+}
+
+fn engines(python: Option<&std::path::Path>) -> Vec<EngineFound> {
+    use strum::IntoEnumIterator;
+    match python {
+        Some(py) => crate::engine::preflight::survey(py)
+            .into_iter()
+            .map(|(tool, found)| EngineFound {
+                name: tool.to_string(),
+                python: Some(py.display().to_string()),
+                version: found.as_ref().ok().cloned(),
+                problem: found.err(),
+            })
+            .collect(),
+        None => crate::scaleout::Tool::iter()
+            .map(|t| EngineFound {
+                name: t.to_string(),
+                python: None,
+                version: None,
+                problem: Some("no python3 on the PATH".into()),
+            })
+            .collect(),
+    }
 }
 
 fn build(inputs: &Inputs) -> Build {
@@ -360,6 +401,7 @@ mod tests {
             hf_offline: false,
             search_path: vec![root.join("bin")],
             keys_set,
+            python: None,
         }
     }
 

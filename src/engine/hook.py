@@ -7,7 +7,10 @@
 #    to $TUNELAB_ENGINE_EVENTS as JSON lines (the main process only); tunelab turns them
 #    into the run's events.jsonl as they arrive;
 #  - SIGTERM (`tunelab runs stop`, the workbench's x) asks the Trainer to save a checkpoint
-#    at the end of the current step and stop, instead of dying mid-step;
+#    at the end of the current step and stop, instead of dying mid-step; every process that
+#    builds a Trainer leaves its pid in $TUNELAB_TRAINER_PIDS (<host>-<pid>), so tunelab
+#    signals the trainers and not their launchers (accelerate's kills its child 5 s after
+#    a SIGTERM, which a checkpoint may need longer than);
 #  - Trainer.train() resumes from $TUNELAB_RESUME_FROM when the tool passes no checkpoint.
 # Another sitecustomize module further down sys.path (a distribution's) still runs.
 import importlib.abc
@@ -16,11 +19,13 @@ import json
 import math
 import os
 import signal
+import socket
 import sys
 import time
 
 _EVENTS = os.environ.get("TUNELAB_ENGINE_EVENTS")
 _RESUME = os.environ.get("TUNELAB_RESUME_FROM") or None
+_PIDS = os.environ.get("TUNELAB_TRAINER_PIDS")
 _stop_requested = False
 
 
@@ -108,7 +113,13 @@ def _patch(module):
         try:
             signal.signal(signal.SIGTERM, _on_sigterm)
         except ValueError:
-            pass  # not the main thread: the default stays
+            return  # not the main thread: the default stays, and tunelab signals the group
+        if _PIDS:
+            try:
+                os.makedirs(_PIDS, exist_ok=True)
+                open(os.path.join(_PIDS, f"{socket.gethostname()}-{os.getpid()}"), "w").close()
+            except OSError:
+                pass
 
     train = Trainer.train
 

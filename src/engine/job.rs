@@ -42,6 +42,8 @@ const STOP_GRACE: Duration = Duration::from_secs(600);
 pub struct LocalJob {
     child: Child,
     pgid: i32,
+    /// Where each Trainer process leaves its pid (`<host>-<pid>`).
+    trainer_pids: PathBuf,
     exited: Option<(ExitStatus, Instant)>,
     stopping: Option<Instant>,
     tail: Arc<Mutex<VecDeque<String>>>,
@@ -49,7 +51,7 @@ pub struct LocalJob {
 
 impl LocalJob {
     /// Starts `cmd` in a new process group, its stdout and stderr appended to `log`.
-    pub fn spawn(mut cmd: Command, log: &Path) -> std::io::Result<LocalJob> {
+    pub fn spawn(mut cmd: Command, log: &Path, trainer_pids: &Path) -> std::io::Result<LocalJob> {
         use std::os::unix::process::CommandExt;
         cmd.process_group(0)
             .stdin(Stdio::null())
@@ -77,6 +79,7 @@ impl LocalJob {
         Ok(LocalJob {
             child,
             pgid,
+            trainer_pids: trainer_pids.to_path_buf(),
             exited: None,
             stopping: None,
             tail,
@@ -168,10 +171,18 @@ impl Job for LocalJob {
         if self.stopping.is_none() {
             self.stopping = Some(Instant::now());
         }
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(self.pgid),
-            nix::sys::signal::Signal::SIGTERM,
-        );
+        // The Trainer processes, each once; their launchers end when they do. Before any
+        // Trainer exists there is nothing to save: the whole group goes.
+        let trainers = trainers_in(&self.trainer_pids, self.pgid);
+        if trainers.is_empty() {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(self.pgid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        for pid in trainers {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        }
     }
 
     fn describe(&self) -> String {
@@ -184,6 +195,26 @@ impl Job for LocalJob {
             .map(|t| t.iter().cloned().collect())
             .unwrap_or_default()
     }
+}
+
+/// The Trainer processes of this machine that left their pid in `dir` and are still in
+/// process group `pgid` (a pid reused by another process is not signalled).
+pub fn trainers_in(dir: &Path, pgid: i32) -> Vec<nix::unistd::Pid> {
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let prefix = format!("{host}-");
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid: i32 = name.strip_prefix(&prefix)?.parse().ok()?;
+            let pid = nix::unistd::Pid::from_raw(pid);
+            (nix::unistd::getpgid(Some(pid)).ok()?.as_raw() == pgid).then_some(pid)
+        })
+        .collect()
 }
 
 /// The last `n` lines of a file (the SLURM job's output in `train.log`).

@@ -33,6 +33,8 @@ use std::time::{Duration, Instant};
 
 /// The run's folder for the tool's experiment, output and hook.
 pub const DIR: &str = "engine";
+/// Where each Trainer process of a launch leaves its pid, in `engine/`.
+pub const TRAINER_PIDS: &str = "trainer-pids";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -216,6 +218,8 @@ pub fn prepare(cfg: &RunConfig, run: &RunDir, resume: bool) -> Result<Launchable
     if !resume {
         let _ = std::fs::remove_file(&hook_events);
     }
+    // This launch's trainers register afresh.
+    let _ = std::fs::remove_dir_all(engine_dir.join(TRAINER_PIDS));
     let resume_from = if resume {
         newest_checkpoint(&engine_dir)
     } else {
@@ -227,6 +231,10 @@ pub fn prepare(cfg: &RunConfig, run: &RunDir, resume: bool) -> Result<Launchable
         (
             "TUNELAB_ENGINE_EVENTS".to_string(),
             hook_events.display().to_string(),
+        ),
+        (
+            "TUNELAB_TRAINER_PIDS".to_string(),
+            engine_dir.join(TRAINER_PIDS).display().to_string(),
         ),
     ];
     if let Some(c) = &resume_from {
@@ -344,16 +352,17 @@ pub fn run(
     let engine_name = tool(cfg.train.engine).map_or("the engine", Tool::label);
     journal.phase(prior_step, &format!("prepare {engine_name}"), 0, 0, "")?;
     let launched = prepare(cfg, run, resume).and_then(|l| {
-        let job: Box<dyn Job> =
-            match l.launcher {
-                Launcher::Local => Box::new(LocalJob::spawn(l.command(), &l.log).map_err(|e| {
-                    EngineError::Launch(format!("starting {}: {e}", l.tool.label()))
-                })?),
-                Launcher::Slurm => {
-                    let path = write_slurm(&l)?;
-                    Box::new(slurm::SlurmJob::submit(&path, &l.engine_dir, &l.log)?)
-                }
-            };
+        let job: Box<dyn Job> = match l.launcher {
+            Launcher::Local => Box::new(
+                LocalJob::spawn(l.command(), &l.log, &l.engine_dir.join(TRAINER_PIDS)).map_err(
+                    |e| EngineError::Launch(format!("starting {}: {e}", l.tool.label())),
+                )?,
+            ),
+            Launcher::Slurm => {
+                let path = write_slurm(&l)?;
+                Box::new(slurm::SlurmJob::submit(&path, &l.engine_dir, &l.log)?)
+            }
+        };
         Ok((l, job))
     });
     let (l, mut job) = match launched {
@@ -389,7 +398,10 @@ pub fn run(
         prior_elapsed,
         step: prior_step,
         state: RunState::Running,
-        gpus: crate::telemetry::Gpus::open(),
+        // NVML reads this machine's GPUs: a SLURM job's are on other nodes.
+        gpus: (l.launcher == Launcher::Local)
+            .then(crate::telemetry::Gpus::open)
+            .flatten(),
         trainable_params: trainable_params(cfg),
         train_records: records(&l.engine_dir.join(scaleout::TRAIN_FILE)),
         ..Following::default_for(cfg)
@@ -451,9 +463,34 @@ fn finish(
         last_eval_loss: follow.last_eval_loss,
     };
     if follow.state == RunState::Stopping {
+        // What a resume will start from, said when it is not the step the run stopped at.
+        let saved = newest_checkpoint(&l.engine_dir).and_then(|p| {
+            p.file_name()?
+                .to_str()?
+                .strip_prefix("checkpoint-")?
+                .parse::<u64>()
+                .ok()
+        });
+        let note = match saved {
+            Some(s) if s >= step => None,
+            Some(s) => Some(format!(
+                "{} did not save at step {step} before it ended; a resume starts from checkpoint-{s}",
+                l.tool.label()
+            )),
+            None => Some(format!(
+                "stopped before {} saved a checkpoint; a resume starts from the beginning",
+                l.tool.label()
+            )),
+        };
+        if let Some(n) = &note {
+            journal.event(EventKind::Warning {
+                step,
+                message: n.clone(),
+            })?;
+        }
         journal.event(EventKind::Stopped { step })?;
         journal.status(RunState::Stopped, step, None)?;
-        return Ok(outcome(RunState::Stopped, None));
+        return Ok(outcome(RunState::Stopped, note));
     }
     let ok = end.ok.unwrap_or(follow.ended);
     let failure = if ok {

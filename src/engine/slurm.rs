@@ -25,7 +25,17 @@ cd "$(dirname "$0")"
 set -m
 bash run.sh "$@" &
 pid=$!
-trap 'kill -TERM -- "-$pid" 2>/dev/null' TERM
+# The Trainer processes of this node (the hook leaves <host>-<pid> in trainer-pids/), else
+# the whole group: launchers end when their trainers do.
+stop() {
+  local found=""
+  for f in trainer-pids/"$(hostname)"-*; do
+    [ -e "$f" ] || continue
+    kill -TERM "${f##*-}" 2>/dev/null && found=1
+  done
+  [ -n "$found" ] || kill -TERM -- "-$pid" 2>/dev/null
+}
+trap stop TERM
 rc=0
 wait "$pid" || rc=$?
 while kill -0 "$pid" 2>/dev/null; do wait "$pid" || rc=$?; done

@@ -239,3 +239,58 @@ mod tests {
         assert!(memory(&c, &lora, weights, 4, 2, 16, true).activations < e.activations);
     }
 }
+
+/// The estimate for each of `world` GPUs sharing a run: ZeRO-2 splits LoRA's gradients and
+/// AdamW moments (three quarters of its state), ZeRO-3 and FSDP the frozen weights and the
+/// whole LoRA state. Activations and logits are each GPU's own micro-batch's already.
+pub fn per_gpu(
+    m: &MemoryEstimate,
+    world: usize,
+    shards_state: bool,
+    shards_weights: bool,
+) -> MemoryEstimate {
+    let w = world.max(1) as u64;
+    let weights = if shards_weights {
+        m.weights.div_ceil(w)
+    } else {
+        m.weights
+    };
+    let lora_state = if shards_weights {
+        m.lora_state.div_ceil(w)
+    } else if shards_state {
+        m.lora_state / 4 + (m.lora_state - m.lora_state / 4).div_ceil(w)
+    } else {
+        m.lora_state
+    };
+    MemoryEstimate {
+        weights,
+        lora_state,
+        activations: m.activations,
+        logits: m.logits,
+        total: m.total - m.weights - m.lora_state + weights + lora_state,
+    }
+}
+
+#[cfg(test)]
+mod per_gpu_tests {
+    use super::*;
+
+    #[test]
+    fn sharding_divides_what_it_shards() {
+        let m = MemoryEstimate {
+            weights: 8000,
+            lora_state: 400,
+            activations: 300,
+            logits: 100,
+            total: 8800,
+        };
+        assert_eq!(per_gpu(&m, 8, false, false), m);
+        let z2 = per_gpu(&m, 8, true, false);
+        assert_eq!(
+            (z2.weights, z2.lora_state, z2.total),
+            (8000, 100 + 38, 8538)
+        );
+        let z3 = per_gpu(&m, 8, true, true);
+        assert_eq!((z3.weights, z3.lora_state, z3.total), (1000, 50, 1450));
+    }
+}

@@ -724,7 +724,7 @@ fn copy_adapter(from: &Path, to: &Path) -> Result<(), ScaleoutError> {
 
 /// tunelab's batch (`batch_size × grad_accum`) spread over `gpus` so the global batch stays
 /// the same: the accumulation is divided when it can be, else the per-GPU batch.
-fn spread_batch(cfg: &RunConfig, gpus: usize) -> (usize, usize, Option<Unmapped>) {
+pub fn spread_batch(cfg: &RunConfig, gpus: usize) -> (usize, usize, Option<Unmapped>) {
     let (b, a) = (cfg.train.batch_size, cfg.train.grad_accum);
     let g = gpus.max(1);
     if g == 1 {

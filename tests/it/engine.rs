@@ -236,7 +236,15 @@ fn an_engine_run_stops_with_a_checkpoint_and_resumes_from_it() {
             "train.eval_every=0",
         ],
     );
-    let run = detach(&h, &args, 0.3);
+    // Saving takes longer than the 5 s the launcher gives its child after a SIGTERM: the
+    // stop must reach the trainer alone.
+    let mut c = tunelab(&h, 0.3);
+    c.args(&args)
+        .arg("--detach")
+        .env("FAKE_TRL_SAVE_SECONDS", "6");
+    let (code, out, err) = run_out(c);
+    assert_eq!(code, 0, "{err}");
+    let run = h.path().join("data/runs").join(out.trim());
     wait_for("three train events", 60, || {
         of_type(&events(&run), "train").len() >= 3
     });
@@ -246,7 +254,7 @@ fn an_engine_run_stops_with_a_checkpoint_and_resumes_from_it() {
         state(&run) == Some(RunState::Stopped)
     });
     let stopped_at = RunDir::new(&run).read_status().unwrap().step;
-    assert!(stopped_at >= 3 && stopped_at < 30, "{stopped_at}");
+    assert!((3..30).contains(&stopped_at), "{stopped_at}");
     // The Trainer saved at the step it stopped on (save_every is 100).
     let ckpt = run.join(format!("engine/output/checkpoint-{stopped_at}"));
     assert!(

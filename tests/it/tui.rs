@@ -1302,6 +1302,109 @@ fn the_train_tab_during_an_evaluation() {
     insta::assert_snapshot!("train_phase_120x40", screen);
 }
 
+/// The Train tab watching an engine run (#30; the README's capture): the engine and its GPUs
+/// in the chart's title, one memory gauge per GPU from the run's events.
+#[test]
+fn the_train_tab_watching_an_engine_run() {
+    let h = home();
+    let mut a = app(&h, "dark", false);
+    let run = RunDir::new(h.path().join("data/runs/llama-8b-trl-20260102-000000"));
+    std::fs::create_dir_all(&run.root).unwrap();
+    std::fs::write(run.config(), tunelab::config::PRESETS[0].1).unwrap();
+    common::append_event_line(
+        &run,
+        &json!({"type": "start", "step": 0, "total_steps": 600, "trainable_params": 41943040,
+        "device": "cuda ×8", "engine": "TRL 1.16.0 · 8 GPUs · ZeRO-3"}),
+    );
+    let gpus = |s: u32| -> Vec<serde_json::Value> {
+        (0..8u32)
+            .map(|i| {
+                json!({"index": i, "name": "NVIDIA H100 80GB HBM3",
+                "used": (52u64 + u64::from(i % 3) + u64::from(s % 2)) << 30,
+                "total": 80u64 << 30, "utilization": 91 + i % 7})
+            })
+            .collect()
+    };
+    for s in 1..=120u32 {
+        let loss = 1.2 * (-(s as f64) / 80.0).exp() + 0.9;
+        common::append_event_line(
+            &run,
+            &json!({"type": "train", "step": s, "total_steps": 600, "loss": loss, "lr": 1e-4,
+            "grad_norm": 0.6, "tokens": 65536, "tokens_per_s": 41200.0, "epoch": s as f64 / 200.0,
+            "elapsed": s as f64 * 1.6, "eta": (600 - s) as f64 * 1.6, "mean_token_accuracy": 0.61,
+            "gpu_mem": 440u64 << 30, "gpu_util": 93, "gpus": gpus(s)}),
+        );
+        if s % 50 == 0 {
+            common::append_event_line(
+                &run,
+                &json!({"type": "eval", "step": s, "eval_loss": loss + 0.05}),
+            );
+        }
+    }
+    run.write_status(&Status {
+        state: RunState::Running,
+        pid: None,
+        step: 120,
+        total_steps: 600,
+        last_loss: Some(1.15),
+        ..Status::starting(5.0)
+    })
+    .unwrap();
+    open_from_runs_tab(&mut a, &run);
+    settle(&mut a);
+    assert_eq!(a.tab, Tab::Train);
+    let screen = render(&mut a, 120, 40, &h);
+    assert!(screen.contains("TRL 1.16.0 · 8 GPUs · ZeRO-3"), "{screen}");
+    assert!(screen.contains(" 8 GPUs "), "{screen}");
+    for i in 0..6 {
+        assert!(screen.contains(&format!("GPU {i} ")), "GPU {i}: {screen}");
+    }
+    insta::assert_snapshot!("train_engine_120x40", screen);
+}
+
+/// An engine run's memory estimate in the Adapter form is per GPU and says how the GPUs
+/// share it (#30): ZeRO-3 over 8 divides the weights and LoRA's state, each GPU holds its
+/// share of the batch.
+#[test]
+fn the_adapter_form_estimates_an_engine_run_per_gpu() {
+    let h = home();
+    let mut a = app(&h, "dark", false);
+    a.handle(Action::TabAdapter);
+    settle(&mut a);
+    let whole = a.adapter.memory().expect("the demo model has an estimate");
+    assert!(a.adapter.sharing().is_none());
+    for (k, v) in [
+        ("train.engine", "trl"),
+        ("train.gpus", "8"),
+        ("train.sharding", "zero3"),
+        ("train.batch_size", "8"),
+        ("train.grad_accum", "1"),
+    ] {
+        a.adapter.config.set_field(k, v).unwrap();
+    }
+    let one_gpu = {
+        let mut c = a.adapter.config.clone();
+        c.set_field("train.batch_size", "1").unwrap();
+        c.set_field("train.gpus", "1").unwrap();
+        c.set_field("train.sharding", "none").unwrap();
+        c.set_field("train.engine", "tunelab").unwrap();
+        c
+    };
+    let per = a.adapter.memory().unwrap();
+    assert_eq!(per.weights, whole.weights.div_ceil(8));
+    // The batch of 8 over 8 GPUs: one sequence each, as a one-sequence run's activations.
+    let saved = std::mem::replace(&mut a.adapter.config, one_gpu);
+    let single = a.adapter.memory().unwrap();
+    a.adapter.config = saved;
+    assert_eq!(per.activations, single.activations);
+    assert_eq!(per.lora_state, whole.lora_state.div_ceil(8));
+    let screen = render(&mut a, 120, 40, &h);
+    assert!(
+        screen.contains("per GPU: ZeRO-3, weights and LoRA ÷ 8"),
+        "{screen}"
+    );
+}
+
 /// The Adapter form says what each evaluation costs (#34): the held-out count from the
 /// dataset's records, `data.eval_split` and `data.eval_max`, and, once a run of the same
 /// model has evaluated, the time at that run's pace.

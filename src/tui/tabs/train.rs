@@ -159,6 +159,89 @@ fn phase_gauge(p: &crate::runs::event::Phase, theme: &Theme) -> Gauge<'static> {
         .gauge_style(theme.muted)
 }
 
+/// The machine's memory (the GPU through NVML, else RAM) with the trainer's RSS and a
+/// history sparkline.
+fn draw_machine_memory(f: &mut Frame, mem: Rect, m: &MemoryMonitor, theme: &Theme) {
+    let mblock = Block::default()
+        .borders(Borders::ALL)
+        .title(format!(" {} ", m.label));
+    let inner = mblock.inner(mem);
+    f.render_widget(mblock, mem);
+    let [g, txt, spark] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Min(1),
+    ])
+    .areas(inner);
+    f.render_widget(
+        memory_gauge(m.used, m.total, theme).label(format!("{}/{} GiB", gib(m.used), gib(m.total))),
+        g,
+    );
+    f.render_widget(
+        Paragraph::new(format!(
+            "trainer RSS {}",
+            m.trainer_rss
+                .map_or("-".into(), |r| format!("{} GiB", gib(r)))
+        ))
+        .style(theme.muted),
+        txt,
+    );
+    let hist: Vec<u64> = m.history.iter().map(|u| u / (1 << 20)).collect();
+    f.render_widget(
+        Sparkline::default()
+            .data(&hist)
+            .max(m.total / (1 << 20))
+            .style(theme.accent),
+        spark,
+    );
+}
+
+/// One gauge per GPU of an engine run, from its latest train event (NVML on this machine).
+fn draw_gpu_gauges(f: &mut Frame, mem: Rect, gpus: &[crate::telemetry::GpuMemory], theme: &Theme) {
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(format!(" {} GPUs ", gpus.len()));
+    let inner = block.inner(mem);
+    f.render_widget(block, mem);
+    let rows = inner.height as usize;
+    let shown = if gpus.len() > rows {
+        rows.saturating_sub(1)
+    } else {
+        gpus.len()
+    };
+    for (i, g) in gpus.iter().take(shown).enumerate() {
+        let area = Rect {
+            y: inner.y + i as u16,
+            height: 1,
+            ..inner
+        };
+        let util = g
+            .utilization
+            .map(|u| format!(" · {u}%"))
+            .unwrap_or_default();
+        f.render_widget(
+            memory_gauge(g.used, g.total, theme).label(format!(
+                "GPU {} {}/{} GiB{util}",
+                g.index,
+                gib(g.used),
+                gib(g.total)
+            )),
+            area,
+        );
+    }
+    if shown < gpus.len() {
+        let area = Rect {
+            y: inner.y + shown as u16,
+            height: 1,
+            ..inner
+        };
+        f.render_widget(
+            Paragraph::new(format!("+{} more", gpus.len() - shown)).style(theme.muted),
+            area,
+        );
+    }
+}
+
 fn gib(b: u64) -> String {
     crate::units::gib(b, 1)
 }
@@ -184,7 +267,12 @@ fn draw(f: &mut Frame, area: Rect, t: &TrainTab, theme: &Theme, hint: &str) {
     let state = v.status.as_ref().map_or("starting".to_string(), |s| {
         format!("{:?}", s.state).to_lowercase()
     });
-    let title = format!(" loss · {} · {state} ", v.id());
+    // An engine run names its engine and GPUs (`TRL 1.16.0 · 8 GPUs · ZeRO-3`).
+    let title = match v.start.as_ref().and_then(|s| s.engine.as_deref()) {
+        // The run's id is in the header line already.
+        Some(e) => format!(" loss · {} · {state} ", crate::tui::text::one_line(e)),
+        None => format!(" loss · {} · {state} ", v.id()),
+    };
     if v.is_grpo() {
         draw_grpo_charts(f, chart_area, v, title, theme);
     } else {
@@ -282,39 +370,12 @@ fn draw(f: &mut Frame, area: Rect, t: &TrainTab, theme: &Theme, hint: &str) {
         Paragraph::new(lines).wrap(ratatui::widgets::Wrap { trim: false }),
         rest,
     );
-    let m = &t.memory;
-    let mblock = Block::default()
-        .borders(Borders::ALL)
-        .title(format!(" {} ", m.label));
-    let inner = mblock.inner(mem);
-    f.render_widget(mblock, mem);
-    let [g, txt, spark] = Layout::vertical([
-        Constraint::Length(1),
-        Constraint::Length(1),
-        Constraint::Min(1),
-    ])
-    .areas(inner);
-    f.render_widget(
-        memory_gauge(m.used, m.total, theme).label(format!("{}/{} GiB", gib(m.used), gib(m.total))),
-        g,
-    );
-    f.render_widget(
-        Paragraph::new(format!(
-            "trainer RSS {}",
-            m.trainer_rss
-                .map_or("-".into(), |r| format!("{} GiB", gib(r)))
-        ))
-        .style(theme.muted),
-        txt,
-    );
-    let hist: Vec<u64> = m.history.iter().map(|u| u / (1 << 20)).collect();
-    f.render_widget(
-        Sparkline::default()
-            .data(&hist)
-            .max(m.total / (1 << 20))
-            .style(theme.accent),
-        spark,
-    );
+    // An engine run's events carry every local GPU: one gauge each.
+    if let Some(gpus) = v.last.as_ref().map(|l| &l.gpus).filter(|g| !g.is_empty()) {
+        draw_gpu_gauges(f, mem, gpus, theme);
+    } else {
+        draw_machine_memory(f, mem, &t.memory, theme);
+    }
     let (log_area, samples_area) = if v.samples.is_empty() && v.completions.1.is_empty() {
         (bottom, None)
     } else {

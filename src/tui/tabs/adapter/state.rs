@@ -500,8 +500,16 @@ impl AdapterTab {
         let c = self.model_config()?;
         let t = &self.config.train;
         let bytes = t.dtype.size() as u64;
-        let rows = t.method.rows_per_item() * t.batch_size;
-        Some(estimate::memory(
+        let engine = t.engine.is_external();
+        let launch = crate::scaleout::Launch::from_config(t);
+        // An engine run's GPU holds its own share of the batch.
+        let batch = if engine {
+            crate::scaleout::spread_batch(&self.config, launch.world()).0
+        } else {
+            t.batch_size
+        };
+        let rows = t.method.rows_per_item() * batch;
+        let whole = estimate::memory(
             c,
             &(&self.config.lora).into(),
             estimate::base_bytes(c, &self.config.model.quant_plan(), bytes),
@@ -509,6 +517,32 @@ impl AdapterTab {
             rows,
             self.config.data.max_seq_len,
             t.gradient_checkpointing,
+        );
+        if !engine {
+            return Some(whole);
+        }
+        Some(estimate::per_gpu(
+            &whole,
+            launch.world(),
+            t.sharding != crate::config::ShardingChoice::None,
+            t.sharding.shards_parameters(),
         ))
+    }
+
+    /// How an engine run's GPUs share the estimate, said under it; `None` for tunelab's own.
+    pub fn sharing(&self) -> Option<String> {
+        use crate::config::ShardingChoice as S;
+        let t = &self.config.train;
+        if !t.engine.is_external() {
+            return None;
+        }
+        let w = crate::scaleout::Launch::from_config(t).world();
+        Some(match t.sharding {
+            S::None if w == 1 => "per GPU: one GPU holds it all".into(),
+            S::None => format!("per GPU: data parallel, each of {w} holds the model"),
+            S::Zero2 => format!("per GPU: ZeRO-2, LoRA grads+moments ÷ {w}"),
+            S::Zero3 => format!("per GPU: ZeRO-3, weights and LoRA ÷ {w}"),
+            S::Fsdp => format!("per GPU: FSDP, weights and LoRA ÷ {w}"),
+        })
     }
 }

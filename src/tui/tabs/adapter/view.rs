@@ -245,17 +245,18 @@ fn draw_memory(f: &mut Frame, mem: Rect, t: &AdapterTab, theme: &Theme) {
                     theme.error,
                 )
             };
-            f.render_widget(
-                Paragraph::new(vec![
-                    Line::from(format!("weights    {}", gib(m.weights))),
-                    Line::from(format!("LoRA state {}", gib(m.lora_state))),
-                    Line::from(format!("activ.     {}", gib(m.activations))),
-                    Line::from(format!("logits     {}", gib(m.logits))),
-                    Line::from(verdict),
-                    Line::styled(name.clone(), theme.muted),
-                ]),
-                lines_area,
-            );
+            let mut lines = vec![
+                Line::from(format!("weights    {}", gib(m.weights))),
+                Line::from(format!("LoRA state {}", gib(m.lora_state))),
+                Line::from(format!("activ.     {}", gib(m.activations))),
+                Line::from(format!("logits     {}", gib(m.logits))),
+                Line::from(verdict),
+            ];
+            if let Some(s) = t.sharing() {
+                lines.push(Line::styled(s, theme.muted));
+            }
+            lines.push(Line::styled(name.clone(), theme.muted));
+            f.render_widget(Paragraph::new(lines), lines_area);
             let ratio = gauge::usage(m.total, *total);
             f.render_widget(
                 gauge::memory_gauge(m.total, *total, theme)
