@@ -201,7 +201,7 @@ pub fn prepare(cfg: &RunConfig, run: &RunDir, resume: bool) -> Result<Launchable
     let python = preflight::interpreter(cfg.train.python.as_deref())?;
     let version = preflight::check(&python, tool)?;
     let launch = Launch::from_config(&cfg.train);
-    let engine_dir = std::path::absolute(run.root.join(DIR)).map_err(io(&run.root))?;
+    let engine_dir = std::path::absolute(run.engine()).map_err(io(&run.root))?;
     if !resume || !engine_dir.join(scaleout::CONFIG_COPY).is_file() {
         scaleout::export(
             cfg,

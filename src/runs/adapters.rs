@@ -58,6 +58,29 @@ pub fn checkpoint_dirs(checkpoints: &Path) -> Vec<(u64, PathBuf)> {
     out
 }
 
+/// A run's checkpoints, oldest first: tunelab's `checkpoints/step-N`, and an engine run's
+/// `engine/output/checkpoint-N` that hold a PEFT adapter.
+pub fn run_checkpoints(run: &RunDir) -> Vec<(u64, PathBuf)> {
+    let mut out = checkpoint_dirs(&run.checkpoints());
+    let engine = run.engine().join("output");
+    out.extend(
+        std::fs::read_dir(&engine)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let step = name.strip_prefix("checkpoint-")?.parse().ok()?;
+                e.path()
+                    .join("adapter_config.json")
+                    .is_file()
+                    .then(|| (step, e.path()))
+            }),
+    );
+    out.sort();
+    out
+}
+
 /// The base a run trained on, from its `config.yaml` (`model.path`).
 fn run_base(run: &RunDir) -> Option<String> {
     let text = std::fs::read_to_string(run.config()).ok()?;
@@ -79,7 +102,7 @@ pub fn of_run(run: &RunDir) -> Vec<RunAdapter> {
     if run.has_adapter() {
         found.push((run.adapter(), Which::Final));
     }
-    for (step, dir) in checkpoint_dirs(&run.checkpoints()).into_iter().rev() {
+    for (step, dir) in run_checkpoints(run).into_iter().rev() {
         if dir.join("adapter_config.json").is_file() {
             found.push((dir, Which::Checkpoint(step)));
         }

@@ -138,7 +138,7 @@ impl RunDetails {
         let samples = greedy_samples(&events);
         RunDetails {
             config: RunConfig::load(&run.config()).ok(),
-            checkpoints: super::adapters::checkpoint_dirs(&run.checkpoints())
+            checkpoints: super::adapters::run_checkpoints(&run)
                 .iter()
                 .map(|(s, _)| *s)
                 .collect(),

@@ -107,6 +107,10 @@ impl RunDir {
     pub fn adapter(&self) -> PathBuf {
         self.root.join("adapter")
     }
+    /// An engine run's tool folder (`engine::DIR`): its experiment, hook and output.
+    pub fn engine(&self) -> PathBuf {
+        self.root.join("engine")
+    }
     /// Whether the run has written its final adapter.
     pub fn has_adapter(&self) -> bool {
         self.adapter().join("adapter_config.json").is_file()

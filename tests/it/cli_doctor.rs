@@ -42,6 +42,7 @@ fn doctor(m: &Machine, args: &[&str]) -> (i32, String, String) {
         .env("HF_HOME", &m.hf_home)
         .env("HF_HUB_OFFLINE", "1")
         .env("PATH", &m.bin)
+        .env_remove("VIRTUAL_ENV")
         .env("ANTHROPIC_API_KEY", ANTHROPIC)
         .env("HF_TOKEN", HF)
         .env_remove("OPENAI_API_KEY")
@@ -194,7 +195,8 @@ fn doctor_text_has_every_section_and_no_secret() {
             "disk",
             "Hugging Face cache",
             "API keys (names only)",
-            "llama.cpp tools on PATH"
+            "llama.cpp tools on PATH",
+            "engines (tunelab train --engine)"
         ],
         "{out}"
     );
@@ -212,6 +214,7 @@ fn doctor_text_has_every_section_and_no_secret() {
     assert!(line("OPENAI_API_KEY").contains("not set"), "{out}");
     assert!(line("llama-server").ends_with("bin/llama-server"), "{out}");
     assert!(line("llama-quantize").contains("not found"), "{out}");
+    assert!(line("trl ").ends_with("no python3 on the PATH"), "{out}");
     assert!(
         line("data ").contains(&m.home.path().join("data").display().to_string()),
         "{out}"
@@ -270,4 +273,44 @@ fn doctor_on_a_bare_machine_says_what_is_missing() {
         3,
         "{texts:?}"
     );
+}
+
+/// The engines section names what the active venv's Python has: the fake TRL 1.16.0 of the
+/// engine tests, and no Axolotl or LLaMA-Factory, with the command that installs each.
+#[test]
+fn doctor_lists_the_engines_the_python_has() {
+    let m = machine();
+    let Some(python) = crate::common::python3("doctor engines") else {
+        return;
+    };
+    let real = std::process::Command::new(&python)
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .unwrap();
+    let real = std::path::PathBuf::from(String::from_utf8_lossy(&real.stdout).trim());
+    let venv = crate::common::fixture("fake_engine");
+    let out = Command::new(env!("CARGO_BIN_EXE_tunelab"))
+        .env("TUNELAB_HOME", m.home.path())
+        .env("NO_COLOR", "1")
+        .env("HF_HOME", &m.hf_home)
+        .env("PATH", real.parent().unwrap())
+        .env("VIRTUAL_ENV", &venv)
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let engines = r["engines"].as_array().unwrap();
+    let by = |n: &str| engines.iter().find(|e| e["name"] == n).unwrap().clone();
+    assert_eq!(by("trl")["version"], "1.16.0", "{engines:?}");
+    assert!(by("trl")["python"]
+        .as_str()
+        .unwrap()
+        .ends_with("fake_engine/bin/python"));
+    let axolotl = by("axolotl")["problem"].as_str().unwrap().to_string();
+    assert!(
+        axolotl.contains("Axolotl is not installed")
+            && axolotl.contains("pip install 'axolotl==0.19.0'"),
+        "{axolotl}"
+    );
+    assert!(by("llamafactory")["version"].is_null());
 }

@@ -199,6 +199,19 @@ fn an_engine_run_streams_its_events_live_and_ends_with_the_tools_adapter() {
     // The tool's output is in train.log, as the Trainer prints it.
     let log = std::fs::read_to_string(run.join("train.log")).unwrap();
     assert!(log.contains("{'loss': 2.221416"), "{log}");
+    // Chat offers the final adapter and the tool's checkpoints, as for a tunelab run.
+    let labels: Vec<String> = tunelab::runs::adapters::of_run(&RunDir::new(&run))
+        .iter()
+        .map(|a| a.label())
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            format!("{id}/adapter"),
+            format!("{id}/step-6"),
+            format!("{id}/step-3")
+        ]
+    );
     // Chat loads it on the run's base model.
     let model = h.path().join("data/demo/tiny-model");
     let (code, out, err) = common::run(

@@ -226,6 +226,17 @@ pub fn draw(f: &mut Frame, area: Rect, t: &RunsTab, ctx: &Ctx) {
                 l.push(Line::from(format!("data    {}", clean(&c.data.train))));
                 l.push(Line::from(format!("lora    r{} α{} {}", c.lora.r, c.lora.alpha, c.lora.target_modules.join(","))));
                 l.push(Line::from(format!("train   lr {} {:?} bs {}×{} {} {}", c.train.lr, c.train.scheduler, c.train.batch_size, c.train.grad_accum, c.train.dtype, c.train.device).to_lowercase()));
+                if c.train.engine.is_external() {
+                    let t = &c.train;
+                    l.push(Line::from(format!(
+                        "engine  {} · {} GPU(s){} · {} · {}",
+                        t.engine,
+                        t.gpus,
+                        if t.nodes > 1 { format!(" × {} nodes", t.nodes) } else { String::new() },
+                        t.sharding,
+                        t.launcher
+                    )));
+                }
             }
             let ckpts: Vec<String> = details.map(|d| d.checkpoints.iter().map(|s| format!("step-{s}")).collect()).unwrap_or_default();
             l.push(Line::from(format!("ckpts   {}", if ckpts.is_empty() { "-".into() } else { ckpts.join(" ") })));
