@@ -304,6 +304,7 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         rows_per_step,
         seq,
         checkpointing,
+        device == tunelab::model::DeviceSpec::Cpu,
     );
     model.add_lora(&lora_cfg, 0)?;
     tunelab::allocator::load_done();
@@ -424,6 +425,9 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                    "checkpointing": checkpointing, "autograd": autograd, "last_loss": loss,
                    "quantization": quantization.to_string(), "base_bytes": quant.base_bytes,
                    "estimate_bytes": estimate.total,
+                   "estimate": {"weights": estimate.weights, "lora_state": estimate.lora_state,
+                                "activations": estimate.activations, "logits": estimate.logits,
+                                "runtime": estimate.runtime},
                    "trainable_params": model.trainable_parameters(),
                    "peak_vram_bytes": peak_vram, "rss_bytes": rss})
         );

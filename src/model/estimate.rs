@@ -23,8 +23,16 @@ pub struct MemoryEstimate {
     pub lora_state: u64,
     pub activations: u64,
     pub logits: u64,
+    /// On the host: the process itself (code, tokenizer, thread stacks, the allocator's
+    /// slack), measured on the smallest runs; 0 for a GPU's memory.
+    pub runtime: u64,
     pub total: u64,
 }
+
+/// What a training process holds besides the model and the step (`MemoryEstimate::runtime`):
+/// `tunelab bench train` on bench-tiny at 1 × 64 peaks at 67 MiB, of which the parts above
+/// account for 25.
+pub const HOST_RUNTIME: u64 = 40 << 20;
 
 /// Bytes the frozen base occupies under `quant`: each projection at its block type's bits
 /// (after llama.cpp's fallbacks for widths a block cannot take), everything else in the
@@ -72,8 +80,9 @@ pub fn base_bytes(c: &ModelConfig, plan: &super::QuantPlan, compute_bytes: u64) 
 }
 
 /// Bytes a LoRA SFT run needs, given the frozen base's `weights` bytes ([`base_bytes`]):
-/// the base, the LoRA state, the activations the hand-written backward keeps, and one chunk
-/// of the head's logits. Checked against measured peak RSS by `scripts/bench_memory.py`.
+/// the base, the LoRA state, the activations the hand-written backward keeps, one chunk of
+/// the head's logits, and on the `host` the process's own runtime. Checked against measured
+/// peak RSS by `scripts/bench_memory.py`.
 #[allow(clippy::too_many_arguments)]
 pub fn memory(
     c: &ModelConfig,
@@ -83,6 +92,7 @@ pub fn memory(
     batch: usize,
     seq: usize,
     checkpointing: bool,
+    host: bool,
 ) -> MemoryEstimate {
     let lora_state = trainable_parameters(c, lora) as u64 * 16;
     let tokens = (batch * seq) as u64;
@@ -108,23 +118,31 @@ pub fn memory(
     let per_token = 4 * h + 4 * q + capped * heads * seq as u64 + 3 * inter + qk_norm + sandwich;
     let layer = tokens * per_token * compute_bytes;
     let layers = c.num_hidden_layers as u64;
-    // Checkpointing keeps each layer's input and recomputes one layer at a time; either
-    // way one more layer's worth is in flight while a layer's backward runs.
+    // While a layer's backward runs, its saved tensors (recomputed, with checkpointing),
+    // the gradients of each of them and the temporaries between are in flight: three
+    // layers' worth (fitted on bench-tiny, where attention at 512 positions dominates a
+    // layer, and SmolLM2, where the MLP does; `scripts/bench_memory.py`).
+    let in_flight = 3 * layer;
     let activations = if checkpointing {
-        layers * tokens * h * compute_bytes + 2 * layer
+        layers * tokens * h * compute_bytes + in_flight
     } else {
-        (layers + 1) * layer
+        layers * layer + in_flight
     };
     // Per target row of one chunk: the logits and their gradient in the compute dtype, and
-    // five f32 copies on the way (cast, log-softmax, exp, the one-hot step, the scaling).
+    // the f32 copies on the way. On the host one (the softmax is taken in place, the
+    // gradient written into it); elsewhere five (cast, log-softmax, exp, the one-hot step,
+    // the scaling).
     let rows = tokens.min(super::compute::head_chunk_rows(c.vocab_size) as u64);
-    let logits = rows * c.vocab_size as u64 * (2 * compute_bytes + 20);
-    let total = weights + lora_state + activations + logits;
+    let copies = if host { 4 } else { 20 };
+    let logits = rows * c.vocab_size as u64 * (2 * compute_bytes + copies);
+    let runtime = if host { HOST_RUNTIME } else { 0 };
+    let total = weights + lora_state + activations + logits + runtime;
     MemoryEstimate {
         weights,
         lora_state,
         activations,
         logits,
+        runtime,
         total,
     }
 }
@@ -135,9 +153,10 @@ mod tests {
     use serde_json::json;
 
     /// The `llama-3.1-8b-qlora` preset's run (q4k base, r16 on all linear layers, seq 2048,
-    /// batch 1, checkpointing, bf16) is estimated under 8 GiB.
+    /// batch 1, checkpointing, bf16) is estimated at 8.4 GiB: a 12 GB consumer GPU holds it
+    /// with room for the CUDA context.
     #[test]
-    fn an_8b_qlora_run_fits_8_gib() {
+    fn an_8b_qlora_run_fits_a_12_gb_gpu() {
         let shape = crate::model::random::shape("llama-3.1-8b").unwrap();
         let c = ModelConfig::from_json(&shape).unwrap();
         let lora = LoraConfig {
@@ -153,7 +172,7 @@ mod tests {
             cache: None,
         };
         let base = base_bytes(&c, &plan, 2);
-        let e = memory(&c, &lora, base, 2, 1, 2048, true);
+        let e = memory(&c, &lora, base, 2, 1, 2048, true, false);
         let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
         eprintln!(
             "8B QLoRA: base {:.2} · LoRA state {:.2} · activations {:.2} · logits {:.2} · total {:.2} GiB",
@@ -163,10 +182,10 @@ mod tests {
             gib(e.logits),
             gib(e.total)
         );
-        assert!(gib(e.total) <= 8.0, "{e:?}: {:.2} GiB", gib(e.total));
+        assert!(gib(e.total) <= 8.5, "{e:?}: {:.2} GiB", gib(e.total));
         // The same run on a bf16 base does not fit: the base alone is 15 GiB.
         let none = crate::model::Quantization::None.into();
-        let dense = memory(&c, &lora, base_bytes(&c, &none, 2), 2, 1, 2048, true);
+        let dense = memory(&c, &lora, base_bytes(&c, &none, 2), 2, 1, 2048, true, false);
         eprintln!(
             "8B LoRA, bf16 base: base {:.2} · total {:.2} GiB",
             gib(dense.weights),
@@ -197,16 +216,18 @@ mod tests {
             cache: None,
         };
         let base = base_bytes(&c, &plan, 4);
-        let e = memory(&c, &lora, base, 4, 1, 128, true);
+        let e = memory(&c, &lora, base, 4, 1, 128, true, true);
         // q4k projections (4.5 bits), the q4k head, the embedding and norms in f32.
         assert_eq!(e.weights, 6_323_781_632);
         // 41,943,040 LoRA parameters × (weight, gradient, two moments) × 4 bytes.
         assert_eq!(e.lora_state, 41_943_040 * 16);
-        // 32 layer inputs of 128 × 4096 f32, and two layers in flight.
-        assert_eq!(e.activations, 148_897_792);
-        // One chunk of 128 target rows × 128,256 logits.
-        assert_eq!(e.logits, 128 * 128_256 * 28);
-        assert_eq!(e.total, 7_603_437_568);
+        // 32 layer inputs of 128 × 4096 f32, and three layers in flight.
+        assert_eq!(e.activations, 32 * 128 * 4096 * 4 + 3 * 128 * 79_872 * 4);
+        assert_eq!(e.activations, 189_792_256);
+        // One chunk of 128 target rows × 128,256 logits: f32 logits and gradient, one copy.
+        assert_eq!(e.logits, 128 * 128_256 * 12);
+        assert_eq!(e.runtime, HOST_RUNTIME);
+        assert_eq!(e.total, 7_423_606_784);
         assert!(e.total as f64 / (1u64 << 30) as f64 <= 7.09);
     }
 
@@ -234,9 +255,12 @@ mod tests {
         let weights = base_bytes(&c, &crate::model::Quantization::None.into(), 4);
         assert_eq!(weights, c.parameter_count() as u64 * 4);
         assert_eq!(weights, m.resident_bytes());
-        let e = memory(&c, &lora, weights, 4, 2, 16, false);
-        assert_eq!(e.total, e.weights + e.lora_state + e.activations + e.logits);
-        assert!(memory(&c, &lora, weights, 4, 2, 16, true).activations < e.activations);
+        let e = memory(&c, &lora, weights, 4, 2, 16, false, true);
+        assert_eq!(
+            e.total,
+            e.weights + e.lora_state + e.activations + e.logits + e.runtime
+        );
+        assert!(memory(&c, &lora, weights, 4, 2, 16, true, true).activations < e.activations);
     }
 }
 
@@ -267,6 +291,7 @@ pub fn per_gpu(
         lora_state,
         activations: m.activations,
         logits: m.logits,
+        runtime: m.runtime,
         total: m.total - m.weights - m.lora_state + weights + lora_state,
     }
 }
@@ -282,6 +307,7 @@ mod per_gpu_tests {
             lora_state: 400,
             activations: 300,
             logits: 100,
+            runtime: 0,
             total: 8800,
         };
         assert_eq!(per_gpu(&m, 8, false, false), m);

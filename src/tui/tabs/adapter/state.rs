@@ -517,6 +517,7 @@ impl AdapterTab {
             rows,
             self.config.data.max_seq_len,
             t.gradient_checkpointing,
+            t.device == crate::model::DeviceSpec::Cpu,
         );
         if !engine {
             return Some(whole);

@@ -249,7 +249,12 @@ fn draw_memory(f: &mut Frame, mem: Rect, t: &AdapterTab, theme: &Theme) {
                 Line::from(format!("weights    {}", gib(m.weights))),
                 Line::from(format!("LoRA state {}", gib(m.lora_state))),
                 Line::from(format!("activ.     {}", gib(m.activations))),
-                Line::from(format!("logits     {}", gib(m.logits))),
+                // On the host, the process's own runtime shares the line (the panel is short).
+                Line::from(if m.runtime > 0 {
+                    format!("logits     {} · runtime {}", gib(m.logits), gib(m.runtime))
+                } else {
+                    format!("logits     {}", gib(m.logits))
+                }),
                 Line::from(verdict),
             ];
             if let Some(s) = t.sharing() {
