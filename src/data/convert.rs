@@ -234,7 +234,7 @@ fn raw_pieces(raws: RawRecords) -> impl Iterator<Item = Result<Piece, DataError>
 }
 
 /// Converts `dataset` into `output` as `to`. `progress` hears the count of records read
-/// after each batch, so a large file's conversion shows it is moving.
+/// after each piece is written, so a large file's conversion shows it is moving.
 pub fn convert(
     dataset: &Dataset,
     output: &Path,

@@ -128,8 +128,12 @@ where
                 break Ok(());
             }
             let Ok((seq, out)) = done_rx.recv() else {
-                // Every worker is gone; nothing more can arrive.
-                break Ok(());
+                // Workers end only once the work channel closes, and `f`'s panics come back
+                // as results, so this is a broken invariant: never return a partial stream.
+                panic!(
+                    "the data workers ended with {} items outstanding",
+                    sent - next
+                );
             };
             pending.insert(seq, out);
             let mut failed = None;
