@@ -6,7 +6,8 @@ alternating, several runs, medians and spread.
 
 (the Python needs torch, transformers and peft; llama.cpp comes from scripts/build-llama-cpp.sh).
 `--only sft,forward,decode,prefill32,prefill128,convert` picks rows (`prefill` means both
-prefill rows); `--convert-mb` sizes the generated alpaca file (default 120).
+prefill rows); `--convert-mb` sizes the generated alpaca file (default 120), `--convert-shape
+short` makes its records short ASCII ones (bench_data.py's `--shape short`).
 
 Rows (all CPU; torch and llama.cpp limited to `--threads`, default 2, like the 2-core box):
 
@@ -202,7 +203,7 @@ class Bench:
         self.bench_data = bench_data
         self.convert_src = self.tmp / "alpaca.jsonl"
         print(f"generating {self.a.convert_mb} MB of alpaca JSONL in {self.tmp} ...", file=sys.stderr, flush=True)
-        self.convert_bytes = bench_data.generate(self.convert_src, self.a.convert_mb)
+        self.convert_bytes = bench_data.generate(self.convert_src, self.a.convert_mb, shape=self.a.convert_shape)
         self.py_converter = self.tmp / "convert.py"
         self.py_converter.write_text(bench_data.PY_CONVERTER)
 
@@ -239,7 +240,7 @@ def rows_spec(a):
                       "prefill_tunelab", "prefill_peer", (32,)),
         "prefill128": ("prefill 128 tokens SmolLM2-135M Q4_1, tokens/s", "llama.cpp", "tokens/s", 1.0,
                        "prefill_tunelab", "prefill_peer", (128,)),
-        "convert": (f"convert alpaca → openai JSONL, {a.convert_mb} MB, MB/s (whole process)", "Python json",
+        "convert": (f"convert alpaca → openai JSONL, {a.convert_mb} MB {a.convert_shape} records, MB/s (whole process)", "Python json",
                     "MB/s", 5.0, "convert_tunelab", "convert_peer", ()),
     }
 
@@ -323,6 +324,8 @@ def main():
     ap.add_argument("--sft-steps", type=int, default=20)
     ap.add_argument("--sft-warmup", type=int, default=2)
     ap.add_argument("--convert-mb", type=int, default=120, help="size of the generated alpaca file")
+    ap.add_argument("--convert-shape", choices=("long", "short"), default="long",
+                    help="alpaca record shape (scripts/bench_data.py --shape)")
     ap.add_argument("--model", type=pathlib.Path, default=GGUF)
     ap.add_argument("--dir", default=None, help="where the temporary files go (default: the system's)")
     ap.add_argument("--json", help="write machine, versions and every per-run number to this file")

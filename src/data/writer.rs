@@ -33,11 +33,62 @@ impl OutputContainer {
     }
 }
 
+/// Output bytes after which the data written so far starts going to disk in the background,
+/// so that the sync before publishing finds little left to write.
+const SYNC_EVERY: u64 = 16 << 20;
+
 pub struct RecordWriter {
     dest: PathBuf,
     container: OutputContainer,
     out: BufWriter<NamedTempFile>,
     count: u64,
+    /// Bytes written, and where the last background sync was asked for.
+    bytes: u64,
+    synced_at: u64,
+    syncer: Option<Syncer>,
+}
+
+/// A thread that syncs the temporary file's data to disk when asked (a large output's
+/// writeback overlaps the conversion instead of all waiting for the final sync). Its errors
+/// are left to that final sync, which reports them.
+struct Syncer {
+    tx: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Syncer {
+    fn start(file: &std::fs::File) -> Option<Syncer> {
+        let file = file.try_clone().ok()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("tunelab-sync".into())
+            .spawn(move || {
+                for () in rx {
+                    let _ = file.sync_data();
+                }
+            })
+            .ok()?;
+        Some(Syncer {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Asks for a sync unless one is already waiting.
+    fn kick(&self) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.try_send(());
+        }
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl RecordWriter {
@@ -58,7 +109,26 @@ impl RecordWriter {
             container,
             out,
             count: 0,
+            bytes: 0,
+            synced_at: 0,
+            syncer: None,
         })
+    }
+
+    /// Counts `n` bytes written; every [`SYNC_EVERY`] bytes, the data handed to the kernel
+    /// so far starts going to disk in the background.
+    fn wrote(&mut self, n: usize) {
+        self.bytes += n as u64;
+        if self.bytes - self.synced_at < SYNC_EVERY {
+            return;
+        }
+        self.synced_at = self.bytes;
+        if self.syncer.is_none() {
+            self.syncer = Syncer::start(self.out.get_ref().as_file());
+        }
+        if let Some(s) = &self.syncer {
+            s.kick();
+        }
     }
 
     pub fn write(&mut self, record: &Map<String, Value>) -> Result<(), DataError> {
@@ -82,6 +152,32 @@ impl RecordWriter {
             self.out.write_all(b"\n").map_err(io)?;
         }
         self.count += 1;
+        self.wrote(sep.len() + json.len() + 1);
+        Ok(())
+    }
+
+    /// Writes records already serialised as compact JSON, each followed by `\n` (compact
+    /// JSON holds no raw line end): what [`write_serialized`](Self::write_serialized) would
+    /// write for each, in one go for JSON Lines.
+    pub fn write_lines(&mut self, lines: &[u8]) -> Result<(), DataError> {
+        if self.container == OutputContainer::Jsonl {
+            let n = memchr::memchr_iter(b'\n', lines).count() as u64;
+            let dest = &self.dest;
+            let io = |e| DataError::write(dest, e);
+            if lines.len() >= self.out.capacity() / 4 {
+                // A large block goes to the file as it is, not copied through the buffer.
+                self.out.flush().map_err(io)?;
+                self.out.get_mut().write_all(lines).map_err(io)?;
+            } else {
+                self.out.write_all(lines).map_err(io)?;
+            }
+            self.count += n;
+            self.wrote(lines.len());
+            return Ok(());
+        }
+        for line in lines.split_inclusive(|b| *b == b'\n') {
+            self.write_serialized(line.strip_suffix(b"\n").unwrap_or(line))?;
+        }
         Ok(())
     }
 
@@ -92,6 +188,8 @@ impl RecordWriter {
     /// Closes the container, syncs, and renames the temporary file over the destination.
     pub fn finish(mut self) -> Result<u64, DataError> {
         let dest = self.dest.clone();
+        // Waits for a background sync under way; the final one is `publish`'s.
+        self.syncer = None;
         if self.container == OutputContainer::JsonArray {
             let tail: &[u8] = if self.count == 0 { b"]\n" } else { b"\n]\n" };
             self.out

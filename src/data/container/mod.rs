@@ -15,7 +15,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 pub use json_array::JsonArrayReader;
-pub use jsonl::JsonlReader;
+pub use jsonl::{Chunk, JsonlChunks, JsonlReader};
 
 /// One raw record, not yet parsed where the container hands out bytes, so parsing can run
 /// on worker threads.
@@ -38,12 +38,19 @@ impl RawRecord {
     pub fn value(self) -> std::result::Result<Map<String, Value>, String> {
         match self.body {
             RawBody::Value(v) => v,
-            RawBody::Json { bytes, line: None } => parse_object(&bytes),
-            RawBody::Json {
-                bytes,
-                line: Some(l),
-            } => parse_object(&bytes).map_err(|m| format!("{m} (line {l})")),
+            RawBody::Json { bytes, line } => parse_json_body(&bytes, line),
         }
+    }
+}
+
+/// The object in the bytes of a [`RawBody::Json`], or why it is not one.
+pub fn parse_json_body(
+    bytes: &[u8],
+    line: Option<u64>,
+) -> std::result::Result<Map<String, Value>, String> {
+    match line {
+        None => parse_object(bytes),
+        Some(l) => parse_object(bytes).map_err(|m| format!("{m} (line {l})")),
     }
 }
 
@@ -120,6 +127,18 @@ impl DatasetFile {
             container,
             bytes: meta.len(),
         })
+    }
+
+    /// A JSON Lines file as runs of whole lines of about `target` bytes, for workers to split
+    /// (the records are the ones [`records`](Self::records) yields); `None` for the other
+    /// containers.
+    pub fn jsonl_chunks(&self, target: usize) -> Result<Option<JsonlChunks<File>>> {
+        if self.container != Container::Jsonl {
+            return Ok(None);
+        }
+        let path = &self.path;
+        let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+        Ok(Some(JsonlChunks::new(path.clone(), file, target)))
     }
 
     pub fn records(&self) -> Result<RawRecords> {

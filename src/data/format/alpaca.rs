@@ -20,10 +20,8 @@ pub const PREFERENCE_KEYS: &[&str] = &[
 /// System, history turns and the user turn (instruction and input as two parts).
 fn read_prompt(obj: &Map<String, Value>, issues: &mut Issues) -> Option<Vec<Message>> {
     let mut messages = Vec::new();
-    if let Some(system) = opt_str(obj, "system", issues) {
-        if !system.is_empty() {
-            messages.push(Message::new(Role::System, system).with_source("system"));
-        }
+    if let Some(system) = opt_str(obj, "system", issues).and_then(system_turn) {
+        messages.push(system);
     }
     match obj.get("history") {
         None | Some(Value::Null) => {}
@@ -65,23 +63,73 @@ fn read_prompt(obj: &Map<String, Value>, issues: &mut Issues) -> Option<Vec<Mess
     }
     let instruction = req_str(obj, "instruction", issues);
     let input = opt_str(obj, "input", issues);
-    let mut user = Message::new(Role::User, instruction?).with_source("instruction");
+    messages.push(user_turn(instruction?, input));
+    Some(messages)
+}
+
+/// The system turn: a non-empty `system`.
+fn system_turn(system: String) -> Option<Message> {
+    (!system.is_empty()).then(|| Message::new(Role::System, system).with_source("system"))
+}
+
+/// The user turn: the instruction, and the input (when not empty) as a second part.
+fn user_turn(instruction: String, input: Option<String>) -> Message {
+    let mut user = Message::new(Role::User, instruction).with_source("instruction");
     if let Some(input) = input.filter(|s| !s.is_empty()) {
         user.parts.push(input);
     }
-    messages.push(user);
-    Some(messages)
+    user
+}
+
+/// The assistant turn of `output`, with a leading `<think>` block as its reasoning.
+fn reply_turn(output: String) -> Message {
+    Message::new(Role::Assistant, output)
+        .with_source("output")
+        .with_inline_reasoning()
 }
 
 pub fn read(obj: &Map<String, Value>, issues: &mut Issues) -> Option<Body> {
     let prompt = read_prompt(obj, issues);
     let output = req_str(obj, "output", issues);
     let mut messages = prompt?;
-    messages.push(
-        Message::new(Role::Assistant, output?)
-            .with_source("output")
-            .with_inline_reasoning(),
-    );
+    messages.push(reply_turn(output?));
+    Some(Body::Conversation(Conversation {
+        messages,
+        ..Default::default()
+    }))
+}
+
+/// An alpaca record with nothing but string fields: what most records are.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Plain {
+    instruction: Option<String>,
+    input: Option<String>,
+    output: Option<String>,
+    system: Option<String>,
+    history: Option<serde::de::IgnoredAny>,
+}
+
+/// The body [`read`] makes of the JSON object `text`, read straight into strings without a
+/// `Value` tree, when the record is a plain one: `instruction` and `output` strings, `input`
+/// and `system` strings or null or absent, `history` null or absent, no other keys (and no
+/// key twice). `None` for any other text, which the general reader then reads (and reports
+/// on).
+pub fn read_plain(text: &str) -> Option<Body> {
+    // A struct also deserializes from a JSON array; only an object is a record.
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    let plain: Plain = serde_json::from_str(text).ok()?;
+    if plain.history.is_some() {
+        return None;
+    }
+    let mut messages = Vec::with_capacity(3);
+    if let Some(system) = plain.system.and_then(system_turn) {
+        messages.push(system);
+    }
+    messages.push(user_turn(plain.instruction?, plain.input));
+    messages.push(reply_turn(plain.output?));
     Some(Body::Conversation(Conversation {
         messages,
         ..Default::default()

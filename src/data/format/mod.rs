@@ -125,6 +125,35 @@ impl Format {
         })
     }
 
+    /// Reads one record straight from the JSON text of its object, without a `Value` tree,
+    /// where this format has such a reader (alpaca) and the record is a plain one: the
+    /// record [`read`](Self::read) gives, not yet validated. `None` means: parse the text and
+    /// use [`read`](Self::read), which also says what is wrong with it.
+    pub fn read_fast(self, text: &str) -> Option<Record> {
+        let body = match self {
+            Format::Alpaca => alpaca::read_plain(text)?,
+            _ => return None,
+        };
+        Some(Record {
+            body,
+            meta: Map::new(),
+        })
+    }
+
+    /// Appends the compact JSON of the one record [`write_records`](Self::write_records)
+    /// makes of `record` to `out`, without building a `Value`, where it can (openai output
+    /// of a conversation that has no tools, no extra fields and nothing to note). Returns
+    /// false, with `out` untouched, where it cannot: then use
+    /// [`write_records`](Self::write_records).
+    pub fn write_fast(self, record: &Record, out: &mut Vec<u8>) -> bool {
+        match (self, &record.body) {
+            (Format::Openai, Body::Conversation(c)) if record.meta.is_empty() => {
+                openai::write_plain(c, out)
+            }
+            _ => false,
+        }
+    }
+
     /// The records of this format that `record` becomes: usually one; a preference pair
     /// written as unpaired data becomes two (chosen → label true, rejected → label false),
     /// and an undesirable completion written as SFT data becomes none (counted in `notes`).
