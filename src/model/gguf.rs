@@ -394,7 +394,8 @@ pub fn load_model(path: &Path, device: &Device) -> Result<(Model, Content), Mode
     } else {
         Weight::Dense(embed.clone())
     };
-    let model = Model::assemble(
+    let tied = !has("output.weight");
+    let mut model = Model::assemble(
         config,
         embed,
         layers,
@@ -403,6 +404,9 @@ pub fn load_model(path: &Path, device: &Device) -> Result<(Model, Content), Mode
         DType::F32,
         device,
     );
+    if tied {
+        model.decode_head = Some(embed_q);
+    }
     Ok((model, content))
 }
 

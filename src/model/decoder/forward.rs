@@ -11,6 +11,9 @@ use crate::model::kv_cache::{Attention, LayerCache, DIRECT_MAX_QUERIES};
 use crate::ops;
 use candle_core::{Result, Tensor, D};
 
+/// Up to this many rows the head takes `Model::decode_head` when there is one.
+const DECODE_HEAD_ROWS: usize = 4;
+
 /// RoPE on the first `rotary_dim` dimensions of each head ([b, h, t, d]); the rest pass
 /// through (Phi-4-mini's partial rotary).
 pub fn rope_partial(
@@ -99,10 +102,13 @@ impl Model {
     /// Final norm and LM head: logits [b, t, vocab].
     pub fn head(&self, h: &Tensor) -> Result<Tensor> {
         let h = ops::rms_norm(h, &self.norm, self.config.rms_norm_eps)?;
-        softcap(
-            &self.lm_head.apply(&h)?,
-            self.config.final_logit_softcapping,
-        )
+        let rows = h.elem_count() / h.dim(D::Minus1)?;
+        let logits = match &self.decode_head {
+            // A decode step: the quantized blocks, where the dense copy is 3.8× the bytes.
+            Some(q) if rows <= DECODE_HEAD_ROWS => ops::quantized_linear(&h, q)?,
+            _ => self.lm_head.apply(&h)?,
+        };
+        softcap(&logits, self.config.final_logit_softcapping)
     }
 
     /// Logits [b, t, vocab] at every position. `dropout_seed` enables LoRA dropout.

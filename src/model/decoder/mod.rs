@@ -48,6 +48,11 @@ pub struct Model {
     pub layers: Vec<Block>,
     pub norm: Tensor,
     pub lm_head: Weight,
+    /// The head as the file stores it, for products of a few rows (a decode step): a tied
+    /// GGUF head is dense for training and prefill (no dequantization per call), but one
+    /// token's logits read a quarter of the bytes from its Q8_0 blocks, exactly (the
+    /// activations stay f32).
+    pub decode_head: Option<std::sync::Arc<candle_core::quantized::QTensor>>,
     pub device: Device,
     pub dtype: DType,
     pub lora: Option<LoraConfig>,
@@ -70,6 +75,7 @@ impl Model {
             layers,
             norm,
             lm_head,
+            decode_head: None,
             device: device.clone(),
             dtype,
             lora: None,
