@@ -11,7 +11,9 @@
 #    builds a Trainer leaves its pid in $TUNELAB_TRAINER_PIDS (<host>-<pid>), so tunelab
 #    signals the trainers and not their launchers (accelerate's kills its child 5 s after
 #    a SIGTERM, which a checkpoint may need longer than);
-#  - Trainer.train() resumes from $TUNELAB_RESUME_FROM when the tool passes no checkpoint.
+#  - Trainer.train() resumes from $TUNELAB_RESUME_FROM when the tool passes no checkpoint;
+#  - when tunelab's supervisor ($TUNELAB_SUPERVISOR_PID) is gone (killed), the Trainer saves
+#    and stops as for a stop, so nothing trains unobserved and `--resume` continues from it.
 # Another sitecustomize module further down sys.path (a distribution's) still runs.
 import importlib.abc
 import importlib.util
@@ -26,6 +28,7 @@ import time
 _EVENTS = os.environ.get("TUNELAB_ENGINE_EVENTS")
 _RESUME = os.environ.get("TUNELAB_RESUME_FROM") or None
 _PIDS = os.environ.get("TUNELAB_TRAINER_PIDS")
+_SUPERVISOR = os.environ.get("TUNELAB_SUPERVISOR_PID")
 _stop_requested = False
 
 
@@ -127,6 +130,23 @@ def _patch(module):
         if resume_from_checkpoint in (None, False) and _RESUME:
             resume_from_checkpoint = _RESUME
         return train(self, resume_from_checkpoint, *args, **kwargs)
+
+    if _SUPERVISOR:
+        import threading
+
+        def watch(pid=int(_SUPERVISOR)):
+            global _stop_requested
+            while not _stop_requested:
+                time.sleep(2)
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    print("tunelab hook: tunelab's supervisor is gone; saving and stopping", file=sys.stderr)
+                    _stop_requested = True
+                except OSError:
+                    pass
+
+        threading.Thread(target=watch, name="tunelab-supervisor-watch", daemon=True).start()
 
     Trainer.__init__ = __init__
     Trainer.train = train_

@@ -1,11 +1,9 @@
 //! The launched tool as something to poll and stop: a process group on this machine
 //! ([`LocalJob`]) or a SLURM job ([`super::slurm::SlurmJob`]).
 
-use std::collections::VecDeque;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How a job ended: whether it succeeded (`None`: the launcher cannot say), and in words.
@@ -38,97 +36,44 @@ const GRACE: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(600);
 
 /// The tool as a process group of its own on this machine, its output appended to the
-/// run's `train.log` as it comes and its last lines kept.
+/// run's `train.log` by the tool itself (not through this process: a killed supervisor must
+/// not break the tool's stdout while its trainer saves).
 pub struct LocalJob {
     child: Child,
     pgid: i32,
     /// Where each Trainer process leaves its pid (`<host>-<pid>`).
     trainer_pids: PathBuf,
+    log: PathBuf,
     exited: Option<(ExitStatus, Instant)>,
     stopping: Option<Instant>,
-    tail: Arc<Mutex<VecDeque<String>>>,
 }
 
 impl LocalJob {
     /// Starts `cmd` in a new process group, its stdout and stderr appended to `log`.
     pub fn spawn(mut cmd: Command, log: &Path, trainer_pids: &Path) -> std::io::Result<LocalJob> {
         use std::os::unix::process::CommandExt;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
         cmd.process_group(0)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn()?;
-        let tail = Arc::new(Mutex::new(VecDeque::new()));
-        let out: Vec<Box<dyn Read + Send>> = [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        for pipe in out {
-            copy_output(pipe, log.to_path_buf(), Arc::clone(&tail));
-        }
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        let child = cmd.spawn()?;
         let pgid = child.id() as i32;
         Ok(LocalJob {
             child,
             pgid,
             trainer_pids: trainer_pids.to_path_buf(),
+            log: log.to_path_buf(),
             exited: None,
             stopping: None,
-            tail,
         })
     }
 
     fn group_alive(&self) -> bool {
         nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pgid), None).is_ok()
-    }
-}
-
-/// Copies a pipe into `log` (appending) and the tail, on its own thread.
-fn copy_output(mut pipe: Box<dyn Read + Send>, log: PathBuf, tail: Arc<Mutex<VecDeque<String>>>) {
-    std::thread::spawn(move || {
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .ok();
-        let mut buf = [0u8; 8192];
-        let mut partial = String::new();
-        loop {
-            let n = match pipe.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            if let Some(f) = file.as_mut() {
-                let _ = f.write_all(&buf[..n]);
-            }
-            partial.push_str(&String::from_utf8_lossy(&buf[..n]));
-            // Progress bars redraw with `\r`: each redraw is a line of its own here.
-            while let Some(i) = partial.find(['\n', '\r']) {
-                let line: String = partial.drain(..=i).collect();
-                push_line(&tail, line.trim_end());
-            }
-        }
-        push_line(&tail, partial.trim_end());
-    });
-}
-
-fn push_line(tail: &Mutex<VecDeque<String>>, line: &str) {
-    if line.trim().is_empty() {
-        return;
-    }
-    if let Ok(mut t) = tail.lock() {
-        if t.len() == TAIL {
-            t.pop_front();
-        }
-        t.push_back(line.to_string());
     }
 }
 
@@ -190,10 +135,7 @@ impl Job for LocalJob {
     }
 
     fn last_lines(&self) -> Vec<String> {
-        self.tail
-            .lock()
-            .map(|t| t.iter().cloned().collect())
-            .unwrap_or_default()
+        file_tail(&self.log, TAIL)
     }
 }
 

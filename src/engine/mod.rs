@@ -153,7 +153,13 @@ impl Launchable {
 
     /// The local launch as one shell line, for the log and `--dry-run`.
     pub fn command_line(&self) -> String {
-        let env: String = self.env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+        // Run by hand, there is no supervisor to watch.
+        let env: String = self
+            .env
+            .iter()
+            .filter(|(k, _)| k != "TUNELAB_SUPERVISOR_PID")
+            .map(|(k, v)| format!("{k}={v} "))
+            .collect();
         format!(
             "cd {} && PATH={}:$PATH PYTHONPATH={} {env}bash run.sh{}",
             self.engine_dir.display(),
@@ -237,6 +243,14 @@ pub fn prepare(cfg: &RunConfig, run: &RunDir, resume: bool) -> Result<Launchable
             engine_dir.join(TRAINER_PIDS).display().to_string(),
         ),
     ];
+    // A local launch's trainers save and stop if this supervisor is killed (a SLURM job's
+    // run on other machines, where the pid means nothing).
+    if cfg.train.launcher == Launcher::Local {
+        env.push((
+            "TUNELAB_SUPERVISOR_PID".into(),
+            std::process::id().to_string(),
+        ));
+    }
     if let Some(c) = &resume_from {
         env.push(("TUNELAB_RESUME_FROM".into(), c.display().to_string()));
     }

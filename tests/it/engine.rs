@@ -305,6 +305,60 @@ fn an_engine_run_stops_with_a_checkpoint_and_resumes_from_it() {
     assert!(run.join("adapter/adapter_config.json").is_file());
 }
 
+/// A supervisor killed outright (kill -9): the tool's trainer notices, saves at its step and
+/// stops, so nothing trains unobserved, and `--resume` continues from that checkpoint.
+#[test]
+fn a_killed_supervisor_leaves_a_checkpoint_to_resume_from() {
+    let h = home();
+    let py = fake_python();
+    let py = py.to_str().unwrap();
+    let args = engine_args(
+        py,
+        "train.max_steps=40",
+        &[
+            "--set",
+            "train.save_every=100",
+            "--set",
+            "train.eval_every=0",
+        ],
+    );
+    let run = detach(&h, &args, 0.2);
+    wait_for("two train events", 60, || {
+        of_type(&events(&run), "train").len() >= 2
+    });
+    let pid = RunDir::new(&run).read_status().unwrap().pid.unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let hook = run.join("engine/hook-events.jsonl");
+    wait_for("the trainer to save and end", 60, || {
+        std::fs::read_to_string(&hook).is_ok_and(|t| t.contains("\"stopped\": true"))
+    });
+    let text = std::fs::read_to_string(&hook).unwrap();
+    let end: Value = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["event"] == "end")
+        .unwrap();
+    let step = end["step"].as_u64().unwrap();
+    assert!(step > 0 && step < 40, "{step}");
+    assert!(run
+        .join(format!("engine/output/checkpoint-{step}"))
+        .is_dir());
+    let mut c = tunelab(&h, 0.01);
+    c.args(["train", "--resume", run.to_str().unwrap()]);
+    let (code, _, err) = run_out(c);
+    assert_eq!(code, 0, "{err}");
+    let resume = of_type(&events(&run), "resume")
+        .first()
+        .map(|e| e["from_step"].as_u64().unwrap());
+    assert_eq!(resume, Some(step));
+    let status = RunDir::new(&run).read_status().unwrap();
+    assert_eq!((status.state, status.step), (RunState::Done, 40));
+}
+
 #[test]
 fn a_crashed_engine_run_fails_with_the_tools_last_lines() {
     let h = home();
