@@ -471,6 +471,11 @@ pub const FIELDS: &[FieldSpec] = &[
         kind: FieldKind::Choice(ShardingChoice::VARIANTS),
     },
     FieldSpec {
+        path: "train.python",
+        help: "engine run: the venv's bin/python (empty: the active venv's, else python3)",
+        kind: FieldKind::Text,
+    },
+    FieldSpec {
         path: "train.launcher",
         help: "engine run: on this machine, or a SLURM job",
         kind: FieldKind::Choice(Launcher::VARIANTS),
@@ -594,7 +599,7 @@ impl RunConfig {
             FieldKind::Adapter if t.is_empty() => Y::Null,
             FieldKind::Adapter => Y::String(t.to_string()),
             FieldKind::Text => {
-                if t.is_empty() && path == "name" {
+                if t.is_empty() && matches!(path, "name" | "train.python") {
                     Y::Null
                 } else {
                     Y::String(t.to_string())

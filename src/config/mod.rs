@@ -485,11 +485,15 @@ impl RunConfig {
             bad("train.nodes", "must be at least 1");
         }
         if !t.engine.is_external() {
-            if t.gpus > 1 || t.nodes > 1 || t.sharding != ShardingChoice::None {
-                bad(
-                    "train.gpus",
-                    "tunelab's own engine trains on one device; set train.engine to trl, axolotl or llamafactory to train across GPUs",
-                );
+            let one = "tunelab's own engine trains on one device; set train.engine to trl, axolotl or llamafactory to train across GPUs";
+            if t.gpus > 1 {
+                bad("train.gpus", one);
+            }
+            if t.nodes > 1 {
+                bad("train.nodes", one);
+            }
+            if t.sharding != ShardingChoice::None {
+                bad("train.sharding", one);
             }
             if t.launcher == Launcher::Slurm {
                 bad(
@@ -529,6 +533,41 @@ pub use presets::PRESETS;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_engine_fields_read_their_defaults_and_write_nothing_until_set() {
+        let mut c = RunConfig::minimal("m", "d");
+        assert_eq!(c.get_field("train.engine"), "tunelab");
+        assert_eq!(c.get_field("train.gpus"), "1");
+        assert_eq!(c.get_field("train.sharding"), "none");
+        assert_eq!(c.get_field("train.launcher"), "local");
+        assert!(!c.to_yaml().contains("engine"), "{}", c.to_yaml());
+        c.set_field("train.engine", "trl").unwrap();
+        c.set_field("train.gpus", "8").unwrap();
+        c.set_field("train.sharding", "zero3").unwrap();
+        c.set_field("train.python", "/venv/bin/python").unwrap();
+        assert_eq!(c.train.python.as_deref(), Some("/venv/bin/python"));
+        let back = RunConfig::from_yaml(&c.to_yaml(), "t").unwrap();
+        assert_eq!(back.train.engine, Engine::Trl);
+        assert_eq!(
+            (back.train.gpus, back.train.sharding),
+            (8, ShardingChoice::Zero3)
+        );
+        c.set_field("train.python", "").unwrap();
+        assert_eq!(c.train.python, None);
+        // Back on tunelab's own engine, the GPUs and sharding are problems the form lists
+        // until they are one and none again.
+        c.set_field("train.engine", "tunelab").unwrap();
+        let paths: Vec<String> = c.validate().into_iter().map(|i| i.path).collect();
+        assert_eq!(paths, ["train.gpus", "train.sharding"]);
+        assert!(c.set_field("train.gpus", "4").is_err());
+        c.set_field("train.gpus", "1").unwrap();
+        c.set_field("train.sharding", "none").unwrap();
+        assert!(c.validate().is_empty());
+        // Several nodes need the SLURM launcher.
+        c.set_path("train.nodes", "2").unwrap();
+        assert!(c.validate().iter().any(|i| i.path == "train.nodes"));
+    }
     use strum::VariantNames;
 
     #[test]
