@@ -26,7 +26,7 @@ CAPTURES = {
     "The Train tab during an evaluation (120×40, cut):": ("docs/src/training.md", [("train_phase_120x40", 14)]),
     "The same tab while the run evaluates between steps (120×40, cut): the step gauge holds, the phase":
         ("README.md", [("train_phase_120x40", 14)]),
-    "The Train tab watching a TRL run on eight GPUs (120×40, cut):": ("README.md", [("train_engine_120x40", 16)]),
+    "The Train tab on an eight-GPU TRL run's events (the snapshot test's; 120×40, cut):": ("README.md", [("train_engine_120x40", 16)]),
     "Chat tab and Runs tab:": (WORKBENCH, [("chat_80x24", None), ("runs_80x24", None)]),
 }
 
