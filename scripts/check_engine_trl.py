@@ -38,6 +38,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from check_exports_run import offline_env  # noqa: E402 (the same offline, telemetry-free environment)
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CACHE = pathlib.Path(os.environ.get("TUNELAB_MODEL_CACHE", pathlib.Path.home() / ".cache" / "tunelab-ci"))
 TUNELAB = os.environ.get("TUNELAB_BIN", str(ROOT / "target" / "release" / "tunelab"))
@@ -53,22 +56,6 @@ LOSS_TOL = 1e-3
 BATCH = 9
 POLL = 0.05
 TIMEOUT = 900
-
-
-def offline_env(home):
-    env = dict(os.environ)
-    env.update(
-        TUNELAB_HOME=str(home),
-        NO_COLOR="1",
-        HF_HUB_OFFLINE="1",
-        HF_DATASETS_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        HF_HUB_DISABLE_TELEMETRY="1",
-        DO_NOT_TRACK="1",
-        WANDB_MODE="disabled",
-        TOKENIZERS_PARALLELISM="false",
-    )
-    return env
 
 
 def run(cmd, env, log=None, timeout=TIMEOUT):

@@ -79,3 +79,21 @@ pub fn is_repo_id(s: &str) -> bool {
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         })
 }
+
+/// The first executable file called `name` in `dirs` (the folders of `PATH`, in order).
+pub fn find_on_path(name: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
+    dirs.iter().map(|d| d.join(name)).find(|p| is_executable(p))
+}
+
+/// Whether `p` is a file someone may execute.
+pub fn is_executable(p: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The folders of this process's `PATH`, in order.
+pub fn search_path() -> Vec<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default()
+}

@@ -207,7 +207,7 @@ fn dry_run(cfg: &RunConfig, run: &RunDir) -> anyhow::Result<ExitCode> {
             print!("{text}");
             eprintln!(
                 "nothing launched; the experiment is in {}{}",
-                run.root.join(tunelab::engine::DIR).display(),
+                run.engine().display(),
                 script
                     .map(|p| format!(
                         " (submit it with `sbatch {}`, or run `tunelab train` without --dry-run)",

@@ -96,9 +96,7 @@ impl Inputs {
             paths: Paths::resolve(),
             hf_cache: crate::paths::hf_hub_cache(),
             hf_offline: crate::paths::hf_hub_offline(),
-            search_path: std::env::var_os("PATH")
-                .map(|p| std::env::split_paths(&p).collect())
-                .unwrap_or_default(),
+            search_path: crate::paths::search_path(),
             keys_set: api_keys()
                 .into_iter()
                 .map(|k| k.name)

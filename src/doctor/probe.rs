@@ -52,15 +52,8 @@ pub fn cpu_features() -> Vec<CpuFeature> {
     out
 }
 
-/// The first executable file called `name` in `dirs`.
-pub fn find_on_path(name: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
-    dirs.iter().map(|d| d.join(name)).find(|p| is_executable(p))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
+pub use crate::paths::find_on_path;
+use crate::paths::is_executable;
 
 /// nvcc on PATH, else in the toolkit's usual place (then a build would not find it).
 pub(super) fn nvcc(dirs: &[PathBuf]) -> Option<Nvcc> {

@@ -4,7 +4,6 @@
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// The hook's source.
@@ -78,19 +77,13 @@ impl Follower {
     /// The complete lines appended since the last call (a half-written last line waits);
     /// lines that do not parse are skipped.
     pub fn read(&mut self) -> Vec<HookLine> {
-        let Ok(mut f) = std::fs::File::open(&self.path) else {
-            return Vec::new();
-        };
-        let mut buf = Vec::new();
-        if f.seek(SeekFrom::Start(self.offset)).is_err() || f.read_to_end(&mut buf).is_err() {
-            return Vec::new();
+        match crate::runs::read_json_lines(&self.path, self.offset) {
+            Ok((lines, offset)) => {
+                self.offset = offset;
+                lines
+            }
+            Err(_) => Vec::new(),
         }
-        let complete = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        self.offset += complete as u64;
-        buf[..complete]
-            .split(|b| *b == b'\n')
-            .filter_map(|l| serde_json::from_slice(l).ok())
-            .collect()
     }
 }
 

@@ -31,8 +31,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The run's folder for the tool's experiment, output and hook.
-pub const DIR: &str = "engine";
 /// Where each Trainer process of a launch leaves its pid, in `engine/`.
 pub const TRAINER_PIDS: &str = "trainer-pids";
 
@@ -190,13 +188,12 @@ fn cpu_args(tool: Tool) -> Vec<String> {
     }
 }
 
-/// The newest `checkpoint-N` of the tool's output that holds a trainer state.
-pub fn newest_checkpoint(engine_dir: &Path) -> Option<PathBuf> {
+/// The newest `checkpoint-N` of the tool's output that holds a trainer state, with its step.
+pub fn newest_checkpoint(engine_dir: &Path) -> Option<(u64, PathBuf)> {
     scaleout::import::checkpoints(&engine_dir.join(scaleout::OUTPUT_DIR))
         .into_iter()
         .rev()
-        .map(|(_, p)| p)
-        .find(|p| p.join("trainer_state.json").is_file())
+        .find(|(_, p)| p.join("trainer_state.json").is_file())
 }
 
 /// Checks the interpreter and the tool, writes the experiment (a resume keeps the one it
@@ -227,7 +224,7 @@ pub fn prepare(cfg: &RunConfig, run: &RunDir, resume: bool) -> Result<Launchable
     // This launch's trainers register afresh.
     let _ = std::fs::remove_dir_all(engine_dir.join(TRAINER_PIDS));
     let resume_from = if resume {
-        newest_checkpoint(&engine_dir)
+        newest_checkpoint(&engine_dir).map(|(_, p)| p)
     } else {
         None
     };
@@ -478,13 +475,7 @@ fn finish(
     };
     if follow.state == RunState::Stopping {
         // What a resume will start from, said when it is not the step the run stopped at.
-        let saved = newest_checkpoint(&l.engine_dir).and_then(|p| {
-            p.file_name()?
-                .to_str()?
-                .strip_prefix("checkpoint-")?
-                .parse::<u64>()
-                .ok()
-        });
+        let saved = newest_checkpoint(&l.engine_dir).map(|(s, _)| s);
         let note = match saved {
             Some(s) if s >= step => None,
             Some(s) => Some(format!(

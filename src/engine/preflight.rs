@@ -42,7 +42,7 @@ pub fn interpreter(python: Option<&str>) -> Result<PathBuf, EngineError> {
     if let Some(p) = python {
         // A bare name (`python3.11`) is looked up on the PATH.
         if !p.contains('/') {
-            if let Some(found) = on_path(p) {
+            if let Some(found) = crate::paths::find_on_path(p, &crate::paths::search_path()) {
                 return Ok(found);
             }
         }
@@ -67,20 +67,11 @@ pub fn interpreter(python: Option<&str>) -> Result<PathBuf, EngineError> {
             return Ok(p);
         }
     }
-    on_path("python3").ok_or_else(|| {
+    crate::paths::find_on_path("python3", &crate::paths::search_path()).ok_or_else(|| {
         EngineError::Preflight(
             "no python3 on the PATH; pass --python PATH (a venv's bin/python) or set train.python"
                 .into(),
         )
-    })
-}
-
-/// `name` in a folder of `$PATH`.
-pub fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
     })
 }
 

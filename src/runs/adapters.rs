@@ -44,14 +44,20 @@ impl RunAdapter {
 /// The finished `step-N` folders under `checkpoints`, oldest first (temporary folders are
 /// not listed).
 pub fn checkpoint_dirs(checkpoints: &Path) -> Vec<(u64, PathBuf)> {
-    let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(checkpoints)
+    numbered_dirs(checkpoints, "step-")
+}
+
+/// The folders of `dir` named `PREFIX` and a step (`step-40`, a Hugging Face Trainer's
+/// `checkpoint-40`), oldest first.
+pub fn numbered_dirs(dir: &Path, prefix: &str) -> Vec<(u64, PathBuf)> {
+    let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let step = name.strip_prefix("step-")?.parse().ok()?;
-            Some((step, e.path()))
+            let step = name.strip_prefix(prefix)?.parse().ok()?;
+            e.path().is_dir().then(|| (step, e.path()))
         })
         .collect();
     out.sort();
@@ -62,20 +68,10 @@ pub fn checkpoint_dirs(checkpoints: &Path) -> Vec<(u64, PathBuf)> {
 /// `engine/output/checkpoint-N` that hold a PEFT adapter.
 pub fn run_checkpoints(run: &RunDir) -> Vec<(u64, PathBuf)> {
     let mut out = checkpoint_dirs(&run.checkpoints());
-    let engine = run.engine().join("output");
     out.extend(
-        std::fs::read_dir(&engine)
+        numbered_dirs(&run.engine().join("output"), "checkpoint-")
             .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let step = name.strip_prefix("checkpoint-")?.parse().ok()?;
-                e.path()
-                    .join("adapter_config.json")
-                    .is_file()
-                    .then(|| (step, e.path()))
-            }),
+            .filter(|(_, p)| p.join("adapter_config.json").is_file()),
     );
     out.sort();
     out

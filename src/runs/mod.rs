@@ -107,7 +107,7 @@ impl RunDir {
     pub fn adapter(&self) -> PathBuf {
         self.root.join("adapter")
     }
-    /// An engine run's tool folder (`engine::DIR`): its experiment, hook and output.
+    /// An engine run's tool folder: its experiment, hook and output (`engine`).
     pub fn engine(&self) -> PathBuf {
         self.root.join("engine")
     }
@@ -149,6 +149,16 @@ impl RunDir {
 /// writer is mid-append) is left for the next call; the returned offset points at it. Lines
 /// that are not events are skipped.
 pub fn read_events(path: &Path, offset: u64) -> std::io::Result<(Vec<RunEvent>, u64)> {
+    read_json_lines(path, offset)
+}
+
+/// Reads the complete JSON lines of an append-only file from byte `offset` on, as `T`: the
+/// contract of `events.jsonl` (and of an engine run's hook file). A half-written last line
+/// is left for the next call; lines that are not a `T` are skipped; a missing file is empty.
+pub fn read_json_lines<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    offset: u64,
+) -> std::io::Result<(Vec<T>, u64)> {
     let mut f = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), offset)),
@@ -158,12 +168,12 @@ pub fn read_events(path: &Path, offset: u64) -> std::io::Result<(Vec<RunEvent>, 
     let mut buf = Vec::new();
     f.read_to_end(&mut buf)?;
     let complete = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    let events = buf[..complete]
+    let lines = buf[..complete]
         .split(|b| *b == b'\n')
         .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
         .filter_map(|l| serde_json::from_slice(l).ok())
         .collect();
-    Ok((events, offset + complete as u64))
+    Ok((lines, offset + complete as u64))
 }
 
 /// Where runs live by default: `runs/` in the workspace (the data folder).

@@ -47,18 +47,7 @@ fn import_err(path: &Path, message: impl Into<String>) -> ScaleoutError {
 
 /// `checkpoint-N` folders of `dir`, oldest first.
 pub(crate) fn checkpoints(dir: &Path) -> Vec<(u64, PathBuf)> {
-    let mut v: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let n = name.strip_prefix("checkpoint-")?.parse().ok()?;
-            e.path().is_dir().then(|| (n, e.path()))
-        })
-        .collect();
-    v.sort();
-    v
+    crate::runs::adapters::numbered_dirs(dir, "checkpoint-")
 }
 
 /// `dir` itself when `ok(dir)`, else its newest checkpoint that is.
