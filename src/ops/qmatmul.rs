@@ -47,21 +47,45 @@ impl Format {
     }
 }
 
-/// Whether this CPU runs the kernel, asked once.
-fn cpu_has_kernel() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| {
+/// The instruction set the kernels run with on this CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isa {
+    /// No kernel: callers keep the dequantizing path.
+    None,
+    /// AVX2, FMA and F16C: eight lanes.
+    Avx2,
+    /// AVX-512F (with F16C): sixteen lanes, and a 4-bit block's values come from a
+    /// 16-entry table in one permute (`avx512`).
+    Avx512,
+}
+
+/// What this CPU runs, asked once.
+fn isa() -> Isa {
+    static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+    *ISA.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            std::is_x86_feature_detected!("avx2")
+            let avx2 = std::is_x86_feature_detected!("avx2")
                 && std::is_x86_feature_detected!("fma")
-                && std::is_x86_feature_detected!("f16c")
+                && std::is_x86_feature_detected!("f16c");
+            if avx2 && std::is_x86_feature_detected!("avx512f") {
+                Isa::Avx512
+            } else if avx2 {
+                Isa::Avx2
+            } else {
+                Isa::None
+            }
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            false
+            Isa::None
         }
     })
+}
+
+/// Whether this CPU runs the kernel.
+fn cpu_has_kernel() -> bool {
+    isa() != Isa::None
 }
 
 /// Whether [`matmul`] computes products with `w` (on this CPU, for f32 activations).
@@ -98,11 +122,100 @@ pub fn matmul(x: &Tensor, w: &QTensor) -> Result<Option<Tensor>> {
             data.len()
         );
     }
-    let y = products(format, &data, &xs, m, n, k);
+    let y = products(isa(), format, &data, &xs, m, n, k);
     if let Some(last) = dims.last_mut() {
         *last = n;
     }
     Ok(Some(Tensor::from_vec(y, dims, x.device())?))
+}
+
+/// `x · dequant(w)ᵀ` for several weights of one input (`q, k, v` or `gate, up`), each
+/// `[n_i, k]`: with few activation rows all their products run as one parallel pass (one
+/// hand-off to the pool instead of one per weight, and the threads share the rows of all of
+/// them); with many rows each weight takes [`matmul`]'s panel path. `None` where a weight has
+/// no kernel.
+pub fn matmul_group(x: &Tensor, ws: &[&QTensor]) -> Result<Option<Vec<Tensor>>> {
+    if ws.is_empty() || x.dtype() != DType::F32 || !x.device().is_cpu() {
+        return Ok(None);
+    }
+    let k = x.dim(candle_core::D::Minus1)?;
+    let mut formats = Vec::with_capacity(ws.len());
+    for w in ws {
+        match Format::of(w.dtype()) {
+            Some(f) if supports(w) && w.shape().dims2()?.1 == k => formats.push(f),
+            _ => return Ok(None),
+        }
+    }
+    let m = x.elem_count() / k;
+    if m >= WIDE_ROWS {
+        return ws.iter().map(|w| matmul(x, w)).collect();
+    }
+    let xs = x.flatten_all()?.to_vec1::<f32>()?;
+    let isa = isa();
+    let xsum: Vec<f32> = if isa == Isa::Avx2 {
+        xs.chunks_exact(QK).map(|c| c.iter().sum()).collect()
+    } else {
+        Vec::new()
+    };
+    let mut datas = Vec::with_capacity(ws.len());
+    let mut outs: Vec<Vec<f32>> = Vec::with_capacity(ws.len());
+    for (w, f) in ws.iter().zip(&formats) {
+        let (n, _) = w.shape().dims2()?;
+        let data = w.data()?;
+        if data.len() != n * (k / QK) * f.block_bytes() {
+            candle_core::bail!(
+                "quantized matmul: {} bytes for a [{n}, {k}] {f:?} weight",
+                data.len()
+            );
+        }
+        datas.push(data);
+        outs.push(vec![0f32; n * m]);
+    }
+    let total: usize = ws.iter().map(|w| w.shape().dims()[0]).sum();
+    let threads = rayon::current_num_threads().max(1);
+    let rows_per_task = total.div_ceil(threads * 4).clamp(8, 256);
+    // (weight, first row, transposed output rows) for every task of every weight.
+    let mut tasks = Vec::new();
+    for (wi, out) in outs.iter_mut().enumerate() {
+        for (t, chunk) in out.chunks_mut(rows_per_task * m).enumerate() {
+            tasks.push((wi, t * rows_per_task, chunk));
+        }
+    }
+    tasks.into_par_iter().for_each(|(wi, first, out)| {
+        let format = formats[wi];
+        let row_bytes = (k / QK) * format.block_bytes();
+        for (i, o) in out.chunks_exact_mut(m).enumerate() {
+            let row = &datas[wi][(first + i) * row_bytes..][..row_bytes];
+            row_products(isa, format, row, &xs, &xsum, k, o);
+        }
+    });
+    let mut dims = x.dims().to_vec();
+    outs.into_iter()
+        .zip(ws)
+        .map(|(yt, w)| {
+            let n = w.shape().dims()[0];
+            let y = untranspose(yt, m, n);
+            if let Some(last) = dims.last_mut() {
+                *last = n;
+            }
+            Ok(Tensor::from_vec(y, dims.clone(), x.device())?)
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
+/// `y[m, n]` from its transpose `yt[n, m]` (no copy for one row).
+fn untranspose(yt: Vec<f32>, m: usize, n: usize) -> Vec<f32> {
+    if m == 1 {
+        return yt;
+    }
+    let mut y = vec![0f32; m * n];
+    for (r, col) in yt.chunks_exact(m).enumerate() {
+        for (j, v) in col.iter().enumerate() {
+            y[j * n + r] = *v;
+        }
+    }
+    y
 }
 
 /// Activation rows from which a panel of weight rows is dequantized once and multiplied
@@ -111,7 +224,15 @@ const WIDE_ROWS: usize = 16;
 
 /// `y[m, n]`: output rows are split across threads in chunks; each weight row is read once
 /// per tile of activation rows, or (for many rows) dequantized once into a panel.
-fn products(format: Format, data: &[u8], xs: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
+fn products(
+    isa: Isa,
+    format: Format,
+    data: &[u8],
+    xs: &[f32],
+    m: usize,
+    n: usize,
+    k: usize,
+) -> Vec<f32> {
     let blocks = k / QK;
     let row_bytes = blocks * format.block_bytes();
     let threads = rayon::current_num_threads().max(1);
@@ -126,13 +247,23 @@ fn products(format: Format, data: &[u8], xs: &[f32], m: usize, n: usize, k: usiz
                 let first = task * rows_per_task;
                 let mut panel = vec![0f32; rows * k];
                 for (i, dst) in panel.chunks_exact_mut(k).enumerate() {
-                    dequantize_row(format, &data[(first + i) * row_bytes..][..row_bytes], dst);
+                    dequantize_row(
+                        isa,
+                        format,
+                        &data[(first + i) * row_bytes..][..row_bytes],
+                        dst,
+                    );
                 }
                 panel_products(&panel, xs, rows, m, k, out);
             });
     } else {
-        // Σx per block: the offset term (`m` of Q4_1, `-8·d` of Q4_0) multiplies it.
-        let xsum: Vec<f32> = xs.chunks_exact(QK).map(|c| c.iter().sum()).collect();
+        // Σx per block: the AVX2 kernel's offset term (`m` of Q4_1, `-8·d` of Q4_0)
+        // multiplies it.
+        let xsum: Vec<f32> = if isa == Isa::Avx2 {
+            xs.chunks_exact(QK).map(|c| c.iter().sum()).collect()
+        } else {
+            Vec::new()
+        };
         let rows_per_task = n.div_ceil(threads * 4).clamp(8, 256);
         yt.par_chunks_mut(rows_per_task * m)
             .enumerate()
@@ -140,20 +271,11 @@ fn products(format: Format, data: &[u8], xs: &[f32], m: usize, n: usize, k: usiz
                 let first = task * rows_per_task;
                 for (i, o) in out.chunks_exact_mut(m).enumerate() {
                     let row = &data[(first + i) * row_bytes..][..row_bytes];
-                    row_products(format, row, xs, &xsum, k, o);
+                    row_products(isa, format, row, xs, &xsum, k, o);
                 }
             });
     }
-    if m == 1 {
-        return yt;
-    }
-    let mut y = vec![0f32; m * n];
-    for (r, col) in yt.chunks_exact(m).enumerate() {
-        for (j, v) in col.iter().enumerate() {
-            y[j * n + r] = *v;
-        }
-    }
-    y
+    untranspose(yt, m, n)
 }
 
 /// `out[r, j] = Σ_k panel[r, k]·x[j, k]` for a dequantized panel of `rows` weight rows, on
@@ -187,30 +309,49 @@ fn panel_products(panel: &[f32], xs: &[f32], rows: usize, m: usize, k: usize, ou
 }
 
 /// One weight row as f32, exactly as candle's dequantization gives it.
-fn dequantize_row(format: Format, row: &[u8], out: &mut [f32]) {
+fn dequantize_row(isa: Isa, format: Format, row: &[u8], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: as for `row_products`; `out` holds the row's `k` values.
-        unsafe { avx2::dequantize_row(format, row, out) }
+        unsafe {
+            match isa {
+                Isa::Avx512 => avx512::dequantize_row(format, row, out),
+                _ => avx2::dequantize_row(format, row, out),
+            }
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (format, row, out);
+        let _ = (isa, format, row, out);
         unreachable!("the kernel is only admitted on x86-64")
     }
 }
 
 /// One weight row against every activation row: `out[j] = Σ_k dequant(row)[k]·x[j, k]`.
-fn row_products(format: Format, row: &[u8], xs: &[f32], xsum: &[f32], k: usize, out: &mut [f32]) {
+fn row_products(
+    isa: Isa,
+    format: Format,
+    row: &[u8],
+    xs: &[f32],
+    xsum: &[f32],
+    k: usize,
+    out: &mut [f32],
+) {
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: `supports` admitted this weight only on a CPU with AVX2, FMA and F16C, and
-        // `products` sized `row`, `xs`, `xsum` and `out` for `k`-wide rows.
-        unsafe { avx2::row_products(format, row, xs, xsum, k, out) }
+        // SAFETY: `supports` admitted this weight only on a CPU with AVX2, FMA and F16C (and
+        // `isa` saw AVX-512F before choosing it), and `products` sized `row`, `xs`, `xsum`
+        // and `out` for `k`-wide rows.
+        unsafe {
+            match isa {
+                Isa::Avx512 => avx512::row_products(format, row, xs, k, out),
+                _ => avx2::row_products(format, row, xs, xsum, k, out),
+            }
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (format, row, xs, xsum, k, out);
+        let _ = (isa, format, row, xs, xsum, k, out);
         unreachable!("the kernel is only admitted on x86-64")
     }
 }
@@ -336,6 +477,131 @@ mod avx2 {
     }
 }
 
+/// Sixteen lanes. A 4-bit block's 16 possible values are built once per block as a table
+/// (`q·d + m` for Q4_1, `(q − 8)·d` for Q4_0: candle's own dequantization, so the
+/// products use exactly the dequantized weights) and each nibble picks its value with one
+/// `vpermps`, which reads only an index's low four bits, so the low nibbles need no mask.
+/// That replaces the AVX2 path's mask, widen and convert per eight values and its per-block
+/// Σx offset term.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{Format, QK};
+    use std::arch::x86_64::*;
+
+    /// Activation rows handled together: each block's values are reused this many times.
+    const TILE: usize = 4;
+
+    #[inline(always)]
+    unsafe fn half(q: *const u8) -> f32 {
+        let bits = u16::from_le_bytes([*q, *q.add(1)]);
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+    }
+
+    /// A block's 32 dequantized values, elements 0..16 and 16..32.
+    #[inline(always)]
+    unsafe fn values(format: Format, p: *const u8) -> (__m512, __m512) {
+        let d = _mm512_set1_ps(half(p));
+        match format {
+            Format::Q4_0 | Format::Q4_1 => {
+                let iota = _mm512_setr_ps(
+                    0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0,
+                    15.0,
+                );
+                let (table, qs) = if format == Format::Q4_1 {
+                    let m = _mm512_set1_ps(half(p.add(2)));
+                    (_mm512_add_ps(_mm512_mul_ps(iota, d), m), p.add(4))
+                } else {
+                    let centred = _mm512_sub_ps(iota, _mm512_set1_ps(8.0));
+                    (_mm512_mul_ps(centred, d), p.add(2))
+                };
+                // Each byte in its own 32-bit lane: the low nibble is the lane's low four
+                // bits (all vpermps reads), the high nibble four bits up.
+                let bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(qs as *const __m128i));
+                (
+                    _mm512_permutexvar_ps(bytes, table),
+                    _mm512_permutexvar_ps(_mm512_srli_epi32(bytes, 4), table),
+                )
+            }
+            Format::Q8_0 => {
+                let q = p.add(2);
+                let half16 = |i: usize| {
+                    _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+                        q.add(16 * i) as *const __m128i
+                    )))
+                };
+                (_mm512_mul_ps(half16(0), d), _mm512_mul_ps(half16(1), d))
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,f16c")]
+    pub(super) unsafe fn row_products(
+        format: Format,
+        row: &[u8],
+        xs: &[f32],
+        k: usize,
+        out: &mut [f32],
+    ) {
+        let blocks = k / QK;
+        let bb = format.block_bytes();
+        let m = out.len();
+        if m == 1 {
+            // One token: two blocks per step into four accumulators, so the FMAs do not
+            // wait on each other.
+            let x = xs.as_ptr();
+            let mut acc = [_mm512_setzero_ps(); 4];
+            let mut b = 0;
+            while b + 2 <= blocks {
+                let (w0, w1) = values(format, row.as_ptr().add(b * bb));
+                let (w2, w3) = values(format, row.as_ptr().add((b + 1) * bb));
+                let xb = x.add(b * QK);
+                acc[0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xb), acc[0]);
+                acc[1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xb.add(16)), acc[1]);
+                acc[2] = _mm512_fmadd_ps(w2, _mm512_loadu_ps(xb.add(32)), acc[2]);
+                acc[3] = _mm512_fmadd_ps(w3, _mm512_loadu_ps(xb.add(48)), acc[3]);
+                b += 2;
+            }
+            if b < blocks {
+                let (w0, w1) = values(format, row.as_ptr().add(b * bb));
+                let xb = x.add(b * QK);
+                acc[0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xb), acc[0]);
+                acc[1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xb.add(16)), acc[1]);
+            }
+            let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+            *out.get_unchecked_mut(0) = _mm512_reduce_add_ps(sum);
+            return;
+        }
+        let mut j0 = 0;
+        while j0 < m {
+            let tile = (m - j0).min(TILE);
+            let mut lo = [_mm512_setzero_ps(); TILE];
+            let mut hi = [_mm512_setzero_ps(); TILE];
+            for b in 0..blocks {
+                let (w0, w1) = values(format, row.as_ptr().add(b * bb));
+                for t in 0..tile {
+                    let x = xs.as_ptr().add((j0 + t) * k + b * QK);
+                    lo[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x), lo[t]);
+                    hi[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x.add(16)), hi[t]);
+                }
+            }
+            for t in 0..tile {
+                *out.get_unchecked_mut(j0 + t) = _mm512_reduce_add_ps(_mm512_add_ps(lo[t], hi[t]));
+            }
+            j0 += tile;
+        }
+    }
+
+    #[target_feature(enable = "avx512f,f16c")]
+    pub(super) unsafe fn dequantize_row(format: Format, row: &[u8], out: &mut [f32]) {
+        let bb = format.block_bytes();
+        for (b, dst) in out.chunks_exact_mut(QK).enumerate() {
+            let (w0, w1) = values(format, row.as_ptr().add(b * bb));
+            _mm512_storeu_ps(dst.as_mut_ptr(), w0);
+            _mm512_storeu_ps(dst.as_mut_ptr().add(16), w1);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,6 +625,15 @@ mod tests {
         Tensor::from_vec(vals, dims, &Device::Cpu).unwrap()
     }
 
+    /// The instruction sets this CPU can run: both kernels are checked where both run.
+    fn isas() -> Vec<Isa> {
+        match isa() {
+            Isa::None => vec![],
+            Isa::Avx2 => vec![Isa::Avx2],
+            Isa::Avx512 => vec![Isa::Avx2, Isa::Avx512],
+        }
+    }
+
     #[test]
     fn products_equal_the_dequantized_matmul_for_each_format_and_row_count() {
         if !cpu_has_kernel() {
@@ -370,28 +645,69 @@ mod tests {
             return;
         }
         for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
-            // Row counts around the task split and the activation tile.
-            for (n, rows) in [
-                (40, vec![1, 1, 96]),
-                (576, vec![1, 5, 96]),
-                (7, vec![3, 2, 96]),
+            // Row counts around the task split and the activation tile; odd and even block
+            // counts (the one-row path takes two blocks per step).
+            for (n, k, rows) in [
+                (40, 96, vec![1, 1, 96]),
+                (576, 96, vec![1, 5, 96]),
+                (7, 96, vec![3, 2, 96]),
+                (33, 64, vec![1, 1, 64]),
+                (9, 128, vec![1, 6, 128]),
             ] {
-                let (q, dense) = weight(n, 96, dtype);
+                let (q, dense) = weight(n, k, dtype);
                 let x = input(&rows);
-                let got = matmul(&x, &q).unwrap().expect("kernel applies");
                 let want = x.broadcast_matmul(&dense.t().unwrap()).unwrap();
-                assert_eq!(got.dims(), want.dims());
-                let g = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
                 let w = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
                 let scale = w.iter().fold(0f32, |a, v| a.max(v.abs()));
-                for (i, (a, b)) in g.iter().zip(&w).enumerate() {
-                    assert!(
-                        (a - b).abs() <= 1e-5 * scale,
-                        "{dtype:?} n={n} {rows:?} [{i}]: {a} vs {b}"
-                    );
+                let format = Format::of(dtype).unwrap();
+                let data = q.data().unwrap();
+                let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let m = xs.len() / k;
+                for isa in isas() {
+                    let g = products(isa, format, &data, &xs, m, n, k);
+                    assert_eq!(g.len(), w.len());
+                    for (i, (a, b)) in g.iter().zip(&w).enumerate() {
+                        assert!(
+                            (a - b).abs() <= 1e-5 * scale,
+                            "{isa:?} {dtype:?} n={n} {rows:?} [{i}]: {a} vs {b}"
+                        );
+                    }
                 }
+                let got = matmul(&x, &q).unwrap().expect("kernel applies");
+                assert_eq!(got.dims(), want.dims());
             }
         }
+    }
+
+    #[test]
+    fn a_group_equals_each_product_alone() {
+        if !cpu_has_kernel() {
+            assert!(std::env::var_os("CI").is_none() || !cfg!(target_arch = "x86_64"));
+            eprintln!("skipped: this CPU has no AVX2/FMA/F16C");
+            return;
+        }
+        let ws = [
+            weight(40, 96, GgmlDType::Q4_1).0,
+            weight(7, 96, GgmlDType::Q8_0).0,
+            weight(300, 96, GgmlDType::Q4_0).0,
+        ];
+        let refs: Vec<&QTensor> = ws.iter().collect();
+        for rows in [vec![1, 1, 96], vec![3, 96], vec![20, 96]] {
+            let x = input(&rows);
+            let got = matmul_group(&x, &refs).unwrap().expect("kernels apply");
+            assert_eq!(got.len(), 3);
+            for (g, w) in got.iter().zip(&ws) {
+                let want = matmul(&x, w).unwrap().unwrap();
+                assert_eq!(g.dims(), want.dims());
+                let diff = (g - &want).unwrap().abs().unwrap().max_all().unwrap();
+                assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{rows:?}");
+            }
+        }
+        // One weight without a kernel: the caller keeps its own path.
+        let other = weight(8, 256, GgmlDType::Q5K).0;
+        let x = input(&[1, 256]);
+        let mixed = [&other, &other];
+        assert!(matmul_group(&x, &mixed).unwrap().is_none());
     }
 
     #[test]

@@ -76,11 +76,29 @@ fn lin_forward(
 
 /// `dx` for upstream `g`; LoRA gradients go into `grads`.
 fn lin_backward(l: &Linear, s: &LinSaved, g: &Tensor, grads: &mut Grads) -> Result<Tensor> {
-    let w = l.weight.matrix(g.dtype())?;
+    lin_grads(l, s, g, grads, true)?
+        .ok_or_else(|| candle_core::Error::Msg("a projection's dx was not computed".into()))
+}
+
+/// LoRA gradients into `grads`, and `dx` when `want_dx`: the first layer's input is the
+/// frozen embedding's output, so nothing needs its gradient (the base product `g·W` and
+/// LoRA's `du·A` are skipped there, as autograd skips inputs that require no gradient).
+fn lin_grads(
+    l: &Linear,
+    s: &LinSaved,
+    g: &Tensor,
+    grads: &mut Grads,
+    want_dx: bool,
+) -> Result<Option<Tensor>> {
     let g = g.contiguous()?;
-    let mut dx = match &l.out_perm {
-        Some(p) => unpermute(&g, p)?.contiguous()?.broadcast_matmul(&w)?,
-        None => g.broadcast_matmul(&w)?,
+    let mut dx = if want_dx {
+        let w = l.weight.matrix(g.dtype())?;
+        Some(match &l.out_perm {
+            Some(p) => unpermute(&g, p)?.contiguous()?.broadcast_matmul(&w)?,
+            None => g.broadcast_matmul(&w)?,
+        })
+    } else {
+        None
     };
     if let (Some(p), Some((xd, u, mask))) = (&l.lora, &s.lora) {
         let (r, inp, out) = (u.dim(D::Minus1)?, xd.dim(D::Minus1)?, g.dim(D::Minus1)?);
@@ -91,11 +109,13 @@ fn lin_backward(l: &Linear, s: &LinSaved, g: &Tensor, grads: &mut Grads) -> Resu
         let (a, bm) = (p.a.as_tensor().detach(), p.b.as_tensor().detach());
         let du = (gf.matmul(&bm)? * p.scale)?;
         grads.add(&p.a, du.t()?.matmul(&x2)?)?;
-        let mut dxd = du.matmul(&a)?.reshape(s.x.shape())?;
-        if let Some(m) = mask {
-            dxd = (dxd * m)?;
+        if let Some(base) = dx {
+            let mut dxd = du.matmul(&a)?.reshape(s.x.shape())?;
+            if let Some(m) = mask {
+                dxd = (dxd * m)?;
+            }
+            dx = Some((base + dxd.to_dtype(g.dtype())?)?);
         }
-        dx = (dx + dxd.to_dtype(g.dtype())?)?;
     }
     Ok(dx)
 }
@@ -145,27 +165,33 @@ fn group_forward(
     Ok((split_last(outs, widths)?, saved))
 }
 
-/// `dx` of a projection group from the gradients of its split outputs.
+/// `dx` of a projection group from the gradients of its split outputs (`None` unless
+/// `want_dx`; the LoRA gradients are always taken).
 fn group_backward(
     lins: &[Linear],
     saved: &[LinSaved],
     grads_out: Vec<Tensor>,
     grads: &mut Grads,
-) -> Result<Tensor> {
+    want_dx: bool,
+) -> Result<Option<Tensor>> {
     let gs = if lins.len() == 1 && grads_out.len() > 1 {
         vec![Tensor::cat(&grads_out, D::Minus1)?]
     } else {
         grads_out
     };
+    if lins.is_empty() {
+        candle_core::bail!("a projection group is empty");
+    }
     let mut dx: Option<Tensor> = None;
     for ((l, s), g) in lins.iter().zip(saved).zip(&gs) {
-        let d = lin_backward(l, s, g, grads)?;
-        dx = Some(match dx {
-            Some(acc) => (acc + d)?,
-            None => d,
-        });
+        if let Some(d) = lin_grads(l, s, g, grads, want_dx)? {
+            dx = Some(match dx {
+                Some(acc) => (acc + d)?,
+                None => d,
+            });
+        }
     }
-    dx.ok_or_else(|| candle_core::Error::Msg("a projection group is empty".into()))
+    Ok(dx)
 }
 
 /// The activation and its derivative at `z`, in one pass on the CPU. The value has the bits
@@ -295,6 +321,7 @@ fn layer_backward(
     gy: &Tensor,
     p: &Prepared,
     grads: &mut Grads,
+    want_dx: bool,
 ) -> Result<Tensor> {
     let c = &m.config;
     let l = &m.layers[i];
@@ -308,7 +335,8 @@ fn layer_backward(
     let (act, dact) = activation_and_grad(&s.gate_out, c.activation)?;
     let d_up = (&d_act * &act)?;
     let d_gate = ((&d_act * &s.up_out)? * dact)?;
-    let dh2 = group_backward(&l.mlp_in, &s.mlp_in, vec![d_gate, d_up], grads)?;
+    let dh2 = group_backward(&l.mlp_in, &s.mlp_in, vec![d_gate, d_up], grads, true)?
+        .ok_or_else(|| candle_core::Error::Msg("the MLP's input gradient is missing".into()))?;
     let gx1 = (gy + rms_norm_backward(&s.x1, &l.post_norm, eps, &dh2)?)?;
     // Attention
     let d_o = norm_opt_backward(&s.o_out, &l.attn_out_norm, eps, &gx1)?;
@@ -341,8 +369,14 @@ fn layer_backward(
         &s.attn_in,
         vec![merge(d_q, nh)?, merge(d_k, nkv)?, merge(d_v, nkv)?],
         grads,
+        want_dx,
     )?;
-    gx1 + rms_norm_backward(&s.x, &l.input_norm, eps, &dh1)?
+    match dh1 {
+        Some(dh1) => gx1 + rms_norm_backward(&s.x, &l.input_norm, eps, &dh1)?,
+        // The first layer: its input's gradient has no use, so only the residual's is
+        // returned.
+        None => Ok(gx1),
+    }
 }
 
 /// One chunk of the head's rows: softmax over the vocabulary and the targets' log-probs.
@@ -637,7 +671,8 @@ pub fn forward_backward_with(
             Some(s) => s,
             None => layer_forward(model, i, &inputs[i], &p, dropout_seed)?.1,
         };
-        g = layer_backward(model, i, &s, &g, &p, grads)?;
+        // Layer 0's input is the frozen embedding's output: no gradient is needed there.
+        g = layer_backward(model, i, &s, &g, &p, grads, i > 0)?;
     }
     Ok(MicroLoss { loss, targets: n })
 }

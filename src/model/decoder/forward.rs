@@ -3,7 +3,7 @@
 //! kernels), and the layer both forwards share.
 
 use super::block::{split_last, Block};
-use super::linear::Ctx;
+use super::linear::{Ctx, Linear};
 use super::tables::{Prepared, Tables};
 use super::{Batch, Model};
 use crate::model::config::Activation;
@@ -157,12 +157,20 @@ impl Model {
         let eps = c.rms_norm_eps;
         let hn = ops::rms_norm(x, &l.input_norm, eps)?;
         let heads = |y: &Tensor, n: usize| y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous();
-        let outs = l
-            .attn_in
-            .iter()
-            .enumerate()
-            .map(|(j, lin)| lin.forward(&hn, ctx, j as u64))
-            .collect::<Result<Vec<_>>>()?;
+        // Generation (a cache) records no gradient: the projections of one input may share
+        // one parallel pass.
+        let inference = kv.is_some();
+        let project = |lins: &[Linear], x: &Tensor, first: u64| -> Result<Vec<Tensor>> {
+            if inference {
+                Linear::forward_group(lins, x, ctx, first)
+            } else {
+                lins.iter()
+                    .enumerate()
+                    .map(|(j, lin)| lin.forward(x, ctx, first + j as u64))
+                    .collect()
+            }
+        };
+        let outs = project(&l.attn_in, &hn, 0)?;
         let qkv = split_last(outs, &[nh * hd, nkv * hd, nkv * hd])?;
         let (mut q, mut k) = (heads(&qkv[0], nh)?, heads(&qkv[1], nkv)?);
         if let (Some(qn), Some(kn)) = (&l.q_norm, &l.k_norm) {
@@ -202,12 +210,7 @@ impl Model {
         }
         let x = (x + a)?;
         let hn = ops::rms_norm(&x, &l.post_norm, eps)?;
-        let outs = l
-            .mlp_in
-            .iter()
-            .enumerate()
-            .map(|(j, lin)| lin.forward(&hn, ctx, mlp_ix + j as u64))
-            .collect::<Result<Vec<_>>>()?;
+        let outs = project(&l.mlp_in, &hn, mlp_ix)?;
         let gu = split_last(outs, &[c.intermediate_size, c.intermediate_size])?;
         let act = (activate(&gu[0], c.activation)? * &gu[1])?;
         let mut m = l.down.forward(&act, ctx, down_ix)?;

@@ -117,7 +117,13 @@ pub(super) struct Ctx {
 
 impl Linear {
     pub(super) fn forward(&self, x: &Tensor, ctx: &Ctx, module: u64) -> Result<Tensor> {
-        let mut y = self.weight.apply(x)?;
+        let y = self.weight.apply(x)?;
+        self.finish(y, x, ctx, module)
+    }
+
+    /// The base product `y` made into the projection's output: GGUF's row order, the bias,
+    /// the LoRA delta.
+    fn finish(&self, mut y: Tensor, x: &Tensor, ctx: &Ctx, module: u64) -> Result<Tensor> {
         if let Some(p) = &self.out_perm {
             y = y.index_select(p, D::Minus1)?;
         }
@@ -131,5 +137,40 @@ impl Linear {
             y = (y + l.delta(x, seed)?)?;
         }
         Ok(y)
+    }
+
+    /// The projections of one input (`q, k, v` or `gate, up`) for inference: where every
+    /// base has a block kernel their products share one parallel pass, so a decode step
+    /// hands the pool one task set instead of one per projection. No gradient is recorded.
+    pub(super) fn forward_group(
+        lins: &[Linear],
+        x: &Tensor,
+        ctx: &Ctx,
+        first_module: u64,
+    ) -> Result<Vec<Tensor>> {
+        let quantized: Option<Vec<&QTensor>> = lins
+            .iter()
+            .map(|l| match &l.weight {
+                Weight::Quantized(q) => Some(q.as_ref()),
+                _ => None,
+            })
+            .collect();
+        let bases = match quantized {
+            Some(qs) if lins.len() > 1 => ops::qmatmul::matmul_group(&x.detach(), &qs)?,
+            _ => None,
+        };
+        match bases {
+            Some(ys) => lins
+                .iter()
+                .zip(ys)
+                .enumerate()
+                .map(|(j, (l, y))| l.finish(y, x, ctx, first_module + j as u64))
+                .collect(),
+            None => lins
+                .iter()
+                .enumerate()
+                .map(|(j, l)| l.forward(x, ctx, first_module + j as u64))
+                .collect(),
+        }
     }
 }
