@@ -7,17 +7,23 @@
 //! registers and multiplied with the f32 activations, so the result is the dequantized
 //! product up to f32 summation order (the parity tests hold unchanged).
 //!
-//! Written for x86-64 with AVX2, FMA and F16C (checked at run time); elsewhere
-//! [`matmul`] answers `None` and callers keep the dequantizing path.
+//! Formats: Q4_0, Q4_1 and Q8_0 (here), Q5_0, Q4_K and Q6_K (`ops::kquant`), which covers
+//! the legacy GGUF types and llama-quantize's Q4_K_M mix. Written for x86-64 with AVX2, FMA
+//! and F16C (checked at run time); elsewhere [`matmul`] answers `None` and callers keep the
+//! dequantizing path.
 
+#[cfg(target_arch = "x86_64")]
+use super::kquant;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Result, Tensor};
 use rayon::prelude::*;
 
-/// Elements per block in every format handled here.
+/// Elements per block of the legacy formats, and the width of the Σx chunks (a Q4_K
+/// sub-block).
 const QK: usize = 32;
 
-/// The block formats with a kernel: llama.cpp's legacy types, which small GGUFs use.
+/// The block formats with a kernel: llama.cpp's legacy types, which small GGUFs use, and
+/// those a Q4_K_M file mixes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
     /// f16 scale, 16 bytes of nibbles: `w = (q - 8)·d`.
@@ -26,6 +32,12 @@ enum Format {
     Q4_1,
     /// f16 scale, 32 signed bytes: `w = q·d`.
     Q8_0,
+    /// f16 scale, 32 fifth bits, 16 bytes of nibbles: `w = (q - 16)·d`.
+    Q5_0,
+    /// 256-wide: f16 scale and min, 6-bit scales and mins per 32: `w = d·sc·q - dmin·m`.
+    Q4K,
+    /// 256-wide: 6-bit values, an i8 scale per 16, f16 scale: `w = d·sc·(q - 32)`.
+    Q6K,
 }
 
 impl Format {
@@ -34,6 +46,9 @@ impl Format {
             GgmlDType::Q4_0 => Some(Format::Q4_0),
             GgmlDType::Q4_1 => Some(Format::Q4_1),
             GgmlDType::Q8_0 => Some(Format::Q8_0),
+            GgmlDType::Q5_0 => Some(Format::Q5_0),
+            GgmlDType::Q4K => Some(Format::Q4K),
+            GgmlDType::Q6K => Some(Format::Q6K),
             _ => None,
         }
     }
@@ -43,6 +58,17 @@ impl Format {
             Format::Q4_0 => 18,
             Format::Q4_1 => 20,
             Format::Q8_0 => 34,
+            Format::Q5_0 => 22,
+            Format::Q4K => 144,
+            Format::Q6K => 210,
+        }
+    }
+
+    /// Elements per block.
+    fn block_len(self) -> usize {
+        match self {
+            Format::Q4K | Format::Q6K => 256,
+            Format::Q4_0 | Format::Q4_1 | Format::Q8_0 | Format::Q5_0 => QK,
         }
     }
 }
@@ -68,8 +94,8 @@ fn cpu_has_kernel() -> bool {
 pub fn supports(w: &QTensor) -> bool {
     cpu_has_kernel()
         && w.device().is_cpu()
-        && Format::of(w.dtype()).is_some()
-        && w.shape().dims2().is_ok_and(|(_, k)| k % QK == 0)
+        && Format::of(w.dtype())
+            .is_some_and(|f| w.shape().dims2().is_ok_and(|(_, k)| k % f.block_len() == 0))
 }
 
 /// `x · dequant(w)ᵀ` for f32 `x` of shape `[.., k]` against `w` `[n, k]`; `None` where no
@@ -92,7 +118,7 @@ pub fn matmul(x: &Tensor, w: &QTensor) -> Result<Option<Tensor>> {
     let m = x.elem_count() / k;
     let xs = x.flatten_all()?.to_vec1::<f32>()?;
     let data = w.data()?;
-    if data.len() != n * (k / QK) * format.block_bytes() {
+    if data.len() != n * (k / format.block_len()) * format.block_bytes() {
         candle_core::bail!(
             "quantized matmul: {} bytes for a [{n}, {k}] {format:?} weight",
             data.len()
@@ -112,8 +138,7 @@ const WIDE_ROWS: usize = 16;
 /// `y[m, n]`: output rows are split across threads in chunks; each weight row is read once
 /// per tile of activation rows, or (for many rows) dequantized once into a panel.
 fn products(format: Format, data: &[u8], xs: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
-    let blocks = k / QK;
-    let row_bytes = blocks * format.block_bytes();
+    let row_bytes = k / format.block_len() * format.block_bytes();
     let threads = rayon::current_num_threads().max(1);
     // Transposed output ([n, m]) so each task writes one contiguous span.
     let mut yt = vec![0f32; n * m];
@@ -131,7 +156,8 @@ fn products(format: Format, data: &[u8], xs: &[f32], m: usize, n: usize, k: usiz
                 panel_products(&panel, xs, rows, m, k, out);
             });
     } else {
-        // Σx per block: the offset term (`m` of Q4_1, `-8·d` of Q4_0) multiplies it.
+        // Σx per 32 values: the offset term (`m` of Q4_1, `-8·d` of Q4_0, `dmin·m` of Q4_K)
+        // multiplies it.
         let xsum: Vec<f32> = xs.chunks_exact(QK).map(|c| c.iter().sum()).collect();
         let rows_per_task = n.div_ceil(threads * 4).clamp(8, 256);
         yt.par_chunks_mut(rows_per_task * m)
@@ -191,7 +217,14 @@ fn dequantize_row(format: Format, row: &[u8], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: as for `row_products`; `out` holds the row's `k` values.
-        unsafe { avx2::dequantize_row(format, row, out) }
+        unsafe {
+            match format {
+                Format::Q5_0 => kquant::q5_0_dequantize_row(row, out),
+                Format::Q4K => kquant::q4k_dequantize_row(row, out),
+                Format::Q6K => kquant::q6k_dequantize_row(row, out),
+                _ => avx2::dequantize_row(format, row, out),
+            }
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -206,7 +239,14 @@ fn row_products(format: Format, row: &[u8], xs: &[f32], xsum: &[f32], k: usize, 
     {
         // SAFETY: `supports` admitted this weight only on a CPU with AVX2, FMA and F16C, and
         // `products` sized `row`, `xs`, `xsum` and `out` for `k`-wide rows.
-        unsafe { avx2::row_products(format, row, xs, xsum, k, out) }
+        unsafe {
+            match format {
+                Format::Q5_0 => kquant::q5_0_row_products(row, xs, k, out),
+                Format::Q4K => kquant::q4k_row_products(row, xs, xsum, k, out),
+                Format::Q6K => kquant::q6k_row_products(row, xs, k, out),
+                _ => avx2::row_products(format, row, xs, xsum, k, out),
+            }
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -324,6 +364,7 @@ mod avx2 {
                 };
                 ([s(0), s(1), s(2), s(3)], d, 0.0)
             }
+            Format::Q5_0 | Format::Q4K | Format::Q6K => unreachable!("ops::kquant's formats"),
         }
     }
 
@@ -396,7 +437,7 @@ mod tests {
 
     #[test]
     fn other_formats_and_dtypes_fall_back() {
-        let (q, _) = weight(8, 256, GgmlDType::Q4K);
+        let (q, _) = weight(8, 256, GgmlDType::Q5K);
         assert!(matmul(&input(&[1, 256]), &q).unwrap().is_none());
         let (q, _) = weight(8, 64, GgmlDType::Q8_0);
         let x = input(&[1, 64]).to_dtype(DType::F64).unwrap();
