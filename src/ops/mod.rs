@@ -14,6 +14,8 @@ use candle_core::{
 use std::sync::Arc;
 
 pub mod fastmath;
+#[cfg(target_arch = "x86_64")]
+mod kquant;
 pub mod qmatmul;
 
 /// Runs `f` over a contiguous CPU f32 tensor's elements without copying them; `None` for

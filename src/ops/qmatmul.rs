@@ -7,17 +7,23 @@
 //! registers and multiplied with the f32 activations, so the result is the dequantized
 //! product up to f32 summation order (the parity tests hold unchanged).
 //!
-//! Written for x86-64 with AVX2, FMA and F16C (checked at run time); elsewhere
-//! [`matmul`] answers `None` and callers keep the dequantizing path.
+//! Formats: Q4_0, Q4_1 and Q8_0 (here), Q5_0, Q4_K and Q6_K (`ops::kquant`), which covers
+//! the legacy GGUF types and llama-quantize's Q4_K_M mix. Written for x86-64 with AVX2, FMA
+//! and F16C (checked at run time); elsewhere [`matmul`] answers `None` and callers keep the
+//! dequantizing path.
 
+#[cfg(target_arch = "x86_64")]
+use super::kquant;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Result, Tensor};
 use rayon::prelude::*;
 
-/// Elements per block in every format handled here.
+/// Elements per block of the legacy formats, and the width of the Σx chunks (a Q4_K
+/// sub-block).
 const QK: usize = 32;
 
-/// The block formats with a kernel: llama.cpp's legacy types, which small GGUFs use.
+/// The block formats with a kernel: llama.cpp's legacy types, which small GGUFs use, and
+/// those a Q4_K_M file mixes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
     /// f16 scale, 16 bytes of nibbles: `w = (q - 8)·d`.
@@ -26,6 +32,12 @@ enum Format {
     Q4_1,
     /// f16 scale, 32 signed bytes: `w = q·d`.
     Q8_0,
+    /// f16 scale, 32 fifth bits, 16 bytes of nibbles: `w = (q - 16)·d`.
+    Q5_0,
+    /// 256-wide: f16 scale and min, 6-bit scales and mins per 32: `w = d·sc·q - dmin·m`.
+    Q4K,
+    /// 256-wide: 6-bit values, an i8 scale per 16, f16 scale: `w = d·sc·(q - 32)`.
+    Q6K,
 }
 
 impl Format {
@@ -34,6 +46,9 @@ impl Format {
             GgmlDType::Q4_0 => Some(Format::Q4_0),
             GgmlDType::Q4_1 => Some(Format::Q4_1),
             GgmlDType::Q8_0 => Some(Format::Q8_0),
+            GgmlDType::Q5_0 => Some(Format::Q5_0),
+            GgmlDType::Q4K => Some(Format::Q4K),
+            GgmlDType::Q6K => Some(Format::Q6K),
             _ => None,
         }
     }
@@ -43,6 +58,17 @@ impl Format {
             Format::Q4_0 => 18,
             Format::Q4_1 => 20,
             Format::Q8_0 => 34,
+            Format::Q5_0 => 22,
+            Format::Q4K => 144,
+            Format::Q6K => 210,
+        }
+    }
+
+    /// Elements per block.
+    fn block_len(self) -> usize {
+        match self {
+            Format::Q4K | Format::Q6K => 256,
+            Format::Q4_0 | Format::Q4_1 | Format::Q8_0 | Format::Q5_0 => QK,
         }
     }
 }
@@ -92,8 +118,8 @@ fn cpu_has_kernel() -> bool {
 pub fn supports(w: &QTensor) -> bool {
     cpu_has_kernel()
         && w.device().is_cpu()
-        && Format::of(w.dtype()).is_some()
-        && w.shape().dims2().is_ok_and(|(_, k)| k % QK == 0)
+        && Format::of(w.dtype())
+            .is_some_and(|f| w.shape().dims2().is_ok_and(|(_, k)| k % f.block_len() == 0))
 }
 
 /// `x · dequant(w)ᵀ` for f32 `x` of shape `[.., k]` against `w` `[n, k]`; `None` where no
@@ -116,7 +142,7 @@ pub fn matmul(x: &Tensor, w: &QTensor) -> Result<Option<Tensor>> {
     let m = x.elem_count() / k;
     let xs = x.flatten_all()?.to_vec1::<f32>()?;
     let data = w.data()?;
-    if data.len() != n * (k / QK) * format.block_bytes() {
+    if data.len() != n * (k / format.block_len()) * format.block_bytes() {
         candle_core::bail!(
             "quantized matmul: {} bytes for a [{n}, {k}] {format:?} weight",
             data.len()
@@ -152,17 +178,13 @@ pub fn matmul_group(x: &Tensor, ws: &[&QTensor]) -> Result<Option<Vec<Tensor>>> 
     }
     let xs = x.flatten_all()?.to_vec1::<f32>()?;
     let isa = isa();
-    let xsum: Vec<f32> = if isa == Isa::Avx2 {
-        xs.chunks_exact(QK).map(|c| c.iter().sum()).collect()
-    } else {
-        Vec::new()
-    };
+    let xsum = block_sums(isa, &formats, &xs);
     let mut datas = Vec::with_capacity(ws.len());
     let mut outs: Vec<Vec<f32>> = Vec::with_capacity(ws.len());
     for (w, f) in ws.iter().zip(&formats) {
         let (n, _) = w.shape().dims2()?;
         let data = w.data()?;
-        if data.len() != n * (k / QK) * f.block_bytes() {
+        if data.len() != n * (k / f.block_len()) * f.block_bytes() {
             candle_core::bail!(
                 "quantized matmul: {} bytes for a [{n}, {k}] {f:?} weight",
                 data.len()
@@ -183,7 +205,7 @@ pub fn matmul_group(x: &Tensor, ws: &[&QTensor]) -> Result<Option<Vec<Tensor>>> 
     }
     tasks.into_par_iter().for_each(|(wi, first, out)| {
         let format = formats[wi];
-        let row_bytes = (k / QK) * format.block_bytes();
+        let row_bytes = (k / format.block_len()) * format.block_bytes();
         for (i, o) in out.chunks_exact_mut(m).enumerate() {
             let row = &datas[wi][(first + i) * row_bytes..][..row_bytes];
             row_products(isa, format, row, &xs, &xsum, k, o);
@@ -218,6 +240,21 @@ fn untranspose(yt: Vec<f32>, m: usize, n: usize) -> Vec<f32> {
     y
 }
 
+/// Σx per 32 values where a kernel multiplies an offset with it (`m` of Q4_1 and `-8·d` of
+/// Q4_0 in the AVX2 kernel, `dmin·m` of Q4_K); empty where none does.
+fn block_sums(isa: Isa, formats: &[Format], xs: &[f32]) -> Vec<f32> {
+    let offsets = |f: &Format| match f {
+        Format::Q4K => true,
+        Format::Q4_0 | Format::Q4_1 => isa == Isa::Avx2,
+        Format::Q8_0 | Format::Q5_0 | Format::Q6K => false,
+    };
+    if formats.iter().any(offsets) {
+        xs.chunks_exact(QK).map(|c| c.iter().sum()).collect()
+    } else {
+        Vec::new()
+    }
+}
+
 /// Activation rows from which a panel of weight rows is dequantized once and multiplied
 /// by gemm: below it, unpacking each block in registers for every few rows is cheaper.
 const WIDE_ROWS: usize = 16;
@@ -233,8 +270,7 @@ fn products(
     n: usize,
     k: usize,
 ) -> Vec<f32> {
-    let blocks = k / QK;
-    let row_bytes = blocks * format.block_bytes();
+    let row_bytes = k / format.block_len() * format.block_bytes();
     let threads = rayon::current_num_threads().max(1);
     // Transposed output ([n, m]) so each task writes one contiguous span.
     let mut yt = vec![0f32; n * m];
@@ -257,13 +293,7 @@ fn products(
                 panel_products(&panel, xs, rows, m, k, out);
             });
     } else {
-        // Σx per block: the AVX2 kernel's offset term (`m` of Q4_1, `-8·d` of Q4_0)
-        // multiplies it.
-        let xsum: Vec<f32> = if isa == Isa::Avx2 {
-            xs.chunks_exact(QK).map(|c| c.iter().sum()).collect()
-        } else {
-            Vec::new()
-        };
+        let xsum = block_sums(isa, &[format], xs);
         let rows_per_task = n.div_ceil(threads * 4).clamp(8, 256);
         yt.par_chunks_mut(rows_per_task * m)
             .enumerate()
@@ -314,8 +344,11 @@ fn dequantize_row(isa: Isa, format: Format, row: &[u8], out: &mut [f32]) {
     {
         // SAFETY: as for `row_products`; `out` holds the row's `k` values.
         unsafe {
-            match isa {
-                Isa::Avx512 => avx512::dequantize_row(format, row, out),
+            match format {
+                Format::Q5_0 => kquant::q5_0_dequantize_row(row, out),
+                Format::Q4K => kquant::q4k_dequantize_row(row, out),
+                Format::Q6K => kquant::q6k_dequantize_row(row, out),
+                _ if isa == Isa::Avx512 => avx512::dequantize_row(format, row, out),
                 _ => avx2::dequantize_row(format, row, out),
             }
         }
@@ -343,8 +376,11 @@ fn row_products(
         // `isa` saw AVX-512F before choosing it), and `products` sized `row`, `xs`, `xsum`
         // and `out` for `k`-wide rows.
         unsafe {
-            match isa {
-                Isa::Avx512 => avx512::row_products(format, row, xs, k, out),
+            match format {
+                Format::Q5_0 => kquant::q5_0_row_products(row, xs, k, out),
+                Format::Q4K => kquant::q4k_row_products(row, xs, xsum, k, out),
+                Format::Q6K => kquant::q6k_row_products(row, xs, k, out),
+                _ if isa == Isa::Avx512 => avx512::row_products(format, row, xs, k, out),
                 _ => avx2::row_products(format, row, xs, xsum, k, out),
             }
         }
@@ -465,6 +501,7 @@ mod avx2 {
                 };
                 ([s(0), s(1), s(2), s(3)], d, 0.0)
             }
+            Format::Q5_0 | Format::Q4K | Format::Q6K => unreachable!("ops::kquant's formats"),
         }
     }
 
@@ -531,6 +568,7 @@ mod avx512 {
                 };
                 (_mm512_mul_ps(half16(0), d), _mm512_mul_ps(half16(1), d))
             }
+            Format::Q5_0 | Format::Q4K | Format::Q6K => unreachable!("ops::kquant's formats"),
         }
     }
 
@@ -686,21 +724,27 @@ mod tests {
             eprintln!("skipped: this CPU has no AVX2/FMA/F16C");
             return;
         }
-        let ws = [
-            weight(40, 96, GgmlDType::Q4_1).0,
-            weight(7, 96, GgmlDType::Q8_0).0,
-            weight(300, 96, GgmlDType::Q4_0).0,
-        ];
-        let refs: Vec<&QTensor> = ws.iter().collect();
-        for rows in [vec![1, 1, 96], vec![3, 96], vec![20, 96]] {
-            let x = input(&rows);
-            let got = matmul_group(&x, &refs).unwrap().expect("kernels apply");
-            assert_eq!(got.len(), 3);
-            for (g, w) in got.iter().zip(&ws) {
-                let want = matmul(&x, w).unwrap().unwrap();
-                assert_eq!(g.dims(), want.dims());
-                let diff = (g - &want).unwrap().abs().unwrap().max_all().unwrap();
-                assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{rows:?}");
+        // Legacy formats, and the k-quants with Q5_0 (a Q4_K_M file's mix).
+        for (k, dtypes) in [
+            (96, [GgmlDType::Q4_1, GgmlDType::Q8_0, GgmlDType::Q4_0]),
+            (256, [GgmlDType::Q4K, GgmlDType::Q6K, GgmlDType::Q5_0]),
+        ] {
+            let ws: Vec<QTensor> = [40, 7, 300]
+                .into_iter()
+                .zip(dtypes)
+                .map(|(n, d)| weight(n, k, d).0)
+                .collect();
+            let refs: Vec<&QTensor> = ws.iter().collect();
+            for rows in [vec![1, 1, k], vec![3, k], vec![20, k]] {
+                let x = input(&rows);
+                let got = matmul_group(&x, &refs).unwrap().expect("kernels apply");
+                assert_eq!(got.len(), 3);
+                for (g, w) in got.iter().zip(&ws) {
+                    let want = matmul(&x, w).unwrap().unwrap();
+                    assert_eq!(g.dims(), want.dims());
+                    let diff = (g - &want).unwrap().abs().unwrap().max_all().unwrap();
+                    assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{rows:?}");
+                }
             }
         }
         // One weight without a kernel: the caller keeps its own path.
@@ -712,7 +756,7 @@ mod tests {
 
     #[test]
     fn other_formats_and_dtypes_fall_back() {
-        let (q, _) = weight(8, 256, GgmlDType::Q4K);
+        let (q, _) = weight(8, 256, GgmlDType::Q5K);
         assert!(matmul(&input(&[1, 256]), &q).unwrap().is_none());
         let (q, _) = weight(8, 64, GgmlDType::Q8_0);
         let x = input(&[1, 64]).to_dtype(DType::F64).unwrap();

@@ -184,3 +184,106 @@ fn hub_ids_resolve_from_a_local_cache_and_fail_clearly_offline() {
     let log = std::fs::read_to_string(home.path().join("state/tunelab.log")).unwrap_or_default();
     assert!(!log.contains("hf_secret_token_never_logged"));
 }
+
+/// A base in llama-quantize's Q4_K_M formats (Q5_0 where the input width is not a multiple
+/// of 256, Q4_K and Q6_K where it is) stays quantized for generation, read by the block
+/// kernels (`ops::qmatmul`, `ops::kquant`): a cached prefill (the dequantized-panel path)
+/// and each decode step (blocks unpacked in registers) give the dense model's logits.
+#[test]
+fn k_quant_base_stays_quantized_and_decodes_as_the_dense_forward() {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use std::sync::Arc;
+    use tunelab::model::decoder::Weight;
+    use tunelab::model::{random, QuantPlan, Quantization};
+    let dev = Device::Cpu;
+    // Hidden 320 = 10·32: the projections reading it fall back from Q4_K to Q5_0, as
+    // SmolLM2's 576 does; the MLP's down projection reads 512 and stays Q4_K.
+    let cfg = serde_json::json!({
+        "model_type": "llama", "vocab_size": 300, "hidden_size": 320,
+        "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 5,
+        "num_key_value_heads": 1, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+        "max_position_embeddings": 256, "tie_word_embeddings": false,
+    });
+    let plan = QuantPlan {
+        quantization: Quantization::Q4k,
+        head: true,
+        cache: None,
+    };
+    let (mut kept, _) = random::random_model_quantized(&cfg, DType::F32, &dev, plan).unwrap();
+    // llama-quantize gives some down projections Q6_K; this quantizer has no such plan.
+    for (_, module, l) in kept.layers[1].linears_mut() {
+        if module == "down_proj" {
+            let w = Tensor::randn(0f32, 0.02, (320, 512), &dev).unwrap();
+            l.weight = Weight::Quantized(Arc::new(QTensor::quantize(&w, GgmlDType::Q6K).unwrap()));
+        }
+    }
+    let formats = |m: &Model| {
+        let mut all: Vec<String> = m
+            .layers
+            .iter()
+            .flat_map(|b| b.linears().into_iter().map(|(_, _, l)| &l.weight))
+            .chain([&m.lm_head])
+            .map(|w| match w {
+                Weight::Quantized(q) => format!("{:?}", q.dtype()),
+                Weight::Dense(_) => "dense".to_string(),
+                Weight::Nf4(_) => "nf4".to_string(),
+            })
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    };
+    assert_eq!(formats(&kept), ["Q4K", "Q5_0", "Q6K"]);
+    let mut dense = kept.clone();
+    dense.densify().unwrap();
+    kept.prepare_for_generation().unwrap();
+    #[cfg(target_arch = "x86_64")]
+    let kernel = std::is_x86_feature_detected!("avx2")
+        && std::is_x86_feature_detected!("fma")
+        && std::is_x86_feature_detected!("f16c");
+    #[cfg(not(target_arch = "x86_64"))]
+    let kernel = false;
+    if !kernel {
+        // Without the kernel the base is densified, and the comparison below still holds.
+        eprintln!("no AVX2/FMA/F16C: generation runs on a dense copy");
+    } else {
+        assert_eq!(formats(&kept), ["Q4K", "Q5_0", "Q6K"], "densified");
+    }
+    let mut ids: Vec<u32> = (0..20).map(|i| (i * 37 + 11) % 300).collect();
+    let mut cache = KvCache::default();
+    let mut logits = kept.forward_cached(&ids, &mut cache).unwrap();
+    loop {
+        let got: Vec<f32> = logits.to_vec1().unwrap();
+        let full = dense
+            .forward(
+                &Tensor::new(ids.as_slice(), &dev)
+                    .unwrap()
+                    .unsqueeze(0)
+                    .unwrap(),
+                &Batch::default(),
+                None,
+            )
+            .unwrap();
+        let want = row(&full, 0, ids.len() - 1).unwrap();
+        let scale = want.iter().fold(0f32, |a, x| a.max(x.abs()));
+        let err = got
+            .iter()
+            .zip(&want)
+            .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+        assert!(
+            err <= 1e-4 * scale,
+            "position {}: {err} against the largest logit {scale}",
+            ids.len()
+        );
+        if ids.len() == 26 {
+            break;
+        }
+        let next = got
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i as u32);
+        ids.push(next);
+        logits = kept.forward_cached(&[next], &mut cache).unwrap();
+    }
+}
