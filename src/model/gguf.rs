@@ -405,7 +405,7 @@ pub fn load_model(path: &Path, device: &Device) -> Result<(Model, Content), Mode
         device,
     );
     if tied {
-        model.decode_head = Some(embed_q);
+        model.decode_head = Some(Weight::Quantized(embed_q));
     }
     Ok((model, content))
 }

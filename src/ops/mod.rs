@@ -17,6 +17,7 @@ pub mod fastmath;
 #[cfg(target_arch = "x86_64")]
 mod kquant;
 pub mod qmatmul;
+pub mod qpacked;
 
 /// Runs `f` over a contiguous CPU f32 tensor's elements without copying them; `None` for
 /// any other tensor (another dtype or device, a strided view), which the caller copies or
@@ -165,6 +166,18 @@ pub fn quantized_linear(x: &Tensor, w: &Arc<QTensor>) -> Result<Tensor> {
     let w = w.clone();
     with_grad("quantized-linear", x, &y, move |x, _y, g| {
         let dense = w.dequantize(x.device())?.to_dtype(g.dtype())?;
+        g.contiguous()?.broadcast_matmul(&dense)
+    })
+}
+
+/// `x · Wᵀ` for a GGUF weight packed for generation ([`qpacked`]), with the dense product as
+/// its backward.
+pub fn packed_linear(x: &Tensor, p: &Arc<qpacked::Packed>) -> Result<Tensor> {
+    let xd = x.detach().contiguous()?;
+    let y = qpacked::matmul(&xd, p)?.to_dtype(x.dtype())?;
+    let p = p.clone();
+    with_grad("packed-linear", x, &y, move |x, _y, g| {
+        let dense = p.dequantize(g.dtype())?.to_device(x.device())?;
         g.contiguous()?.broadcast_matmul(&dense)
     })
 }

@@ -25,7 +25,7 @@ const QK: usize = 32;
 /// The block formats with a kernel: llama.cpp's legacy types, which small GGUFs use, and
 /// those a Q4_K_M file mixes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub(super) enum Format {
     /// f16 scale, 16 bytes of nibbles: `w = (q - 8)·d`.
     Q4_0,
     /// f16 scale and minimum, 16 bytes of nibbles: `w = q·d + m`.
@@ -41,7 +41,7 @@ enum Format {
 }
 
 impl Format {
-    fn of(d: GgmlDType) -> Option<Self> {
+    pub(super) fn of(d: GgmlDType) -> Option<Self> {
         match d {
             GgmlDType::Q4_0 => Some(Format::Q4_0),
             GgmlDType::Q4_1 => Some(Format::Q4_1),
@@ -53,7 +53,7 @@ impl Format {
         }
     }
 
-    fn block_bytes(self) -> usize {
+    pub(super) fn block_bytes(self) -> usize {
         match self {
             Format::Q4_0 => 18,
             Format::Q4_1 => 20,
@@ -75,7 +75,7 @@ impl Format {
 
 /// The instruction set the kernels run with on this CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Isa {
+pub(super) enum Isa {
     /// No kernel: callers keep the dequantizing path.
     None,
     /// AVX2, FMA and F16C: eight lanes.
@@ -86,7 +86,7 @@ enum Isa {
 }
 
 /// What this CPU runs, asked once.
-fn isa() -> Isa {
+pub(super) fn isa() -> Isa {
     static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
     *ISA.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]

@@ -38,6 +38,7 @@ fn lin_forward(
     // dequantize for this product only.
     let fast = match &l.weight {
         Weight::Quantized(q) => crate::ops::qmatmul::matmul(x, q)?,
+        Weight::Packed(p) if x.dtype() == DType::F32 => Some(crate::ops::qpacked::matmul(x, p)?),
         _ => None,
     };
     let mut y = match fast {

@@ -185,70 +185,30 @@ fn hub_ids_resolve_from_a_local_cache_and_fail_clearly_offline() {
     assert!(!log.contains("hf_secret_token_never_logged"));
 }
 
-/// A base in llama-quantize's Q4_K_M formats (Q5_0 where the input width is not a multiple
-/// of 256, Q4_K and Q6_K where it is) stays quantized for generation, read by the block
-/// kernels (`ops::qmatmul`, `ops::kquant`): a cached prefill (the dequantized-panel path)
-/// and each decode step (blocks unpacked in registers) give the dense model's logits.
-#[test]
-fn k_quant_base_stays_quantized_and_decodes_as_the_dense_forward() {
-    use candle_core::quantized::{GgmlDType, QTensor};
-    use std::sync::Arc;
+/// The formats of a model's projections and head (`packed` for `Weight::Packed`).
+fn weight_formats(m: &tunelab::model::decoder::Model) -> Vec<String> {
     use tunelab::model::decoder::Weight;
-    use tunelab::model::{random, QuantPlan, Quantization};
+    let mut all: Vec<String> = m
+        .layers
+        .iter()
+        .flat_map(|b| b.linears().into_iter().map(|(_, _, l)| &l.weight))
+        .chain([&m.lm_head])
+        .map(|w| match w {
+            Weight::Quantized(q) => format!("{:?}", q.dtype()),
+            Weight::Dense(_) => "dense".to_string(),
+            Weight::Nf4(_) => "nf4".to_string(),
+            Weight::Packed(_) => "packed".to_string(),
+        })
+        .collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+/// A cached prefill of 20 tokens (the panel path) and 6 greedy decode steps of `kept` give
+/// `dense`'s logits within 1e-4 of the largest.
+fn decode_matches_dense(kept: &Model, dense: &Model) {
     let dev = Device::Cpu;
-    // Hidden 320 = 10·32: the projections reading it fall back from Q4_K to Q5_0, as
-    // SmolLM2's 576 does; the MLP's down projection reads 512 and stays Q4_K.
-    let cfg = serde_json::json!({
-        "model_type": "llama", "vocab_size": 300, "hidden_size": 320,
-        "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 5,
-        "num_key_value_heads": 1, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
-        "max_position_embeddings": 256, "tie_word_embeddings": false,
-    });
-    let plan = QuantPlan {
-        quantization: Quantization::Q4k,
-        head: true,
-        cache: None,
-    };
-    let (mut kept, _) = random::random_model_quantized(&cfg, DType::F32, &dev, plan).unwrap();
-    // llama-quantize gives some down projections Q6_K; this quantizer has no such plan.
-    for (_, module, l) in kept.layers[1].linears_mut() {
-        if module == "down_proj" {
-            let w = Tensor::randn(0f32, 0.02, (320, 512), &dev).unwrap();
-            l.weight = Weight::Quantized(Arc::new(QTensor::quantize(&w, GgmlDType::Q6K).unwrap()));
-        }
-    }
-    let formats = |m: &Model| {
-        let mut all: Vec<String> = m
-            .layers
-            .iter()
-            .flat_map(|b| b.linears().into_iter().map(|(_, _, l)| &l.weight))
-            .chain([&m.lm_head])
-            .map(|w| match w {
-                Weight::Quantized(q) => format!("{:?}", q.dtype()),
-                Weight::Dense(_) => "dense".to_string(),
-                Weight::Nf4(_) => "nf4".to_string(),
-            })
-            .collect();
-        all.sort();
-        all.dedup();
-        all
-    };
-    assert_eq!(formats(&kept), ["Q4K", "Q5_0", "Q6K"]);
-    let mut dense = kept.clone();
-    dense.densify().unwrap();
-    kept.prepare_for_generation().unwrap();
-    #[cfg(target_arch = "x86_64")]
-    let kernel = std::is_x86_feature_detected!("avx2")
-        && std::is_x86_feature_detected!("fma")
-        && std::is_x86_feature_detected!("f16c");
-    #[cfg(not(target_arch = "x86_64"))]
-    let kernel = false;
-    if !kernel {
-        // Without the kernel the base is densified, and the comparison below still holds.
-        eprintln!("no AVX2/FMA/F16C: generation runs on a dense copy");
-    } else {
-        assert_eq!(formats(&kept), ["Q4K", "Q5_0", "Q6K"], "densified");
-    }
     let mut ids: Vec<u32> = (0..20).map(|i| (i * 37 + 11) % 300).collect();
     let mut cache = KvCache::default();
     let mut logits = kept.forward_cached(&ids, &mut cache).unwrap();
@@ -285,5 +245,95 @@ fn k_quant_base_stays_quantized_and_decodes_as_the_dense_forward() {
             .map_or(0, |(i, _)| i as u32);
         ids.push(next);
         logits = kept.forward_cached(&[next], &mut cache).unwrap();
+    }
+}
+
+/// Whether this CPU runs the block kernels (AVX2, FMA, F16C) and the packed ones (AVX-512F).
+fn kernels() -> (bool, bool) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let rows = std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c");
+        (rows, rows && std::is_x86_feature_detected!("avx512f"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        (false, false)
+    }
+}
+
+/// A Llama of hidden 320 (= 10·32, not a multiple of 256) and 2 layers, its base quantized
+/// by `quantization`.
+fn quantized_llama(quantization: tunelab::model::Quantization) -> Model {
+    use tunelab::model::{random, QuantPlan};
+    let cfg = serde_json::json!({
+        "model_type": "llama", "vocab_size": 300, "hidden_size": 320,
+        "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 5,
+        "num_key_value_heads": 1, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+        "max_position_embeddings": 256, "tie_word_embeddings": false,
+    });
+    let plan = QuantPlan {
+        quantization,
+        head: true,
+        cache: None,
+    };
+    random::random_model_quantized(&cfg, DType::F32, &Device::Cpu, plan)
+        .unwrap()
+        .0
+}
+
+/// A base in llama-quantize's Q4_K_M formats (Q5_0 where the input width is not a multiple
+/// of 256, Q4_K and Q6_K where it is) stays quantized for generation, read by the block
+/// kernels (`ops::qmatmul`, `ops::kquant`): a cached prefill (the dequantized-panel path)
+/// and each decode step (blocks unpacked in registers) give the dense model's logits.
+#[test]
+fn k_quant_base_stays_quantized_and_decodes_as_the_dense_forward() {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use std::sync::Arc;
+    use tunelab::model::decoder::Weight;
+    let dev = Device::Cpu;
+    // The projections reading hidden 320 fall back from Q4_K to Q5_0, as SmolLM2's 576 do;
+    // the MLP's down projection reads 512 and stays Q4_K.
+    let mut kept = quantized_llama(tunelab::model::Quantization::Q4k);
+    // llama-quantize gives some down projections Q6_K; this quantizer has no such plan.
+    for (_, module, l) in kept.layers[1].linears_mut() {
+        if module == "down_proj" {
+            let w = Tensor::randn(0f32, 0.02, (320, 512), &dev).unwrap();
+            l.weight = Weight::Quantized(Arc::new(QTensor::quantize(&w, GgmlDType::Q6K).unwrap()));
+        }
+    }
+    assert_eq!(weight_formats(&kept), ["Q4K", "Q5_0", "Q6K"]);
+    let mut dense = kept.clone();
+    dense.densify().unwrap();
+    kept.prepare_for_generation().unwrap();
+    if !kernels().0 {
+        // Without the kernel the base is densified, and the comparison below still holds.
+        eprintln!("no AVX2/FMA/F16C: generation runs on a dense copy");
+    } else {
+        assert_eq!(weight_formats(&kept), ["Q4K", "Q5_0", "Q6K"], "densified");
+    }
+    decode_matches_dense(&kept, &dense);
+}
+
+/// A Q4_0 or Q8_0 base is repacked for generation where the CPU has AVX-512F (16 rows
+/// interleaved, `ops::qpacked`): every projection (all have a multiple of 16 rows) is
+/// packed, the head of 300 rows keeps its blocks, and prefill and decode give the dense
+/// model's logits.
+#[test]
+fn packed_base_decodes_as_the_dense_forward() {
+    use tunelab::model::Quantization;
+    for (quantization, format) in [(Quantization::Q4_0, "Q4_0"), (Quantization::Q8_0, "Q8_0")] {
+        let mut kept = quantized_llama(quantization);
+        assert_eq!(weight_formats(&kept), [format]);
+        let mut dense = kept.clone();
+        dense.densify().unwrap();
+        kept.prepare_for_generation().unwrap();
+        match kernels() {
+            (_, true) => assert_eq!(weight_formats(&kept), [format, "packed"]),
+            (true, false) => assert_eq!(weight_formats(&kept), [format]),
+            (false, _) => eprintln!("no AVX2/FMA/F16C: generation runs on a dense copy"),
+        }
+        decode_matches_dense(&kept, &dense);
     }
 }

@@ -105,7 +105,7 @@ impl Model {
         let rows = h.elem_count() / h.dim(D::Minus1)?;
         let logits = match &self.decode_head {
             // A decode step: the quantized blocks, where the dense copy is 3.8× the bytes.
-            Some(q) if rows <= DECODE_HEAD_ROWS => ops::quantized_linear(&h, q)?,
+            Some(w) if rows <= DECODE_HEAD_ROWS => w.apply(&h)?,
             _ => self.lm_head.apply(&h)?,
         };
         softcap(&logits, self.config.final_logit_softcapping)

@@ -5,6 +5,7 @@ use crate::lora::LoraPair;
 use crate::model::nf4::Nf4Tensor;
 use crate::model::stored::Stored;
 use crate::ops;
+use crate::ops::qpacked::Packed;
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Result, Tensor, D};
 use std::sync::Arc;
@@ -16,6 +17,9 @@ pub enum Weight {
     Quantized(Arc<QTensor>),
     /// NormalFloat4 (QLoRA's type), dequantized on its own device for each use.
     Nf4(Arc<Nf4Tensor>),
+    /// A GGUF weight repacked for generation ([`ops::qpacked`]): the same bytes, 16 rows
+    /// interleaved, so a decode product runs with the rows in the vector lanes.
+    Packed(Arc<Packed>),
 }
 
 impl From<Stored> for Weight {
@@ -34,6 +38,7 @@ impl Weight {
             Weight::Dense(t) => t.dims2(),
             Weight::Quantized(q) => q.shape().dims2(),
             Weight::Nf4(q) => Ok((q.rows, q.cols)),
+            Weight::Packed(p) => Ok(p.dims()),
         }
     }
 
@@ -45,6 +50,7 @@ impl Weight {
             Weight::Dense(t) => t.to_dtype(dtype),
             Weight::Quantized(q) => q.dequantize(&q.device())?.to_dtype(dtype),
             Weight::Nf4(q) => q.dequantize(dtype),
+            Weight::Packed(p) => p.dequantize(dtype),
         }
     }
 
@@ -71,6 +77,7 @@ impl Weight {
             }
             Weight::Quantized(_) => self.matrix(dtype)?.narrow(0, rows.start, len),
             Weight::Nf4(q) => q.dequantize_rows(rows, dtype),
+            Weight::Packed(p) => p.dequantize_rows(rows)?.to_dtype(dtype),
         }
     }
 
@@ -80,6 +87,7 @@ impl Weight {
             Weight::Dense(w) => ops::frozen_linear(x, w),
             Weight::Quantized(q) => ops::quantized_linear(x, q),
             Weight::Nf4(q) => ops::frozen_linear(x, &q.dequantize(x.dtype())?),
+            Weight::Packed(p) => ops::packed_linear(x, p),
         }
     }
 }
@@ -155,8 +163,18 @@ impl Linear {
                 _ => None,
             })
             .collect();
-        let bases = match quantized {
-            Some(qs) if lins.len() > 1 => ops::qmatmul::matmul_group(&x.detach(), &qs)?,
+        let packed: Option<Vec<&Packed>> = lins
+            .iter()
+            .map(|l| match &l.weight {
+                Weight::Packed(p) => Some(p.as_ref()),
+                _ => None,
+            })
+            .collect();
+        let bases = match (quantized, packed) {
+            (Some(qs), _) if lins.len() > 1 => ops::qmatmul::matmul_group(&x.detach(), &qs)?,
+            (_, Some(ps)) if lins.len() > 1 && x.dtype() == DType::F32 => {
+                Some(ops::qpacked::matmul_group(&x.detach(), &ps)?)
+            }
             _ => None,
         };
         match bases {

@@ -52,7 +52,7 @@ pub struct Model {
     /// GGUF head is dense for training and prefill (no dequantization per call), but one
     /// token's logits read a quarter of the bytes from its Q8_0 blocks, exactly (the
     /// activations stay f32).
-    pub decode_head: Option<std::sync::Arc<candle_core::quantized::QTensor>>,
+    pub decode_head: Option<Weight>,
     pub device: Device,
     pub dtype: DType,
     pub lora: Option<LoraConfig>,

@@ -25,6 +25,7 @@ impl Model {
             Weight::Dense(t) => dense(t),
             Weight::Quantized(q) => q.storage_size_in_bytes() as u64,
             Weight::Nf4(q) => q.storage_size_in_bytes() as u64,
+            Weight::Packed(p) => p.storage_bytes() as u64,
         };
         let mut total = dense(&self.embed) + dense(&self.norm);
         let tied = matches!(&self.lm_head, Weight::Dense(t) if t.id() == self.embed.id());
@@ -45,7 +46,7 @@ impl Model {
         let mut n = 0;
         for b in &self.layers {
             for (_, _, l) in b.linears() {
-                if let (Weight::Quantized(_) | Weight::Nf4(_), Ok((o, i))) =
+                if let (Weight::Quantized(_) | Weight::Nf4(_) | Weight::Packed(_), Ok((o, i))) =
                     (&l.weight, l.weight.dims())
                 {
                     n += o * i * self.dtype.size_in_bytes();
@@ -72,9 +73,34 @@ impl Model {
                 Weight::Dense(_) => true,
                 Weight::Quantized(q) => ops::qmatmul::supports(q),
                 Weight::Nf4(_) => false,
+                Weight::Packed(_) => true,
             });
         if !all_kernel && self.dense_bytes() < DENSIFY_BELOW {
             self.densify()?;
+        }
+        self.pack_for_decode()
+    }
+
+    /// Replaces each GGUF weight that has an interleaved kernel on this CPU by its packed
+    /// form ([`ops::qpacked`]; the same bytes reordered, so memory does not grow), the tied
+    /// head's decode copy included.
+    fn pack_for_decode(&mut self) -> Result<()> {
+        let pack = |w: &mut Weight| -> Result<()> {
+            if let Weight::Quantized(q) = w {
+                if let Some(p) = ops::qpacked::Packed::new(q)? {
+                    *w = Weight::Packed(std::sync::Arc::new(p));
+                }
+            }
+            Ok(())
+        };
+        for b in &mut self.layers {
+            for (_, _, l) in b.linears_mut() {
+                pack(&mut l.weight)?;
+            }
+        }
+        pack(&mut self.lm_head)?;
+        if let Some(h) = &mut self.decode_head {
+            pack(h)?;
         }
         Ok(())
     }

@@ -1,0 +1,579 @@
+//! A GGUF weight repacked for generation: 16 rows interleaved per block, so one decode
+//! product runs with the rows in the vector lanes.
+//!
+//! In GGUF's own order a row's blocks follow each other, and a one-token product unpacks a
+//! block, multiplies it with 32 activations and sums the lanes of every row at the end. Here
+//! the 16 rows of a group sit side by side for each element of a block: element `j` of 16
+//! rows is one load, its values come from a table (`vpermps`), one FMA with the broadcast
+//! activation `x[j]` adds it to 16 row sums, and the block's scales (also side by side)
+//! scale those 16 sums at once. No horizontal sums, no per-block tables, about half the
+//! instructions per weight. The bytes are the blocks' own bytes, reordered: the packed weight
+//! replaces the GGUF one (`Weight::Packed`), and dequantizes to exactly candle's values.
+//!
+//! AVX-512F only (where the table permute takes 16 values); other CPUs keep
+//! [`super::qmatmul`]'s row kernels.
+
+use super::qmatmul::{isa, Format, Isa};
+use candle_core::quantized::QTensor;
+use candle_core::{DType, Result, Tensor};
+use rayon::prelude::*;
+
+/// Rows interleaved in a group: one AVX-512 register of f32.
+const LANES: usize = 16;
+/// Elements per block.
+const QK: usize = 32;
+/// Activation rows from which products dequantize a panel and use gemm (as
+/// `qmatmul::WIDE_ROWS`).
+const WIDE_ROWS: usize = 16;
+
+/// A weight `[n, k]` in the interleaved layout: for each group of 16 rows and each block,
+/// the 16 rows' f16 scales (and Q4_1's f16 minimums), then the quantized bytes with the 16
+/// rows' byte `j` side by side.
+#[derive(Debug)]
+pub struct Packed {
+    format: Format,
+    n: usize,
+    k: usize,
+    data: Vec<u8>,
+}
+
+impl Packed {
+    /// The packed copy of `q`, where this CPU has the kernel and the weight fits the layout
+    /// (Q4_0, Q4_1 or Q8_0, rows a multiple of 16); `None` otherwise.
+    pub fn new(q: &QTensor) -> Result<Option<Packed>> {
+        let Some(format) = Format::of(q.dtype()) else {
+            return Ok(None);
+        };
+        let Ok((n, k)) = q.shape().dims2() else {
+            return Ok(None);
+        };
+        let legacy = matches!(format, Format::Q4_0 | Format::Q4_1 | Format::Q8_0);
+        if isa() != Isa::Avx512 || !legacy || !q.device().is_cpu() || n % LANES != 0 || k % QK != 0
+        {
+            return Ok(None);
+        }
+        let src = q.data()?;
+        let bb = format.block_bytes();
+        let blocks = k / QK;
+        if src.len() != n * blocks * bb {
+            candle_core::bail!(
+                "packing a [{n}, {k}] {format:?} weight of {} bytes",
+                src.len()
+            );
+        }
+        let (scales, qbytes) = layout(format);
+        let mut data = vec![0u8; src.len()];
+        let gbb = LANES * bb;
+        for g in 0..n / LANES {
+            for b in 0..blocks {
+                let dst = &mut data[(g * blocks + b) * gbb..][..gbb];
+                for r in 0..LANES {
+                    let block = &src[((g * LANES + r) * blocks + b) * bb..][..bb];
+                    // The block's f16 fields, then its quantized bytes.
+                    for s in 0..scales {
+                        dst[s * 2 * LANES + 2 * r..][..2].copy_from_slice(&block[2 * s..2 * s + 2]);
+                    }
+                    for (j, byte) in block[2 * scales..].iter().enumerate() {
+                        dst[2 * scales * LANES + j * LANES + r] = *byte;
+                    }
+                }
+                debug_assert_eq!(2 * scales + qbytes, bb);
+            }
+        }
+        Ok(Some(Packed { format, n, k, data }))
+    }
+
+    /// `(out, in)`.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.n, self.k)
+    }
+
+    pub fn storage_bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Rows `rows` (group-aligned or not) as a dense `[len, k]` f32 matrix, exactly candle's
+    /// dequantization of the original blocks.
+    pub fn dequantize_rows(&self, rows: std::ops::Range<usize>) -> Result<Tensor> {
+        let (k, blocks) = (self.k, self.k / QK);
+        let len = rows.end.saturating_sub(rows.start);
+        if rows.end > self.n {
+            candle_core::bail!("rows {rows:?} of a packed weight of {} rows", self.n);
+        }
+        let mut out = vec![0f32; len * k];
+        for (i, row) in rows.clone().enumerate() {
+            let (g, r) = (row / LANES, row % LANES);
+            for b in 0..blocks {
+                let gb = self.group_block(g, b);
+                dequantize_lane(self.format, gb, r, &mut out[i * k + b * QK..][..QK]);
+            }
+        }
+        Tensor::from_vec(out, (len, k), &candle_core::Device::Cpu)
+    }
+
+    /// The whole weight as a dense `[n, k]` f32 matrix.
+    pub fn dequantize(&self, dtype: DType) -> Result<Tensor> {
+        self.dequantize_rows(0..self.n)?.to_dtype(dtype)
+    }
+
+    fn group_block(&self, g: usize, b: usize) -> &[u8] {
+        let gbb = LANES * self.format.block_bytes();
+        &self.data[(g * (self.k / QK) + b) * gbb..][..gbb]
+    }
+
+    fn group(&self, g: usize) -> &[u8] {
+        let gb = LANES * self.format.block_bytes() * (self.k / QK);
+        &self.data[g * gb..][..gb]
+    }
+}
+
+/// f16 fields per block and quantized bytes per block.
+fn layout(format: Format) -> (usize, usize) {
+    match format {
+        Format::Q4_1 => (2, 16),
+        Format::Q4_0 => (1, 16),
+        _ => (1, 32),
+    }
+}
+
+/// Row `r`'s 32 values of one group-block, as candle computes them.
+fn dequantize_lane(format: Format, gb: &[u8], r: usize, out: &mut [f32]) {
+    let half = |s: usize| {
+        half::f16::from_le_bytes([gb[s * 2 * LANES + 2 * r], gb[s * 2 * LANES + 2 * r + 1]])
+            .to_f32()
+    };
+    let (scales, _) = layout(format);
+    let q = |j: usize| gb[2 * scales * LANES + j * LANES + r];
+    let d = half(0);
+    match format {
+        Format::Q4_1 => {
+            let m = half(1);
+            for j in 0..16 {
+                out[j] = f32::from(q(j) & 0x0f) * d + m;
+                out[j + 16] = f32::from(q(j) >> 4) * d + m;
+            }
+        }
+        Format::Q4_0 => {
+            for j in 0..16 {
+                out[j] = f32::from(i16::from(q(j) & 0x0f) - 8) * d;
+                out[j + 16] = f32::from(i16::from(q(j) >> 4) - 8) * d;
+            }
+        }
+        _ => {
+            for (j, o) in out.iter_mut().enumerate() {
+                *o = f32::from(q(j) as i8) * d;
+            }
+        }
+    }
+}
+
+/// `x · dequant(p)ᵀ` for f32 `x` `[.., k]`.
+pub fn matmul(x: &Tensor, p: &Packed) -> Result<Tensor> {
+    Ok(matmul_group(x, &[p])?.remove(0))
+}
+
+/// `x · dequant(p_i)ᵀ` for several packed weights of one input, one parallel pass.
+pub fn matmul_group(x: &Tensor, ps: &[&Packed]) -> Result<Vec<Tensor>> {
+    let k = x.dim(candle_core::D::Minus1)?;
+    for p in ps {
+        if p.k != k {
+            candle_core::bail!(
+                "packed matmul: input {:?} against weight [{}, {}]",
+                x.dims(),
+                p.n,
+                p.k
+            );
+        }
+    }
+    let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let m = xs.len() / k.max(1);
+    let xsum: Vec<f32> = xs.chunks_exact(QK).map(|c| c.iter().sum()).collect();
+    let mut outs: Vec<Vec<f32>> = ps.iter().map(|p| vec![0f32; m * p.n]).collect();
+    if m >= WIDE_ROWS {
+        for (p, out) in ps.iter().zip(outs.iter_mut()) {
+            wide_products(p, &xs, m, out);
+        }
+    } else {
+        // Transposed outputs ([n, m]): a task owns whole groups' rows.
+        let mut yts: Vec<Vec<f32>> = ps.iter().map(|p| vec![0f32; p.n * m]).collect();
+        let groups: usize = ps.iter().map(|p| p.n / LANES).sum();
+        let threads = rayon::current_num_threads().max(1);
+        let per_task = groups.div_ceil(threads * 4).clamp(2, 16);
+        let mut tasks = Vec::new();
+        for (wi, yt) in yts.iter_mut().enumerate() {
+            for (t, chunk) in yt.chunks_mut(per_task * LANES * m).enumerate() {
+                tasks.push((wi, t * per_task, chunk));
+            }
+        }
+        tasks.into_par_iter().for_each(|(wi, first, out)| {
+            let p = ps[wi];
+            let mut sums = [0f32; LANES];
+            for (i, rows) in out.chunks_exact_mut(LANES * m).enumerate() {
+                let g = first + i;
+                for j in 0..m {
+                    group_products(
+                        p,
+                        g,
+                        &xs[j * p.k..][..p.k],
+                        &xsum[j * p.k / QK..],
+                        &mut sums,
+                    );
+                    for (r, v) in sums.iter().enumerate() {
+                        rows[r * m + j] = *v;
+                    }
+                }
+            }
+        });
+        for ((yt, out), p) in yts.iter().zip(outs.iter_mut()).zip(ps) {
+            for (r, col) in yt.chunks_exact(m).enumerate() {
+                for (j, v) in col.iter().enumerate() {
+                    out[j * p.n + r] = *v;
+                }
+            }
+        }
+    }
+    let mut dims = x.dims().to_vec();
+    outs.into_iter()
+        .zip(ps)
+        .map(|(y, p)| {
+            if let Some(last) = dims.last_mut() {
+                *last = p.n;
+            }
+            Tensor::from_vec(y, dims.clone(), x.device())
+        })
+        .collect()
+}
+
+/// 16 rows' products with one activation row.
+fn group_products(p: &Packed, g: usize, x: &[f32], xsum: &[f32], out: &mut [f32; LANES]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: `Packed::new` admitted the weight only where `isa` saw AVX-512F (and the
+        // AVX2/FMA/F16C set); the group holds `k / 32` group-blocks, `x` holds `k` values and
+        // `xsum` at least `k / 32`.
+        unsafe { avx512::group_products(p.format, p.group(g), x, xsum, p.k / QK, out) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (p, g, x, xsum, out);
+        unreachable!("packed weights exist only on x86-64")
+    }
+}
+
+/// Many activation rows: each task dequantizes a panel of groups (transposed: the layout
+/// gives 16 rows' element `j` together) and multiplies it with gemm.
+fn wide_products(p: &Packed, xs: &[f32], m: usize, out: &mut [f32]) {
+    let (n, k) = (p.n, p.k);
+    let threads = rayon::current_num_threads().max(1);
+    let groups_per_task = (n / LANES).div_ceil(threads * 4).clamp(1, 4);
+    let rows_per_task = groups_per_task * LANES;
+    // yt [n, m]: each task its own rows.
+    let mut yt = vec![0f32; n * m];
+    yt.par_chunks_mut(rows_per_task * m)
+        .enumerate()
+        .for_each(|(task, yt)| {
+            let rows = yt.len() / m;
+            let g0 = task * groups_per_task;
+            // panel_t [k, rows]: column r is weight row g0·16 + r.
+            let mut panel_t = vec![0f32; k * rows];
+            for gi in 0..rows / LANES {
+                for b in 0..k / QK {
+                    let gb = p.group_block(g0 + gi, b);
+                    let first = b * QK * rows + gi * LANES;
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: packed weights exist only where `isa` saw AVX-512F; element `j`
+                    // of the block goes to `panel_t[first + j·rows ..][..16]`, inside the
+                    // [k, rows] panel since `b·32 + j < k` and `gi·16 + 16 ≤ rows`.
+                    unsafe {
+                        avx512::dequantize_group_block(p.format, gb, &mut panel_t[first..], rows)
+                    }
+                    #[cfg(not(target_arch = "x86_64"))]
+                    {
+                        let _ = (gb, first);
+                        unreachable!("packed weights exist only on x86-64")
+                    }
+                }
+            }
+            // SAFETY: `panel_t` is [k, rows] (so the panel [rows, k] has column stride
+            // `rows` and row stride 1), `xs` is [m, k] and `yt` is [rows, m], all live for
+            // the call; gemm stays inside them.
+            unsafe {
+                gemm::gemm(
+                    rows,
+                    m,
+                    k,
+                    yt.as_mut_ptr(),
+                    1,
+                    m as isize,
+                    false,
+                    panel_t.as_ptr(),
+                    rows as isize,
+                    1,
+                    xs.as_ptr(),
+                    k as isize,
+                    1,
+                    0.0f32,
+                    1.0f32,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                )
+            }
+        });
+    for (r, col) in yt.chunks_exact(m).enumerate() {
+        for (j, v) in col.iter().enumerate() {
+            out[j * n + r] = *v;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{Format, LANES, QK};
+    use std::arch::x86_64::*;
+
+    /// 16 f16 values (one per row) as f32.
+    #[inline(always)]
+    unsafe fn halves(p: *const u8) -> __m512 {
+        _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
+    }
+
+    /// A group-block's values, element `j` of the 16 rows at `out[j·stride..][..16]`: exactly
+    /// candle's (`q·d + m`, `(q − 8)·d`, `q·d`: a multiply, then an add).
+    #[target_feature(enable = "avx512f,f16c")]
+    pub(super) unsafe fn dequantize_group_block(
+        format: Format,
+        gb: &[u8],
+        out: &mut [f32],
+        stride: usize,
+    ) {
+        debug_assert!(out.len() >= (QK - 1) * stride + LANES);
+        let gb = gb.as_ptr();
+        let d = halves(gb);
+        let o = out.as_mut_ptr();
+        match format {
+            Format::Q4_0 | Format::Q4_1 => {
+                let iota = _mm512_setr_ps(
+                    0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0,
+                    15.0,
+                );
+                let (table, m, q) = if format == Format::Q4_1 {
+                    (iota, Some(halves(gb.add(2 * LANES))), gb.add(4 * LANES))
+                } else {
+                    (
+                        _mm512_sub_ps(iota, _mm512_set1_ps(8.0)),
+                        None,
+                        gb.add(2 * LANES),
+                    )
+                };
+                let value = |v: __m512| match m {
+                    Some(m) => _mm512_add_ps(_mm512_mul_ps(v, d), m),
+                    None => _mm512_mul_ps(v, d),
+                };
+                for j in 0..16 {
+                    let z =
+                        _mm512_cvtepu8_epi32(_mm_loadu_si128(q.add(j * LANES) as *const __m128i));
+                    _mm512_storeu_ps(o.add(j * stride), value(_mm512_permutexvar_ps(z, table)));
+                    let hi = _mm512_permutexvar_ps(_mm512_srli_epi32(z, 4), table);
+                    _mm512_storeu_ps(o.add((j + 16) * stride), value(hi));
+                }
+            }
+            Format::Q8_0 => {
+                let q = gb.add(2 * LANES);
+                for j in 0..QK {
+                    let w = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+                        q.add(j * LANES) as *const __m128i,
+                    )));
+                    _mm512_storeu_ps(o.add(j * stride), _mm512_mul_ps(w, d));
+                }
+            }
+            _ => unreachable!("only Q4_0, Q4_1 and Q8_0 are packed"),
+        }
+    }
+
+    /// `out[r] = Σ_i dequant(row r)[i]·x[i]` for the 16 rows of one group.
+    #[target_feature(enable = "avx512f,f16c")]
+    pub(super) unsafe fn group_products(
+        format: Format,
+        group: &[u8],
+        x: &[f32],
+        xsum: &[f32],
+        blocks: usize,
+        out: &mut [f32; LANES],
+    ) {
+        let gbb = LANES * format.block_bytes();
+        let mut acc = _mm512_setzero_ps();
+        let x = x.as_ptr();
+        match format {
+            Format::Q4_0 | Format::Q4_1 => {
+                let iota = _mm512_setr_ps(
+                    0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0,
+                    15.0,
+                );
+                let q4_1 = format == Format::Q4_1;
+                // Q4_0's values are `q − 8`: the table says so, and no Σx term is needed.
+                let table = if q4_1 {
+                    iota
+                } else {
+                    _mm512_sub_ps(iota, _mm512_set1_ps(8.0))
+                };
+                let qoff = if q4_1 { 4 * LANES } else { 2 * LANES };
+                for b in 0..blocks {
+                    let gb = group.as_ptr().add(b * gbb);
+                    let q = gb.add(qoff);
+                    let xb = x.add(b * QK);
+                    let mut s = [_mm512_setzero_ps(); 4];
+                    for j in (0..16).step_by(2) {
+                        let z0 = _mm512_cvtepu8_epi32(_mm_loadu_si128(
+                            q.add(j * LANES) as *const __m128i
+                        ));
+                        let z1 = _mm512_cvtepu8_epi32(_mm_loadu_si128(
+                            q.add((j + 1) * LANES) as *const __m128i
+                        ));
+                        // vpermps reads an index's low four bits: the low nibble as it is.
+                        s[0] = _mm512_fmadd_ps(
+                            _mm512_permutexvar_ps(z0, table),
+                            _mm512_set1_ps(*xb.add(j)),
+                            s[0],
+                        );
+                        s[1] = _mm512_fmadd_ps(
+                            _mm512_permutexvar_ps(_mm512_srli_epi32(z0, 4), table),
+                            _mm512_set1_ps(*xb.add(j + 16)),
+                            s[1],
+                        );
+                        s[2] = _mm512_fmadd_ps(
+                            _mm512_permutexvar_ps(z1, table),
+                            _mm512_set1_ps(*xb.add(j + 1)),
+                            s[2],
+                        );
+                        s[3] = _mm512_fmadd_ps(
+                            _mm512_permutexvar_ps(_mm512_srli_epi32(z1, 4), table),
+                            _mm512_set1_ps(*xb.add(j + 17)),
+                            s[3],
+                        );
+                    }
+                    let sum = _mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3]));
+                    acc = _mm512_fmadd_ps(halves(gb), sum, acc);
+                    if q4_1 {
+                        let m = halves(gb.add(2 * LANES));
+                        acc = _mm512_fmadd_ps(m, _mm512_set1_ps(*xsum.get_unchecked(b)), acc);
+                    }
+                }
+            }
+            Format::Q8_0 => {
+                for b in 0..blocks {
+                    let gb = group.as_ptr().add(b * gbb);
+                    let q = gb.add(2 * LANES);
+                    let xb = x.add(b * QK);
+                    let mut s = [_mm512_setzero_ps(); 4];
+                    for j in (0..QK).step_by(4) {
+                        for u in 0..4 {
+                            let w = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+                                q.add((j + u) * LANES) as *const __m128i,
+                            )));
+                            s[u] = _mm512_fmadd_ps(w, _mm512_set1_ps(*xb.add(j + u)), s[u]);
+                        }
+                    }
+                    let sum = _mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3]));
+                    acc = _mm512_fmadd_ps(halves(gb), sum, acc);
+                }
+            }
+            _ => unreachable!("only Q4_0, Q4_1 and Q8_0 are packed"),
+        }
+        _mm512_storeu_ps(out.as_mut_ptr(), acc);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::GgmlDType;
+    use candle_core::Device;
+
+    fn weight(n: usize, k: usize, dtype: GgmlDType) -> QTensor {
+        // Values whose size changes every 16 elements, so a wrong scale index shows.
+        let vals: Vec<f32> = (0..n * k)
+            .map(|i| {
+                let big = if (i / 16) % 5 == 0 { 40.0 } else { 1.0 };
+                ((i * 7919 % 1013) as f32 / 1013.0 - 0.4) * 0.3 * big
+            })
+            .collect();
+        let w = Tensor::from_vec(vals, (n, k), &Device::Cpu).unwrap();
+        QTensor::quantize(&w, dtype).unwrap()
+    }
+
+    fn input(rows: usize, k: usize) -> Tensor {
+        let vals: Vec<f32> = (0..rows * k)
+            .map(|i| ((i * 4481 % 997) as f32 / 997.0 - 0.5) * 2.0)
+            .collect();
+        Tensor::from_vec(vals, (rows, k), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn packed_products_and_values_equal_the_blocks() {
+        if isa() != Isa::Avx512 {
+            eprintln!("skipped: this CPU has no AVX-512F (the row kernels serve it)");
+            return;
+        }
+        for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
+            for (n, k) in [(16, 32), (48, 96), (320, 576)] {
+                let q = weight(n, k, dtype);
+                let p = Packed::new(&q).unwrap().expect("packable");
+                let dense = q.dequantize(&Device::Cpu).unwrap();
+                // The values, bit for bit.
+                let got = p.dequantize(DType::F32).unwrap();
+                let diff = (&got - &dense).unwrap().abs().unwrap().max_all().unwrap();
+                assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{dtype:?} {n}x{k}");
+                // Rows that start and end inside groups.
+                let (first, len) = (n / 4 + 1, n / 2);
+                let rows = p.dequantize_rows(first..first + len).unwrap();
+                let want = dense.narrow(0, first, len).unwrap();
+                let diff = (&rows - &want).unwrap().abs().unwrap().max_all().unwrap();
+                assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+                // The products, at one row, a tile and the panel path.
+                for m in [1, 3, 15, 16, 40] {
+                    let x = input(m, k);
+                    let want = x.matmul(&dense.t().unwrap()).unwrap();
+                    let got = matmul(&x, &p).unwrap();
+                    assert_eq!(got.dims(), want.dims());
+                    let w = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                    let g = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                    let scale = w.iter().fold(0f32, |a, v| a.max(v.abs()));
+                    for (i, (a, b)) in g.iter().zip(&w).enumerate() {
+                        assert!(
+                            (a - b).abs() <= 1e-5 * scale,
+                            "{dtype:?} {n}x{k} m={m} [{i}]: {a} vs {b}"
+                        );
+                    }
+                }
+            }
+        }
+        // A group of weights equals each alone.
+        let ws: Vec<Packed> = [
+            (48, GgmlDType::Q4_1),
+            (16, GgmlDType::Q8_0),
+            (96, GgmlDType::Q4_0),
+        ]
+        .into_iter()
+        .map(|(n, d)| Packed::new(&weight(n, 64, d)).unwrap().unwrap())
+        .collect();
+        let refs: Vec<&Packed> = ws.iter().collect();
+        let x = input(2, 64);
+        for (g, p) in matmul_group(&x, &refs).unwrap().iter().zip(&ws) {
+            let alone = matmul(&x, p).unwrap();
+            let diff = (g - &alone).unwrap().abs().unwrap().max_all().unwrap();
+            assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+        }
+    }
+
+    #[test]
+    fn other_shapes_and_formats_are_not_packed() {
+        assert!(Packed::new(&weight(8, 64, GgmlDType::Q4_1))
+            .unwrap()
+            .is_none());
+        assert!(Packed::new(&weight(16, 256, GgmlDType::Q4K))
+            .unwrap()
+            .is_none());
+    }
+}
