@@ -47,37 +47,39 @@ impl Packed {
         let Ok((n, k)) = q.shape().dims2() else {
             return Ok(None);
         };
-        let legacy = matches!(format, Format::Q4_0 | Format::Q4_1 | Format::Q8_0);
-        if isa() != Isa::Avx512 || !legacy || !q.device().is_cpu() || n % LANES != 0 || k % QK != 0
-        {
+        let Some(fields) = Fields::of(format) else {
+            return Ok(None);
+        };
+        let len = block_len(format);
+        if isa() != Isa::Avx512 || !q.device().is_cpu() || n % LANES != 0 || k % len != 0 {
             return Ok(None);
         }
         let src = q.data()?;
         let bb = format.block_bytes();
-        let blocks = k / QK;
+        let blocks = k / len;
         if src.len() != n * blocks * bb {
             candle_core::bail!(
                 "packing a [{n}, {k}] {format:?} weight of {} bytes",
                 src.len()
             );
         }
-        let (scales, qbytes) = layout(format);
-        let mut data = vec![0u8; src.len()];
-        let gbb = LANES * bb;
+        let gbb = fields.group_block_bytes();
+        let mut data = vec![0u8; n / LANES * blocks * gbb];
+        let (mut halves, mut bytes) = (Vec::new(), Vec::new());
         for g in 0..n / LANES {
             for b in 0..blocks {
                 let dst = &mut data[(g * blocks + b) * gbb..][..gbb];
                 for r in 0..LANES {
                     let block = &src[((g * LANES + r) * blocks + b) * bb..][..bb];
-                    // The block's f16 fields, then its quantized bytes.
-                    for s in 0..scales {
-                        dst[s * 2 * LANES + 2 * r..][..2].copy_from_slice(&block[2 * s..2 * s + 2]);
+                    fields.split(block, &mut halves, &mut bytes);
+                    for (h, v) in halves.iter().enumerate() {
+                        dst[h * 2 * LANES + 2 * r..][..2].copy_from_slice(v);
                     }
-                    for (j, byte) in block[2 * scales..].iter().enumerate() {
-                        dst[2 * scales * LANES + j * LANES + r] = *byte;
+                    let at = fields.halves * 2 * LANES;
+                    for (j, byte) in bytes.iter().enumerate() {
+                        dst[at + j * LANES + r] = *byte;
                     }
                 }
-                debug_assert_eq!(2 * scales + qbytes, bb);
             }
         }
         Ok(Some(Packed { format, n, k, data }))
@@ -95,7 +97,7 @@ impl Packed {
     /// Rows `rows` (group-aligned or not) as a dense `[len, k]` f32 matrix, exactly candle's
     /// dequantization of the original blocks.
     pub fn dequantize_rows(&self, rows: std::ops::Range<usize>) -> Result<Tensor> {
-        let (k, blocks) = (self.k, self.k / QK);
+        let (k, len_b, blocks) = (self.k, block_len(self.format), self.blocks());
         let len = rows.end.saturating_sub(rows.start);
         if rows.end > self.n {
             candle_core::bail!("rows {rows:?} of a packed weight of {} rows", self.n);
@@ -105,7 +107,7 @@ impl Packed {
             let (g, r) = (row / LANES, row % LANES);
             for b in 0..blocks {
                 let gb = self.group_block(g, b);
-                dequantize_lane(self.format, gb, r, &mut out[i * k + b * QK..][..QK]);
+                dequantize_lane(self.format, gb, r, &mut out[i * k + b * len_b..][..len_b]);
             }
         }
         Tensor::from_vec(out, (len, k), &candle_core::Device::Cpu)
@@ -116,34 +118,142 @@ impl Packed {
         self.dequantize_rows(0..self.n)?.to_dtype(dtype)
     }
 
+    fn blocks(&self) -> usize {
+        self.k / block_len(self.format)
+    }
+
+    fn group_block_bytes(&self) -> usize {
+        Fields::of(self.format).map_or(0, |f| f.group_block_bytes())
+    }
+
     fn group_block(&self, g: usize, b: usize) -> &[u8] {
-        let gbb = LANES * self.format.block_bytes();
-        &self.data[(g * (self.k / QK) + b) * gbb..][..gbb]
+        let gbb = self.group_block_bytes();
+        &self.data[(g * self.blocks() + b) * gbb..][..gbb]
     }
 
     fn group(&self, g: usize) -> &[u8] {
-        let gb = LANES * self.format.block_bytes() * (self.k / QK);
+        let gb = self.group_block_bytes() * self.blocks();
         &self.data[g * gb..][..gb]
     }
 }
 
-/// f16 fields per block and quantized bytes per block.
-fn layout(format: Format) -> (usize, usize) {
+/// Elements per block: 32, or 256 for the k-quants' super-blocks.
+fn block_len(format: Format) -> usize {
     match format {
-        Format::Q4_1 => (2, 16),
-        Format::Q4_0 => (1, 16),
-        _ => (1, 32),
+        Format::Q4K | Format::Q6K => 256,
+        _ => QK,
     }
 }
 
-/// Row `r`'s 32 values of one group-block, as candle computes them.
+/// How a block is stored in a group-block: its f16 fields (each kept as the 16 rows' values
+/// side by side), then its bytes (byte `j` of the 16 rows side by side). Q4_K's 12 bytes of
+/// packed 6-bit scales and mins are stored unpacked (8 scales, then 8 mins), so a kernel
+/// loads 16 rows' scale with one load.
+#[derive(Debug, Clone, Copy)]
+struct Fields {
+    halves: usize,
+    bytes: usize,
+    format: Format,
+}
+
+impl Fields {
+    fn of(format: Format) -> Option<Fields> {
+        let (halves, bytes) = match format {
+            Format::Q4_0 => (1, 16),
+            Format::Q4_1 => (2, 16),
+            Format::Q8_0 => (1, 32),
+            // d, dmin; 8 scales, 8 mins, 128 bytes of nibbles.
+            Format::Q4K => (2, 16 + 128),
+            // d; 16 scales, then the 256 values `q − 32` as signed bytes (the 4 + 2 bits
+            // combined once here: a third more bytes than the file's 6 bits, and a decode
+            // product then costs what Q8_0's does).
+            Format::Q6K => (1, 16 + 256),
+            Format::Q5_0 => return None,
+        };
+        Some(Fields {
+            halves,
+            bytes,
+            format,
+        })
+    }
+
+    fn group_block_bytes(self) -> usize {
+        LANES * (2 * self.halves + self.bytes)
+    }
+
+    /// One row's block as (f16 fields, bytes) in the packed order.
+    fn split(self, block: &[u8], halves: &mut Vec<[u8; 2]>, bytes: &mut Vec<u8>) {
+        halves.clear();
+        bytes.clear();
+        let half = |at: usize| [block[at], block[at + 1]];
+        match self.format {
+            Format::Q4K => {
+                halves.extend([half(0), half(2)]);
+                let scales = &block[4..16];
+                let (mut sc, mut mn) = ([0u8; 8], [0u8; 8]);
+                for j in 0..8 {
+                    (sc[j], mn[j]) = scale_min_k4(j, scales);
+                }
+                bytes.extend_from_slice(&sc);
+                bytes.extend_from_slice(&mn);
+                bytes.extend_from_slice(&block[16..144]);
+            }
+            Format::Q6K => {
+                // ggml's order: ql[128], qh[64], scales[16], d.
+                halves.push(half(208));
+                bytes.extend_from_slice(&block[192..208]);
+                let (ql, qh) = (&block[..128], &block[128..192]);
+                let mut v = [0u8; 256];
+                for h in 0..2 {
+                    for l in 0..32 {
+                        let (a, b, hb) = (ql[64 * h + l], ql[64 * h + l + 32], qh[32 * h + l]);
+                        let q = [
+                            (a & 0xf) | ((hb & 3) << 4),
+                            (b & 0xf) | (((hb >> 2) & 3) << 4),
+                            (a >> 4) | (((hb >> 4) & 3) << 4),
+                            (b >> 4) | (((hb >> 6) & 3) << 4),
+                        ];
+                        for (u, q) in q.into_iter().enumerate() {
+                            v[128 * h + l + 32 * u] = (q as i8 - 32) as u8;
+                        }
+                    }
+                }
+                bytes.extend_from_slice(&v);
+            }
+            _ => {
+                for h in 0..self.halves {
+                    halves.push(half(2 * h));
+                }
+                bytes.extend_from_slice(&block[2 * self.halves..]);
+            }
+        }
+    }
+}
+
+/// Q4_K's scale and min of sub-block `j` from its 12 packed bytes (ggml's
+/// `get_scale_min_k4`).
+fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        (
+            (q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
+    }
+}
+
+/// Row `r`'s values of one group-block (32, or 256 for the k-quants), as candle computes
+/// them.
 fn dequantize_lane(format: Format, gb: &[u8], r: usize, out: &mut [f32]) {
+    let Some(fields) = Fields::of(format) else {
+        return;
+    };
     let half = |s: usize| {
         half::f16::from_le_bytes([gb[s * 2 * LANES + 2 * r], gb[s * 2 * LANES + 2 * r + 1]])
             .to_f32()
     };
-    let (scales, _) = layout(format);
-    let q = |j: usize| gb[2 * scales * LANES + j * LANES + r];
+    let q = |j: usize| gb[2 * fields.halves * LANES + j * LANES + r];
     let d = half(0);
     match format {
         Format::Q4_1 => {
@@ -159,11 +269,34 @@ fn dequantize_lane(format: Format, gb: &[u8], r: usize, out: &mut [f32]) {
                 out[j + 16] = f32::from(i16::from(q(j) >> 4) - 8) * d;
             }
         }
-        _ => {
-            for (j, o) in out.iter_mut().enumerate() {
+        Format::Q8_0 => {
+            for (j, o) in out.iter_mut().enumerate().take(QK) {
                 *o = f32::from(q(j) as i8) * d;
             }
         }
+        Format::Q4K => {
+            let min = half(1);
+            for c in 0..4 {
+                let (s0, s1) = (2 * c, 2 * c + 1);
+                let (d1, m1) = (d * f32::from(q(s0)), min * f32::from(q(8 + s0)));
+                let (d2, m2) = (d * f32::from(q(s1)), min * f32::from(q(8 + s1)));
+                for i in 0..32 {
+                    let byte = q(16 + 32 * c + i);
+                    out[64 * c + i] = d1 * f32::from(byte & 0xf) - m1;
+                    out[64 * c + 32 + i] = d2 * f32::from(byte >> 4) - m2;
+                }
+            }
+        }
+        Format::Q6K => {
+            // Element e of a 128-element half h: sub-block 8h + (e mod 32)/16 + 2·(e / 32)
+            // within the half, as candle indexes the scales.
+            for (e, o) in out.iter_mut().enumerate().take(256) {
+                let (h, w) = (e / 128, e % 128);
+                let sub = 8 * h + (w % 32) / 16 + 2 * (w / 32);
+                *o = d * f32::from(q(sub) as i8) * f32::from(q(16 + e) as i8);
+            }
+        }
+        Format::Q5_0 => {}
     }
 }
 
@@ -251,7 +384,7 @@ fn group_products(p: &Packed, g: usize, x: &[f32], xsum: &[f32], out: &mut [f32;
         // SAFETY: `Packed::new` admitted the weight only where `isa` saw AVX-512F (and the
         // AVX2/FMA/F16C set); the group holds `k / 32` group-blocks, `x` holds `k` values and
         // `xsum` at least `k / 32`.
-        unsafe { avx512::group_products(p.format, p.group(g), x, xsum, p.k / QK, out) }
+        unsafe { avx512::group_products(p.format, p.group(g), x, xsum, p.blocks(), out) }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -276,14 +409,15 @@ fn wide_products(p: &Packed, xs: &[f32], m: usize, out: &mut [f32]) {
             let g0 = task * groups_per_task;
             // panel_t [k, rows]: column r is weight row g0·16 + r.
             let mut panel_t = vec![0f32; k * rows];
+            let len = block_len(p.format);
             for gi in 0..rows / LANES {
-                for b in 0..k / QK {
+                for b in 0..k / len {
                     let gb = p.group_block(g0 + gi, b);
-                    let first = b * QK * rows + gi * LANES;
+                    let first = b * len * rows + gi * LANES;
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: packed weights exist only where `isa` saw AVX-512F; element `j`
                     // of the block goes to `panel_t[first + j·rows ..][..16]`, inside the
-                    // [k, rows] panel since `b·32 + j < k` and `gi·16 + 16 ≤ rows`.
+                    // [k, rows] panel since `b·len + j < k` and `gi·16 + 16 ≤ rows`.
                     unsafe {
                         avx512::dequantize_group_block(p.format, gb, &mut panel_t[first..], rows)
                     }
@@ -330,8 +464,36 @@ fn wide_products(p: &Packed, xs: &[f32], m: usize, out: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Format, LANES, QK};
+    use super::{Fields, Format, LANES, QK};
     use std::arch::x86_64::*;
+
+    /// 0, 1, …, 15: a nibble's value by `vpermps`.
+    #[inline(always)]
+    unsafe fn iota() -> __m512 {
+        _mm512_setr_ps(
+            0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0,
+        )
+    }
+
+    /// 16 rows' byte `j` (at `p + 16·j`) widened to 32-bit lanes.
+    #[inline(always)]
+    unsafe fn bytes(p: *const u8, j: usize) -> __m512i {
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(j * LANES) as *const __m128i))
+    }
+
+    /// 16 rows' unsigned byte `j` as f32.
+    #[inline(always)]
+    unsafe fn byte_values(p: *const u8, j: usize) -> __m512 {
+        _mm512_cvtepi32_ps(bytes(p, j))
+    }
+
+    /// 16 rows' signed byte `j` as f32.
+    #[inline(always)]
+    unsafe fn signed_values(p: *const u8, j: usize) -> __m512 {
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+            p.add(j * LANES) as *const __m128i
+        )))
+    }
 
     /// 16 f16 values (one per row) as f32.
     #[inline(always)]
@@ -348,7 +510,7 @@ mod avx512 {
         out: &mut [f32],
         stride: usize,
     ) {
-        debug_assert!(out.len() >= (QK - 1) * stride + LANES);
+        debug_assert!(out.len() > LANES);
         let gb = gb.as_ptr();
         let d = halves(gb);
         let o = out.as_mut_ptr();
@@ -388,7 +550,38 @@ mod avx512 {
                     _mm512_storeu_ps(o.add(j * stride), _mm512_mul_ps(w, d));
                 }
             }
-            _ => unreachable!("only Q4_0, Q4_1 and Q8_0 are packed"),
+            Format::Q4K => {
+                let table = iota();
+                let dmin = halves(gb.add(2 * LANES));
+                let by = gb.add(4 * LANES);
+                for c in 0..4 {
+                    for h in 0..2 {
+                        let sub = 2 * c + h;
+                        // candle: d·sc, min·m, then `d1·q − m1`.
+                        let d1 = _mm512_mul_ps(d, byte_values(by, sub));
+                        let m1 = _mm512_mul_ps(dmin, byte_values(by, 8 + sub));
+                        for i in 0..32 {
+                            let z = bytes(by, 16 + 32 * c + i);
+                            let z = if h == 0 { z } else { _mm512_srli_epi32(z, 4) };
+                            let v = _mm512_permutexvar_ps(z, table);
+                            let y = _mm512_sub_ps(_mm512_mul_ps(d1, v), m1);
+                            _mm512_storeu_ps(o.add((64 * c + 32 * h + i) * stride), y);
+                        }
+                    }
+                }
+            }
+            Format::Q6K => {
+                let by = gb.add(2 * LANES);
+                for e in 0..256 {
+                    let (h, w) = (e / 128, e % 128);
+                    let sub = 8 * h + (w % 32) / 16 + 2 * (w / 32);
+                    // candle: d·sc, then ·q.
+                    let scale = _mm512_mul_ps(d, signed_values(by, sub));
+                    let y = _mm512_mul_ps(scale, signed_values(by, 16 + e));
+                    _mm512_storeu_ps(o.add(e * stride), y);
+                }
+            }
+            _ => unreachable!("Q5_0 is not packed"),
         }
     }
 
@@ -402,7 +595,7 @@ mod avx512 {
         blocks: usize,
         out: &mut [f32; LANES],
     ) {
-        let gbb = LANES * format.block_bytes();
+        let gbb = Fields::of(format).map_or(0, |f| f.group_block_bytes());
         let mut acc = _mm512_setzero_ps();
         let x = x.as_ptr();
         match format {
@@ -468,18 +661,92 @@ mod avx512 {
                     let xb = x.add(b * QK);
                     let mut s = [_mm512_setzero_ps(); 4];
                     for j in (0..QK).step_by(4) {
-                        for u in 0..4 {
-                            let w = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
-                                q.add((j + u) * LANES) as *const __m128i,
-                            )));
-                            s[u] = _mm512_fmadd_ps(w, _mm512_set1_ps(*xb.add(j + u)), s[u]);
+                        for (u, su) in s.iter_mut().enumerate() {
+                            let w = signed_values(q, j + u);
+                            *su = _mm512_fmadd_ps(w, _mm512_set1_ps(*xb.add(j + u)), *su);
                         }
                     }
                     let sum = _mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3]));
                     acc = _mm512_fmadd_ps(halves(gb), sum, acc);
                 }
             }
-            _ => unreachable!("only Q4_0, Q4_1 and Q8_0 are packed"),
+            Format::Q4K => {
+                let table = iota();
+                for b in 0..blocks {
+                    let gb = group.as_ptr().add(b * gbb);
+                    let (d, dmin) = (halves(gb), halves(gb.add(2 * LANES)));
+                    // Bytes: 8 scales, 8 mins, then 128 bytes of nibbles.
+                    let by = gb.add(4 * LANES);
+                    let xb = x.add(b * 256);
+                    for c in 0..4 {
+                        // Sub-block 2c in the low nibbles, 2c + 1 in the high ones.
+                        let mut s = [_mm512_setzero_ps(); 4];
+                        for i in (0..32).step_by(2) {
+                            let z0 = bytes(by, 16 + 32 * c + i);
+                            let z1 = bytes(by, 16 + 32 * c + i + 1);
+                            let xc = xb.add(64 * c + i);
+                            s[0] = _mm512_fmadd_ps(
+                                _mm512_permutexvar_ps(z0, table),
+                                _mm512_set1_ps(*xc),
+                                s[0],
+                            );
+                            s[1] = _mm512_fmadd_ps(
+                                _mm512_permutexvar_ps(z1, table),
+                                _mm512_set1_ps(*xc.add(1)),
+                                s[1],
+                            );
+                            s[2] = _mm512_fmadd_ps(
+                                _mm512_permutexvar_ps(_mm512_srli_epi32(z0, 4), table),
+                                _mm512_set1_ps(*xc.add(32)),
+                                s[2],
+                            );
+                            s[3] = _mm512_fmadd_ps(
+                                _mm512_permutexvar_ps(_mm512_srli_epi32(z1, 4), table),
+                                _mm512_set1_ps(*xc.add(33)),
+                                s[3],
+                            );
+                        }
+                        for (h, sum) in [_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3])]
+                            .into_iter()
+                            .enumerate()
+                        {
+                            let sub = 2 * c + h;
+                            let d1 = _mm512_mul_ps(d, byte_values(by, sub));
+                            let m1 = _mm512_mul_ps(dmin, byte_values(by, 8 + sub));
+                            let xs = _mm512_set1_ps(*xsum.get_unchecked(b * 8 + sub));
+                            acc = _mm512_fmadd_ps(d1, sum, acc);
+                            acc = _mm512_fnmadd_ps(m1, xs, acc);
+                        }
+                    }
+                }
+            }
+            Format::Q6K => {
+                for b in 0..blocks {
+                    let gb = group.as_ptr().add(b * gbb);
+                    let d = halves(gb);
+                    // Bytes: 16 scales, then the values `q − 32`.
+                    let by = gb.add(2 * LANES);
+                    let xb = x.add(b * 256);
+                    for sub in 0..16 {
+                        // Sub-block `sub` is elements 128h + 32u + 16i .. +16 for
+                        // sub = 8h + i + 2u.
+                        let (h, i, u) = (sub / 8, sub % 2, (sub % 8) / 2);
+                        let first = 128 * h + 32 * u + 16 * i;
+                        let mut s = [_mm512_setzero_ps(); 4];
+                        for e in (first..first + 16).step_by(4) {
+                            for (t, st) in s.iter_mut().enumerate() {
+                                let v = signed_values(by, 16 + e + t);
+                                *st = _mm512_fmadd_ps(v, _mm512_set1_ps(*xb.add(e + t)), *st);
+                            }
+                        }
+                        let sum =
+                            _mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3]));
+                        let scale = _mm512_mul_ps(d, signed_values(by, sub));
+                        acc = _mm512_fmadd_ps(scale, sum, acc);
+                    }
+                }
+            }
+            _ => unreachable!("Q5_0 is not packed"),
         }
         _mm512_storeu_ps(out.as_mut_ptr(), acc);
     }
@@ -516,8 +783,16 @@ mod tests {
             eprintln!("skipped: this CPU has no AVX-512F (the row kernels serve it)");
             return;
         }
-        for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
-            for (n, k) in [(16, 32), (48, 96), (320, 576)] {
+        let legacy = [(16, 32), (48, 96), (320, 576)];
+        let k_quants = [(16, 256), (48, 512), (320, 256)];
+        for (dtype, shapes) in [
+            (GgmlDType::Q4_0, legacy),
+            (GgmlDType::Q4_1, legacy),
+            (GgmlDType::Q8_0, legacy),
+            (GgmlDType::Q4K, k_quants),
+            (GgmlDType::Q6K, k_quants),
+        ] {
+            for (n, k) in shapes {
                 let q = weight(n, k, dtype);
                 let p = Packed::new(&q).unwrap().expect("packable");
                 let dense = q.dequantize(&Device::Cpu).unwrap();
@@ -572,7 +847,10 @@ mod tests {
         assert!(Packed::new(&weight(8, 64, GgmlDType::Q4_1))
             .unwrap()
             .is_none());
-        assert!(Packed::new(&weight(16, 256, GgmlDType::Q4K))
+        assert!(Packed::new(&weight(16, 256, GgmlDType::Q5K))
+            .unwrap()
+            .is_none());
+        assert!(Packed::new(&weight(16, 64, GgmlDType::Q5_0))
             .unwrap()
             .is_none());
     }
