@@ -7,11 +7,14 @@
 //! rows is one load, its values come from a table (`vpermps`), one FMA with the broadcast
 //! activation `x[j]` adds it to 16 row sums, and the block's scales (also side by side)
 //! scale those 16 sums at once. No horizontal sums, no per-block tables, about half the
-//! instructions per weight. The bytes are the blocks' own bytes, reordered: the packed weight
-//! replaces the GGUF one (`Weight::Packed`), and dequantizes to exactly candle's values.
+//! instructions per weight. The bytes are the blocks' own bytes, reordered (Q4_K's packed
+//! 6-bit scales unpacked, +3%; Q6_K's 4 + 2 bits combined into one signed byte per value,
+//! +30%, so its product costs Q8_0's): the packed weight replaces the GGUF one
+//! (`Weight::Packed`), and dequantizes to exactly candle's values.
 //!
 //! AVX-512F only (where the table permute takes 16 values); other CPUs keep
-//! [`super::qmatmul`]'s row kernels.
+//! [`super::qmatmul`]'s row kernels. Q5_0 is not packed (a Q4_K_M file's fallback for
+//! widths that are not a multiple of 256 keeps the row kernel).
 
 use super::qmatmul::{isa, Format, Isa};
 use candle_core::quantized::QTensor;
@@ -39,7 +42,7 @@ pub struct Packed {
 
 impl Packed {
     /// The packed copy of `q`, where this CPU has the kernel and the weight fits the layout
-    /// (Q4_0, Q4_1 or Q8_0, rows a multiple of 16); `None` otherwise.
+    /// (Q4_0, Q4_1, Q8_0, Q4_K or Q6_K, rows a multiple of 16); `None` otherwise.
     pub fn new(q: &QTensor) -> Result<Option<Packed>> {
         let Some(format) = Format::of(q.dtype()) else {
             return Ok(None);
