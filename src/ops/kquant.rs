@@ -398,16 +398,18 @@ unsafe fn hsum(v: __m256) -> f32 {
     _mm_cvtss_f32(s)
 }
 
+/// Test helpers, also used by `qmatmul`'s products test (which reaches these kernels through
+/// its dispatch).
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
-    use crate::ops::qmatmul;
     use candle_core::quantized::{GgmlDType, QTensor};
     use candle_core::{Device, Tensor};
 
-    const FORMATS: [GgmlDType; 3] = [GgmlDType::Q5_0, GgmlDType::Q4K, GgmlDType::Q6K];
+    pub(in crate::ops) const FORMATS: [GgmlDType; 3] =
+        [GgmlDType::Q5_0, GgmlDType::Q4K, GgmlDType::Q6K];
 
-    fn kernel_runs() -> bool {
+    pub(in crate::ops) fn kernel_runs() -> bool {
         let on = std::is_x86_feature_detected!("avx2")
             && std::is_x86_feature_detected!("fma")
             && std::is_x86_feature_detected!("f16c");
@@ -425,7 +427,7 @@ mod tests {
     /// next (some 600× others; some sub-blocks all negative, so Q4_K's mins vary, others
     /// all positive), in patterns of 11 and 7 sub-blocks: a kernel that applies another
     /// sub-block's scale or min is off by far more than the tolerance.
-    fn varied(n: usize, k: usize, dtype: GgmlDType) -> (QTensor, Tensor) {
+    pub(in crate::ops) fn varied(n: usize, k: usize, dtype: GgmlDType) -> (QTensor, Tensor) {
         const AMP: [f32; 11] = [0.02, 1.5, 0.2, 6.0, 0.05, 3.0, 0.6, 0.01, 2.0, 0.3, 4.5];
         const SHIFT: [f32; 7] = [0.0, 1.0, -1.2, 0.4, -0.3, 2.0, -2.5];
         let vals: Vec<f32> = (0..n * k)
@@ -441,50 +443,17 @@ mod tests {
         (q, dense)
     }
 
-    fn input(m: usize, k: usize) -> Tensor {
+    pub(in crate::ops) fn input(m: usize, k: usize) -> Tensor {
         let vals: Vec<f32> = (0..m * k)
             .map(|i| ((i * 4481 % 997) as f32 / 997.0 - 0.5) * 2.0)
             .collect();
         Tensor::from_vec(vals, (m, k), &Device::Cpu).unwrap()
     }
 
-    fn widths(dtype: GgmlDType) -> &'static [usize] {
+    pub(in crate::ops) fn widths(dtype: GgmlDType) -> &'static [usize] {
         match dtype {
             GgmlDType::Q5_0 => &[96, 256, 512, 576],
             _ => &[256, 512],
-        }
-    }
-
-    /// Both paths (unpacked per block below 16 rows, dequantized panels and gemm from 16)
-    /// against candle's dequantized matmul, around the activation tile (4), the task split
-    /// and the block sizes.
-    #[test]
-    fn products_equal_the_dequantized_matmul_for_each_k_quant_format() {
-        if !kernel_runs() {
-            return;
-        }
-        for dtype in FORMATS {
-            for &k in widths(dtype) {
-                for n in [7, 40, 300] {
-                    let (q, dense) = varied(n, k, dtype);
-                    assert!(qmatmul::supports(&q), "{dtype:?} [{n}, {k}]");
-                    for m in [1, 2, 3, 5, 15, 96] {
-                        let x = input(m, k);
-                        let got = qmatmul::matmul(&x, &q).unwrap().expect("kernel applies");
-                        let want = x.matmul(&dense.t().unwrap()).unwrap();
-                        assert_eq!(got.dims(), want.dims());
-                        let g = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                        let w = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                        let scale = w.iter().fold(0f32, |a, v| a.max(v.abs()));
-                        for (i, (a, b)) in g.iter().zip(&w).enumerate() {
-                            assert!(
-                                (a - b).abs() <= 1e-5 * scale,
-                                "{dtype:?} m={m} n={n} k={k} [{i}]: {a} vs {b}"
-                            );
-                        }
-                    }
-                }
-            }
         }
     }
 

@@ -643,6 +643,8 @@ mod avx512 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "x86_64")]
+    use crate::ops::kquant::tests as kt;
     use candle_core::Device;
 
     fn weight(n: usize, k: usize, dtype: GgmlDType) -> (QTensor, Tensor) {
@@ -752,6 +754,40 @@ mod tests {
         let x = input(&[1, 256]);
         let mixed = [&other, &other];
         assert!(matmul_group(&x, &mixed).unwrap().is_none());
+    }
+
+    /// Both paths (unpacked per block below 16 rows, dequantized panels and gemm from 16)
+    /// against candle's dequantized matmul, around the activation tile (4), the task split
+    /// and the block sizes.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn products_equal_the_dequantized_matmul_for_each_k_quant_format() {
+        if !kt::kernel_runs() {
+            return;
+        }
+        for dtype in kt::FORMATS {
+            for &k in kt::widths(dtype) {
+                for n in [7, 40, 300] {
+                    let (q, dense) = kt::varied(n, k, dtype);
+                    assert!(supports(&q), "{dtype:?} [{n}, {k}]");
+                    for m in [1, 2, 3, 5, 15, 96] {
+                        let x = kt::input(m, k);
+                        let got = matmul(&x, &q).unwrap().expect("kernel applies");
+                        let want = x.matmul(&dense.t().unwrap()).unwrap();
+                        assert_eq!(got.dims(), want.dims());
+                        let g = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                        let w = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                        let scale = w.iter().fold(0f32, |a, v| a.max(v.abs()));
+                        for (i, (a, b)) in g.iter().zip(&w).enumerate() {
+                            assert!(
+                                (a - b).abs() <= 1e-5 * scale,
+                                "{dtype:?} m={m} n={n} k={k} [{i}]: {a} vs {b}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
