@@ -83,7 +83,7 @@ impl Model {
 
     /// Replaces each GGUF weight that has an interleaved kernel on this CPU by its packed
     /// form ([`ops::qpacked`]; the same bytes reordered, so memory does not grow, but for Q6_K's
-    /// values stored as bytes and Q4_K's scales unpacked), the tied
+    /// and Q5_0's values stored as bytes and Q4_K's scales unpacked), the tied
     /// head's decode copy included.
     fn pack_for_decode(&mut self) -> Result<()> {
         let pack = |w: &mut Weight| -> Result<()> {
