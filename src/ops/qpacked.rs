@@ -164,7 +164,6 @@ fn block_len(format: Format) -> usize {
 struct Fields {
     halves: usize,
     bytes: usize,
-    format: Format,
 }
 
 impl Fields {
@@ -182,11 +181,7 @@ impl Fields {
             // Packed as Q8_0.
             Format::Q5_0 => return None,
         };
-        Some(Fields {
-            halves,
-            bytes,
-            format,
-        })
+        Some(Fields { halves, bytes })
     }
 
     fn group_block_bytes(self) -> usize {
