@@ -76,23 +76,25 @@ impl Packed {
         }
         let gbb = fields.group_block_bytes();
         let mut data = vec![0u8; n / LANES * blocks * gbb];
-        let (mut halves, mut bytes) = (Vec::new(), Vec::new());
-        for g in 0..n / LANES {
-            for b in 0..blocks {
-                let dst = &mut data[(g * blocks + b) * gbb..][..gbb];
-                for r in 0..LANES {
-                    let block = &src[((g * LANES + r) * blocks + b) * bb..][..bb];
-                    fields.split(source, block, &mut halves, &mut bytes);
-                    for (h, v) in halves.iter().enumerate() {
-                        dst[h * 2 * LANES + 2 * r..][..2].copy_from_slice(v);
-                    }
-                    let at = fields.halves * 2 * LANES;
-                    for (j, byte) in bytes.iter().enumerate() {
-                        dst[at + j * LANES + r] = *byte;
+        // Groups in parallel: packing is a pass over the whole model at load time.
+        data.par_chunks_mut(blocks * gbb)
+            .enumerate()
+            .for_each(|(g, group)| {
+                let (mut halves, mut bytes) = (Vec::new(), Vec::new());
+                for (b, dst) in group.chunks_exact_mut(gbb).enumerate() {
+                    for r in 0..LANES {
+                        let block = &src[((g * LANES + r) * blocks + b) * bb..][..bb];
+                        fields.split(source, block, &mut halves, &mut bytes);
+                        for (h, v) in halves.iter().enumerate() {
+                            dst[h * 2 * LANES + 2 * r..][..2].copy_from_slice(v);
+                        }
+                        let at = fields.halves * 2 * LANES;
+                        for (j, byte) in bytes.iter().enumerate() {
+                            dst[at + j * LANES + r] = *byte;
+                        }
                     }
                 }
-            }
-        }
+            });
         Ok(Some(Packed { format, n, k, data }))
     }
 
