@@ -196,8 +196,11 @@ fn the_queue_and_a_sweep_overlay_in_tmux() {
     t.wait("the workbench", 60, &|s| s.contains("1 Data"));
     t.keys("Escape");
     t.keys("5");
+    // Both panels drawn in the same frame (a frame can show the queue before the runs).
     let s = t.wait("the queue above the runs", 30, &|s| {
-        s.contains("queue · 3 waiting") && s.contains("needs 1 GPUs; this machine has 0")
+        s.contains("queue · 3 waiting")
+            && s.contains("needs 1 GPUs; this machine has 0")
+            && s.contains(" runs (")
     });
     let (queue_at, runs_at) = (
         s.lines()
