@@ -81,7 +81,31 @@ impl Packed {
             .enumerate()
             .for_each(|(g, group)| {
                 let (mut halves, mut bytes) = (Vec::new(), Vec::new());
+                // Q4_0, Q4_1 and Q8_0 keep their bytes as they are: a plain transpose.
+                let verbatim = source == format && fields.halves * 2 + fields.bytes == bb;
+                // Their 16 or 32 bytes per block, 16 rows at a time.
+                let (mut rows, mut rows2) = ([[0u8; LANES]; LANES], [[0u8; LANES]; LANES]);
                 for (b, dst) in group.chunks_exact_mut(gbb).enumerate() {
+                    if verbatim {
+                        let at = fields.halves * 2 * LANES;
+                        let (head, plane) = dst.split_at_mut(at);
+                        for r in 0..LANES {
+                            let block = &src[((g * LANES + r) * blocks + b) * bb..][..bb];
+                            let (h, q) = block.split_at(2 * fields.halves);
+                            for (i, pair) in h.chunks_exact(2).enumerate() {
+                                head[i * 2 * LANES + 2 * r..][..2].copy_from_slice(pair);
+                            }
+                            rows[r].copy_from_slice(&q[..LANES]);
+                            if q.len() > LANES {
+                                rows2[r].copy_from_slice(&q[LANES..2 * LANES]);
+                            }
+                        }
+                        plane[..LANES * LANES].copy_from_slice(&transpose16(&rows));
+                        if plane.len() > LANES * LANES {
+                            plane[LANES * LANES..].copy_from_slice(&transpose16(&rows2));
+                        }
+                        continue;
+                    }
                     for r in 0..LANES {
                         let block = &src[((g * LANES + r) * blocks + b) * bb..][..bb];
                         fields.split(source, block, &mut halves, &mut bytes);
@@ -148,6 +172,65 @@ impl Packed {
         let gb = self.group_block_bytes() * self.blocks();
         &self.data[g * gb..][..gb]
     }
+}
+
+/// `out[16·j + i] = rows[i][j]`: 16 rows' bytes turned into 16 columns (SSE2's unpacks on
+/// x86-64, four rounds of 16).
+fn transpose16(rows: &[[u8; LANES]; LANES]) -> [u8; LANES * LANES] {
+    let mut out = [0u8; LANES * LANES];
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE2 is part of x86-64; every load reads one 16-byte row of `rows` and every
+    // store writes 16 bytes inside `out`.
+    unsafe {
+        use std::arch::x86_64::*;
+        let r: [__m128i; 16] =
+            std::array::from_fn(|i| _mm_loadu_si128(rows[i].as_ptr() as *const __m128i));
+        // Pairs of rows interleaved by byte, then by 2, 4 and 8 bytes.
+        let a: [__m128i; 16] = std::array::from_fn(|i| {
+            let (x, y) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
+            if i % 2 == 0 {
+                _mm_unpacklo_epi8(x, y)
+            } else {
+                _mm_unpackhi_epi8(x, y)
+            }
+        });
+        // b[4q + t]: rows 4q..4q+4, columns 4t..4t+4.
+        let b: [__m128i; 16] = std::array::from_fn(|i| {
+            let (q, t) = (i / 4, i % 4);
+            let (x, y) = (a[4 * q + t / 2], a[4 * q + 2 + t / 2]);
+            if t % 2 == 0 {
+                _mm_unpacklo_epi16(x, y)
+            } else {
+                _mm_unpackhi_epi16(x, y)
+            }
+        });
+        // c[8h + u]: rows 8h..8h+8, columns 2u, 2u + 1.
+        let c: [__m128i; 16] = std::array::from_fn(|i| {
+            let (h, u) = (i / 8, i % 8);
+            let (x, y) = (b[8 * h + u / 2], b[8 * h + 4 + u / 2]);
+            if u % 2 == 0 {
+                _mm_unpacklo_epi32(x, y)
+            } else {
+                _mm_unpackhi_epi32(x, y)
+            }
+        });
+        for j in 0..LANES {
+            let (x, y) = (c[j / 2], c[8 + j / 2]);
+            let col = if j % 2 == 0 {
+                _mm_unpacklo_epi64(x, y)
+            } else {
+                _mm_unpackhi_epi64(x, y)
+            };
+            _mm_storeu_si128(out.as_mut_ptr().add(LANES * j) as *mut __m128i, col);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    for (i, row) in rows.iter().enumerate() {
+        for (j, v) in row.iter().enumerate() {
+            out[LANES * j + i] = *v;
+        }
+    }
+    out
 }
 
 /// Elements per block: 32, or 256 for the k-quants' super-blocks.
@@ -864,6 +947,18 @@ mod tests {
             let alone = matmul(&x, p).unwrap();
             let diff = (g - &alone).unwrap().abs().unwrap().max_all().unwrap();
             assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+        }
+    }
+
+    #[test]
+    fn sixteen_rows_become_sixteen_columns() {
+        let rows: [[u8; LANES]; LANES] =
+            std::array::from_fn(|i| std::array::from_fn(|j| (16 * i + j) as u8));
+        let out = transpose16(&rows);
+        for i in 0..LANES {
+            for j in 0..LANES {
+                assert_eq!(out[LANES * j + i], rows[i][j], "row {i} column {j}");
+            }
         }
     }
 
