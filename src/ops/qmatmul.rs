@@ -155,6 +155,40 @@ pub fn matmul(x: &Tensor, w: &QTensor) -> Result<Option<Tensor>> {
     Ok(Some(Tensor::from_vec(y, dims, x.device())?))
 }
 
+/// `dequant(w)` as a dense f32 `[n, k]` matrix: rows in parallel, each with the block
+/// kernels' dequantization (candle's values bit for bit, vectorized); `None` where no kernel
+/// applies. A GGUF's embedding at load and a quantized base's matrix in each backward take
+/// this instead of candle's one-thread dequantization.
+pub fn dequantize(w: &QTensor) -> Result<Option<Tensor>> {
+    if !supports(w) {
+        return Ok(None);
+    }
+    let Some(format) = Format::of(w.dtype()) else {
+        return Ok(None);
+    };
+    let (n, k) = w.shape().dims2()?;
+    let data = w.data()?;
+    let row_bytes = k / format.block_len() * format.block_bytes();
+    if data.len() != n * row_bytes {
+        candle_core::bail!(
+            "dequantize: {} bytes for a [{n}, {k}] {format:?} weight",
+            data.len()
+        );
+    }
+    let isa = isa();
+    let mut out = vec![0f32; n * k];
+    let rows_per_task = n.div_ceil(rayon::current_num_threads().max(1) * 8).max(1);
+    out.par_chunks_mut(rows_per_task * k)
+        .enumerate()
+        .for_each(|(task, dst)| {
+            for (i, row) in dst.chunks_exact_mut(k).enumerate() {
+                let r = task * rows_per_task + i;
+                dequantize_row(isa, format, &data[r * row_bytes..][..row_bytes], row);
+            }
+        });
+    Ok(Some(Tensor::from_vec(out, (n, k), &w.device())?))
+}
+
 /// `x · dequant(w)ᵀ` for several weights of one input (`q, k, v` or `gate, up`), each
 /// `[n_i, k]`: with few activation rows all their products run as one parallel pass (one
 /// hand-off to the pool instead of one per weight, and the threads share the rows of all of
@@ -788,6 +822,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn dequantized_matrices_equal_candles_bit_for_bit() {
+        if !cpu_has_kernel() {
+            assert!(std::env::var_os("CI").is_none() || !cfg!(target_arch = "x86_64"));
+            eprintln!("skipped: this CPU has no AVX2/FMA/F16C");
+            return;
+        }
+        for (dtype, k) in [
+            (GgmlDType::Q4_0, 96),
+            (GgmlDType::Q4_1, 96),
+            (GgmlDType::Q8_0, 96),
+            (GgmlDType::Q5_0, 96),
+            (GgmlDType::Q4K, 512),
+            (GgmlDType::Q6K, 256),
+        ] {
+            let (q, dense) = weight(37, k, dtype);
+            let got = dequantize(&q).unwrap().expect("kernel applies");
+            let (g, w) = (
+                got.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                dense.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            );
+            assert_eq!(g.len(), w.len());
+            for (i, (a, b)) in g.iter().zip(&w).enumerate() {
+                assert_eq!(a.to_bits(), b.to_bits(), "{dtype:?} [{i}]: {a} vs {b}");
+            }
+        }
+        assert!(dequantize(&weight(8, 256, GgmlDType::Q5K).0)
+            .unwrap()
+            .is_none());
     }
 
     #[test]
