@@ -185,10 +185,12 @@ impl Attention {
             let qs = &q[(r * nh + h) * t * d..][..t * d];
             self.head(qs, &k[at..], &v[at..], t, d, s.start)
         };
-        // Parallel over rows and heads once the work outweighs waking the pool.
+        // Parallel over rows and heads once the work outweighs waking the pool (2^15
+        // multiply-adds: SmolLM2 from about 60 cached positions; measured, 400-token decodes
+        // 150 → 179 tokens/s against the 2^18 it was).
         let jobs = s.rows * nh;
         let work = jobs * t * (s.start + t) * d;
-        let per_head: Vec<Vec<f32>> = if work > 1 << 18 {
+        let per_head: Vec<Vec<f32>> = if work > 1 << 15 {
             (0..jobs).into_par_iter().map(one).collect()
         } else {
             (0..jobs).map(one).collect()
