@@ -386,10 +386,7 @@ pub fn load_model(path: &Path, device: &Device) -> Result<(Model, Content), Mode
             config.sliding_layers[i],
         ));
     }
-    let embed = match crate::ops::qmatmul::dequantize(&embed_q)? {
-        Some(e) => e,
-        None => embed_q.dequantize(device)?.to_dtype(DType::F32)?,
-    };
+    let embed = crate::ops::qmatmul::dense(&embed_q, DType::F32)?;
     // Tied: the dense embedding (already in memory for lookups) is the head, so no per-token
     // dequantization of the largest matrix.
     let lm_head = if has("output.weight") {

@@ -269,16 +269,7 @@ unsafe fn q6k_tile<const T: usize>(row: &[u8], xs: &[f32], k: usize, j0: usize, 
                 let (s0, s1) = (_mm256_set1_ps(sc[sub]), _mm256_set1_ps(sc[sub + 1]));
                 for (t, acc) in acc.iter_mut().enumerate() {
                     let x = xs.as_ptr().add((j0 + t) * k + s * QK_K + 16 * sub);
-                    let first = _mm256_fmadd_ps(
-                        w[1],
-                        _mm256_loadu_ps(x.add(8)),
-                        _mm256_mul_ps(w[0], _mm256_loadu_ps(x)),
-                    );
-                    let second = _mm256_fmadd_ps(
-                        w[3],
-                        _mm256_loadu_ps(x.add(24)),
-                        _mm256_mul_ps(w[2], _mm256_loadu_ps(x.add(16))),
-                    );
+                    let (first, second) = (dot16(w[0], w[1], x), dot16(w[2], w[3], x.add(16)));
                     // One add on the accumulator per two sub-blocks, as in Q4_K.
                     let pair = _mm256_fmadd_ps(s1, second, _mm256_mul_ps(s0, first));
                     *acc = _mm256_add_ps(*acc, pair);
@@ -367,31 +358,31 @@ unsafe fn widen_i8(v: __m256i) -> [__m256; 4] {
     ]
 }
 
+/// Σ w·x over 16 values (`w0`, `w1` against `x..x + 16`), lanewise.
+#[inline(always)]
+pub(super) unsafe fn dot16(w0: __m256, w1: __m256, x: *const f32) -> __m256 {
+    _mm256_fmadd_ps(
+        w1,
+        _mm256_loadu_ps(x.add(8)),
+        _mm256_mul_ps(w0, _mm256_loadu_ps(x)),
+    )
+}
+
 /// Σ w·x over 32 values, in two independent chains.
 #[inline(always)]
-unsafe fn dot32(w: &[__m256; 4], x: *const f32) -> __m256 {
-    let a = _mm256_fmadd_ps(
-        w[1],
-        _mm256_loadu_ps(x.add(8)),
-        _mm256_mul_ps(w[0], _mm256_loadu_ps(x)),
-    );
-    let b = _mm256_fmadd_ps(
-        w[3],
-        _mm256_loadu_ps(x.add(24)),
-        _mm256_mul_ps(w[2], _mm256_loadu_ps(x.add(16))),
-    );
-    _mm256_add_ps(a, b)
+pub(super) unsafe fn dot32(w: &[__m256; 4], x: *const f32) -> __m256 {
+    _mm256_add_ps(dot16(w[0], w[1], x), dot16(w[2], w[3], x.add(16)))
 }
 
 /// The little-endian f16 at `p`, widened.
 #[inline(always)]
-unsafe fn half(p: *const u8) -> f32 {
+pub(super) unsafe fn half(p: *const u8) -> f32 {
     let bits = u16::from_le_bytes([*p, *p.add(1)]);
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
 }
 
 #[inline(always)]
-unsafe fn hsum(v: __m256) -> f32 {
+pub(super) unsafe fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));

@@ -64,6 +64,11 @@ impl Format {
         }
     }
 
+    /// Bytes of one row of `k` values.
+    fn row_bytes(self, k: usize) -> usize {
+        k / self.block_len() * self.block_bytes()
+    }
+
     /// Elements per block.
     fn block_len(self) -> usize {
         match self {
@@ -141,18 +146,38 @@ pub fn matmul(x: &Tensor, w: &QTensor) -> Result<Option<Tensor>> {
     }
     let m = x.elem_count() / k;
     let xs = x.flatten_all()?.to_vec1::<f32>()?;
-    let data = w.data()?;
-    if data.len() != n * (k / format.block_len()) * format.block_bytes() {
-        candle_core::bail!(
-            "quantized matmul: {} bytes for a [{n}, {k}] {format:?} weight",
-            data.len()
-        );
-    }
+    let data = blocks_of(w, format, n, k)?;
     let y = products(isa(), format, &data, &xs, m, n, k);
     if let Some(last) = dims.last_mut() {
         *last = n;
     }
     Ok(Some(Tensor::from_vec(y, dims, x.device())?))
+}
+
+/// A weight's blocks, checked to be `n` rows of `k` values in `format`.
+fn blocks_of(
+    w: &QTensor,
+    format: Format,
+    n: usize,
+    k: usize,
+) -> Result<std::borrow::Cow<'_, [u8]>> {
+    let data = w.data()?;
+    if data.len() != n * format.row_bytes(k) {
+        candle_core::bail!(
+            "quantized weight: {} bytes for a [{n}, {k}] {format:?} weight",
+            data.len()
+        );
+    }
+    Ok(data)
+}
+
+/// `dequant(w)` as a dense f32 matrix in `dtype`: [`dequantize`] where a kernel applies,
+/// else candle's.
+pub fn dense(w: &QTensor, dtype: DType) -> Result<Tensor> {
+    match dequantize(w)? {
+        Some(m) => m.to_dtype(dtype),
+        None => w.dequantize(&w.device())?.to_dtype(dtype),
+    }
 }
 
 /// `dequant(w)` as a dense f32 `[n, k]` matrix: rows in parallel, each with the block
@@ -167,14 +192,8 @@ pub fn dequantize(w: &QTensor) -> Result<Option<Tensor>> {
         return Ok(None);
     };
     let (n, k) = w.shape().dims2()?;
-    let data = w.data()?;
-    let row_bytes = k / format.block_len() * format.block_bytes();
-    if data.len() != n * row_bytes {
-        candle_core::bail!(
-            "dequantize: {} bytes for a [{n}, {k}] {format:?} weight",
-            data.len()
-        );
-    }
+    let data = blocks_of(w, format, n, k)?;
+    let row_bytes = format.row_bytes(k);
     let isa = isa();
     let mut out = vec![0f32; n * k];
     let rows_per_task = n.div_ceil(rayon::current_num_threads().max(1) * 8).max(1);
@@ -217,14 +236,7 @@ pub fn matmul_group(x: &Tensor, ws: &[&QTensor]) -> Result<Option<Vec<Tensor>>> 
     let mut outs: Vec<Vec<f32>> = Vec::with_capacity(ws.len());
     for (w, f) in ws.iter().zip(&formats) {
         let (n, _) = w.shape().dims2()?;
-        let data = w.data()?;
-        if data.len() != n * (k / f.block_len()) * f.block_bytes() {
-            candle_core::bail!(
-                "quantized matmul: {} bytes for a [{n}, {k}] {f:?} weight",
-                data.len()
-            );
-        }
-        datas.push(data);
+        datas.push(blocks_of(w, *f, n, k)?);
         outs.push(vec![0f32; n * m]);
     }
     let total: usize = ws.iter().map(|w| w.shape().dims()[0]).sum();
@@ -239,7 +251,7 @@ pub fn matmul_group(x: &Tensor, ws: &[&QTensor]) -> Result<Option<Vec<Tensor>>> 
     }
     tasks.into_par_iter().for_each(|(wi, first, out)| {
         let format = formats[wi];
-        let row_bytes = (k / format.block_len()) * format.block_bytes();
+        let row_bytes = format.row_bytes(k);
         for (i, o) in out.chunks_exact_mut(m).enumerate() {
             let row = &datas[wi][(first + i) * row_bytes..][..row_bytes];
             row_products(isa, format, row, &xs, &xsum, k, o);
@@ -261,7 +273,7 @@ pub fn matmul_group(x: &Tensor, ws: &[&QTensor]) -> Result<Option<Vec<Tensor>>> 
 }
 
 /// `y[m, n]` from its transpose `yt[n, m]` (no copy for one row).
-fn untranspose(yt: Vec<f32>, m: usize, n: usize) -> Vec<f32> {
+pub(super) fn untranspose(yt: Vec<f32>, m: usize, n: usize) -> Vec<f32> {
     if m == 1 {
         return yt;
     }
@@ -304,7 +316,7 @@ fn products(
     n: usize,
     k: usize,
 ) -> Vec<f32> {
-    let row_bytes = k / format.block_len() * format.block_bytes();
+    let row_bytes = format.row_bytes(k);
     let threads = rayon::current_num_threads().max(1);
     // Transposed output ([n, m]) so each task writes one contiguous span.
     let mut yt = vec![0f32; n * m];
@@ -324,7 +336,8 @@ fn products(
                         dst,
                     );
                 }
-                panel_products(&panel, xs, rows, m, k, out);
+                // SAFETY: `panel` is `rows × k` row-major.
+                unsafe { panel_products(panel.as_ptr(), (1, k as isize), xs, rows, m, k, out) }
             });
     } else {
         let xsum = block_sums(isa, &[format], xs);
@@ -342,11 +355,24 @@ fn products(
     untranspose(yt, m, n)
 }
 
-/// `out[r, j] = Σ_k panel[r, k]·x[j, k]` for a dequantized panel of `rows` weight rows, on
-/// this thread (the caller already splits the work).
-fn panel_products(panel: &[f32], xs: &[f32], rows: usize, m: usize, k: usize, out: &mut [f32]) {
-    // SAFETY: `panel` is `rows × k`, `xs` is `m × k` and `out` is `rows × m`, all row-major
-    // and live for the call; gemm reads and writes only inside those bounds.
+/// `out[r, j] = Σ_k panel[r, k]·x[j, k]` for a dequantized panel of `rows` weight rows
+/// whose element `(r, c)` is at `panel + r·strides.1 + c·strides.0`, on this thread (the
+/// caller already splits the work).
+///
+/// # Safety
+/// `panel` must hold the `rows × k` elements its strides address, live for the call.
+pub(super) unsafe fn panel_products(
+    panel: *const f32,
+    strides: (isize, isize),
+    xs: &[f32],
+    rows: usize,
+    m: usize,
+    k: usize,
+    out: &mut [f32],
+) {
+    debug_assert!(xs.len() >= m * k && out.len() >= rows * m);
+    // SAFETY: the caller vouches for `panel`; `xs` is `m × k` and `out` is `rows × m`,
+    // row-major; gemm reads and writes only inside those bounds.
     unsafe {
         gemm::gemm(
             rows,
@@ -356,9 +382,9 @@ fn panel_products(panel: &[f32], xs: &[f32], rows: usize, m: usize, k: usize, ou
             1,
             m as isize,
             false,
-            panel.as_ptr(),
-            1,
-            k as isize,
+            panel,
+            strides.0,
+            strides.1,
             xs.as_ptr(),
             k as isize,
             1,
@@ -428,6 +454,7 @@ fn row_products(
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    use super::super::kquant::{dot32, half, hsum};
     use super::{Format, QK};
     use std::arch::x86_64::*;
 
@@ -457,17 +484,7 @@ mod avx2 {
                 let dv = _mm256_set1_ps(d);
                 for t in 0..tile {
                     let x = xs.as_ptr().add((j0 + t) * k + b * QK);
-                    let lo = _mm256_fmadd_ps(
-                        w[1],
-                        _mm256_loadu_ps(x.add(8)),
-                        _mm256_mul_ps(w[0], _mm256_loadu_ps(x)),
-                    );
-                    let hi = _mm256_fmadd_ps(
-                        w[3],
-                        _mm256_loadu_ps(x.add(24)),
-                        _mm256_mul_ps(w[2], _mm256_loadu_ps(x.add(16))),
-                    );
-                    acc[t] = _mm256_fmadd_ps(dv, _mm256_add_ps(lo, hi), acc[t]);
+                    acc[t] = _mm256_fmadd_ps(dv, dot32(&w, x), acc[t]);
                     if format != Format::Q8_0 {
                         offset[t] += off * *xsum.get_unchecked((j0 + t) * blocks + b);
                     }
@@ -497,10 +514,6 @@ mod avx2 {
     /// that multiplies Σx (`m` for Q4_1, `-8·d` for Q4_0, 0 for Q8_0).
     #[inline(always)]
     unsafe fn unpack(format: Format, p: *const u8) -> ([__m256; 4], f32, f32) {
-        let half = |q: *const u8| {
-            let bits = u16::from_le_bytes([*q, *q.add(1)]);
-            _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
-        };
         let d = half(p);
         let widen = |v: __m128i| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
         match format {
@@ -538,14 +551,6 @@ mod avx2 {
             Format::Q5_0 | Format::Q4K | Format::Q6K => unreachable!("ops::kquant's formats"),
         }
     }
-
-    #[inline(always)]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
-    }
 }
 
 /// Sixteen lanes. A 4-bit block's 16 possible values are built once per block as a table
@@ -556,17 +561,12 @@ mod avx2 {
 /// Σx offset term.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
+    use super::super::kquant::half;
     use super::{Format, QK};
     use std::arch::x86_64::*;
 
     /// Activation rows handled together: each block's values are reused this many times.
     const TILE: usize = 4;
-
-    #[inline(always)]
-    unsafe fn half(q: *const u8) -> f32 {
-        let bits = u16::from_le_bytes([*q, *q.add(1)]);
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
-    }
 
     /// A block's 32 dequantized values, elements 0..16 and 16..32.
     #[inline(always)]

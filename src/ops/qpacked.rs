@@ -17,7 +17,7 @@
 //! not a multiple of 256) is packed as Q8_0: its 4 + 1 bits combined into a signed byte per
 //! value (+55% for those tensors; its product then costs Q8_0's).
 
-use super::qmatmul::{isa, Format, Isa};
+use super::qmatmul::{isa, panel_products, untranspose, Format, Isa};
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Result, Tensor};
 use rayon::prelude::*;
@@ -437,11 +437,8 @@ pub fn matmul_group(x: &Tensor, ps: &[&Packed]) -> Result<Vec<Tensor>> {
     let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
     let m = xs.len() / k.max(1);
     let xsum: Vec<f32> = xs.chunks_exact(QK).map(|c| c.iter().sum()).collect();
-    let mut outs: Vec<Vec<f32>> = ps.iter().map(|p| vec![0f32; m * p.n]).collect();
-    if m >= WIDE_ROWS {
-        for (p, out) in ps.iter().zip(outs.iter_mut()) {
-            wide_products(p, &xs, m, out);
-        }
+    let outs: Vec<Vec<f32>> = if m >= WIDE_ROWS {
+        ps.iter().map(|p| wide_products(p, &xs, m)).collect()
     } else {
         // Transposed outputs ([n, m]): a task owns whole groups' rows.
         let mut yts: Vec<Vec<f32>> = ps.iter().map(|p| vec![0f32; p.n * m]).collect();
@@ -473,14 +470,11 @@ pub fn matmul_group(x: &Tensor, ps: &[&Packed]) -> Result<Vec<Tensor>> {
                 }
             }
         });
-        for ((yt, out), p) in yts.iter().zip(outs.iter_mut()).zip(ps) {
-            for (r, col) in yt.chunks_exact(m).enumerate() {
-                for (j, v) in col.iter().enumerate() {
-                    out[j * p.n + r] = *v;
-                }
-            }
-        }
-    }
+        yts.into_iter()
+            .zip(ps)
+            .map(|(yt, p)| untranspose(yt, m, p.n))
+            .collect()
+    };
     let mut dims = x.dims().to_vec();
     outs.into_iter()
         .zip(ps)
@@ -511,7 +505,7 @@ fn group_products(p: &Packed, g: usize, x: &[f32], xsum: &[f32], out: &mut [f32;
 
 /// Many activation rows: each task dequantizes a panel of groups (transposed: the layout
 /// gives 16 rows' element `j` together) and multiplies it with gemm.
-fn wide_products(p: &Packed, xs: &[f32], m: usize, out: &mut [f32]) {
+fn wide_products(p: &Packed, xs: &[f32], m: usize) -> Vec<f32> {
     let (n, k) = (p.n, p.k);
     let threads = rayon::current_num_threads().max(1);
     let groups_per_task = (n / LANES).div_ceil(threads * 4).clamp(1, 4);
@@ -544,38 +538,11 @@ fn wide_products(p: &Packed, xs: &[f32], m: usize, out: &mut [f32]) {
                     }
                 }
             }
-            // SAFETY: `panel_t` is [k, rows] (so the panel [rows, k] has column stride
-            // `rows` and row stride 1), `xs` is [m, k] and `yt` is [rows, m], all live for
-            // the call; gemm stays inside them.
-            unsafe {
-                gemm::gemm(
-                    rows,
-                    m,
-                    k,
-                    yt.as_mut_ptr(),
-                    1,
-                    m as isize,
-                    false,
-                    panel_t.as_ptr(),
-                    rows as isize,
-                    1,
-                    xs.as_ptr(),
-                    k as isize,
-                    1,
-                    0.0f32,
-                    1.0f32,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                )
-            }
+            // SAFETY: `panel_t` is [k, rows]: the panel [rows, k] has column stride `rows`
+            // and row stride 1.
+            unsafe { panel_products(panel_t.as_ptr(), (rows as isize, 1), xs, rows, m, k, yt) }
         });
-    for (r, col) in yt.chunks_exact(m).enumerate() {
-        for (j, v) in col.iter().enumerate() {
-            out[j * n + r] = *v;
-        }
-    }
+    untranspose(yt, m, n)
 }
 
 #[cfg(target_arch = "x86_64")]

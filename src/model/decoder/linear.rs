@@ -48,10 +48,7 @@ impl Weight {
     pub fn matrix(&self, dtype: DType) -> Result<Tensor> {
         match self {
             Weight::Dense(t) => t.to_dtype(dtype),
-            Weight::Quantized(q) => match ops::qmatmul::dequantize(q)? {
-                Some(m) => m.to_dtype(dtype),
-                None => q.dequantize(&q.device())?.to_dtype(dtype),
-            },
+            Weight::Quantized(q) => ops::qmatmul::dense(q, dtype),
             Weight::Nf4(q) => q.dequantize(dtype),
             Weight::Packed(p) => p.dequantize(dtype),
         }
