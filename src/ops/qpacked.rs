@@ -89,42 +89,28 @@ impl Packed {
         data.par_chunks_mut(blocks * gbb)
             .enumerate()
             .for_each(|(g, group)| {
-                let (mut halves, mut bytes) = (Vec::new(), Vec::new());
-                // Q4_0, Q4_1 and Q8_0 keep their bytes as they are: a plain transpose.
-                let verbatim = source == format && fields.halves * 2 + fields.bytes == bb;
-                // Their 16 or 32 bytes per block, 16 rows at a time.
-                let (mut rows, mut rows2) = ([[0u8; LANES]; LANES], [[0u8; LANES]; LANES]);
+                let mut halves = Vec::new();
+                let mut bytes: [Vec<u8>; LANES] = std::array::from_fn(|_| Vec::new());
                 for (b, dst) in group.chunks_exact_mut(gbb).enumerate() {
-                    if verbatim {
-                        let at = fields.halves * 2 * LANES;
-                        let (head, plane) = dst.split_at_mut(at);
-                        for r in 0..LANES {
-                            let block = &src[((g * LANES + r) * blocks + b) * bb..][..bb];
-                            let (h, q) = block.split_at(2 * fields.halves);
-                            for (i, pair) in h.chunks_exact(2).enumerate() {
-                                head[i * 2 * LANES + 2 * r..][..2].copy_from_slice(pair);
-                            }
-                            rows[r].copy_from_slice(&q[..LANES]);
-                            if q.len() > LANES {
-                                rows2[r].copy_from_slice(&q[LANES..2 * LANES]);
-                            }
-                        }
-                        plane[..LANES * LANES].copy_from_slice(&transpose16(&rows));
-                        if plane.len() > LANES * LANES {
-                            plane[LANES * LANES..].copy_from_slice(&transpose16(&rows2));
-                        }
-                        continue;
-                    }
-                    for r in 0..LANES {
+                    let (head, plane) = dst.split_at_mut(fields.halves * 2 * LANES);
+                    for (r, bytes) in bytes.iter_mut().enumerate() {
                         let block = &src[((g * LANES + r) * blocks + b) * bb..][..bb];
-                        fields.split(source, block, &mut halves, &mut bytes);
+                        fields.split(source, block, &mut halves, bytes);
                         for (h, v) in halves.iter().enumerate() {
-                            dst[h * 2 * LANES + 2 * r..][..2].copy_from_slice(v);
+                            head[h * 2 * LANES + 2 * r..][..2].copy_from_slice(v);
                         }
-                        let at = fields.halves * 2 * LANES;
-                        for (j, byte) in bytes.iter().enumerate() {
-                            dst[at + j * LANES + r] = *byte;
-                        }
+                    }
+                    // 16 bytes of the 16 rows at a time, in `byte_offset`'s order.
+                    for (c, out) in plane.chunks_exact_mut(LANES * LANES).enumerate() {
+                        let rows: [[u8; LANES]; LANES] = std::array::from_fn(|r| {
+                            std::array::from_fn(|i| bytes[r][c * LANES + i])
+                        });
+                        let words = in_words(format, c * LANES);
+                        out.copy_from_slice(&if words {
+                            interleave_words(&rows)
+                        } else {
+                            transpose16(&rows)
+                        });
                     }
                 }
             });
@@ -240,6 +226,41 @@ fn transpose16(rows: &[[u8; LANES]; LANES]) -> [u8; LANES * LANES] {
         }
     }
     out
+}
+
+/// 16 rows' 16 bytes of 4-bit values in the word-interleaved order: word `w` (bytes
+/// `4w..4w+4`) of the 16 rows side by side, so one 64-byte load gives each lane eight
+/// values of its row, and a shift picks one of them (no widening shuffle per element).
+fn interleave_words(rows: &[[u8; LANES]; LANES]) -> [u8; LANES * LANES] {
+    let mut out = [0u8; LANES * LANES];
+    for (r, row) in rows.iter().enumerate() {
+        for w in 0..LANES / 4 {
+            out[(w * LANES + r) * 4..][..4].copy_from_slice(&row[4 * w..][..4]);
+        }
+    }
+    out
+}
+
+/// Whether byte `j` of a block is a 4-bit value's byte (word-interleaved): all of Q4_0's
+/// and Q4_1's, Q4_K's after its 8 scales and 8 mins.
+fn in_words(format: Format, j: usize) -> bool {
+    match format {
+        Format::Q4_0 | Format::Q4_1 => true,
+        Format::Q4K => j >= 16,
+        _ => false,
+    }
+}
+
+/// Where byte `j` of row `r`'s block lies in a group-block's byte plane: 4-bit values
+/// word-interleaved ([`interleave_words`], by 16-byte chunks of the block), the other bytes
+/// (8-bit values, the k-quants' scales) byte-interleaved.
+fn byte_offset(format: Format, j: usize, r: usize) -> usize {
+    if in_words(format, j) {
+        let (chunk, i) = (j / LANES, j % LANES);
+        chunk * LANES * LANES + (i / 4 * LANES + r) * 4 + i % 4
+    } else {
+        j * LANES + r
+    }
 }
 
 /// Elements per block: 32, or 256 for the k-quants' super-blocks.
@@ -369,7 +390,7 @@ fn dequantize_lane(format: Format, gb: &[u8], r: usize, out: &mut [f32]) {
         half::f16::from_le_bytes([gb[s * 2 * LANES + 2 * r], gb[s * 2 * LANES + 2 * r + 1]])
             .to_f32()
     };
-    let q = |j: usize| gb[2 * fields.halves * LANES + j * LANES + r];
+    let q = |j: usize| gb[2 * fields.halves * LANES + byte_offset(format, j, r)];
     let d = half(0);
     match format {
         Format::Q4_1 => {
@@ -564,6 +585,36 @@ mod avx512 {
         _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(j * LANES) as *const __m128i))
     }
 
+    /// Word `w` of 16 rows' 4-bit values in the word-interleaved order (`super::interleave_words`):
+    /// eight values per lane.
+    #[inline(always)]
+    unsafe fn words(p: *const u8, w: usize) -> __m512i {
+        _mm512_loadu_si512(p.add(w * 4 * LANES) as *const _)
+    }
+
+    /// Nibble `t` of each lane in its low four bits (the bits above are left: `vpermps`
+    /// reads only the low four).
+    #[inline(always)]
+    unsafe fn nibble(z: __m512i, t: usize) -> __m512i {
+        match t {
+            0 => z,
+            1 => _mm512_srli_epi32(z, 4),
+            2 => _mm512_srli_epi32(z, 8),
+            3 => _mm512_srli_epi32(z, 12),
+            4 => _mm512_srli_epi32(z, 16),
+            5 => _mm512_srli_epi32(z, 20),
+            6 => _mm512_srli_epi32(z, 24),
+            _ => _mm512_srli_epi32(z, 28),
+        }
+    }
+
+    /// The element of a 32-value block (Q4_0, Q4_1) in nibble `t` of word `w`: byte
+    /// `4w + t/2`, whose low nibble is element `4w + t/2` and high nibble `4w + t/2 + 16`.
+    #[inline(always)]
+    fn word_element(w: usize, t: usize) -> usize {
+        4 * w + t / 2 + 16 * (t % 2)
+    }
+
     /// 16 rows' unsigned byte `j` as f32.
     #[inline(always)]
     unsafe fn byte_values(p: *const u8, j: usize) -> __m512 {
@@ -616,12 +667,12 @@ mod avx512 {
                     Some(m) => _mm512_add_ps(_mm512_mul_ps(v, d), m),
                     None => _mm512_mul_ps(v, d),
                 };
-                for j in 0..16 {
-                    let z =
-                        _mm512_cvtepu8_epi32(_mm_loadu_si128(q.add(j * LANES) as *const __m128i));
-                    _mm512_storeu_ps(o.add(j * stride), value(_mm512_permutexvar_ps(z, table)));
-                    let hi = _mm512_permutexvar_ps(_mm512_srli_epi32(z, 4), table);
-                    _mm512_storeu_ps(o.add((j + 16) * stride), value(hi));
+                for w in 0..4 {
+                    let z = words(q, w);
+                    for t in 0..8 {
+                        let v = _mm512_permutexvar_ps(nibble(z, t), table);
+                        _mm512_storeu_ps(o.add(word_element(w, t) * stride), value(v));
+                    }
                 }
             }
             Format::Q8_0 => {
@@ -637,18 +688,25 @@ mod avx512 {
                 let table = iota();
                 let dmin = halves(gb.add(2 * LANES));
                 let by = gb.add(4 * LANES);
+                let nibbles = by.add(16 * LANES);
                 for c in 0..4 {
-                    for h in 0..2 {
+                    // candle: d·sc, min·m, then `d1·q − m1`; sub-block 2c in the low
+                    // nibbles, 2c + 1 in the high ones.
+                    let scales: [(__m512, __m512); 2] = std::array::from_fn(|h| {
                         let sub = 2 * c + h;
-                        // candle: d·sc, min·m, then `d1·q − m1`.
-                        let d1 = _mm512_mul_ps(d, byte_values(by, sub));
-                        let m1 = _mm512_mul_ps(dmin, byte_values(by, 8 + sub));
-                        for i in 0..32 {
-                            let z = bytes(by, 16 + 32 * c + i);
-                            let z = if h == 0 { z } else { _mm512_srli_epi32(z, 4) };
-                            let v = _mm512_permutexvar_ps(z, table);
+                        (
+                            _mm512_mul_ps(d, byte_values(by, sub)),
+                            _mm512_mul_ps(dmin, byte_values(by, 8 + sub)),
+                        )
+                    });
+                    for w in 0..8 {
+                        let z = words(nibbles, 8 * c + w);
+                        for t in 0..8 {
+                            let (d1, m1) = scales[t % 2];
+                            let v = _mm512_permutexvar_ps(nibble(z, t), table);
                             let y = _mm512_sub_ps(_mm512_mul_ps(d1, v), m1);
-                            _mm512_storeu_ps(o.add((64 * c + 32 * h + i) * stride), y);
+                            let e = 64 * c + 32 * (t % 2) + 4 * w + t / 2;
+                            _mm512_storeu_ps(o.add(e * stride), y);
                         }
                     }
                 }
@@ -700,34 +758,14 @@ mod avx512 {
                     let q = gb.add(qoff);
                     let xb = x.add(b * QK);
                     let mut s = [_mm512_setzero_ps(); 4];
-                    for j in (0..16).step_by(2) {
-                        let z0 = _mm512_cvtepu8_epi32(_mm_loadu_si128(
-                            q.add(j * LANES) as *const __m128i
-                        ));
-                        let z1 = _mm512_cvtepu8_epi32(_mm_loadu_si128(
-                            q.add((j + 1) * LANES) as *const __m128i
-                        ));
-                        // vpermps reads an index's low four bits: the low nibble as it is.
-                        s[0] = _mm512_fmadd_ps(
-                            _mm512_permutexvar_ps(z0, table),
-                            _mm512_set1_ps(*xb.add(j)),
-                            s[0],
-                        );
-                        s[1] = _mm512_fmadd_ps(
-                            _mm512_permutexvar_ps(_mm512_srli_epi32(z0, 4), table),
-                            _mm512_set1_ps(*xb.add(j + 16)),
-                            s[1],
-                        );
-                        s[2] = _mm512_fmadd_ps(
-                            _mm512_permutexvar_ps(z1, table),
-                            _mm512_set1_ps(*xb.add(j + 1)),
-                            s[2],
-                        );
-                        s[3] = _mm512_fmadd_ps(
-                            _mm512_permutexvar_ps(_mm512_srli_epi32(z1, 4), table),
-                            _mm512_set1_ps(*xb.add(j + 17)),
-                            s[3],
-                        );
+                    for w in 0..4 {
+                        let z = words(q, w);
+                        for t in 0..8 {
+                            // vpermps reads an index's low four bits: nibble t after a shift.
+                            let v = _mm512_permutexvar_ps(nibble(z, t), table);
+                            let xe = _mm512_set1_ps(*xb.add(word_element(w, t)));
+                            s[t % 4] = _mm512_fmadd_ps(v, xe, s[t % 4]);
+                        }
                     }
                     let sum = _mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3]));
                     acc = _mm512_fmadd_ps(halves(gb), sum, acc);
@@ -761,35 +799,22 @@ mod avx512 {
                     // Bytes: 8 scales, 8 mins, then 128 bytes of nibbles.
                     let by = gb.add(4 * LANES);
                     let xb = x.add(b * 256);
+                    let nibbles = by.add(16 * LANES);
                     for c in 0..4 {
-                        // Sub-block 2c in the low nibbles, 2c + 1 in the high ones.
+                        // Sub-block 2c in the low nibbles (even t), 2c + 1 in the high ones.
                         let mut s = [_mm512_setzero_ps(); 4];
-                        for i in (0..32).step_by(2) {
-                            let z0 = bytes(by, 16 + 32 * c + i);
-                            let z1 = bytes(by, 16 + 32 * c + i + 1);
-                            let xc = xb.add(64 * c + i);
-                            s[0] = _mm512_fmadd_ps(
-                                _mm512_permutexvar_ps(z0, table),
-                                _mm512_set1_ps(*xc),
-                                s[0],
-                            );
-                            s[1] = _mm512_fmadd_ps(
-                                _mm512_permutexvar_ps(z1, table),
-                                _mm512_set1_ps(*xc.add(1)),
-                                s[1],
-                            );
-                            s[2] = _mm512_fmadd_ps(
-                                _mm512_permutexvar_ps(_mm512_srli_epi32(z0, 4), table),
-                                _mm512_set1_ps(*xc.add(32)),
-                                s[2],
-                            );
-                            s[3] = _mm512_fmadd_ps(
-                                _mm512_permutexvar_ps(_mm512_srli_epi32(z1, 4), table),
-                                _mm512_set1_ps(*xc.add(33)),
-                                s[3],
-                            );
+                        for w in 0..8 {
+                            let z = words(nibbles, 8 * c + w);
+                            let xc = xb.add(64 * c + 4 * w);
+                            for t in 0..8 {
+                                let v = _mm512_permutexvar_ps(nibble(z, t), table);
+                                let xe = _mm512_set1_ps(*xc.add(32 * (t % 2) + t / 2));
+                                // s[0], s[2]: low nibbles; s[1], s[3]: high ones.
+                                let a = (t % 2) + 2 * ((t / 2) % 2);
+                                s[a] = _mm512_fmadd_ps(v, xe, s[a]);
+                            }
                         }
-                        for (h, sum) in [_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3])]
+                        for (h, sum) in [_mm512_add_ps(s[0], s[2]), _mm512_add_ps(s[1], s[3])]
                             .into_iter()
                             .enumerate()
                         {
