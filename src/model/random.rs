@@ -177,10 +177,10 @@ pub fn random_model_quantized(
     } else {
         None
     };
-    let embed = w(cfg.vocab_size, h)?;
+    let embed = Weight::Dense(w(cfg.vocab_size, h)?);
     let head = match quantized_head {
         Some(weight) => weight,
-        None if cfg.tie_word_embeddings => Weight::Dense(embed.clone()),
+        None if cfg.tie_word_embeddings => embed.clone(),
         None => Weight::Dense(w(cfg.vocab_size, h)?),
     };
     let norm = ones(h)?;

@@ -185,6 +185,26 @@ pub fn dense(w: &QTensor, dtype: DType) -> Result<Tensor> {
 /// applies. A GGUF's embedding at load and a quantized base's matrix in each backward take
 /// this instead of candle's one-thread dequantization.
 pub fn dequantize(w: &QTensor) -> Result<Option<Tensor>> {
+    let n = w.shape().dims2()?.0;
+    gather(w, n, |i| i)
+}
+
+/// Rows `ids` of `dequant(w)` as a dense f32 `[ids.len(), k]` matrix (an embedding lookup
+/// from the blocks: only the rows asked for are dequantized); `None` where no kernel applies.
+pub fn dequantize_rows(w: &QTensor, ids: &[u32]) -> Result<Option<Tensor>> {
+    let n = w.shape().dims2()?.0;
+    if let Some(bad) = ids.iter().find(|&&i| i as usize >= n) {
+        candle_core::bail!("row {bad} of a quantized matrix of {n} rows");
+    }
+    gather(w, ids.len(), |i| ids[i] as usize)
+}
+
+/// `count` rows, row `i` of the output being row `row(i)` of `w`, in parallel.
+fn gather(
+    w: &QTensor,
+    count: usize,
+    row: impl Fn(usize) -> usize + Sync,
+) -> Result<Option<Tensor>> {
     if !supports(w) {
         return Ok(None);
     }
@@ -195,17 +215,19 @@ pub fn dequantize(w: &QTensor) -> Result<Option<Tensor>> {
     let data = blocks_of(w, format, n, k)?;
     let row_bytes = format.row_bytes(k);
     let isa = isa();
-    let mut out = vec![0f32; n * k];
-    let rows_per_task = n.div_ceil(rayon::current_num_threads().max(1) * 8).max(1);
+    let mut out = vec![0f32; count * k];
+    let rows_per_task = count
+        .div_ceil(rayon::current_num_threads().max(1) * 8)
+        .max(1);
     out.par_chunks_mut(rows_per_task * k)
         .enumerate()
         .for_each(|(task, dst)| {
-            for (i, row) in dst.chunks_exact_mut(k).enumerate() {
-                let r = task * rows_per_task + i;
-                dequantize_row(isa, format, &data[r * row_bytes..][..row_bytes], row);
+            for (i, out_row) in dst.chunks_exact_mut(k).enumerate() {
+                let r = row(task * rows_per_task + i);
+                dequantize_row(isa, format, &data[r * row_bytes..][..row_bytes], out_row);
             }
         });
-    Ok(Some(Tensor::from_vec(out, (n, k), &w.device())?))
+    Ok(Some(Tensor::from_vec(out, (count, k), &w.device())?))
 }
 
 /// `x · dequant(w)ᵀ` for several weights of one input (`q, k, v` or `gate, up`), each

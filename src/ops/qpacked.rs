@@ -129,20 +129,32 @@ impl Packed {
     /// Rows `rows` (group-aligned or not) as a dense `[len, k]` f32 matrix, exactly candle's
     /// dequantization of the original blocks.
     pub fn dequantize_rows(&self, rows: std::ops::Range<usize>) -> Result<Tensor> {
-        let (k, len_b, blocks) = (self.k, block_len(self.format), self.blocks());
-        let len = rows.end.saturating_sub(rows.start);
         if rows.end > self.n {
             candle_core::bail!("rows {rows:?} of a packed weight of {} rows", self.n);
         }
-        let mut out = vec![0f32; len * k];
-        for (i, row) in rows.clone().enumerate() {
-            let (g, r) = (row / LANES, row % LANES);
+        self.gather(rows.len(), |i| rows.start + i)
+    }
+
+    /// Rows `ids` as a dense `[ids.len(), k]` f32 matrix (an embedding lookup).
+    pub fn dequantize_ids(&self, ids: &[u32]) -> Result<Tensor> {
+        if let Some(bad) = ids.iter().find(|&&i| i as usize >= self.n) {
+            candle_core::bail!("row {bad} of a packed weight of {} rows", self.n);
+        }
+        self.gather(ids.len(), |i| ids[i] as usize)
+    }
+
+    /// `count` rows, output row `i` being row `row(i)`.
+    fn gather(&self, count: usize, row: impl Fn(usize) -> usize) -> Result<Tensor> {
+        let (k, len_b, blocks) = (self.k, block_len(self.format), self.blocks());
+        let mut out = vec![0f32; count * k];
+        for (i, dst) in out.chunks_exact_mut(k.max(1)).enumerate() {
+            let (g, r) = (row(i) / LANES, row(i) % LANES);
             for b in 0..blocks {
                 let gb = self.group_block(g, b);
-                dequantize_lane(self.format, gb, r, &mut out[i * k + b * len_b..][..len_b]);
+                dequantize_lane(self.format, gb, r, &mut dst[b * len_b..][..len_b]);
             }
         }
-        Tensor::from_vec(out, (len, k), &candle_core::Device::Cpu)
+        Tensor::from_vec(out, (count, k), &candle_core::Device::Cpu)
     }
 
     /// The whole weight as a dense `[n, k]` f32 matrix.

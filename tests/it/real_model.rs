@@ -286,8 +286,13 @@ fn smollm2_block_kernel_decode_equals_the_dense_forward() {
         kept.dense_bytes() > 0,
         "Q4_1 and Q8_0 have a block kernel: the base stays quantized"
     );
-    // The tied head: dense for prefill and training, its Q8_0 blocks for a decode step.
-    assert!(kept.decode_head.is_some());
+    // The tied head is its Q8_0 blocks (packed where the CPU has AVX-512), and the
+    // embedding looks its rows up from the same table: no dense copy.
+    assert!(kept.lm_head.same(&kept.embed));
+    assert!(!matches!(
+        kept.lm_head,
+        tunelab::model::decoder::Weight::Dense(_)
+    ));
     let mut ids = tok
         .encode("The Eiffel Tower is a wrought-iron lattice tower in", true)
         .unwrap()

@@ -9,10 +9,7 @@ use super::{Batch, Model};
 use crate::model::config::Activation;
 use crate::model::kv_cache::{Attention, LayerCache, DIRECT_MAX_QUERIES};
 use crate::ops;
-use candle_core::{Result, Tensor, D};
-
-/// Up to this many rows the head takes `Model::decode_head` when there is one.
-const DECODE_HEAD_ROWS: usize = 4;
+use candle_core::{DType, Result, Tensor, D};
 
 /// RoPE on the first `rotary_dim` dimensions of each head ([b, h, t, d]); the rest pass
 /// through (Phi-4-mini's partial rotary).
@@ -67,9 +64,14 @@ impl Model {
     /// flows into them).
     pub fn embed(&self, input_ids: &Tensor) -> Result<Tensor> {
         let (b, t) = input_ids.dims2()?;
+        let ids = input_ids
+            .flatten_all()?
+            .to_dtype(DType::U32)?
+            .to_vec1::<u32>()?;
         let e = self
             .embed
-            .index_select(&input_ids.flatten_all()?, 0)?
+            .lookup(&ids, self.dtype)?
+            .to_device(&self.device)?
             .reshape((b, t, self.config.hidden_size))?;
         self.scale_embedding(e)
     }
@@ -102,12 +104,7 @@ impl Model {
     /// Final norm and LM head: logits [b, t, vocab].
     pub fn head(&self, h: &Tensor) -> Result<Tensor> {
         let h = ops::rms_norm(h, &self.norm, self.config.rms_norm_eps)?;
-        let rows = h.elem_count() / h.dim(D::Minus1)?;
-        let logits = match &self.decode_head {
-            // A decode step: the quantized blocks, where the dense copy is 3.8× the bytes.
-            Some(w) if rows <= DECODE_HEAD_ROWS => w.apply(&h)?,
-            _ => self.lm_head.apply(&h)?,
-        };
+        let logits = self.lm_head.apply(&h)?;
         softcap(&logits, self.config.final_logit_softcapping)
     }
 

@@ -115,11 +115,11 @@ impl Model {
                 config.sliding_layers.get(i).copied().unwrap_or(false),
             ));
         }
-        let embed = get("model.embed_tokens.weight")?;
+        let embed = Weight::Dense(get("model.embed_tokens.weight")?);
         let lm_head = if untied_head {
             matrix("lm_head.weight")?
         } else {
-            Weight::Dense(embed.clone())
+            embed.clone()
         };
         let model = Self::assemble(
             config,

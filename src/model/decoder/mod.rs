@@ -44,15 +44,12 @@ pub struct Batch {
 #[derive(Debug, Clone)]
 pub struct Model {
     pub config: ModelConfig,
-    pub embed: Tensor,
+    /// The token embedding [vocab, hidden]: dense, or a GGUF's quantized table (looked up
+    /// a row at a time; tied, it is the head's very matrix).
+    pub embed: Weight,
     pub layers: Vec<Block>,
     pub norm: Tensor,
     pub lm_head: Weight,
-    /// The head as the file stores it, for products of a few rows (a decode step): a tied
-    /// GGUF head is dense for training and prefill (no dequantization per call), but one
-    /// token's logits read a quarter of the bytes from its Q8_0 blocks, exactly (the
-    /// activations stay f32).
-    pub decode_head: Option<Weight>,
     pub device: Device,
     pub dtype: DType,
     pub lora: Option<LoraConfig>,
@@ -62,7 +59,7 @@ pub struct Model {
 impl Model {
     pub fn assemble(
         config: ModelConfig,
-        embed: Tensor,
+        embed: Weight,
         layers: Vec<Block>,
         norm: Tensor,
         lm_head: Weight,
@@ -75,7 +72,6 @@ impl Model {
             layers,
             norm,
             lm_head,
-            decode_head: None,
             device: device.clone(),
             dtype,
             lora: None,

@@ -27,9 +27,8 @@ impl Model {
             Weight::Nf4(q) => q.storage_size_in_bytes() as u64,
             Weight::Packed(p) => p.storage_bytes() as u64,
         };
-        let mut total = dense(&self.embed) + dense(&self.norm);
-        let tied = matches!(&self.lm_head, Weight::Dense(t) if t.id() == self.embed.id());
-        if !tied {
+        let mut total = weight(&self.embed) + dense(&self.norm);
+        if !self.lm_head.same(&self.embed) {
             total += weight(&self.lm_head);
         }
         for b in &self.layers {
@@ -99,9 +98,11 @@ impl Model {
                 pack(&mut l.weight)?;
             }
         }
+        // A tied embedding is looked up from the packed head: one copy of the table.
+        let tied = self.lm_head.same(&self.embed);
         pack(&mut self.lm_head)?;
-        if let Some(h) = &mut self.decode_head {
-            pack(h)?;
+        if tied {
+            self.embed = self.lm_head.clone();
         }
         Ok(())
     }
@@ -118,7 +119,11 @@ impl Model {
             }
         }
         if !matches!(self.lm_head, Weight::Dense(_)) {
+            let tied = self.lm_head.same(&self.embed);
             self.lm_head = Weight::Dense(self.lm_head.matrix(dtype)?);
+            if tied {
+                self.embed = self.lm_head.clone();
+            }
         }
         Ok(())
     }
@@ -138,7 +143,10 @@ impl Model {
                 Ok(t)
             }
         };
-        let mut out = vec![("model.embed_tokens.weight".to_string(), f32(&self.embed)?)];
+        let mut out = vec![(
+            "model.embed_tokens.weight".to_string(),
+            self.embed.matrix(DType::F32)?,
+        )];
         for (i, b) in self.layers.iter().enumerate() {
             let p = format!("model.layers.{i}");
             let f = self.config.family();
@@ -177,8 +185,7 @@ impl Model {
             }
         }
         out.push(("model.norm.weight".to_string(), norm(&self.norm)?));
-        let tied = matches!(&self.lm_head, Weight::Dense(t) if t.id() == self.embed.id())
-            || self.config.tie_word_embeddings;
+        let tied = self.lm_head.same(&self.embed) || self.config.tie_word_embeddings;
         if !tied {
             out.push((
                 "lm_head.weight".to_string(),
