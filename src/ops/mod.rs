@@ -13,6 +13,7 @@ use candle_core::{
 };
 use std::sync::Arc;
 
+pub mod bmm;
 pub mod fastmath;
 #[cfg(target_arch = "x86_64")]
 mod kquant;

@@ -13,6 +13,7 @@ use crate::model::config::Activation;
 use crate::model::decoder::{
     repeat_kv, rope_partial, split_last, Block, Linear, Model, Prepared, Weight,
 };
+use crate::ops::bmm::bmm;
 use crate::ops::{rms_norm_backward, rms_norm_forward, softmax_backward};
 use candle_core::{DType, Result, Tensor, D};
 
@@ -257,7 +258,7 @@ fn layer_forward(
     let kr = rope_partial(&k, &tb.cos, &tb.sin, c.rotary_dim, rope)?;
     let kx = repeat_kv(&kr, nh / nkv)?.contiguous()?;
     let vx = repeat_kv(&heads(&qkv[2], nkv)?, nh / nkv)?.contiguous()?;
-    let raw = (qr.matmul(&kx.t()?.contiguous()?)? * c.attention_scale())?;
+    let raw = (bmm(&qr, &kx.t()?)? * c.attention_scale())?;
     let (scores, capped) = match c.attn_logit_softcapping {
         Some(cap) => {
             let th = (raw / cap)?.tanh()?;
@@ -266,8 +267,7 @@ fn layer_forward(
         None => (raw, None),
     };
     let probs = crate::ops::softmax_last_dim_plain(&scores.broadcast_add(&tb.mask)?)?;
-    let attn = probs
-        .matmul(&vx)?
+    let attn = bmm(&probs, &vx)?
         .transpose(1, 2)?
         .reshape((b, t, nh * hd))?;
     let (o_ix, mlp_ix, down_ix) = l.module_index();
@@ -346,16 +346,16 @@ fn layer_backward(
         .reshape((b, t, nh, hd))?
         .transpose(1, 2)?
         .contiguous()?;
-    let d_probs = d_o.matmul(&s.vx.t()?.contiguous()?)?;
-    let d_vx = s.probs.t()?.contiguous()?.matmul(&d_o)?;
+    let d_probs = bmm(&d_o, &s.vx.t()?)?;
+    let d_vx = bmm(&s.probs.t()?, &d_o)?;
     let mut d_scores = softmax_backward(&s.probs, &d_probs)?;
     if let Some(th) = &s.capped {
         // d/ds cap·tanh(s/cap) = 1 − tanh²
         d_scores = (d_scores * th.sqr()?.affine(-1.0, 1.0)?)?;
     }
     let d_scores = (d_scores * c.attention_scale())?;
-    let d_qr = d_scores.matmul(&s.kx)?;
-    let d_kx = d_scores.t()?.contiguous()?.matmul(&s.qr)?;
+    let d_qr = bmm(&d_scores, &s.kx)?;
+    let d_kx = bmm(&d_scores.t()?, &s.qr)?;
     let n = nh / nkv;
     let d_kr = unrepeat(&d_kx, n)?;
     let d_v = unrepeat(&d_vx, n)?;

@@ -131,11 +131,10 @@ impl Model {
         let (b, nh, t, hd) = q.dims4()?;
         let rep = nh / c.num_key_value_heads;
         let (k, v) = (repeat_kv(k, rep)?, repeat_kv(v, rep)?);
-        let scores = (q.matmul(&k.t()?.contiguous()?)? * c.attention_scale())?;
+        let scores = (ops::bmm::bmm(q, &k.t()?)? * c.attention_scale())?;
         let scores = softcap(&scores, c.attn_logit_softcapping)?.broadcast_add(&tables.mask)?;
         let probs = ops::softmax_last_dim(&scores)?;
-        probs
-            .matmul(&v.contiguous()?)?
+        ops::bmm::bmm(&probs, &v)?
             .transpose(1, 2)?
             .reshape((b, t, nh * hd))
     }

@@ -1,0 +1,267 @@
+//! Batched products of many small matrices (attention's per-head products): the batch
+//! split across the threads with one single-threaded gemm per matrix, and transposed
+//! operands read through their strides instead of copied.
+//!
+//! candle's `matmul` runs a batch as one gemm call after another, each split across the
+//! threads: for attention's `[b·heads]` products of `[t, d]` by `[d, t]` that is one
+//! hand-off to the pool per head, and `kᵀ` must first be copied to contiguous memory. Here
+//! each thread takes whole matrices, and a transposed operand is copied row-major inside
+//! the task (gemm's order of summation depends on the strides): the values are those of
+//! candle's `matmul` of contiguous operands, bit for bit.
+
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// `a · b` for `a` `[.., m, k]` and `b` `[.., k, n]` with the same batch dimensions (any
+/// strides in the last two, e.g. a `.t()` view), differentiable; candle's `matmul` where
+/// this does not apply (another dtype or device, broadcast batches).
+pub fn bmm(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (da, db) = (a.dims(), b.dims());
+    let r = da.len();
+    let fits = a.dtype() == DType::F32
+        && b.dtype() == DType::F32
+        && a.device().is_cpu()
+        && b.device().is_cpu()
+        && r >= 3
+        && db.len() == r
+        && da[..r - 2] == db[..r - 2]
+        && da[r - 1] == db[r - 2]
+        && da.iter().chain(db).all(|&d| d > 0);
+    if fits {
+        // Batches that do not collapse into one stride are copied first.
+        let collapsed = |t: &Tensor| -> Result<Tensor> {
+            match Operand::of(t.layout(), usize::MAX) {
+                Some(_) => Ok(t.clone()),
+                None => t.contiguous(),
+            }
+        };
+        collapsed(a)?.apply_op2(&collapsed(b)?, Bmm)
+    } else {
+        a.matmul(&b.contiguous()?)
+    }
+}
+
+struct Bmm;
+
+impl CustomOp2 for Bmm {
+    fn name(&self) -> &'static str {
+        "tunelab-bmm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (xa, xb) = (s1.as_slice::<f32>()?, s2.as_slice::<f32>()?);
+        let (da, db) = (l1.dims(), l2.dims());
+        let r = da.len();
+        let (m, k, n) = (da[r - 2], da[r - 1], db[r - 1]);
+        let batch: usize = da[..r - 2].iter().product();
+        let mut shape = da[..r - 1].to_vec();
+        shape.push(n);
+        let (Some(oa), Some(ob)) = (Operand::of(l1, xa.len()), Operand::of(l2, xb.len())) else {
+            candle_core::bail!("bmm: operands {l1:?} and {l2:?} do not collapse to one batch");
+        };
+        let mut out = vec![0f32; batch * m * n];
+        out.par_chunks_mut((m * n).max(1))
+            .enumerate()
+            .for_each_init(
+                || (Vec::new(), Vec::new()),
+                |(ta, tb), (i, dst)| {
+                    // Row-major operands, as candle's `matmul` of `.contiguous()` copies sees
+                    // them: gemm then sums in the same order, so the values are the same.
+                    let pa = oa.row_major(xa, i, m, k, ta);
+                    let pb = ob.row_major(xb, i, k, n, tb);
+                    // SAFETY: `pa` and `pb` are row-major `m × k` and `k × n` matrices inside
+                    // their slices (`Operand::of` checked the bounds); `dst` is this matrix's
+                    // `m × n` row-major output.
+                    unsafe {
+                        gemm::gemm(
+                            m,
+                            n,
+                            k,
+                            dst.as_mut_ptr(),
+                            1,
+                            n as isize,
+                            false,
+                            pa.as_ptr(),
+                            1,
+                            k as isize,
+                            pb.as_ptr(),
+                            1,
+                            n as isize,
+                            0.0f32,
+                            1.0f32,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        )
+                    }
+                },
+            );
+        Ok((CpuStorage::F32(out), Shape::from(shape)))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((Some(bmm(grad, &b.t()?)?), Some(bmm(&a.t()?, grad)?)))
+    }
+}
+
+/// A matrix operand: where its data starts, the stride between batch matrices, and its
+/// row and column strides.
+#[derive(Clone, Copy)]
+struct Operand {
+    start: usize,
+    batch_stride: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl Operand {
+    /// `None` unless the batch dimensions collapse into one stride and every element lies
+    /// inside `len`.
+    fn of(layout: &Layout, len: usize) -> Option<Operand> {
+        let dims = layout.dims();
+        let strides = layout.stride();
+        let r = dims.len();
+        if r < 3 {
+            return None;
+        }
+        for i in 0..r - 3 {
+            if dims[i] > 1 && strides[i] != strides[i + 1] * dims[i + 1] {
+                return None;
+            }
+        }
+        let last = layout.start_offset()
+            + dims
+                .iter()
+                .zip(strides)
+                .map(|(d, s)| d.saturating_sub(1) * s)
+                .sum::<usize>();
+        if dims.iter().any(|&d| d == 0) || last >= len {
+            return None;
+        }
+        Some(Operand {
+            start: layout.start_offset(),
+            batch_stride: strides[r - 3],
+            rs: strides[r - 2],
+            cs: strides[r - 1],
+        })
+    }
+
+    /// Matrix `i` as a row-major `rows × cols` slice: in place when it is one, else copied
+    /// into `buf` (a transposed view: `kᵀ`, `pᵀ`).
+    fn row_major<'a>(
+        &self,
+        x: &'a [f32],
+        i: usize,
+        rows: usize,
+        cols: usize,
+        buf: &'a mut Vec<f32>,
+    ) -> &'a [f32] {
+        let start = self.start + i * self.batch_stride;
+        if self.cs == 1 && self.rs == cols {
+            return &x[start..start + rows * cols];
+        }
+        buf.clear();
+        buf.resize(rows * cols, 0.0);
+        for (r, row) in buf.chunks_exact_mut(cols).enumerate() {
+            for (c, v) in row.iter_mut().enumerate() {
+                *v = x[start + r * self.rs + c * self.cs];
+            }
+        }
+        buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn t(dims: &[usize], seed: usize) -> Tensor {
+        let n: usize = dims.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|i| (((i + seed) * 7919 % 1013) as f32 / 1013.0 - 0.5) * 3.0)
+            .collect();
+        Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
+    }
+
+    fn bits(x: &Tensor) -> Vec<u32> {
+        x.flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect()
+    }
+
+    #[test]
+    fn equals_candle_bit_for_bit_with_transposed_operands() {
+        let q = t(&[2, 3, 7, 5], 1);
+        let k = t(&[2, 3, 7, 5], 2);
+        let p = t(&[2, 3, 7, 7], 3);
+        // qkᵀ, p·v, pᵀ·v, and a narrowed (offset) operand.
+        let cases = [
+            (q.clone(), k.t().unwrap()),
+            (p.clone(), k.clone()),
+            (p.t().unwrap(), q.clone()),
+            (q.narrow(3, 1, 3).unwrap(), t(&[2, 3, 3, 4], 4)),
+        ];
+        let close = |got: &Tensor, want: &Tensor, what: &str| {
+            assert_eq!(got.dims(), want.dims(), "{what}");
+            let (g, w) = (bits(got), bits(want));
+            for (i, (x, y)) in g.iter().zip(&w).enumerate() {
+                let (x, y) = (f32::from_bits(*x), f32::from_bits(*y));
+                assert!(
+                    (x - y).abs() <= 1e-5 * y.abs().max(1.0),
+                    "{what} [{i}]: {x} vs {y}"
+                );
+            }
+        };
+        for (i, (a, b)) in cases.iter().enumerate() {
+            let want = a
+                .contiguous()
+                .unwrap()
+                .matmul(&b.contiguous().unwrap())
+                .unwrap();
+            let got = bmm(a, b).unwrap();
+            assert_eq!(got.dims(), want.dims(), "case {i}");
+            assert_eq!(
+                bits(&got),
+                bits(&want),
+                "case {i}: candle's values bit for bit"
+            );
+        }
+        // Its gradients are the matmul's.
+        let (va, vb) = (
+            candle_core::Var::from_tensor(&q).unwrap(),
+            candle_core::Var::from_tensor(&k).unwrap(),
+        );
+        let w = t(&[2, 3, 7, 7], 5);
+        let loss = |y: Tensor| (y * &w).unwrap().sum_all().unwrap();
+        let g1 = loss(bmm(va.as_tensor(), &vb.as_tensor().t().unwrap()).unwrap())
+            .backward()
+            .unwrap();
+        let g2 = loss(va.as_tensor().matmul(&vb.as_tensor().t().unwrap()).unwrap())
+            .backward()
+            .unwrap();
+        for v in [&va, &vb] {
+            let (x, y) = (g1.get(v).unwrap(), g2.get(v).unwrap());
+            close(x, y, "gradient");
+        }
+        // Mismatched inner dimensions are refused as candle refuses them.
+        assert!(bmm(&q, &k).is_err());
+    }
+}
