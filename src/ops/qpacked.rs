@@ -8,8 +8,8 @@
 //! activation `x[j]` adds it to 16 row sums, and the block's scales (also side by side)
 //! scale those 16 sums at once. No horizontal sums, no per-block tables, about half the
 //! instructions per weight. The bytes are the blocks' own bytes, reordered (Q4_K's packed
-//! 6-bit scales unpacked, +3%; Q6_K's 4 + 2 bits combined into one signed byte per value,
-//! +30%, so its product costs Q8_0's): the packed weight replaces the GGUF one
+//! 6-bit scales unpacked, +3%; Q6_K's 4 + 2 bits combined into whole 6-bit values, five
+//! and a sixth of a value per 32-bit word, the file's size): the packed weight replaces the GGUF one
 //! (`Weight::Packed`), and dequantizes to exactly candle's values.
 //!
 //! AVX-512F only (where the table permute takes 16 values); other CPUs keep
@@ -258,9 +258,39 @@ fn interleave_words(rows: &[[u8; LANES]; LANES]) -> [u8; LANES * LANES] {
 fn in_words(format: Format, j: usize) -> bool {
     match format {
         Format::Q4_0 | Format::Q4_1 => true,
-        Format::Q4K => j >= 16,
+        Format::Q4K | Format::Q6K => j >= 16,
         _ => false,
     }
+}
+
+/// The first element of Q6_K sub-block `sub` (16 values sharing a scale): candle's order,
+/// `128h + 32u + 16i` for `sub = 8h + 2u + i`.
+fn q6k_first(sub: usize) -> usize {
+    128 * (sub / 8) + 32 * ((sub % 8) / 2) + 16 * (sub % 2)
+}
+
+/// A Q6_K sub-block's 16 six-bit values as three 32-bit words: values `5t..5t+5` at bits
+/// `6i` of word `t`, and the sixteenth's bits `2t, 2t + 1` at bits 30 and 31 of word `t`. A
+/// shift and a mask then put any of the first fifteen at the top of an f32's mantissa.
+fn q6k_words(v: &[u8]) -> [u32; 3] {
+    let mut w = [0u32; 3];
+    for (j, q) in v.iter().take(15).enumerate() {
+        w[j / 5] |= u32::from(*q & 63) << (6 * (j % 5));
+    }
+    for (t, word) in w.iter_mut().enumerate() {
+        *word |= ((u32::from(v[15]) >> (2 * t)) & 3) << 30;
+    }
+    w
+}
+
+/// The 16 values of a sub-block from its three words ([`q6k_words`]).
+fn q6k_values(w: [u32; 3]) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    for (j, q) in v.iter_mut().take(15).enumerate() {
+        *q = ((w[j / 5] >> (6 * (j % 5))) & 63) as u8;
+    }
+    v[15] = ((w[0] >> 30) | ((w[1] >> 30) << 2) | ((w[2] >> 30) << 4)) as u8;
+    v
 }
 
 /// Where byte `j` of row `r`'s block lies in a group-block's byte plane: 4-bit values
@@ -301,10 +331,9 @@ impl Fields {
             Format::Q8_0 => (1, 32),
             // d, dmin; 8 scales, 8 mins, 128 bytes of nibbles.
             Format::Q4K => (2, 16 + 128),
-            // d; 16 scales, then the 256 values `q − 32` as signed bytes (the 4 + 2 bits
-            // combined once here: a third more bytes than the file's 6 bits, and a decode
-            // product then costs what Q8_0's does).
-            Format::Q6K => (1, 16 + 256),
+            // d; 16 scales, then per sub-block of 16 values three 32-bit words (see
+            // `q6k_words`): the file's 6 bits per value, each value whole in its word.
+            Format::Q6K => (1, 16 + 16 * 12),
             // Packed as Q8_0.
             Format::Q5_0 => return None,
         };
@@ -352,6 +381,7 @@ impl Fields {
                 halves.push(half(208));
                 bytes.extend_from_slice(&block[192..208]);
                 let (ql, qh) = (&block[..128], &block[128..192]);
+                // The values `q` (0..64; the weight is `d·sc·(q − 32)`).
                 let mut v = [0u8; 256];
                 for h in 0..2 {
                     for l in 0..32 {
@@ -363,11 +393,16 @@ impl Fields {
                             (b >> 4) | (((hb >> 6) & 3) << 4),
                         ];
                         for (u, q) in q.into_iter().enumerate() {
-                            v[128 * h + l + 32 * u] = (q as i8 - 32) as u8;
+                            v[128 * h + l + 32 * u] = q;
                         }
                     }
                 }
-                bytes.extend_from_slice(&v);
+                for sub in 0..16 {
+                    let first = q6k_first(sub);
+                    for w in q6k_words(&v[first..first + 16]) {
+                        bytes.extend_from_slice(&w.to_le_bytes());
+                    }
+                }
             }
             _ => {
                 for h in 0..self.halves {
@@ -437,12 +472,18 @@ fn dequantize_lane(format: Format, gb: &[u8], r: usize, out: &mut [f32]) {
             }
         }
         Format::Q6K => {
-            // Element e of a 128-element half h: sub-block 8h + (e mod 32)/16 + 2·(e / 32)
-            // within the half, as candle indexes the scales.
-            for (e, o) in out.iter_mut().enumerate().take(256) {
-                let (h, w) = (e / 128, e % 128);
-                let sub = 8 * h + (w % 32) / 16 + 2 * (w / 32);
-                *o = d * f32::from(q(sub) as i8) * f32::from(q(16 + e) as i8);
+            for sub in 0..16 {
+                let word = |t: usize| {
+                    let at = 16 + 12 * sub + 4 * t;
+                    u32::from_le_bytes([q(at), q(at + 1), q(at + 2), q(at + 3)])
+                };
+                let values = q6k_values([word(0), word(1), word(2)]);
+                let first = q6k_first(sub);
+                // candle: d·sc, then ·(q − 32).
+                let scale = d * f32::from(q(sub) as i8);
+                for (j, v) in values.iter().enumerate() {
+                    out[first + j] = scale * f32::from(*v as i8 - 32);
+                }
             }
         }
         Format::Q5_0 => {}
@@ -470,6 +511,7 @@ pub fn matmul_group(x: &Tensor, ps: &[&Packed]) -> Result<Vec<Tensor>> {
     let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
     let m = xs.len() / k.max(1);
     let xsum: Vec<f32> = xs.chunks_exact(QK).map(|c| c.iter().sum()).collect();
+    let xsum16: Vec<f32> = xs.chunks_exact(16).map(|c| c.iter().sum()).collect();
     let outs: Vec<Vec<f32>> = if m >= WIDE_ROWS {
         ps.iter().map(|p| wide_products(p, &xs, m)).collect()
     } else {
@@ -494,7 +536,10 @@ pub fn matmul_group(x: &Tensor, ps: &[&Packed]) -> Result<Vec<Tensor>> {
                         p,
                         g,
                         &xs[j * p.k..][..p.k],
-                        &xsum[j * p.k / QK..],
+                        Sums {
+                            per32: &xsum[j * p.k / QK..],
+                            per16: &xsum16[j * p.k / 16..],
+                        },
                         &mut sums,
                     );
                     for (r, v) in sums.iter().enumerate() {
@@ -521,12 +566,20 @@ pub fn matmul_group(x: &Tensor, ps: &[&Packed]) -> Result<Vec<Tensor>> {
 }
 
 /// 16 rows' products with one activation row.
-fn group_products(p: &Packed, g: usize, x: &[f32], xsum: &[f32], out: &mut [f32; LANES]) {
+/// Sums of an activation row's values by 32 (a legacy block, a Q4_K sub-block) and by 16
+/// (a Q6_K sub-block), for the formats whose values carry an offset.
+#[derive(Clone, Copy)]
+struct Sums<'a> {
+    per32: &'a [f32],
+    per16: &'a [f32],
+}
+
+fn group_products(p: &Packed, g: usize, x: &[f32], xsum: Sums, out: &mut [f32; LANES]) {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: `Packed::new` admitted the weight only where `isa` saw AVX-512F (and the
         // AVX2/FMA/F16C set); the group holds `k / 32` group-blocks, `x` holds `k` values and
-        // `xsum` at least `k / 32`.
+        // `xsum` at least `k / 32` and `k / 16`.
         unsafe { avx512::group_products(p.format, p.group(g), x, xsum, p.blocks(), out) }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -580,7 +633,7 @@ fn wide_products(p: &Packed, xs: &[f32], m: usize) -> Vec<f32> {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Fields, Format, LANES, QK};
+    use super::{q6k_first, Fields, Format, LANES, QK};
     use std::arch::x86_64::*;
 
     /// 0, 1, …, 15: a nibble's value by `vpermps`.
@@ -618,6 +671,40 @@ mod avx512 {
             6 => _mm512_srli_epi32(z, 24),
             _ => _mm512_srli_epi32(z, 28),
         }
+    }
+
+    /// Six-bit value `i` (0..5) of each lane's word at bits 0..6 (bits above left).
+    #[inline(always)]
+    unsafe fn six_bits(z: __m512i, i: usize) -> __m512i {
+        match i {
+            0 => z,
+            1 => _mm512_srli_epi32(z, 6),
+            2 => _mm512_srli_epi32(z, 12),
+            3 => _mm512_srli_epi32(z, 18),
+            _ => _mm512_srli_epi32(z, 24),
+        }
+    }
+
+    /// Six-bit value `i` (0..5) of each lane's word at bits 17..23, the top of an f32's
+    /// mantissa (bits elsewhere left).
+    #[inline(always)]
+    unsafe fn at_mantissa(z: __m512i, i: usize) -> __m512i {
+        match i {
+            0 => _mm512_slli_epi32(z, 17),
+            1 => _mm512_slli_epi32(z, 11),
+            2 => _mm512_slli_epi32(z, 5),
+            3 => _mm512_srli_epi32(z, 1),
+            _ => _mm512_srli_epi32(z, 7),
+        }
+    }
+
+    /// A Q6_K sub-block's sixteenth value (two bits at the top of each of its three words).
+    #[inline(always)]
+    unsafe fn sixteenth(w: [__m512i; 3]) -> __m512i {
+        let lo = _mm512_srli_epi32(w[0], 30);
+        let mid = _mm512_slli_epi32(_mm512_srli_epi32(w[1], 30), 2);
+        let hi = _mm512_slli_epi32(_mm512_srli_epi32(w[2], 30), 4);
+        _mm512_or_si512(_mm512_or_si512(lo, mid), hi)
     }
 
     /// The element of a 32-value block (Q4_0, Q4_1) in nibble `t` of word `w`: byte
@@ -725,13 +812,27 @@ mod avx512 {
             }
             Format::Q6K => {
                 let by = gb.add(2 * LANES);
-                for e in 0..256 {
-                    let (h, w) = (e / 128, e % 128);
-                    let sub = 8 * h + (w % 32) / 16 + 2 * (w / 32);
-                    // candle: d·sc, then ·q.
+                let low = _mm512_set1_epi32(63);
+                let offset = _mm512_set1_epi32(32);
+                for sub in 0..16 {
+                    let w = words(by.add(16 * LANES), 3 * sub);
+                    let ws = [
+                        w,
+                        words(by.add(16 * LANES), 3 * sub + 1),
+                        words(by.add(16 * LANES), 3 * sub + 2),
+                    ];
+                    // candle: d·sc, then ·(q − 32).
                     let scale = _mm512_mul_ps(d, signed_values(by, sub));
-                    let y = _mm512_mul_ps(scale, signed_values(by, 16 + e));
-                    _mm512_storeu_ps(o.add(e * stride), y);
+                    let first = q6k_first(sub);
+                    for j in 0..16 {
+                        let v = if j < 15 {
+                            _mm512_and_si512(six_bits(ws[j / 5], j % 5), low)
+                        } else {
+                            sixteenth(ws)
+                        };
+                        let q = _mm512_cvtepi32_ps(_mm512_sub_epi32(v, offset));
+                        _mm512_storeu_ps(o.add((first + j) * stride), _mm512_mul_ps(scale, q));
+                    }
                 }
             }
             _ => unreachable!("Q5_0 is not packed"),
@@ -744,7 +845,7 @@ mod avx512 {
         format: Format,
         group: &[u8],
         x: &[f32],
-        xsum: &[f32],
+        xsum: super::Sums,
         blocks: usize,
         out: &mut [f32; LANES],
     ) {
@@ -783,7 +884,7 @@ mod avx512 {
                     acc = _mm512_fmadd_ps(halves(gb), sum, acc);
                     if q4_1 {
                         let m = halves(gb.add(2 * LANES));
-                        acc = _mm512_fmadd_ps(m, _mm512_set1_ps(*xsum.get_unchecked(b)), acc);
+                        acc = _mm512_fmadd_ps(m, _mm512_set1_ps(*xsum.per32.get_unchecked(b)), acc);
                     }
                 }
             }
@@ -833,7 +934,7 @@ mod avx512 {
                             let sub = 2 * c + h;
                             let d1 = _mm512_mul_ps(d, byte_values(by, sub));
                             let m1 = _mm512_mul_ps(dmin, byte_values(by, 8 + sub));
-                            let xs = _mm512_set1_ps(*xsum.get_unchecked(b * 8 + sub));
+                            let xs = _mm512_set1_ps(*xsum.per32.get_unchecked(b * 8 + sub));
                             acc = _mm512_fmadd_ps(d1, sum, acc);
                             acc = _mm512_fnmadd_ps(m1, xs, acc);
                         }
@@ -841,28 +942,49 @@ mod avx512 {
                 }
             }
             Format::Q6K => {
+                // Each value `q` becomes the f32 `1 + q/64` (its six bits at the top of the
+                // mantissa, one shift and one ternary logic op), so Σ q·x = 64·Σ f·x − 64·Σ x,
+                // and the weight's `q − 32` adds −32·Σ x: −96·Σ x in all.
+                let mantissa = _mm512_set1_epi32(0x3F << 17);
+                let one = _mm512_set1_epi32(0x3F80_0000);
+                let as_float = |v: __m512i| {
+                    _mm512_castsi512_ps(_mm512_ternarylogic_epi32::<0xEA>(v, mantissa, one))
+                };
                 for b in 0..blocks {
                     let gb = group.as_ptr().add(b * gbb);
                     let d = halves(gb);
-                    // Bytes: 16 scales, then the values `q − 32`.
+                    // Bytes: 16 scales, then three words per sub-block.
                     let by = gb.add(2 * LANES);
-                    let xb = x.add(b * 256);
+                    let plane = by.add(16 * LANES);
                     for sub in 0..16 {
-                        // Sub-block `sub` is elements 128h + 32u + 16i .. +16 for
-                        // sub = 8h + i + 2u.
-                        let (h, i, u) = (sub / 8, sub % 2, (sub % 8) / 2);
-                        let first = 128 * h + 32 * u + 16 * i;
+                        let first = q6k_first(sub);
+                        let xs = x.add(b * 256 + first);
+                        let ws = [
+                            words(plane, 3 * sub),
+                            words(plane, 3 * sub + 1),
+                            words(plane, 3 * sub + 2),
+                        ];
                         let mut s = [_mm512_setzero_ps(); 4];
-                        for e in (first..first + 16).step_by(4) {
-                            for (t, st) in s.iter_mut().enumerate() {
-                                let v = signed_values(by, 16 + e + t);
-                                *st = _mm512_fmadd_ps(v, _mm512_set1_ps(*xb.add(e + t)), *st);
+                        for (t, &w) in ws.iter().enumerate() {
+                            for i in 0..5 {
+                                let j = 5 * t + i;
+                                let f = as_float(at_mantissa(w, i));
+                                s[j % 4] = _mm512_fmadd_ps(f, _mm512_set1_ps(*xs.add(j)), s[j % 4]);
                             }
                         }
+                        let f15 = _mm512_or_si512(_mm512_slli_epi32(sixteenth(ws), 17), one);
+                        s[3] = _mm512_fmadd_ps(
+                            _mm512_castsi512_ps(f15),
+                            _mm512_set1_ps(*xs.add(15)),
+                            s[3],
+                        );
                         let sum =
                             _mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3]));
+                        let xsum = *xsum.per16.get_unchecked((b * 256 + first) / 16);
+                        let qsum =
+                            _mm512_fmsub_ps(_mm512_set1_ps(64.0), sum, _mm512_set1_ps(96.0 * xsum));
                         let scale = _mm512_mul_ps(d, signed_values(by, sub));
-                        acc = _mm512_fmadd_ps(scale, sum, acc);
+                        acc = _mm512_fmadd_ps(scale, qsum, acc);
                     }
                 }
             }
