@@ -148,7 +148,7 @@ impl Operand {
                 .zip(strides)
                 .map(|(d, s)| d.saturating_sub(1) * s)
                 .sum::<usize>();
-        if dims.iter().any(|&d| d == 0) || last >= len {
+        if dims.contains(&0) || last >= len {
             return None;
         }
         Some(Operand {
