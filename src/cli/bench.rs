@@ -287,6 +287,7 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         cache: None,
     };
     let (mut model, quant) = random::random_model_quantized(&config, dt, &dev, plan.clone())?;
+    model.prefer_training_layout()?;
     let lora_cfg = LoraConfig {
         r: rank,
         alpha: 2.0 * rank as f64,

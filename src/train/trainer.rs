@@ -90,6 +90,7 @@ pub fn prepare_with(cfg: &RunConfig, stage: &mut dyn FnMut(&str)) -> Result<Prep
             ..cfg.model.quant_plan()
         },
     )?;
+    model.prefer_training_layout()?;
     let init_adapter = cfg.init_adapter();
     match init_adapter {
         Some(dir) => crate::model::peft::load(&mut model, Path::new(dir))?,

@@ -107,6 +107,31 @@ impl Model {
         Ok(())
     }
 
+    /// For training: a dense frozen projection with more inputs than outputs (the MLP's down
+    /// projection) is kept as a view of its transpose (the same `[out, in]` tensor, `Wᵀ` in
+    /// memory), so that of the step's two products with it, the forward's `x·Wᵀ` (summing over
+    /// `in`) reads a row-major operand and the backward's `dy·W` (over the shorter `out`) the
+    /// transposed one. gemm packs a transposed operand slowly when the sum is long: SmolLM2's
+    /// down projection forward took 4.9 ms through the view against 2.4 ms row-major
+    /// (256 × 1,536 × 576), while the backward's view costs ~4% at 576. Same memory, same
+    /// values up to gemm's order of summation.
+    pub fn prefer_training_layout(&mut self) -> Result<()> {
+        if !self.device.is_cpu() {
+            return Ok(());
+        }
+        for b in &mut self.layers {
+            for (_, _, l) in b.linears_mut() {
+                if let Weight::Dense(t) = &l.weight {
+                    let (out, inp) = t.dims2()?;
+                    if inp > out && t.is_contiguous() {
+                        l.weight = Weight::Dense(t.t()?.contiguous()?.t()?);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Dequantizes every quantized weight once (for inference when memory allows): generation
     /// then skips the per-call dequantization. Training keeps the quantized base.
     pub fn densify(&mut self) -> Result<()> {
