@@ -3,7 +3,7 @@
 //! kernels), and the layer both forwards share.
 
 use super::block::{split_last, Block};
-use super::linear::{Ctx, Linear};
+use super::linear::{Ctx, Linear, Weight};
 use super::tables::{Prepared, Tables};
 use super::{Batch, Model};
 use crate::model::config::Activation;
@@ -64,15 +64,19 @@ impl Model {
     /// flows into them).
     pub fn embed(&self, input_ids: &Tensor) -> Result<Tensor> {
         let (b, t) = input_ids.dims2()?;
-        let ids = input_ids
-            .flatten_all()?
-            .to_dtype(DType::U32)?
-            .to_vec1::<u32>()?;
-        let e = self
-            .embed
-            .lookup(&ids, self.dtype)?
-            .to_device(&self.device)?
-            .reshape((b, t, self.config.hidden_size))?;
+        let e = match &self.embed {
+            // On the ids' own device (a GPU's rows stay there).
+            Weight::Dense(table) => table.index_select(&input_ids.flatten_all()?, 0)?,
+            // A quantized table is read on the host, a row per id.
+            table => {
+                let ids = input_ids
+                    .flatten_all()?
+                    .to_dtype(DType::U32)?
+                    .to_vec1::<u32>()?;
+                table.lookup(&ids, self.dtype)?.to_device(&self.device)?
+            }
+        };
+        let e = e.reshape((b, t, self.config.hidden_size))?;
         self.scale_embedding(e)
     }
 
