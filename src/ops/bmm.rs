@@ -41,6 +41,45 @@ pub fn bmm(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// `dst = lhs · rhs` on this thread with gemm's f32 kernels: `dst` row-major `m × n`, each
+/// operand a pointer and its (row, column) strides.
+///
+/// # Safety
+/// `lhs` must address `m × k` live elements at its strides, `rhs` `k × n`, and `dst` hold
+/// `m × n`.
+pub(super) unsafe fn gemm_serial(
+    dst: &mut [f32],
+    (m, n, k): (usize, usize, usize),
+    (lhs, (lhs_rs, lhs_cs)): (*const f32, (isize, isize)),
+    (rhs, (rhs_rs, rhs_cs)): (*const f32, (isize, isize)),
+) {
+    debug_assert!(dst.len() >= m * n);
+    // SAFETY: the caller vouches for both operands; gemm writes `dst`'s `m × n` elements.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs,
+            lhs_cs,
+            lhs_rs,
+            rhs,
+            rhs_cs,
+            rhs_rs,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
 struct Bmm;
 
 impl CustomOp2 for Bmm {
@@ -76,29 +115,13 @@ impl CustomOp2 for Bmm {
                     let pa = oa.row_major(xa, i, m, k, ta);
                     let pb = ob.row_major(xb, i, k, n, tb);
                     // SAFETY: `pa` and `pb` are row-major `m × k` and `k × n` matrices inside
-                    // their slices (`Operand::of` checked the bounds); `dst` is this matrix's
-                    // `m × n` row-major output.
+                    // their slices (`Operand::of` checked the bounds); `dst` holds `m × n`.
                     unsafe {
-                        gemm::gemm(
-                            m,
-                            n,
-                            k,
-                            dst.as_mut_ptr(),
-                            1,
-                            n as isize,
-                            false,
-                            pa.as_ptr(),
-                            1,
-                            k as isize,
-                            pb.as_ptr(),
-                            1,
-                            n as isize,
-                            0.0f32,
-                            1.0f32,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
+                        gemm_serial(
+                            dst,
+                            (m, n, k),
+                            (pa.as_ptr(), (k as isize, 1)),
+                            (pb.as_ptr(), (n as isize, 1)),
                         )
                     }
                 },

@@ -69,8 +69,8 @@ impl Format {
         k / self.block_len() * self.block_bytes()
     }
 
-    /// Elements per block.
-    fn block_len(self) -> usize {
+    /// Elements per block: 32, or 256 for the k-quants' super-blocks.
+    pub(super) fn block_len(self) -> usize {
         match self {
             Format::Q4K | Format::Q6K => 256,
             Format::Q4_0 | Format::Q4_1 | Format::Q8_0 | Format::Q5_0 => QK,
@@ -393,29 +393,14 @@ pub(super) unsafe fn panel_products(
     out: &mut [f32],
 ) {
     debug_assert!(xs.len() >= m * k && out.len() >= rows * m);
-    // SAFETY: the caller vouches for `panel`; `xs` is `m × k` and `out` is `rows × m`,
-    // row-major; gemm reads and writes only inside those bounds.
+    // SAFETY: the caller vouches for `panel`; `xs` is `m × k` row-major, read as the `k × m`
+    // right operand, and `out` is `rows × m`.
     unsafe {
-        gemm::gemm(
-            rows,
-            m,
-            k,
-            out.as_mut_ptr(),
-            1,
-            m as isize,
-            false,
-            panel,
-            strides.0,
-            strides.1,
-            xs.as_ptr(),
-            k as isize,
-            1,
-            0.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
+        super::bmm::gemm_serial(
+            out,
+            (rows, m, k),
+            (panel, (strides.1, strides.0)),
+            (xs.as_ptr(), (1, k as isize)),
         )
     }
 }

@@ -70,7 +70,7 @@ impl Packed {
         let Some(fields) = Fields::of(format) else {
             return Ok(None);
         };
-        let len = block_len(format);
+        let len = format.block_len();
         if !q.device().is_cpu() || n % LANES != 0 || k % len != 0 {
             return Ok(None);
         }
@@ -145,7 +145,7 @@ impl Packed {
 
     /// `count` rows, output row `i` being row `row(i)`.
     fn gather(&self, count: usize, row: impl Fn(usize) -> usize) -> Result<Tensor> {
-        let (k, len_b, blocks) = (self.k, block_len(self.format), self.blocks());
+        let (k, len_b, blocks) = (self.k, self.format.block_len(), self.blocks());
         let mut out = vec![0f32; count * k];
         for (i, dst) in out.chunks_exact_mut(k.max(1)).enumerate() {
             let (g, r) = (row(i) / LANES, row(i) % LANES);
@@ -163,7 +163,7 @@ impl Packed {
     }
 
     fn blocks(&self) -> usize {
-        self.k / block_len(self.format)
+        self.k / self.format.block_len()
     }
 
     fn group_block_bytes(&self) -> usize {
@@ -302,14 +302,6 @@ fn byte_offset(format: Format, j: usize, r: usize) -> usize {
         chunk * LANES * LANES + (i / 4 * LANES + r) * 4 + i % 4
     } else {
         j * LANES + r
-    }
-}
-
-/// Elements per block: 32, or 256 for the k-quants' super-blocks.
-fn block_len(format: Format) -> usize {
-    match format {
-        Format::Q4K | Format::Q6K => 256,
-        _ => QK,
     }
 }
 
@@ -605,7 +597,7 @@ fn wide_products(p: &Packed, xs: &[f32], m: usize) -> Vec<f32> {
             let g0 = task * groups_per_task;
             // panel_t [k, rows]: column r is weight row g0·16 + r.
             let mut panel_t = vec![0f32; k * rows];
-            let len = block_len(p.format);
+            let len = p.format.block_len();
             for gi in 0..rows / LANES {
                 for b in 0..k / len {
                     let gb = p.group_block(g0 + gi, b);
@@ -655,6 +647,17 @@ mod avx512 {
     #[inline(always)]
     unsafe fn words(p: *const u8, w: usize) -> __m512i {
         _mm512_loadu_si512(p.add(w * 4 * LANES) as *const _)
+    }
+
+    /// The three words of Q6_K sub-block `sub` (`super::q6k_words`) from the plane after
+    /// the scales.
+    #[inline(always)]
+    unsafe fn q6k_sub_words(plane: *const u8, sub: usize) -> [__m512i; 3] {
+        [
+            words(plane, 3 * sub),
+            words(plane, 3 * sub + 1),
+            words(plane, 3 * sub + 2),
+        ]
     }
 
     /// Nibble `t` of each lane in its low four bits (the bits above are left: `vpermps`
@@ -815,12 +818,7 @@ mod avx512 {
                 let low = _mm512_set1_epi32(63);
                 let offset = _mm512_set1_epi32(32);
                 for sub in 0..16 {
-                    let w = words(by.add(16 * LANES), 3 * sub);
-                    let ws = [
-                        w,
-                        words(by.add(16 * LANES), 3 * sub + 1),
-                        words(by.add(16 * LANES), 3 * sub + 2),
-                    ];
+                    let ws = q6k_sub_words(by.add(16 * LANES), sub);
                     // candle: d·sc, then ·(q − 32).
                     let scale = _mm512_mul_ps(d, signed_values(by, sub));
                     let first = q6k_first(sub);
@@ -959,11 +957,7 @@ mod avx512 {
                     for sub in 0..16 {
                         let first = q6k_first(sub);
                         let xs = x.add(b * 256 + first);
-                        let ws = [
-                            words(plane, 3 * sub),
-                            words(plane, 3 * sub + 1),
-                            words(plane, 3 * sub + 2),
-                        ];
+                        let ws = q6k_sub_words(plane, sub);
                         let mut s = [_mm512_setzero_ps(); 4];
                         for (t, &w) in ws.iter().enumerate() {
                             for i in 0..5 {
