@@ -300,7 +300,12 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     let estimate = tunelab::model::estimate::memory(
         &model.config,
         &lora_cfg,
-        tunelab::model::estimate::base_bytes(&model.config, &plan, dt.size_in_bytes() as u64),
+        tunelab::model::estimate::training_weights(
+            &model.config,
+            &plan,
+            dt.size_in_bytes() as u64,
+            device == tunelab::model::DeviceSpec::Cpu,
+        ),
         dt.size_in_bytes() as u64,
         rows_per_step,
         seq,

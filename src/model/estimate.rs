@@ -79,6 +79,33 @@ pub fn base_bytes(c: &ModelConfig, plan: &super::QuantPlan, compute_bytes: u64) 
     projections + rest * compute_bytes - head_saving
 }
 
+/// The frozen base as a training run holds it: [`base_bytes`], plus on the host the second
+/// copy that an unquantized f32 base's projections and head take when packed into
+/// microkernel panels ([`crate::model::Model::prefer_training_layout`]; it packs only where
+/// this CPU has the kernels and the copy fits, so this is the larger of the two outcomes).
+pub fn training_weights(
+    c: &ModelConfig,
+    plan: &super::QuantPlan,
+    compute_bytes: u64,
+    host: bool,
+) -> u64 {
+    let base = base_bytes(c, plan, compute_bytes);
+    let packs = host
+        && compute_bytes == 4
+        && plan.quantization == super::Quantization::None
+        && crate::ops::panels::Isa::detect().is_some();
+    if !packs {
+        return base;
+    }
+    let projections: u64 = c
+        .projection_shapes()
+        .iter()
+        .map(|&(_, i, o)| (i * o) as u64)
+        .sum::<u64>()
+        * c.num_hidden_layers as u64;
+    base + (projections + (c.vocab_size * c.hidden_size) as u64) * compute_bytes
+}
+
 /// Bytes a LoRA SFT run needs, given the frozen base's `weights` bytes ([`base_bytes`]):
 /// the base, the LoRA state, the activations the hand-written backward keeps, one chunk of
 /// the head's logits, and on the `host` the process's own runtime. Checked against measured

@@ -17,6 +17,7 @@ pub mod bmm;
 pub mod fastmath;
 #[cfg(target_arch = "x86_64")]
 mod kquant;
+pub mod panels;
 pub mod qmatmul;
 pub mod qpacked;
 
@@ -181,6 +182,18 @@ pub fn packed_linear(x: &Tensor, p: &Arc<qpacked::Packed>) -> Result<Tensor> {
         let dense = p.dequantize(g.dtype())?.to_device(x.device())?;
         g.contiguous()?.broadcast_matmul(&dense)
     })
+}
+
+/// `x · Wᵀ` for a frozen weight held in microkernel panels ([`panels`]), forward and
+/// backward without packing; another dtype or device goes through the dense matrix.
+pub fn panel_linear(x: &Tensor, p: &Arc<panels::FrozenPanels>) -> Result<Tensor> {
+    if x.dtype() != DType::F32 || !x.device().is_cpu() {
+        let w = p.dense()?.to_dtype(x.dtype())?.to_device(x.device())?;
+        return frozen_linear(x, &w);
+    }
+    let y = p.forward(&x.detach())?;
+    let p = p.clone();
+    with_grad("panel-linear", x, &y, move |_x, _y, g| p.input_grad(g))
 }
 
 /// RMSNorm with a frozen weight: `x / sqrt(mean(x²) + eps) · alpha`, computed in f32.

@@ -35,12 +35,35 @@ fn lin_forward(
     lora_on: bool,
     seed: Option<u64>,
 ) -> Result<(Tensor, LinSaved)> {
+    // LoRA's rank-r input `u = x_d Aᵀ` first: a packed base takes the delta in its own pass.
+    let lora = match (&l.lora, lora_on) {
+        (Some(p), true) => {
+            let xf = x.to_dtype(DType::F32)?;
+            let (xd, mask) = match seed {
+                Some(s) if p.dropout > 0.0 => {
+                    let m = dropout_mask(&xf, p.dropout, s)?;
+                    ((&xf * &m)?, Some(m))
+                }
+                _ => (xf, None),
+            };
+            // Detached views of the parameters: no autograd graph is recorded on this path.
+            let u = xd.broadcast_matmul(&p.a.as_tensor().detach().t()?)?;
+            Some((p, xd, u, mask))
+        }
+        _ => None,
+    };
+    let f32_in = x.dtype() == DType::F32;
     // Q4_0/Q4_1/Q8_0 blocks are multiplied as they are (no dequantized copy); the rest
     // dequantize for this product only.
-    let fast = match &l.weight {
-        Weight::Quantized(q) => crate::ops::qmatmul::matmul(x, q)?,
-        Weight::Packed(p) if x.dtype() == DType::F32 => Some(crate::ops::qpacked::matmul(x, p)?),
-        _ => None,
+    let (fast, fused) = match (&l.weight, &lora) {
+        (Weight::Panels(w), Some((p, _, u, _))) if f32_in && l.out_perm.is_none() => {
+            let b = p.b.as_tensor().detach();
+            (Some(w.forward_lora(x, u, &b, p.scale)?), true)
+        }
+        (Weight::Panels(w), _) if f32_in => (Some(w.forward(x)?), false),
+        (Weight::Quantized(q), _) => (crate::ops::qmatmul::matmul(x, q)?, false),
+        (Weight::Packed(p), _) if f32_in => (Some(crate::ops::qpacked::matmul(x, p)?), false),
+        _ => (None, false),
     };
     let mut y = match fast {
         Some(y) => y,
@@ -56,21 +79,13 @@ fn lin_forward(
         x: x.clone(),
         lora: None,
     };
-    if let (Some(p), true) = (&l.lora, lora_on) {
-        let xf = x.to_dtype(DType::F32)?;
-        let (xd, mask) = match seed {
-            Some(s) if p.dropout > 0.0 => {
-                let m = dropout_mask(&xf, p.dropout, s)?;
-                ((&xf * &m)?, Some(m))
-            }
-            _ => (xf, None),
-        };
-        // Detached views of the parameters: no autograd graph is recorded on this path.
-        let (a, bm) = (p.a.as_tensor().detach(), p.b.as_tensor().detach());
-        let u = xd.broadcast_matmul(&a.t()?)?;
-        // Scale the rank-r product, not the [N, out] one.
-        let delta = (&u * p.scale)?.broadcast_matmul(&bm.t()?)?;
-        y = (y + delta.to_dtype(x.dtype())?)?;
+    if let Some((p, xd, u, mask)) = lora {
+        if !fused {
+            // Scale the rank-r product, not the [N, out] one.
+            let bm = p.b.as_tensor().detach();
+            let delta = (&u * p.scale)?.broadcast_matmul(&bm.t()?)?;
+            y = (y + delta.to_dtype(x.dtype())?)?;
+        }
         saved.lora = Some((xd, u, mask));
     }
     Ok((y, saved))
@@ -93,33 +108,49 @@ fn lin_grads(
     want_dx: bool,
 ) -> Result<Option<Tensor>> {
     let g = g.contiguous()?;
-    let mut dx = if want_dx {
-        let w = l.weight.matrix(g.dtype())?;
-        Some(match &l.out_perm {
-            Some(p) => unpermute(&g, p)?.contiguous()?.broadcast_matmul(&w)?,
-            None => g.broadcast_matmul(&w)?,
-        })
-    } else {
-        None
-    };
-    if let (Some(p), Some((xd, u, mask))) = (&l.lora, &s.lora) {
-        let (r, inp, out) = (u.dim(D::Minus1)?, xd.dim(D::Minus1)?, g.dim(D::Minus1)?);
-        let gf = g.to_dtype(DType::F32)?.reshape(((), out))?;
-        let u2 = u.reshape(((), r))?;
-        let x2 = xd.reshape(((), inp))?;
-        grads.add(&p.b, (gf.t()?.matmul(&u2)? * p.scale)?)?;
-        let (a, bm) = (p.a.as_tensor().detach(), p.b.as_tensor().detach());
-        let du = (gf.matmul(&bm)? * p.scale)?;
-        grads.add(&p.a, du.t()?.matmul(&x2)?)?;
-        if let Some(base) = dx {
-            let mut dxd = du.matmul(&a)?.reshape(s.x.shape())?;
-            if let Some(m) = mask {
-                dxd = (dxd * m)?;
-            }
-            dx = Some((base + dxd.to_dtype(g.dtype())?)?);
+    // LoRA's gradients first; `du` (scaled) then joins the base's input gradient.
+    let lora = match (&l.lora, &s.lora) {
+        (Some(p), Some((xd, u, mask))) => {
+            let (r, inp, out) = (u.dim(D::Minus1)?, xd.dim(D::Minus1)?, g.dim(D::Minus1)?);
+            let gf = g.to_dtype(DType::F32)?.reshape(((), out))?;
+            let u2 = u.reshape(((), r))?;
+            let x2 = xd.reshape(((), inp))?;
+            grads.add(&p.b, (gf.t()?.matmul(&u2)? * p.scale)?)?;
+            let bm = p.b.as_tensor().detach();
+            let du = (gf.matmul(&bm)? * p.scale)?;
+            grads.add(&p.a, du.t()?.matmul(&x2)?)?;
+            Some((p.a.as_tensor().detach(), du, mask))
         }
+        _ => None,
+    };
+    if !want_dx {
+        return Ok(None);
     }
-    Ok(dx)
+    let g = match &l.out_perm {
+        Some(p) => unpermute(&g, p)?.contiguous()?,
+        None => g,
+    };
+    let f32_in = g.dtype() == DType::F32;
+    Ok(Some(match (&l.weight, lora) {
+        // One pass: `g·W + du·A` (no dropout mask to apply to LoRA's part alone).
+        (Weight::Panels(w), Some((a, du, None))) if f32_in => w.input_grad_lora(&g, &du, &a)?,
+        (w, lora) => {
+            let base = match w {
+                Weight::Panels(w) if f32_in => w.input_grad(&g)?,
+                w => g.broadcast_matmul(&w.matrix(g.dtype())?)?,
+            };
+            match lora {
+                Some((a, du, mask)) => {
+                    let mut dxd = du.matmul(&a)?.reshape(s.x.shape())?;
+                    if let Some(m) = mask {
+                        dxd = (dxd * m)?;
+                    }
+                    (base + dxd.to_dtype(g.dtype())?)?
+                }
+                None => base,
+            }
+        }
+    }))
 }
 
 /// Everything one layer keeps for its backward.
@@ -463,6 +494,8 @@ const HEAD_PANEL_ELEMS: usize = 1 << 24;
 /// largest step-time copy by far).
 enum HeadWeight<'a> {
     Dense(Tensor),
+    /// A dense head packed for both products ([`crate::ops::panels`]).
+    Frozen(&'a std::sync::Arc<crate::ops::panels::FrozenPanels>),
     Panels {
         weight: &'a Weight,
         dtype: DType,
@@ -475,6 +508,7 @@ impl<'a> HeadWeight<'a> {
     fn new(w: &'a Weight, dtype: DType) -> Result<Self> {
         Ok(match w {
             Weight::Dense(_) => HeadWeight::Dense(w.matrix(dtype)?),
+            Weight::Panels(p) if dtype == DType::F32 => HeadWeight::Frozen(p),
             // A GGUF weight off the CPU cannot be sliced by rows: dequantized once, as before.
             Weight::Quantized(q) if !q.device().is_cpu() => HeadWeight::Dense(w.matrix(dtype)?),
             _ => {
@@ -500,6 +534,7 @@ impl<'a> HeadWeight<'a> {
     fn logits(&self, hn: &Tensor) -> Result<Tensor> {
         match self {
             HeadWeight::Dense(w) => hn.matmul(&w.t()?),
+            HeadWeight::Frozen(p) => p.forward(hn),
             HeadWeight::Panels {
                 weight,
                 dtype,
@@ -518,6 +553,7 @@ impl<'a> HeadWeight<'a> {
     fn input_grad(&self, d_logits: &Tensor) -> Result<Tensor> {
         match self {
             HeadWeight::Dense(w) => d_logits.matmul(w),
+            HeadWeight::Frozen(p) => p.input_grad(d_logits),
             HeadWeight::Panels {
                 weight,
                 dtype,

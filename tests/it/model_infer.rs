@@ -198,6 +198,7 @@ fn weight_formats(m: &tunelab::model::decoder::Model) -> Vec<String> {
             Weight::Dense(_) => "dense".to_string(),
             Weight::Nf4(_) => "nf4".to_string(),
             Weight::Packed(_) => "packed".to_string(),
+            Weight::Panels(_) => "panels".to_string(),
         })
         .collect();
     all.sort();

@@ -5,6 +5,7 @@ use crate::lora::LoraPair;
 use crate::model::nf4::Nf4Tensor;
 use crate::model::stored::Stored;
 use crate::ops;
+use crate::ops::panels::FrozenPanels;
 use crate::ops::qpacked::Packed;
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Result, Tensor, D};
@@ -20,6 +21,9 @@ pub enum Weight {
     /// A GGUF weight repacked for generation ([`ops::qpacked`]): the same bytes, 16 rows
     /// interleaved, so a decode product runs with the rows in the vector lanes.
     Packed(Arc<Packed>),
+    /// A dense f32 weight packed twice for the CPU training step ([`ops::panels`]): the
+    /// forward's and the backward's products multiply it without repacking it each call.
+    Panels(Arc<FrozenPanels>),
 }
 
 impl From<Stored> for Weight {
@@ -39,6 +43,7 @@ impl Weight {
             Weight::Quantized(q) => q.shape().dims2(),
             Weight::Nf4(q) => Ok((q.rows, q.cols)),
             Weight::Packed(p) => Ok(p.dims()),
+            Weight::Panels(p) => Ok(p.dims()),
         }
     }
 
@@ -51,6 +56,7 @@ impl Weight {
             Weight::Quantized(q) => ops::qmatmul::dense(q, dtype),
             Weight::Nf4(q) => q.dequantize(dtype),
             Weight::Packed(p) => p.dequantize(dtype),
+            Weight::Panels(p) => p.dense()?.to_dtype(dtype),
         }
     }
 
@@ -82,6 +88,9 @@ impl Weight {
             Weight::Quantized(_) => self.matrix(dtype)?.narrow(0, rows.start, len),
             Weight::Nf4(q) => q.dequantize_rows(rows, dtype),
             Weight::Packed(p) => p.dequantize_rows(rows)?.to_dtype(dtype),
+            Weight::Panels(p) => p
+                .rows(&rows.collect::<Vec<_>>(), &candle_core::Device::Cpu)?
+                .to_dtype(dtype),
         }
     }
 
@@ -102,6 +111,10 @@ impl Weight {
                 }
             }
             Weight::Packed(p) => p.dequantize_ids(ids)?.to_dtype(dtype),
+            Weight::Panels(p) => {
+                let ids: Vec<usize> = ids.iter().map(|&i| i as usize).collect();
+                p.rows(&ids, &candle_core::Device::Cpu)?.to_dtype(dtype)
+            }
             Weight::Quantized(_) | Weight::Nf4(_) => dense(&self.matrix(dtype)?),
         }
     }
@@ -113,6 +126,7 @@ impl Weight {
             (Weight::Quantized(a), Weight::Quantized(b)) => Arc::ptr_eq(a, b),
             (Weight::Nf4(a), Weight::Nf4(b)) => Arc::ptr_eq(a, b),
             (Weight::Packed(a), Weight::Packed(b)) => Arc::ptr_eq(a, b),
+            (Weight::Panels(a), Weight::Panels(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -124,6 +138,7 @@ impl Weight {
             Weight::Quantized(q) => ops::quantized_linear(x, q),
             Weight::Nf4(q) => ops::frozen_linear(x, &q.dequantize(x.dtype())?),
             Weight::Packed(p) => ops::packed_linear(x, p),
+            Weight::Panels(p) => ops::panel_linear(x, p),
         }
     }
 }

@@ -77,6 +77,7 @@ impl Model {
                     Weight::Quantized(q) => q.dequantize(&device)?,
                     Weight::Nf4(q) => q.dequantize(DType::F32)?,
                     Weight::Packed(p) => p.dequantize(DType::F32)?,
+                    Weight::Panels(p) => p.dense()?,
                 };
                 let mut delta = pair.merged_delta()?;
                 if let Some(p) = &l.out_perm {

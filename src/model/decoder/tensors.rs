@@ -9,7 +9,7 @@ use candle_core::{DType, Result, Tensor};
 impl Model {
     /// Whether any frozen matrix is stored quantized (a GGUF base, or QLoRA).
     pub fn is_quantized(&self) -> bool {
-        let q = |w: &Weight| !matches!(w, Weight::Dense(_));
+        let q = |w: &Weight| !matches!(w, Weight::Dense(_) | Weight::Panels(_));
         q(&self.lm_head)
             || self
                 .layers
@@ -26,6 +26,7 @@ impl Model {
             Weight::Quantized(q) => q.storage_size_in_bytes() as u64,
             Weight::Nf4(q) => q.storage_size_in_bytes() as u64,
             Weight::Packed(p) => p.storage_bytes() as u64,
+            Weight::Panels(p) => p.storage_bytes() as u64,
         };
         let mut total = weight(&self.embed) + dense(&self.norm);
         if !self.lm_head.same(&self.embed) {
@@ -72,7 +73,7 @@ impl Model {
                 Weight::Dense(_) => true,
                 Weight::Quantized(q) => ops::qmatmul::supports(q),
                 Weight::Nf4(_) => false,
-                Weight::Packed(_) => true,
+                Weight::Packed(_) | Weight::Panels(_) => true,
             });
         if !all_kernel && self.dense_bytes() < DENSIFY_BELOW {
             self.densify()?;
@@ -107,7 +108,12 @@ impl Model {
         Ok(())
     }
 
-    /// For training: a dense frozen projection with more inputs than outputs (the MLP's down
+    /// For training on the CPU. An f32 dense base is packed into microkernel panels
+    /// ([`ops::panels`]) for both of the step's products when the CPU has the kernels and
+    /// the second copy fits (at most half the memory available now): gemm then never
+    /// repacks a weight, which was ~9% of SmolLM2's step, and small products such as
+    /// `k`/`v` run at full speed. A tied embedding is looked up from the packed head.
+    /// Otherwise, a dense frozen projection with more inputs than outputs (the MLP's down
     /// projection) is kept as a view of its transpose (the same `[out, in]` tensor, `Wᵀ` in
     /// memory), so that of the step's two products with it, the forward's `x·Wᵀ` (summing over
     /// `in`) reads a row-major operand and the backward's `dy·W` (over the shorter `out`) the
@@ -117,6 +123,10 @@ impl Model {
     /// values up to gemm's order of summation.
     pub fn prefer_training_layout(&mut self) -> Result<()> {
         if !self.device.is_cpu() {
+            return Ok(());
+        }
+        let available = crate::telemetry::system_memory().map_or(0, |(_, a)| a);
+        if self.pack_for_training(available)? {
             return Ok(());
         }
         for b in &mut self.layers {
@@ -130,6 +140,48 @@ impl Model {
             }
         }
         Ok(())
+    }
+
+    /// Packs every dense f32 projection and a dense head into [`ops::panels::FrozenPanels`]
+    /// when the panels' extra copy takes at most half of `available` bytes; whether it did.
+    pub fn pack_for_training(&mut self, available: u64) -> Result<bool> {
+        let packable =
+            |w: &Weight| matches!(w, Weight::Dense(t) if t.dtype() == DType::F32 && t.rank() == 2);
+        if self.dtype != DType::F32 || ops::panels::Isa::detect().is_none() {
+            return Ok(false);
+        }
+        let bytes = |w: &Weight| match w {
+            Weight::Dense(t) if packable(w) => (t.elem_count() * 4) as u64,
+            _ => 0,
+        };
+        let extra: u64 = self
+            .layers
+            .iter()
+            .flat_map(|b| b.linears().into_iter().map(|(_, _, l)| bytes(&l.weight)))
+            .sum::<u64>()
+            + bytes(&self.lm_head);
+        if extra == 0 || extra.saturating_mul(2) > available {
+            return Ok(false);
+        }
+        let pack = |w: &mut Weight| -> Result<()> {
+            if let (true, Weight::Dense(t)) = (packable(w), &*w) {
+                if let Some(p) = ops::panels::FrozenPanels::new(t)? {
+                    *w = Weight::Panels(std::sync::Arc::new(p));
+                }
+            }
+            Ok(())
+        };
+        for b in &mut self.layers {
+            for (_, _, l) in b.linears_mut() {
+                pack(&mut l.weight)?;
+            }
+        }
+        let tied = self.lm_head.same(&self.embed);
+        pack(&mut self.lm_head)?;
+        if tied {
+            self.embed = self.lm_head.clone();
+        }
+        Ok(true)
     }
 
     /// Dequantizes every quantized weight once (for inference when memory allows): generation

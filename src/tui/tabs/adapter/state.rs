@@ -512,7 +512,12 @@ impl AdapterTab {
         let whole = estimate::memory(
             c,
             &(&self.config.lora).into(),
-            estimate::base_bytes(c, &self.config.model.quant_plan(), bytes),
+            estimate::training_weights(
+                c,
+                &self.config.model.quant_plan(),
+                bytes,
+                t.device == crate::model::DeviceSpec::Cpu && !engine,
+            ),
             bytes,
             rows,
             self.config.data.max_seq_len,
