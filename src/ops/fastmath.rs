@@ -69,6 +69,104 @@ macro_rules! dispatch {
     };
 }
 
+// `out[j] = Σ_i x[i]·a[j·k + i]` for `k = x.len()`: a row's dot products with the rows of a
+// rank-r factor (LoRA's `x·Aᵀ`), sixteen lanes of accumulators.
+dispatch!(dots, (x: &[f32], a: &[f32], out: &mut [f32]) -> (), {
+    let k = x.len();
+    for (j, o) in out.iter_mut().enumerate() {
+        let row = &a[j * k..][..k];
+        let mut lanes = [0f32; 16];
+        let (xc, rc) = (x.chunks_exact(16), row.chunks_exact(16));
+        let (xr, rr) = (xc.remainder(), rc.remainder());
+        for (cx, cr) in xc.zip(rc) {
+            for ((l, &p), &q) in lanes.iter_mut().zip(cx).zip(cr) {
+                *l = p.mul_add(q, *l);
+            }
+        }
+        let mut sum = lanes.iter().sum::<f32>();
+        for (&p, &q) in xr.iter().zip(rr) {
+            sum = p.mul_add(q, sum);
+        }
+        *o = sum;
+    }
+});
+
+// `acc[j·k + i] += p[j]·q[i]` for `k = q.len()`: one row's outer product added to a
+// rank-r gradient (LoRA's `duᵀ·x`).
+dispatch!(outer_add, (p: &[f32], q: &[f32], acc: &mut [f32]) -> (), {
+    let k = q.len();
+    for (j, &pj) in p.iter().enumerate() {
+        for (a, &b) in acc[j * k..][..k].iter_mut().zip(q) {
+            *a = pj.mul_add(b, *a);
+        }
+    }
+});
+
+// `out[t·r + j] = Σ_i x[t·k + i]·at[i·r + j]` for `r` a multiple of 8: rows of `x` (`k`
+// long) times a rank-r factor stored `k × r` (LoRA's `x·Aᵀ` with `at = Aᵀ`). Four rows share
+// each eight-wide load of the factor and keep their sums in registers: no horizontal sums.
+dispatch!(times_factor8, (x: &[f32], at: &[f32], k: usize, out: &mut [f32]) -> (), {
+    let r = at.len() / k.max(1);
+    let rows = out.len() / r.max(1);
+    let mut t = 0;
+    while t < rows {
+        let nt = (rows - t).min(4);
+        for jb in (0..r).step_by(8) {
+            let mut acc = [[0f32; 8]; 4];
+            if nt == 4 {
+                let xs = &x[t * k..(t + 4) * k];
+                for (i, arow) in at.chunks_exact(r).enumerate() {
+                    let w = &arow[jb..jb + 8];
+                    for (u, a) in acc.iter_mut().enumerate() {
+                        let xi = xs[u * k + i];
+                        for (l, &wl) in a.iter_mut().zip(w) {
+                            *l = xi.mul_add(wl, *l);
+                        }
+                    }
+                }
+            } else {
+                for (i, arow) in at.chunks_exact(r).enumerate() {
+                    let w = &arow[jb..jb + 8];
+                    for (u, a) in acc.iter_mut().enumerate().take(nt) {
+                        let xi = x[(t + u) * k + i];
+                        for (l, &wl) in a.iter_mut().zip(w) {
+                            *l = xi.mul_add(wl, *l);
+                        }
+                    }
+                }
+            }
+            for (u, a) in acc.iter().enumerate().take(nt) {
+                out[(t + u) * r + jb..][..8].copy_from_slice(a);
+            }
+        }
+        t += nt;
+    }
+});
+
+// `out[j·w + c] = Σ_t p[t·r + j]·q[t·k + c0 + c]` for `c < w` (`w` a multiple of 8, `r` of 8):
+// a column strip of `pᵀ·q` (LoRA's `duᵀ·x`), an 8 × 8 block of sums in registers at a time.
+dispatch!(t_times_strip8, (p: &[f32], q: &[f32], r: usize, k: usize, c0: usize, out: &mut [f32]) -> (), {
+    let n = p.len() / r.max(1);
+    let w = out.len() / r.max(1);
+    for cb in (0..w).step_by(8) {
+        for jb in (0..r).step_by(8) {
+            let mut acc = [[0f32; 8]; 8];
+            for t in 0..n {
+                let qs = &q[t * k + c0 + cb..][..8];
+                let ps = &p[t * r + jb..][..8];
+                for (a, &pj) in acc.iter_mut().zip(ps) {
+                    for (l, &ql) in a.iter_mut().zip(qs) {
+                        *l = pj.mul_add(ql, *l);
+                    }
+                }
+            }
+            for (j, a) in acc.iter().enumerate() {
+                out[(jb + j) * w + cb..][..8].copy_from_slice(a);
+            }
+        }
+    }
+});
+
 dispatch!(max_of, (v: &[f32]) -> f32, {
     let mut lanes = [f32::NEG_INFINITY; 8];
     let mut chunks = v.chunks_exact(8);

@@ -17,6 +17,7 @@ pub mod bmm;
 pub mod fastmath;
 #[cfg(target_arch = "x86_64")]
 mod kquant;
+pub mod lowrank;
 pub mod panels;
 pub mod qmatmul;
 pub mod qpacked;

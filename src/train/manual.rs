@@ -14,6 +14,7 @@ use crate::model::decoder::{
     repeat_kv, rope_partial, split_last, Block, Linear, Model, Prepared, Weight,
 };
 use crate::ops::bmm::bmm;
+use crate::ops::lowrank;
 use crate::ops::{rms_norm_backward, rms_norm_forward, softmax_backward};
 use candle_core::{DType, Result, Tensor, D};
 
@@ -47,7 +48,7 @@ fn lin_forward(
                 _ => (xf, None),
             };
             // Detached views of the parameters: no autograd graph is recorded on this path.
-            let u = xd.broadcast_matmul(&p.a.as_tensor().detach().t()?)?;
+            let u = crate::ops::lowrank::times_t(&xd, &p.a.as_tensor().detach())?;
             Some((p, xd, u, mask))
         }
         _ => None,
@@ -115,10 +116,11 @@ fn lin_grads(
             let gf = g.to_dtype(DType::F32)?.reshape(((), out))?;
             let u2 = u.reshape(((), r))?;
             let x2 = xd.reshape(((), inp))?;
-            grads.add(&p.b, (gf.t()?.matmul(&u2)? * p.scale)?)?;
-            let bm = p.b.as_tensor().detach();
-            let du = (gf.matmul(&bm)? * p.scale)?;
-            grads.add(&p.a, du.t()?.matmul(&x2)?)?;
+            // dB = s·gᵀu and dA = duᵀx with du = s·g·B, each one pass over g or x.
+            grads.add(&p.b, (lowrank::t_times(&u2, &gf)?.t()? * p.scale)?)?;
+            let bt = p.b.as_tensor().detach().t()?.contiguous()?;
+            let du = (lowrank::times_t(&gf, &bt)? * p.scale)?;
+            grads.add(&p.a, lowrank::t_times(&du, &x2)?)?;
             Some((p.a.as_tensor().detach(), du, mask))
         }
         _ => None,
