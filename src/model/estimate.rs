@@ -179,6 +179,31 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A CPU run on an f32 base counts the packed second copy of the projections and the
+    /// head (SmolLM2: 30 × 3.54M + 49,152 × 576 values); a quantized, bf16 or GPU run does not.
+    #[test]
+    fn a_cpu_f32_run_counts_the_packed_copy() {
+        let c =
+            ModelConfig::from_json(&crate::model::random::shape("smollm2-135m").unwrap()).unwrap();
+        let none: crate::model::QuantPlan = crate::model::Quantization::None.into();
+        let base = base_bytes(&c, &none, 4);
+        let copy = (30 * (2 * 576 * 576 + 2 * 576 * 192 + 3 * 576 * 1536) + 49_152 * 576) * 4;
+        let packs = crate::ops::panels::Isa::detect().is_some();
+        let host = training_weights(&c, &none, 4, true);
+        assert_eq!(host, base + if packs { copy } else { 0 });
+        assert_eq!(training_weights(&c, &none, 4, false), base);
+        assert_eq!(
+            training_weights(&c, &none, 2, true),
+            base_bytes(&c, &none, 2)
+        );
+        let q4k = crate::model::QuantPlan {
+            quantization: crate::model::Quantization::Q4k,
+            head: false,
+            cache: None,
+        };
+        assert_eq!(training_weights(&c, &q4k, 4, true), base_bytes(&c, &q4k, 4));
+    }
+
     /// The `llama-3.1-8b-qlora` preset's run (q4k base, r16 on all linear layers, seq 2048,
     /// batch 1, checkpointing, bf16) is estimated at 8.4 GiB: a 12 GB consumer GPU holds it
     /// with room for the CUDA context.

@@ -14,9 +14,11 @@ use rayon::prelude::*;
 /// Rows per task of [`times_t`].
 const ROWS: usize = 32;
 
-/// Whether a tensor can be read as a host f32 slice here.
+/// Whether a tensor can be read as a host f32 slice here. Unoptimized builds (the test
+/// profile) leave the products to gemm, which is optimized there: these loops are written
+/// for the optimizer and run ~50× slower without it (the tests call them directly).
 fn host_f32(t: &Tensor) -> bool {
-    t.dtype() == DType::F32 && t.device().is_cpu()
+    !cfg!(debug_assertions) && t.dtype() == DType::F32 && t.device().is_cpu()
 }
 
 /// A contiguous f32 CPU tensor's values.
@@ -29,6 +31,11 @@ pub fn times_t(x: &Tensor, a: &Tensor) -> Result<Tensor> {
     if !host_f32(x) || !host_f32(a) {
         return x.broadcast_matmul(&a.t()?);
     }
+    by_rows(x, a)
+}
+
+/// [`times_t`] by this module's loops.
+fn by_rows(x: &Tensor, a: &Tensor) -> Result<Tensor> {
     let (r, k) = a.dims2()?;
     if x.dim(D::Minus1)? != k {
         candle_core::bail!("lowrank: {:?} times the transpose of [{r}, {k}]", x.dims());
@@ -77,6 +84,11 @@ pub fn t_times(p: &Tensor, q: &Tensor) -> Result<Tensor> {
     if !host_f32(p) || !host_f32(q) {
         return p.t()?.matmul(q);
     }
+    by_shares(p, q)
+}
+
+/// [`t_times`] by this module's loops.
+fn by_shares(p: &Tensor, q: &Tensor) -> Result<Tensor> {
     let (n, r) = p.dims2()?;
     let (nq, k) = q.dims2()?;
     if n != nq {
@@ -194,15 +206,15 @@ mod tests {
             let x = tensor(&[n, k], 1);
             let a = tensor(&[r, k], 2);
             let at = a.t().unwrap().contiguous().unwrap();
-            within_rounding(&times_t(&x, &a).unwrap(), &x, &at);
+            within_rounding(&by_rows(&x, &a).unwrap(), &x, &at);
             let x3 = x.reshape((1, n, k)).unwrap();
-            let u = times_t(&x3, &a).unwrap();
+            let u = by_rows(&x3, &a).unwrap();
             assert_eq!(u.dims(), &[1, n, r]);
             let p = tensor(&[n, r], 3);
             let pt = p.t().unwrap().contiguous().unwrap();
-            within_rounding(&t_times(&p, &x).unwrap(), &pt, &x);
+            within_rounding(&by_shares(&p, &x).unwrap(), &pt, &x);
         }
-        let err = times_t(&tensor(&[2, 5], 1), &tensor(&[8, 4], 1))
+        let err = by_rows(&tensor(&[2, 5], 1), &tensor(&[8, 4], 1))
             .unwrap_err()
             .to_string();
         assert!(

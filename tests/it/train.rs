@@ -281,6 +281,67 @@ fn checkpoints_verify_and_a_truncated_file_is_detected() {
     assert!(!dir.path().join(".tmp-step-30").exists());
 }
 
+/// A base packed into microkernel panels for CPU training (`Model::pack_for_training`)
+/// gives the plain base's loss and LoRA gradients on every fixture architecture, with
+/// LoRA's term fused into the products (no dropout) and apart (dropout on).
+#[test]
+fn packed_base_trains_as_the_plain_one() {
+    use tunelab::model::decoder::Weight;
+    for arch in crate::model_parity::MODELS {
+        for dropout in [0.0, 0.2] {
+            let dir = common::fixture(&format!("models/{arch}"));
+            let mut model = Model::load(&dir.join("model"), DType::F32, &Device::Cpu).unwrap();
+            tunelab::model::peft::load(&mut model, &dir.join("adapter")).unwrap();
+            for b in model.layers.iter_mut() {
+                for (_, _, l) in b.linears_mut() {
+                    if let Some(l) = l.lora.as_mut() {
+                        l.dropout = dropout;
+                    }
+                }
+            }
+            let (_, mb, _) = fixture_model();
+            let args = StepArgs {
+                window_targets: 20,
+                dropout_seed: Some(9),
+                checkpointing: false,
+                autograd: false,
+                temperature: 1.0,
+            };
+            let vars: Vec<_> = model.lora_vars().into_iter().map(|(_, v)| v).collect();
+            let mut plain = Grads::new(vars.clone());
+            let lp = forward_backward(&model, &mb, &args, &mut plain).unwrap();
+            let packed = model.pack_for_training(u64::MAX).unwrap();
+            assert_eq!(packed, tunelab::ops::panels::Isa::detect().is_some());
+            if packed {
+                assert!(matches!(
+                    model.layers[0].linears()[0].2.weight,
+                    Weight::Panels(_)
+                ));
+            }
+            let mut g = Grads::new(vars.clone());
+            let lg = forward_backward(&model, &mb, &args, &mut g).unwrap();
+            assert!(
+                (lp.loss - lg.loss).abs() < 1e-6,
+                "{arch} dropout {dropout}: loss {} vs {}",
+                lp.loss,
+                lg.loss
+            );
+            assert_eq!(lp.targets, lg.targets);
+            assert_grads_close(
+                &vars,
+                &plain,
+                &g,
+                &format!("{arch} packed, dropout {dropout}"),
+            );
+        }
+    }
+    // Nothing is packed when the second copy does not fit.
+    let dir = common::fixture("models/llama");
+    let mut model = Model::load(&dir.join("model"), DType::F32, &Device::Cpu).unwrap();
+    assert!(!model.pack_for_training(1).unwrap());
+    assert!(matches!(model.lm_head, Weight::Dense(_)));
+}
+
 /// The hand-written backward gives autograd's loss and LoRA gradients on every fixture
 /// architecture (GQA + llama3 rope, Qwen2 bias + tied head, Mistral), with dropout on,
 /// packed positions, padding and checkpointing.

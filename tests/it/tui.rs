@@ -1371,6 +1371,8 @@ fn the_adapter_form_estimates_an_engine_run_per_gpu() {
     let mut a = app(&h, "dark", false);
     a.handle(Action::TabAdapter);
     settle(&mut a);
+    // On one GPU (a CPU run would also count the packed second copy of the base).
+    a.adapter.config.set_field("train.device", "cuda").unwrap();
     let whole = a.adapter.memory().expect("the demo model has an estimate");
     assert!(a.adapter.sharing().is_none());
     for (k, v) in [
