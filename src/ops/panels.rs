@@ -169,6 +169,9 @@ impl PanelMatrix {
     fn of_rows(src: &[f32], m: usize, k: usize, isa: Isa) -> PanelMatrix {
         let mut pm = PanelMatrix::alloc(m, k, isa);
         let mr = isa.mr();
+        if m == 0 || k == 0 {
+            return pm;
+        }
         pm.floats_mut()
             .par_chunks_mut(mr * k)
             .enumerate()
@@ -188,6 +191,9 @@ impl PanelMatrix {
     fn of_columns(src: &[f32], k: usize, m: usize, isa: Isa) -> PanelMatrix {
         let mut pm = PanelMatrix::alloc(m, k, isa);
         let mr = isa.mr();
+        if m == 0 || k == 0 {
+            return pm;
+        }
         pm.floats_mut()
             .par_chunks_mut(mr * k)
             .enumerate()
@@ -235,6 +241,10 @@ impl PanelMatrix {
                 l.panels.m,
                 l.panels.k
             );
+        }
+        if k == 0 {
+            // No block runs, so nothing would write the output: the empty sum.
+            return vec![0.0; n * m];
         }
         let mut out: Vec<f32> = Vec::with_capacity(n * m);
         if n == 0 || m == 0 {
@@ -381,6 +391,9 @@ impl FrozenPanels {
             return Ok(None);
         }
         let (out, inp) = w.dims2()?;
+        if out == 0 || inp == 0 {
+            return Ok(None);
+        }
         // Read in place (a head is 113 MB at SmolLM2's shape).
         super::borrow_f32(&w.contiguous()?, |v| {
             Ok(FrozenPanels {
