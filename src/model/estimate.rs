@@ -69,13 +69,7 @@ pub fn base_bytes(c: &ModelConfig, plan: &super::QuantPlan, compute_bytes: u64) 
     } else {
         0
     };
-    let projection_params = c
-        .projection_shapes()
-        .iter()
-        .map(|&(_, i, o)| (i * o) as u64)
-        .sum::<u64>()
-        * c.num_hidden_layers as u64;
-    let rest = c.parameter_count() as u64 - projection_params;
+    let rest = c.parameter_count() as u64 - projection_params(c);
     projections + rest * compute_bytes - head_saving
 }
 
@@ -97,13 +91,16 @@ pub fn training_weights(
     if !packs {
         return base;
     }
-    let projections: u64 = c
-        .projection_shapes()
+    base + (projection_params(c) + (c.vocab_size * c.hidden_size) as u64) * compute_bytes
+}
+
+/// Values in the layers' projection matrices.
+fn projection_params(c: &ModelConfig) -> u64 {
+    c.projection_shapes()
         .iter()
         .map(|&(_, i, o)| (i * o) as u64)
         .sum::<u64>()
-        * c.num_hidden_layers as u64;
-    base + (projections + (c.vocab_size * c.hidden_size) as u64) * compute_bytes
+        * c.num_hidden_layers as u64
 }
 
 /// Bytes a LoRA SFT run needs, given the frozen base's `weights` bytes ([`base_bytes`]):

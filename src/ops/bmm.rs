@@ -209,16 +209,8 @@ impl Operand {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::tensor as t;
     use super::*;
-    use candle_core::Device;
-
-    fn t(dims: &[usize], seed: usize) -> Tensor {
-        let n: usize = dims.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|i| (((i + seed) * 7919 % 1013) as f32 / 1013.0 - 0.5) * 3.0)
-            .collect();
-        Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
-    }
 
     fn bits(x: &Tensor) -> Vec<u32> {
         x.flatten_all()

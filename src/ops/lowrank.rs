@@ -34,6 +34,12 @@ pub fn times_t(x: &Tensor, a: &Tensor) -> Result<Tensor> {
     by_rows(x, a)
 }
 
+/// `x · w` for `x` `[.., k]` and `w` `[k, r]`: `[.., r]` (LoRA's `dy·B`; `w`'s transpose is
+/// a view, and by eights the loops read `w` as it lies).
+pub fn times(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    times_t(x, &w.t()?)
+}
+
 /// [`times_t`] by this module's loops.
 fn by_rows(x: &Tensor, a: &Tensor) -> Result<Tensor> {
     let (r, k) = a.dims2()?;
@@ -162,16 +168,8 @@ fn t_times_by_strips(pv: &[f32], qv: &[f32], n: usize, r: usize, k: usize) -> Ve
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::tensor;
     use super::*;
-    use candle_core::Device;
-
-    fn tensor(shape: &[usize], seed: u64) -> Tensor {
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|i| (((i as u64 + 1) * (seed * 2 + 7919)) % 1999) as f32 / 999.0 - 1.0)
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
 
     /// `got` against `lhs · rhs` in f64, within f32's forward error bound for a sum of
     /// `k` products: `|got − exact| ≤ k·u·(|lhs|·|rhs|)` elementwise (u = 2⁻²⁴).

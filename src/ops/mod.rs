@@ -376,6 +376,37 @@ pub fn softmax_backward(y: &Tensor, g: &Tensor) -> Result<Tensor> {
     y * g.broadcast_sub(&(g * y)?.sum_keepdim(D::Minus1)?)?
 }
 
+/// Inputs and measures shared by the ops' unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use candle_core::{Device, Tensor};
+
+    /// A deterministic f32 tensor on the CPU with values in [-1, 1] (xorshift of `seed`).
+    pub fn tensor(shape: &[usize], seed: u64) -> Tensor {
+        let n: usize = shape.iter().product();
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    /// The largest |element| of an f32 tensor.
+    pub fn max_abs(t: &Tensor) -> f32 {
+        t.abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

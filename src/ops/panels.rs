@@ -100,12 +100,7 @@ impl Isa {
         }
     }
 
-    /// Columns per microkernel call.
-    fn nr(self) -> usize {
-        6
-    }
-
-    /// The microkernel for `m ≤ mr` rows and `1 ≤ n ≤ nr` columns.
+    /// The microkernel for `m ≤ mr` rows and `1 ≤ n ≤ NR` columns.
     fn kernel(self, m: usize, n: usize) -> Ukr {
         let regs = m.div_ceil(self.lanes()) - 1;
         #[cfg(target_arch = "x86_64")]
@@ -122,6 +117,9 @@ impl Isa {
         }
     }
 }
+
+/// Columns per microkernel call (both kernel sets).
+const NR: usize = 6;
 
 /// 64 bytes, the alignment the microkernels' panel loads need.
 #[repr(C, align(64))]
@@ -165,45 +163,47 @@ impl PanelMatrix {
         }
     }
 
-    /// The panels of row-major `src` (`m × k`): each panel transposes `mr` rows.
-    fn of_rows(src: &[f32], m: usize, k: usize, isa: Isa) -> PanelMatrix {
+    /// An `m × k` matrix whose panels `fill(p, rows, panel)` writes in parallel (`rows` of
+    /// the panel are real, the rest stay zero).
+    fn filled(
+        m: usize,
+        k: usize,
+        isa: Isa,
+        fill: impl Fn(usize, usize, &mut [f32]) + Sync,
+    ) -> PanelMatrix {
         let mut pm = PanelMatrix::alloc(m, k, isa);
         let mr = isa.mr();
-        if m == 0 || k == 0 {
-            return pm;
+        if m > 0 && k > 0 {
+            pm.floats_mut()
+                .par_chunks_mut(mr * k)
+                .enumerate()
+                .for_each(|(p, panel)| fill(p, mr.min(m - p * mr), panel));
         }
-        pm.floats_mut()
-            .par_chunks_mut(mr * k)
-            .enumerate()
-            .for_each(|(p, panel)| {
-                for r in 0..mr.min(m - p * mr) {
-                    let row = &src[(p * mr + r) * k..][..k];
-                    for (kk, &v) in row.iter().enumerate() {
-                        panel[kk * mr + r] = v;
-                    }
-                }
-            });
         pm
+    }
+
+    /// The panels of row-major `src` (`m × k`): each panel transposes `mr` rows.
+    fn of_rows(src: &[f32], m: usize, k: usize, isa: Isa) -> PanelMatrix {
+        let mr = isa.mr();
+        Self::filled(m, k, isa, |p, rows, panel| {
+            for r in 0..rows {
+                let row = &src[(p * mr + r) * k..][..k];
+                for (kk, &v) in row.iter().enumerate() {
+                    panel[kk * mr + r] = v;
+                }
+            }
+        })
     }
 
     /// The panels of the transpose of row-major `src` (`k × m`): row `kk` of `src` gives each
     /// panel its `mr` values at `kk` as they lie.
     fn of_columns(src: &[f32], k: usize, m: usize, isa: Isa) -> PanelMatrix {
-        let mut pm = PanelMatrix::alloc(m, k, isa);
         let mr = isa.mr();
-        if m == 0 || k == 0 {
-            return pm;
-        }
-        pm.floats_mut()
-            .par_chunks_mut(mr * k)
-            .enumerate()
-            .for_each(|(p, panel)| {
-                let width = mr.min(m - p * mr);
-                for kk in 0..k {
-                    panel[kk * mr..][..width].copy_from_slice(&src[kk * m + p * mr..][..width]);
-                }
-            });
-        pm
+        Self::filled(m, k, isa, |p, rows, panel| {
+            for kk in 0..k {
+                panel[kk * mr..][..rows].copy_from_slice(&src[kk * m + p * mr..][..rows]);
+            }
+        })
     }
 
     /// Element `(i, kk)`.
@@ -228,7 +228,7 @@ impl PanelMatrix {
     /// (`m × r` panels) against `u` (`n × r`), added while the output tile is still in cache.
     fn product(&self, act: &[f32], n: usize, low: Option<&LowRank>) -> Vec<f32> {
         let (m, k, isa) = (self.m, self.k, self.isa);
-        let (mr, nr) = (isa.mr(), isa.nr());
+        let (mr, nr) = (isa.mr(), NR);
         assert!(
             act.len() >= n * k,
             "panels: {} activations for {n} × {k}",
@@ -534,40 +534,12 @@ impl CustomOp1 for Product {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{max_abs, tensor};
     use super::*;
     use candle_core::Device;
 
-    fn tensor(shape: &[usize], seed: u64) -> Tensor {
-        let n: usize = shape.iter().product();
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let v: Vec<f32> = (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
     fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
-        let scale = b
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let d = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        d / scale.max(1e-12)
+        max_abs(&(a - b).unwrap()) / max_abs(b).max(1e-12)
     }
 
     /// Both products against candle's `matmul`, at shapes with partial panels, partial

@@ -118,8 +118,7 @@ fn lin_grads(
             let x2 = xd.reshape(((), inp))?;
             // dB = s·gᵀu and dA = duᵀx with du = s·g·B, each one pass over g or x.
             grads.add(&p.b, (lowrank::t_times(&u2, &gf)?.t()? * p.scale)?)?;
-            let bt = p.b.as_tensor().detach().t()?.contiguous()?;
-            let du = (lowrank::times_t(&gf, &bt)? * p.scale)?;
+            let du = (lowrank::times(&gf, &p.b.as_tensor().detach())? * p.scale)?;
             grads.add(&p.a, lowrank::t_times(&du, &x2)?)?;
             Some((p.a.as_tensor().detach(), du, mask))
         }

@@ -281,6 +281,21 @@ fn checkpoints_verify_and_a_truncated_file_is_detected() {
     assert!(!dir.path().join(".tmp-step-30").exists());
 }
 
+/// A fixture architecture's f32 model with its PEFT adapter, every LoRA pair at `dropout`.
+fn adapted_fixture(arch: &str, dropout: f64) -> Model {
+    let dir = common::fixture(&format!("models/{arch}"));
+    let mut model = Model::load(&dir.join("model"), DType::F32, &Device::Cpu).unwrap();
+    tunelab::model::peft::load(&mut model, &dir.join("adapter")).unwrap();
+    for b in model.layers.iter_mut() {
+        for (_, _, l) in b.linears_mut() {
+            if let Some(l) = l.lora.as_mut() {
+                l.dropout = dropout;
+            }
+        }
+    }
+    model
+}
+
 /// A base packed into microkernel panels for CPU training (`Model::pack_for_training`)
 /// gives the plain base's loss and LoRA gradients on every fixture architecture, with
 /// LoRA's term fused into the products (no dropout) and apart (dropout on).
@@ -289,16 +304,7 @@ fn packed_base_trains_as_the_plain_one() {
     use tunelab::model::decoder::Weight;
     for arch in crate::model_parity::MODELS {
         for dropout in [0.0, 0.2] {
-            let dir = common::fixture(&format!("models/{arch}"));
-            let mut model = Model::load(&dir.join("model"), DType::F32, &Device::Cpu).unwrap();
-            tunelab::model::peft::load(&mut model, &dir.join("adapter")).unwrap();
-            for b in model.layers.iter_mut() {
-                for (_, _, l) in b.linears_mut() {
-                    if let Some(l) = l.lora.as_mut() {
-                        l.dropout = dropout;
-                    }
-                }
-            }
+            let mut model = adapted_fixture(arch, dropout);
             let (_, mb, _) = fixture_model();
             let args = StepArgs {
                 window_targets: 20,
@@ -349,18 +355,7 @@ fn packed_base_trains_as_the_plain_one() {
 fn hand_written_backward_matches_autograd() {
     use tunelab::train::step::forward_backward;
     for arch in crate::model_parity::MODELS {
-        let dir = common::fixture(&format!("models/{arch}"));
-        let mut model = Model::load(&dir.join("model"), DType::F32, &Device::Cpu).unwrap();
-        tunelab::model::peft::load(&mut model, &dir.join("adapter")).unwrap();
-        for p in model
-            .layers
-            .iter_mut()
-            .flat_map(|b| b.linears_mut().into_iter().map(|(_, _, l)| l))
-        {
-            if let Some(l) = p.lora.as_mut() {
-                l.dropout = 0.2;
-            }
-        }
+        let model = adapted_fixture(arch, 0.2);
         let (_, mut mb, _) = fixture_model();
         // Row 0 holds two packed examples (positions restart at 5).
         mb.batch.position_ids = Some(vec![vec![0, 1, 2, 3, 4, 0, 1, 2, 3], (0..9).collect()]);

@@ -86,24 +86,34 @@ impl Model {
     /// and Q5_0's values stored as bytes and Q4_K's scales unpacked), the tied
     /// head's decode copy included.
     fn pack_for_decode(&mut self) -> Result<()> {
-        let pack = |w: &mut Weight| -> Result<()> {
-            if let Weight::Quantized(q) = w {
-                if let Some(p) = ops::qpacked::Packed::new(q)? {
-                    *w = Weight::Packed(std::sync::Arc::new(p));
-                }
+        // A tied embedding is looked up from the packed head: one copy of the table.
+        self.replace_weights(|w| match w {
+            Weight::Quantized(q) => {
+                Ok(ops::qpacked::Packed::new(q)?.map(|p| Weight::Packed(std::sync::Arc::new(p))))
             }
-            Ok(())
-        };
+            _ => Ok(None),
+        })
+    }
+
+    /// Replaces each projection's weight and the head by `f`'s answer where it gives one. A
+    /// tied embedding follows the head, so the table stays one matrix.
+    fn replace_weights(
+        &mut self,
+        mut f: impl FnMut(&Weight) -> Result<Option<Weight>>,
+    ) -> Result<()> {
         for b in &mut self.layers {
             for (_, _, l) in b.linears_mut() {
-                pack(&mut l.weight)?;
+                if let Some(w) = f(&l.weight)? {
+                    l.weight = w;
+                }
             }
         }
-        // A tied embedding is looked up from the packed head: one copy of the table.
         let tied = self.lm_head.same(&self.embed);
-        pack(&mut self.lm_head)?;
-        if tied {
-            self.embed = self.lm_head.clone();
+        if let Some(w) = f(&self.lm_head)? {
+            self.lm_head = w;
+            if tied {
+                self.embed = self.lm_head.clone();
+            }
         }
         Ok(())
     }
@@ -163,24 +173,13 @@ impl Model {
         if extra == 0 || extra.saturating_mul(2) > available {
             return Ok(false);
         }
-        let pack = |w: &mut Weight| -> Result<()> {
-            if let (true, Weight::Dense(t)) = (packable(w), &*w) {
-                if let Some(p) = ops::panels::FrozenPanels::new(t)? {
-                    *w = Weight::Panels(std::sync::Arc::new(p));
-                }
+        self.replace_weights(|w| match w {
+            Weight::Dense(t) if packable(w) => {
+                Ok(ops::panels::FrozenPanels::new(t)?
+                    .map(|p| Weight::Panels(std::sync::Arc::new(p))))
             }
-            Ok(())
-        };
-        for b in &mut self.layers {
-            for (_, _, l) in b.linears_mut() {
-                pack(&mut l.weight)?;
-            }
-        }
-        let tied = self.lm_head.same(&self.embed);
-        pack(&mut self.lm_head)?;
-        if tied {
-            self.embed = self.lm_head.clone();
-        }
+            _ => Ok(None),
+        })?;
         Ok(true)
     }
 
@@ -188,21 +187,10 @@ impl Model {
     /// then skips the per-call dequantization. Training keeps the quantized base.
     pub fn densify(&mut self) -> Result<()> {
         let dtype = self.dtype;
-        for b in &mut self.layers {
-            for (_, _, l) in b.linears_mut() {
-                if !matches!(l.weight, Weight::Dense(_)) {
-                    l.weight = Weight::Dense(l.weight.matrix(dtype)?);
-                }
-            }
-        }
-        if !matches!(self.lm_head, Weight::Dense(_)) {
-            let tied = self.lm_head.same(&self.embed);
-            self.lm_head = Weight::Dense(self.lm_head.matrix(dtype)?);
-            if tied {
-                self.embed = self.lm_head.clone();
-            }
-        }
-        Ok(())
+        self.replace_weights(|w| match w {
+            Weight::Dense(_) => Ok(None),
+            w => Ok(Some(Weight::Dense(w.matrix(dtype)?))),
+        })
     }
 
     /// Every tensor of the model under its Hugging Face name, in f32 and in the HF layout:
