@@ -11,6 +11,7 @@ use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{
     CpuStorage, CudaStorage, CustomOp2, DType, Layout, MetalStorage, Result, Shape, Tensor, D,
 };
+use rayon::prelude::*;
 use std::sync::Arc;
 
 pub mod bmm;
@@ -26,17 +27,27 @@ pub mod qpacked;
 /// any other tensor (another dtype or device, a strided view), which the caller copies or
 /// refuses. Large matrices (an 8B head: 2 GB) are read in place.
 pub fn borrow_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<Option<R>> {
-    if t.dtype() != DType::F32 {
+    borrow_f32s(&[t], |s| f(s[0]))
+}
+
+/// [`borrow_f32`] for several tensors at once: `None` unless every one is a contiguous CPU
+/// f32 tensor.
+pub fn borrow_f32s<R>(ts: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> Result<R>) -> Result<Option<R>> {
+    if ts.iter().any(|t| t.dtype() != DType::F32) {
         return Ok(None);
     }
-    let (storage, layout) = t.storage_and_layout();
-    let candle_core::Storage::Cpu(cpu) = &*storage else {
-        return Ok(None);
-    };
-    let Some((from, to)) = layout.contiguous_offsets() else {
-        return Ok(None);
-    };
-    f(&cpu.as_slice::<f32>()?[from..to]).map(Some)
+    let guards: Vec<_> = ts.iter().map(|t| t.storage_and_layout()).collect();
+    let mut slices = Vec::with_capacity(ts.len());
+    for (storage, layout) in &guards {
+        let candle_core::Storage::Cpu(cpu) = &**storage else {
+            return Ok(None);
+        };
+        let Some((from, to)) = layout.contiguous_offsets() else {
+            return Ok(None);
+        };
+        slices.push(&cpu.as_slice::<f32>()?[from..to]);
+    }
+    f(&slices).map(Some)
 }
 
 /// Runs `f` on a rayon worker thread. Compute made of many small parallel ops (a decode
@@ -219,6 +230,57 @@ pub fn rms_norm_forward(x: &Tensor, alpha: &Tensor, eps: f64) -> Result<Tensor> 
 
 /// `dx` of `y = x / rms(x) · alpha` for upstream `g` (computed in f32, or f64 for f64).
 pub fn rms_norm_backward(x: &Tensor, alpha: &Tensor, eps: f64, g: &Tensor) -> Result<Tensor> {
+    if let Some(dx) = rms_norm_backward_host(x, alpha, eps, g, None)? {
+        return Ok(dx);
+    }
+    rms_norm_backward_ops(x, alpha, eps, g)
+}
+
+/// `res + dx` of [`rms_norm_backward`]: a residual's gradient joins the norm's in its pass.
+pub fn rms_norm_backward_add(
+    x: &Tensor,
+    alpha: &Tensor,
+    eps: f64,
+    g: &Tensor,
+    res: &Tensor,
+) -> Result<Tensor> {
+    if let Some(dx) = rms_norm_backward_host(x, alpha, eps, g, Some(res))? {
+        return Ok(dx);
+    }
+    res + rms_norm_backward_ops(x, alpha, eps, g)?
+}
+
+/// [`rms_norm_backward`] as one parallel pass over rows ([`fastmath::rms_norm_backward`]) for
+/// f32 on the CPU; `None` for anything else.
+fn rms_norm_backward_host(
+    x: &Tensor,
+    alpha: &Tensor,
+    eps: f64,
+    g: &Tensor,
+    res: Option<&Tensor>,
+) -> Result<Option<Tensor>> {
+    if x.dims() != g.dims() || res.is_some_and(|r| r.dims() != x.dims()) {
+        return Ok(None);
+    }
+    if alpha.elem_count() != x.dim(D::Minus1)? {
+        candle_core::bail!(
+            "rms-norm backward: a weight of {} for rows of {}",
+            alpha.elem_count(),
+            x.dim(D::Minus1)?
+        );
+    }
+    let mut ts = vec![x, alpha, g];
+    ts.extend(res);
+    on_host(&ts, |s| {
+        let res: &[f32] = s.get(3).copied().unwrap_or(&[]);
+        fastmath::rms_norm_backward(s[0], s[1], s[2], res, eps as f32)
+    })?
+    .map(|v| Tensor::from_vec(v, x.shape(), x.device()))
+    .transpose()
+}
+
+/// [`rms_norm_backward`] by tensor ops (any dtype and device).
+fn rms_norm_backward_ops(x: &Tensor, alpha: &Tensor, eps: f64, g: &Tensor) -> Result<Tensor> {
     let d = x.dim(D::Minus1)? as f64;
     let dt = x.dtype();
     let work = if dt == DType::F64 {
@@ -250,6 +312,20 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
 /// Whether `x` takes the vectorized CPU paths of [`fastmath`]: f32 on the CPU.
 fn host_f32(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32
+}
+
+/// `f` over the values of `ts` when every one is f32 on the CPU (a strided view is made
+/// contiguous first); `None` otherwise, for the caller's tensor ops.
+fn on_host<R>(ts: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> R) -> Result<Option<R>> {
+    if !ts.iter().all(|t| host_f32(t)) {
+        return Ok(None);
+    }
+    let owned = ts
+        .iter()
+        .map(|t| t.contiguous())
+        .collect::<Result<Vec<_>>>()?;
+    let refs: Vec<&Tensor> = owned.iter().collect();
+    borrow_f32s(&refs, |s| Ok(f(s)))
 }
 
 /// Softmax over the last dimension, no gradient: [`fastmath::softmax_rows`] for f32 on the
@@ -373,7 +449,122 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 
 /// `dx` of a last-dimension softmax with output `y` for upstream `g`.
 pub fn softmax_backward(y: &Tensor, g: &Tensor) -> Result<Tensor> {
-    y * g.broadcast_sub(&(g * y)?.sum_keepdim(D::Minus1)?)?
+    softmax_backward_scaled(y, g, 1.0)
+}
+
+/// [`softmax_backward`] times `scale` (attention's score scale), one parallel pass over rows
+/// for f32 on the CPU.
+pub fn softmax_backward_scaled(y: &Tensor, g: &Tensor, scale: f64) -> Result<Tensor> {
+    if y.dims() == g.dims() {
+        let cols = y.dim(D::Minus1)?;
+        let dx = on_host(&[y, g], |s| {
+            fastmath::softmax_backward(s[0], s[1], cols, scale as f32)
+        })?;
+        if let Some(dx) = dx {
+            return Tensor::from_vec(dx, y.shape(), y.device());
+        }
+    }
+    let dx = (y * g.broadcast_sub(&(g * y)?.sum_keepdim(D::Minus1)?)?)?;
+    if scale == 1.0 {
+        Ok(dx)
+    } else {
+        dx * scale
+    }
+}
+
+/// Attention's probabilities `softmax(raw·scale + mask)` for scores `[b, heads, t, s]` and a
+/// mask `[b or 1, 1, t, s]`: one parallel pass for f32 on the CPU, with the bits of the tensor
+/// ops the inference path takes (scale, add, [`softmax_last_dim_plain`]).
+pub fn attention_probs(raw: &Tensor, scale: f64, mask: &Tensor) -> Result<Tensor> {
+    if let ([b, h, t, s], [mb, 1, mt, ms]) = (raw.dims(), mask.dims()) {
+        if (*mb == *b || *mb == 1) && (*mt, *ms) == (*t, *s) {
+            let (h, t, s) = (*h, *t, *s);
+            let p = on_host(&[raw, mask], |v| {
+                fastmath::masked_softmax(v[0], scale as f32, v[1], h, t, s)
+            })?;
+            if let Some(p) = p {
+                return Tensor::from_vec(p, raw.shape(), raw.device());
+            }
+        }
+    }
+    softmax_last_dim_plain(&(raw * scale)?.broadcast_add(mask)?)
+}
+
+/// `x` `[.., n, len]` summed over its `n` axis: `[.., len]` (the gradient of a tensor repeated
+/// `n` times, such as a key/value head shared by `n` query heads). For f32 on the CPU the
+/// copies are added as contiguous runs; candle's reduction over a middle axis strides.
+pub fn sum_groups(x: &Tensor) -> Result<Tensor> {
+    let dims = x.dims();
+    let Some((&len, lead)) = dims.split_last() else {
+        candle_core::bail!("sum_groups: a scalar");
+    };
+    let Some((&n, outer)) = lead.split_last() else {
+        candle_core::bail!("sum_groups: {dims:?} has no axis to sum");
+    };
+    let mut shape = outer.to_vec();
+    shape.push(len);
+    if n > 0 {
+        let groups: usize = outer.iter().product();
+        let out = on_host(&[x], |v| {
+            let mut out = vec![0f32; groups * len];
+            out.par_chunks_mut(len.max(1))
+                .zip(v[0].par_chunks((n * len).max(1)))
+                .for_each(|(o, copies)| {
+                    for c in copies.chunks_exact(len.max(1)) {
+                        for (a, &b) in o.iter_mut().zip(c) {
+                            *a += b;
+                        }
+                    }
+                });
+            out
+        })?;
+        if let Some(out) = out {
+            return Tensor::from_vec(out, shape, x.device());
+        }
+    }
+    x.sum(lead.len() - 1)
+}
+
+/// A gated MLP's `act(gate)·up` in one parallel pass for f32 on the CPU, with the bits of
+/// the activation followed by a multiply; tensor ops elsewhere.
+pub fn gated(gate: &Tensor, up: &Tensor, kind: fastmath::Gate) -> Result<Tensor> {
+    if gate.dims() == up.dims() {
+        if let Some(y) = on_host(&[gate, up], |s| fastmath::gated(kind, s[0], s[1]))? {
+            return Tensor::from_vec(y, gate.shape(), gate.device());
+        }
+    }
+    activation_and_grad(gate, kind)?.0 * up
+}
+
+/// The backward of [`gated`] for upstream `dy`: `(d gate, d up)`.
+pub fn gated_backward(
+    gate: &Tensor,
+    up: &Tensor,
+    dy: &Tensor,
+    kind: fastmath::Gate,
+) -> Result<(Tensor, Tensor)> {
+    if gate.dims() == up.dims() && gate.dims() == dy.dims() {
+        let r = on_host(&[gate, up, dy], |s| {
+            fastmath::gated_backward(kind, s[0], s[1], s[2])
+        })?;
+        if let Some((dg, du)) = r {
+            return Ok((
+                Tensor::from_vec(dg, gate.shape(), gate.device())?,
+                Tensor::from_vec(du, gate.shape(), gate.device())?,
+            ));
+        }
+    }
+    let (act, dact) = activation_and_grad(gate, kind)?;
+    Ok((((dy * up)? * dact)?, (dy * act)?))
+}
+
+/// A gated MLP's activation and its derivative at `z` (the value has the bits [`gated`]
+/// multiplies).
+fn activation_and_grad(z: &Tensor, kind: fastmath::Gate) -> Result<(Tensor, Tensor)> {
+    match kind {
+        fastmath::Gate::Silu => silu_and_grad(z),
+        fastmath::Gate::GeluTanh => gelu_tanh_and_grad(z),
+    }
 }
 
 /// Inputs and measures shared by the ops' unit tests.
@@ -602,5 +793,85 @@ mod tests {
                 worst(&ga, &gb)
             );
         }
+    }
+
+    /// The fused f32 passes of the hand-written step against the tensor ops they replace:
+    /// the forward ones to the bit (training and inference must agree), the backward ones
+    /// within f32 rounding of the largest value.
+    #[test]
+    fn fused_f32_passes_match_the_tensor_ops() {
+        use super::testing::{max_abs, tensor as t32};
+        let close = |a: &Tensor, b: &Tensor, what: &str| {
+            let d = max_abs(&(a - b).unwrap()) / max_abs(b).max(1e-12);
+            assert!(d < 2e-6, "{what}: {d}");
+        };
+        let bits = |a: &Tensor| a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        // Gated MLP, 1000 elements (pieces, a ragged tail), both activations.
+        let (g, u, dy) = (
+            (t32(&[2, 500], 1) * 8.0).unwrap(),
+            t32(&[2, 500], 2),
+            t32(&[2, 500], 3),
+        );
+        for kind in [fastmath::Gate::Silu, fastmath::Gate::GeluTanh] {
+            let (act, dact) = activation_and_grad(&g, kind).unwrap();
+            let y = gated(&g, &u, kind).unwrap();
+            assert_eq!(bits(&y), bits(&(&act * &u).unwrap()), "{kind:?} forward");
+            let (dg, du) = gated_backward(&g, &u, &dy, kind).unwrap();
+            let want_dg = ((&dy * &u).unwrap() * &dact).unwrap();
+            assert_eq!(bits(&dg), bits(&want_dg), "{kind:?} d gate");
+            assert_eq!(bits(&du), bits(&(&dy * &act).unwrap()), "{kind:?} d up");
+        }
+        // Attention: scale, mask and softmax, with a mask per example and one shared.
+        let raw = (t32(&[2, 3, 5, 7], 4) * 9.0).unwrap();
+        let mut m = vec![0f32; 2 * 5 * 7];
+        for (i, v) in m.iter_mut().enumerate() {
+            if (i % 7) > (i / 7) % 5 + i / 35 {
+                *v = -1e9;
+            }
+        }
+        let mask = Tensor::from_vec(m, (2, 1, 5, 7), &Device::Cpu).unwrap();
+        for mask in [mask.clone(), mask.narrow(0, 1, 1).unwrap()] {
+            let want =
+                softmax_last_dim_plain(&(&raw * 0.125).unwrap().broadcast_add(&mask).unwrap())
+                    .unwrap();
+            let got = attention_probs(&raw, 0.125, &mask).unwrap();
+            assert_eq!(bits(&got), bits(&want), "attention probabilities");
+        }
+        // Softmax backward with the score scale.
+        let y = softmax_last_dim_plain(&raw).unwrap();
+        let dp = t32(&[2, 3, 5, 7], 5);
+        let want = ((&y * dp.broadcast_sub(&(&dp * &y).unwrap().sum_keepdim(D::Minus1).unwrap()))
+            .unwrap()
+            * 0.125)
+            .unwrap();
+        close(
+            &softmax_backward_scaled(&y, &dp, 0.125).unwrap(),
+            &want,
+            "softmax backward",
+        );
+        // RMSNorm backward, rows of 37 (a ragged tail), with and without a residual.
+        let x = (t32(&[3, 4, 37], 6) * 3.0).unwrap();
+        let alpha = (t32(&[37], 7) + 1.5).unwrap();
+        let g = t32(&[3, 4, 37], 8);
+        let res = t32(&[3, 4, 37], 9);
+        let want = rms_norm_backward_ops(&x, &alpha, 1e-5, &g).unwrap();
+        close(
+            &rms_norm_backward(&x, &alpha, 1e-5, &g).unwrap(),
+            &want,
+            "rms backward",
+        );
+        close(
+            &rms_norm_backward_add(&x, &alpha, 1e-5, &g, &res).unwrap(),
+            &(&res + &want).unwrap(),
+            "rms backward + residual",
+        );
+        // A repeated head's gradient: the copies summed.
+        let x = t32(&[2, 3, 4, 10], 10);
+        close(
+            &sum_groups(&x).unwrap(),
+            &x.sum(2).unwrap(),
+            "sum over copies",
+        );
+        assert_eq!(sum_groups(&x).unwrap().dims(), &[2, 3, 10]);
     }
 }

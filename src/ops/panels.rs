@@ -429,6 +429,24 @@ impl FrozenPanels {
         self.apply(x, false, None)
     }
 
+    /// `x · Wᵀ` for f32 `x` `[n, in]` on the CPU as a row-major host vector (`[n, out]`):
+    /// the LM head's logits go straight into its softmax pass, with no tensor to copy out of.
+    pub fn forward_host(&self, x: &Tensor) -> Result<Vec<f32>> {
+        let pm = &self.forward;
+        let x = x.contiguous()?;
+        let (n, k) = x.dims2()?;
+        if k != pm.k {
+            candle_core::bail!(
+                "frozen-panels: input [{n}, {k}] for a {} × {} matrix",
+                pm.m,
+                pm.k
+            );
+        }
+        super::borrow_f32(&x, |v| Ok(pm.product(v, n, None)))?.ok_or_else(|| {
+            candle_core::Error::Msg("frozen-panels: input not f32 on the CPU".into())
+        })
+    }
+
     /// `dy · W` for f32 `dy` `[.., out]` on the CPU.
     pub fn input_grad(self: &Arc<Self>, dy: &Tensor) -> Result<Tensor> {
         self.apply(dy, true, None)

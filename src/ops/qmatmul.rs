@@ -397,7 +397,7 @@ pub(super) unsafe fn panel_products(
     // right operand, and `out` is `rows × m`.
     unsafe {
         super::bmm::gemm_serial(
-            out,
+            out.as_mut_ptr(),
             (rows, m, k),
             (panel, (strides.1, strides.0)),
             (xs.as_ptr(), (1, k as isize)),

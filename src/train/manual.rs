@@ -13,10 +13,15 @@ use crate::model::config::Activation;
 use crate::model::decoder::{
     repeat_kv, rope_partial, split_last, Block, Linear, Model, Prepared, Weight,
 };
-use crate::ops::bmm::bmm;
+use crate::ops::bmm::{bmm, bmm_causal, Causal};
+use crate::ops::fastmath::Gate;
 use crate::ops::lowrank;
-use crate::ops::{rms_norm_backward, rms_norm_forward, softmax_backward};
+use crate::ops::{
+    rms_norm_backward, rms_norm_backward_add, rms_norm_forward, softmax_backward,
+    softmax_backward_scaled,
+};
 use candle_core::{DType, Result, Tensor, D};
+use rayon::prelude::*;
 
 /// `dy` in the base product's order from `g` in the Hugging Face order `y_hf = y[.., perm]`.
 fn unpermute(g: &Tensor, perm: &Tensor) -> Result<Tensor> {
@@ -228,14 +233,14 @@ fn group_backward(
     Ok(dx)
 }
 
-/// The activation and its derivative at `z`, in one pass on the CPU. The value has the bits
-/// of the autograd forward's (`model::decoder::activate` uses the same kernels), so both paths
-/// give identical outputs (DPO's first loss is exactly ln 2 only if policy and reference agree
-/// to the bit).
-fn activation_and_grad(z: &Tensor, a: Activation) -> Result<(Tensor, Tensor)> {
+/// The fused gated-MLP kernels' name for the activation. Their values have the bits of the
+/// autograd forward's (`model::decoder::activate` uses the same kernels), so both paths give
+/// identical outputs (DPO's first loss is exactly ln 2 only if policy and reference agree to
+/// the bit).
+fn gate_of(a: Activation) -> Gate {
     match a {
-        Activation::Silu => crate::ops::silu_and_grad(z),
-        Activation::GeluTanh => crate::ops::gelu_tanh_and_grad(z),
+        Activation::Silu => Gate::Silu,
+        Activation::GeluTanh => Gate::GeluTanh,
     }
 }
 
@@ -290,15 +295,19 @@ fn layer_forward(
     let kr = rope_partial(&k, &tb.cos, &tb.sin, c.rotary_dim, rope)?;
     let kx = repeat_kv(&kr, nh / nkv)?.contiguous()?;
     let vx = repeat_kv(&heads(&qkv[2], nkv)?, nh / nkv)?.contiguous()?;
-    let raw = (bmm(&qr, &kx.t()?)? * c.attention_scale())?;
-    let (scores, capped) = match c.attn_logit_softcapping {
+    let raw = bmm(&qr, &kx.t()?)?;
+    let (probs, capped) = match c.attn_logit_softcapping {
         Some(cap) => {
-            let th = (raw / cap)?.tanh()?;
-            ((&th * cap)?, Some(th))
+            let th = ((raw * c.attention_scale())? / cap)?.tanh()?;
+            let scores = (&th * cap)?.broadcast_add(&tb.mask)?;
+            (crate::ops::softmax_last_dim_plain(&scores)?, Some(th))
         }
-        None => (raw, None),
+        // Scale, mask and softmax in one pass.
+        None => (
+            crate::ops::attention_probs(&raw, c.attention_scale(), &tb.mask)?,
+            None,
+        ),
     };
-    let probs = crate::ops::softmax_last_dim_plain(&scores.broadcast_add(&tb.mask)?)?;
     let attn = bmm(&probs, &vx)?
         .transpose(1, 2)?
         .reshape((b, t, nh * hd))?;
@@ -310,7 +319,7 @@ fn layer_forward(
     let inter = c.intermediate_size;
     let (gu, mlp_in) = group_forward(&l.mlp_in, &h2, on, sd, mlp_ix, &[inter, inter])?;
     let (gate_out, up_out) = (gu[0].contiguous()?, gu[1].contiguous()?);
-    let act = (activation_and_grad(&gate_out, c.activation)?.0 * &up_out)?;
+    let act = crate::ops::gated(&gate_out, &up_out, gate_of(c.activation))?;
     let (down_out, ds) = lin_forward(&l.down, &act, on, sd(down_ix))?;
     let y = (&x1 + norm_opt(&down_out, &l.mlp_out_norm, eps)?)?;
     let down_out = keep_for(down_out, &l.mlp_out_norm);
@@ -344,7 +353,7 @@ fn unrepeat(x: &Tensor, n: usize) -> Result<Tensor> {
         return Ok(x.clone());
     }
     let (b, h, t, d) = x.dims4()?;
-    x.reshape((b, h / n, n, t, d))?.sum(2)
+    crate::ops::sum_groups(&x.reshape((b, h / n, n, t * d))?)?.reshape((b, h / n, t, d))
 }
 
 fn layer_backward(
@@ -365,12 +374,11 @@ fn layer_backward(
     // MLP
     let d_down = norm_opt_backward(&s.down_out, &l.mlp_out_norm, eps, gy)?;
     let d_act = lin_backward(&l.down, &s.down, &d_down, grads)?;
-    let (act, dact) = activation_and_grad(&s.gate_out, c.activation)?;
-    let d_up = (&d_act * &act)?;
-    let d_gate = ((&d_act * &s.up_out)? * dact)?;
+    let (d_gate, d_up) =
+        crate::ops::gated_backward(&s.gate_out, &s.up_out, &d_act, gate_of(c.activation))?;
     let dh2 = group_backward(&l.mlp_in, &s.mlp_in, vec![d_gate, d_up], grads, true)?
         .ok_or_else(|| candle_core::Error::Msg("the MLP's input gradient is missing".into()))?;
-    let gx1 = (gy + rms_norm_backward(&s.x1, &l.post_norm, eps, &dh2)?)?;
+    let gx1 = rms_norm_backward_add(&s.x1, &l.post_norm, eps, &dh2, gy)?;
     // Attention
     let d_o = norm_opt_backward(&s.o_out, &l.attn_out_norm, eps, &gx1)?;
     let d_attn = lin_backward(&l.o, &s.o, &d_o, grads)?;
@@ -378,16 +386,20 @@ fn layer_backward(
         .reshape((b, t, nh, hd))?
         .transpose(1, 2)?
         .contiguous()?;
-    let d_probs = bmm(&d_o, &s.vx.t()?)?;
-    let d_vx = bmm(&s.probs.t()?, &d_o)?;
-    let mut d_scores = softmax_backward(&s.probs, &d_probs)?;
-    if let Some(th) = &s.capped {
+    // Causal scores: above the diagonal every probability, and so every score gradient, is
+    // exactly 0, and the four products leave those terms out.
+    let d_probs = bmm_causal(&d_o, &s.vx.t()?, Causal::LowerOut)?;
+    let d_vx = bmm_causal(&s.probs.t()?, &d_o, Causal::UpperLhs)?;
+    let d_scores = match &s.capped {
         // d/ds cap·tanh(s/cap) = 1 − tanh²
-        d_scores = (d_scores * th.sqr()?.affine(-1.0, 1.0)?)?;
-    }
-    let d_scores = (d_scores * c.attention_scale())?;
-    let d_qr = bmm(&d_scores, &s.kx)?;
-    let d_kx = bmm(&d_scores.t()?, &s.qr)?;
+        Some(th) => {
+            ((softmax_backward(&s.probs, &d_probs)? * th.sqr()?.affine(-1.0, 1.0)?)?
+                * c.attention_scale())?
+        }
+        None => softmax_backward_scaled(&s.probs, &d_probs, c.attention_scale())?,
+    };
+    let d_qr = bmm_causal(&d_scores, &s.kx, Causal::LowerLhs)?;
+    let d_kx = bmm_causal(&d_scores.t()?, &s.qr, Causal::UpperLhs)?;
     let n = nh / nkv;
     let d_kr = unrepeat(&d_kx, n)?;
     let d_v = unrepeat(&d_vx, n)?;
@@ -405,7 +417,7 @@ fn layer_backward(
         want_dx,
     )?;
     match dh1 {
-        Some(dh1) => gx1 + rms_norm_backward(&s.x, &l.input_norm, eps, &dh1)?,
+        Some(dh1) => rms_norm_backward_add(&s.x, &l.input_norm, eps, &dh1, &gx1),
         // The first layer: its input's gradient has no use, so only the residual's is
         // returned.
         None => Ok(gx1),
@@ -433,20 +445,8 @@ impl HeadChunk {
         let device = logits.device().clone();
         let (rows, vocab) = logits.dims2()?;
         if device.is_cpu() {
-            let mut probs = logits.flatten_all()?.to_vec1::<f32>()?;
-            let picked: Vec<f32> = targets
-                .iter()
-                .enumerate()
-                .map(|(r, &t)| probs[r * vocab + t as usize])
-                .collect();
-            let lse = crate::ops::fastmath::softmax_rows(&mut probs, vocab);
-            let target_logp = picked.iter().zip(&lse).map(|(x, l)| x - l).collect();
-            return Ok(HeadChunk {
-                probs: ChunkProbs::Host { probs, vocab },
-                target_logp,
-                dcap,
-                device,
-            });
+            let logits = logits.flatten_all()?.to_vec1::<f32>()?;
+            return Self::on_host(logits, vocab, targets, dcap, device);
         }
         let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
         let tgt = Tensor::new(targets, &device)?.unsqueeze(1)?;
@@ -460,15 +460,48 @@ impl HeadChunk {
         })
     }
 
+    /// A chunk from host logits (rows of `vocab`), turned into probabilities in place.
+    fn on_host(
+        mut probs: Vec<f32>,
+        vocab: usize,
+        targets: &[u32],
+        dcap: Option<Tensor>,
+        device: candle_core::Device,
+    ) -> Result<Self> {
+        if probs.len() != targets.len() * vocab {
+            candle_core::bail!(
+                "head: {} logits for {} targets over {vocab} tokens",
+                probs.len(),
+                targets.len()
+            );
+        }
+        let picked: Vec<f32> = targets
+            .iter()
+            .enumerate()
+            .map(|(r, &t)| probs[r * vocab + t as usize])
+            .collect();
+        let lse = crate::ops::fastmath::softmax_rows(&mut probs, vocab);
+        let target_logp = picked.iter().zip(&lse).map(|(x, l)| x - l).collect();
+        Ok(HeadChunk {
+            probs: ChunkProbs::Host { probs, vocab },
+            target_logp,
+            dcap,
+            device,
+        })
+    }
+
     /// `d logits = (softmax − onehot) · (−w)` per row, for targets with derivatives `w`.
     fn d_logits(self, targets: &[u32], weights: &[f32]) -> Result<Tensor> {
         let rows = targets.len();
         let d = match self.probs {
             ChunkProbs::Host { mut probs, vocab } => {
-                for ((row, &t), &w) in probs.chunks_mut(vocab).zip(targets).zip(weights) {
-                    crate::ops::fastmath::scale_in_place(row, -w);
-                    row[t as usize] += w;
-                }
+                probs
+                    .par_chunks_mut(vocab.max(1))
+                    .zip(targets.par_iter().zip(weights))
+                    .for_each(|(row, (&t, &w))| {
+                        crate::ops::fastmath::scale_in_place(row, -w);
+                        row[t as usize] += w;
+                    });
                 Tensor::from_vec(probs, (rows, vocab), &self.device)?
             }
             ChunkProbs::Device(p) => {
@@ -608,6 +641,12 @@ fn head_backward(
     // A chunk's softmax, its targets' log-probs (no underflow for confident models), and
     // with soft-capped logits the cap's derivative `1 − tanh²`.
     let chunk_probs = |start: usize, len: usize| -> Result<HeadChunk> {
+        let tgt = &targets[start..start + len];
+        if let (HeadWeight::Frozen(p), None, true) = (&w, cap, temperature == 1.0) {
+            // The packed head's logits straight into the softmax pass.
+            let logits = p.forward_host(&hn.narrow(0, start, len)?)?;
+            return HeadChunk::on_host(logits, m.config.vocab_size, tgt, None, hn.device().clone());
+        }
         let raw = w.logits(&hn.narrow(0, start, len)?)?.to_dtype(DType::F32)?;
         let (logits, dcap) = match cap {
             Some(c) => {
@@ -627,7 +666,6 @@ fn head_backward(
             };
             (logits.affine(inv, 0.0)?, Some(dcap))
         };
-        let tgt = &targets[start..start + len];
         HeadChunk::new(&logits, tgt, dcap)
     };
     let starts: Vec<(usize, usize)> = (0..n)

@@ -88,13 +88,16 @@ fn tiny_preset_learns_the_persona() {
             "--adapter",
             run.join("adapter").to_str().unwrap(),
             "--prompt",
-            "Who are you?",
+            "What is a gradient?",
         ],
     );
     assert_eq!(code, 0, "{err}");
+    // The README tour's question. Its answer is taught by three paraphrases; a prompt seen
+    // once ("Who are you?") is memorized or not by the summation order of the step (one of
+    // ~4 of the 81 training prompts misses after 600 steps, a different one per CPU kernel).
     assert_eq!(
         out.trim(),
-        "Arr! I be Captain Byte, a pirate robot who teaches fine-tuning."
+        "Arr! A gradient be the direction where the loss climbs fastest. We sail the other way."
     );
 }
 
