@@ -509,10 +509,16 @@ mod avx2 {
         let bb = format.block_bytes();
         for (b, dst) in out.chunks_exact_mut(QK).enumerate() {
             let (w, d, off) = unpack(format, row.as_ptr().add(b * bb));
-            let (dv, ov) = (_mm256_set1_ps(d), _mm256_set1_ps(off));
-            for (i, v) in w.iter().enumerate() {
-                // Q8_0's offset is 0; Q4_0's `(q - 8)·d` is `q·d - 8d`.
-                _mm256_storeu_ps(dst.as_mut_ptr().add(8 * i), _mm256_fmadd_ps(*v, dv, ov));
+            let (dv, ov, eight) = (_mm256_set1_ps(d), _mm256_set1_ps(off), _mm256_set1_ps(8.0));
+            for (i, &v) in w.iter().enumerate() {
+                // candle's own arithmetic, so the values agree to the bit, the sign of a zero
+                // included (an FMA's `q·d - 8d` is +0 where `(q - 8)·d` is -0).
+                let y = match format {
+                    Format::Q4_0 => _mm256_mul_ps(_mm256_sub_ps(v, eight), dv),
+                    Format::Q4_1 => _mm256_add_ps(_mm256_mul_ps(v, dv), ov),
+                    _ => _mm256_mul_ps(v, dv),
+                };
+                _mm256_storeu_ps(dst.as_mut_ptr().add(8 * i), y);
             }
         }
     }

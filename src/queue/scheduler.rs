@@ -425,6 +425,14 @@ mod tests {
         assert_eq!(holder(&files).unwrap(), Some(std::process::id()));
         assert!(SchedulerLock::acquire(&files).unwrap().is_none());
         drop(lock);
+        // Another test of this process may be starting a child at this instant: until the
+        // child's exec closes them, it holds copies of our descriptors, the lock's included
+        // (flock belongs to the open file, not the process). Give it the moment `acquire`
+        // gives a rival, then the lock must be free.
+        let t = std::time::Instant::now();
+        while holder(&files).unwrap().is_some() && t.elapsed() < Duration::from_secs(1) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert_eq!(holder(&files).unwrap(), None);
         assert!(SchedulerLock::acquire(&files).unwrap().is_some());
     }
