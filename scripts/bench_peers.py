@@ -76,7 +76,7 @@ def worker(kind, spec):
     if kind == "sft":
         import bench_train
         a = argparse.Namespace(checkpointing=False, **{k: spec[k] for k in
-                               ("shape", "batch", "seq", "rank", "steps", "warmup", "device", "dtype")})
+                               ("shape", "batch", "seq", "rank", "dropout", "steps", "warmup", "device", "dtype")})
         res = bench_train.torch_bench(a)
     elif kind == "forward":
         import bench_model
@@ -165,25 +165,25 @@ class Bench:
     def sft_tunelab(self):
         s = SFT
         j, wall, rss = self.tunelab_json("bench", "train", "--shape", s["shape"], "--batch", str(s["batch"]),
-                                         "--seq", str(s["seq"]), "--rank", str(s["rank"]),
+                                         "--seq", str(s["seq"]), "--rank", str(s["rank"]), "--dropout", str(self.a.sft_dropout),
                                          "--steps", str(self.a.sft_steps), "--warmup", str(self.a.sft_warmup),
                                          "--device", s["device"], "--dtype", s["dtype"])
         return self._result(j["tokens_per_s"], j, wall, rss)
 
     def sft_peer(self):
-        j, wall, rss = self.worker("sft", steps=self.a.sft_steps, warmup=self.a.sft_warmup, **SFT)
+        j, wall, rss = self.worker("sft", steps=self.a.sft_steps, warmup=self.a.sft_warmup, dropout=self.a.sft_dropout, **SFT)
         return self._result(j["tokens_per_s"], j, wall, rss)
 
     def sft_smollm2_tunelab(self):
         s = SFT_SMOLLM2
         j, wall, rss = self.tunelab_json("bench", "train", "--shape", s["shape"], "--batch", str(s["batch"]),
-                                         "--seq", str(s["seq"]), "--rank", str(s["rank"]),
+                                         "--seq", str(s["seq"]), "--rank", str(s["rank"]), "--dropout", str(self.a.sft_dropout),
                                          "--steps", str(self.smollm2_steps()), "--warmup", "1",
                                          "--device", s["device"], "--dtype", s["dtype"])
         return self._result(j["tokens_per_s"], j, wall, rss)
 
     def sft_smollm2_peer(self):
-        j, wall, rss = self.worker("sft", steps=self.smollm2_steps(), warmup=1, **SFT_SMOLLM2)
+        j, wall, rss = self.worker("sft", steps=self.smollm2_steps(), warmup=1, dropout=self.a.sft_dropout, **SFT_SMOLLM2)
         return self._result(j["tokens_per_s"], j, wall, rss)
 
     def smollm2_steps(self):
@@ -278,11 +278,12 @@ def rows_spec(a):
     """row -> (work, peer name, unit, goal, tunelab fn name, peer fn name, args)."""
     extra = {name: (f"greedy decode {path.stem}, {DECODE_NEW} new tokens, tokens/s", "llama.cpp", "tokens/s", 1.0,
                     "decode_tunelab", "decode_peer", (path,)) for name, path in decode_models(a).items()}
+    drop = f" dropout {a.sft_dropout}" if a.sft_dropout > 0 else ""
     return extra | {
-        "sft": (f"LoRA SFT step, bench-tiny {SFT['batch']}×{SFT['seq']} r{SFT['rank']} f32, {a.sft_steps} steps, tokens/s",
+        "sft": (f"LoRA SFT step, bench-tiny {SFT['batch']}×{SFT['seq']} r{SFT['rank']}{drop} f32, {a.sft_steps} steps, tokens/s",
                 "transformers + PEFT", "tokens/s", 1.5, "sft_tunelab", "sft_peer", ()),
         "sft-smollm2": (f"LoRA SFT step, SmolLM2-135M shape {SFT_SMOLLM2['batch']}×{SFT_SMOLLM2['seq']} "
-                        f"r{SFT_SMOLLM2['rank']} f32, {max(3, a.sft_steps // 4)} steps, tokens/s",
+                        f"r{SFT_SMOLLM2['rank']}{drop} f32, {max(3, a.sft_steps // 4)} steps, tokens/s",
                         "transformers + PEFT", "tokens/s", 1.5, "sft_smollm2_tunelab", "sft_smollm2_peer", ()),
         "forward": (f"forward {FWD_B}×{FWD_T} SmolLM2-135M f32, tokens/s", "transformers", "tokens/s", 1.0,
                     "forward_tunelab", "forward_peer", ()),
@@ -377,6 +378,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2, help="torch and llama.cpp threads")
     ap.add_argument("--sft-steps", type=int, default=20)
     ap.add_argument("--sft-warmup", type=int, default=2)
+    ap.add_argument("--sft-dropout", type=float, default=0.0,
+                    help="LoRA dropout in both SFT rows, on both sides (the presets use 0.05)")
     ap.add_argument("--convert-mb", type=int, default=120, help="size of the generated alpaca file")
     ap.add_argument("--convert-shape", choices=("long", "short"), default="long",
                     help="alpaca record shape (scripts/bench_data.py --shape)")

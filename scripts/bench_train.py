@@ -42,7 +42,7 @@ def torch_bench(a):
     if a.checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
-    model = get_peft_model(model, LoraConfig(r=a.rank, lora_alpha=2 * a.rank, lora_dropout=0.0,
+    model = get_peft_model(model, LoraConfig(r=a.rank, lora_alpha=2 * a.rank, lora_dropout=getattr(a, "dropout", 0.0),
                                              target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
                                              task_type="CAUSAL_LM"))
     model.train()
@@ -81,6 +81,7 @@ def main():
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--rank", type=int, default=8)
+    p.add_argument("--dropout", type=float, default=0.0, help="LoRA dropout on both sides")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--device", default="cpu")
@@ -93,7 +94,7 @@ def main():
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     args = ["bench", "train", "--shape", a.shape, "--batch", str(a.batch), "--seq", str(a.seq), "--rank", str(a.rank),
-            "--steps", str(a.steps), "--warmup", str(a.warmup), "--device", a.device, "--dtype", a.dtype, "--json"]
+            "--dropout", str(a.dropout), "--steps", str(a.steps), "--warmup", str(a.warmup), "--device", a.device, "--dtype", a.dtype, "--json"]
     if a.checkpointing:
         args.append("--checkpointing")
     if a.autograd:

@@ -89,6 +89,9 @@ pub enum BenchCommand {
         /// The LoRA rank (alpha is twice it), on every linear layer.
         #[arg(long, default_value_t = 8)]
         rank: usize,
+        /// LoRA dropout (the presets use 0.05), a fresh mask every step.
+        #[arg(long, default_value_t = 0.0)]
+        dropout: f64,
         /// Timed optimizer steps (after `--warmup` untimed ones).
         #[arg(long, default_value_t = 10)]
         steps: usize,
@@ -238,6 +241,7 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         batch,
         seq,
         rank,
+        dropout,
         steps,
         warmup,
         device,
@@ -291,7 +295,7 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     let lora_cfg = LoraConfig {
         r: rank,
         alpha: 2.0 * rank as f64,
-        dropout: 0.0,
+        dropout,
         target_modules: vec!["all-linear".into()],
         use_rslora: false,
     };
@@ -372,13 +376,16 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     )?;
     let mut grads = Grads::new(vars.iter().map(|(_, v)| v.clone()).collect());
     let mut peak = 0u64;
+    let mut step_no = 0u64;
     let mut one_step = |grads: &mut Grads| -> anyhow::Result<f64> {
+        step_no += 1;
+        let dropout_seed = (dropout > 0.0).then_some(step_no);
         let l = match &dpo {
             Some(d) => {
                 let window = d.window(&items);
                 let args = tunelab::train::micro::StepArgs {
                     window_targets: window.units,
-                    dropout_seed: None,
+                    dropout_seed,
                     checkpointing,
                     autograd,
                     temperature: 1.0,
@@ -388,7 +395,7 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             None => {
                 let args = tunelab::train::micro::StepArgs {
                     window_targets: mb.targets,
-                    dropout_seed: None,
+                    dropout_seed,
                     checkpointing,
                     autograd,
                     temperature: 1.0,
@@ -426,7 +433,7 @@ fn train(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             json!({"tokens_per_s": tps, "objective": objective.to_string(), "pairs_per_s": pairs_per_s,
                    "precompute_ref": precompute_ref, "precompute_s": precompute_s,
                    "steps_per_s": steps as f64 / secs,
-                   "shape": shape, "batch": batch, "seq": seq, "rank": rank,
+                   "shape": shape, "batch": batch, "seq": seq, "rank": rank, "dropout": dropout,
                    "steps": steps, "seconds": secs, "device": device.to_string(), "dtype": dtype.to_string(),
                    "checkpointing": checkpointing, "autograd": autograd, "last_loss": loss,
                    "quantization": quantization.to_string(), "base_bytes": quant.base_bytes,

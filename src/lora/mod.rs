@@ -133,25 +133,13 @@ impl LoraPair {
     }
 }
 
-/// Inverted dropout with a mask from a seeded RNG (candle cannot seed its CPU RNG).
+/// Inverted dropout under `seed`, differentiable in `x` (the autograd path; the mask is
+/// [`crate::ops::dropout::Dropout`]'s, the hand-written step's).
 pub fn dropout(x: &Tensor, p: f64, seed: u64) -> Result<Tensor> {
-    x * dropout_mask(x, p, seed)?
-}
-
-/// The mask [`dropout`] multiplies by: 0 or 1/(1-p) per element, from `seed`.
-pub fn dropout_mask(x: &Tensor, p: f64, seed: u64) -> Result<Tensor> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let keep = 1.0 - p;
-    let mask: Vec<f32> = (0..x.elem_count())
-        .map(|_| {
-            if rng.random::<f64>() < keep {
-                (1.0 / keep) as f32
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())
+    match crate::ops::dropout::Dropout::new(p, seed) {
+        Some(d) => x * d.mask(x.shape(), x.device(), x.dtype())?,
+        None => Ok(x.clone()),
+    }
 }
 
 /// The dropout seed of module `module` (0–6, q to down) in layer `layer` for a forward with

@@ -68,6 +68,7 @@ macro_rules! dispatch {
         }
     };
 }
+pub(crate) use dispatch;
 
 // `out[j] = Σ_i x[i]·a[j·k + i]` for `k = x.len()`: a row's dot products with the rows of a
 // rank-r factor (LoRA's `x·Aᵀ`), sixteen lanes of accumulators.
@@ -318,7 +319,7 @@ dispatch!(silu_piece, (z: &[f32], y: &mut [f32]) -> (), {
 });
 
 /// An output element before its kernel writes it.
-type Uninit = std::mem::MaybeUninit<f32>;
+pub(crate) type Uninit = std::mem::MaybeUninit<f32>;
 
 /// `n` values written by `fill`, which is handed them uninitialized: a buffer is not zeroed
 /// only to be overwritten (zeroing the step's fresh outputs was ~2% of the CPU SFT step).

@@ -15,6 +15,7 @@ use rayon::prelude::*;
 use std::sync::Arc;
 
 pub mod bmm;
+pub mod dropout;
 pub mod fastmath;
 #[cfg(target_arch = "x86_64")]
 mod kquant;
@@ -316,7 +317,7 @@ fn host_f32(x: &Tensor) -> bool {
 
 /// `f` over the values of `ts` when every one is f32 on the CPU (a strided view is made
 /// contiguous first); `None` otherwise, for the caller's tensor ops.
-fn on_host<R>(ts: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> R) -> Result<Option<R>> {
+pub(crate) fn on_host<R>(ts: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> R) -> Result<Option<R>> {
     if !ts.iter().all(|t| host_f32(t)) {
         return Ok(None);
     }

@@ -8,12 +8,13 @@
 use super::grads::Grads;
 use super::micro::{Head, MicroLoss, StepArgs, TargetLogps};
 use crate::batch::MicroBatch;
-use crate::lora::{dropout_mask, module_seed};
+use crate::lora::module_seed;
 use crate::model::config::Activation;
 use crate::model::decoder::{
     repeat_kv, rope_partial, split_last, Block, Linear, Model, Prepared, Weight,
 };
 use crate::ops::bmm::{bmm, bmm_causal, Causal};
+use crate::ops::dropout::Dropout;
 use crate::ops::fastmath::Gate;
 use crate::ops::lowrank;
 use crate::ops::{
@@ -31,8 +32,9 @@ fn unpermute(g: &Tensor, perm: &Tensor) -> Result<Tensor> {
 /// What a projection keeps for its backward.
 struct LinSaved {
     x: Tensor,
-    /// LoRA: the (dropped-out) f32 input, `u = x_d Aᵀ`, and the dropout mask.
-    lora: Option<(Tensor, Tensor, Option<Tensor>)>,
+    /// LoRA: the (dropped-out) f32 input, `u = x_d Aᵀ`, and the dropout whose mask the
+    /// backward draws again.
+    lora: Option<(Tensor, Tensor, Option<Dropout>)>,
 }
 
 fn lin_forward(
@@ -45,16 +47,14 @@ fn lin_forward(
     let lora = match (&l.lora, lora_on) {
         (Some(p), true) => {
             let xf = x.to_dtype(DType::F32)?;
-            let (xd, mask) = match seed {
-                Some(s) if p.dropout > 0.0 => {
-                    let m = dropout_mask(&xf, p.dropout, s)?;
-                    ((&xf * &m)?, Some(m))
-                }
-                _ => (xf, None),
+            let drop = seed.and_then(|s| Dropout::new(p.dropout, s));
+            let xd = match &drop {
+                Some(d) => d.apply(&xf)?,
+                None => xf,
             };
             // Detached views of the parameters: no autograd graph is recorded on this path.
             let u = crate::ops::lowrank::times_t(&xd, &p.a.as_tensor().detach())?;
-            Some((p, xd, u, mask))
+            Some((p, xd, u, drop))
         }
         _ => None,
     };
@@ -85,14 +85,14 @@ fn lin_forward(
         x: x.clone(),
         lora: None,
     };
-    if let Some((p, xd, u, mask)) = lora {
+    if let Some((p, xd, u, drop)) = lora {
         if !fused {
             // Scale the rank-r product, not the [N, out] one.
             let bm = p.b.as_tensor().detach();
             let delta = (&u * p.scale)?.broadcast_matmul(&bm.t()?)?;
             y = (y + delta.to_dtype(x.dtype())?)?;
         }
-        saved.lora = Some((xd, u, mask));
+        saved.lora = Some((xd, u, drop));
     }
     Ok((y, saved))
 }
@@ -116,7 +116,7 @@ fn lin_grads(
     let g = g.contiguous()?;
     // LoRA's gradients first; `du` (scaled) then joins the base's input gradient.
     let lora = match (&l.lora, &s.lora) {
-        (Some(p), Some((xd, u, mask))) => {
+        (Some(p), Some((xd, u, drop))) => {
             let (r, inp, out) = (u.dim(D::Minus1)?, xd.dim(D::Minus1)?, g.dim(D::Minus1)?);
             let gf = g.to_dtype(DType::F32)?.reshape(((), out))?;
             let u2 = u.reshape(((), r))?;
@@ -125,7 +125,7 @@ fn lin_grads(
             grads.add(&p.b, (lowrank::t_times(&u2, &gf)?.t()? * p.scale)?)?;
             let du = (lowrank::times(&gf, &p.b.as_tensor().detach())? * p.scale)?;
             grads.add(&p.a, lowrank::t_times(&du, &x2)?)?;
-            Some((p.a.as_tensor().detach(), du, mask))
+            Some((p.a.as_tensor().detach(), du, drop))
         }
         _ => None,
     };
@@ -146,11 +146,10 @@ fn lin_grads(
                 w => g.broadcast_matmul(&w.matrix(g.dtype())?)?,
             };
             match lora {
-                Some((a, du, mask)) => {
-                    let mut dxd = du.matmul(&a)?.reshape(s.x.shape())?;
-                    if let Some(m) = mask {
-                        dxd = (dxd * m)?;
-                    }
+                // `(du·A) ⊙ mask` added in one pass, the mask drawn again.
+                Some((a, du, Some(d))) => d.add_lowrank(&base, &du, &a)?,
+                Some((a, du, None)) => {
+                    let dxd = du.matmul(&a)?.reshape(s.x.shape())?;
                     (base + dxd.to_dtype(g.dtype())?)?
                 }
                 None => base,
