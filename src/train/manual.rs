@@ -32,9 +32,21 @@ fn unpermute(g: &Tensor, perm: &Tensor) -> Result<Tensor> {
 /// What a projection keeps for its backward.
 struct LinSaved {
     x: Tensor,
-    /// LoRA: the (dropped-out) f32 input, `u = x_d Aᵀ`, and the dropout whose mask the
-    /// backward draws again.
-    lora: Option<(Tensor, Tensor, Option<Dropout>)>,
+    /// LoRA: `u = x_d Aᵀ`, and the dropout whose mask the backward draws again. The
+    /// dropped-out f32 input `x_d` is not kept: the backward derives it from `x` again (one
+    /// parallel pass), where keeping it cost an f32 copy of the input per adapted projection
+    /// (three of one `x` for q, k and v).
+    lora: Option<(Tensor, Option<Dropout>)>,
+}
+
+/// LoRA's input: `x` in f32, dropped out when training with dropout (the same bits on
+/// every call, so the backward derives it again instead of keeping it).
+fn lora_input(x: &Tensor, drop: Option<&Dropout>) -> Result<Tensor> {
+    let xf = x.to_dtype(DType::F32)?;
+    match drop {
+        Some(d) => d.apply(&xf),
+        None => Ok(xf),
+    }
 }
 
 fn lin_forward(
@@ -46,15 +58,11 @@ fn lin_forward(
     // LoRA's rank-r input `u = x_d Aᵀ` first: a packed base takes the delta in its own pass.
     let lora = match (&l.lora, lora_on) {
         (Some(p), true) => {
-            let xf = x.to_dtype(DType::F32)?;
             let drop = seed.and_then(|s| Dropout::new(p.dropout, s));
-            let xd = match &drop {
-                Some(d) => d.apply(&xf)?,
-                None => xf,
-            };
+            let xd = lora_input(x, drop.as_ref())?;
             // Detached views of the parameters: no autograd graph is recorded on this path.
             let u = crate::ops::lowrank::times_t(&xd, &p.a.as_tensor().detach())?;
-            Some((p, xd, u, drop))
+            Some((p, u, drop))
         }
         _ => None,
     };
@@ -62,7 +70,7 @@ fn lin_forward(
     // Q4_0/Q4_1/Q8_0 blocks are multiplied as they are (no dequantized copy); the rest
     // dequantize for this product only.
     let (fast, fused) = match (&l.weight, &lora) {
-        (Weight::Panels(w), Some((p, _, u, _))) if f32_in && l.out_perm.is_none() => {
+        (Weight::Panels(w), Some((p, u, _))) if f32_in && l.out_perm.is_none() => {
             let b = p.b.as_tensor().detach();
             (Some(w.forward_lora(x, u, &b, p.scale)?), true)
         }
@@ -85,14 +93,14 @@ fn lin_forward(
         x: x.clone(),
         lora: None,
     };
-    if let Some((p, xd, u, drop)) = lora {
+    if let Some((p, u, drop)) = lora {
         if !fused {
             // Scale the rank-r product, not the [N, out] one.
             let bm = p.b.as_tensor().detach();
             let delta = (&u * p.scale)?.broadcast_matmul(&bm.t()?)?;
             y = (y + delta.to_dtype(x.dtype())?)?;
         }
-        saved.lora = Some((xd, u, drop));
+        saved.lora = Some((u, drop));
     }
     Ok((y, saved))
 }
@@ -116,7 +124,8 @@ fn lin_grads(
     let g = g.contiguous()?;
     // LoRA's gradients first; `du` (scaled) then joins the base's input gradient.
     let lora = match (&l.lora, &s.lora) {
-        (Some(p), Some((xd, u, drop))) => {
+        (Some(p), Some((u, drop))) => {
+            let xd = lora_input(&s.x, drop.as_ref())?;
             let (r, inp, out) = (u.dim(D::Minus1)?, xd.dim(D::Minus1)?, g.dim(D::Minus1)?);
             let gf = g.to_dtype(DType::F32)?.reshape(((), out))?;
             let u2 = u.reshape(((), r))?;
@@ -125,7 +134,7 @@ fn lin_grads(
             grads.add(&p.b, (lowrank::t_times(&u2, &gf)?.t()? * p.scale)?)?;
             let du = (lowrank::times(&gf, &p.b.as_tensor().detach())? * p.scale)?;
             grads.add(&p.a, lowrank::t_times(&du, &x2)?)?;
-            Some((p.a.as_tensor().detach(), du, drop))
+            Some((p.a.as_tensor().detach(), du, *drop))
         }
         _ => None,
     };
