@@ -119,7 +119,7 @@ impl LoraPair {
     pub fn delta(&self, x: &Tensor, dropout_seed: Option<u64>) -> Result<Tensor> {
         let dt = x.dtype();
         let mut x = x.to_dtype(DType::F32)?;
-        if let (Some(seed), true) = (dropout_seed, self.dropout > 0.0) {
+        if let Some(seed) = dropout_seed {
             x = dropout(&x, self.dropout, seed)?;
         }
         let h = x.broadcast_matmul(&self.a.as_tensor().t()?)?;
